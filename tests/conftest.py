@@ -1,0 +1,97 @@
+"""Shared fixtures: the real photos in ../shared, and small data sets made from them.
+
+The session-scoped data sets are shared by every test that asks for them: treat them as read-only
+and copy them (`shutil.copytree`) before adding, removing or touching files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+SMALL_TRAIN_PER_CLASS = 12
+SMALL_VALIDATION_PER_CLASS = 6
+FLAT_PER_CLASS = 10
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The read-only `../shared` folder beside the project root."""
+    path = Path(__file__).resolve().parents[1].parent / "shared"
+    if not path.is_dir():
+        pytest.skip(f"../shared not found: expected the shared data and guides at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def catsdogs_dir(shared_dir: Path) -> Path:
+    """The real cats-and-dogs set: train/{cats,dogs} (1000 + 999), validation/{cats,dogs} (250 + 250)."""
+    path = shared_dir / "data" / "catsdogs"
+    if not (path / "train").is_dir() or not (path / "validation").is_dir():
+        pytest.skip(f"../shared not found: no catsdogs data set at {path}")
+    return path
+
+
+def _first_photos(folder: Path, start: int, count: int) -> list[Path]:
+    photos = sorted(path for path in folder.iterdir() if path.suffix.lower() == ".jpg")
+    chosen = photos[start : start + count]
+    if len(chosen) < count:
+        pytest.skip(f"../shared not found: {folder} has fewer than {start + count} photos")
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def small_catsdogs(tmp_path_factory, catsdogs_dir: Path) -> Path:
+    """A copy of 12 train + 6 validation real photos per class: train/{cats,dogs}, validation/{cats,dogs}."""
+    root = tmp_path_factory.mktemp("small_catsdogs")
+    for split, count in (("train", SMALL_TRAIN_PER_CLASS), ("validation", SMALL_VALIDATION_PER_CLASS)):
+        for name in ("cats", "dogs"):
+            target = root / split / name
+            target.mkdir(parents=True)
+            for photo in _first_photos(catsdogs_dir / split / name, 0, count):
+                shutil.copy2(photo, target / photo.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def flat_small(tmp_path_factory, catsdogs_dir: Path) -> Path:
+    """A flat layout of 3 classes of 10 photos: cats/, dogs/, and greys/ (other cats as grey RGB)."""
+    root = tmp_path_factory.mktemp("flat_small")
+    for name in ("cats", "dogs"):
+        (root / name).mkdir()
+        for photo in _first_photos(catsdogs_dir / "train" / name, 0, FLAT_PER_CLASS):
+            shutil.copy2(photo, root / name / photo.name)
+    (root / "greys").mkdir()
+    for photo in _first_photos(catsdogs_dir / "train" / "cats", FLAT_PER_CLASS, FLAT_PER_CLASS):
+        with Image.open(photo) as image:
+            grey = image.convert("L").convert("RGB")
+        grey.save(root / "greys" / f"grey.{photo.name}", "JPEG", quality=90)
+    return root
+
+
+@pytest.fixture
+def seeded_bad_catsdogs(tmp_path: Path, small_catsdogs: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of `small_catsdogs` plus three unusable files.
+
+    Returns:
+        The folder, and the bad files' resolved paths -> a word their rejection reason must contain.
+    """
+    root = tmp_path / "seeded"
+    shutil.copytree(small_catsdogs, root)
+    empty = root / "train" / "cats" / "empty.jpg"
+    empty.write_bytes(b"")
+    text = root / "train" / "dogs" / "notes.jpg"
+    text.write_text("These are my notes about the dogs, not a photo.\n")
+    photo = next(iter(sorted((small_catsdogs / "validation" / "cats").iterdir())))
+    data = photo.read_bytes()
+    truncated = root / "validation" / "cats" / "cut.jpg"
+    truncated.write_bytes(data[: len(data) // 2])
+    expected = {
+        str(empty.resolve()): "empty",
+        str(text.resolve()): "text",
+        str(truncated.resolve()): "truncated",
+    }
+    return root, expected

@@ -1,0 +1,357 @@
+"""Data set scanning, splitting, fingerprinting and the tf.data pipeline (tlcore.data)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlcore import data, images
+
+
+def _copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def _photos(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.suffix == ".jpg")
+
+
+def _validation_by_class(scan: data.DatasetScan) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {name: set() for name in scan.classes}
+    for sample in scan.splits["validation"]:
+        found[scan.classes[sample.label]].add(Path(sample.path).name)
+    return found
+
+
+# --- the real data set ------------------------------------------------------------------------
+
+
+def test_scan_real_catsdogs(catsdogs_dir):
+    scan = data.scan(catsdogs_dir)
+    assert scan.layout == "splits"
+    assert scan.classes == ("cats", "dogs")
+    assert scan.counts() == {
+        "train": {"cats": 1000, "dogs": 999},
+        "validation": {"cats": 250, "dogs": 250},
+    }
+    assert scan.rejected == ()
+    # Labels follow the class folders.
+    for split in ("train", "validation"):
+        for path, label in zip(scan.paths(split), scan.labels(split)):
+            assert Path(path).parent.name == scan.classes[label]
+
+
+# --- bad and foreign files --------------------------------------------------------------------
+
+
+def test_seeded_bad_files_are_rejected_with_reasons(seeded_bad_catsdogs):
+    root, expected = seeded_bad_catsdogs
+    scan = data.scan(root)
+    rejected = {item.path: item.reason for item in scan.rejected}
+    assert set(rejected) == set(expected)
+    for path, word in expected.items():
+        assert word in rejected[path].lower(), (path, rejected[path])
+    assert scan.counts() == {"train": {"cats": 12, "dogs": 12}, "validation": {"cats": 6, "dogs": 6}}
+    usable = {path for split in scan.splits for path in scan.paths(split)}
+    assert not usable & set(expected)
+
+
+def test_non_image_extension_and_loose_files_are_rejected(tmp_path, small_catsdogs):
+    root = _copy(small_catsdogs, tmp_path / "set")
+    notes = root / "train" / "cats" / "notes.txt"
+    notes.write_text("not a photo")
+    loose = root / "train" / "stray.jpg"
+    shutil.copy(_photos(root / "train" / "cats")[0], loose)
+    rejected = {item.path: item.reason for item in data.scan(root).rejected}
+    assert set(rejected) == {str(notes.resolve()), str(loose.resolve())}
+    assert "not an image file" in rejected[str(notes.resolve())]
+    assert "outside any class folder" in rejected[str(loose.resolve())]
+
+
+def _add_debris(folder: Path) -> None:
+    """What a Mac or Windows leaves in a copied folder or zip."""
+    junk = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "  # an AppleDouble header
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(64))
+    (folder / "Thumbs.db").write_bytes(bytes(64))
+    macosx = folder / "__MACOSX"
+    for class_folder in [path for path in folder.rglob("*") if path.is_dir() and "__MACOSX" not in path.parts]:
+        (class_folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+        (class_folder / "Thumbs.db").write_bytes(bytes(32))
+        for photo in _photos(class_folder)[:2]:
+            (class_folder / f"._{photo.name}").write_bytes(junk)
+            shadow = macosx / class_folder.relative_to(folder) / f"._{photo.name}"
+            shadow.parent.mkdir(parents=True, exist_ok=True)
+            shadow.write_bytes(junk)
+
+
+def test_macos_and_windows_debris_is_ignored_in_splits_layout(tmp_path, small_catsdogs):
+    root = _copy(small_catsdogs, tmp_path / "set")
+    _add_debris(root)
+    assert (root / "__MACOSX" / "train" / "cats").is_dir()
+    scan = data.scan(root)
+    assert scan.classes == ("cats", "dogs")
+    assert scan.rejected == ()
+    assert scan.counts() == data.scan(small_catsdogs).counts()
+
+
+def test_macos_debris_is_ignored_in_flat_layout(tmp_path, flat_small):
+    root = _copy(flat_small, tmp_path / "set")
+    _add_debris(root)
+    scan = data.scan(root)
+    assert scan.classes == ("cats", "dogs", "greys")
+    assert scan.rejected == ()
+    assert sum(len(samples) for samples in scan.splits.values()) == 30
+
+
+def test_a_wrapper_folder_is_looked_through(tmp_path, small_catsdogs, flat_small):
+    # As a zip made on a Mac unpacks: archive/<layout> beside __MACOSX/.
+    for source in (small_catsdogs, flat_small):
+        outer = tmp_path / source.name
+        inner = _copy(source, outer / "archive" / "pets")
+        (outer / "__MACOSX" / "archive").mkdir(parents=True)
+        (outer / "__MACOSX" / "archive" / "._pets").write_bytes(b"junk")
+        (outer / ".DS_Store").write_bytes(b"junk")
+        wrapped, direct = data.scan(outer), data.scan(source)
+        assert wrapped.root == str(inner.resolve())
+        assert wrapped.layout == direct.layout
+        assert wrapped.classes == direct.classes
+        assert wrapped.counts() == direct.counts()
+
+
+# --- the flat layout's split ------------------------------------------------------------------
+
+
+def test_flat_split_is_stratified_disjoint_and_complete(flat_small):
+    scan = data.scan(flat_small, validation_fraction=0.3, seed=7)
+    assert scan.layout == "flat"
+    assert scan.classes == ("cats", "dogs", "greys")
+    assert set(scan.splits) == {"train", "validation"}
+    assert scan.counts() == {
+        "train": {"cats": 7, "dogs": 7, "greys": 7},
+        "validation": {"cats": 3, "dogs": 3, "greys": 3},
+    }
+    train, validation = set(scan.paths("train")), set(scan.paths("validation"))
+    assert not train & validation
+    every_file = {str(path) for path in Path(flat_small).resolve().glob("*/*.jpg")}
+    assert train | validation == every_file
+    for split in ("train", "validation"):
+        for path, label in zip(scan.paths(split), scan.labels(split)):
+            assert Path(path).parent.name == scan.classes[label]
+
+
+@pytest.mark.parametrize(
+    "fraction, held_out",
+    [(0.1, 1), (0.38, 4), (0.5, 5), (0.8, 8),
+     (0.01, 1),  # at least one image per class to validate on
+     (0.99, 9)],  # ... and at least one to train on
+)
+def test_flat_split_holds_out_the_given_fraction(flat_small, fraction, held_out):
+    """10 images per class: the nearest whole number of images to the fraction is held out."""
+    counts = data.scan(flat_small, validation_fraction=fraction).counts()
+    assert counts["validation"] == {"cats": held_out, "dogs": held_out, "greys": held_out}
+    assert counts["train"] == {"cats": 10 - held_out, "dogs": 10 - held_out, "greys": 10 - held_out}
+
+
+def test_flat_split_is_deterministic_for_a_seed(flat_small):
+    first = data.scan(flat_small, seed=11)
+    again = data.scan(flat_small, seed=11)
+    other = data.scan(flat_small, seed=12)
+    assert first.splits == again.splits
+    assert _validation_by_class(first) != _validation_by_class(other)
+    # Each class is shuffled on its own, not only the first one.
+    changed = [name for name in first.classes
+               if _validation_by_class(first)[name] != _validation_by_class(other)[name]]
+    assert len(changed) >= 2
+
+
+def test_adding_a_class_does_not_reshuffle_the_others(tmp_path, flat_small):
+    root = _copy(flat_small, tmp_path / "set")
+    before = _validation_by_class(data.scan(root, seed=3))
+    # A class that sorts first shifts every other class's index.
+    (root / "aardvarks").mkdir()
+    for photo in _photos(root / "dogs"):
+        shutil.copy(photo, root / "aardvarks" / photo.name)
+    after = _validation_by_class(data.scan(root, seed=3))
+    assert {name: after[name] for name in before} == before
+
+
+# --- data sets that cannot be used ------------------------------------------------------------
+
+
+def _make_splits(root: Path, source: Path, layout: dict[str, list[str]]) -> Path:
+    for split, classes in layout.items():
+        for name in classes:
+            target = root / split / name
+            target.mkdir(parents=True)
+            for photo in _photos(source)[:3]:
+                shutil.copy(photo, target / photo.name)
+    return root
+
+
+def test_one_class_only_is_refused(tmp_path, flat_small, small_catsdogs):
+    flat = tmp_path / "flat"
+    _copy(flat_small / "cats", flat / "cats")
+    with pytest.raises(data.DatasetError, match=r"1 class folder\(s\) \['cats'\]; at least 2"):
+        data.scan(flat)
+    splits = _make_splits(tmp_path / "splits", small_catsdogs / "train" / "dogs",
+                          {"train": ["dogs"], "validation": ["dogs"]})
+    with pytest.raises(data.DatasetError, match="at least 2 are needed"):
+        data.scan(splits)
+
+
+def test_class_missing_from_validation_is_refused(tmp_path, small_catsdogs):
+    root = _make_splits(tmp_path / "set", small_catsdogs / "train" / "cats",
+                        {"train": ["birds", "cats", "dogs"], "validation": ["cats", "dogs"]})
+    with pytest.raises(data.DatasetError, match=r"\['birds'\] missing from the validation split"):
+        data.scan(root)
+
+
+def test_empty_class_is_refused(tmp_path, flat_small, small_catsdogs):
+    flat = _copy(flat_small, tmp_path / "flat")
+    (flat / "hamsters").mkdir()
+    with pytest.raises(data.DatasetError, match="hamsters") as caught:
+        data.scan(flat)
+    assert "no usable image" in str(caught.value)
+
+    splits = _copy(small_catsdogs, tmp_path / "splits")
+    for photo in (splits / "validation" / "dogs").iterdir():
+        photo.unlink()
+    with pytest.raises(data.DatasetError, match=r"\['dogs'\] have no usable image in the validation split"):
+        data.scan(splits)
+
+
+def test_class_of_only_bad_files_is_refused(tmp_path, flat_small):
+    root = _copy(flat_small, tmp_path / "flat")
+    (root / "ghosts").mkdir()
+    (root / "ghosts" / "a.jpg").write_bytes(b"")
+    (root / "ghosts" / "b.jpg").write_text("boo")
+    with pytest.raises(data.DatasetError, match="ghosts"):
+        data.scan(root)
+
+
+def test_not_a_folder_is_refused(tmp_path):
+    file = tmp_path / "cats.zip"
+    file.write_bytes(b"PK\x05\x06" + bytes(18))
+    for path in (file, tmp_path / "missing"):
+        with pytest.raises(data.DatasetError, match="not a folder") as caught:
+            data.scan(path)
+        assert path.name in str(caught.value)
+
+
+def test_train_without_validation_is_refused(tmp_path, small_catsdogs):
+    root = tmp_path / "set"
+    _copy(small_catsdogs / "train", root / "train")
+    with pytest.raises(data.DatasetError, match="no validation folder"):
+        data.scan(root)
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.2, 1.5])
+def test_validation_fraction_out_of_range_is_refused(flat_small, fraction):
+    with pytest.raises(ValueError, match=repr(fraction).replace(".", r"\.")):
+        data.scan(flat_small, validation_fraction=fraction)
+
+
+def test_asking_for_a_missing_split_names_the_ones_there(small_catsdogs):
+    with pytest.raises(ValueError, match="'test'"):
+        data.scan(small_catsdogs).paths("test")
+
+
+# --- fingerprint ------------------------------------------------------------------------------
+
+
+def test_fingerprint_follows_the_files(tmp_path, small_catsdogs):
+    root = _copy(small_catsdogs, tmp_path / "set")
+    first = data.fingerprint(data.scan(root))
+    assert len(first) == 16 and int(first, 16) >= 0
+    assert data.fingerprint(data.scan(root)) == first
+
+    photo = _photos(root / "train" / "cats")[0]
+    stat = photo.stat()
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    touched = data.fingerprint(data.scan(root))
+    assert touched != first
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert data.fingerprint(data.scan(root)) == first
+
+    shutil.copy(photo, root / "train" / "cats" / "another.jpg")
+    added = data.fingerprint(data.scan(root))
+    assert added not in (first, touched)
+
+
+def test_fingerprint_follows_the_split(flat_small):
+    assert data.fingerprint(data.scan(flat_small, seed=1)) == data.fingerprint(data.scan(flat_small, seed=1))
+    assert data.fingerprint(data.scan(flat_small, seed=1)) != data.fingerprint(data.scan(flat_small, seed=2))
+
+
+# --- feeding Keras ----------------------------------------------------------------------------
+
+
+def test_load_images_matches_the_decoder(small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("validation")
+    batch = data.load_images(paths, 48, workers=2)
+    assert batch.shape == (len(paths), 48, 48, 3) and batch.dtype == np.uint8
+    for index, path in enumerate(paths):
+        assert np.array_equal(batch[index], images.load_resized(path, 48))
+
+
+def test_encode_labels():
+    assert np.array_equal(data.encode_labels(np.array([0, 1, 1]), 2), np.array([0.0, 1.0, 1.0], "float32"))
+    one_hot = data.encode_labels(np.array([2, 0]), 3)
+    assert one_hot.dtype == np.float32
+    assert np.array_equal(one_hot, np.array([[0, 0, 1], [1, 0, 0]], "float32"))
+
+
+def _batches(dataset) -> list:
+    return [tuple(np.asarray(part) for part in batch) if isinstance(batch, tuple) else np.asarray(batch)
+            for batch in dataset]
+
+
+def test_make_dataset_binary(small_catsdogs):
+    scan = data.scan(small_catsdogs)
+    paths, labels = scan.paths("train"), scan.labels("train")
+    batches = _batches(data.make_dataset(paths, labels, num_classes=2, image_size=40, batch_size=5))
+    assert [len(targets) for _, targets in batches] == [5, 5, 5, 5, 4]
+    pixels = np.concatenate([batch for batch, _ in batches])
+    targets = np.concatenate([targets for _, targets in batches])
+    for batch, batch_targets in batches:
+        assert batch.dtype == np.float32 and batch.shape[1:] == (40, 40, 3)
+        assert batch_targets.dtype == np.float32 and batch_targets.ndim == 1
+    assert pixels.min() >= 0 and pixels.max() <= 255 and pixels.max() > 1  # [0, 255], not rescaled
+    assert np.array_equal(targets, labels.astype("float32"))
+    assert np.array_equal(pixels, data.load_images(paths, 40).astype("float32"))
+
+
+def test_make_dataset_one_hot_for_three_classes(flat_small):
+    scan = data.scan(flat_small)
+    paths, labels = scan.paths("train"), scan.labels("train")
+    batches = _batches(data.make_dataset(paths, labels, num_classes=3, image_size=32, batch_size=8))
+    targets = np.concatenate([batch_targets for _, batch_targets in batches])
+    assert targets.shape == (len(paths), 3) and targets.dtype == np.float32
+    assert np.array_equal(targets.sum(axis=1), np.ones(len(paths)))
+    assert np.array_equal(targets.argmax(axis=1), labels)
+
+
+def test_make_dataset_shuffle_keeps_images_with_their_labels(flat_small):
+    scan = data.scan(flat_small)
+    paths, labels = scan.paths("train"), scan.labels("train")
+    label_of = {image.tobytes(): label for image, label in zip(data.load_images(paths, 24), labels)}
+    assert len(label_of) == len(paths)
+    dataset = data.make_dataset(paths, labels, num_classes=3, image_size=24, batch_size=6, shuffle=True, seed=5)
+    order = []
+    for batch, targets in _batches(dataset):
+        for image, target in zip(batch, targets):
+            assert label_of[image.astype(np.uint8).tobytes()] == target.argmax()
+            order.append(image.astype(np.uint8).tobytes())
+    assert sorted(order) == sorted(label_of)
+    assert order != [image.tobytes() for image in data.load_images(paths, 24)]
+
+
+def test_make_dataset_images_only(small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("validation")
+    batches = _batches(data.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=4))
+    assert [batch.shape for batch in batches] == [(4, 32, 32, 3)] * 3

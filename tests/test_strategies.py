@@ -1,0 +1,284 @@
+"""The strategies on small real photos: run folder contract, multi-class, fine-tuning, reloading."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tlcore import backbones, predict, runs, strategies, worker
+from tlcore.config import AugmentationConfig, TrainConfig
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CATSDOGS = SHARED / "data" / "catsdogs"
+
+
+def _link_subset(source: Path, destination: Path, count: int) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir())[:count]:
+        (destination / path.name).symlink_to(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """8 train + 4 validation real photos per class of cats vs dogs."""
+    if not CATSDOGS.is_dir():
+        pytest.skip(f"shared test data not found at {CATSDOGS}")
+    root = tmp_path_factory.mktemp("tiny")
+    for split, count in (("train", 8), ("validation", 4)):
+        for name in ("cats", "dogs"):
+            _link_subset(CATSDOGS / split / name, root / split / name, count)
+    return root
+
+
+@pytest.fixture(scope="module")
+def three_classes(tmp_path_factory) -> Path:
+    """A flat layout of 3 classes: cats, dogs, and the cats in greyscale (a real visual difference)."""
+    if not CATSDOGS.is_dir():
+        pytest.skip(f"shared test data not found at {CATSDOGS}")
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("three")
+    _link_subset(CATSDOGS / "train" / "cats", root / "cats", 8)
+    _link_subset(CATSDOGS / "train" / "dogs", root / "dogs", 8)
+    (root / "greys").mkdir()
+    for path in sorted((CATSDOGS / "train" / "cats").iterdir())[100:108]:
+        Image.open(path).convert("L").convert("RGB").save(root / "greys" / path.name)
+    return root
+
+
+def tiny_config(data_dir: Path, **overrides) -> TrainConfig:
+    values = dict(data_dir=str(data_dir), backbone="vgg16", weights="none", image_size=32, epochs=1,
+                  fine_tuning_epochs=1, batch_size=4, head="flatten", learning_rate=1e-4)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def train_run(config: TrainConfig, runs_dir: Path) -> runs.Run:
+    run = runs.create(config, runs_dir)
+    status = worker.execute(run, runs_dir=runs_dir)
+    assert status["state"] == "done", status
+    return run
+
+
+@pytest.mark.parametrize("strategy", ["feature_extraction", "frozen_augmented", "fine_tuning", "scratch"])
+def test_each_strategy_fills_the_run_folder(tiny_data, tmp_path, strategy):
+    run = train_run(tiny_config(tiny_data, strategy=strategy), tmp_path)
+
+    assert json.loads((run.path / "config.json").read_text())["strategy"] == strategy
+    assert run.status()["state"] == "done"
+    assert run.labels() == ["cats", "dogs"]
+    stages = [record["stage"] for record in run.metrics()]
+    assert stages == list(strategies.stages_for(strategy))  # One epoch per stage here.
+    for record in run.metrics():
+        assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(record)
+    summary = run.summary()
+    assert set(summary["results"]) == set(strategies.stages_for(strategy))
+    assert 0.0 <= summary["results"][strategy]["val_accuracy"] <= 1.0
+    model = predict.load_model_file(run.model_path)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 1)
+
+
+def test_all_runs_the_three_strategies_in_order_with_continuing_fine_tuning_epochs(tiny_data, tmp_path):
+    run = train_run(tiny_config(tiny_data, strategy="all", epochs=2, fine_tuning_epochs=2), tmp_path)
+    records = [(record["stage"], record["epoch"]) for record in run.metrics()]
+    assert records == [
+        ("feature_extraction", 1), ("feature_extraction", 2),
+        ("frozen_augmented", 1), ("frozen_augmented", 2),
+        ("fine_tuning", 3), ("fine_tuning", 4),
+    ]
+    assert run.summary()["results"]["fine_tuning"]["unfrozen_layers"] == ["block5_conv1", "block5_conv2", "block5_conv3"]
+
+
+def test_multi_class_uses_softmax_and_categorical_targets(three_classes, tmp_path):
+    config = tiny_config(three_classes, strategy="feature_extraction", validation_fraction=0.25)
+    run = train_run(config, tmp_path)
+    predictor = predict.load(run.id, tmp_path)
+    assert predictor.labels == ("cats", "dogs", "greys")
+    assert predictor.model.output_shape == (None, 3)
+    images = sorted((three_classes / "greys").iterdir())[:3]
+    results = predict.predict_sources(predictor, images, top=3)
+    for result in results:
+        probabilities = [item["probability"] for item in result["top"]]
+        assert len(probabilities) == 3
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+        assert probabilities == sorted(probabilities, reverse=True)
+
+
+def test_vgg16_fine_tuning_unfreezes_exactly_block5():
+    base = backbones.build_base("vgg16", 48, weights=None)
+    base.trainable = False
+    unfrozen = strategies.unfreeze_top_block(base, "vgg16")
+    assert unfrozen == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    trainable = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert trainable == set(unfrozen)
+    assert len(base.trainable_weights) == 6  # 3 kernels + 3 biases.
+
+
+def test_fine_tuning_keeps_batch_normalization_frozen():
+    base = backbones.build_base("mobilenet_v2", 64, weights=None)
+    base.trainable = False
+    unfrozen = strategies.unfreeze_top_block(base, "mobilenet_v2")
+    assert unfrozen and all(name.startswith(("block_16", "Conv_1")) for name in unfrozen)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            assert not layer.trainable, layer.name
+
+
+def test_saved_model_reloads_safely_with_identical_probabilities(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, strategy="frozen_augmented", augmentation=AugmentationConfig())
+    run = runs.create(config, tmp_path)
+    summary = strategies.train(config, run=run, runs_dir=tmp_path)
+    assert summary["results"]["frozen_augmented"]["epochs"] == 1
+    predictor = predict.load(run, tmp_path)
+    photos = sorted((tiny_data / "validation" / "dogs").iterdir())
+    from tlcore import data
+
+    batch = data.load_images([str(path) for path in photos], 32)
+    # The reloaded model (safe_mode=True) against the same file reloaded again, and against
+    # predict_sources, which decodes with the same decoder as training.
+    first = predictor.probabilities(batch)
+    second = predict.load(run, tmp_path).probabilities(batch)
+    np.testing.assert_allclose(first, second, atol=1e-5)
+    via_files = predict.predict_sources(predictor, photos, top=2)
+    for row, result in zip(first, via_files):
+        probability_of_dogs = next(item["probability"] for item in result["top"] if item["label"] == "dogs")
+        assert probability_of_dogs == pytest.approx(row[1], abs=1e-5)
+
+
+def test_in_memory_model_and_saved_model_agree(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, strategy="feature_extraction")
+    context_model = {}
+
+    original_assemble = strategies.assemble
+
+    def keep(*arguments, **keyword_arguments):
+        model = original_assemble(*arguments, **keyword_arguments)
+        context_model["model"] = model
+        return model
+
+    strategies.assemble = keep
+    try:
+        run = train_run(config, tmp_path)
+    finally:
+        strategies.assemble = original_assemble
+    from tlcore import data
+
+    batch = data.load_images(run_paths := [str(path) for path in sorted((tiny_data / "validation" / "cats").iterdir())], 32)
+    before = np.asarray(context_model["model"].predict(batch.astype("float32"), verbose=0))
+    after = np.asarray(predict.load(run, tmp_path).model.predict(batch.astype("float32"), verbose=0))
+    assert len(run_paths) == 4
+    np.testing.assert_allclose(before, after, atol=1e-5)
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    first = train_run(tiny_config(tiny_data, strategy="frozen_augmented", epochs=2), tmp_path / "a")
+    second = train_run(tiny_config(tiny_data, strategy="frozen_augmented", epochs=2), tmp_path / "b")
+    other = train_run(tiny_config(tiny_data, strategy="frozen_augmented", epochs=2, seed=7), tmp_path / "c")
+    losses = lambda run: [record["loss"] for record in run.metrics()]  # noqa: E731
+    assert losses(first) == losses(second)
+    assert losses(first) != losses(other)
+
+
+def test_feature_cache_is_reused_by_a_second_run(tiny_data, tmp_path):
+    first = train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path)
+    second = train_run(tiny_config(tiny_data, strategy="feature_extraction", learning_rate=1e-3, dense_units=32), tmp_path)
+    assert first.summary()["results"]["feature_extraction"]["features_from_cache"] is False
+    assert second.summary()["results"]["feature_extraction"]["features_from_cache"] is True
+    other_size = train_run(tiny_config(tiny_data, strategy="feature_extraction", image_size=40), tmp_path)
+    assert other_size.summary()["results"]["feature_extraction"]["features_from_cache"] is False
+
+
+def test_a_failing_run_ends_as_failed_with_the_error(tiny_data, tmp_path):
+    config = tiny_config(tmp_path / "gone", strategy="feature_extraction")
+    run = runs.create(config, tmp_path / "runs")
+    status = worker.execute(run, runs_dir=tmp_path / "runs")
+    assert status["state"] == "failed"
+    assert "not a folder" in status["error"]
+    assert runs.describe(run)["state"] == "failed"
+
+
+def test_stop_request_ends_training_after_the_current_batch(tiny_data, tmp_path):
+    """A stop requested during batch 3 ends the fit right after it: 3 batches, not 4."""
+    from tlcore.callbacks import StopOnRequest
+
+    run = runs.create(tiny_config(tiny_data), tmp_path)
+    batches = []
+
+    class RequestAtThirdBatch(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+            if batch == 2:
+                run.request_stop()
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    inputs = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    history = model.fit(inputs, inputs[:, :1], batch_size=4, epochs=3, verbose=0,
+                        callbacks=[RequestAtThirdBatch(), StopOnRequest(run)])
+    assert batches == [0, 1, 2]
+    assert len(history.history["loss"]) == 1
+
+
+def test_runs_cannot_escape_the_runs_folder(tiny_data, tmp_path):
+    run = train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path / "runs")
+    assert runs.resolve(run.id, tmp_path / "runs").path == run.path.resolve()
+    for bad in ("..", "../runs", "/etc", str(tmp_path), "a/../../x", "nonexistent-run"):
+        with pytest.raises(ValueError):
+            runs.resolve(bad, tmp_path / "runs")
+
+
+def test_half_written_run_folder_does_not_break_the_table(tmp_path):
+    broken = tmp_path / "20260101-000000-all-vgg16-dead"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "metrics.jsonl").write_text('{"stage": "feature_extraction", "epoch": 1, "val_accuracy": 0.5}\n{"sta')
+    (tmp_path / "no-config-yet").mkdir()
+    rows = [runs.describe(run) for run in runs.list_runs(tmp_path)]
+    assert len(rows) == 1
+    assert rows[0]["state"] == "unknown"
+    assert rows[0]["best_val_accuracy"] == 0.5
+
+
+def test_cli_train_predict_runs_json(tiny_data, tmp_path):
+    import subprocess
+    import sys
+
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run(
+        [sys.executable, "-m", "tlcore", "train", "--data", str(tiny_data), "--strategy", "feature_extraction",
+         "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--epochs", "2", "--batch-size", "4",
+         "--runs-dir", str(tmp_path), "--json"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["status"] == "done"
+    assert set(result["results"]) == {"feature_extraction"}
+    assert {"val_accuracy", "val_loss", "seconds"} <= set(result["results"]["feature_extraction"])
+    assert "[feature_extraction] epoch 2" in completed.stderr
+
+    bad = tmp_path / "not-a-photo.jpg"
+    bad.write_text("hello")
+    good = sorted((tiny_data / "validation" / "cats").iterdir())[0]
+    completed = subprocess.run(
+        [sys.executable, "-m", "tlcore", "predict", "--run", Path(result["run"]).name, str(good), str(bad),
+         "--top", "2", "--runs-dir", str(tmp_path), "--json"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    predictions = json.loads(completed.stdout)
+    assert completed.returncode == 1  # One image failed.
+    assert predictions[0]["image"] == str(good)
+    assert [item["label"] for item in predictions[0]["top"]] in (["cats", "dogs"], ["dogs", "cats"])
+    assert predictions[1] == {"image": str(bad), "error": predictions[1]["error"]}
+    assert "text" in predictions[1]["error"]
+
+    completed = subprocess.run([sys.executable, "-m", "tlcore", "runs", "--runs-dir", str(tmp_path), "--json"],
+                               capture_output=True, text=True, env=environment, timeout=120)
+    rows = json.loads(completed.stdout)
+    assert rows[0]["state"] == "done" and rows[0]["epochs"] == 2

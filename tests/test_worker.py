@@ -1,0 +1,90 @@
+"""Worker processes: a run trains outside the caller, can be stopped, queues, and survives crashes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tlcore import predict, runs, worker
+from tlcore.config import TrainConfig
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CATSDOGS = SHARED / "data" / "catsdogs"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    if not CATSDOGS.is_dir():
+        pytest.skip(f"shared test data not found at {CATSDOGS}")
+    root = tmp_path_factory.mktemp("photos")
+    for split, count in (("train", 16), ("validation", 4)):
+        for name in ("cats", "dogs"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
+                (folder / path.name).symlink_to(path)
+    return root
+
+
+def long_config(data_dir: Path, epochs: int = 200) -> TrainConfig:
+    # Many small epochs: long enough to act on while it runs, each batch quick.
+    return TrainConfig(data_dir=str(data_dir), strategy="frozen_augmented", backbone="vgg16", weights="none",
+                       image_size=32, epochs=epochs, batch_size=2, head="flatten", learning_rate=1e-4)
+
+
+def wait_for(predicate, timeout: float, message: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def test_cli_stop_ends_a_running_worker_as_stopped_with_metrics_and_model(photos, tmp_path):
+    run = worker.start(long_config(photos), tmp_path)
+    wait_for(lambda: len(run.metrics()) >= 2, 120, "two epochs")
+    completed = subprocess.run([sys.executable, "-m", "tlcore", "stop", run.id, "--runs-dir", str(tmp_path)],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    requested_at_epoch = len(run.metrics())
+    wait_for(lambda: run.status()["state"] == "stopped", 60, "the stopped state")
+    # It ended within the epoch that was running: at most one more epoch record.
+    assert len(run.metrics()) <= requested_at_epoch + 1
+    assert run.summary()["stopped"] is True
+    predictor = predict.load(run, tmp_path)
+    assert predictor.labels == ("cats", "dogs")
+
+
+def test_killed_worker_is_reported_as_interrupted_and_releases_the_queue(photos, tmp_path):
+    first = worker.start(long_config(photos), tmp_path)
+    wait_for(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
+    second = worker.start(long_config(photos, epochs=1), tmp_path)
+    time.sleep(3)
+    assert second.status()["state"] == "queued"  # One training at a time.
+
+    os.kill(first.raw_status()["pid"], signal.SIGKILL)
+    wait_for(lambda: first.status()["state"] == "interrupted", 30, "the interrupted state")
+    assert "killed" in first.status()["error"] or "ended" in first.status()["error"]
+    # The lock died with the process: the queued run now trains to the end.
+    wait_for(lambda: second.status()["state"] == "done", 180, "the queued run to finish")
+    assert runs.describe(first)["state"] == "interrupted"
+
+
+def test_a_queued_run_can_be_stopped_before_it_starts(photos, tmp_path):
+    first = worker.start(long_config(photos), tmp_path)
+    wait_for(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
+    second = worker.start(long_config(photos, epochs=1), tmp_path)
+    time.sleep(2)
+    second.request_stop()
+    wait_for(lambda: second.status()["state"] == "stopped", 30, "the queued run to stop")
+    assert second.metrics() == []
+    first.request_stop()
+    wait_for(lambda: first.status()["state"] == "stopped", 60, "the first run to stop")

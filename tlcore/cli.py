@@ -1,0 +1,316 @@
+"""The command-line interface: the same functions the dashboard calls, for headless use.
+
+    python -m tlcore scan DIR [--json]
+    python -m tlcore train --data DIR [--strategy ...] [--backbone ...] [...] [--json]
+    python -m tlcore predict --run RUN IMAGE... [--top N] [--json]
+    python -m tlcore runs [--json]
+    python -m tlcore stop RUN
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+# Keep TensorFlow's C++ start-up chatter out of the CLI's output; real errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=None, sort_keys=False))
+
+
+def command_scan(arguments: argparse.Namespace) -> int:
+    from tlcore import data
+
+    try:
+        dataset = data.scan(arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
+    except data.DatasetError as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        _print_json(dataset.to_json())
+        return 0
+    counts = dataset.counts()
+    print(f"Data set: {dataset.root} ({dataset.layout} layout)")
+    print(f"Classes ({dataset.num_classes}): {', '.join(dataset.classes)}")
+    width = max(len(name) for name in dataset.classes)
+    for split, per_class in counts.items():
+        total = sum(per_class.values())
+        print(f"  {split}: {total} images")
+        for name, count in per_class.items():
+            print(f"    {name:<{width}}  {count}")
+    if dataset.rejected:
+        print(f"Rejected ({len(dataset.rejected)}):")
+        for item in dataset.rejected:
+            print(f"  {item.path}: {item.reason}")
+    else:
+        print("Rejected: none")
+    return 0
+
+
+def _training_overrides(arguments: argparse.Namespace) -> dict:
+    """TrainConfig fields from the flags that were given (None = not given, the preset decides)."""
+    from tlcore.config import AugmentationConfig
+
+    augmentation = None
+    augmentation_flags = {
+        "rotation_degrees": arguments.rotation, "width_shift": arguments.width_shift,
+        "height_shift": arguments.height_shift, "zoom": arguments.zoom,
+        "horizontal_flip": arguments.horizontal_flip, "vertical_flip": arguments.vertical_flip,
+        "brightness": arguments.brightness, "contrast": arguments.contrast,
+    }
+    given = {key: value for key, value in augmentation_flags.items() if value is not None}
+    if given:
+        augmentation = AugmentationConfig(**given)
+    return {
+        "data_dir": str(arguments.data), "strategy": arguments.strategy, "backbone": arguments.backbone,
+        "weights": arguments.weights, "alpha": arguments.alpha, "image_size": arguments.image_size,
+        "epochs": arguments.epochs, "fine_tuning_epochs": arguments.fine_tuning_epochs,
+        "batch_size": arguments.batch_size, "learning_rate": arguments.learning_rate,
+        "fine_tuning_learning_rate": arguments.fine_tuning_learning_rate, "optimizer": arguments.optimizer,
+        "head": arguments.head, "dense_units": arguments.dense_units, "dropout": arguments.dropout,
+        "validation_fraction": arguments.validation_fraction, "seed": arguments.seed,
+        "augmentation": augmentation,
+    }
+
+
+def command_train(arguments: argparse.Namespace) -> int:
+    from tlcore import config as config_module
+    from tlcore import runs, worker
+
+    try:
+        config = config_module.from_preset(arguments.preset, **_training_overrides(arguments))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs_dir = arguments.runs_dir or runs.default_runs_dir()
+    run = runs.create(config, runs_dir)
+    print(f"Run: {run.path}", file=sys.stderr, flush=True)
+    status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr)
+    results = {
+        stage: {key: result.get(key) for key in ("val_accuracy", "val_loss", "best_val_accuracy", "epochs", "seconds")}
+        for stage, result in (status.get("results") or {}).items()
+    }
+    if arguments.json:
+        _print_json({"run": str(run.path), "status": status["state"], "error": status.get("error"),
+                     "results": results})
+    else:
+        print(f"Run {run.id}: {status['state']}" + (f" ({status['error']})" if status.get("error") else ""))
+        for stage, result in results.items():
+            accuracy = result["val_accuracy"]
+            print(f"  {stage}: val_accuracy={accuracy if accuracy is None else round(accuracy, 4)} "
+                  f"val_loss={result['val_loss'] if result['val_loss'] is None else round(result['val_loss'], 4)} "
+                  f"({result['seconds']:.0f} s)")
+    return 0 if status["state"] in ("done", "stopped") else 1
+
+
+def command_worker(arguments: argparse.Namespace) -> int:
+    from tlcore import runs, worker
+
+    run = runs.Run(Path(arguments.run_folder))
+    status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
+    return 0 if status["state"] in ("done", "stopped") else 1
+
+
+def command_predict(arguments: argparse.Namespace) -> int:
+    from tlcore import predict, runs
+
+    try:
+        predictor = predict.load(arguments.run, arguments.runs_dir)
+    except (ValueError, predict.ModelLoadError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    results = predict.predict_sources(predictor, [Path(image) for image in arguments.images],
+                                      names=arguments.images, top=arguments.top)
+    if arguments.json:
+        _print_json(results)
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"{result['image']}: error: {result['error']}")
+            else:
+                ranking = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
+                print(f"{result['image']}: {ranking}")
+    return 1 if any("error" in result for result in results) else 0
+
+
+def command_runs(arguments: argparse.Namespace) -> int:
+    from tlcore import runs
+
+    rows = [runs.describe(run) for run in runs.list_runs(arguments.runs_dir)]
+    if arguments.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"No runs in {arguments.runs_dir or runs.default_runs_dir()}.")
+        return 0
+    for row in rows:
+        best = row["best_val_accuracy"]
+        print(f"{row['run']}  {row['state']:<11} {row['strategy']:<18} {row['backbone']:<18} "
+              f"{row['image_size']} px  epochs={row['epochs']}  best_val_accuracy="
+              f"{'-' if best is None else f'{best:.4f}'}")
+    return 0
+
+
+def command_stop(arguments: argparse.Namespace) -> int:
+    from tlcore import runs
+
+    try:
+        run = runs.resolve(arguments.run, arguments.runs_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    state = run.state
+    if state in runs.FINAL_STATES:
+        print(f"Run {run.id} already ended ({state}).")
+        return 0
+    run.request_stop()
+    print(f"Asked run {run.id} to stop; it ends after its current batch.")
+    return 0
+
+
+def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", default=None,
+                        help="the runs folder (default: $TLCORE_RUNS_DIR, else ./runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tlcore",
+        description="Transfer Learning Studio from the command line: scan a data set, train with the "
+        "three transfer-learning strategies, predict, and manage runs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "scan",
+        help="report the classes, images per split and class, and rejected files of a data set",
+        description="Scan a data set folder: either train/<class>/ + validation/<class>/ (+ test/), "
+        "or one folder of <class>/ subfolders that is split per class with a seed. Every image is "
+        "decoded once; files that cannot be used are listed with their reason.",
+    )
+    scan.add_argument("folder", help="the data set folder")
+    scan.add_argument("--validation-fraction", type=float, default=0.2,
+                      help="share of each class held out for validation in the flat layout (default 0.2)")
+    scan.add_argument("--seed", type=int, default=1337, help="seed of the train/validation split (default 1337)")
+    scan.add_argument("--json", action="store_true",
+                      help="print one JSON object with classes, splits (split -> class -> count) and rejected")
+    scan.set_defaults(handler=command_scan)
+
+    from tlcore.backbones import BACKBONES
+    from tlcore.config import HEADS, OPTIMIZERS, PRESETS, STRATEGY_CHOICES, WEIGHTS
+
+    train = commands.add_parser(
+        "train",
+        help="train a model with one of the strategies (or all three in sequence)",
+        description="Train on a data set folder and record everything in a new run folder. Flags not "
+        "given take the preset's value: 'default' (EfficientNet-Lite0, 160 px, pooled head, CPU friendly) "
+        "or 'seed' (the classic notebook: VGG16, 150 px, Flatten + Dense 256, RMSprop 2e-5 / 1e-5, 30 + 30 "
+        "epochs). Progress goes to standard error.",
+    )
+    train.add_argument("--data", required=True, help="the data set folder")
+    train.add_argument("--strategy", choices=STRATEGY_CHOICES, default=None,
+                       help="feature_extraction, frozen_augmented, fine_tuning (after frozen_augmented), "
+                       "scratch (baseline CNN) or all (1, 2 and 3 in sequence; default)")
+    train.add_argument("--backbone", choices=sorted(BACKBONES), default=None, help="the pretrained base")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="default", help="starting settings")
+    train.add_argument("--weights", choices=WEIGHTS, default=None, help="imagenet (default) or none (random)")
+    train.add_argument("--alpha", type=float, default=None, help="MobileNet/MobileNetV2 width multiplier")
+    train.add_argument("--image-size", type=int, default=None, help="side of the square input, in pixels")
+    train.add_argument("--epochs", type=int, default=None, help="epochs of each strategy (fine-tuning: see below)")
+    train.add_argument("--fine-tuning-epochs", type=int, default=None, help="epochs of the fine-tuning stage")
+    train.add_argument("--batch-size", type=int, default=None, help="images per training step")
+    train.add_argument("--learning-rate", type=float, default=None, help="learning rate of the head")
+    train.add_argument("--fine-tuning-learning-rate", type=float, default=None,
+                       help="learning rate once the top block is unfrozen")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="rmsprop or adam")
+    train.add_argument("--head", choices=HEADS, default=None,
+                       help="flatten (the seed's) or global_average (pooling) before Dense")
+    train.add_argument("--dense-units", type=int, default=None, help="units of the head's Dense layer")
+    train.add_argument("--dropout", type=float, default=None, help="dropout rate of the head")
+    train.add_argument("--validation-fraction", type=float, default=None,
+                       help="share held out per class when the data set has no validation folder")
+    train.add_argument("--seed", type=int, default=None, help="random seed (split, augmentation, weights)")
+    augmentation = train.add_argument_group("augmentation (frozen_augmented, fine_tuning, scratch)")
+    augmentation.add_argument("--rotation", type=float, default=None, help="maximum rotation in degrees (40)")
+    augmentation.add_argument("--width-shift", type=float, default=None, help="maximum horizontal shift (0.1)")
+    augmentation.add_argument("--height-shift", type=float, default=None, help="maximum vertical shift (0.1)")
+    augmentation.add_argument("--zoom", type=float, default=None, help="maximum zoom in or out (0.2)")
+    augmentation.add_argument("--horizontal-flip", action=argparse.BooleanOptionalAction, default=None,
+                              help="random left-right flips (on)")
+    augmentation.add_argument("--vertical-flip", action=argparse.BooleanOptionalAction, default=None,
+                              help="random upside-down flips (on)")
+    augmentation.add_argument("--brightness", type=float, default=None, help="maximum brightness change (0 = off)")
+    augmentation.add_argument("--contrast", type=float, default=None, help="maximum contrast change (0 = off)")
+    _add_runs_dir(train)
+    train.add_argument("--json", action="store_true",
+                       help="end with one JSON line: run, status and results (strategy -> val_accuracy, "
+                       "val_loss, seconds)")
+    train.set_defaults(handler=command_train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="top-N labels of images with a trained run's model",
+        description="Predict images with a run's model. A file that cannot be read gets its reason; the "
+        "others are still predicted (exit status 1 when any failed).",
+    )
+    predict.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("--top", type=int, default=3, help="labels per image (default 3)")
+    _add_runs_dir(predict)
+    predict.add_argument("--json", action="store_true",
+                         help="print one JSON list of {image, top: [{label, probability}]} or {image, error}")
+    predict.set_defaults(handler=command_predict)
+
+    listing = commands.add_parser("runs", help="list the runs with status and final metrics",
+                                  description="List the runs, newest first.")
+    _add_runs_dir(listing)
+    listing.add_argument("--json", action="store_true", help="print one JSON list of rows")
+    listing.set_defaults(handler=command_runs)
+
+    stop = commands.add_parser("stop", help="ask a running run to stop",
+                               description="Ask a run to stop; it ends after its current batch, as "
+                               "'stopped', keeping its metrics and a usable model.")
+    stop.add_argument("run", help="run id or path")
+    _add_runs_dir(stop)
+    stop.set_defaults(handler=command_stop)
+
+    return parser
+
+
+def build_worker_parser() -> argparse.ArgumentParser:
+    """The internal `worker` command the app launches; kept out of the public help."""
+    worker = argparse.ArgumentParser(prog="python -m tlcore worker",
+                                     description="Internal: train an existing run folder (used by the app).")
+    worker.add_argument("run_folder")
+    _add_runs_dir(worker)
+    worker.set_defaults(handler=command_worker)
+    return worker
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        The process exit status.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["worker"]:
+        arguments = build_worker_parser().parse_args(argv[1:])
+    else:
+        arguments = build_parser().parse_args(argv)
+    return arguments.handler(arguments)

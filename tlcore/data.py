@@ -1,0 +1,395 @@
+"""Data sets: scan a folder of class subfolders, split it, fingerprint it, feed it to Keras.
+
+Two layouts are understood:
+    root/train/<class>/*.jpg, root/validation/<class>/*.jpg (+ optional root/test/<class>/)
+    root/<class>/*.jpg, which is split into train and validation per class with a seed.
+A single wrapper folder around either layout (as zip archives often have) is looked through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from tlcore import images
+
+SPLIT_NAMES = ("train", "validation", "test")
+# Accepted spellings of the split folders, lower-cased.
+SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
+                 "valid": "validation", "test": "test", "testing": "test"}
+# Operating-system debris that is neither a class nor an image.
+IGNORED_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini", ".git", "__pycache__"}
+
+
+class DatasetError(Exception):
+    """A data set that cannot be used as a whole (wrong layout, too few classes, ...)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One usable image: its path and its class index."""
+
+    path: str
+    label: int
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file left out of the data set, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetScan:
+    """The result of scanning a data set folder.
+
+    Attributes:
+        root: the folder the classes were found in.
+        layout: "splits" (train/validation folders) or "flat" (class folders, split by us).
+        classes: class names, sorted; a label is an index into this tuple.
+        splits: split name -> its samples ("train", "validation", and "test" when present).
+        rejected: files that were skipped, each with its reason.
+        validation_fraction: the share held out per class for the flat layout.
+        seed: the seed of that split.
+    """
+
+    root: str
+    layout: str
+    classes: tuple[str, ...]
+    splits: dict[str, tuple[Sample, ...]]
+    rejected: tuple[Rejected, ...] = ()
+    validation_fraction: float = 0.2
+    seed: int = 1337
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Split -> class -> number of images."""
+        result = {}
+        for split, samples in self.splits.items():
+            per_class = {name: 0 for name in self.classes}
+            for sample in samples:
+                per_class[self.classes[sample.label]] += 1
+            result[split] = per_class
+        return result
+
+    def paths(self, split: str) -> list[str]:
+        return [sample.path for sample in self._split(split)]
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.array([sample.label for sample in self._split(split)], dtype=np.int64)
+
+    def _split(self, split: str) -> tuple[Sample, ...]:
+        if split not in self.splits:
+            raise ValueError(f"Split {split!r} is not in this data set; it has {sorted(self.splits)}.")
+        return self.splits[split]
+
+    def to_json(self) -> dict:
+        """A JSON-ready report: classes, counts per split and class, rejected files."""
+        return {
+            "root": self.root,
+            "layout": self.layout,
+            "classes": list(self.classes),
+            "splits": self.counts(),
+            "rejected": [{"path": item.path, "reason": item.reason} for item in self.rejected],
+        }
+
+
+def _is_ignored(path: Path) -> bool:
+    name = path.name.lower()
+    return name in IGNORED_NAMES or name.startswith(".")
+
+
+def _children(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Visible subfolders and files of a folder, sorted, OS debris left out."""
+    folders, files = [], []
+    for entry in sorted(folder.iterdir(), key=lambda path: path.name):
+        if _is_ignored(entry):
+            continue
+        (folders if entry.is_dir() else files).append(entry)
+    return folders, files
+
+
+def _find_root(folder: Path) -> Path:
+    """Looks through single wrapper folders (`archive/cats_and_dogs/train/...`)."""
+    for _ in range(3):
+        folders, files = _children(folder)
+        has_splits = any(SPLIT_ALIASES.get(item.name.lower()) == "train" for item in folders)
+        if len(folders) == 1 and not files and not has_splits:
+            inner_folders, _ = _children(folders[0])
+            if inner_folders:
+                folder = folders[0]
+                continue
+        break
+    return folder
+
+
+def _class_files(class_folder: Path) -> list[Path]:
+    """All files below a class folder (nested folders included), debris left out."""
+    found = []
+    for directory, subfolders, names in os.walk(class_folder):
+        subfolders[:] = sorted(name for name in subfolders if not _is_ignored(Path(name)))
+        for name in sorted(names):
+            if not _is_ignored(Path(name)):
+                found.append(Path(directory) / name)
+    return found
+
+
+def _check_file(path: Path) -> str | None:
+    """Returns why a file cannot be used, or None when it decodes."""
+    if not images.has_image_extension(path):
+        return (
+            f"not an image file (extension {path.suffix or 'none'!r}); "
+            f"expected one of {', '.join(images.SUPPORTED_EXTENSIONS)}"
+        )
+    try:
+        # Decoding at a small size still reads every byte (a truncated file fails), but is fast.
+        images.load_resized(path, 32)
+    except images.InvalidImageError as error:
+        return error.reason
+    return None
+
+
+def _check_files(paths: Sequence[Path], workers: int) -> list[str | None]:
+    # Pillow releases the GIL while decoding, so threads use every core.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_check_file, paths))
+
+
+def _name_seed(name: str) -> int:
+    """A stable integer for a class name (Python's own `hash` of a str changes every run)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+
+
+def _stratified_split(
+    files_per_class: dict[str, list[Path]], validation_fraction: float, seed: int
+) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    train, validation = {}, {}
+    for name, files in sorted(files_per_class.items()):
+        if len(files) < 2:
+            raise DatasetError(
+                f"Class {name!r} has {len(files)} usable image(s); at least 2 are needed to split it "
+                "into train and validation."
+            )
+        # One generator per class, seeded by (seed, class name), so adding a class elsewhere
+        # does not reshuffle this one (a class index would shift when a class sorts before it).
+        order = np.random.default_rng([seed, _name_seed(name)]).permutation(len(files))
+        count = min(len(files) - 1, max(1, round(len(files) * validation_fraction)))
+        chosen = set(order[:count].tolist())
+        validation[name] = [path for position, path in enumerate(files) if position in chosen]
+        train[name] = [path for position, path in enumerate(files) if position not in chosen]
+    return train, validation
+
+
+def scan(
+    folder: str | os.PathLike,
+    validation_fraction: float = 0.2,
+    seed: int = 1337,
+    workers: int | None = None,
+) -> DatasetScan:
+    """Scans a data set folder: classes, splits, and the files that cannot be used.
+
+    Every candidate file is decoded once (at a small size), so a damaged file is reported here
+    with its reason instead of failing training later.
+
+    Args:
+        folder: the data set folder, in either layout.
+        validation_fraction: share of each class held out for validation (flat layout only).
+        seed: seed of that split.
+        workers: decoding threads (default: the number of CPUs).
+
+    Returns:
+        A DatasetScan.
+
+    Raises:
+        DatasetError: the folder is missing, has fewer than 2 classes, a class missing from a
+            split, or a class without usable images.
+    """
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), received {validation_fraction!r}.")
+    path = Path(folder).expanduser().resolve()
+    if not path.is_dir():
+        raise DatasetError(f"{path}: not a folder.")
+    root = _find_root(path)
+    folders, _ = _children(root)
+    split_folders = {}
+    for item in folders:
+        split = SPLIT_ALIASES.get(item.name.lower())
+        if split is not None and split not in split_folders:
+            split_folders[split] = item
+    layout = "splits" if "train" in split_folders else "flat"
+    if layout == "splits":
+        if "validation" not in split_folders:
+            raise DatasetError(
+                f"{root}: has a train folder but no validation folder. Expected train/<class>/ and "
+                "validation/<class>/, or one folder of <class>/ subfolders."
+            )
+        class_folders = {split: _children(split_path)[0] for split, split_path in split_folders.items()}
+    else:
+        class_folders = {"all": folders}
+
+    # Gather candidate files per (split, class), then check them all in one parallel pass.
+    candidates: list[tuple[str, str, Path]] = []
+    for split, class_paths in class_folders.items():
+        for class_path in class_paths:
+            for file_path in _class_files(class_path):
+                candidates.append((split, class_path.name, file_path))
+    reasons = _check_files([item[2] for item in candidates], workers or os.cpu_count() or 1)
+
+    rejected = []
+    usable: dict[str, dict[str, list[Path]]] = {split: {} for split in class_folders}
+    for split, class_paths in class_folders.items():
+        for class_path in class_paths:
+            usable[split][class_path.name] = []
+    for (split, class_name, file_path), reason in zip(candidates, reasons):
+        if reason is None:
+            usable[split][class_name].append(file_path)
+        else:
+            rejected.append(Rejected(str(file_path), reason))
+    # Loose files beside the class folders cannot be labelled.
+    for split_path in ([root] if layout == "flat" else list(split_folders.values())):
+        for loose in _children(split_path)[1]:
+            rejected.append(Rejected(str(loose), "file outside any class folder (cannot tell its class)"))
+
+    if layout == "flat":
+        usable = dict(zip(("train", "validation"), _stratified_split(
+            _non_empty(usable["all"], root), validation_fraction, seed)))
+    classes = _check_classes(usable, root)
+    splits = {
+        split: tuple(
+            Sample(str(file_path), classes.index(class_name))
+            for class_name in classes
+            for file_path in usable[split][class_name]
+        )
+        for split in SPLIT_NAMES
+        if split in usable
+    }
+    return DatasetScan(
+        root=str(root),
+        layout=layout,
+        classes=tuple(classes),
+        splits=splits,
+        rejected=tuple(rejected),
+        validation_fraction=validation_fraction,
+        seed=seed,
+    )
+
+
+def _non_empty(files_per_class: dict[str, list[Path]], root: Path) -> dict[str, list[Path]]:
+    empty = sorted(name for name, files in files_per_class.items() if not files)
+    if empty:
+        raise DatasetError(f"{root}: class folder(s) {empty} contain no usable image.")
+    return files_per_class
+
+
+def _check_classes(usable: dict[str, dict[str, list[Path]]], root: Path) -> list[str]:
+    classes = sorted(set().union(*(set(per_class) for per_class in usable.values())))
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{root}: found {len(classes)} class folder(s) {classes}; at least 2 are needed. "
+            "Expected train/<class>/ and validation/<class>/, or one folder of <class>/ subfolders."
+        )
+    for split, per_class in usable.items():
+        missing = [name for name in classes if name not in per_class]
+        if missing:
+            raise DatasetError(f"{root}: class(es) {missing} missing from the {split} split.")
+        empty = [name for name in classes if not per_class[name]]
+        if empty:
+            raise DatasetError(f"{root}: class(es) {empty} have no usable image in the {split} split.")
+    return classes
+
+
+def fingerprint(dataset: DatasetScan) -> str:
+    """A short hash of the files (paths, sizes, modification times), classes and split.
+
+    Two scans with the same fingerprint contain the same bytes in the same roles, so features
+    computed for one can be reused for the other.
+    """
+    digest = hashlib.sha256()
+    digest.update(repr(dataset.classes).encode())
+    for split in sorted(dataset.splits):
+        for sample in dataset.splits[split]:
+            stat = os.stat(sample.path)
+            digest.update(f"{split}\0{sample.path}\0{sample.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_images(paths: Sequence[str], image_size: int, workers: int | None = None) -> np.ndarray:
+    """Decodes and resizes images in parallel into one uint8 array (N, size, size, 3)."""
+    output = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
+
+    def load(index: int) -> None:
+        output[index] = images.load_resized(paths[index], image_size)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        list(pool.map(load, range(len(paths))))
+    return output
+
+
+def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Targets for Keras: 0/1 floats for two classes (sigmoid), one-hot rows for more (softmax)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    if num_classes == 2:
+        return labels.astype("float32")
+    return np.eye(num_classes, dtype="float32")[labels]
+
+
+def make_dataset(
+    paths: Sequence[str],
+    labels: Iterable[int] | None,
+    num_classes: int,
+    image_size: int,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 1337,
+):
+    """A `tf.data` pipeline of (images, targets) batches decoded by the one decoder.
+
+    Images come out as float32 RGB in [0, 255], shaped (batch, size, size, 3); each model
+    scales them itself (see `tlcore.layers.Preprocess`).
+
+    Args:
+        paths: image files.
+        labels: their class indices, or None for an images-only pipeline.
+        num_classes: the number of classes (2 means one sigmoid output).
+        image_size: side of the square images.
+        batch_size: images per batch.
+        shuffle: reshuffle the files every epoch (training).
+        seed: the shuffle seed.
+
+    Returns:
+        A batched, prefetched `tf.data.Dataset`.
+    """
+    import tensorflow as tf
+
+    paths = [str(path) for path in paths]
+
+    def load(path):
+        return images.load_resized(path.decode() if isinstance(path, bytes) else str(path), image_size)
+
+    def decode(path):
+        image = tf.numpy_function(load, [path], tf.uint8, stateful=False)
+        image.set_shape((image_size, image_size, 3))
+        return tf.cast(image, tf.float32)
+
+    dataset = tf.data.Dataset.from_tensor_slices(paths)
+    if labels is not None:
+        targets = encode_labels(np.asarray(list(labels)), num_classes)
+        dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.from_tensor_slices(targets)))
+    if shuffle:
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if labels is not None:
+        dataset = dataset.map(lambda path, target: (decode(path), target), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,211 @@
+"""The one image decoder: a path or bytes in, an RGB uint8 array (or a clear error) out.
+
+Every reader in tlcore (folder scan, zip ingest, training pipeline, prediction upload) goes
+through `decode` or `load_resized`, so training and prediction can never disagree about what a
+file contains: same format whitelist, same EXIF orientation, same colour conversion, same resize.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Formats we accept. Pillow would try every plugin it has; limiting the list keeps odd formats
+# (PSD, EPS via Ghostscript, ...) out of a teaching tool's attack surface.
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+
+# 100 megapixels: an 8000 x 6000 photo (48 MP) decodes, a 20000 x 20000 "bomb" (400 MP) does not.
+MAX_PIXELS = 100_000_000
+
+# Composite transparent images onto white, the way a person sees them in a viewer.
+BACKGROUND = (255, 255, 255)
+
+Source = Union[str, os.PathLike, bytes]
+
+
+class InvalidImageError(Exception):
+    """A file that cannot be used as an image, with the file's name and a human reason."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def _describe(source: Source, name: str | None) -> str:
+    if name is not None:
+        return str(name)
+    if isinstance(source, bytes):
+        return "<uploaded bytes>"
+    return str(source)
+
+
+def _open(stream, source: Source, label: str) -> Image.Image:
+    """Opens (header only) with the format whitelist and the pixel cap, before any decoding."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns (and above 2x its own limit raises) for huge images; we apply our own cap.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream, formats=SUPPORTED_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise InvalidImageError(label, f"image is too large to decode safely ({error})") from None
+    except Exception:  # PIL.UnidentifiedImageError, OSError, SyntaxError from broken headers, ...
+        raise InvalidImageError(
+            label,
+            f"not a supported image ({_sniff(source)}); expected one of "
+            f"{', '.join(SUPPORTED_FORMATS)}",
+        ) from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise InvalidImageError(
+            label,
+            f"image is {width} x {height} = {width * height:,} pixels, above the limit of "
+            f"{MAX_PIXELS:,} pixels (possible decompression bomb)",
+        )
+    return image
+
+
+@contextlib.contextmanager
+def _stream(source: Source, label: str):
+    """Yields a binary stream over the source, refusing missing and empty files up front."""
+    if isinstance(source, bytes):
+        if len(source) == 0:
+            raise InvalidImageError(label, "the file is empty (0 bytes)")
+        yield io.BytesIO(source)
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise InvalidImageError(label, "no such file")
+    if path.stat().st_size == 0:
+        raise InvalidImageError(label, "the file is empty (0 bytes)")
+    with open(path, "rb") as stream:
+        yield stream
+
+
+def _sniff(source: Source) -> str:
+    """A short description of what a file that is not an image looks like."""
+    try:
+        if isinstance(source, bytes):
+            head = source[:512]
+        else:
+            # Read the head only: a multi-gigabyte file renamed `.jpg` must not be loaded whole.
+            with open(source, "rb") as stream:
+                head = stream.read(512)
+    except OSError:
+        return "unreadable"
+    lowered = head.lower().lstrip()
+    if lowered.startswith(b"<!doctype html") or lowered.startswith(b"<html"):
+        return "looks like an HTML page"
+    if head and all(32 <= byte < 127 or byte in (9, 10, 13) for byte in head):
+        return "looks like a text file"
+    return "unrecognised content"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any mode to RGB the same way everywhere."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) greyscale: scale the full 16-bit range to 8 bits. Pillow's
+        # own convert("RGB") would clip everything above 255 to white.
+        values = np.asarray(image, dtype=np.float64)
+        values = np.clip(values / 257.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(values, mode="L").convert("RGB")
+    if image.mode == "F":
+        values = np.clip(np.asarray(image, dtype=np.float64), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(values, mode="L").convert("RGB")
+    if image.mode == "P":
+        has_alpha = "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+        if image.mode == "RGB":
+            return image
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    # CMYK, YCbCr, L, 1, LAB, HSV: Pillow's conversion.
+    return image.convert("RGB")
+
+
+def _decode_image(source: Source, label: str, draft_size: int | None) -> Image.Image:
+    """Opens, checks and fully decodes an image; returns an RGB image that owns its pixels."""
+    with _stream(source, label) as stream:
+        image = _open(stream, source, label)
+        try:
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # Animated GIF/WebP: the first frame represents the file.
+            if draft_size is not None and image.format == "JPEG":
+                # Let libjpeg decode at a reduced scale (still >= the target size): a large photo
+                # then never exists in memory at full size, and decoding is several times faster.
+                image.draft("RGB", (draft_size, draft_size))
+            image.load()  # Decode fully: a truncated file fails here, not later in training.
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+        except Image.DecompressionBombError as error:
+            raise InvalidImageError(label, f"image is too large to decode safely ({error})") from None
+        except OSError as error:
+            reason = str(error) or type(error).__name__
+            if "truncated" in reason.lower() or "broken" in reason.lower():
+                reason = f"the file is truncated or damaged ({reason})"
+            raise InvalidImageError(label, f"cannot decode the image: {reason}") from None
+        except (ValueError, SyntaxError, EOFError, struct.error, IndexError) as error:
+            raise InvalidImageError(label, f"cannot decode the image: {error}") from None
+
+
+def decode(source: Source, *, name: str | None = None) -> np.ndarray:
+    """Decodes an image file or its bytes into an RGB uint8 array.
+
+    Args:
+        source: a path, or the bytes of an uploaded file.
+        name: the name to show in errors (defaults to the path, or "<uploaded bytes>").
+
+    Returns:
+        An array of shape (height, width, 3) and dtype uint8, EXIF orientation applied.
+
+    Raises:
+        InvalidImageError: the file is empty, not an accepted format, too large, or damaged.
+    """
+    label = _describe(source, name)
+    image = _decode_image(source, label, draft_size=None)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_resized(source: Source, image_size: int, *, name: str | None = None) -> np.ndarray:
+    """Decodes an image and resizes it to a square, exactly as training and prediction need it.
+
+    The image is stretched to `image_size` x `image_size` (no crop), as Keras'
+    `flow_from_directory(target_size=...)` does, with bilinear filtering.
+
+    Args:
+        source: a path, or the bytes of an uploaded file.
+        image_size: the side of the square output, in pixels.
+        name: the name to show in errors.
+
+    Returns:
+        An array of shape (image_size, image_size, 3) and dtype uint8.
+
+    Raises:
+        InvalidImageError: as `decode`.
+        ValueError: image_size is not a positive integer.
+    """
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, received {image_size!r}.")
+    label = _describe(source, name)
+    image = _decode_image(source, label, draft_size=image_size)
+    if image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def has_image_extension(path: str | os.PathLike) -> bool:
+    """Whether a file name ends with an extension we treat as an image."""
+    return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS

@@ -1,0 +1,269 @@
+"""A run is a folder: its config, metrics as they arrive, status, model, labels and summary.
+
+Layout of `<runs_dir>/<run_id>/`:
+    config.json     the TrainConfig
+    status.json     {"state", "error", "pid", "stage", "updated", ...}
+    metrics.jsonl   one JSON object per finished epoch (all stages, epochs counted on)
+    progress.json   the latest batch-level progress (overwritten every few batches)
+    labels.json     the class names, in label order
+    model.keras     the trained model (also for stopped runs)
+    summary.json    per stage: val_accuracy, val_loss, best_val_accuracy, epochs, seconds
+    stop            present when a stop was requested
+    log.txt         the worker process's output
+
+Every file is written to a temporary name and renamed into place, so a reader (the dashboard,
+another process) never sees half a file. Readers are also tolerant of missing or damaged files:
+a run folder being written or deleted never breaks the runs table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interrupted")
+FINAL_STATES = ("stopped", "failed", "done", "interrupted")
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+DEFAULT_RUNS_DIR = "runs"
+
+
+def default_runs_dir() -> Path:
+    """`$TLCORE_RUNS_DIR`, else `runs/` in the current folder."""
+    return Path(os.environ.get("TLCORE_RUNS_DIR", DEFAULT_RUNS_DIR)).expanduser()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Writes a text file through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=2, default=_json_default))
+
+
+def _json_default(value: Any):
+    # numpy scalars from Keras logs.
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"Not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Reads a JSON file; a missing or damaged file gives `default`."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def process_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether the process that wrote a status still exists (and is not a recycled pid)."""
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(process.create_time() - started) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+@dataclass(frozen=True)
+class Run:
+    """A handle on one run folder. Cheap: every property reads the folder afresh."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.keras"
+
+    def config(self) -> dict:
+        return read_json(self.path / "config.json", {}) or {}
+
+    def train_config(self):
+        from tlcore.config import TrainConfig
+
+        return TrainConfig.from_dict(self.config())
+
+    def labels(self) -> list[str]:
+        return read_json(self.path / "labels.json", []) or []
+
+    def summary(self) -> dict:
+        return read_json(self.path / "summary.json", {}) or {}
+
+    def progress(self) -> dict:
+        return read_json(self.path / "progress.json", {}) or {}
+
+    def raw_status(self) -> dict:
+        return read_json(self.path / "status.json", {}) or {}
+
+    def status(self) -> dict:
+        """The status, with a dead worker's run reported as "interrupted"."""
+        status = dict(self.raw_status())
+        state = status.get("state")
+        if state in ("running", "stopping") and not process_alive(status.get("pid"), status.get("started")):
+            status["state"] = "interrupted"
+            status.setdefault("error", None)
+            status["error"] = status["error"] or "The training process ended without finishing (killed or crashed)."
+        elif state == "queued" and status.get("pid") and not process_alive(status.get("pid"), status.get("started")):
+            status["state"] = "interrupted"
+            status["error"] = "The queued training process is gone."
+        return status
+
+    @property
+    def state(self) -> str:
+        return self.status().get("state", "unknown")
+
+    def metrics(self) -> list[dict]:
+        """The per-epoch records written so far (damaged lines skipped)."""
+        records = []
+        try:
+            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return records
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    # Writers, used by the worker process.
+
+    def set_status(self, state: str, **extra: Any) -> None:
+        if state not in STATES:
+            raise ValueError(f"Unknown run state {state!r}. Expected one of {STATES}.")
+        status = self.raw_status()
+        status.update(extra)
+        status["state"] = state
+        status["updated"] = time.time()
+        write_json(self.path / "status.json", status)
+
+    def append_metrics(self, record: dict) -> None:
+        # Rewritten whole and renamed (a few hundred lines at most), so readers never see a
+        # partial line.
+        lines = [json.dumps(item, default=_json_default) for item in self.metrics()]
+        lines.append(json.dumps(record, default=_json_default))
+        write_atomic(self.path / "metrics.jsonl", "\n".join(lines) + "\n")
+
+    def set_progress(self, record: dict) -> None:
+        write_json(self.path / "progress.json", record)
+
+    def request_stop(self) -> None:
+        """Asks the worker to stop after its current batch."""
+        write_atomic(self.path / "stop", str(time.time()))
+        if self.raw_status().get("state") == "running":
+            self.set_status("stopping")
+
+    def stop_requested(self) -> bool:
+        return (self.path / "stop").exists()
+
+
+def new_run_id(strategy: str, backbone: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{strategy}-{backbone}-{secrets.token_hex(2)}"
+
+
+def create(config, runs_dir: str | os.PathLike | None = None) -> Run:
+    """Creates a queued run folder for a TrainConfig.
+
+    Args:
+        config: the run's TrainConfig.
+        runs_dir: where runs live (default `default_runs_dir()`).
+
+    Returns:
+        The new Run.
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path = runs_dir / new_run_id(config.strategy, config.backbone)
+    path.mkdir()
+    write_json(path / "config.json", config.to_dict())
+    run = Run(path)
+    run.set_status("queued", created=time.time(), error=None)
+    return run
+
+
+def resolve(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Run:
+    """Finds a run by id or path, refusing anything outside the runs folder.
+
+    Args:
+        run: a run id (folder name) or a path to a run folder inside `runs_dir`.
+        runs_dir: the runs folder (default `default_runs_dir()`).
+
+    Returns:
+        The Run.
+
+    Raises:
+        ValueError: the id is malformed, outside the runs folder, or no such run exists.
+    """
+    runs_dir = (Path(runs_dir) if runs_dir is not None else default_runs_dir()).resolve()
+    text = str(run)
+    candidate = Path(text)
+    if candidate.is_absolute() or len(candidate.parts) > 1:
+        path = candidate.resolve()
+    else:
+        if not RUN_ID_PATTERN.match(text) or text in (".", ".."):
+            raise ValueError(f"Invalid run id {text!r}: expected a folder name of letters, digits, '-', '_' and '.'.")
+        path = (runs_dir / text).resolve()
+    if path.parent != runs_dir:
+        raise ValueError(f"Run {text!r} is not inside the runs folder {runs_dir}.")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"No run {path.name!r} in {runs_dir}.")
+    return Run(path)
+
+
+def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
+    """The runs in a folder, newest first. Folders without a config are skipped."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    if not runs_dir.is_dir():
+        return []
+    found = []
+    for path in runs_dir.iterdir():
+        if path.is_dir() and not path.name.startswith(".") and (path / "config.json").is_file():
+            found.append(Run(path))
+    return sorted(found, key=lambda item: item.id, reverse=True)
+
+
+def describe(run: Run) -> dict:
+    """One row of the runs table: never raises, whatever state the folder is in."""
+    config = run.config()
+    status = run.status()
+    summary = run.summary()
+    metrics = run.metrics()
+    validation = [record["val_accuracy"] for record in metrics if record.get("val_accuracy") is not None]
+    return {
+        "run": run.id,
+        "state": status.get("state", "unknown"),
+        "strategy": config.get("strategy"),
+        "backbone": config.get("backbone"),
+        "image_size": config.get("image_size"),
+        "epochs": len(metrics),
+        "best_val_accuracy": max(validation) if validation else None,
+        "final_val_accuracy": validation[-1] if validation else None,
+        "seconds": summary.get("seconds"),
+        "error": status.get("error"),
+    }

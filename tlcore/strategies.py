@@ -1,0 +1,440 @@
+"""The transfer-learning strategies, and the scratch baseline.
+
+1. feature_extraction: run the frozen base once over train and validation images, keep the
+   feature maps, train the head (Flatten or pooling, Dense, Dropout, output) on them.
+2. frozen_augmented: frozen base + a new head, trained end to end on augmented images.
+3. fine_tuning: continue from 2 with the base's top block unfrozen, at a lower learning rate.
+4. scratch: a small CNN trained from scratch with the same augmentation, as a baseline.
+
+Every stage ends with a complete model (Input -> [augmentation] -> Preprocess -> base -> head)
+that takes RGB pixels in [0, 255], so prediction needs nothing but the saved file.
+Keras rules followed (from its transfer-learning guide): freeze with `trainable = False`, call the
+base with `training=False` so BatchNorm stays in inference mode, recompile after any change to
+`trainable`, and fine-tune only after the head has converged, at a low learning rate.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from tlcore import augment, backbones, data, features
+from tlcore.callbacks import PrintProgress, RunRecorder, StopOnRequest
+from tlcore.config import TrainConfig
+
+# Above this many bytes of decoded training images, stream from files instead of holding them.
+IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
+EXTRACTION_BATCH_SIZE = 32
+# The classic small CNN from scratch (Deep Learning with Python) learns at RMSprop 1e-4.
+SCRATCH_LEARNING_RATE = 1e-4
+
+STRATEGY_DESCRIPTIONS = {
+    "feature_extraction": "Run the frozen pretrained base once over every image, then train only a small "
+    "classifier on the cached features: fastest, no augmentation.",
+    "frozen_augmented": "Keep the pretrained base frozen and train a new classifier on top, end to end, "
+    "on randomly augmented images: slower, generalises better.",
+    "fine_tuning": "After frozen + augmentation, unfreeze the base's top block and keep training at a "
+    "lower learning rate, so the top features adapt to your classes.",
+    "scratch": "A small CNN trained from random weights with the same augmentation: the baseline that "
+    "shows what transfer learning buys.",
+    "all": "Feature extraction, then frozen + augmentation, then fine-tuning, in sequence (the classic "
+    "notebook's schedule).",
+}
+
+
+class StageStopped(Exception):
+    """Raised between stages when the run was asked to stop."""
+
+
+def output_layer(num_classes: int) -> keras.layers.Dense:
+    """One sigmoid unit for two classes, a softmax over classes otherwise."""
+    if num_classes == 2:
+        return keras.layers.Dense(1, activation="sigmoid", name="output")
+    return keras.layers.Dense(num_classes, activation="softmax", name="output")
+
+
+def build_head(feature_shape: tuple[int, ...], num_classes: int, config: TrainConfig) -> keras.Model:
+    """The classifier on top of a feature map: Flatten (or pooling), Dense, Dropout, output.
+
+    Args:
+        feature_shape: the base's output shape without the batch axis, e.g. (4, 4, 512).
+        num_classes: the number of classes.
+        config: head, dense_units and dropout are read from it.
+
+    Returns:
+        A `keras.Model` named "head".
+    """
+    inputs = keras.Input(shape=feature_shape, name="features")
+    if config.head == "flatten":
+        x = keras.layers.Flatten(name="flatten")(inputs)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(inputs)
+    x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    return keras.Model(inputs, output_layer(num_classes)(x), name="head")
+
+
+def build_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    raise ValueError(f"Unknown optimizer {name!r}. Expected 'rmsprop' or 'adam'.")
+
+
+def compile_model(model: keras.Model, num_classes: int, optimizer: str, learning_rate: float) -> None:
+    """Binary cross-entropy for two classes, categorical cross-entropy for more."""
+    loss = "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
+    model.compile(optimizer=build_optimizer(optimizer, learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def assemble(image_size: int, base: keras.Model, head: keras.Model, preprocess, augmentation=None) -> keras.Model:
+    """The full classifier: RGB pixels in [0, 255] -> [augmentation] -> preprocessing -> base -> head."""
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = augmentation(inputs) if augmentation is not None else inputs
+    x = preprocess(x)
+    x = base(x, training=False)  # BatchNorm in inference mode, also once unfrozen.
+    return keras.Model(inputs, head(x), name="classifier")
+
+
+def build_scratch_model(image_size: int, num_classes: int, augmentation) -> keras.Model:
+    """The classic small convnet (4 conv blocks, Dropout 0.5, Dense 512), trained from scratch."""
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = augmentation(inputs)
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(x)
+    for index, filters in enumerate((32, 64, 128, 128)):
+        x = keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"conv{index + 1}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{index + 1}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(0.5, name="dropout")(x)
+    x = keras.layers.Dense(512, activation="relu", name="dense")(x)
+    return keras.Model(inputs, output_layer(num_classes)(x), name="scratch_cnn")
+
+
+def unfreeze_top_block(base: keras.Model, backbone: str) -> list[str]:
+    """Makes the base's top block trainable (BatchNorm layers stay frozen); returns those layers' names."""
+    top_block = set(backbones.top_block_layer_names(base, backbone))
+    base.trainable = True
+    unfrozen = []
+    for layer in base.layers:
+        trainable = layer.name in top_block and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        if trainable and layer.weights:
+            unfrozen.append(layer.name)
+    return unfrozen
+
+
+def layer_table(model: keras.Model) -> list[dict]:
+    """Per layer of a base model: name, type, parameters, trainable (for the layer-stack view)."""
+    rows = []
+    for layer in model.layers:
+        rows.append(
+            {
+                "name": layer.name,
+                "type": type(layer).__name__,
+                "parameters": int(sum(np.prod(weight.shape) for weight in layer.weights)),
+                "trainable": bool(layer.trainable and layer.trainable_weights),
+            }
+        )
+    return rows
+
+
+def count_parameters(model: keras.Model) -> dict:
+    trainable = int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
+    total = int(sum(np.prod(weight.shape) for weight in model.weights))
+    return {"trainable": trainable, "frozen": total - trainable, "total": total}
+
+
+@dataclass
+class TrainingContext:
+    """What the stages of one run share: the data, the run folder and the models so far."""
+
+    config: TrainConfig
+    dataset: data.DatasetScan
+    run: object = None
+    stream: object = None
+    runs_dir: str | None = None
+    images: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    frozen_epochs: int = 0
+    frozen_model: keras.Model | None = None
+    frozen_base: keras.Model | None = None
+    model: keras.Model | None = None
+
+    def callbacks(self, stage: str, epochs: int) -> list:
+        items = []
+        # Fine-tuning continues the frozen model, so its curves continue that model's epoch count;
+        # every other stage trains a new model from epoch 1.
+        offset = self.frozen_epochs if stage == "fine_tuning" else 0
+        if self.run is not None:
+            items += [RunRecorder(self.run, stage, offset, epochs), StopOnRequest(self.run)]
+        if self.stream is not None:
+            items.append(PrintProgress(stage, self.stream, offset))
+        return items
+
+    def stop_requested(self) -> bool:
+        return self.run is not None and self.run.stop_requested()
+
+    def say(self, message: str) -> None:
+        if self.stream is not None:
+            print(message, file=self.stream, flush=True)
+
+    def targets(self, split: str) -> np.ndarray:
+        return data.encode_labels(self.dataset.labels(split), self.dataset.num_classes)
+
+    def decoded(self, split: str) -> np.ndarray:
+        """Training images of a split decoded once into memory (uint8)."""
+        if split not in self.images:
+            self.images[split] = data.load_images(self.dataset.paths(split), self.config.image_size)
+        return self.images[split]
+
+    def image_pipeline(self, split: str, shuffle: bool):
+        """(images, targets) batches for end-to-end training; decoded once when they fit in memory."""
+        import tensorflow as tf
+
+        config = self.config
+        paths = self.dataset.paths(split)
+        size_bytes = len(paths) * config.image_size**2 * 3
+        if size_bytes > IN_MEMORY_LIMIT_BYTES:
+            return data.make_dataset(paths, self.dataset.labels(split), self.dataset.num_classes,
+                                     config.image_size, config.batch_size, shuffle=shuffle, seed=config.seed)
+        pipeline = tf.data.Dataset.from_tensor_slices((self.decoded(split), self.targets(split)))
+        if shuffle:
+            pipeline = pipeline.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True)
+        pipeline = pipeline.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+        return pipeline.prefetch(tf.data.AUTOTUNE)
+
+
+def _history_result(history: keras.callbacks.History, seconds: float, stopped: bool) -> dict:
+    values = history.history
+    validation = values.get("val_accuracy") or []
+    return {
+        "val_accuracy": float(validation[-1]) if validation else None,
+        "val_loss": float(values["val_loss"][-1]) if values.get("val_loss") else None,
+        "best_val_accuracy": float(max(validation)) if validation else None,
+        "accuracy": float(values["accuracy"][-1]) if values.get("accuracy") else None,
+        "epochs": len(validation),
+        "seconds": seconds,
+        "stopped": stopped,
+    }
+
+
+def _build_base(config: TrainConfig) -> keras.Model:
+    base = backbones.build_base(config.backbone, config.image_size, config.weights, config.alpha)
+    base.trainable = False
+    return base
+
+
+def extract_features(context: TrainingContext, base: keras.Model, preprocess) -> tuple[dict, float, bool]:
+    """Feature maps of the train and validation images, from the cache when possible.
+
+    Returns:
+        (split -> features, seconds spent, whether they came from the cache).
+    """
+    config, dataset = context.config, context.dataset
+    started = time.time()
+    directory = features.cache_dir(context.runs_dir) if context.runs_dir else None
+    key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
+                             data.fingerprint(dataset))
+    inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
+    extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
+    result, from_cache = {}, True
+    for split in ("train", "validation"):
+        cached = features.load(directory, key, split) if directory is not None else None
+        if cached is not None and len(cached) == len(dataset.paths(split)):
+            result[split] = cached
+            continue
+        from_cache = False
+        context.say(f"[feature_extraction] extracting {split} features ({len(dataset.paths(split))} images)")
+        pipeline = data.make_dataset(dataset.paths(split), None, dataset.num_classes,
+                                     config.image_size, EXTRACTION_BATCH_SIZE)
+        stop_callbacks = [StopOnRequest(context.run)] if context.run is not None else []
+        result[split] = extractor.predict(pipeline, verbose=0, callbacks=stop_callbacks)
+        if context.stop_requested():
+            raise StageStopped()  # Partial features are never cached.
+        if directory is not None:
+            features.save(directory, key, split, result[split], {
+                "backbone": config.backbone, "weights": config.weights, "alpha": config.alpha,
+                "image_size": config.image_size, "data": dataset.root, "fingerprint": data.fingerprint(dataset),
+                "images": len(result[split]),
+            })
+    return result, time.time() - started, from_cache
+
+
+def run_feature_extraction(context: TrainingContext) -> dict:
+    config, dataset = context.config, context.dataset
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+    base = _build_base(config)
+    preprocess = backbones.preprocessing_layer(config.backbone)
+    feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
+    head = build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
+    compile_model(head, dataset.num_classes, config.optimizer, config.learning_rate)
+    if context.stop_requested():
+        raise StageStopped()
+    history = head.fit(
+        feature_maps["train"], context.targets("train"),
+        validation_data=(feature_maps["validation"], context.targets("validation")),
+        epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+        callbacks=context.callbacks("feature_extraction", config.epochs),
+    )
+    context.model = assemble(config.image_size, base, head, preprocess)
+    compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
+    result = _history_result(history, time.time() - started, context.stop_requested())
+    result.update({"extraction_seconds": extraction_seconds, "features_from_cache": from_cache})
+    return result
+
+
+def run_frozen_augmented(context: TrainingContext) -> dict:
+    config, dataset = context.config, context.dataset
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+    base = _build_base(config)
+    preprocess = backbones.preprocessing_layer(config.backbone)
+    head = build_head(base.output.shape[1:], dataset.num_classes, config)
+    augmentation = augment.build_layers(config.augmentation, seed=config.seed)
+    model = assemble(config.image_size, base, head, preprocess, augmentation)
+    compile_model(model, dataset.num_classes, config.optimizer, config.learning_rate)
+    history = model.fit(
+        context.image_pipeline("train", shuffle=True),
+        validation_data=context.image_pipeline("validation", shuffle=False),
+        epochs=config.epochs, verbose=0, shuffle=False,  # The pipeline shuffles.
+        callbacks=context.callbacks("frozen_augmented", config.epochs),
+    )
+    context.frozen_model, context.frozen_base, context.model = model, base, model
+    return _history_result(history, time.time() - started, context.stop_requested())
+
+
+def run_fine_tuning(context: TrainingContext) -> dict:
+    config, dataset = context.config, context.dataset
+    if context.frozen_model is None:
+        raise RuntimeError("fine_tuning needs the model of frozen_augmented; run that stage first.")
+    keras.utils.set_random_seed(config.seed + 1)
+    started = time.time()
+    model, base = context.frozen_model, context.frozen_base
+    unfrozen = unfreeze_top_block(base, config.backbone)
+    context.say(f"[fine_tuning] unfrozen: {', '.join(unfrozen)}")
+    compile_model(model, dataset.num_classes, config.optimizer, config.fine_tuning_learning_rate)  # Recompile after trainable changed.
+    history = model.fit(
+        context.image_pipeline("train", shuffle=True),
+        validation_data=context.image_pipeline("validation", shuffle=False),
+        epochs=config.fine_tuning_epochs, verbose=0, shuffle=False,
+        callbacks=context.callbacks("fine_tuning", config.fine_tuning_epochs),
+    )
+    context.model = model
+    result = _history_result(history, time.time() - started, context.stop_requested())
+    result["unfrozen_layers"] = unfrozen
+    return result
+
+
+def run_scratch(context: TrainingContext) -> dict:
+    config, dataset = context.config, context.dataset
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+    augmentation = augment.build_layers(config.augmentation, seed=config.seed)
+    model = build_scratch_model(config.image_size, dataset.num_classes, augmentation)
+    compile_model(model, dataset.num_classes, config.optimizer, SCRATCH_LEARNING_RATE)
+    history = model.fit(
+        context.image_pipeline("train", shuffle=True),
+        validation_data=context.image_pipeline("validation", shuffle=False),
+        epochs=config.epochs, verbose=0, shuffle=False,
+        callbacks=context.callbacks("scratch", config.epochs),
+    )
+    context.model = model
+    return _history_result(history, time.time() - started, context.stop_requested())
+
+
+STAGES = {
+    "feature_extraction": run_feature_extraction,
+    "frozen_augmented": run_frozen_augmented,
+    "fine_tuning": run_fine_tuning,
+    "scratch": run_scratch,
+}
+
+
+def stages_for(strategy: str) -> tuple[str, ...]:
+    """The stages a strategy trains: fine-tuning starts from a frozen + augmentation stage."""
+    if strategy == "all":
+        return ("feature_extraction", "frozen_augmented", "fine_tuning")
+    if strategy == "fine_tuning":
+        return ("frozen_augmented", "fine_tuning")
+    return (strategy,)
+
+
+def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=None) -> dict:
+    """Trains every stage of a config's strategy; saves the final model into the run folder.
+
+    Args:
+        config: what to train.
+        run: the `tlcore.runs.Run` receiving metrics, labels, summary and model (None: nothing saved).
+        stream: a text stream for progress lines (the CLI), or None.
+        runs_dir: the runs folder, whose `.cache` holds reusable features.
+        dataset: an already scanned data set (scanned from `config.data_dir` when None).
+
+    Returns:
+        The summary: per stage its results, plus totals.
+    """
+    import tensorflow as tf
+
+    # Same seed, same result on the CPU.
+    tf.config.experimental.enable_op_determinism()
+    started = time.time()
+    if dataset is None:
+        dataset = data.scan(config.data_dir, config.validation_fraction, config.seed)
+    context = TrainingContext(config=config, dataset=dataset, run=run, stream=stream,
+                              runs_dir=str(runs_dir) if runs_dir is not None else None)
+    if run is not None:
+        from tlcore.runs import write_json
+
+        write_json(run.path / "labels.json", list(dataset.classes))
+        write_json(run.path / "dataset.json", dataset.to_json())
+    context.say(f"Data: {dataset.root}: {dataset.num_classes} classes, "
+                f"{len(dataset.paths('train'))} train / {len(dataset.paths('validation'))} validation images")
+    stopped = False
+    for stage in stages_for(config.strategy):
+        if context.stop_requested():
+            stopped = True
+            break
+        if run is not None:
+            run.set_status(run.raw_status().get("state", "running"), stage=stage)
+        context.say(f"[{stage}] starting")
+        try:
+            result = STAGES[stage](context)
+        except StageStopped:
+            stopped = True
+            break
+        context.results[stage] = result
+        if stage == "frozen_augmented":
+            context.frozen_epochs = result["epochs"]
+        if result["stopped"]:
+            stopped = True
+            break
+    summary = {
+        "results": context.results,
+        "seconds": time.time() - started,
+        "stopped": stopped,
+        "classes": list(dataset.classes),
+        "final_stage": next(reversed(context.results), None),
+    }
+    if run is not None:
+        from tlcore.runs import write_json
+
+        if context.model is not None:
+            save_model(context.model, run.model_path)
+            summary["parameters"] = count_parameters(context.model)
+        write_json(run.path / "summary.json", summary)
+    return summary
+
+
+def save_model(model: keras.Model, path) -> None:
+    """Saves a `.keras` file atomically (Keras needs the suffix, so the temporary name keeps it)."""
+    from pathlib import Path
+
+    path = Path(path)
+    temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    model.save(temporary)
+    os.replace(temporary, path)
