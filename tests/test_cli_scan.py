@@ -98,8 +98,6 @@ def test_unusable_data_set_fails_with_a_message(tmp_path, small_catsdogs):
     assert "no validation folder" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py: `scan` lets data.scan's ValueError for "
-                   "--validation-fraction outside (0, 1) escape as a traceback")
 def test_bad_validation_fraction_fails_with_a_message(flat_small):
     result = _tlcore("scan", str(flat_small), "--validation-fraction", "1.5")
     assert result.returncode != 0

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tlcore import data, images
 
@@ -71,6 +75,59 @@ def test_non_image_extension_and_loose_files_are_rejected(tmp_path, small_catsdo
     assert set(rejected) == {str(notes.resolve()), str(loose.resolve())}
     assert "not an image file" in rejected[str(notes.resolve())]
     assert "outside any class folder" in rejected[str(loose.resolve())]
+
+
+def _encoded(image: Image.Image, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, image_format, **options)
+    return buffer.getvalue()
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    """A PNG header declaring width x height pixels (a decompression bomb's calling card)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_scan_refuses_only_the_bad_images_and_keeps_the_odd_good_ones(tmp_path, small_catsdogs):
+    root = _copy(small_catsdogs, tmp_path / "set")
+    with Image.open(_photos(root / "train" / "cats")[0]) as opened:
+        photo = opened.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    good = {
+        "cmyk.jpg": _encoded(photo.convert("CMYK"), "JPEG"),
+        "grey16.png": _encoded(Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)), "PNG"),
+        "rgba.png": _encoded(photo.convert("RGBA"), "PNG"),
+        "palette.gif": _encoded(photo.convert("P"), "GIF"),
+        "animated.gif": _encoded(photo.convert("P"), "GIF", save_all=True, append_images=[photo.convert("P")]),
+        "turned.jpg": _encoded(photo, "JPEG", exif=exif.tobytes()),
+        "photo.webp": _encoded(photo, "WEBP"),
+        "photo.bmp": _encoded(photo, "BMP"),
+    }
+    png = _encoded(photo, "PNG")
+    bad = {
+        "empty.png": (b"", "empty"),
+        "page.png": (b"<!DOCTYPE html><html><body>Not found</body></html>", "html"),
+        "cut.png": (png[: len(png) // 2], "truncated"),
+        "bomb.png": (_declared_png(20_000, 20_000), "decompression bomb"),
+        "scan.jpg": (_encoded(photo, "TIFF"), "expected one of"),
+    }
+    for name, content in good.items():
+        (root / "train" / "cats" / name).write_bytes(content)
+    for name, (content, _) in bad.items():
+        (root / "train" / "dogs" / name).write_bytes(content)
+    scan = data.scan(root)
+    rejected = {Path(item.path).name: item.reason for item in scan.rejected}
+    assert set(rejected) == set(bad)
+    for name, (_, words) in bad.items():
+        assert words in rejected[name].lower(), (name, rejected[name])
+    assert scan.counts()["train"] == {"cats": 12 + len(good), "dogs": 12}
+    assert {Path(path).name for path in scan.paths("train")} >= set(good)
 
 
 def _add_debris(folder: Path) -> None:

@@ -281,29 +281,35 @@ def layer_stack(
     return LayerStack(backbone, image_size, strategy, tuple(phases), tuple(blocks), steps, tuple(unfrozen))
 
 
-def stack_chart(stack: LayerStack, row_height: int = 18) -> alt.Chart:
-    """The layer stack as coloured cells: one column per phase, input at the bottom, head on top."""
+def stack_chart(stack: LayerStack, row_height: int = 24, column_width: int = 220) -> alt.Chart:
+    """The layer stack as coloured cells: one column per phase, input at the bottom, head on top.
+
+    Each cell shows the block's parameter count; its colour says whether that phase trains it.
+    The chart has a fixed size (columns of `column_width` pixels), so show it at its own width.
+    """
     frame = stack.frame()
+    frame["label"] = [f"{count:,}" if count else "-" for count in frame["parameters"]]
     order = [block.name for block in reversed(stack.blocks)]
+    phases = [PHASE_TITLES.get(phase, phase) for phase in stack.phases]
     base = alt.Chart(frame).encode(
-        x=alt.X("phase:N", title=None, sort=[PHASE_TITLES.get(p, p) for p in stack.phases],
-                axis=alt.Axis(orient="top", labelAngle=0, labelLimit=260, labelFontSize=11)),
-        y=alt.Y("block:N", title=None, sort=order),
+        x=alt.X("phase:N", title=None, sort=phases,
+                axis=alt.Axis(orient="top", labelAngle=0, labelLimit=column_width, labelFontSize=11,
+                              labelExpr="split(datum.label, ':')[0]")),
+        y=alt.Y("block:N", title=None, sort=order, axis=alt.Axis(labelFontSize=11, labelLimit=160, labelOverlap=False)),
     )
-    cells = base.mark_rect(stroke="white", strokeWidth=1.5).encode(
+    cells = base.mark_rect(stroke="white", strokeWidth=2).encode(
         color=alt.Color("state:N", title=None, scale=alt.Scale(domain=list(STATES), range=list(STATE_COLOURS)),
-                        legend=alt.Legend(orient="bottom")),
+                        legend=alt.Legend(orient="bottom", direction="horizontal")),
         tooltip=[
+            alt.Tooltip("phase:N"),
             alt.Tooltip("block:N"),
-            alt.Tooltip("part:N"),
             alt.Tooltip("layers:Q"),
             alt.Tooltip("parameters:Q", format=","),
             alt.Tooltip("trainable:Q", title="trainable parameters", format=","),
             alt.Tooltip("state:N"),
         ],
     )
-    labels = base.mark_text(fontSize=10, color="#1f2937").encode(
-        text=alt.Text("parameters:Q", format=".3~s"),
-    )
-    height = max(120, row_height * len(stack.blocks))
-    return (cells + labels).properties(height=height)
+    labels = base.mark_text(fontSize=10, color="#111827").encode(text="label:N")
+    # The size includes the axes and the legend (Streamlit fits the whole chart into it).
+    width = max(480, 170 + column_width * len(phases))
+    return (cells + labels).properties(width=width, height=row_height * len(stack.blocks) + 80)

@@ -29,7 +29,7 @@ def command_scan(arguments: argparse.Namespace) -> int:
 
     try:
         dataset = data.scan(arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
-    except data.DatasetError as error:
+    except (data.DatasetError, ValueError) as error:
         if arguments.json:
             _print_json({"error": str(error)})
         else:
@@ -79,6 +79,9 @@ def _training_overrides(arguments: argparse.Namespace) -> dict:
         "head": arguments.head, "dense_units": arguments.dense_units, "dropout": arguments.dropout,
         "validation_fraction": arguments.validation_fraction, "seed": arguments.seed,
         "augmentation": augmentation,
+        "augmented_views": 0 if getattr(arguments, "end_to_end", False) else getattr(arguments, "augmented_views", None),
+        "early_stopping_patience": getattr(arguments, "early_stopping", None),
+        "class_weight": getattr(arguments, "class_weight", None),
     }
 
 
@@ -110,6 +113,30 @@ def command_train(arguments: argparse.Namespace) -> int:
                   f"val_loss={result['val_loss'] if result['val_loss'] is None else round(result['val_loss'], 4)} "
                   f"({result['seconds']:.0f} s)")
     return 0 if status["state"] in ("done", "stopped") else 1
+
+
+def command_lr_find(arguments: argparse.Namespace) -> int:
+    from tlcore import config as config_module
+    from tlcore import data, lrfind, runs
+
+    try:
+        config = config_module.from_preset(arguments.preset, data_dir=str(arguments.data), backbone=arguments.backbone,
+                                           weights=arguments.weights, image_size=arguments.image_size,
+                                           batch_size=arguments.batch_size, head=arguments.head,
+                                           optimizer=arguments.optimizer, seed=arguments.seed)
+        sweep = lrfind.find_learning_rate(config, runs_dir=arguments.runs_dir or runs.default_runs_dir(),
+                                          start=arguments.start, end=arguments.end, steps=arguments.steps)
+    except (ValueError, data.DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        _print_json(sweep.to_json())
+    else:
+        for rate, loss in zip(sweep.learning_rates[::max(1, len(sweep.learning_rates) // 20)],
+                              sweep.losses[::max(1, len(sweep.losses) // 20)]):
+            print(f"  learning rate {rate:9.2e}  loss {loss:.4f}")
+        print(f"Suggested learning rate for the head: {sweep.suggestion:.2e}")
+    return 0
 
 
 def command_worker(arguments: argparse.Namespace) -> int:
@@ -209,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(handler=command_scan)
 
     from tlcore.backbones import BACKBONES
-    from tlcore.config import HEADS, OPTIMIZERS, PRESETS, STRATEGY_CHOICES, WEIGHTS
+    from tlcore.config import CLASS_WEIGHTS, HEADS, OPTIMIZERS, PRESETS, STRATEGY_CHOICES, WEIGHTS
 
     train = commands.add_parser(
         "train",
@@ -242,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-fraction", type=float, default=None,
                        help="share held out per class when the data set has no validation folder")
     train.add_argument("--seed", type=int, default=None, help="random seed (split, augmentation, weights)")
+    train.add_argument("--augmented-views", type=int, default=None,
+                       help="augmented views of each training image cached through the frozen base for "
+                       "frozen_augmented and fine_tuning (default 10); epochs then only run the top block and head")
+    train.add_argument("--end-to-end", action="store_true",
+                       help="train frozen_augmented and fine_tuning end to end, augmenting every epoch anew "
+                       "(exact but much slower; same as --augmented-views 0)")
+    train.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                       help="stop a stage after PATIENCE epochs without a better validation loss and restore "
+                       "the best weights (default 0: off)")
+    train.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=None,
+                       help="weight the loss by inverse class frequency: auto (when the largest class has 1.5x "
+                       "the smallest; default), balanced (always) or none")
     augmentation = train.add_argument_group("augmentation (frozen_augmented, fine_tuning, scratch)")
     augmentation.add_argument("--rotation", type=float, default=None, help="maximum rotation in degrees (40)")
     augmentation.add_argument("--width-shift", type=float, default=None, help="maximum horizontal shift (0.1)")
@@ -272,6 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true",
                          help="print one JSON list of {image, top: [{label, probability}]} or {image, error}")
     predict.set_defaults(handler=command_predict)
+
+    finder = commands.add_parser(
+        "lr-find", help="sweep the head's learning rate and suggest one",
+        description="Train the head on cached features for one short sweep while the learning rate grows "
+        "from --start to --end; print loss against learning rate and the rate of steepest descent.")
+    finder.add_argument("--data", required=True, help="the data set folder")
+    finder.add_argument("--preset", choices=sorted(PRESETS), default="default", help="starting settings")
+    finder.add_argument("--backbone", choices=sorted(BACKBONES), default=None, help="the pretrained base")
+    finder.add_argument("--weights", choices=WEIGHTS, default=None, help="imagenet (default) or none")
+    finder.add_argument("--image-size", type=int, default=None, help="side of the square input, in pixels")
+    finder.add_argument("--batch-size", type=int, default=None, help="images per step")
+    finder.add_argument("--head", choices=HEADS, default=None, help="flatten or global_average")
+    finder.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="rmsprop or adam")
+    finder.add_argument("--seed", type=int, default=None, help="random seed")
+    finder.add_argument("--start", type=float, default=1e-6, help="first learning rate (1e-6)")
+    finder.add_argument("--end", type=float, default=1.0, help="last learning rate (1.0)")
+    finder.add_argument("--steps", type=int, default=100, help="training steps of the sweep (100)")
+    _add_runs_dir(finder)
+    finder.add_argument("--json", action="store_true", help="print learning_rates, losses and suggestion as JSON")
+    finder.set_defaults(handler=command_lr_find)
 
     listing = commands.add_parser("runs", help="list the runs with status and final metrics",
                                   description="List the runs, newest first.")

@@ -16,6 +16,9 @@ STRATEGY_CHOICES = STRATEGIES + ("all",)
 HEADS = ("flatten", "global_average")
 OPTIMIZERS = ("rmsprop", "adam")
 WEIGHTS = ("imagenet", "none")
+CLASS_WEIGHTS = ("auto", "balanced", "none")
+# "auto" class weighting starts at this ratio between the largest and the smallest class.
+IMBALANCE_RATIO = 1.5
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
@@ -120,6 +123,13 @@ class TrainConfig:
         validation_fraction: share of each class held out when the data set has no validation split.
         seed: seeds the split, the augmentation, the weights' initialisation and the shuffling.
         augmentation: random transformations for the augmented strategies.
+        augmented_views: for frozen + augmentation and fine-tuning, how many augmented views of
+            each training image are pushed through the frozen part of the base once and cached
+            (epoch e trains on view e mod K); 0 trains end to end, augmenting every epoch anew.
+        early_stopping_patience: stop a stage when the validation loss has not improved for this
+            many epochs, and restore the best weights; 0 turns it off.
+        class_weight: "auto" weights classes inversely to their counts when the largest class has
+            at least 1.5x the images of the smallest, "balanced" always, "none" never.
     """
 
     data_dir: str
@@ -140,6 +150,9 @@ class TrainConfig:
     validation_fraction: float = 0.2
     seed: int = 1337
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    augmented_views: int = 10
+    early_stopping_patience: int = 0
+    class_weight: str = "auto"
 
     def __post_init__(self) -> None:
         # Imported here: backbones imports Keras, and a config must be cheap to validate.
@@ -178,6 +191,10 @@ class TrainConfig:
         _check_range("validation_fraction", self.validation_fraction, 0.05, 0.5)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, received {self.seed!r}.")
+        _check_positive_int("augmented_views", self.augmented_views, minimum=0)
+        _check_positive_int("early_stopping_patience", self.early_stopping_patience, minimum=0)
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, received {self.class_weight!r}.")
         if not isinstance(self.augmentation, AugmentationConfig):
             raise ValueError(
                 f"augmentation must be an AugmentationConfig, received {type(self.augmentation).__name__}."

@@ -16,11 +16,20 @@ import numpy as np
 
 from tlcore.runs import write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: augmented views are really augmented (1 cached unaugmented copies).
 
 
-def cache_key(backbone: str, weights: str, alpha: float, image_size: int, dataset_fingerprint: str) -> str:
-    text = json.dumps([CACHE_VERSION, backbone, weights, float(alpha), image_size, dataset_fingerprint])
+def cache_key(backbone: str, weights: str, alpha: float, image_size: int, dataset_fingerprint: str,
+              extra=None) -> str:
+    """A short hash of everything cached activations depend on.
+
+    Args:
+        backbone, weights, alpha, image_size: what builds the base.
+        dataset_fingerprint: `tlcore.data.fingerprint` of the data set.
+        extra: anything else they depend on (augmentation settings, view count, ...), JSON-able.
+    """
+    text = json.dumps([CACHE_VERSION, backbone, weights, float(alpha), image_size, dataset_fingerprint, extra],
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -57,6 +57,27 @@ def output_layer(num_classes: int) -> keras.layers.Dense:
     return keras.layers.Dense(num_classes, activation="softmax", name="output")
 
 
+def class_weights_for(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, float] | None:
+    """Weights inversely proportional to class counts (mean weight 1), as scikit-learn's "balanced".
+
+    Args:
+        labels: the training labels.
+        num_classes: the number of classes.
+        mode: "auto" (only when the imbalance reaches `config.IMBALANCE_RATIO`), "balanced" or "none".
+
+    Returns:
+        A Keras `class_weight` dict, or None for unweighted training.
+    """
+    from tlcore.config import IMBALANCE_RATIO
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    if mode == "none" or counts.min() == 0:
+        return None
+    if mode == "auto" and counts.max() < IMBALANCE_RATIO * counts.min():
+        return None
+    return {index: float(counts.sum() / (num_classes * count)) for index, count in enumerate(counts)}
+
+
 def build_head(feature_shape: tuple[int, ...], num_classes: int, config: TrainConfig) -> keras.Model:
     """The classifier on top of a feature map: Flatten (or pooling), Dense, Dropout, output.
 
@@ -164,6 +185,7 @@ class TrainingContext:
     frozen_model: keras.Model | None = None
     frozen_base: keras.Model | None = None
     model: keras.Model | None = None
+    staged: "StagedModels | None" = None
 
     def callbacks(self, stage: str, epochs: int) -> list:
         items = []
@@ -174,7 +196,14 @@ class TrainingContext:
             items += [RunRecorder(self.run, stage, offset, epochs), StopOnRequest(self.run)]
         if self.stream is not None:
             items.append(PrintProgress(stage, self.stream, offset))
+        if self.config.early_stopping_patience:
+            items.append(keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=self.config.early_stopping_patience, restore_best_weights=True))
         return items
+
+    def class_weights(self) -> dict[int, float] | None:
+        """Keras `class_weight` for the training split, or None when classes are not weighted."""
+        return class_weights_for(self.dataset.labels("train"), self.dataset.num_classes, self.config.class_weight)
 
     def stop_requested(self) -> bool:
         return self.run is not None and self.run.stop_requested()
@@ -209,21 +238,31 @@ class TrainingContext:
         return pipeline.prefetch(tf.data.AUTOTUNE)
 
 
-def _history_result(history: keras.callbacks.History, seconds: float, stopped: bool) -> dict:
+def _history_result(history: keras.callbacks.History, seconds: float, stopped: bool,
+                    restored_best: bool = False) -> dict:
+    """A stage's results from its Keras history.
+
+    With early stopping the best weights (lowest validation loss) were restored, so the final
+    model's metrics are that epoch's, not the last one's.
+    """
     values = history.history
     validation = values.get("val_accuracy") or []
+    losses = values.get("val_loss") or []
+    final = int(np.argmin(losses)) if restored_best and losses else len(validation) - 1
     return {
-        "val_accuracy": float(validation[-1]) if validation else None,
-        "val_loss": float(values["val_loss"][-1]) if values.get("val_loss") else None,
+        "val_accuracy": float(validation[final]) if validation else None,
+        "val_loss": float(losses[final]) if losses else None,
         "best_val_accuracy": float(max(validation)) if validation else None,
-        "accuracy": float(values["accuracy"][-1]) if values.get("accuracy") else None,
+        "accuracy": float(values["accuracy"][final]) if values.get("accuracy") else None,
         "epochs": len(validation),
+        "final_epoch": final + 1 if validation else None,
         "seconds": seconds,
         "stopped": stopped,
     }
 
 
-def _build_base(config: TrainConfig) -> keras.Model:
+def build_frozen_base(config: TrainConfig) -> keras.Model:
+    """The config's backbone with `trainable = False`."""
     base = backbones.build_base(config.backbone, config.image_size, config.weights, config.alpha)
     base.trainable = False
     return base
@@ -269,7 +308,7 @@ def run_feature_extraction(context: TrainingContext) -> dict:
     config, dataset = context.config, context.dataset
     keras.utils.set_random_seed(config.seed)
     started = time.time()
-    base = _build_base(config)
+    base = build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
     feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
     head = build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
@@ -280,20 +319,168 @@ def run_feature_extraction(context: TrainingContext) -> dict:
         feature_maps["train"], context.targets("train"),
         validation_data=(feature_maps["validation"], context.targets("validation")),
         epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+        class_weight=context.class_weights(),
         callbacks=context.callbacks("feature_extraction", config.epochs),
     )
     context.model = assemble(config.image_size, base, head, preprocess)
     compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
-    result = _history_result(history, time.time() - started, context.stop_requested())
+    result = _history_result(history, time.time() - started, context.stop_requested(),
+                             bool(config.early_stopping_patience))
     result.update({"extraction_seconds": extraction_seconds, "features_from_cache": from_cache})
     return result
+
+
+@dataclass
+class StagedModels:
+    """The frozen base split where fine-tuning begins, with cached activations at the split.
+
+    `bottom` (input -> the tensor entering the top block) never changes in strategies 2 and 3,
+    so it runs once per augmented view; the epochs then only run `top` (the top block) and the
+    head. `top` shares its layers with the base, so what it learns is in the saved model.
+    """
+
+    base: keras.Model
+    top: keras.Model
+    head: keras.Model
+    trainer: keras.Model
+    train_views: np.ndarray  # (views, images, *boundary_shape)
+    validation: np.ndarray  # (images, *boundary_shape)
+    seconds: float
+    from_cache: bool
+
+
+class CachedViews(keras.utils.PyDataset):
+    """Batches of cached activations: epoch e uses augmented view e mod K, freshly shuffled."""
+
+    def __init__(self, views: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
+        super().__init__()
+        self.views, self.targets, self.batch_size, self.seed = views, targets, batch_size, seed
+        self.epoch = 0
+        self._order()
+
+    def _order(self) -> None:
+        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(self.views.shape[1])
+
+    def __len__(self) -> int:
+        return -(-self.views.shape[1] // self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+        view = self.views[self.epoch % len(self.views)]
+        return np.asarray(view[rows], dtype="float32"), self.targets[rows]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._order()
+
+
+def split_base(base: keras.Model, backbone: str) -> tuple[keras.Model, keras.Model]:
+    """Splits a base into (bottom, top) at the input of its top block; top(bottom(x)) == base(x)."""
+    names = [layer.name for layer in base.layers]
+    first_top = backbones.top_block_layer_names(base, backbone)[0]
+    boundary = base.get_layer(names[names.index(first_top) - 1]).output
+    bottom = keras.Model(base.input, boundary, name="bottom")
+    top = keras.Model(boundary, base.output, name="top_block")
+    return bottom, top
+
+
+def extract_views(context: TrainingContext, base: keras.Model, bottom: keras.Model, preprocess) -> tuple:
+    """Activations entering the top block, for K augmented views of the training images and for
+    the validation images; cached on disk by everything they depend on."""
+    config, dataset = context.config, context.dataset
+    started = time.time()
+    directory = features.cache_dir(context.runs_dir) if context.runs_dir else None
+    key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
+                             data.fingerprint(dataset),
+                             extra=[bottom.output.shape[1:], config.augmentation.to_dict(),
+                                    config.augmented_views, config.seed])
+    cached_train = features.load(directory, key, "train_views") if directory is not None else None
+    cached_validation = features.load(directory, key, "validation_boundary") if directory is not None else None
+    if cached_train is not None and cached_validation is not None:
+        return cached_train, cached_validation, time.time() - started, True
+    size = config.image_size
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    plain = keras.Model(inputs, bottom(preprocess(inputs), training=False), name="boundary")
+    stop_callbacks = [StopOnRequest(context.run)] if context.run is not None else []
+    images = context.decoded("train")
+    views = np.empty((config.augmented_views, len(images), *bottom.output.shape[1:]), dtype="float32")
+    for view in range(config.augmented_views):
+        context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
+        if context.run is not None:
+            context.run.set_progress({"stage": "caching augmented views", "epoch": view + 1,
+                                      "epochs": config.augmented_views, "batch": None, "steps": None,
+                                      "stage_elapsed": time.time() - started, "time": time.time()})
+        # Each view has its own seed, so the K views differ and a rerun draws the same ones.
+        augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
+        for start in range(0, len(images), EXTRACTION_BATCH_SIZE):
+            batch = images[start:start + EXTRACTION_BATCH_SIZE].astype("float32")
+            # Called directly, not inside `predict`: Keras runs a model's layers in inference mode
+            # during `predict`, which would silently switch the augmentation off.
+            augmented = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+            views[view, start:start + len(batch)] = plain.predict_on_batch(augmented)
+            if context.stop_requested():
+                raise StageStopped()
+    validation = plain.predict(context.decoded("validation").astype("float32"),
+                               batch_size=EXTRACTION_BATCH_SIZE, verbose=0, callbacks=stop_callbacks)
+    if context.stop_requested():
+        raise StageStopped()
+    if directory is not None:
+        description = {"backbone": config.backbone, "image_size": config.image_size, "views": config.augmented_views,
+                       "boundary": list(bottom.output.shape[1:]), "fingerprint": data.fingerprint(dataset)}
+        features.save(directory, key, "train_views", views, description)
+        features.save(directory, key, "validation_boundary", validation, description)
+    return views, validation, time.time() - started, False
+
+
+def build_staged(context: TrainingContext) -> StagedModels:
+    config, dataset = context.config, context.dataset
+    base = build_frozen_base(config)
+    preprocess = backbones.preprocessing_layer(config.backbone)
+    bottom, top = split_base(base, config.backbone)
+    views, validation, seconds, from_cache = extract_views(context, base, bottom, preprocess)
+    head = build_head(base.output.shape[1:], dataset.num_classes, config)
+    boundary = keras.Input(shape=bottom.output.shape[1:], name="boundary")
+    trainer = keras.Model(boundary, head(top(boundary, training=False)), name="staged_classifier")
+    return StagedModels(base, top, head, trainer, views, validation, seconds, from_cache)
+
+
+def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate: float, seed: int):
+    config, dataset, staged = context.config, context.dataset, context.staged
+    compile_model(staged.trainer, dataset.num_classes, config.optimizer, learning_rate)
+    return staged.trainer.fit(
+        CachedViews(staged.train_views, context.targets("train"), config.batch_size, seed),
+        validation_data=(staged.validation, context.targets("validation")),
+        validation_batch_size=EXTRACTION_BATCH_SIZE,
+        epochs=epochs, verbose=0, class_weight=context.class_weights(),
+        callbacks=context.callbacks(stage, epochs),
+    )
+
+
+def _final_model(context: TrainingContext, staged: StagedModels) -> keras.Model:
+    config, dataset = context.config, context.dataset
+    augmentation = augment.build_layers(config.augmentation, seed=config.seed)
+    model = assemble(config.image_size, staged.base, staged.head, backbones.preprocessing_layer(config.backbone),
+                     augmentation)
+    compile_model(model, dataset.num_classes, config.optimizer, config.learning_rate)
+    return model
 
 
 def run_frozen_augmented(context: TrainingContext) -> dict:
     config, dataset = context.config, context.dataset
     keras.utils.set_random_seed(config.seed)
     started = time.time()
-    base = _build_base(config)
+    if config.augmented_views:
+        context.staged = build_staged(context)
+        if context.stop_requested():
+            raise StageStopped()
+        history = _fit_staged(context, "frozen_augmented", config.epochs, config.learning_rate, config.seed)
+        context.model = _final_model(context, context.staged)
+        result = _history_result(history, time.time() - started, context.stop_requested(),
+                             bool(config.early_stopping_patience))
+        result.update({"path": "cached_views", "views": config.augmented_views,
+                       "extraction_seconds": context.staged.seconds, "features_from_cache": context.staged.from_cache})
+        return result
+    base = build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
     head = build_head(base.output.shape[1:], dataset.num_classes, config)
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
@@ -303,31 +490,45 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
         context.image_pipeline("train", shuffle=True),
         validation_data=context.image_pipeline("validation", shuffle=False),
         epochs=config.epochs, verbose=0, shuffle=False,  # The pipeline shuffles.
+        class_weight=context.class_weights(),
         callbacks=context.callbacks("frozen_augmented", config.epochs),
     )
     context.frozen_model, context.frozen_base, context.model = model, base, model
-    return _history_result(history, time.time() - started, context.stop_requested())
+    result = _history_result(history, time.time() - started, context.stop_requested(),
+                             bool(config.early_stopping_patience))
+    result["path"] = "end_to_end"
+    return result
 
 
 def run_fine_tuning(context: TrainingContext) -> dict:
     config, dataset = context.config, context.dataset
-    if context.frozen_model is None:
+    if context.staged is None and context.frozen_model is None:
         raise RuntimeError("fine_tuning needs the model of frozen_augmented; run that stage first.")
     keras.utils.set_random_seed(config.seed + 1)
     started = time.time()
-    model, base = context.frozen_model, context.frozen_base
+    base = context.staged.base if context.staged is not None else context.frozen_base
     unfrozen = unfreeze_top_block(base, config.backbone)
     context.say(f"[fine_tuning] unfrozen: {', '.join(unfrozen)}")
-    compile_model(model, dataset.num_classes, config.optimizer, config.fine_tuning_learning_rate)  # Recompile after trainable changed.
-    history = model.fit(
-        context.image_pipeline("train", shuffle=True),
-        validation_data=context.image_pipeline("validation", shuffle=False),
-        epochs=config.fine_tuning_epochs, verbose=0, shuffle=False,
-        callbacks=context.callbacks("fine_tuning", config.fine_tuning_epochs),
-    )
-    context.model = model
-    result = _history_result(history, time.time() - started, context.stop_requested())
-    result["unfrozen_layers"] = unfrozen
+    if context.staged is not None:
+        # Recompiled inside _fit_staged, after trainable changed.
+        history = _fit_staged(context, "fine_tuning", config.fine_tuning_epochs, config.fine_tuning_learning_rate,
+                              config.seed + 1)
+        context.model = _final_model(context, context.staged)
+        path = "cached_views"
+    else:
+        model = context.frozen_model
+        compile_model(model, dataset.num_classes, config.optimizer, config.fine_tuning_learning_rate)
+        history = model.fit(
+            context.image_pipeline("train", shuffle=True),
+            validation_data=context.image_pipeline("validation", shuffle=False),
+            epochs=config.fine_tuning_epochs, verbose=0, shuffle=False, class_weight=context.class_weights(),
+            callbacks=context.callbacks("fine_tuning", config.fine_tuning_epochs),
+        )
+        context.model = model
+        path = "end_to_end"
+    result = _history_result(history, time.time() - started, context.stop_requested(),
+                             bool(config.early_stopping_patience))
+    result.update({"unfrozen_layers": unfrozen, "path": path})
     return result
 
 
@@ -341,11 +542,12 @@ def run_scratch(context: TrainingContext) -> dict:
     history = model.fit(
         context.image_pipeline("train", shuffle=True),
         validation_data=context.image_pipeline("validation", shuffle=False),
-        epochs=config.epochs, verbose=0, shuffle=False,
+        epochs=config.epochs, verbose=0, shuffle=False, class_weight=context.class_weights(),
         callbacks=context.callbacks("scratch", config.epochs),
     )
     context.model = model
-    return _history_result(history, time.time() - started, context.stop_requested())
+    return _history_result(history, time.time() - started, context.stop_requested(),
+                             bool(config.early_stopping_patience))
 
 
 STAGES = {
@@ -394,6 +596,10 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         write_json(run.path / "dataset.json", dataset.to_json())
     context.say(f"Data: {dataset.root}: {dataset.num_classes} classes, "
                 f"{len(dataset.paths('train'))} train / {len(dataset.paths('validation'))} validation images")
+    weights = context.class_weights()
+    if weights is not None:
+        context.say("Classes are imbalanced: weighting the loss by class "
+                    + ", ".join(f"{dataset.classes[index]}={weight:.2f}" for index, weight in weights.items()))
     stopped = False
     for stage in stages_for(config.strategy):
         if context.stop_requested():
@@ -415,6 +621,8 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
             break
     summary = {
         "results": context.results,
+        "seed": config.seed,
+        "class_weight": context.class_weights(),
         "seconds": time.time() - started,
         "stopped": stopped,
         "classes": list(dataset.classes),

@@ -1,0 +1,157 @@
+"""What the pages share: folders, session state, and cached calls into tlcore.
+
+Not a page (app.py does not register it). Session state keys:
+    dataset          the current DatasetScan (set on the Data page)
+    augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
+    run_id           the current run; when absent, the newest running or queued run is shown
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore import browse, data, runs
+from tlcore.config import AugmentationConfig
+
+ACTIVE_STATES = ("queued", "running", "stopping")
+# Characters that Streamlit's Markdown would treat as formatting (":" starts emoji and colour codes).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def text(value: object) -> str:
+    """Escapes a string (a class or folder name) so Markdown shows it as plain text."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+
+
+def runs_dir() -> Path:
+    return runs.default_runs_dir()
+
+
+def data_dir() -> Path:
+    """Where uploads and demo sets go: `$TLCORE_DATA_DIR`, else `data/` in the current folder."""
+    return Path(os.environ.get("TLCORE_DATA_DIR", "data")).expanduser()
+
+
+# Data sets.
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _scan(folder: str, stamp: str, validation_fraction: float, seed: int) -> data.DatasetScan:
+    return data.scan(folder, validation_fraction, seed)
+
+
+def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, seed: int = 1337) -> data.DatasetScan:
+    """Scans a folder, reusing an earlier scan while no file below it changed.
+
+    Raises:
+        DatasetError, ValueError (including browse.FolderTooLargeError), OSError.
+    """
+    path = Path(folder).expanduser().resolve()
+    if not path.is_dir():
+        raise data.DatasetError(f"{path}: not a folder.")
+    return _scan(str(path), browse.folder_stamp(path), validation_fraction, seed)
+
+
+def use_dataset(scan: data.DatasetScan) -> None:
+    st.session_state["dataset"] = scan
+    st.session_state.pop("aug_image", None)  # The preview's image belonged to the old data set.
+
+
+def current_dataset() -> data.DatasetScan | None:
+    return st.session_state.get("dataset")
+
+
+def augmentation() -> AugmentationConfig:
+    return st.session_state.get("augmentation") or AugmentationConfig()
+
+
+# Runs.
+
+def current_run() -> runs.Run | None:
+    """The session's run; after a reload (empty session), the newest running or queued run."""
+    run_id = st.session_state.get("run_id")
+    if run_id:
+        try:
+            return runs.resolve(run_id, runs_dir())
+        except ValueError:  # Deleted meanwhile.
+            st.session_state.pop("run_id", None)
+    for run in runs.list_runs(runs_dir()):
+        if run.state in ACTIVE_STATES:
+            st.session_state["run_id"] = run.id
+            return run
+    return None
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _predictor(run_path: str, model_mtime_ns: int):
+    from tlcore import predict
+
+    return predict.load(runs.Run(Path(run_path)))
+
+
+def predictor(run_id: str):
+    """The run's loaded model, loaded once per run and model file (not on every rerun).
+
+    Raises:
+        ValueError: no such run. ModelLoadError: the model cannot be loaded.
+    """
+    from tlcore import predict
+
+    run = runs.resolve(run_id, runs_dir())
+    try:
+        mtime = run.model_path.stat().st_mtime_ns
+    except OSError:
+        raise predict.ModelLoadError(f"{run.model_path}: no model file (the run may not have finished a stage).")
+    return _predictor(str(run.path), mtime)
+
+
+# Cached pictures and facts.
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _thumbnail(path: str, mtime_ns: int, max_side: int):
+    return browse.thumbnail(path, max_side, square=True)
+
+
+def thumbnail(path: str, max_side: int = 192):
+    """(square RGB array, (width, height) of the photo) of an image file, cached until the file changes."""
+    return _thumbnail(path, os.stat(path).st_mtime_ns, max_side)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _preview(path: str, mtime_ns: int, image_size: int, settings: dict, count: int, seed: int):
+    from tlcore import augment, images
+
+    image = images.load_resized(path, image_size)
+    return image, augment.preview(image, AugmentationConfig.from_dict(settings), count=count, seed=seed)
+
+
+def preview(path: str, image_size: int, settings: AugmentationConfig, count: int, seed: int):
+    """(the image as training sees it, `count` augmented copies), cached per settings and seed."""
+    return _preview(path, os.stat(path).st_mtime_ns, image_size, settings.to_dict(), count, seed)
+
+
+@st.cache_data(show_spinner="Building the layer stack...", max_entries=32)
+def layer_stack(backbone: str, image_size: int, strategy: str, alpha: float, num_classes: int, head: str,
+                dense_units: int):
+    from tlcore import architecture
+
+    return architecture.layer_stack(backbone, image_size, strategy, alpha=alpha, num_classes=num_classes,
+                                    head=head, dense_units=dense_units)
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def weights_status(backbone: str, image_size: int | None = None, alpha: float = 1.0):
+    from tlcore import backbones
+
+    return backbones.weights_status(backbone, image_size, alpha)
+
+
+def dataset_line(scan: data.DatasetScan) -> str:
+    """'catsdogs: 2 classes (cats, dogs), 40 train / 20 validation images', Markdown-escaped."""
+    counts = {split: len(samples) for split, samples in scan.splits.items()}
+    shown = ", ".join(scan.classes[:6]) + (", ..." if scan.num_classes > 6 else "")
+    parts = " / ".join(f"{count} {split}" for split, count in counts.items())
+    return text(f"{Path(scan.root).name}: {scan.num_classes} classes ({shown}), {parts} images")

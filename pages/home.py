@@ -1,0 +1,63 @@
+"""Home: what the app does, the current data set, the backbones and their weights, the latest runs."""
+
+import pandas as pd
+import streamlit as st
+
+from pages import common
+from tlcore import runs
+from tlcore.backbones import BACKBONES
+
+st.title("Transfer Learning Studio")
+st.markdown(
+    "Teach a pretrained image network your own classes: choose a folder of photos sorted into one "
+    "folder per class, and the studio trains a classifier on top of a network that already knows "
+    "ImageNet. It shows, live, what each transfer-learning strategy freezes and trains, and how "
+    "well the result recognises photos it has never seen."
+)
+
+st.subheader("Where to start")
+st.markdown(
+    "1. **Data**: pick a folder, upload a zip of class folders, or build the offline demo set; "
+    "check the scan report and the augmentation preview.\n"
+    "2. **Train**: start with *feature extraction* (it takes seconds), then compare the other strategies.\n"
+    "3. **Predict**: upload photos and see what a finished run thinks they are."
+)
+left, middle, right = st.columns(3)
+left.page_link("pages/data.py", label="Choose a data set", icon=":material/photo_library:")
+middle.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
+right.page_link("pages/predict.py", label="Predict photos", icon=":material/label:")
+
+st.subheader("Current data set")
+dataset = common.current_dataset()
+if dataset is None:
+    st.info("No data set chosen yet in this session: start on the Data page.")
+else:
+    st.markdown(common.dataset_line(dataset))
+
+st.subheader("Latest runs")
+latest = [runs.describe(run) for run in runs.list_runs(common.runs_dir())[:5]]
+if not latest:
+    st.info("No runs yet: train one on the Train page.")
+else:
+    st.dataframe(
+        pd.DataFrame(latest)[["run", "state", "strategy", "backbone", "image_size", "epochs", "best_val_accuracy"]],
+        hide_index=True,
+        column_config={
+            "image_size": st.column_config.NumberColumn("size (px)"),
+            "best_val_accuracy": st.column_config.NumberColumn("best validation accuracy", format="percent"),
+        },
+    )
+
+st.subheader("Backbones")
+st.caption("Pretrained bases to build on. ImageNet weights are either on this machine already or need a "
+           "one-time download; without a network, train with random weights or pick one marked offline.")
+rows = []
+for key, backbone in BACKBONES.items():
+    status = common.weights_status(key, backbone.default_size)
+    rows.append({
+        "backbone": backbone.display_name,
+        "weights": "available offline" if status.available else "needs a download",
+        "native size (px)": backbone.default_size,
+        "about": backbone.description,
+    })
+st.dataframe(pd.DataFrame(rows), hide_index=True, height="content")

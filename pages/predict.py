@@ -1,0 +1,57 @@
+"""Predict: a finished run's model on uploaded photos, top predictions as bars."""
+
+import streamlit as st
+
+from pages import common
+from tlcore import browse, charts, predict, runs
+from tlcore.images import InvalidImageError
+
+st.title("Predict")
+finished = [run for run in runs.list_runs(common.runs_dir())
+            if run.state in ("done", "stopped") and run.model_path.is_file()]
+if not finished:
+    st.info("No finished run with a model yet: train one on the Train page.")
+    st.page_link("pages/train.py", label="Go to the Train page", icon=":material/model_training:")
+    st.stop()
+
+rows = {run.id: runs.describe(run) for run in finished}
+ids = list(rows)
+current = st.session_state.get("run_id")
+run_id = st.selectbox(
+    "Run", ids, index=ids.index(current) if current in ids else 0, key="predict_run",
+    format_func=lambda key: f"{key} ({rows[key]['state']}, best validation accuracy "
+                            f"{rows[key]['best_val_accuracy'] or 0:.0%})",
+)
+try:
+    predictor = common.predictor(run_id)
+except (predict.ModelLoadError, ValueError) as error:
+    st.error(common.text(error))
+    st.stop()
+st.caption(common.text(f"{len(predictor.labels)} classes: {', '.join(predictor.labels)}. "
+                       f"Photos are resized to {predictor.image_size} × {predictor.image_size} pixels, "
+                       "exactly as in training."))
+
+uploads = st.file_uploader("Photos (jpg, png or webp)", type=["jpg", "jpeg", "png", "webp"],
+                           accept_multiple_files=True, key="predict_uploads")
+if not uploads:
+    st.info("Upload one or several photos to see what the model thinks they are.")
+    st.stop()
+
+top = min(3, len(predictor.labels))
+with st.spinner("Predicting..."):
+    results = predict.predict_sources(predictor, [upload.getvalue() for upload in uploads],
+                                      names=[upload.name for upload in uploads], top=top)
+for upload, result in zip(uploads, results):
+    with st.container(border=True):
+        if "error" in result:
+            st.error(common.text(f"{upload.name}: {result['error']}"))
+            continue
+        picture_column, bars_column = st.columns([1, 2])
+        try:
+            picture, _ = browse.thumbnail(upload.getvalue(), 256, name=upload.name)
+            picture_column.image(picture, caption=upload.name)
+        except InvalidImageError as error:
+            picture_column.error(common.text(error.reason))
+        best = result["top"][0]
+        bars_column.markdown(f"Most likely: **{common.text(best['label'])}** ({best['probability']:.0%})")
+        bars_column.altair_chart(charts.prediction_bars(result["top"], height=60 + 34 * top), width="stretch")

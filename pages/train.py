@@ -1,0 +1,147 @@
+"""Train: choose the settings, start a run in a worker process, watch it live, compare runs."""
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from pages import common, run_view
+from tlcore import architecture, charts, monitor, runs, worker
+from tlcore.backbones import BACKBONES
+from tlcore.config import PRESETS, STRATEGY_CHOICES, TrainConfig
+from tlcore.strategies import STRATEGY_DESCRIPTIONS
+
+STRATEGY_TITLES = {"feature_extraction": "1 · Feature extraction", "frozen_augmented": "2 · Frozen base + augmentation",
+                   "fine_tuning": "3 · Fine-tuning", "scratch": "Baseline · a small CNN from scratch",
+                   "all": "1 → 2 → 3 in sequence"}
+PRESET_TITLES = {"default": "CPU-friendly default", "seed": "The seed's exact settings"}
+# Settings a preset fills in (the strategy stays the person's choice).
+PRESET_FIELDS = ("backbone", "weights", "alpha", "image_size", "epochs", "fine_tuning_epochs", "batch_size",
+                 "learning_rate", "fine_tuning_learning_rate", "optimizer", "head", "dense_units", "dropout", "seed")
+
+
+def apply_preset() -> None:
+    values = {field.name: field.default for field in dataclasses.fields(TrainConfig)
+              if field.default is not dataclasses.MISSING}
+    values.update(PRESETS[st.session_state.get("train_preset") or "default"])
+    for name in PRESET_FIELDS:
+        st.session_state[f"train_{name}"] = values[name]
+
+
+st.title("Train")
+run = common.current_run()
+if run is not None:
+    st.header("Current run")
+    if run.state in common.ACTIVE_STATES:
+        run_view.live(run.id)
+    else:
+        run_view.show(run)
+
+dataset = common.current_dataset()
+if dataset is None:
+    st.info("Choose a data set on the Data page to start a new run.")
+    st.page_link("pages/data.py", label="Go to the Data page", icon=":material/photo_library:")
+else:
+    with st.container(border=True):
+        st.subheader("New run")
+        st.markdown(common.dataset_line(dataset))
+        if "train_backbone" not in st.session_state:
+            apply_preset()
+        keep = {"persist_state": "session"}
+        st.segmented_control("Preset", list(PRESETS), format_func=PRESET_TITLES.get, default="default",
+                             required=True, key="train_preset", on_change=apply_preset, **keep)
+        left, right = st.columns(2)
+        backbone = left.selectbox("Backbone", list(BACKBONES), key="train_backbone", **keep, format_func=lambda key: (
+            f"{BACKBONES[key].display_name} ({'weights offline' if common.weights_status(key).available else 'weights need a download'})"))
+        weights = right.radio("Weights", ["imagenet", "none"], key="train_weights", horizontal=True, **keep,
+                              format_func={"imagenet": "ImageNet (pretrained)", "none": "random (no download)"}.get)
+        minimum = BACKBONES[backbone].min_size
+        st.session_state["train_image_size"] = max(minimum, int(st.session_state.get("train_image_size") or minimum))
+        image_size = left.number_input("Image size (pixels)", minimum, 600, step=8,
+                                       key="train_image_size", **keep)
+        alpha = right.select_slider("Width multiplier (alpha)", [0.25, 0.5, 0.75, 1.0], key="train_alpha", **keep,
+                                    disabled=not BACKBONES[backbone].supports_alpha)
+        alpha = alpha if BACKBONES[backbone].supports_alpha else 1.0
+        status = common.weights_status(backbone, image_size, alpha)
+        st.caption(common.text(f"{BACKBONES[backbone].display_name}: {BACKBONES[backbone].description}. "
+                               f"{status.message}"))
+        if weights == "imagenet" and not status.available:
+            st.warning("Without a network this run will fail: choose EfficientNet-Lite0 (weights bundled) or "
+                       "random weights.")
+        strategy = st.radio("Strategy", STRATEGY_CHOICES, format_func=STRATEGY_TITLES.get, key="train_strategy",
+                            captions=[STRATEGY_DESCRIPTIONS[name] for name in STRATEGY_CHOICES], **keep)
+        with st.expander("Hyperparameters"):
+            one, two, three = st.columns(3)
+            settings = {
+                "epochs": one.number_input("Epochs", 1, 1000, key="train_epochs", **keep),
+                "fine_tuning_epochs": two.number_input("Fine-tuning epochs", 1, 1000, key="train_fine_tuning_epochs",
+                                                       **keep),
+                "batch_size": three.number_input("Batch size", 1, 512, key="train_batch_size", **keep),
+                "learning_rate": one.number_input("Learning rate", 1e-7, 0.5, format="%.6f", step=1e-5,
+                                                  key="train_learning_rate", **keep),
+                "fine_tuning_learning_rate": two.number_input("Fine-tuning learning rate", 1e-7, 0.5, format="%.6f",
+                                                              step=1e-6, key="train_fine_tuning_learning_rate", **keep),
+                "optimizer": three.selectbox("Optimizer", ["rmsprop", "adam"], key="train_optimizer", **keep),
+                "head": one.selectbox("Head", ["global_average", "flatten"], key="train_head", **keep,
+                                      format_func={"global_average": "pooling + Dense", "flatten": "Flatten + Dense"}.get),
+                "dense_units": two.number_input("Dense units", 1, 4096, key="train_dense_units", **keep),
+                "dropout": three.number_input("Dropout", 0.0, 0.95, step=0.05, key="train_dropout", **keep),
+                "seed": one.number_input("Seed", 0, 2**31 - 1, key="train_seed", **keep),
+            }
+        augmentation = common.augmentation()
+        st.caption(common.text("Augmentation (set on the Data page): " + ", ".join(
+            f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())))
+        with st.expander("What this strategy trains: the layer stack", expanded=True):
+            try:
+                stack = common.layer_stack(backbone, int(image_size), strategy, alpha, dataset.num_classes,
+                                           settings["head"], int(settings["dense_units"]))
+            except ValueError as error:
+                st.error(common.text(error))
+            else:
+                st.markdown("\n".join(f"{number}. {step}" for number, step in enumerate(stack.steps, 1)))
+                for phase in stack.phases:
+                    counts = stack.counts(phase)
+                    st.caption(f"{architecture.PHASE_TITLES[phase]}: {counts['trainable']:,} parameters trained, "
+                               f"{counts['frozen']:,} frozen")
+                st.altair_chart(architecture.stack_chart(stack), width="content")
+        if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+            try:
+                config = TrainConfig(data_dir=dataset.root, strategy=strategy, backbone=backbone, weights=weights,
+                                     alpha=alpha, image_size=int(image_size), augmentation=augmentation,
+                                     validation_fraction=dataset.validation_fraction, **settings)
+            except ValueError as error:
+                st.error(common.text(error))
+            else:
+                st.session_state["run_id"] = worker.start(config, common.runs_dir()).id
+                st.rerun()  # Draw the new run at the top.
+
+st.header("Compare runs")
+table = pd.DataFrame([runs.describe(item) for item in runs.list_runs(common.runs_dir())])
+if table.empty:
+    st.caption("Finished runs appear here.")
+    st.stop()
+table["time"] = [monitor.format_seconds(value) if pd.notna(value) else "" for value in table.pop("seconds")]
+picked = st.dataframe(
+    table[["run", "state", "strategy", "backbone", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy",
+           "time"]],
+    hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+    column_config={"image_size": st.column_config.NumberColumn("size (px)"),
+                   "best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
+                   "final_val_accuracy": st.column_config.NumberColumn("final val. accuracy", format="percent")},
+)
+selected = [table["run"].iloc[row] for row in picked.selection.rows]
+if not selected:
+    st.caption("Select runs in the table to overlay their curves.")
+    st.stop()
+metric = st.segmented_control("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], default="val_accuracy",
+                              required=True, key="compare_metric")
+histories = {}
+for run_id in selected:
+    try:
+        histories[run_id] = runs.resolve(run_id, common.runs_dir()).metrics()
+    except ValueError:
+        continue  # Deleted since the table was drawn.
+st.altair_chart(charts.compare(histories, metric), width="stretch")
+if len(selected) == 1 and st.button("Show this run as the current run"):
+    st.session_state["run_id"] = selected[0]
+    st.rerun()

@@ -1,0 +1,77 @@
+"""`python -m tlcore.bench` end to end on a tiny subset: every section's rows, with numbers.
+
+No timing assertions: speed targets are checked by running the benchmark, not by timed tests.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+CATSDOGS = SHARED / "data" / "catsdogs"
+PER_CLASS = 6
+NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+@pytest.fixture(scope="module")
+def tiny_catsdogs(tmp_path_factory) -> Path:
+    """6 train + 6 validation real photos per class, as symlinks."""
+    if not SHARED.is_dir():
+        pytest.skip(f"../shared not found: expected the shared data and guides at {SHARED}")
+    if not CATSDOGS.is_dir():
+        pytest.skip(f"../shared has no catsdogs data set at {CATSDOGS}")
+    root = tmp_path_factory.mktemp("bench_data")
+    for split in ("train", "validation"):
+        for name in ("cats", "dogs"):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for path in sorted((CATSDOGS / split / name).iterdir())[:PER_CLASS]:
+                (folder / path.name).symlink_to(path)
+    return root
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The plain-text table's rows, split at the columns the dashed rule marks."""
+    lines = output.splitlines()
+    rule = next(index for index, line in enumerate(lines) if line.startswith("-------"))
+    spans = [match.span() for match in re.finditer(r"-+", lines[rule])]
+    rows = []
+    for line in lines[rule + 1:]:
+        if line.strip():
+            cells = [line[start:spans[index + 1][0]] if index + 1 < len(spans) else line[start:]
+                     for index, (start, _) in enumerate(spans)]
+            rows.append([cell.strip() for cell in cells])
+    return rows
+
+
+def test_bench_prints_every_section_with_numbers(tiny_catsdogs: Path) -> None:
+    command = [sys.executable, "-m", "tlcore.bench", "--data", str(tiny_catsdogs), "--limit", str(PER_CLASS),
+               "--epochs", "1", "--views", "2", "--sections", "1,2,3", "--backbone", "vgg16", "--weights", "none",
+               "--image-size", "32", "--repeats", "1"]
+    completed = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    output = completed.stdout
+    assert output.startswith("Command: python -m tlcore.bench --data ")
+    assert "Machine: " in output and "TensorFlow 2." in output
+
+    rows = table_rows(output)
+    sections = [row[0] for row in rows]
+    assert sections == ["1a", "1b", "1c", "2", "2", "3", "3", "3", "3", "3"], output
+    for section, what, value, ratio, target, result in rows:
+        assert what, output
+        assert NUMBER.search(value), f"no number in the value of {what!r}: {value!r}"
+        assert result in ("PASS", "FAIL", "info"), result
+        if result != "info":
+            assert NUMBER.search(ratio) and NUMBER.search(target), f"{what!r}: ratio {ratio!r}, target {target!r}"
+    throughput = {row[0]: float(row[2].split()[0]) for row in rows if row[0].startswith("1")}
+    assert all(rate > 0 for rate in throughput.values()), throughput
+    assert "img/s (24 images" in rows[0][2]
+    assert "warm from cache: yes" in rows[3][2]
+    assert [row[1].split(":")[0] for row in rows[5:]] == [
+        "frozen_augmented", "frozen_augmented", "fine_tuning", "fine_tuning", "both stages, whole run"]
