@@ -25,9 +25,8 @@ def show(run: runs.Run) -> None:
     if state in common.ACTIVE_STATES:
         estimate = monitor.estimate(config, status, run.progress(), run.metrics())
         st.progress(estimate.fraction or 0.0, text=common.text(estimate.text))
-        if st.button("Stop", icon=":material/stop_circle:", disabled=state == "stopping"):
-            run.request_stop()
-            st.rerun(scope="fragment")
+        st.button("Stop", icon=":material/stop_circle:", disabled=state == "stopping", on_click=run.request_stop,
+                  help="Ends training after the current batch; the model keeps what it learned so far.")
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(

@@ -112,10 +112,10 @@ def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
     from tlcore import data
 
     config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=3)
-    context = strategies.TrainingContext(config=config, dataset=data.scan(imbalanced), runs_dir=None)
+    context = strategies.TrainingContext(config=config, dataset=data.scan(imbalanced), runs_dir=str(tmp_path))
     staged = strategies.build_staged(context)
-    views = staged.train_views
-    assert views.shape[0] == 3 and views.shape[1] == 16
+    views = [staged.view(index) for index in range(3)]
+    assert staged.views == 3 and len(staged.train_views) == 3 * 16 and views[0].shape[0] == 16
     assert not np.allclose(views[0], views[1])
     assert not np.allclose(views[1], views[2])
     # Each view is augmented: it differs from the activations of the plain training images.
@@ -124,6 +124,6 @@ def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
     bottom, _ = strategies.split_base(staged.base, "vgg16")
     preprocess = backbones.preprocessing_layer("vgg16")
     plain = np.asarray(bottom(preprocess(context.decoded("train").astype("float32"))))
-    assert staged.validation.shape[1:] == views.shape[2:] == plain.shape[1:]
+    assert staged.validation.shape[1:] == views[0].shape[1:] == plain.shape[1:]
     for view in views:
         assert not np.allclose(view, plain, atol=1e-3)

@@ -191,8 +191,9 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
         for key, method in methods.items():
             started = time.perf_counter()
             counts[key] = method()
-            best[key] = min(best[key], time.perf_counter() - started)
-            say(f"section 1, repeat {repeat + 1}/{arguments.repeats}: {key} {counts[key] / best[key]:.1f} images/s (best)")
+            seconds = time.perf_counter() - started
+            best[key] = min(best[key], seconds)
+            say(f"section 1, repeat {repeat + 1}/{arguments.repeats}: {key} {counts[key] / seconds:.1f} images/s")
     rate = {key: counts[key] / best[key] for key in methods}
     detail = f"best of {arguments.repeats}"
     del extractor, base
@@ -269,10 +270,12 @@ def section_views(root: Path, arguments, scratch: Path) -> list[Row]:
         cached, naive = runs["cached"][0]["results"][stage], runs["naive"][0]["results"][stage]
         speedup = naive["seconds"] / cached["seconds"]
         difference = (_accuracy(cached) - _accuracy(naive)) * 100
+        caching = (f" (caching the views: {cached['extraction_seconds']:.1f} s)"
+                   if cached.get("extraction_seconds") is not None else "")
         rows += [
             Row("3", f"{stage}: seconds, cached views (K={arguments.views}) vs naive, {arguments.epochs} epochs",
-                f"cached {cached['seconds']:.1f} s, naive {naive['seconds']:.1f} s", f"speed-up {speedup:.2f}x",
-                ">= 3x", verdict(speedup >= 3)),
+                f"cached {cached['seconds']:.1f} s{caching}, naive {naive['seconds']:.1f} s",
+                f"speed-up {speedup:.2f}x", ">= 3x", verdict(speedup >= 3)),
             Row("3", f"{stage}: validation accuracy, cached vs naive",
                 f"cached {_accuracy(cached):.3f}, naive {_accuracy(naive):.3f}", f"diff {difference:+.1f} pt",
                 "within 1 pt", verdict(abs(difference) <= 1.0 + 1e-9)),

@@ -2,7 +2,9 @@
 
     python -m tlcore scan DIR [--json]
     python -m tlcore train --data DIR [--strategy ...] [--backbone ...] [...] [--json]
-    python -m tlcore predict --run RUN IMAGE... [--top N] [--json]
+    python -m tlcore predict --run RUN IMAGE_OR_FOLDER_OR_ZIP... [--top N] [--csv OUT.csv] [--json]
+    python -m tlcore evaluate --run RUN [--split validation|test] [--json]
+    python -m tlcore export --run RUN --format {keras,savedmodel,tflite,tflite-int8} [--output PATH] [--json]
     python -m tlcore runs [--json]
     python -m tlcore stop RUN
 """
@@ -143,6 +145,8 @@ def command_worker(arguments: argparse.Namespace) -> int:
     from tlcore import runs, worker
 
     run = runs.Run(Path(arguments.run_folder))
+    # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
+    os.nice(worker.WORKER_NICENESS)
     status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
     return 0 if status["state"] in ("done", "stopped") else 1
 
@@ -158,8 +162,19 @@ def command_predict(arguments: argparse.Namespace) -> int:
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
-    results = predict.predict_sources(predictor, [Path(image) for image in arguments.images],
-                                      names=arguments.images, top=arguments.top)
+    try:
+        results = _predict_arguments(predictor, arguments.images, arguments.top)
+    except ValueError as error:  # Includes zips.UnsafeArchiveError's message via _predict_arguments.
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.csv:
+        from tlcore import batch
+
+        runs.write_atomic(Path(arguments.csv), batch.to_csv([batch.row_from_result(item) for item in results]))
+        print(f"Wrote {len(results)} rows to {arguments.csv}", file=sys.stderr)
     if arguments.json:
         _print_json(results)
     else:
@@ -170,6 +185,80 @@ def command_predict(arguments: argparse.Namespace) -> int:
                 ranking = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
                 print(f"{result['image']}: {ranking}")
     return 1 if any("error" in result for result in results) else 0
+
+
+def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[dict]:
+    """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
+    from tlcore import batch, predict, zips
+
+    results = []
+    for argument in arguments:
+        if Path(argument).is_dir() or batch.is_zip(argument):
+            try:
+                rows = batch.predict_folder(predictor, argument, top=top)
+            except zips.UnsafeArchiveError as error:
+                raise ValueError(str(error)) from None
+            for row in rows:
+                name = f"{argument.rstrip('/')}/{row['file']}"
+                results.append({"image": name, "error": row["error"]} if row["error"] else
+                               {"image": name, "top": row["top_k"]})
+        else:
+            results += predict.predict_sources(predictor, [Path(argument)], names=[argument], top=top)
+    return results
+
+
+def command_evaluate(arguments: argparse.Namespace) -> int:
+    from tlcore import data, evaluate, predict
+
+    try:
+        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir)
+    except (ValueError, data.DatasetError, predict.ModelLoadError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"{result.split}: {result.images} images, accuracy {result.accuracy:.4f}")
+    width = max(len(name) for name in result.classes)
+    print(f"Confusion matrix (rows: true class, columns: predicted class in the order {', '.join(result.classes)}):")
+    for name, row in zip(result.classes, result.confusion):
+        print(f"  {name:<{width}}  " + " ".join(f"{count:>5}" for count in row))
+    print(f"  {'class':<{width}}  precision  recall     f1  support")
+    for row in result.per_class():
+        print(f"  {row['class']:<{width}}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  {row['f1']:>5.4f}  "
+              f"{row['support']:>7}")
+    print(f"Mistakes ({len(result.mistakes)}), most confident first:")
+    for mistake in result.mistakes[:arguments.mistakes]:
+        print(f"  {mistake.path}: {mistake.true_label} predicted as {mistake.predicted_label} "
+              f"({mistake.probability:.3f}, loss {mistake.loss:.3f})")
+    if len(result.mistakes) > arguments.mistakes:
+        print(f"  ... and {len(result.mistakes) - arguments.mistakes} more (--json lists them all)")
+    return 0
+
+
+def command_export(arguments: argparse.Namespace) -> int:
+    from tlcore import export, predict
+
+    try:
+        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir)
+    except (ValueError, predict.ModelLoadError, export.ExportError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if isinstance(error, export.ExportError) else 2
+    if arguments.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"Exported {result.format}: {result.path}")
+    print(f"Labels: {result.labels_path}")
+    print(f"Checked on {result.images} validation images: same top-1 class for {result.agreement:.2%} "
+          f"(required {export.REQUIRED_AGREEMENT[result.format]:.0%}), largest probability difference "
+          f"{result.max_difference:.6f}")
+    return 0
 
 
 def command_runs(arguments: argparse.Namespace) -> int:
@@ -305,8 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
         "others are still predicted (exit status 1 when any failed).",
     )
     predict.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER_OR_ZIP",
+                         help="image files; folders (searched recursively) and .zip archives expand to their images")
     predict.add_argument("--top", type=int, default=3, help="labels per image (default 3)")
+    predict.add_argument("--csv", metavar="OUT.csv", default=None,
+                         help="also write a CSV: file, top_label, probability, top_k (label:prob;...), error")
     _add_runs_dir(predict)
     predict.add_argument("--json", action="store_true",
                          help="print one JSON list of {image, top: [{label, probability}]} or {image, error}")
@@ -331,6 +423,42 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(finder)
     finder.add_argument("--json", action="store_true", help="print learning_rates, losses and suggestion as JSON")
     finder.set_defaults(handler=command_lr_find)
+
+    evaluation = commands.add_parser(
+        "evaluate",
+        help="confusion matrix, per-class precision/recall/F1 and the worst mistakes of a run",
+        description="Evaluate a run's model on the validation split training used (the data set is scanned "
+        "again with the run's seed and validation fraction), or on the data set's test/ split. The result "
+        "is cached in the run folder as evaluation-<split>.json until the model changes.",
+    )
+    evaluation.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+    evaluation.add_argument("--split", choices=("validation", "test"), default="validation",
+                            help="validation (default) or test (needs a test/ folder in the data set)")
+    evaluation.add_argument("--mistakes", type=int, default=10, help="mistakes to list (default 10)")
+    _add_runs_dir(evaluation)
+    evaluation.add_argument("--json", action="store_true",
+                            help="print one JSON object: classes, confusion, normalised, per_class, accuracy, "
+                            "mistakes")
+    evaluation.set_defaults(handler=command_evaluate)
+
+    from tlcore.export import FORMATS
+
+    exporting = commands.add_parser(
+        "export",
+        help="export a run's model (keras, savedmodel, tflite, tflite-int8), checked against the original",
+        description="Export a run's model, load the export back and check it against the Keras model on the "
+        "run's validation images (same top-1 class for all; 99% for tflite-int8), else delete it. Written "
+        "under <run>/exports/ unless --output is given. SavedModel and TFLite exports leave out the "
+        "augmentation layers (inactive at inference).",
+    )
+    exporting.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+    exporting.add_argument("--format", required=True, choices=FORMATS, help="the export format")
+    exporting.add_argument("--output", default=None, metavar="PATH",
+                           help="where to write it (a new path; default <run>/exports/)")
+    _add_runs_dir(exporting)
+    exporting.add_argument("--json", action="store_true",
+                           help="print one JSON object: path, format, labels_path, images, agreement, max_difference")
+    exporting.set_defaults(handler=command_export)
 
     listing = commands.add_parser("runs", help="list the runs with status and final metrics",
                                   description="List the runs, newest first.")

@@ -103,8 +103,11 @@ def find_learning_rate(config: TrainConfig, runs_dir=None, start: float = 1e-6, 
     context = strategies.TrainingContext(config=config, dataset=dataset,
                                          runs_dir=str(runs_dir) if runs_dir is not None else None)
     base = strategies.build_frozen_base(config)
-    feature_maps, _, _ = strategies.extract_features(context, base, backbones.preprocessing_layer(config.backbone))
-    features, targets = feature_maps["train"], context.targets("train")
+    try:
+        feature_maps, _, _ = strategies.extract_features(context, base, backbones.preprocessing_layer(config.backbone))
+        features, targets = feature_maps["train"].read(), context.targets("train")
+    finally:
+        context.close()
     head = strategies.build_head(features.shape[1:], dataset.num_classes, config)
     strategies.compile_model(head, dataset.num_classes, config.optimizer, start)
     # Enough repeats of the training set for `steps` batches, in one epoch.

@@ -16,8 +16,11 @@ base with `training=False` so BatchNorm stays in inference mode, recompile after
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -186,6 +189,7 @@ class TrainingContext:
     frozen_base: keras.Model | None = None
     model: keras.Model | None = None
     staged: "StagedModels | None" = None
+    temporary_directory: str | None = None
 
     def callbacks(self, stage: str, epochs: int) -> list:
         items = []
@@ -207,6 +211,38 @@ class TrainingContext:
 
     def stop_requested(self) -> bool:
         return self.run is not None and self.run.stop_requested()
+
+    def feature_directory(self) -> Path:
+        """The feature cache of the runs folder, or a temporary folder removed by `close`."""
+        if self.runs_dir is not None:
+            return features.cache_dir(self.runs_dir)
+        if self.temporary_directory is None:
+            self.temporary_directory = tempfile.mkdtemp(prefix="tlcore-features-")
+        return Path(self.temporary_directory)
+
+    def close(self) -> None:
+        if self.temporary_directory is not None:
+            shutil.rmtree(self.temporary_directory, ignore_errors=True)
+            self.temporary_directory = None
+
+    def image_batches(self, split: str, keep_in_memory: bool = True):
+        """uint8 image batches of a split, in order.
+
+        Args:
+            split: "train" or "validation".
+            keep_in_memory: decode the split once into memory (when it fits) for passes to come;
+                otherwise stream it from the files, decoding in parallel while the model runs.
+        """
+        fits = len(self.dataset.paths(split)) * self.config.image_size**2 * 3 <= IN_MEMORY_LIMIT_BYTES
+        if split in self.images or (keep_in_memory and fits):
+            decoded = self.decoded(split)
+            for start in range(0, len(decoded), EXTRACTION_BATCH_SIZE):
+                yield decoded[start:start + EXTRACTION_BATCH_SIZE]
+            return
+        pipeline = data.make_dataset(self.dataset.paths(split), None, self.dataset.num_classes,
+                                     self.config.image_size, EXTRACTION_BATCH_SIZE)
+        for batch in pipeline.as_numpy_iterator():
+            yield batch.astype("uint8")
 
     def say(self, message: str) -> None:
         if self.stream is not None:
@@ -268,39 +304,57 @@ def build_frozen_base(config: TrainConfig) -> keras.Model:
     return base
 
 
+def stream_activations(context: TrainingContext, model: keras.Model, split: str, writer: features.FeatureWriter,
+                       augmentation=None, keep_in_memory: bool = True) -> None:
+    """Pushes a split's images through a model batch by batch into a FeatureWriter.
+
+    Augmentation layers are called directly (training=True), not inside `predict`: during
+    `predict` Keras runs every layer in inference mode, which would silently switch them off.
+    """
+    try:
+        for batch in context.image_batches(split, keep_in_memory):
+            batch = batch.astype("float32")
+            if augmentation is not None:
+                batch = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+            writer.write(np.asarray(model.predict_on_batch(batch)))
+            if context.stop_requested():
+                raise StageStopped()  # Partial activations are never cached.
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+
+
 def extract_features(context: TrainingContext, base: keras.Model, preprocess) -> tuple[dict, float, bool]:
     """Feature maps of the train and validation images, from the cache when possible.
 
     Returns:
-        (split -> features, seconds spent, whether they came from the cache).
+        (split -> FeatureFile, seconds spent, whether they all came from the cache).
     """
     config, dataset = context.config, context.dataset
     started = time.time()
-    directory = features.cache_dir(context.runs_dir) if context.runs_dir else None
+    directory = context.feature_directory()
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
                              data.fingerprint(dataset))
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
     extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
     result, from_cache = {}, True
     for split in ("train", "validation"):
-        cached = features.load(directory, key, split) if directory is not None else None
-        if cached is not None and len(cached) == len(dataset.paths(split)):
+        count = len(dataset.paths(split))
+        cached = features.load(directory, key, split, count)
+        if cached is not None:
             result[split] = cached
             continue
         from_cache = False
-        context.say(f"[feature_extraction] extracting {split} features ({len(dataset.paths(split))} images)")
-        pipeline = data.make_dataset(dataset.paths(split), None, dataset.num_classes,
-                                     config.image_size, EXTRACTION_BATCH_SIZE)
-        stop_callbacks = [StopOnRequest(context.run)] if context.run is not None else []
-        result[split] = extractor.predict(pipeline, verbose=0, callbacks=stop_callbacks)
-        if context.stop_requested():
-            raise StageStopped()  # Partial features are never cached.
-        if directory is not None:
-            features.save(directory, key, split, result[split], {
-                "backbone": config.backbone, "weights": config.weights, "alpha": config.alpha,
-                "image_size": config.image_size, "data": dataset.root, "fingerprint": data.fingerprint(dataset),
-                "images": len(result[split]),
-            })
+        context.say(f"[feature_extraction] extracting {split} features ({count} images)")
+        path = directory / key / f"{split}.npy"
+        # One pass: stream from the files, decoding in parallel with the forward passes.
+        stream_activations(context, extractor, split, features.FeatureWriter(path, count, base.output.shape[1:]),
+                           keep_in_memory=False)
+        result[split] = features.FeatureFile(path)
+    features.describe(directory, key, {
+        "backbone": config.backbone, "weights": config.weights, "alpha": config.alpha, "image_size": config.image_size,
+        "data": dataset.root, "fingerprint": data.fingerprint(dataset)})
     return result, time.time() - started, from_cache
 
 
@@ -315,11 +369,12 @@ def run_feature_extraction(context: TrainingContext) -> dict:
     compile_model(head, dataset.num_classes, config.optimizer, config.learning_rate)
     if context.stop_requested():
         raise StageStopped()
+    # Read back from disk batch by batch: the features never have to fit in memory.
     history = head.fit(
-        feature_maps["train"], context.targets("train"),
-        validation_data=(feature_maps["validation"], context.targets("validation")),
-        epochs=config.epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
-        class_weight=context.class_weights(),
+        features.RowBatches(feature_maps["train"], context.targets("train"), config.batch_size, config.seed),
+        validation_data=features.RowBatches(feature_maps["validation"], context.targets("validation"),
+                                            EXTRACTION_BATCH_SIZE),
+        epochs=config.epochs, verbose=0, class_weight=context.class_weights(),
         callbacks=context.callbacks("feature_extraction", config.epochs),
     )
     context.model = assemble(config.image_size, base, head, preprocess)
@@ -343,35 +398,16 @@ class StagedModels:
     top: keras.Model
     head: keras.Model
     trainer: keras.Model
-    train_views: np.ndarray  # (views, images, *boundary_shape)
-    validation: np.ndarray  # (images, *boundary_shape)
+    train_views: features.FeatureFile  # views blocks of (images, *boundary_shape) rows
+    validation: features.FeatureFile  # (images, *boundary_shape)
+    views: int
     seconds: float
     from_cache: bool
 
-
-class CachedViews(keras.utils.PyDataset):
-    """Batches of cached activations: epoch e uses augmented view e mod K, freshly shuffled."""
-
-    def __init__(self, views: np.ndarray, targets: np.ndarray, batch_size: int, seed: int):
-        super().__init__()
-        self.views, self.targets, self.batch_size, self.seed = views, targets, batch_size, seed
-        self.epoch = 0
-        self._order()
-
-    def _order(self) -> None:
-        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(self.views.shape[1])
-
-    def __len__(self) -> int:
-        return -(-self.views.shape[1] // self.batch_size)
-
-    def __getitem__(self, index: int):
-        rows = np.sort(self.order[index * self.batch_size:(index + 1) * self.batch_size])
-        view = self.views[self.epoch % len(self.views)]
-        return np.asarray(view[rows], dtype="float32"), self.targets[rows]
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._order()
+    def view(self, index: int) -> np.ndarray:
+        """The activations of augmented view `index` of every training image."""
+        count = len(self.train_views) // self.views
+        return self.train_views.rows(np.arange(index * count, (index + 1) * count))
 
 
 def split_base(base: keras.Model, backbone: str) -> tuple[keras.Model, keras.Model]:
@@ -384,52 +420,56 @@ def split_base(base: keras.Model, backbone: str) -> tuple[keras.Model, keras.Mod
     return bottom, top
 
 
-def extract_views(context: TrainingContext, base: keras.Model, bottom: keras.Model, preprocess) -> tuple:
+def extract_views(context: TrainingContext, bottom: keras.Model, preprocess) -> tuple:
     """Activations entering the top block, for K augmented views of the training images and for
-    the validation images; cached on disk by everything they depend on."""
+    the validation images; cached on disk by everything they depend on.
+
+    Returns:
+        (train views FeatureFile, validation FeatureFile, seconds, whether both came from the cache).
+    """
     config, dataset = context.config, context.dataset
     started = time.time()
-    directory = features.cache_dir(context.runs_dir) if context.runs_dir else None
+    directory = context.feature_directory()
+    boundary_shape = tuple(bottom.output.shape[1:])
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
                              data.fingerprint(dataset),
-                             extra=[bottom.output.shape[1:], config.augmentation.to_dict(),
-                                    config.augmented_views, config.seed])
-    cached_train = features.load(directory, key, "train_views") if directory is not None else None
-    cached_validation = features.load(directory, key, "validation_boundary") if directory is not None else None
+                             extra=[boundary_shape, config.augmentation.to_dict(), config.augmented_views, config.seed])
+    train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
+    cached_train = features.load(directory, key, "train_views", config.augmented_views * train_count)
+    cached_validation = features.load(directory, key, "validation_boundary", validation_count)
     if cached_train is not None and cached_validation is not None:
         return cached_train, cached_validation, time.time() - started, True
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 3), name="image")
     plain = keras.Model(inputs, bottom(preprocess(inputs), training=False), name="boundary")
-    stop_callbacks = [StopOnRequest(context.run)] if context.run is not None else []
-    images = context.decoded("train")
-    views = np.empty((config.augmented_views, len(images), *bottom.output.shape[1:]), dtype="float32")
-    for view in range(config.augmented_views):
-        context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
-        if context.run is not None:
-            context.run.set_progress({"stage": "caching augmented views", "epoch": view + 1,
-                                      "epochs": config.augmented_views, "batch": None, "steps": None,
-                                      "stage_elapsed": time.time() - started, "time": time.time()})
-        # Each view has its own seed, so the K views differ and a rerun draws the same ones.
-        augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
-        for start in range(0, len(images), EXTRACTION_BATCH_SIZE):
-            batch = images[start:start + EXTRACTION_BATCH_SIZE].astype("float32")
-            # Called directly, not inside `predict`: Keras runs a model's layers in inference mode
-            # during `predict`, which would silently switch the augmentation off.
-            augmented = keras.ops.convert_to_numpy(augmentation(batch, training=True))
-            views[view, start:start + len(batch)] = plain.predict_on_batch(augmented)
-            if context.stop_requested():
-                raise StageStopped()
-    validation = plain.predict(context.decoded("validation").astype("float32"),
-                               batch_size=EXTRACTION_BATCH_SIZE, verbose=0, callbacks=stop_callbacks)
-    if context.stop_requested():
-        raise StageStopped()
-    if directory is not None:
-        description = {"backbone": config.backbone, "image_size": config.image_size, "views": config.augmented_views,
-                       "boundary": list(bottom.output.shape[1:]), "fingerprint": data.fingerprint(dataset)}
-        features.save(directory, key, "train_views", views, description)
-        features.save(directory, key, "validation_boundary", validation, description)
-    return views, validation, time.time() - started, False
+    writer = features.FeatureWriter(directory / key / "train_views.npy", config.augmented_views * train_count,
+                                    boundary_shape)
+    try:
+        for view in range(config.augmented_views):
+            context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
+            if context.run is not None:
+                context.run.set_progress({"stage": "caching augmented views", "epoch": view + 1,
+                                          "epochs": config.augmented_views, "batch": None, "steps": None,
+                                          "stage_elapsed": time.time() - started, "time": time.time()})
+            # Each view has its own seed, so the K views differ and a rerun draws the same ones.
+            augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
+            for batch in context.image_batches("train"):
+                augmented = keras.ops.convert_to_numpy(augmentation(batch.astype("float32"), training=True))
+                writer.write(np.asarray(plain.predict_on_batch(augmented)))
+                if context.stop_requested():
+                    raise StageStopped()  # Partial views are never cached.
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    validation_path = directory / key / "validation_boundary.npy"
+    stream_activations(context, plain, "validation", features.FeatureWriter(validation_path, validation_count,
+                                                                             boundary_shape))
+    features.describe(directory, key, {"backbone": config.backbone, "image_size": config.image_size,
+                                       "views": config.augmented_views, "boundary": list(boundary_shape),
+                                       "fingerprint": data.fingerprint(dataset)})
+    return (features.FeatureFile(directory / key / "train_views.npy"), features.FeatureFile(validation_path),
+            time.time() - started, False)
 
 
 def build_staged(context: TrainingContext) -> StagedModels:
@@ -437,20 +477,19 @@ def build_staged(context: TrainingContext) -> StagedModels:
     base = build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
     bottom, top = split_base(base, config.backbone)
-    views, validation, seconds, from_cache = extract_views(context, base, bottom, preprocess)
+    views, validation, seconds, from_cache = extract_views(context, bottom, preprocess)
     head = build_head(base.output.shape[1:], dataset.num_classes, config)
     boundary = keras.Input(shape=bottom.output.shape[1:], name="boundary")
     trainer = keras.Model(boundary, head(top(boundary, training=False)), name="staged_classifier")
-    return StagedModels(base, top, head, trainer, views, validation, seconds, from_cache)
+    return StagedModels(base, top, head, trainer, views, validation, config.augmented_views, seconds, from_cache)
 
 
 def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate: float, seed: int):
     config, dataset, staged = context.config, context.dataset, context.staged
     compile_model(staged.trainer, dataset.num_classes, config.optimizer, learning_rate)
     return staged.trainer.fit(
-        CachedViews(staged.train_views, context.targets("train"), config.batch_size, seed),
-        validation_data=(staged.validation, context.targets("validation")),
-        validation_batch_size=EXTRACTION_BATCH_SIZE,
+        features.RowBatches(staged.train_views, context.targets("train"), config.batch_size, seed, staged.views),
+        validation_data=features.RowBatches(staged.validation, context.targets("validation"), EXTRACTION_BATCH_SIZE),
         epochs=epochs, verbose=0, class_weight=context.class_weights(),
         callbacks=context.callbacks(stage, epochs),
     )
@@ -601,31 +640,43 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         context.say("Classes are imbalanced: weighting the loss by class "
                     + ", ".join(f"{dataset.classes[index]}={weight:.2f}" for index, weight in weights.items()))
     stopped = False
-    for stage in stages_for(config.strategy):
+    try:
+        stopped = _run_stages(context)
+    finally:
+        context.close()
+    return _finish(context, run, started, stopped)
+
+
+def _run_stages(context: TrainingContext) -> bool:
+    """Trains the stages in order; returns whether the run was stopped."""
+    run = context.run
+    for stage in stages_for(context.config.strategy):
         if context.stop_requested():
-            stopped = True
-            break
+            return True
         if run is not None:
             run.set_status(run.raw_status().get("state", "running"), stage=stage)
         context.say(f"[{stage}] starting")
         try:
             result = STAGES[stage](context)
         except StageStopped:
-            stopped = True
-            break
+            return True
         context.results[stage] = result
         if stage == "frozen_augmented":
             context.frozen_epochs = result["epochs"]
         if result["stopped"]:
-            stopped = True
-            break
+            return True
+    return False
+
+
+def _finish(context: TrainingContext, run, started: float, stopped: bool) -> dict:
+    """Writes the summary and the final model (also of a stopped run) into the run folder."""
     summary = {
         "results": context.results,
-        "seed": config.seed,
+        "seed": context.config.seed,
         "class_weight": context.class_weights(),
         "seconds": time.time() - started,
         "stopped": stopped,
-        "classes": list(dataset.classes),
+        "classes": list(context.dataset.classes),
         "final_stage": next(reversed(context.results), None),
     }
     if run is not None:

@@ -23,6 +23,8 @@ from tlcore import runs
 
 LOCK_NAME = ".training.lock"
 QUEUE_POLL_SECONDS = 0.5
+# Workers run at a lower priority than the Streamlit server, which must answer while they train.
+WORKER_NICENESS = 5
 
 
 def _process_start_time() -> float:

@@ -1,0 +1,459 @@
+"""The dashboard's pages in Streamlit's AppTest: every page renders, takes the bad-input kit, never raises.
+
+Each test gets its own runs and data folders (TLCORE_RUNS_DIR, TLCORE_DATA_DIR in tmp_path). The
+Predict tests share one tiny finished run trained once by the CLI.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tlcore import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "app.py"
+PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/predict.py"]
+TIMEOUT = 180
+
+
+def efficientnet_lite_available() -> bool:
+    try:
+        import tlcore.efficientnet_lite as lite
+
+        return lite.weights_file() is not None
+    except Exception:  # noqa: BLE001 - any import problem means "use the fallback backbone".
+        return False
+
+
+# A tiny but real backbone: EfficientNet-Lite0 (bundled weights) when it works, else VGG16 untrained.
+TINY_BACKBONE = ["--backbone", "efficientnet_lite0", "--image-size", "64"] if efficientnet_lite_available() else \
+    ["--backbone", "vgg16", "--weights", "none", "--image-size", "32"]
+
+
+@pytest.fixture(autouse=True)
+def folders(tmp_path, monkeypatch) -> dict[str, Path]:
+    """Fresh runs and data folders for every test, and an empty model cache."""
+    paths = {"runs": tmp_path / "runs", "data": tmp_path / "data"}
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(paths["runs"]))
+    monkeypatch.setenv("TLCORE_DATA_DIR", str(paths["data"]))
+    return paths
+
+
+def open_page(page: str | None = None, at: AppTest | None = None) -> AppTest:
+    """Runs the app (a fresh session unless `at` is given), optionally on another page; asserts no exception."""
+    if at is None:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+        assert not at.exception, [item.message for item in at.exception]
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, [item.message for item in at.exception]
+    return at
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    buttons = [button for button in at.button if button.label == label]
+    assert buttons, f"no button {label!r} among {[button.label for button in at.button]}"
+    buttons[0].click().run()
+    assert not at.exception, [item.message for item in at.exception]
+    return at
+
+
+def plain(markdown: str) -> str:
+    """Markdown with its backslash escapes removed: the text a person reads."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def texts(at: AppTest) -> str:
+    """Everything the page wrote as text (Markdown, captions, alerts), unescaped, for `in` checks."""
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "header", "subheader"):
+        parts += [plain(str(element.value)) for element in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def scan(at: AppTest, folder: Path | str) -> AppTest:
+    at.text_input(key="folder_path").input(str(folder))
+    return click(at, "Scan folder")
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def jpeg_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header declares width x height pixels."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+# Pages render on a fresh session, and the rules every page keeps.
+
+@pytest.mark.parametrize("page", PAGES)
+def test_each_page_renders_on_a_fresh_session(page):
+    at = open_page(page)
+    assert at.title, "every page has a title"
+    assert not at.error, [element.value for element in at.error]
+
+
+def test_home_lists_every_backbone_with_its_weight_status():
+    at = open_page()
+    table = at.dataframe[-1].value
+    from tlcore.backbones import BACKBONES
+
+    assert sorted(table["backbone"]) == sorted(backbone.display_name for backbone in BACKBONES.values())
+    assert set(table["weights"]) <= {"available offline", "needs a download"}
+    if efficientnet_lite_available():
+        assert table.set_index("backbone").loc["EfficientNet-Lite0", "weights"] == "available offline"
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_pages_never_import_tensorflow_or_keras_and_never_allow_html():
+    scripts = [APP, *sorted((ROOT / "pages").glob("*.py"))]
+    assert len(scripts) >= 5
+    for script in scripts:
+        assert not _imports(script) & {"tensorflow", "keras"}, f"{script.name} imports TensorFlow or Keras"
+        assert "unsafe_allow_html" not in script.read_text(encoding="utf-8"), script.name
+
+
+def test_tlcore_never_imports_streamlit():
+    for module in sorted((ROOT / "tlcore").glob("*.py")):
+        assert "streamlit" not in _imports(module), f"{module.name} imports streamlit"
+
+
+# Data page.
+
+def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_catsdogs):
+    at = scan(open_page("pages/data.py"), small_catsdogs)
+    assert not at.error, [element.value for element in at.error]
+    assert metrics(at) == {"Classes": "2", "Train images": "24", "Validation images": "12", "Left out": "0"}
+    counts = at.dataframe[0].value
+    assert list(counts.index) == ["cats", "dogs"]
+    assert counts.loc["cats", "train"] == 12 and counts.loc["dogs", "validation"] == 6
+    assert at.session_state["dataset"].classes == ("cats", "dogs")
+    captions = [caption for element in at.image for caption in element.captions]
+    assert sum(caption.startswith("cat.") and "KB" in caption for caption in captions) == 12  # One page of cats.
+
+
+def test_data_page_lists_bad_files_as_rejected_with_reasons(seeded_bad_catsdogs):
+    folder, expected = seeded_bad_catsdogs
+    at = scan(open_page("pages/data.py"), folder)
+    assert metrics(at)["Left out"] == str(len(expected))
+    rejected = at.dataframe[1].value
+    reasons = dict(zip(rejected["file"], rejected["reason"]))
+    for path, word in expected.items():
+        relative = str(Path(path).relative_to(folder.resolve()))
+        assert word in reasons[relative].lower(), (relative, reasons[relative])
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "one_class", "empty", "nul"])
+def test_data_page_bad_paths_show_an_error_not_an_exception(kind, tmp_path):
+    target = {"missing": str(tmp_path / "no-such-folder"), "file": str(tmp_path / "file.txt"),
+              "one_class": str(tmp_path / "one"), "empty": str(tmp_path / "empty"), "nul": "bad\0path"}[kind]
+    (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "one" / "cats" / "a.png")
+    (tmp_path / "empty").mkdir()
+    at = scan(open_page("pages/data.py"), target)
+    assert at.error, "a clear error message"
+    assert "dataset" not in at.session_state
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _photo_members(small_catsdogs: Path) -> dict[str, bytes]:
+    return {f"pets/{path.relative_to(small_catsdogs)}": path.read_bytes()
+            for path in sorted(small_catsdogs.rglob("*.jpg"))}
+
+
+def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_catsdogs, folders):
+    at = open_page("pages/data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    members = _photo_members(small_catsdogs) | {"__MACOSX/pets/._cat.1.jpg": b"junk", "pets/.DS_Store": b"junk"}
+    at.file_uploader(key="zip_upload").set_value(("pets.zip", _zip(members), "application/zip")).run()
+    click(at, "Extract and scan")
+    assert not at.error, [element.value for element in at.error]
+    assert metrics(at)["Classes"] == "2" and metrics(at)["Train images"] == "24"
+    root = Path(at.session_state["dataset"].root)
+    assert (folders["data"] / "uploads").resolve() in root.parents
+
+
+@pytest.mark.parametrize("name, content", [
+    ("traversal.zip", _zip({"../cats/a.jpg": b"x", "dogs/b.jpg": b"y"})),
+    ("absolute.zip", _zip({"/etc/cats/a.jpg": b"x"})),
+    ("not-a-zip.zip", b"this is not a zip archive"),
+    ("empty.zip", b""),
+])
+def test_data_page_refuses_unsafe_or_broken_zips_with_a_message(name, content, folders):
+    at = open_page("pages/data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    at.file_uploader(key="zip_upload").set_value((name, content, "application/zip")).run()
+    click(at, "Extract and scan")
+    assert at.error and name in plain(at.error[0].value)
+    assert "dataset" not in at.session_state
+    uploads = folders["data"] / "uploads"
+    assert not uploads.exists() or not any(path.is_file() for path in uploads.rglob("*")), "nothing left behind"
+
+
+def test_data_page_offline_demo_set(folders):
+    at = open_page("pages/data.py")
+    at.segmented_control(key="data_source").set_value("Demo set").run()
+    click(at, "Offline demo: brick, grass, gravel")
+    assert not at.error, [element.value for element in at.error]
+    assert at.session_state["dataset"].classes == ("brick", "grass", "gravel")
+    assert (folders["data"] / "demo").resolve() in Path(at.session_state["dataset"].root).parents
+
+
+def test_class_names_are_shown_as_text_not_markup(small_catsdogs, tmp_path):
+    root = tmp_path / "odd"
+    shutil.copytree(small_catsdogs / "train" / "cats", root / "<b>bold")
+    shutil.copytree(small_catsdogs / "train" / "dogs", root / "**stars** :red[x]")
+    at = scan(open_page("pages/data.py"), root)
+    assert at.session_state["dataset"].classes == ("**stars** :red[x]", "<b>bold")
+    assert list(at.dataframe[0].value.index) == ["**stars** :red[x]", "<b>bold"]  # A table shows plain text.
+    at = open_page("pages/train.py", at)
+    line = [markdown.value for markdown in at.markdown if "2 classes" in markdown.value][0]
+    assert r"\*\*stars\*\* \:red\[x\]" in line and r"\<b\>bold" in line  # Escaped: shown as typed.
+    assert plain(line).startswith("odd: 2 classes (**stars** :red[x], <b>bold)")
+
+
+def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(small_catsdogs):
+    at = scan(open_page("pages/data.py"), small_catsdogs)
+    preview_images = [caption for element in at.image for caption in element.captions
+                      if caption.startswith("original")]
+    assert preview_images, "the preview shows the original"
+    at.slider(key="aug_rotation_degrees").set_value(10.0).run()
+    at.toggle(key="aug_vertical_flip").set_value(False).run()
+    assert not at.exception
+    settings = at.session_state["augmentation"]
+    assert settings.rotation_degrees == 10.0 and settings.vertical_flip is False
+    at = open_page("pages/train.py", at)
+    assert "rotation degrees 10.0" in texts(at) and "vertical flip False" in texts(at)
+    at = open_page("pages/data.py", at)
+    assert at.slider(key="aug_rotation_degrees").value == 10.0, "settings survive a page switch"
+    click(at, "Reset to the seed's settings")
+    assert at.session_state["augmentation"].rotation_degrees == 40.0
+
+
+# Train page.
+
+def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs):
+    at = open_page("pages/train.py", scan(open_page("pages/data.py"), small_catsdogs))
+    strategy = at.radio(key="train_strategy")
+    assert list(strategy.options) == ["1 · Feature extraction", "2 · Frozen base + augmentation", "3 · Fine-tuning",
+                                      "Baseline · a small CNN from scratch", "1 → 2 → 3 in sequence"]
+    assert "parameters trained" in texts(at)
+    strategy.set_value("fine_tuning").run()
+    assert "Unfreeze the base's top block" in texts(at)
+    captions = texts(at)
+    assert "frozen + augmentation: train a head on augmented images" in captions
+    assert "fine-tuning: top block unfrozen, train again" in captions
+    at.segmented_control(key="train_preset").set_value("seed").run()
+    assert at.selectbox(key="train_backbone").value == "vgg16"
+    assert at.number_input(key="train_image_size").value == 150
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(2e-5)
+    assert not at.exception
+
+
+def test_train_page_starts_a_worker_and_shows_it_finished(small_catsdogs, folders):
+    at = open_page("pages/train.py", scan(open_page("pages/data.py"), small_catsdogs))
+    backbone, size = TINY_BACKBONE[1], int(TINY_BACKBONE[-1])
+    at.selectbox(key="train_backbone").set_value(backbone).run()
+    if "--weights" in TINY_BACKBONE:
+        at.radio(key="train_weights").set_value("none").run()
+    at.number_input(key="train_image_size").set_value(size)
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_batch_size").set_value(8).run()
+    click(at, "Start training")
+    run_id = at.session_state["run_id"]
+    run = runs.resolve(run_id, folders["runs"])
+    assert run.config()["strategy"] == "feature_extraction" and run.config()["epochs"] == 2
+    assert run_id in texts(at)
+    deadline = time.time() + 240
+    while run.state not in runs.FINAL_STATES and time.time() < deadline:
+        time.sleep(1)
+    assert run.state == "done", run.status()
+    at.run()
+    assert "done: finished" in texts(at)
+    assert run_id in list(at.dataframe[-1].value["run"]), "the runs table lists it"
+
+
+def _fake_running_run(runs_dir: Path, data_dir: Path) -> runs.Run:
+    """A run folder that a live process (this test) claims to be training."""
+    from tlcore.config import TrainConfig
+
+    run = runs.create(TrainConfig(data_dir=str(data_dir), strategy="feature_extraction", epochs=10), runs_dir)
+    started = psutil.Process(os.getpid()).create_time()
+    run.set_status("running", pid=os.getpid(), started=started, stage="feature_extraction")
+    run.set_progress({"stage": "feature_extraction", "epoch": 3, "epochs": 10, "batch": 2, "steps": 4,
+                      "stage_elapsed": 5.0, "time": time.time()})
+    for epoch in (1, 2):
+        run.append_metrics({"stage": "feature_extraction", "epoch": epoch, "loss": 0.7, "accuracy": 0.6,
+                            "val_loss": 0.6, "val_accuracy": 0.7})
+    return run
+
+
+def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(folders, small_catsdogs):
+    run = _fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/train.py")  # A fresh session, as after a browser reload.
+    assert at.session_state["run_id"] == run.id
+    assert "running: training" in texts(at)
+    assert at.progress and "epoch 3 of 10, batch 2 of 4" in plain(at.progress[0].text)
+    click(at, "Stop")
+    assert run.stop_requested() and run.raw_status()["state"] == "stopping"
+
+
+def test_damaged_run_folders_do_not_break_any_page(folders):
+    half = folders["runs"] / "20260101-000000-half"
+    half.mkdir(parents=True)
+    (half / "config.json").write_text("{not json")
+    (half / "metrics.jsonl").write_text('{"epoch": 1, "val_accuracy": 0.5}\n{"epoch": 2, "val_acc')
+    broken = folders["runs"] / "20260101-000001-broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"strategy": "feature_extraction", "backbone": "vgg16"}))
+    (broken / "status.json").write_text(json.dumps({"state": "done"}))
+    (broken / "labels.json").write_text(json.dumps(["cats", "dogs"]))
+    (broken / "model.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    for page in PAGES:
+        at = open_page(page)
+        assert not at.exception
+    at = open_page("pages/predict.py")
+    assert at.error and "model" in at.error[0].value.lower()
+
+
+# Predict page.
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, small_catsdogs) -> Path:
+    """A runs folder holding one tiny finished feature-extraction run."""
+    runs_dir = tmp_path_factory.mktemp("trained_runs")
+    command = [sys.executable, "-m", "tlcore", "train", "--data", str(small_catsdogs), "--strategy",
+               "feature_extraction", *TINY_BACKBONE, "--epochs", "2", "--batch-size", "8", "--runs-dir",
+               str(runs_dir)]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return runs_dir
+
+
+def _predict_page(trained_runs: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(trained_runs))
+    return open_page("pages/predict.py")
+
+
+def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    cat = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.file_uploader(key="predict_uploads").set_value([
+        (cat.name, cat.read_bytes(), "image/jpeg"),
+        ("notes.jpg", b"These are my notes, not a photo.\n", "image/jpeg"),
+    ]).run()
+    assert not at.exception
+    predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
+    assert len(predictions) == 1 and ("cats" in predictions[0] or "dogs" in predictions[0])
+    assert len(at.error) == 1 and "notes.jpg" in plain(at.error[0].value)
+    assert "text file" in at.error[0].value
+
+
+def _bad_input_kit(photo: Path) -> dict[str, tuple[bytes, str | None]]:
+    """Upload name -> (bytes, a word the error must contain, or None when it must be predicted)."""
+    original = photo.read_bytes()
+    rgb = Image.open(photo).convert("RGB")
+    cmyk, rotated, webp = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    rgb.convert("CMYK").save(cmyk, format="JPEG")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Rotated 90 degrees.
+    rgb.save(rotated, format="JPEG", exif=exif)
+    rgb.save(webp, format="WEBP")
+    grey16 = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).astype(np.uint16))
+    png = png_bytes(rgb)
+    return {
+        "zero.jpg": (b"", "empty"),
+        "text.jpg": (b"just some words\n", "text"),
+        "page.png": (b"<!DOCTYPE html><html><body>hi</body></html>", "html"),
+        "truncated.jpg": (original[: len(original) // 2], "truncated"),
+        "truncated.png": (png[: len(png) // 2], "decode"),
+        "bomb.png": (bomb_png(), "pixels"),
+        "cmyk.jpg": (cmyk.getvalue(), None),
+        "grey16.png": (png_bytes(grey16), None),
+        "rgba.png": (png_bytes(rgb.convert("RGBA")), None),
+        "rotated.jpg": (rotated.getvalue(), None),
+        "photo.webp": (webp.getvalue(), None),
+    }
+
+
+def test_predict_page_survives_the_whole_bad_input_kit(trained_runs, monkeypatch, small_catsdogs):
+    kit = _bad_input_kit(sorted((small_catsdogs / "validation" / "dogs").iterdir())[0])
+    at = _predict_page(trained_runs, monkeypatch)
+    at.file_uploader(key="predict_uploads").set_value(
+        [(name, content, "application/octet-stream") for name, (content, _) in kit.items()]).run()
+    assert not at.exception, [item.message for item in at.exception]
+    errors = [plain(element.value) for element in at.error]
+    for name, (_, word) in kit.items():
+        mine = [error for error in errors if error.startswith(f"{name}:")]
+        if word is None:
+            assert not mine, mine
+        else:
+            assert len(mine) == 1 and word in mine[0].lower(), (name, mine)
+    predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
+    assert len(predictions) == sum(word is None for _, word in kit.values())
+
+
+def test_predict_page_loads_the_model_once_per_run(trained_runs, monkeypatch, small_catsdogs):
+    from pages import common
+    from tlcore import predict
+
+    calls = []
+    original = predict.load
+    monkeypatch.setattr(predict, "load", lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs))
+    common._predictor.clear()
+    at = _predict_page(trained_runs, monkeypatch)
+    cat = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    for _ in range(3):
+        at.file_uploader(key="predict_uploads").set_value((cat.name, cat.read_bytes(), "image/jpeg")).run()
+    assert len(calls) == 1
+    assert not at.exception

@@ -1,0 +1,237 @@
+"""End to end in a real browser: Playwright drives Debian's Chromium through the app's whole story.
+
+A new user's path: open the app, scan a small real data set from ../shared, look at the augmentation
+preview, train a short feature-extraction run and watch it finish, start a longer run, reload the
+browser, stop it, then upload a photo and read its prediction. Screenshots of every step go to
+test-artifacts/browser/. Takes about two minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tlcore import runs
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+BACKBONE = "efficientnet_lite0"  # Bundled weights: works offline.
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, message: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """`streamlit run app.py` on a free port of 127.0.0.1, with its own runs and data folders."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    folder = tmp_path_factory.mktemp("browser")
+    runs_dir, data_dir = folder / "runs", folder / "data"
+    port = free_port()
+    environment = dict(os.environ, TLCORE_RUNS_DIR=str(runs_dir), TLCORE_DATA_DIR=str(data_dir),
+                       TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(folder / "server.log", "wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: healthy(url) or server.poll() is not None, 90, "the Streamlit server")
+        if server.poll() is not None:
+            raise AssertionError(f"streamlit exited: {(folder / 'server.log').read_text()[-3000:]}")
+        yield {"url": url, "runs": runs_dir, "log": folder / "server.log"}
+    finally:
+        for run in runs.list_runs(runs_dir):  # Leave no training behind, whatever happened.
+            if run.state in ("queued", "running", "stopping"):
+                run.request_stop()
+                pid = run.raw_status().get("pid")
+                try:
+                    wait_until(lambda: run.state not in ("queued", "running", "stopping"), 30, "the worker to stop")
+                except AssertionError:
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(app_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def settle(page, timeout: float = 90) -> None:
+    """Waits until Streamlit has finished running the script (its status widget gone for 1.5 s)."""
+    status = page.get_by_test_id("stStatusWidget")
+    quiet_since = None
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if status.count() and status.first.is_visible():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 1.5:
+            return
+        time.sleep(0.25)
+
+
+def screenshot(page, name: str) -> Path:
+    """A screenshot of the whole page (the viewport is stretched to the app's height)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 40, 8000))})
+    time.sleep(0.8)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+    return path
+
+
+def no_traceback(page) -> None:
+    body = page.inner_text("body")
+    assert "Traceback" not in body and "This app has encountered an error" not in body, body[-2000:]
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+def go_to(page, name: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
+    settle(page)
+
+
+def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser_page, small_catsdogs):
+    page, url, runs_dir = browser_page, app_server["url"], app_server["runs"]
+
+    # Home: what the app does, the backbones with their weight status.
+    page.goto(url)
+    page.get_by_role("heading", name="Transfer Learning Studio").wait_for()
+    settle(page)
+    # The backbones table is a canvas grid; its cells exist in the DOM for screen readers.
+    page.locator("[role=gridcell]", has_text=re.compile("^EfficientNet-Lite0$")).first.wait_for(state="attached")
+    screenshot(page, "01_home")
+    no_traceback(page)
+
+    # Data: a small real data set from ../shared, typed into the folder path.
+    go_to(page, "Data")
+    page.get_by_label("Folder path").fill(str(small_catsdogs))
+    page.get_by_role("button", name="Scan folder").click()
+    page.get_by_role("heading", name="Scan report").wait_for()
+    settle(page)
+    main = page.get_by_test_id("stMain")
+    assert "Train images" in main.inner_text() and "24" in main.inner_text()
+    page.get_by_text("original, as training sees it").wait_for()
+    preview = page.get_by_test_id("stImage")
+    assert preview.count() >= 12 + 9, "a page of thumbnails and the original with 8 augmented copies"
+    page.get_by_role("button", name=re.compile("New random draws")).click()
+    settle(page)
+    screenshot(page, "02_data_scanned_and_augmentation_preview")
+    no_traceback(page)
+
+    # Train: a short feature-extraction run, watched live until it is done.
+    go_to(page, "Train")
+    page.get_by_role("heading", name="New run").wait_for()
+    assert page.get_by_label("1 · Feature extraction").is_checked()
+    set_number(page, "Image size (pixels)", 96)
+    page.get_by_text("Hyperparameters").click()
+    set_number(page, "Epochs", 3)
+    set_number(page, "Batch size", 8)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    page.get_by_role("heading", name="Current run").wait_for()
+    screenshot(page, "03_train_started")
+    page.get_by_text("done: finished").wait_for(timeout=180_000)
+    settle(page)
+    charts = page.locator("[data-testid=stVegaLiteChart]")
+    assert charts.count() >= 2, "the live loss/accuracy chart and the layer stack"
+    first = runs.list_runs(runs_dir)[0]
+    assert first.state == "done" and len(first.metrics()) == 3
+    screenshot(page, "04_train_done")
+    no_traceback(page)
+
+    # A second, longer run: reload the browser while it trains, then stop it.
+    page.get_by_text("2 · Frozen base + augmentation").click()
+    settle(page)
+    set_number(page, "Epochs", 300)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    second = wait_until(lambda: next((run for run in runs.list_runs(runs_dir) if run.id != first.id), None), 30,
+                        "the second run folder")
+    wait_until(lambda: second.metrics(), 120, "the second run's first epoch")
+    page.reload()  # An empty session: the page finds the running run in the runs folder.
+    page.get_by_text(second.id).first.wait_for()
+    page.get_by_text("running: training").wait_for()
+    screenshot(page, "05_train_running_after_reload")
+    page.get_by_test_id("stMain").get_by_role("button", name=re.compile(r"Stop$")).click()
+    page.get_by_text("stopped: stopped on request").wait_for(timeout=60_000)
+    settle(page)
+    assert second.state == "stopped" and second.model_path.is_file()
+    assert 1 <= len(second.metrics()) < 300
+    screenshot(page, "06_train_stopped")
+    no_traceback(page)
+
+    # Predict: upload a photo the model has never seen, read its top label.
+    go_to(page, "Predict")
+    photo = sorted((ROOT.parent / "shared" / "data" / "catsdogs" / "validation" / "cats").iterdir())[-1]
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(photo))
+    prediction = page.get_by_text(re.compile(r"^Most likely: "))
+    prediction.wait_for(timeout=120_000)
+    settle(page)
+    label = re.match(r"Most likely: (\w+) \((\d+)%\)", prediction.inner_text())
+    assert label and label.group(1) in ("cats", "dogs"), prediction.inner_text()
+    screenshot(page, "07_predict")
+    no_traceback(page)

@@ -1,0 +1,230 @@
+"""Grad-CAM: which parts of an image made the model choose a class.
+
+Follows the Keras example "Grad-CAM class activation visualization" (keras-io, `grad_cam.py`,
+after Selvaraju et al., 2017, https://arxiv.org/abs/1610.02391): the gradient of the class score
+with respect to the last convolutional feature map, averaged over space, weights that map's
+channels; the weighted sum, through a ReLU and divided by its maximum, is the heatmap.
+
+tlcore's models are a chain `image -> [augmentation] -> preprocess -> base -> head` (the base a
+nested Keras model), or the flat scratch CNN (`... -> conv1 .. conv4 -> ... -> output`). The chain
+is run by hand under `tf.GradientTape`, skipping the augmentation (inference), so the feature map
+can be taken from inside the nested base:
+    - a nested base: its last non-pooling layer with a spatial output (the base's own output for
+      EfficientNet, MobileNet, ResNet, Inception; `block5_conv3` for VGG, whose output is a pooling);
+    - a flat model: its last convolution (`conv4` for the scratch CNN).
+The hand-run chain is checked against the model's own prediction, so a model of another shape is
+refused instead of explained wrongly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+# Tolerance of the check that the hand-run chain reproduces the model's output.
+CHAIN_TOLERANCE = 1e-3
+
+
+def _model_of(predictor_or_model):
+    """The Keras model of a `tlcore.predict.Predictor`, or the model itself."""
+    return getattr(predictor_or_model, "model", predictor_or_model)
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Returns the image as an array, or raises for anything but an (H, W, 3) uint8 RGB image."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3 or min(image.shape[:2]) < 1:
+        raise ValueError(f"image must be an RGB uint8 array of shape (height, width, 3), received dtype "
+                         f"{image.dtype} and shape {image.shape}.")
+    return image
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """An RGB uint8 image stretched to size x size with bilinear filtering (as `images.load_resized`)."""
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A float heatmap resized to (height, width) bilinearly, clipped to [0, 1]."""
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.shape != (height, width):
+        heatmap = np.asarray(Image.fromarray(heatmap).resize((width, height), Image.Resampling.BILINEAR))
+    return np.clip(heatmap, 0.0, 1.0).astype(np.float32)
+
+
+def inference_layers(model) -> list:
+    """The model's top-level layers in order, without its input and the "augmentation" block."""
+    import keras
+
+    return [layer for layer in model.layers
+            if not isinstance(layer, keras.layers.InputLayer) and layer.name != "augmentation"]
+
+
+def _is_spatial(layer) -> bool:
+    shape = getattr(layer, "output", None)
+    return shape is not None and len(shape.shape) == 4
+
+
+def _is_nested_base(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.Model) and _is_spatial(layer)
+
+
+def find_target(layers: list) -> tuple[int, str | None]:
+    """Where the feature map is: (position in the chain, layer name inside a nested base or None).
+
+    Raises:
+        ValueError: the chain has neither a nested base with a spatial output nor a convolution.
+    """
+    for position in range(len(layers) - 1, -1, -1):
+        layer = layers[position]
+        if _is_nested_base(layer):
+            for inner in reversed(layer.layers):
+                if _is_spatial(inner) and "Pooling" not in type(inner).__name__:
+                    return position, inner.name
+            raise ValueError(f"The base model {layer.name!r} has no spatial feature map; expected convolutions.")
+    for position in range(len(layers) - 1, -1, -1):
+        layer = layers[position]
+        if "Conv" in type(layer).__name__ and _is_spatial(layer):
+            return position, None
+    raise ValueError(f"No convolutional feature map found among the layers {[layer.name for layer in layers]}; "
+                     "expected a nested base model or a convolution layer.")
+
+
+def _base_with_feature_map(base, layer_name: str):
+    """The base as a model returning (its feature map at `layer_name`, its output)."""
+    import keras
+
+    return keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output], name=f"{base.name}_gradcam")
+
+
+def _class_scores(outputs):
+    """(batch, num_classes) probabilities from the model's outputs (one sigmoid unit = two classes)."""
+    import tensorflow as tf
+
+    if outputs.shape[-1] == 1:
+        return tf.concat([1.0 - outputs, outputs], axis=-1)
+    return outputs
+
+
+def feature_map_and_gradients(model, batch: np.ndarray, class_index: int | None = None):
+    """The feature map, the gradient of the class score with respect to it, and the probabilities.
+
+    Args:
+        model: a tlcore classifier (see the module docstring).
+        batch: float32 images (1, size, size, 3) in [0, 255].
+        class_index: the class to explain; None explains the predicted class.
+
+    Returns:
+        (feature map (h, w, channels), gradients (h, w, channels), probabilities (num_classes,),
+        the explained class index).
+    """
+    import tensorflow as tf
+
+    layers = inference_layers(model)
+    position, inner_name = find_target(layers)
+    base_model = None
+    if inner_name is not None and layers[position].get_layer(inner_name).output is not layers[position].output:
+        base_model = _base_with_feature_map(layers[position], inner_name)
+    inputs = tf.convert_to_tensor(batch, dtype=tf.float32)
+    not_a_chain = ValueError(f"The model {model.name!r} is not a chain of layers Grad-CAM can run by hand: its "
+                             "prediction differs from its layers applied in order.")
+    with tf.GradientTape() as tape:
+        # Watching the input records every operation, frozen (non-trainable) layers included.
+        tape.watch(inputs)
+        values = inputs
+        try:
+            for index, layer in enumerate(layers):
+                if index == position and base_model is not None:
+                    features, values = base_model(values, training=False)
+                else:
+                    values = layer(values, training=False)
+                    if index == position:
+                        features = values
+        except Exception as error:  # noqa: BLE001 - a layer fed the wrong input raises any type.
+            raise not_a_chain from error
+        if values.shape.rank != 2:
+            raise not_a_chain
+        scores = _class_scores(values)
+        chosen = int(tf.argmax(scores[0])) if class_index is None else class_index
+        if not 0 <= chosen < scores.shape[-1]:
+            raise ValueError(f"class_index must be in [0, {scores.shape[-1] - 1}], received {class_index!r}.")
+        score = scores[:, chosen]
+    expected = _class_scores(tf.convert_to_tensor(model(inputs, training=False)))
+    if scores.shape != expected.shape or not np.allclose(scores.numpy(), expected.numpy(), atol=CHAIN_TOLERANCE):
+        raise not_a_chain
+    gradients = tape.gradient(score, features)
+    return features[0].numpy(), gradients[0].numpy(), scores[0].numpy(), chosen
+
+
+def heatmap_from(features: np.ndarray, gradients: np.ndarray) -> np.ndarray:
+    """Grad-CAM from a feature map and its gradients (h, w, channels): ReLU(sum_k mean(grad_k) A_k) / max."""
+    weights = np.asarray(gradients, dtype=np.float64).mean(axis=(0, 1))
+    heatmap = np.maximum(np.asarray(features, dtype=np.float64) @ weights, 0.0)
+    peak = heatmap.max()
+    return (heatmap / peak if peak > 0 else np.zeros_like(heatmap)).astype(np.float32)
+
+
+def gradcam(predictor_or_model, image_uint8: np.ndarray, class_index: int | None = None) -> np.ndarray:
+    """The Grad-CAM heatmap of an image for one class.
+
+    Args:
+        predictor_or_model: a `tlcore.predict.Predictor` or a tlcore Keras classifier.
+        image_uint8: an RGB uint8 image (height, width, 3) of any size; it is resized to the
+            model's input size as prediction does.
+        class_index: the class to explain (an index into the labels); None explains the top class.
+
+    Returns:
+        A float32 array (height, width) in [0, 1], the image's size: 1 where the class's evidence
+        is strongest; all zeros when nothing in the image speaks for the class.
+
+    Raises:
+        ValueError: a bad image or class_index, or a model that is not a tlcore classifier chain.
+    """
+    image = check_image(image_uint8)
+    model = _model_of(predictor_or_model)
+    size = int(model.input_shape[1])
+    batch = resize_image(image, size)[np.newaxis].astype("float32")
+    features, gradients, _, _ = feature_map_and_gradients(model, batch, class_index)
+    return resize_heatmap(heatmap_from(features, gradients), image.shape[0], image.shape[1])
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """A jet-like colormap: [0, 1] -> RGB floats in [0, 1] (blue, cyan, yellow, red)."""
+    values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)[..., np.newaxis]
+    centres = np.array([0.75, 0.5, 0.25])  # Red peaks at 3/4, green at 1/2, blue at 1/4.
+    return np.clip(1.5 - np.abs(4.0 * (values - centres)), 0.0, 1.0)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Matplotlib's "jet" when matplotlib is installed, else `jet`; RGB floats in [0, 1]."""
+    try:
+        import matplotlib
+    except ImportError:
+        return jet(values)
+    return np.asarray(matplotlib.colormaps["jet"](np.clip(values, 0.0, 1.0)))[..., :3]
+
+
+def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """The heatmap in colour over the image: (1 - alpha) * image + alpha * colours, as uint8 RGB.
+
+    Args:
+        image_uint8: an RGB uint8 image (height, width, 3).
+        heatmap: values in [0, 1], any size (resized to the image's).
+        alpha: the weight of the colours, in [0, 1].
+
+    Returns:
+        An RGB uint8 image of the image's shape.
+    """
+    image = check_image(image_uint8)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1], received {alpha!r}.")
+    heatmap = np.asarray(heatmap, dtype=np.float32)
+    if heatmap.ndim != 2:
+        raise ValueError(f"heatmap must be a 2-D array, received shape {heatmap.shape}.")
+    colours = colormap(resize_heatmap(heatmap, image.shape[0], image.shape[1])) * 255.0
+    blended = (1.0 - alpha) * image.astype(np.float64) + alpha * colours
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
