@@ -110,7 +110,7 @@ def predictor(run_id: str):
 
 # Cached pictures and facts.
 
-@st.cache_data(show_spinner=False, max_entries=1024)
+@st.cache_data(show_spinner=False, max_entries=256)
 def _thumbnail(path: str, mtime_ns: int, max_side: int):
     return browse.thumbnail(path, max_side, square=True)
 
@@ -120,7 +120,7 @@ def thumbnail(path: str, max_side: int = 192):
     return _thumbnail(path, os.stat(path).st_mtime_ns, max_side)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=16)
 def _preview(path: str, mtime_ns: int, image_size: int, settings: dict, count: int, seed: int):
     from tlcore import augment, images
 

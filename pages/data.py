@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from pages import augment_view, common
 from tlcore import browse, charts, data
 from tlcore.images import InvalidImageError
 
@@ -50,15 +50,18 @@ else:
     if offline.button("Offline demo: brick, grass, gravel", type="primary"):
         from tlcore import demo
 
-        with st.spinner("Building the offline demo set..."):
-            folder = str(demo.build_offline_demo(common.data_dir() / "demo" / "textures"))
+        try:
+            with st.spinner("Building the offline demo set..."):
+                folder = str(demo.build_offline_demo(common.data_dir() / "demo" / "textures"))
+        except (ValueError, OSError) as error:
+            st.error(common.text(error))
     if online.button("Download cats vs dogs"):
         from tlcore import demo
 
         try:
             with st.spinner("Downloading cats vs dogs..."):
                 folder = str(demo.download_cats_and_dogs())
-        except demo.DemoDataError as error:
+        except (demo.DemoDataError, OSError) as error:
             st.error(common.text(error))
 
 if folder is not None:
@@ -122,71 +125,4 @@ st.caption("Training on augmented images (strategies 2 and 3, and scratch) shows
            "training uses; the settings chosen here are the ones the Train page uses.")
 
 
-@st.fragment
-def augmentation_preview(dataset: data.DatasetScan) -> None:
-    from tlcore.config import AugmentationConfig
-
-    defaults = AugmentationConfig().to_dict()
-    keys = {name: f"aug_{name}" for name in defaults}
-    for name, key in keys.items():
-        st.session_state.setdefault(key, defaults[name])
-    train_paths = dataset.paths("train")
-
-    def reset() -> None:
-        for name, key in keys.items():
-            st.session_state[key] = defaults[name]
-
-    def pick_random() -> None:
-        st.session_state["aug_image"] = train_paths[secrets.randbelow(len(train_paths))]
-
-    def draw_again() -> None:
-        st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
-
-    settings_column, preview_column = st.columns([1, 2])
-    with settings_column:
-        image = st.selectbox("Image", train_paths, key="aug_image",
-                             format_func=lambda path: str(Path(path).relative_to(dataset.root))
-                             if path.startswith(dataset.root) else Path(path).name)
-        st.button("Random image", on_click=pick_random, icon=":material/shuffle:")
-        keep = {"persist_state": "session"}
-        values = {
-            "rotation_degrees": st.slider("Rotation (degrees, either way)", 0.0, 180.0, step=5.0,
-                                          key=keys["rotation_degrees"], **keep),
-            "width_shift": st.slider("Horizontal shift (share of the width)", 0.0, 1.0, step=0.05,
-                                     key=keys["width_shift"], **keep),
-            "height_shift": st.slider("Vertical shift (share of the height)", 0.0, 1.0, step=0.05,
-                                      key=keys["height_shift"], **keep),
-            "zoom": st.slider("Zoom in or out", 0.0, 0.9, step=0.05, key=keys["zoom"], **keep),
-            "brightness": st.slider("Brightness change", 0.0, 1.0, step=0.05, key=keys["brightness"], **keep),
-            "contrast": st.slider("Contrast change", 0.0, 1.0, step=0.05, key=keys["contrast"], **keep),
-            "horizontal_flip": st.toggle("Flip left-right", key=keys["horizontal_flip"], **keep),
-            "vertical_flip": st.toggle("Flip upside down", key=keys["vertical_flip"], **keep),
-            "fill_mode": st.selectbox("Fill the uncovered corners by", ["nearest", "reflect", "constant", "wrap"],
-                                      key=keys["fill_mode"], **keep),
-        }
-        st.button("Reset to the seed's settings", on_click=reset, icon=":material/restart_alt:")
-    try:
-        settings = AugmentationConfig(**values)
-    except ValueError as error:
-        st.error(common.text(error))
-        return
-    st.session_state["augmentation"] = settings
-
-    with preview_column:
-        size = int(st.session_state.get("train_image_size") or 160)
-        st.button("New random draws", on_click=draw_again, icon=":material/casino:")
-        try:
-            original, copies = common.preview(image, size, settings, count=8,
-                                              seed=st.session_state.get("preview_seed", 0))
-        except (InvalidImageError, OSError) as error:
-            st.error(common.text(error))
-            return
-        cells = [column for _ in range(3) for column in st.columns(3)]
-        cells[0].image(original, caption=f"original, as training sees it ({size} px)", width="stretch")
-        for cell, copy in zip(cells[1:], copies):
-            cell.image(copy, width="stretch")
-        if settings.is_identity:
-            st.caption("Every transformation is off: training would see the photos unchanged.")
-
-
-augmentation_preview(dataset)
+augment_view.preview(dataset)

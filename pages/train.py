@@ -9,6 +9,7 @@ from pages import common, run_view
 from tlcore import architecture, charts, monitor, runs, worker
 from tlcore.backbones import BACKBONES
 from tlcore.config import PRESETS, STRATEGY_CHOICES, TrainConfig
+from tlcore.data import DatasetError
 from tlcore.strategies import STRATEGY_DESCRIPTIONS
 
 STRATEGY_TITLES = {"feature_extraction": "1 · Feature extraction", "frozen_augmented": "2 · Frozen base + augmentation",
@@ -38,6 +39,13 @@ if run is not None:
         run_view.show(run)
 
 dataset = common.current_dataset()
+previous_data = run.config().get("data_dir") if run is not None else None
+if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
+    try:
+        dataset = common.scan_folder(previous_data)
+        common.use_dataset(dataset)
+    except (DatasetError, ValueError, OSError) as error:
+        st.error(common.text(error))
 if dataset is None:
     st.info("Choose a data set on the Data page to start a new run.")
     st.page_link("pages/data.py", label="Go to the Data page", icon=":material/photo_library:")
@@ -70,7 +78,7 @@ else:
                        "random weights.")
         strategy = st.radio("Strategy", STRATEGY_CHOICES, format_func=STRATEGY_TITLES.get, key="train_strategy",
                             captions=[STRATEGY_DESCRIPTIONS[name] for name in STRATEGY_CHOICES], **keep)
-        with st.expander("Hyperparameters"):
+        with st.expander("Hyperparameters", key="train_hyperparameters"):
             one, two, three = st.columns(3)
             settings = {
                 "epochs": one.number_input("Epochs", 1, 1000, key="train_epochs", **keep),
@@ -91,7 +99,7 @@ else:
         augmentation = common.augmentation()
         st.caption(common.text("Augmentation (set on the Data page): " + ", ".join(
             f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())))
-        with st.expander("What this strategy trains: the layer stack", expanded=True):
+        with st.expander("What this strategy trains: the layer stack", expanded=True, key="train_layer_stack"):
             try:
                 stack = common.layer_stack(backbone, int(image_size), strategy, alpha, dataset.num_classes,
                                            settings["head"], int(settings["dense_units"]))
@@ -104,7 +112,8 @@ else:
                     st.caption(f"{architecture.PHASE_TITLES[phase]}: {counts['trainable']:,} parameters trained, "
                                f"{counts['frozen']:,} frozen")
                 st.altair_chart(architecture.stack_chart(stack), width="content")
-        if st.button("Start training", type="primary", icon=":material/play_arrow:"):
+        if st.button("Start training", type="primary", icon=":material/play_arrow:",
+                     help="Trains in a separate process; one training runs at a time, later ones wait as queued."):
             try:
                 config = TrainConfig(data_dir=dataset.root, strategy=strategy, backbone=backbone, weights=weights,
                                      alpha=alpha, image_size=int(image_size), augmentation=augmentation,
@@ -125,7 +134,8 @@ picked = st.dataframe(
     table[["run", "state", "strategy", "backbone", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy",
            "time"]],
     hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-    column_config={"image_size": st.column_config.NumberColumn("size (px)"),
+    column_config={"run": st.column_config.TextColumn("run", width="medium"),
+                   "image_size": st.column_config.NumberColumn("size (px)"),
                    "best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
                    "final_val_accuracy": st.column_config.NumberColumn("final val. accuracy", format="percent")},
 )

@@ -280,6 +280,28 @@ def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(
     assert at.session_state["augmentation"].rotation_degrees == 40.0
 
 
+def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_images(small_catsdogs, tmp_path):
+    root = tmp_path / "kit"
+    shutil.copytree(small_catsdogs, root)
+    kit = _bad_input_kit(sorted((small_catsdogs / "validation" / "dogs").iterdir())[0])
+    for name, (content, _) in kit.items():
+        (root / "train" / "cats" / f"kit-{name}").write_bytes(content)
+    for debris in ("__MACOSX/._cat.1.jpg", ".DS_Store", "Thumbs.db", "cats/._cat.1.jpg", "cats/.DS_Store"):
+        (root / "train" / debris).parent.mkdir(parents=True, exist_ok=True)
+        (root / "train" / debris).write_bytes(b"debris")
+    at = scan(open_page("pages/data.py"), root)
+    assert not at.error, [element.value for element in at.error]
+    bad = {name for name, (_, word) in kit.items() if word is not None}
+    rejected = at.dataframe[1].value
+    assert sorted(Path(path).name.removeprefix("kit-") for path in rejected["file"]) == sorted(bad)
+    assert at.session_state["dataset"].classes == ("cats", "dogs"), "debris is neither a class nor an image"
+    at.pagination(key="browse_page_train_0").set_value(2).run()  # The odd but valid images sort last.
+    assert not at.exception and not at.error
+    captions = [caption for element in at.image for caption in element.captions]
+    assert {f"kit-{name}" for name, (_, word) in kit.items() if word is None} <= {
+        caption.split(" · ")[0] for caption in captions}
+
+
 # Train page.
 
 def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs):
@@ -346,6 +368,39 @@ def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(fold
     assert at.progress and "epoch 3 of 10, batch 2 of 4" in plain(at.progress[0].text)
     click(at, "Stop")
     assert run.stop_requested() and run.raw_status()["state"] == "stopping"
+
+
+def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
+    first = _fake_running_run(folders["runs"], small_catsdogs)
+    first.set_status("done")
+    second = _fake_running_run(folders["runs"], small_catsdogs)
+    second.set_status("stopped")
+    at = open_page("pages/train.py")
+    assert sorted(at.dataframe[-1].value["run"]) == sorted([first.id, second.id])
+    assert "Select runs in the table" in texts(at)
+    at.session_state["runs_table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    chart = at.get("vega_lite_chart")[-1]
+    import pyarrow
+
+    frame = pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+    assert sorted(frame["run"].unique()) == sorted([first.id, second.id])
+    assert set(frame["metric"]) == {"accuracy"} and set(frame["split"]) == {"validation"}
+
+
+def test_a_killed_or_deleted_run_is_reported_and_the_page_keeps_working(folders, small_catsdogs):
+    run = _fake_running_run(folders["runs"], small_catsdogs)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.set_status("running", pid=dead.pid, started=time.time())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/train.py", at.run())
+    assert "interrupted: The training process ended without finishing" in texts(at)
+    shutil.rmtree(run.path)
+    at.run()
+    assert not at.exception and "run_id" not in at.session_state
 
 
 def test_damaged_run_folders_do_not_break_any_page(folders):

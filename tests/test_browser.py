@@ -146,6 +146,8 @@ def no_traceback(page) -> None:
 
 def set_number(page, label: str, value: int) -> None:
     field = page.get_by_label(label, exact=True)
+    if not field.is_visible():  # Inside the collapsed "Hyperparameters" expander.
+        page.get_by_text("Hyperparameters").click()
     field.fill(str(value))
     field.press("Enter")
     settle(page)
@@ -188,8 +190,6 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     go_to(page, "Train")
     page.get_by_role("heading", name="New run").wait_for()
     assert page.get_by_label("1 · Feature extraction").is_checked()
-    set_number(page, "Image size (pixels)", 96)
-    page.get_by_text("Hyperparameters").click()
     set_number(page, "Epochs", 3)
     set_number(page, "Batch size", 8)
     page.get_by_role("button", name=re.compile("Start training")).click()

@@ -84,6 +84,9 @@ def _training_overrides(arguments: argparse.Namespace) -> dict:
         "augmented_views": 0 if getattr(arguments, "end_to_end", False) else getattr(arguments, "augmented_views", None),
         "early_stopping_patience": getattr(arguments, "early_stopping", None),
         "class_weight": getattr(arguments, "class_weight", None),
+        "distribution": getattr(arguments, "distribution", None),
+        "cpu_replicas": getattr(arguments, "cpu_replicas", None),
+        "replica_scaling": getattr(arguments, "replica_scaling", None),
     }
 
 
@@ -105,8 +108,10 @@ def command_train(arguments: argparse.Namespace) -> int:
         for stage, result in (status.get("results") or {}).items()
     }
     if arguments.json:
+        summary = run.summary()
         _print_json({"run": str(run.path), "status": status["state"], "error": status.get("error"),
-                     "results": results})
+                     "results": results, "replicas": summary.get("replicas"),
+                     "global_batch_size": summary.get("global_batch_size")})
     else:
         print(f"Run {run.id}: {status['state']}" + (f" ({status['error']})" if status.get("error") else ""))
         for stage, result in results.items():
@@ -325,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(handler=command_scan)
 
     from tlcore.backbones import BACKBONES
-    from tlcore.config import CLASS_WEIGHTS, HEADS, OPTIMIZERS, PRESETS, STRATEGY_CHOICES, WEIGHTS
+    from tlcore.config import (CLASS_WEIGHTS, DISTRIBUTIONS, HEADS, OPTIMIZERS, PRESETS, REPLICA_SCALING,
+                                STRATEGY_CHOICES, WEIGHTS)
 
     train = commands.add_parser(
         "train",
@@ -381,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
                               help="random upside-down flips (on)")
     augmentation.add_argument("--brightness", type=float, default=None, help="maximum brightness change (0 = off)")
     augmentation.add_argument("--contrast", type=float, default=None, help="maximum contrast change (0 = off)")
+    devices = train.add_argument_group("devices (tf.distribute; see README, Scaling up)")
+    devices.add_argument("--distribution", choices=DISTRIBUTIONS, default=None,
+                         help="default (one device), mirrored (all local GPUs, or the logical CPUs of "
+                         "--cpu-replicas) or multi_worker (machines described by $TF_CONFIG)")
+    devices.add_argument("--cpu-replicas", type=int, default=None, metavar="N",
+                         help="split the CPU into N logical devices, e.g. to run mirrored with 2 replicas on a CPU")
+    devices.add_argument("--replica-scaling", choices=REPLICA_SCALING, default=None,
+                         help="linear (default): global batch = batch size x replicas and learning rates x "
+                         "replicas; none: global batch = batch size, learning rates unchanged")
     _add_runs_dir(train)
     train.add_argument("--json", action="store_true",
                        help="end with one JSON line: run, status and results (strategy -> val_accuracy, "

@@ -17,6 +17,8 @@ HEADS = ("flatten", "global_average")
 OPTIMIZERS = ("rmsprop", "adam")
 WEIGHTS = ("imagenet", "none")
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+REPLICA_SCALING = ("linear", "none")
 # "auto" class weighting starts at this ratio between the largest and the smallest class.
 IMBALANCE_RATIO = 1.5
 
@@ -130,6 +132,14 @@ class TrainConfig:
             many epochs, and restore the best weights; 0 turns it off.
         class_weight: "auto" weights classes inversely to their counts when the largest class has
             at least 1.5x the images of the smallest, "balanced" always, "none" never.
+        distribution: "default" (one device), "mirrored" (`tf.distribute.MirroredStrategy` over
+            the local GPUs, or the logical CPUs of `cpu_replicas`) or "multi_worker"
+            (`MultiWorkerMirroredStrategy` across machines described by `$TF_CONFIG`).
+        cpu_replicas: split the CPU into this many logical devices (0: don't), so "mirrored"
+            runs with several replicas on a machine without GPUs.
+        replica_scaling: with R replicas, "linear" trains with a global batch of
+            batch_size x R and learning rates x R (the linear scaling rule); "none" keeps the
+            global batch at batch_size (split across replicas) and the learning rates as given.
     """
 
     data_dir: str
@@ -153,6 +163,9 @@ class TrainConfig:
     augmented_views: int = 10
     early_stopping_patience: int = 0
     class_weight: str = "auto"
+    distribution: str = "default"
+    cpu_replicas: int = 0
+    replica_scaling: str = "linear"
 
     def __post_init__(self) -> None:
         # Imported here: backbones imports Keras, and a config must be cheap to validate.
@@ -193,6 +206,11 @@ class TrainConfig:
             raise ValueError(f"seed must be a non-negative integer, received {self.seed!r}.")
         _check_positive_int("augmented_views", self.augmented_views, minimum=0)
         _check_positive_int("early_stopping_patience", self.early_stopping_patience, minimum=0)
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {list(DISTRIBUTIONS)}, received {self.distribution!r}.")
+        _check_positive_int("cpu_replicas", self.cpu_replicas, minimum=0)
+        if self.replica_scaling not in REPLICA_SCALING:
+            raise ValueError(f"replica_scaling must be one of {list(REPLICA_SCALING)}, received {self.replica_scaling!r}.")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, received {self.class_weight!r}.")
         if not isinstance(self.augmentation, AugmentationConfig):

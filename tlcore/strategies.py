@@ -190,6 +190,20 @@ class TrainingContext:
     model: keras.Model | None = None
     staged: "StagedModels | None" = None
     temporary_directory: str | None = None
+    replicas: int = 1
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch size (all replicas together)."""
+        from tlcore import distribute
+
+        return distribute.scaled(self.config, self.replicas)[0]
+
+    def learning_rate(self, rate: float) -> float:
+        """A configured learning rate, scaled for the replica count."""
+        from tlcore import distribute
+
+        return rate * distribute.scaled(self.config, self.replicas)[1]
 
     def callbacks(self, stage: str, epochs: int) -> list:
         items = []
@@ -266,11 +280,11 @@ class TrainingContext:
         size_bytes = len(paths) * config.image_size**2 * 3
         if size_bytes > IN_MEMORY_LIMIT_BYTES:
             return data.make_dataset(paths, self.dataset.labels(split), self.dataset.num_classes,
-                                     config.image_size, config.batch_size, shuffle=shuffle, seed=config.seed)
+                                     config.image_size, self.batch_size, shuffle=shuffle, seed=config.seed)
         pipeline = tf.data.Dataset.from_tensor_slices((self.decoded(split), self.targets(split)))
         if shuffle:
             pipeline = pipeline.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True)
-        pipeline = pipeline.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+        pipeline = pipeline.batch(self.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
         return pipeline.prefetch(tf.data.AUTOTUNE)
 
 
@@ -304,6 +318,18 @@ def build_frozen_base(config: TrainConfig) -> keras.Model:
     return base
 
 
+def inference_function(model: keras.Model):
+    """`model(x, training=False)` compiled once as a graph function.
+
+    Used instead of `predict_on_batch`, which under a `tf.distribute` strategy feeds the batch
+    to every replica and returns each replica's copy.
+    """
+    import tensorflow as tf
+
+    compiled = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+    return lambda batch: keras.ops.convert_to_numpy(compiled(tf.convert_to_tensor(batch)))
+
+
 def stream_activations(context: TrainingContext, model: keras.Model, split: str, writer: features.FeatureWriter,
                        augmentation=None, keep_in_memory: bool = True) -> None:
     """Pushes a split's images through a model batch by batch into a FeatureWriter.
@@ -311,12 +337,13 @@ def stream_activations(context: TrainingContext, model: keras.Model, split: str,
     Augmentation layers are called directly (training=True), not inside `predict`: during
     `predict` Keras runs every layer in inference mode, which would silently switch them off.
     """
+    infer = inference_function(model)
     try:
         for batch in context.image_batches(split, keep_in_memory):
             batch = batch.astype("float32")
             if augmentation is not None:
                 batch = keras.ops.convert_to_numpy(augmentation(batch, training=True))
-            writer.write(np.asarray(model.predict_on_batch(batch)))
+            writer.write(infer(batch))
             if context.stop_requested():
                 raise StageStopped()  # Partial activations are never cached.
         writer.close()
@@ -366,12 +393,12 @@ def run_feature_extraction(context: TrainingContext) -> dict:
     preprocess = backbones.preprocessing_layer(config.backbone)
     feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
     head = build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
-    compile_model(head, dataset.num_classes, config.optimizer, config.learning_rate)
+    compile_model(head, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate))
     if context.stop_requested():
         raise StageStopped()
     # Read back from disk batch by batch: the features never have to fit in memory.
     history = head.fit(
-        features.RowBatches(feature_maps["train"], context.targets("train"), config.batch_size, config.seed),
+        features.RowBatches(feature_maps["train"], context.targets("train"), context.batch_size, config.seed),
         validation_data=features.RowBatches(feature_maps["validation"], context.targets("validation"),
                                             EXTRACTION_BATCH_SIZE),
         epochs=config.epochs, verbose=0, class_weight=context.class_weights(),
@@ -444,6 +471,7 @@ def extract_views(context: TrainingContext, bottom: keras.Model, preprocess) -> 
     plain = keras.Model(inputs, bottom(preprocess(inputs), training=False), name="boundary")
     writer = features.FeatureWriter(directory / key / "train_views.npy", config.augmented_views * train_count,
                                     boundary_shape)
+    infer = inference_function(plain)
     try:
         for view in range(config.augmented_views):
             context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
@@ -455,7 +483,7 @@ def extract_views(context: TrainingContext, bottom: keras.Model, preprocess) -> 
             augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
             for batch in context.image_batches("train"):
                 augmented = keras.ops.convert_to_numpy(augmentation(batch.astype("float32"), training=True))
-                writer.write(np.asarray(plain.predict_on_batch(augmented)))
+                writer.write(infer(augmented))
                 if context.stop_requested():
                     raise StageStopped()  # Partial views are never cached.
         writer.close()
@@ -486,9 +514,9 @@ def build_staged(context: TrainingContext) -> StagedModels:
 
 def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate: float, seed: int):
     config, dataset, staged = context.config, context.dataset, context.staged
-    compile_model(staged.trainer, dataset.num_classes, config.optimizer, learning_rate)
+    compile_model(staged.trainer, dataset.num_classes, config.optimizer, context.learning_rate(learning_rate))
     return staged.trainer.fit(
-        features.RowBatches(staged.train_views, context.targets("train"), config.batch_size, seed, staged.views),
+        features.RowBatches(staged.train_views, context.targets("train"), context.batch_size, seed, staged.views),
         validation_data=features.RowBatches(staged.validation, context.targets("validation"), EXTRACTION_BATCH_SIZE),
         epochs=epochs, verbose=0, class_weight=context.class_weights(),
         callbacks=context.callbacks(stage, epochs),
@@ -524,7 +552,7 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
     head = build_head(base.output.shape[1:], dataset.num_classes, config)
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = assemble(config.image_size, base, head, preprocess, augmentation)
-    compile_model(model, dataset.num_classes, config.optimizer, config.learning_rate)
+    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate))
     history = model.fit(
         context.image_pipeline("train", shuffle=True),
         validation_data=context.image_pipeline("validation", shuffle=False),
@@ -556,7 +584,8 @@ def run_fine_tuning(context: TrainingContext) -> dict:
         path = "cached_views"
     else:
         model = context.frozen_model
-        compile_model(model, dataset.num_classes, config.optimizer, config.fine_tuning_learning_rate)
+        compile_model(model, dataset.num_classes, config.optimizer,
+                      context.learning_rate(config.fine_tuning_learning_rate))
         history = model.fit(
             context.image_pipeline("train", shuffle=True),
             validation_data=context.image_pipeline("validation", shuffle=False),
@@ -577,7 +606,7 @@ def run_scratch(context: TrainingContext) -> dict:
     started = time.time()
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = build_scratch_model(config.image_size, dataset.num_classes, augmentation)
-    compile_model(model, dataset.num_classes, config.optimizer, SCRATCH_LEARNING_RATE)
+    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(SCRATCH_LEARNING_RATE))
     history = model.fit(
         context.image_pipeline("train", shuffle=True),
         validation_data=context.image_pipeline("validation", shuffle=False),
@@ -621,6 +650,10 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     """
     import tensorflow as tf
 
+    from tlcore import distribute
+
+    # First: splitting the CPU into logical devices must happen before TensorFlow starts up.
+    strategy = distribute.strategy_for(config)
     # Same seed, same result on the CPU.
     tf.config.experimental.enable_op_determinism()
     started = time.time()
@@ -639,9 +672,14 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     if weights is not None:
         context.say("Classes are imbalanced: weighting the loss by class "
                     + ", ".join(f"{dataset.classes[index]}={weight:.2f}" for index, weight in weights.items()))
-    stopped = False
+    context.replicas = strategy.num_replicas_in_sync
+    if context.replicas > 1:
+        context.say(f"Training on {context.replicas} replicas ({type(strategy).__name__}): global batch "
+                    f"{context.batch_size}, learning rates x{distribute.scaled(config, context.replicas)[1]:g}")
     try:
-        stopped = _run_stages(context)
+        # Every model is built, compiled and trained inside the scope, so its variables are mirrored.
+        with strategy.scope():
+            stopped = _run_stages(context)
     finally:
         context.close()
     return _finish(context, run, started, stopped)
@@ -678,6 +716,8 @@ def _finish(context: TrainingContext, run, started: float, stopped: bool) -> dic
         "stopped": stopped,
         "classes": list(context.dataset.classes),
         "final_stage": next(reversed(context.results), None),
+        "replicas": context.replicas,
+        "global_batch_size": context.batch_size,
     }
     if run is not None:
         from tlcore.runs import write_json
