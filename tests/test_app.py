@@ -30,7 +30,7 @@ from tlcore import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
-PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/predict.py"]
+PAGES = ["app_pages/home.py", "app_pages/data.py", "app_pages/train.py", "app_pages/predict.py"]
 TIMEOUT = 180
 
 
@@ -148,11 +148,17 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_pages_never_import_tensorflow_or_keras_and_never_allow_html():
-    scripts = [APP, *sorted((ROOT / "pages").glob("*.py"))]
+    scripts = [APP, *sorted((ROOT / "app_pages").glob("*.py"))]
     assert len(scripts) >= 5
     for script in scripts:
         assert not _imports(script) & {"tensorflow", "keras"}, f"{script.name} imports TensorFlow or Keras"
         assert "unsafe_allow_html" not in script.read_text(encoding="utf-8"), script.name
+
+
+def test_there_is_no_legacy_pages_folder():
+    # With a pages/ folder, a server whose first request opens /data would run Streamlit's legacy
+    # multipage mode: every module of the folder listed as a page, and no app.py frame.
+    assert not (ROOT / "pages").exists()
 
 
 def test_tlcore_never_imports_streamlit():
@@ -163,7 +169,7 @@ def test_tlcore_never_imports_streamlit():
 # Data page.
 
 def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_catsdogs):
-    at = scan(open_page("pages/data.py"), small_catsdogs)
+    at = scan(open_page("app_pages/data.py"), small_catsdogs)
     assert not at.error, [element.value for element in at.error]
     assert metrics(at) == {"Classes": "2", "Train images": "24", "Validation images": "12", "Left out": "0"}
     counts = at.dataframe[0].value
@@ -176,7 +182,7 @@ def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_cats
 
 def test_data_page_lists_bad_files_as_rejected_with_reasons(seeded_bad_catsdogs):
     folder, expected = seeded_bad_catsdogs
-    at = scan(open_page("pages/data.py"), folder)
+    at = scan(open_page("app_pages/data.py"), folder)
     assert metrics(at)["Left out"] == str(len(expected))
     rejected = at.dataframe[1].value
     reasons = dict(zip(rejected["file"], rejected["reason"]))
@@ -193,7 +199,7 @@ def test_data_page_bad_paths_show_an_error_not_an_exception(kind, tmp_path):
     (tmp_path / "one" / "cats").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "one" / "cats" / "a.png")
     (tmp_path / "empty").mkdir()
-    at = scan(open_page("pages/data.py"), target)
+    at = scan(open_page("app_pages/data.py"), target)
     assert at.error, "a clear error message"
     assert "dataset" not in at.session_state
 
@@ -212,7 +218,7 @@ def _photo_members(small_catsdogs: Path) -> dict[str, bytes]:
 
 
 def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_catsdogs, folders):
-    at = open_page("pages/data.py")
+    at = open_page("app_pages/data.py")
     at.segmented_control(key="data_source").set_value("Zip upload").run()
     members = _photo_members(small_catsdogs) | {"__MACOSX/pets/._cat.1.jpg": b"junk", "pets/.DS_Store": b"junk"}
     at.file_uploader(key="zip_upload").set_value(("pets.zip", _zip(members), "application/zip")).run()
@@ -230,7 +236,7 @@ def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_cat
     ("empty.zip", b""),
 ])
 def test_data_page_refuses_unsafe_or_broken_zips_with_a_message(name, content, folders):
-    at = open_page("pages/data.py")
+    at = open_page("app_pages/data.py")
     at.segmented_control(key="data_source").set_value("Zip upload").run()
     at.file_uploader(key="zip_upload").set_value((name, content, "application/zip")).run()
     click(at, "Extract and scan")
@@ -241,7 +247,7 @@ def test_data_page_refuses_unsafe_or_broken_zips_with_a_message(name, content, f
 
 
 def test_data_page_offline_demo_set(folders):
-    at = open_page("pages/data.py")
+    at = open_page("app_pages/data.py")
     at.segmented_control(key="data_source").set_value("Demo set").run()
     click(at, "Offline demo: brick, grass, gravel")
     assert not at.error, [element.value for element in at.error]
@@ -253,17 +259,17 @@ def test_class_names_are_shown_as_text_not_markup(small_catsdogs, tmp_path):
     root = tmp_path / "odd"
     shutil.copytree(small_catsdogs / "train" / "cats", root / "<b>bold")
     shutil.copytree(small_catsdogs / "train" / "dogs", root / "**stars** :red[x]")
-    at = scan(open_page("pages/data.py"), root)
+    at = scan(open_page("app_pages/data.py"), root)
     assert at.session_state["dataset"].classes == ("**stars** :red[x]", "<b>bold")
     assert list(at.dataframe[0].value.index) == ["**stars** :red[x]", "<b>bold"]  # A table shows plain text.
-    at = open_page("pages/train.py", at)
+    at = open_page("app_pages/train.py", at)
     line = [markdown.value for markdown in at.markdown if "2 classes" in markdown.value][0]
     assert r"\*\*stars\*\* \:red\[x\]" in line and r"\<b\>bold" in line  # Escaped: shown as typed.
     assert plain(line).startswith("odd: 2 classes (**stars** :red[x], <b>bold)")
 
 
 def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(small_catsdogs):
-    at = scan(open_page("pages/data.py"), small_catsdogs)
+    at = scan(open_page("app_pages/data.py"), small_catsdogs)
     preview_images = [caption for element in at.image for caption in element.captions
                       if caption.startswith("original")]
     assert preview_images, "the preview shows the original"
@@ -272,9 +278,9 @@ def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(
     assert not at.exception
     settings = at.session_state["augmentation"]
     assert settings.rotation_degrees == 10.0 and settings.vertical_flip is False
-    at = open_page("pages/train.py", at)
+    at = open_page("app_pages/train.py", at)
     assert "rotation degrees 10.0" in texts(at) and "vertical flip False" in texts(at)
-    at = open_page("pages/data.py", at)
+    at = open_page("app_pages/data.py", at)
     assert at.slider(key="aug_rotation_degrees").value == 10.0, "settings survive a page switch"
     click(at, "Reset to the seed's settings")
     assert at.session_state["augmentation"].rotation_degrees == 40.0
@@ -289,7 +295,7 @@ def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_i
     for debris in ("__MACOSX/._cat.1.jpg", ".DS_Store", "Thumbs.db", "cats/._cat.1.jpg", "cats/.DS_Store"):
         (root / "train" / debris).parent.mkdir(parents=True, exist_ok=True)
         (root / "train" / debris).write_bytes(b"debris")
-    at = scan(open_page("pages/data.py"), root)
+    at = scan(open_page("app_pages/data.py"), root)
     assert not at.error, [element.value for element in at.error]
     bad = {name for name, (_, word) in kit.items() if word is not None}
     rejected = at.dataframe[1].value
@@ -305,7 +311,7 @@ def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_i
 # Train page.
 
 def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs):
-    at = open_page("pages/train.py", scan(open_page("pages/data.py"), small_catsdogs))
+    at = open_page("app_pages/train.py", scan(open_page("app_pages/data.py"), small_catsdogs))
     strategy = at.radio(key="train_strategy")
     assert list(strategy.options) == ["1 · Feature extraction", "2 · Frozen base + augmentation", "3 · Fine-tuning",
                                       "Baseline · a small CNN from scratch", "1 → 2 → 3 in sequence"]
@@ -323,7 +329,7 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
 
 
 def test_train_page_starts_a_worker_and_shows_it_finished(small_catsdogs, folders):
-    at = open_page("pages/train.py", scan(open_page("pages/data.py"), small_catsdogs))
+    at = open_page("app_pages/train.py", scan(open_page("app_pages/data.py"), small_catsdogs))
     backbone, size = TINY_BACKBONE[1], int(TINY_BACKBONE[-1])
     at.selectbox(key="train_backbone").set_value(backbone).run()
     if "--weights" in TINY_BACKBONE:
@@ -362,7 +368,7 @@ def _fake_running_run(runs_dir: Path, data_dir: Path) -> runs.Run:
 
 def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(folders, small_catsdogs):
     run = _fake_running_run(folders["runs"], small_catsdogs)
-    at = open_page("pages/train.py")  # A fresh session, as after a browser reload.
+    at = open_page("app_pages/train.py")  # A fresh session, as after a browser reload.
     assert at.session_state["run_id"] == run.id
     assert "running: training" in texts(at)
     assert at.progress and "epoch 3 of 10, batch 2 of 4" in plain(at.progress[0].text)
@@ -375,7 +381,7 @@ def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
     first.set_status("done")
     second = _fake_running_run(folders["runs"], small_catsdogs)
     second.set_status("stopped")
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     assert sorted(at.dataframe[-1].value["run"]) == sorted([first.id, second.id])
     assert "Select runs in the table" in texts(at)
     at.session_state["runs_table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
@@ -396,7 +402,7 @@ def test_a_killed_or_deleted_run_is_reported_and_the_page_keeps_working(folders,
     run.set_status("running", pid=dead.pid, started=time.time())
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = run.id
-    at = open_page("pages/train.py", at.run())
+    at = open_page("app_pages/train.py", at.run())
     assert "interrupted: The training process ended without finishing" in texts(at)
     shutil.rmtree(run.path)
     at.run()
@@ -417,7 +423,7 @@ def test_damaged_run_folders_do_not_break_any_page(folders):
     for page in PAGES:
         at = open_page(page)
         assert not at.exception
-    at = open_page("pages/predict.py")
+    at = open_page("app_pages/predict.py")
     assert at.error and "model" in at.error[0].value.lower()
 
 
@@ -437,7 +443,7 @@ def trained_runs(tmp_path_factory, small_catsdogs) -> Path:
 
 def _predict_page(trained_runs: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("TLCORE_RUNS_DIR", str(trained_runs))
-    return open_page("pages/predict.py")
+    return open_page("app_pages/predict.py")
 
 
 def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, monkeypatch, small_catsdogs):
@@ -499,7 +505,7 @@ def test_predict_page_survives_the_whole_bad_input_kit(trained_runs, monkeypatch
 
 
 def test_predict_page_loads_the_model_once_per_run(trained_runs, monkeypatch, small_catsdogs):
-    from pages import common
+    from app_pages import common
     from tlcore import predict
 
     calls = []

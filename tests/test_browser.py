@@ -161,6 +161,14 @@ def go_to(page, name: str) -> None:
 def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser_page, small_catsdogs):
     page, url, runs_dir = browser_page, app_server["url"], app_server["runs"]
 
+    # A fresh server's first visitor opens a bookmark of a page: the app's own navigation and frame.
+    page.goto(f"{url}/predict")
+    page.get_by_role("heading", name="Predict").wait_for()
+    settle(page)
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    assert [text.split()[-1] for text in links.all_inner_texts()] == ["Home", "Data", "Train", "Predict"]
+    page.get_by_text("No finished run with a model yet").wait_for()
+
     # Home: what the app does, the backbones with their weight status.
     page.goto(url)
     page.get_by_role("heading", name="Transfer Learning Studio").wait_for()

@@ -189,7 +189,8 @@ def test_cli_evaluate_prints_the_cached_evaluation(trained):
     completed = subprocess.run(command + ["--json"], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     printed = json.loads(completed.stdout)
-    assert printed["accuracy"] == expected.accuracy and printed["confusion"] == [list(row) for row in expected.confusion]
+    assert printed["accuracy"] == expected.accuracy
+    assert printed["confusion"] == [list(row) for row in expected.confusion]
     assert [row["class"] for row in printed["per_class"]] == ["cats", "dogs"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr

@@ -36,8 +36,8 @@ def find_files(folder: Path) -> list[Path]:
     """Every file below a folder, sorted by relative path, OS debris and hidden files left out."""
     found = []
     for directory, subfolders, names in os.walk(folder):
-        subfolders[:] = sorted(name for name in subfolders if not data._is_ignored(Path(name)))
-        found += [Path(directory) / name for name in names if not data._is_ignored(Path(name))]
+        subfolders[:] = sorted(name for name in subfolders if not data.is_ignored(Path(name)))
+        found += [Path(directory) / name for name in names if not data.is_ignored(Path(name))]
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
 
 

@@ -259,7 +259,7 @@ def command_export(arguments: argparse.Namespace) -> int:
         _print_json(result.to_dict())
         return 0
     print(f"Exported {result.format}: {result.path}")
-    print(f"Labels: {result.labels_path}")
+    print("Labels: labels.json inside the zip" if result.format == "keras" else f"Labels: {result.labels_path}")
     print(f"Checked on {result.images} validation images: same top-1 class for {result.agreement:.2%} "
           f"(required {export.REQUIRED_AGREEMENT[result.format]:.0%}), largest probability difference "
           f"{result.max_difference:.6f}")

@@ -105,7 +105,7 @@ class DatasetScan:
         }
 
 
-def _is_ignored(path: Path) -> bool:
+def is_ignored(path: Path) -> bool:
     name = path.name.lower()
     return name in IGNORED_NAMES or name.startswith(".")
 
@@ -114,7 +114,7 @@ def _children(folder: Path) -> tuple[list[Path], list[Path]]:
     """Visible subfolders and files of a folder, sorted, OS debris left out."""
     folders, files = [], []
     for entry in sorted(folder.iterdir(), key=lambda path: path.name):
-        if _is_ignored(entry):
+        if is_ignored(entry):
             continue
         (folders if entry.is_dir() else files).append(entry)
     return folders, files
@@ -138,9 +138,9 @@ def _class_files(class_folder: Path) -> list[Path]:
     """All files below a class folder (nested folders included), debris left out."""
     found = []
     for directory, subfolders, names in os.walk(class_folder):
-        subfolders[:] = sorted(name for name in subfolders if not _is_ignored(Path(name)))
+        subfolders[:] = sorted(name for name in subfolders if not is_ignored(Path(name)))
         for name in sorted(names):
-            if not _is_ignored(Path(name)):
+            if not is_ignored(Path(name)):
                 found.append(Path(directory) / name)
     return found
 

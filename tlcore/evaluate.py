@@ -191,7 +191,8 @@ def find_mistakes(probabilities: np.ndarray, true_labels: Sequence[int], paths: 
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     true_labels = np.asarray(true_labels, dtype=np.int64)
-    if probabilities.ndim != 2 or probabilities.shape != (len(true_labels), len(classes)) or len(paths) != len(true_labels):
+    count = len(true_labels)
+    if probabilities.ndim != 2 or probabilities.shape != (count, len(classes)) or len(paths) != count:
         raise ValueError(f"expected probabilities of shape (N, {len(classes)}) with N labels and N paths, received "
                          f"{probabilities.shape}, {len(true_labels)} labels and {len(paths)} paths.")
     predicted = probabilities.argmax(axis=1)

@@ -149,7 +149,7 @@ def _parts(name: str) -> list[str]:
 
 def _is_debris(parts: list[str]) -> bool:
     # Same rule as the folder scanner: a hidden or OS-debris component anywhere leaves the file out.
-    return any(data._is_ignored(Path(part)) for part in parts)
+    return any(data.is_ignored(Path(part)) for part in parts)
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import common
+from app_pages import common
 from tlcore import data
 from tlcore.config import AugmentationConfig
 from tlcore.images import InvalidImageError

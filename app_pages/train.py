@@ -5,7 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from pages import common, run_view
+from app_pages import common, run_view
 from tlcore import architecture, charts, monitor, runs, worker
 from tlcore.backbones import BACKBONES
 from tlcore.config import PRESETS, STRATEGY_CHOICES, TrainConfig
@@ -48,7 +48,7 @@ if dataset is None and previous_data and st.button("New run on the same data set
         st.error(common.text(error))
 if dataset is None:
     st.info("Choose a data set on the Data page to start a new run.")
-    st.page_link("pages/data.py", label="Go to the Data page", icon=":material/photo_library:")
+    st.page_link("app_pages/data.py", label="Go to the Data page", icon=":material/photo_library:")
 else:
     with st.container(border=True):
         st.subheader("New run")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages import augment_view, common
+from app_pages import augment_view, common
 from tlcore import browse, charts, data
 from tlcore.images import InvalidImageError
 

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages import common
+from app_pages import common
 from tlcore import runs
 from tlcore.backbones import BACKBONES
 
@@ -23,9 +23,9 @@ st.markdown(
     "3. **Predict**: upload photos and see what a finished run thinks they are."
 )
 left, middle, right = st.columns(3)
-left.page_link("pages/data.py", label="Choose a data set", icon=":material/photo_library:")
-middle.page_link("pages/train.py", label="Train a model", icon=":material/model_training:")
-right.page_link("pages/predict.py", label="Predict photos", icon=":material/label:")
+left.page_link("app_pages/data.py", label="Choose a data set", icon=":material/photo_library:")
+middle.page_link("app_pages/train.py", label="Train a model", icon=":material/model_training:")
+right.page_link("app_pages/predict.py", label="Predict photos", icon=":material/label:")
 
 st.subheader("Current data set")
 dataset = common.current_dataset()

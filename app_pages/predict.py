@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages import common
+from app_pages import common
 from tlcore import browse, charts, predict, runs
 from tlcore.images import InvalidImageError
 
@@ -11,7 +11,7 @@ finished = [run for run in runs.list_runs(common.runs_dir())
             if run.state in ("done", "stopped") and run.model_path.is_file()]
 if not finished:
     st.info("No finished run with a model yet: train one on the Train page.")
-    st.page_link("pages/train.py", label="Go to the Train page", icon=":material/model_training:")
+    st.page_link("app_pages/train.py", label="Go to the Train page", icon=":material/model_training:")
     st.stop()
 
 rows = {run.id: runs.describe(run) for run in finished}

@@ -6,7 +6,7 @@ that is queued or running.
 
 import streamlit as st
 
-from pages import common
+from app_pages import common
 from tlcore import charts, monitor, runs
 
 STATE_BOXES = {"queued": st.info, "running": st.info, "stopping": st.warning, "done": st.success,
