@@ -124,3 +124,87 @@ def prediction_bars(top: list[dict], height: int = 120) -> alt.Chart:
         y=alt.Y("label:N", sort="-x", title=None),
         tooltip=["label", alt.Tooltip("probability:Q", format=".1%")],
     ).properties(height=height)
+
+
+def confusion_frame(evaluation, normalised: bool = False) -> pd.DataFrame:
+    """One row per (true class, predicted class): count, share of the true class, and the shown value.
+
+    Args:
+        evaluation: a `tlcore.evaluate.Evaluation` (classes, confusion, normalised).
+        normalised: show each cell as its share of the true class instead of its count.
+
+    Returns:
+        A DataFrame with columns true, predicted, count, share, value, label (the cell's text).
+    """
+    rows = []
+    for row, true_name in enumerate(evaluation.classes):
+        for column, predicted_name in enumerate(evaluation.classes):
+            count, share = int(evaluation.confusion[row][column]), float(evaluation.normalised[row][column])
+            rows.append({"true": true_name, "predicted": predicted_name, "count": count, "share": share,
+                         "value": share if normalised else float(count),
+                         "label": f"{share:.0%}" if normalised else str(count)})
+    return pd.DataFrame(rows, columns=["true", "predicted", "count", "share", "value", "label"])
+
+
+def confusion_matrix(evaluation, normalised: bool = False, cell: int = 64) -> alt.LayerChart:
+    """A heatmap of an evaluation's confusion matrix: true classes down, predicted classes across.
+
+    Each cell shows its count (or, normalised, its share of the true class); the diagonal holds the
+    correct predictions. Class names are data, drawn as text.
+
+    Args:
+        evaluation: a `tlcore.evaluate.Evaluation`.
+        normalised: colour and label cells by share of the true class instead of count.
+        cell: the side of one cell, in pixels (the chart grows with the number of classes, up to 720 px
+            of cells); the chart's size includes its axes and legend, as Streamlit fits a chart into it.
+    """
+    frame = confusion_frame(evaluation, normalised)
+    order = list(evaluation.classes)
+    side = min(720, cell * len(order))
+    longest = max(len(name) for name in order)
+    margin = min(160, 7 * longest) + 40  # Class names and the axis title.
+    top = 1.0 if normalised else max(1.0, float(frame["value"].max()))
+    base = alt.Chart(frame).encode(
+        x=alt.X("predicted:N", sort=order, title="predicted class", axis=alt.Axis(labelAngle=-40, labelLimit=160)),
+        y=alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=160)),
+        tooltip=[alt.Tooltip("true:N", title="true class"), alt.Tooltip("predicted:N", title="predicted class"),
+                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("share:Q", title="share of the true class",
+                                                                     format=".1%")],
+    )
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("value:Q", scale=alt.Scale(scheme="blues", domain=[0, top]),
+                        title="share of the true class" if normalised else "images",
+                        legend=alt.Legend(format=".0%" if normalised else "d")))
+    labels = base.mark_text(fontSize=13 if len(order) <= 12 else 9).encode(
+        text="label:N",
+        color=alt.condition(alt.datum.value > top / 2, alt.value("white"), alt.value("black")))
+    return (cells + labels).properties(width=side + margin + 120, height=side + margin)
+
+
+def learning_rate_frame(sweep) -> pd.DataFrame:
+    """The sweep's points: columns learning_rate, loss (non-finite losses left out)."""
+    frame = pd.DataFrame({"learning_rate": [float(rate) for rate in sweep.learning_rates],
+                          "loss": [float(loss) for loss in sweep.losses]})
+    return frame[frame["loss"].map(lambda value: value == value and abs(value) != float("inf"))]
+
+
+def learning_rate_sweep(sweep, height: int = 260) -> alt.LayerChart:
+    """The learning-rate finder's loss against learning rate (log scale), the suggestion marked.
+
+    Args:
+        sweep: a `tlcore.lrfind.LearningRateSweep` (learning_rates, losses, suggestion).
+    """
+    frame = learning_rate_frame(sweep)
+    x = alt.X("learning_rate:Q", scale=alt.Scale(type="log"), title="learning rate (log scale)",
+              axis=alt.Axis(format=".0e"))
+    line = alt.Chart(frame).mark_line().encode(
+        x=x, y=alt.Y("loss:Q", title="training loss (smoothed)", scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("learning_rate:Q", title="learning rate", format=".2e"),
+                 alt.Tooltip("loss:Q", format=".4f")])
+    marker = pd.DataFrame({"learning_rate": [float(sweep.suggestion)],
+                           "label": [f"suggested {float(sweep.suggestion):.1e}"]})
+    rule = alt.Chart(marker).mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
+        x=x, tooltip=[alt.Tooltip("learning_rate:Q", title="suggested learning rate", format=".2e")])
+    text = alt.Chart(marker).mark_text(align="left", dx=5, dy=-6, color="#d62728", baseline="top").encode(
+        x=x, y=alt.value(0), text="label:N")
+    return (line + rule + text).properties(height=height)

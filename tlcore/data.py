@@ -106,6 +106,7 @@ class DatasetScan:
 
 
 def is_ignored(path: Path) -> bool:
+    """Whether a file or folder is operating-system debris or hidden (never a class, never an image)."""
     name = path.name.lower()
     return name in IGNORED_NAMES or name.startswith(".")
 
@@ -283,6 +284,22 @@ def scan(
         validation_fraction=validation_fraction,
         seed=seed,
     )
+
+
+def split_names(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The splits `scan` would find in a folder, read from folder names alone (no image decoded).
+
+    ("train", "validation") for a flat layout (split by the scan), else the split folders present,
+    in SPLIT_NAMES order; () for a missing folder.
+    """
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        return ()
+    root = _find_root(path.resolve())
+    present = {SPLIT_ALIASES.get(item.name.lower()) for item in _children(root)[0]}
+    if "train" not in present:
+        return ("train", "validation")
+    return tuple(split for split in SPLIT_NAMES if split in present)
 
 
 def _non_empty(files_per_class: dict[str, list[Path]], root: Path) -> dict[str, list[Path]]:

@@ -22,6 +22,7 @@ serving artefact has no use for them. The Keras export keeps the full model, so 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -327,3 +328,30 @@ def export(run: str | os.PathLike | runs.Run, format: str, destination: str | os
         raise
     return ExportResult(path=target, format=format, labels_path=final_labels, images=len(paths),
                         agreement=same, max_difference=difference)
+
+
+def archive(path: str | os.PathLike, format: str) -> bytes:
+    """An export as one zip to hand over (a download): the artefact and its labels.
+
+    A keras export is such a zip already (its bytes are returned); a SavedModel folder is zipped under
+    `savedmodel/` (its labels.json inside); a TFLite file is zipped with its labels as `labels.json`.
+
+    Raises:
+        ValueError: unknown format. OSError: the artefact is missing.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
+    path = Path(path)
+    if format == "keras":
+        return path.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        if format == "savedmodel":
+            if not path.is_dir():
+                raise FileNotFoundError(f"{path}: no SavedModel folder.")
+            for file in sorted(item for item in path.rglob("*") if item.is_file()):
+                bundle.write(file, f"savedmodel/{file.relative_to(path).as_posix()}")
+        else:
+            bundle.write(path, path.name)
+            bundle.write(labels_path_for(path, format), "labels.json")
+    return buffer.getvalue()

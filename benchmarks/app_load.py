@@ -1,0 +1,221 @@
+"""The app under load, in a real browser: memory of the Streamlit process, page loads during training,
+two sessions, the training queue.
+
+    python benchmarks/app_load.py [--data DIR] [--predictions 50] [--trainings 5]
+
+Starts `streamlit run app.py` on 127.0.0.1 with temporary runs and data folders, drives Debian's Chromium
+with Playwright (two browser sessions), and prints one table:
+- the Streamlit server's resident memory at start, after each of N short trainings started from the app,
+  and after 1, 10, 25 and N predictions (one uploaded photo each);
+- how long the Home and Train pages take to load in a second session while a training runs;
+- whether the second session sees the first one's runs, and whether a second start waits as "queued".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tlcore import runs  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, message: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+            return response.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+def settle(page, timeout: float = 120) -> None:
+    """Waits until Streamlit has finished running the script (its status widget gone for 1 s)."""
+    status = page.get_by_test_id("stStatusWidget")
+    quiet_since, deadline = None, time.time() + timeout
+    while time.time() < deadline:
+        if status.count() and status.first.is_visible():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 1.0:
+            return
+        time.sleep(0.1)
+
+
+def small_data_set(source: Path, destination: Path, per_class: int) -> Path:
+    for split, count in (("train", per_class), ("validation", max(4, per_class // 2))):
+        for name in ("cats", "dogs"):
+            folder = destination / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in sorted((source / split / name).iterdir())[:count]:
+                (folder / path.name).symlink_to(path)
+    return destination
+
+
+def megabytes(process: psutil.Process) -> float:
+    return process.memory_info().rss / 2**20
+
+
+def go_to(page, name: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
+    settle(page)
+
+
+def set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    if not field.is_visible():
+        page.get_by_text("Hyperparameters").click()
+    field.fill(str(value))
+    field.press("Enter")
+    settle(page)
+
+
+def timed_load(page, url: str, heading: str) -> float:
+    started = time.perf_counter()
+    page.goto(url)
+    page.get_by_role("heading", name=heading).first.wait_for()
+    settle(page)
+    return time.perf_counter() - started - 1.0  # settle() waits 1 s of quiet after the page is drawn.
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "catsdogs"),
+                        help="a cats-vs-dogs style data set (train/ and validation/)")
+    parser.add_argument("--predictions", type=int, default=50, help="uploads to predict (default 50)")
+    parser.add_argument("--trainings", type=int, default=5, help="short trainings to start (default 5)")
+    arguments = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="tlcore-app-load-"))
+    data_set = small_data_set(Path(arguments.data), work / "photos", 12)
+    photos = sorted((Path(arguments.data) / "validation" / "cats").iterdir())[: arguments.predictions]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = dict(os.environ, TLCORE_RUNS_DIR=str(work / "runs"), TLCORE_DATA_DIR=str(work / "data"),
+                       TF_CPP_MIN_LOG_LEVEL="2")
+    log = open(work / "server.log", "wb")
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rows: list[tuple[str, str]] = []
+    try:
+        wait_until(lambda: healthy(url), 120, "the Streamlit server")
+        process = psutil.Process(server.pid)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                                 args=CHROMIUM_ARGS)
+            first = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            second = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            for page in (first, second):
+                page.set_default_timeout(180_000)
+            first.goto(url)
+            first.get_by_role("heading", name="Transfer Learning Studio").wait_for()
+            settle(first)
+            rows.append(("server memory at start (home page shown)", f"{megabytes(process):.0f} MiB"))
+
+            go_to(first, "Data")
+            first.get_by_label("Folder path").fill(str(data_set))
+            first.get_by_role("button", name="Scan folder").click()
+            first.get_by_role("heading", name="Scan report").wait_for()
+            settle(first)
+            go_to(first, "Train")
+            set_number(first, "Epochs", 2)
+            set_number(first, "Batch size", 8)
+            loads = []
+            memory_after_trainings = []
+            for index in range(arguments.trainings):
+                first.get_by_role("button", name=re.compile("Start training")).click()
+                settle(first)
+                if index == 0:
+                    # While it trains: a second session loads pages, and sees the same run.
+                    loads.append(timed_load(second, url, "Transfer Learning Studio"))
+                    loads.append(timed_load(second, f"{url}/train", "Train"))
+                    newest = runs.list_runs(work / "runs")[0]
+                    seen = second.get_by_text(newest.id).count() > 0
+                    rows.append(("second session sees the first session's run", "yes" if seen else "NO"))
+                first.get_by_text("done: finished").wait_for(timeout=300_000)
+                settle(first)
+                memory_after_trainings.append(megabytes(process))
+            rows.append((f"server memory after each of {arguments.trainings} trainings",
+                         ", ".join(f"{value:.0f}" for value in memory_after_trainings) + " MiB"))
+            rows.append(("page load in a second session while training (Home, Train)",
+                         ", ".join(f"{value:.2f} s" for value in loads)))
+
+            # Queue: two starts in a row, the second waits.
+            set_number(first, "Epochs", 30)
+            first.get_by_role("button", name=re.compile("Start training")).click()
+            settle(first)
+            first.get_by_role("button", name=re.compile("Start training")).click()
+            settle(first)
+            states = [run.state for run in runs.list_runs(work / "runs")[:2]]
+            rows.append(("two starts in a row: states of the newest two runs", ", ".join(states)))
+            for run in runs.list_runs(work / "runs")[:2]:
+                run.request_stop()
+            wait_until(lambda: all(run.state in runs.FINAL_STATES for run in runs.list_runs(work / "runs")), 120,
+                       "the queued runs to stop")
+
+            go_to(first, "Predict")
+            memory_after_predictions = {}
+            for index, photo in enumerate(photos, 1):
+                first.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(photo))
+                first.get_by_text(re.compile(f"^Most likely: ")).first.wait_for()
+                settle(first)
+                if index in (1, 10, 25, len(photos)):
+                    memory_after_predictions[index] = megabytes(process)
+            rows.append((f"server memory after 1 / 10 / 25 / {len(photos)} predictions",
+                         " / ".join(f"{value:.0f}" for value in memory_after_predictions.values()) + " MiB"))
+            browser.close()
+    finally:
+        for run in runs.list_runs(work / "runs"):
+            if run.state not in runs.FINAL_STATES:
+                run.request_stop()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"Command: python benchmarks/app_load.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
