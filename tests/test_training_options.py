@@ -127,3 +127,23 @@ def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
     assert staged.validation.shape[1:] == views[0].shape[1:] == plain.shape[1:]
     for view in views:
         assert not np.allclose(view, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("strategy", ["frozen_augmented", "fine_tuning"])
+def test_cached_training_reports_what_the_saved_model_does(imbalanced, tmp_path, strategy):
+    """The validation metrics measured on cached activations are those of the saved model on the photos."""
+    from tlcore import data, predict
+
+    config = config_for(imbalanced, strategy=strategy, augmented_views=2, head="global_average",
+                        epochs=2, learning_rate=1e-3)
+    run = runs.create(config, tmp_path)
+    assert worker.execute(run, runs_dir=tmp_path)["state"] == "done"
+    last = run.metrics()[-1]
+    predictor = predict.load(run, tmp_path)
+    dataset = data.scan(imbalanced)
+    probabilities = predictor.probabilities(data.load_images(dataset.paths("validation"), 32))[:, 1]
+    labels = dataset.labels("validation")
+    accuracy = float(np.mean((probabilities > 0.5) == (labels == 1)))
+    loss = float(-np.mean(labels * np.log(probabilities + 1e-7) + (1 - labels) * np.log(1 - probabilities + 1e-7)))
+    assert accuracy == pytest.approx(last["val_accuracy"], abs=1e-6)
+    assert loss == pytest.approx(last["val_loss"], abs=1e-3)

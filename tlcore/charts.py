@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 STAGE_TITLES = {
@@ -146,27 +147,29 @@ def confusion_frame(evaluation, normalised: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share", "value", "label"])
 
 
-def confusion_matrix(evaluation, normalised: bool = False, cell: int = 64) -> alt.LayerChart:
+def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
     """A heatmap of an evaluation's confusion matrix: true classes down, predicted classes across.
 
     Each cell shows its count (or, normalised, its share of the true class); the diagonal holds the
-    correct predictions. Class names are data, drawn as text.
+    correct predictions. Class names are data, drawn as text. The cells shrink as classes are added
+    (110 px for two classes, 720 px of cells at most); the chart's size includes its axes and legend,
+    as Streamlit fits a chart into its size.
 
     Args:
         evaluation: a `tlcore.evaluate.Evaluation`.
         normalised: colour and label cells by share of the true class instead of count.
-        cell: the side of one cell, in pixels (the chart grows with the number of classes, up to 720 px
-            of cells); the chart's size includes its axes and legend, as Streamlit fits a chart into it.
     """
     frame = confusion_frame(evaluation, normalised)
     order = list(evaluation.classes)
+    cell = max(24, min(110, 440 // len(order)))
     side = min(720, cell * len(order))
-    longest = max(len(name) for name in order)
-    margin = min(160, 7 * longest) + 40  # Class names and the axis title.
+    names = min(160, 7 * max(len(name) for name in order))  # Pixels of the longest class name, as a label.
+    upright = names < side / len(order)
     top = 1.0 if normalised else max(1.0, float(frame["value"].max()))
     base = alt.Chart(frame).encode(
-        x=alt.X("predicted:N", sort=order, title="predicted class", axis=alt.Axis(labelAngle=-40, labelLimit=160)),
-        y=alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=160)),
+        x=alt.X("predicted:N", sort=order, title="predicted class",
+                axis=alt.Axis(labelAngle=0 if upright else -45, labelLimit=160, labelOverlap=False)),
+        y=alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=160, labelOverlap=False)),
         tooltip=[alt.Tooltip("true:N", title="true class"), alt.Tooltip("predicted:N", title="predicted class"),
                  alt.Tooltip("count:Q", title="images"), alt.Tooltip("share:Q", title="share of the true class",
                                                                      format=".1%")],
@@ -175,17 +178,18 @@ def confusion_matrix(evaluation, normalised: bool = False, cell: int = 64) -> al
         color=alt.Color("value:Q", scale=alt.Scale(scheme="blues", domain=[0, top]),
                         title="share of the true class" if normalised else "images",
                         legend=alt.Legend(format=".0%" if normalised else "d")))
-    labels = base.mark_text(fontSize=13 if len(order) <= 12 else 9).encode(
+    labels = base.mark_text(fontSize=13 if cell >= 40 else 9).encode(
         text="label:N",
         color=alt.condition(alt.datum.value > top / 2, alt.value("white"), alt.value("black")))
-    return (cells + labels).properties(width=side + margin + 120, height=side + margin)
+    below = 40 + (20 if upright else int(0.72 * names))  # The x axis: its labels and its title.
+    return (cells + labels).properties(width=side + names + 40 + 150, height=side + below + 10)
 
 
 def learning_rate_frame(sweep) -> pd.DataFrame:
     """The sweep's points: columns learning_rate, loss (non-finite losses left out)."""
     frame = pd.DataFrame({"learning_rate": [float(rate) for rate in sweep.learning_rates],
                           "loss": [float(loss) for loss in sweep.losses]})
-    return frame[frame["loss"].map(lambda value: value == value and abs(value) != float("inf"))]
+    return frame[np.isfinite(frame["loss"])]
 
 
 def learning_rate_sweep(sweep, height: int = 260) -> alt.LayerChart:
@@ -195,8 +199,11 @@ def learning_rate_sweep(sweep, height: int = 260) -> alt.LayerChart:
         sweep: a `tlcore.lrfind.LearningRateSweep` (learning_rates, losses, suggestion).
     """
     frame = learning_rate_frame(sweep)
+    rates = frame["learning_rate"] if not frame.empty else pd.Series([float(sweep.suggestion)])
+    decades = [10.0 ** power for power in range(int(np.floor(np.log10(rates.min()))),
+                                                int(np.ceil(np.log10(rates.max()))) + 1)]
     x = alt.X("learning_rate:Q", scale=alt.Scale(type="log"), title="learning rate (log scale)",
-              axis=alt.Axis(format=".0e"))
+              axis=alt.Axis(format=".0e", values=decades))
     line = alt.Chart(frame).mark_line().encode(
         x=x, y=alt.Y("loss:Q", title="training loss (smoothed)", scale=alt.Scale(zero=False)),
         tooltip=[alt.Tooltip("learning_rate:Q", title="learning rate", format=".2e"),

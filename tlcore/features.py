@@ -21,7 +21,7 @@ import numpy as np
 
 from tlcore.runs import write_json
 
-CACHE_VERSION = 3  # 2: augmented views really augmented; 3: streamed .npy files.
+CACHE_VERSION = 4  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too.
 
 
 def cache_key(backbone: str, weights: str, alpha: float, image_size: int, dataset_fingerprint: str,

@@ -414,25 +414,31 @@ def run_feature_extraction(context: TrainingContext) -> dict:
 
 @dataclass
 class StagedModels:
-    """The frozen base split where fine-tuning begins, with cached activations at the split.
+    """The frozen base split where fine-tuning begins, with cached activations.
 
     `bottom` (input -> the tensor entering the top block) never changes in strategies 2 and 3,
-    so it runs once per augmented view; the epochs then only run `top` (the top block) and the
-    head. `top` shares its layers with the base, so what it learns is in the saved model.
+    so it runs once per augmented view. In the same pass the frozen top block and the head's
+    parameter-free first layer (Flatten or pooling) turn each view into the vector the head's
+    Dense layer takes: frozen + augmentation then only trains `tail` (Dense, Dropout, output) on
+    those vectors, and fine-tuning trains `trainer` (top block + head) on the boundary
+    activations. All share their layers with `base` and `head`, so the saved model has it all.
     """
 
     base: keras.Model
     top: keras.Model
     head: keras.Model
+    tail: keras.Model
     trainer: keras.Model
     train_views: features.FeatureFile  # views blocks of (images, *boundary_shape) rows
     validation: features.FeatureFile  # (images, *boundary_shape)
+    train_vectors: features.FeatureFile  # views blocks of (images, head input size) rows
+    validation_vectors: features.FeatureFile
     views: int
     seconds: float
     from_cache: bool
 
     def view(self, index: int) -> np.ndarray:
-        """The activations of augmented view `index` of every training image."""
+        """The boundary activations of augmented view `index` of every training image."""
         count = len(self.train_views) // self.views
         return self.train_views.rows(np.arange(index * count, (index + 1) * count))
 
@@ -447,56 +453,80 @@ def split_base(base: keras.Model, backbone: str) -> tuple[keras.Model, keras.Mod
     return bottom, top
 
 
-def extract_views(context: TrainingContext, bottom: keras.Model, preprocess) -> tuple:
-    """Activations entering the top block, for K augmented views of the training images and for
-    the validation images; cached on disk by everything they depend on.
+def split_head(head: keras.Model) -> tuple[keras.layers.Layer, keras.Model]:
+    """(the head's parameter-free first layer, a model of the rest sharing the head's layers)."""
+    first = head.layers[1]  # Flatten or GlobalAveragePooling2D, after the Input.
+    vector = keras.Input(shape=first.output.shape[1:], name="head_input")
+    x = vector
+    for layer in head.layers[2:]:
+        x = layer(x)
+    return first, keras.Model(vector, x, name="head_tail")
+
+
+def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Model, head_first, preprocess) -> tuple:
+    """Cached activations for strategies 2 and 3, for K augmented views of the training images and
+    for the validation images: the boundary activations (entering the top block) and the head's
+    input vectors. Cached on disk by everything they depend on.
 
     Returns:
-        (train views FeatureFile, validation FeatureFile, seconds, whether both came from the cache).
+        (dict name -> FeatureFile, seconds, whether everything came from the cache).
     """
     config, dataset = context.config, context.dataset
     started = time.time()
     directory = context.feature_directory()
     boundary_shape = tuple(bottom.output.shape[1:])
+    vector_shape = tuple(head_first.output.shape[1:])
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
                              data.fingerprint(dataset),
-                             extra=[boundary_shape, config.augmentation.to_dict(), config.augmented_views, config.seed])
+                             extra=[boundary_shape, config.head, config.augmentation.to_dict(), config.augmented_views,
+                                    config.seed])
     train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
-    cached_train = features.load(directory, key, "train_views", config.augmented_views * train_count)
-    cached_validation = features.load(directory, key, "validation_boundary", validation_count)
-    if cached_train is not None and cached_validation is not None:
-        return cached_train, cached_validation, time.time() - started, True
+    counts = {"train_views": config.augmented_views * train_count, "train_vectors": config.augmented_views * train_count,
+              "validation_boundary": validation_count, "validation_vectors": validation_count}
+    cached = {name: features.load(directory, key, name, count) for name, count in counts.items()}
+    if all(value is not None for value in cached.values()):
+        return cached, time.time() - started, True
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    plain = keras.Model(inputs, bottom(preprocess(inputs), training=False), name="boundary")
-    writer = features.FeatureWriter(directory / key / "train_views.npy", config.augmented_views * train_count,
-                                    boundary_shape)
-    infer = inference_function(plain)
+    to_boundary = inference_function(keras.Model(inputs, bottom(preprocess(inputs), training=False)))
+    boundary = keras.Input(shape=boundary_shape, name="boundary")
+    to_vector = inference_function(keras.Model(boundary, head_first(top(boundary, training=False))))
+    writers = {name: features.FeatureWriter(directory / key / f"{name}.npy", count,
+                                            vector_shape if name.endswith("vectors") else boundary_shape)
+               for name, count in counts.items()}
     try:
-        for view in range(config.augmented_views):
-            context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
-            if context.run is not None:
-                context.run.set_progress({"stage": "caching augmented views", "epoch": view + 1,
-                                          "epochs": config.augmented_views, "batch": None, "steps": None,
-                                          "stage_elapsed": time.time() - started, "time": time.time()})
-            # Each view has its own seed, so the K views differ and a rerun draws the same ones.
-            augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
-            for batch in context.image_batches("train"):
-                augmented = keras.ops.convert_to_numpy(augmentation(batch.astype("float32"), training=True))
-                writer.write(infer(augmented))
+        passes = [(view, "train") for view in range(config.augmented_views)] + [(None, "validation")]
+        for view, split in passes:
+            augmentation = None
+            if view is not None:
+                context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
+                if context.run is not None:
+                    context.run.set_progress({"stage": "caching augmented views", "epoch": view + 1,
+                                              "epochs": config.augmented_views, "batch": None, "steps": None,
+                                              "stage_elapsed": time.time() - started, "time": time.time()})
+                # Each view has its own seed, so the K views differ and a rerun draws the same ones.
+                augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
+            prefix = "train_" if split == "train" else "validation_"
+            for batch in context.image_batches(split):
+                batch = batch.astype("float32")
+                if augmentation is not None:
+                    # Called directly: inside `predict` Keras would switch the augmentation off.
+                    batch = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+                activations = to_boundary(batch)
+                writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
+                writers[prefix + "vectors"].write(to_vector(activations))
                 if context.stop_requested():
-                    raise StageStopped()  # Partial views are never cached.
-        writer.close()
+                    raise StageStopped()  # Partial activations are never cached.
+        for writer in writers.values():
+            writer.close()
     except BaseException:
-        writer.discard()
+        for writer in writers.values():
+            writer.discard()
         raise
-    validation_path = directory / key / "validation_boundary.npy"
-    stream_activations(context, plain, "validation", features.FeatureWriter(validation_path, validation_count,
-                                                                             boundary_shape))
     features.describe(directory, key, {"backbone": config.backbone, "image_size": config.image_size,
-                                       "views": config.augmented_views, "boundary": list(boundary_shape),
-                                       "fingerprint": data.fingerprint(dataset)})
-    return (features.FeatureFile(directory / key / "train_views.npy"), features.FeatureFile(validation_path),
+                                       "head": config.head, "views": config.augmented_views,
+                                       "boundary": list(boundary_shape), "fingerprint": data.fingerprint(dataset)})
+    return ({name: features.FeatureFile(directory / key / f"{name}.npy") for name in counts},
             time.time() - started, False)
 
 
@@ -505,19 +535,28 @@ def build_staged(context: TrainingContext) -> StagedModels:
     base = build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
     bottom, top = split_base(base, config.backbone)
-    views, validation, seconds, from_cache = extract_views(context, bottom, preprocess)
     head = build_head(base.output.shape[1:], dataset.num_classes, config)
+    head_first, tail = split_head(head)
+    cached, seconds, from_cache = extract_views(context, bottom, top, head_first, preprocess)
     boundary = keras.Input(shape=bottom.output.shape[1:], name="boundary")
     trainer = keras.Model(boundary, head(top(boundary, training=False)), name="staged_classifier")
-    return StagedModels(base, top, head, trainer, views, validation, config.augmented_views, seconds, from_cache)
+    return StagedModels(base, top, head, tail, trainer, cached["train_views"], cached["validation_boundary"],
+                        cached["train_vectors"], cached["validation_vectors"], config.augmented_views, seconds,
+                        from_cache)
 
 
 def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate: float, seed: int):
+    """Frozen + augmentation trains the head's tail on cached vectors; fine-tuning trains the top
+    block and the head on cached boundary activations."""
     config, dataset, staged = context.config, context.dataset, context.staged
-    compile_model(staged.trainer, dataset.num_classes, config.optimizer, context.learning_rate(learning_rate))
-    return staged.trainer.fit(
-        features.RowBatches(staged.train_views, context.targets("train"), context.batch_size, seed, staged.views),
-        validation_data=features.RowBatches(staged.validation, context.targets("validation"), EXTRACTION_BATCH_SIZE),
+    if stage == "fine_tuning":
+        model, train_rows, validation_rows = staged.trainer, staged.train_views, staged.validation
+    else:
+        model, train_rows, validation_rows = staged.tail, staged.train_vectors, staged.validation_vectors
+    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(learning_rate))
+    return model.fit(
+        features.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views),
+        validation_data=features.RowBatches(validation_rows, context.targets("validation"), EXTRACTION_BATCH_SIZE),
         epochs=epochs, verbose=0, class_weight=context.class_weights(),
         callbacks=context.callbacks(stage, epochs),
     )
