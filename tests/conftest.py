@@ -44,6 +44,28 @@ def _first_photos(folder: Path, start: int, count: int) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def catsdogs_subset(tmp_path_factory, catsdogs_dir: Path):
+    """A factory of small train/validation data sets: symbolic links to the first real photos.
+
+    `catsdogs_subset("name", train=8, validation=4)` gives 8 + 4 photos per class;
+    counts may also be dicts per class (`train={"cats": 12, "dogs": 4}`) for imbalanced sets.
+    """
+
+    def make(name: str, train, validation) -> Path:
+        root = tmp_path_factory.mktemp(name)
+        for split, counts in (("train", train), ("validation", validation)):
+            per_class = counts if isinstance(counts, dict) else {"cats": counts, "dogs": counts}
+            for class_name, count in per_class.items():
+                folder = root / split / class_name
+                folder.mkdir(parents=True)
+                for photo in _first_photos(catsdogs_dir / split / class_name, 0, count):
+                    (folder / photo.name).symlink_to(photo)
+        return root
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def small_catsdogs(tmp_path_factory, catsdogs_dir: Path) -> Path:
     """A copy of 12 train + 6 validation real photos per class: train/{cats,dogs}, validation/{cats,dogs}."""
     root = tmp_path_factory.mktemp("small_catsdogs")

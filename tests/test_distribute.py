@@ -13,22 +13,11 @@ import pytest
 from tlcore import distribute
 from tlcore.config import TrainConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("photos")
-    for split, count in (("train", 40), ("validation", 20)):
-        for name in ("cats", "dogs"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
-    return root
+def photos(catsdogs_subset) -> Path:
+    return catsdogs_subset("distribute", train=40, validation=20)
 
 
 def train(photos: Path, runs_dir: Path, *flags: str) -> dict:

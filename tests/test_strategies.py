@@ -13,42 +13,12 @@ import pytest
 from tlcore import backbones, predict, runs, strategies, worker
 from tlcore.config import AugmentationConfig, TrainConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
-
-
-def _link_subset(source: Path, destination: Path, count: int) -> None:
-    destination.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source.iterdir())[:count]:
-        (destination / path.name).symlink_to(path)
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
+def tiny_data(catsdogs_subset) -> Path:
     """8 train + 4 validation real photos per class of cats vs dogs."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("tiny")
-    for split, count in (("train", 8), ("validation", 4)):
-        for name in ("cats", "dogs"):
-            _link_subset(CATSDOGS / split / name, root / split / name, count)
-    return root
-
-
-@pytest.fixture(scope="module")
-def three_classes(tmp_path_factory) -> Path:
-    """A flat layout of 3 classes: cats, dogs, and the cats in greyscale (a real visual difference)."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("three")
-    _link_subset(CATSDOGS / "train" / "cats", root / "cats", 8)
-    _link_subset(CATSDOGS / "train" / "dogs", root / "dogs", 8)
-    (root / "greys").mkdir()
-    for path in sorted((CATSDOGS / "train" / "cats").iterdir())[100:108]:
-        Image.open(path).convert("L").convert("RGB").save(root / "greys" / path.name)
-    return root
+    return catsdogs_subset("tiny", train=8, validation=4)
 
 
 def tiny_config(data_dir: Path, **overrides) -> TrainConfig:
@@ -95,13 +65,13 @@ def test_all_runs_the_three_strategies_in_order_with_continuing_fine_tuning_epoc
     assert run.summary()["results"]["fine_tuning"]["unfrozen_layers"] == ["block5_conv1", "block5_conv2", "block5_conv3"]
 
 
-def test_multi_class_uses_softmax_and_categorical_targets(three_classes, tmp_path):
-    config = tiny_config(three_classes, strategy="feature_extraction", validation_fraction=0.25)
+def test_multi_class_uses_softmax_and_categorical_targets(flat_small, tmp_path):
+    config = tiny_config(flat_small, strategy="feature_extraction", validation_fraction=0.25)
     run = train_run(config, tmp_path)
     predictor = predict.load(run.id, tmp_path)
     assert predictor.labels == ("cats", "dogs", "greys")
     assert predictor.model.output_shape == (None, 3)
-    images = sorted((three_classes / "greys").iterdir())[:3]
+    images = sorted((flat_small / "greys").iterdir())[:3]
     results = predict.predict_sources(predictor, images, top=3)
     for result in results:
         probabilities = [item["probability"] for item in result["top"]]

@@ -10,23 +10,12 @@ import pytest
 from tlcore import lrfind, runs, strategies, worker
 from tlcore.config import TrainConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
 
 
 @pytest.fixture(scope="module")
-def imbalanced(tmp_path_factory) -> Path:
+def imbalanced(catsdogs_subset) -> Path:
     """12 cats against 4 dogs for training, 4 + 4 for validation."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("imbalanced")
-    for split, counts in (("train", {"cats": 12, "dogs": 4}), ("validation", {"cats": 4, "dogs": 4})):
-        for name, count in counts.items():
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
-    return root
+    return catsdogs_subset("imbalanced", train={"cats": 12, "dogs": 4}, validation=4)
 
 
 def config_for(data_dir: Path, **overrides) -> TrainConfig:

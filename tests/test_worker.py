@@ -14,22 +14,11 @@ import pytest
 from tlcore import predict, runs, worker
 from tlcore.config import TrainConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("photos")
-    for split, count in (("train", 16), ("validation", 4)):
-        for name in ("cats", "dogs"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
-    return root
+def photos(catsdogs_subset) -> Path:
+    return catsdogs_subset("worker", train=16, validation=4)
 
 
 def long_config(data_dir: Path, epochs: int = 200) -> TrainConfig:

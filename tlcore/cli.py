@@ -52,7 +52,7 @@ def command_scan(arguments: argparse.Namespace) -> int:
     if dataset.rejected:
         print(f"Rejected ({len(dataset.rejected)}):")
         for item in dataset.rejected:
-            print(f"  {item.path}: {item.reason}")
+            print(f"  {item.name}: {item.reason}")
     else:
         print("Rejected: none")
     return 0

@@ -9,6 +9,7 @@ A single wrapper folder around either layout (as zip archives often have) is loo
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validatio
 IGNORED_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini", ".git", "__pycache__"}
 
 
+# Written by tlcore.zips beside the files it extracts: generated relative path -> archive member name.
+ARCHIVE_NAMES_FILE = ".names.json"
+
+
 class DatasetError(Exception):
     """A data set that cannot be used as a whole (wrong layout, too few classes, ...)."""
 
@@ -41,10 +46,23 @@ class Sample:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A file left out of the data set, and why."""
+    """A file left out of the data set, and why.
+
+    Attributes:
+        path: the file on disk.
+        reason: why it cannot be used.
+        original: for files extracted from a zip upload, the member's name in the archive (the
+            file on disk has a generated name), else None.
+    """
 
     path: str
     reason: str
+    original: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The name a person knows the file by: the archive member's, or the path."""
+        return f"{self.original} (in the uploaded archive)" if self.original else self.path
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,8 @@ class DatasetScan:
             "layout": self.layout,
             "classes": list(self.classes),
             "splits": self.counts(),
-            "rejected": [{"path": item.path, "reason": item.reason} for item in self.rejected],
+            "rejected": [{"path": item.path, "reason": item.reason, **({"original": item.original} if item.original else {})}
+                         for item in self.rejected],
         }
 
 
@@ -262,6 +281,7 @@ def scan(
         for loose in _children(split_path)[1]:
             rejected.append(Rejected(str(loose), "file outside any class folder (cannot tell its class)"))
 
+    rejected = _with_archive_names(rejected, path)
     if layout == "flat":
         usable = dict(zip(("train", "validation"), _stratified_split(
             _non_empty(usable["all"], root), validation_fraction, seed)))
@@ -300,6 +320,23 @@ def split_names(folder: str | os.PathLike) -> tuple[str, ...]:
     if "train" not in present:
         return ("train", "validation")
     return tuple(split for split in SPLIT_NAMES if split in present)
+
+
+def _with_archive_names(rejected: list[Rejected], folder: Path) -> list[Rejected]:
+    """Adds the archive member names that `tlcore.zips` recorded for the files it extracted."""
+    mapping_file = folder / ARCHIVE_NAMES_FILE
+    if not rejected or not mapping_file.is_file():
+        return rejected
+    try:
+        mapping = json.loads(mapping_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return rejected
+    named = []
+    for item in rejected:
+        relative = Path(item.path).relative_to(folder) if Path(item.path).is_relative_to(folder) else None
+        original = mapping.get(relative.as_posix()) if relative is not None else None
+        named.append(Rejected(item.path, item.reason, original))
+    return named
 
 
 def _non_empty(files_per_class: dict[str, list[Path]], root: Path) -> dict[str, list[Path]]:

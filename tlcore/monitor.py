@@ -99,6 +99,11 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
     position = f"Stage {index + 1} of {len(stages)}, {STAGE_NAMES[stage]}" if len(stages) > 1 else (
         STAGE_NAMES[stage].capitalize())
 
+    if progress.get("stage") == stage and progress.get("phase") == "caching":
+        view, views = int(progress.get("view") or 1), int(progress.get("views") or 1)
+        return Estimate(done_before / total, None,
+                        f"{position}: caching augmented view {view} of {views} (the frozen base reads every "
+                        "training image once per view; the epochs that follow are quick).")
     if progress.get("stage") != stage or not progress.get("epoch"):
         # The stage has begun but no batch has finished: building the model or extracting features.
         what = "extracting features (the frozen base reads every image once)" if stage == "feature_extraction" \
@@ -123,7 +128,9 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
         since = max(0.0, now - float(progress.get("time") or now))
         seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
         later = stages[index + 1:]
-        if stage in _END_TO_END and all(name in _END_TO_END for name in later):
+        # With cached views (augmented_views > 0) a fine-tuning epoch costs more than a frozen one.
+        end_to_end = stage == "scratch" or not config.get("augmented_views", 10)
+        if end_to_end and stage in _END_TO_END and all(name in _END_TO_END for name in later):
             seconds_left += sum(per_epoch * epochs[name] for name in later)
         elif later:
             # Feature extraction's epochs are far cheaper than the end-to-end stages that follow.

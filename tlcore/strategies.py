@@ -501,9 +501,9 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
             if view is not None:
                 context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
                 if context.run is not None:
-                    context.run.set_progress({"stage": "caching augmented views", "epoch": view + 1,
-                                              "epochs": config.augmented_views, "batch": None, "steps": None,
-                                              "stage_elapsed": time.time() - started, "time": time.time()})
+                    context.run.set_progress({"stage": "frozen_augmented", "phase": "caching", "view": view + 1,
+                                              "views": config.augmented_views, "stage_elapsed": time.time() - started,
+                                              "time": time.time()})
                 # Each view has its own seed, so the K views differ and a rerun draws the same ones.
                 augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
             prefix = "train_" if split == "train" else "validation_"

@@ -28,7 +28,7 @@ from tlcore import data, images
 Archive = Union[str, os.PathLike, bytes, BinaryIO]
 
 # Where the generated name -> original member name mapping is written (hidden: the scanner skips it).
-NAMES_FILE = ".names.json"
+NAMES_FILE = data.ARCHIVE_NAMES_FILE  # generated path -> member name, read back by data.scan
 # Members are decompressed in chunks of this size, so memory stays bounded whatever the archive holds.
 CHUNK_BYTES = 1024 * 1024
 # Members that expand to no more than this are never refused for their ratio: a small flat-coloured
