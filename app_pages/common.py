@@ -4,6 +4,9 @@ Not a page (app.py does not register it). Session state keys:
     dataset          the current DatasetScan (set on the Data page)
     augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
     run_id           the current run; when absent, the newest running or queued run is shown
+    lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
+    batch_result     the Predict page's latest batch prediction ({"run", "source", "rows"})
+    exports          the exports made on the Predict page ({(run id, format): ExportResult.to_dict()})
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import streamlit as st
 from tlcore import browse, data, runs
 from tlcore.config import AugmentationConfig
 
-ACTIVE_STATES = ("queued", "running", "stopping")
+ACTIVE_STATES = tuple(state for state in runs.STATES if state not in runs.FINAL_STATES)
 # Characters that Streamlit's Markdown would treat as formatting (":" starts emoji and colour codes).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
@@ -106,6 +109,28 @@ def predictor(run_id: str):
     except OSError:
         raise predict.ModelLoadError(f"{run.model_path}: no model file (the run may not have finished a stage).")
     return _predictor(str(run.path), mtime)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _gradcam(run_path: str, model_mtime_ns: int, content: bytes, name: str, label: str, max_side: int,
+             _model):
+    from tlcore import gradcam
+
+    picture, _ = browse.thumbnail(content, max_side, name=name)
+    heatmap = gradcam.gradcam(_model, picture, _model.labels.index(label))
+    return gradcam.overlay(picture, heatmap, alpha=0.45)
+
+
+def gradcam_overlay(run_id: str, content: bytes, name: str, label: str, max_side: int = 256):
+    """The photo (longest side `max_side`) with the Grad-CAM heatmap of one label over it, cached per model.
+
+    Raises:
+        ValueError: no such run, an unknown label, or a model Grad-CAM cannot explain.
+        ModelLoadError, InvalidImageError.
+    """
+    loaded = predictor(run_id)
+    run = runs.resolve(run_id, runs_dir())
+    return _gradcam(str(run.path), run.model_path.stat().st_mtime_ns, content, name, label, max_side, loaded)
 
 
 # Cached pictures and facts.

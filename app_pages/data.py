@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import augment_view, common
-from tlcore import browse, charts, data
+from tlcore import browse, charts, data, zips
 from tlcore.images import InvalidImageError
 
 PER_PAGE = 12
@@ -29,20 +29,23 @@ if source == "Folder":
                 st.warning("Type the path of a folder first.")
 elif source == "Zip upload":
     archive = st.file_uploader("A zip archive of class folders", type=["zip"], key="zip_upload")
+    extracted = st.session_state.setdefault("extracted_uploads", {})  # Upload id -> its folder.
     if archive is not None and st.button("Extract and scan", type="primary"):
-        from tlcore import zips
-
-        destination = common.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{secrets.token_hex(3)}"
-        try:
-            with st.spinner("Extracting..."):
-                report = zips.extract_dataset(archive.getvalue(), destination, name=archive.name)
-        except (zips.UnsafeArchiveError, ValueError, OSError) as error:
-            st.error(common.text(error))
+        if archive.file_id in extracted:  # This very upload was extracted already.
+            folder = extracted[archive.file_id]
         else:
-            folder = str(report.destination)
-            if report.skipped_files:
-                with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
-                    st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
+            destination = common.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{secrets.token_hex(3)}"
+            try:
+                with st.spinner("Extracting..."):
+                    report = zips.extract_dataset(archive.getvalue(), destination, name=archive.name)
+            except (zips.UnsafeArchiveError, ValueError, OSError) as error:
+                st.error(common.text(error))
+            else:
+                folder = extracted[archive.file_id] = str(report.destination)
+                if report.skipped_files:
+                    with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
+                        st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]),
+                                     hide_index=True)
 else:
     st.caption("The offline set needs no network: patches of three textures photographed in scikit-image. "
                "Cats vs dogs (the TensorFlow tutorial's 3,000 photos) is downloaded once, about 65 MB.")
@@ -93,8 +96,10 @@ table.dataframe(pd.DataFrame(counts).rename_axis("class"))
 if dataset.rejected:
     st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")
     st.dataframe(
-        pd.DataFrame([{"file": str(Path(item.path).relative_to(dataset.root)) if item.path.startswith(dataset.root)
-                       else item.path, "reason": item.reason} for item in dataset.rejected]),
+        # Files from a zip upload are named as they are in the archive, not by their generated names.
+        pd.DataFrame([{"file": item.original or (str(Path(item.path).relative_to(dataset.root))
+                                                  if item.path.startswith(dataset.root) else item.path),
+                       "reason": item.reason} for item in dataset.rejected]),
         hide_index=True,
     )
 

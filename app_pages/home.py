@@ -60,4 +60,5 @@ for key, backbone in BACKBONES.items():
         "native size (px)": backbone.default_size,
         "about": backbone.description,
     })
+rows.sort(key=lambda row: row["weights"] != "available offline")  # Offline first; stable otherwise.
 st.dataframe(pd.DataFrame(rows), hide_index=True, height="content")

@@ -1,8 +1,9 @@
-"""Predict: a finished run's model on uploaded photos, top predictions as bars."""
+"""Predict: a finished run's model on uploaded photos (top predictions, where it looked), a folder or zip
+of photos to a CSV, and the model exported for serving."""
 
 import streamlit as st
 
-from app_pages import common
+from app_pages import common, ship_view
 from tlcore import browse, charts, predict, runs
 from tlcore.images import InvalidImageError
 
@@ -31,27 +32,44 @@ st.caption(common.text(f"{len(predictor.labels)} classes: {', '.join(predictor.l
                        f"Photos are resized to {predictor.image_size} × {predictor.image_size} pixels, "
                        "exactly as in training."))
 
-uploads = st.file_uploader("Photos (jpg, png or webp)", type=["jpg", "jpeg", "png", "webp"],
-                           accept_multiple_files=True, key="predict_uploads")
-if not uploads:
-    st.info("Upload one or several photos to see what the model thinks they are.")
-    st.stop()
+photos_tab, batch_tab, export_tab = st.tabs(["Photos", "A folder or zip of photos", "Export the model"])
+with batch_tab:
+    ship_view.batch(run_id, predictor)
+with export_tab:
+    ship_view.export(run_id)
 
-top = min(3, len(predictor.labels))
-with st.spinner("Predicting..."):
-    results = predict.predict_sources(predictor, [upload.getvalue() for upload in uploads],
-                                      names=[upload.name for upload in uploads], top=top)
-for upload, result in zip(uploads, results):
-    with st.container(border=True):
-        if "error" in result:
-            st.error(common.text(f"{upload.name}: {result['error']}"))
-            continue
-        picture_column, bars_column = st.columns([1, 2])
-        try:
-            picture, _ = browse.thumbnail(upload.getvalue(), 256, name=upload.name)
-            picture_column.image(picture, caption=upload.name)
-        except InvalidImageError as error:
-            picture_column.error(common.text(error.reason))
-        best = result["top"][0]
-        bars_column.markdown(f"Most likely: **{common.text(best['label'])}** ({best['probability']:.0%})")
-        bars_column.altair_chart(charts.prediction_bars(result["top"], height=60 + 34 * top), width="stretch")
+with photos_tab:
+    uploads = st.file_uploader("Photos (jpg, png or webp)", type=["jpg", "jpeg", "png", "webp"],
+                               accept_multiple_files=True, key="predict_uploads")
+    explain = st.toggle("Show where the model looked (Grad-CAM)", key="predict_gradcam", persist_state="session",
+                        help="A heatmap over each photo of the regions that most raised the score of its top class, "
+                             "from the last convolutional feature map of the base.")
+    if not uploads:
+        st.info("Upload one or several photos to see what the model thinks they are.")
+        st.stop()
+
+    top = min(3, len(predictor.labels))
+    with st.spinner("Predicting..."):
+        results = predict.predict_sources(predictor, [upload.getvalue() for upload in uploads],
+                                          names=[upload.name for upload in uploads], top=top)
+    for upload, result in zip(uploads, results):
+        with st.container(border=True):
+            if "error" in result:
+                st.error(common.text(f"{upload.name}: {result['error']}"))
+                continue
+            best = result["top"][0]
+            columns = st.columns([1, 1, 2] if explain else [1, 2])
+            try:
+                picture, _ = browse.thumbnail(upload.getvalue(), 256, name=upload.name)
+                columns[0].image(picture, caption=common.text(upload.name))
+            except InvalidImageError as error:
+                columns[0].error(common.text(error.reason))
+            if explain:
+                try:
+                    with st.spinner("Computing Grad-CAM..."):
+                        overlay = common.gradcam_overlay(run_id, upload.getvalue(), upload.name, best["label"])
+                    columns[1].image(overlay, caption=common.text(f"where it looked for {best['label']}"))
+                except (ValueError, InvalidImageError, predict.ModelLoadError) as error:
+                    columns[1].warning(common.text(f"No heatmap: {getattr(error, 'reason', error)}"))
+            columns[-1].markdown(f"Most likely: **{common.text(best['label'])}** ({best['probability']:.0%})")
+            columns[-1].altair_chart(charts.prediction_bars(result["top"], height=60 + 34 * top), width="stretch")

@@ -5,20 +5,29 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app_pages import common, run_view
+from app_pages import common, evaluation_view, run_view, train_options
 from tlcore import architecture, charts, monitor, runs, worker
 from tlcore.backbones import BACKBONES
 from tlcore.config import PRESETS, STRATEGY_CHOICES, TrainConfig
 from tlcore.data import DatasetError
 from tlcore.strategies import STRATEGY_DESCRIPTIONS
 
-STRATEGY_TITLES = {"feature_extraction": "1 · Feature extraction", "frozen_augmented": "2 · Frozen base + augmentation",
-                   "fine_tuning": "3 · Fine-tuning", "scratch": "Baseline · a small CNN from scratch",
-                   "all": "1 → 2 → 3 in sequence"}
+STRATEGY_TITLES = {"feature_extraction": "1 · Feature extraction",
+                   "frozen_augmented": "2 · Frozen base + augmentation", "fine_tuning": "3 · Fine-tuning",
+                   "scratch": "Baseline · a small CNN from scratch", "all": "1 → 2 → 3 in sequence"}
+HEADS = {"global_average": "pooling + Dense", "flatten": "Flatten + Dense"}
+CURVES = {"val_accuracy": "validation accuracy", "val_loss": "validation loss", "accuracy": "training accuracy",
+          "loss": "training loss"}
 PRESET_TITLES = {"default": "CPU-friendly default", "seed": "The seed's exact settings"}
 # Settings a preset fills in (the strategy stays the person's choice).
 PRESET_FIELDS = ("backbone", "weights", "alpha", "image_size", "epochs", "fine_tuning_epochs", "batch_size",
-                 "learning_rate", "fine_tuning_learning_rate", "optimizer", "head", "dense_units", "dropout", "seed")
+                 "learning_rate", "fine_tuning_learning_rate", "optimizer", "head", "dense_units", "dropout", "seed",
+                 "early_stopping_patience", "class_weight", "augmented_views")
+
+
+def backbone_label(key: str) -> str:
+    weights = "weights offline" if common.weights_status(key).available else "weights need a download"
+    return f"{BACKBONES[key].display_name} ({weights})"
 
 
 def apply_preset() -> None:
@@ -37,6 +46,8 @@ if run is not None:
         run_view.live(run.id)
     else:
         run_view.show(run)
+        if evaluation_view.evaluable(run):
+            evaluation_view.show(run, key="current")
 
 dataset = common.current_dataset()
 previous_data = run.config().get("data_dir") if run is not None else None
@@ -53,14 +64,17 @@ else:
     with st.container(border=True):
         st.subheader("New run")
         st.markdown(common.dataset_line(dataset))
+        weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
+        for name in ("early_stopping_patience", "class_weight", "augmented_views"):  # Sessions older than them.
+            st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
         keep = {"persist_state": "session"}
         st.segmented_control("Preset", list(PRESETS), format_func=PRESET_TITLES.get, default="default",
                              required=True, key="train_preset", on_change=apply_preset, **keep)
         left, right = st.columns(2)
-        backbone = left.selectbox("Backbone", list(BACKBONES), key="train_backbone", **keep, format_func=lambda key: (
-            f"{BACKBONES[key].display_name} ({'weights offline' if common.weights_status(key).available else 'weights need a download'})"))
+        backbone = left.selectbox("Backbone", list(BACKBONES), format_func=backbone_label, key="train_backbone",
+                                  **keep)
         weights = right.radio("Weights", ["imagenet", "none"], key="train_weights", horizontal=True, **keep,
                               format_func={"imagenet": "ImageNet (pretrained)", "none": "random (no download)"}.get)
         minimum = BACKBONES[backbone].min_size
@@ -90,12 +104,27 @@ else:
                 "fine_tuning_learning_rate": two.number_input("Fine-tuning learning rate", 1e-7, 0.5, format="%.6f",
                                                               step=1e-6, key="train_fine_tuning_learning_rate", **keep),
                 "optimizer": three.selectbox("Optimizer", ["rmsprop", "adam"], key="train_optimizer", **keep),
-                "head": one.selectbox("Head", ["global_average", "flatten"], key="train_head", **keep,
-                                      format_func={"global_average": "pooling + Dense", "flatten": "Flatten + Dense"}.get),
+                "head": one.selectbox("Head", list(HEADS), format_func=HEADS.get, key="train_head", **keep),
                 "dense_units": two.number_input("Dense units", 1, 4096, key="train_dense_units", **keep),
                 "dropout": three.number_input("Dropout", 0.0, 0.95, step=0.05, key="train_dropout", **keep),
                 "seed": one.number_input("Seed", 0, 2**31 - 1, key="train_seed", **keep),
             }
+
+        options, notice = train_options.options(dataset, strategy, keep)
+        settings.update(options)
+        if notice:
+            weighting_notice.info(common.text(notice), icon=":material/balance:")
+
+        def new_config() -> TrainConfig:
+            """The run these widgets describe (raises ValueError for a bad combination)."""
+            return TrainConfig(data_dir=dataset.root, strategy=strategy, backbone=backbone, weights=weights,
+                               alpha=alpha, image_size=int(image_size), augmentation=common.augmentation(),
+                               validation_fraction=dataset.validation_fraction, **settings)
+
+        train_options.learning_rate_finder(
+            dataset, new_config, disabled=weights == "imagenet" and not status.available,
+            description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, {HEADS[settings['head']]} head, "
+                        f"{settings['optimizer']}, batch size {int(settings['batch_size'])}")
         augmentation = common.augmentation()
         st.caption(common.text("Augmentation (set on the Data page): " + ", ".join(
             f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())))
@@ -115,9 +144,7 @@ else:
         if st.button("Start training", type="primary", icon=":material/play_arrow:",
                      help="Trains in a separate process; one training runs at a time, later ones wait as queued."):
             try:
-                config = TrainConfig(data_dir=dataset.root, strategy=strategy, backbone=backbone, weights=weights,
-                                     alpha=alpha, image_size=int(image_size), augmentation=augmentation,
-                                     validation_fraction=dataset.validation_fraction, **settings)
+                config = new_config()
             except ValueError as error:
                 st.error(common.text(error))
             else:
@@ -143,8 +170,8 @@ selected = [table["run"].iloc[row] for row in picked.selection.rows]
 if not selected:
     st.caption("Select runs in the table to overlay their curves.")
     st.stop()
-metric = st.segmented_control("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], default="val_accuracy",
-                              required=True, key="compare_metric")
+metric = st.segmented_control("Curve", list(CURVES), format_func=CURVES.get, default="val_accuracy", required=True,
+                              key="compare_metric")
 histories = {}
 for run_id in selected:
     try:
@@ -152,6 +179,13 @@ for run_id in selected:
     except ValueError:
         continue  # Deleted since the table was drawn.
 st.altair_chart(charts.compare(histories, metric), width="stretch")
-if len(selected) == 1 and st.button("Show this run as the current run"):
-    st.session_state["run_id"] = selected[0]
-    st.rerun()
+if len(selected) == 1:
+    try:
+        chosen = runs.resolve(selected[0], common.runs_dir())
+    except ValueError:
+        st.stop()  # Deleted since the table was drawn.
+    if st.button("Show this run as the current run"):
+        st.session_state["run_id"] = chosen.id
+        st.rerun()
+    if (run is None or chosen.id != run.id) and evaluation_view.evaluable(chosen):
+        evaluation_view.show(chosen, key="selected")

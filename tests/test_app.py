@@ -98,10 +98,6 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {metric.label: metric.value for metric in at.metric}
 
 
-def jpeg_bytes(path: Path) -> bytes:
-    return path.read_bytes()
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -178,6 +174,8 @@ def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_cats
     assert at.session_state["dataset"].classes == ("cats", "dogs")
     captions = [caption for element in at.image for caption in element.captions]
     assert sum(caption.startswith("cat.") and "KB" in caption for caption in captions) == 12  # One page of cats.
+    at = open_page("app_pages/home.py", at)
+    assert f"{small_catsdogs.name}: 2 classes (cats, dogs), 24 train / 12 validation images" in texts(at)
 
 
 def test_data_page_lists_bad_files_as_rejected_with_reasons(seeded_bad_catsdogs):
@@ -227,6 +225,8 @@ def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_cat
     assert metrics(at)["Classes"] == "2" and metrics(at)["Train images"] == "24"
     root = Path(at.session_state["dataset"].root)
     assert (folders["data"] / "uploads").resolve() in root.parents
+    click(at, "Extract and scan")  # The same upload is not extracted twice.
+    assert len(list((folders["data"] / "uploads").iterdir())) == 1 and not at.error
 
 
 @pytest.mark.parametrize("name, content", [
@@ -349,6 +349,8 @@ def test_train_page_starts_a_worker_and_shows_it_finished(small_catsdogs, folder
     at.run()
     assert "done: finished" in texts(at)
     assert run_id in list(at.dataframe[-1].value["run"]), "the runs table lists it"
+    at = open_page("app_pages/train.py", open_page("app_pages/predict.py", at))
+    assert run_id in texts(at) and "done: finished" in texts(at), "away and back: the same run"
 
 
 def _fake_running_run(runs_dir: Path, data_dir: Path) -> runs.Run:
@@ -518,3 +520,199 @@ def test_predict_page_loads_the_model_once_per_run(trained_runs, monkeypatch, sm
         at.file_uploader(key="predict_uploads").set_value((cat.name, cat.read_bytes(), "image/jpeg")).run()
     assert len(calls) == 1
     assert not at.exception
+
+
+# Evaluation, Grad-CAM, exports, batch prediction, training options.
+
+def _trained_run(trained_runs: Path) -> runs.Run:
+    (run,) = runs.list_runs(trained_runs)
+    return run
+
+
+def _specs(at: AppTest) -> list[str]:
+    """The Vega-Lite spec (JSON text) of every chart on the page."""
+    return [chart.proto.spec for chart in at.get("vega_lite_chart")]
+
+
+def test_evaluation_view_shows_the_confusion_matrix_and_per_class_scores(trained_runs, monkeypatch):
+    run = _trained_run(trained_runs)
+    for cached in run.path.glob("evaluation-*.json"):
+        cached.unlink()
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(trained_runs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("app_pages/train.py", at.run())
+    assert "done: finished" in texts(at)
+    assert not any('"true class"' in spec for spec in _specs(at)), "nothing is computed before the button"
+    click(at, "Evaluate on the validation split")
+    assert not at.error, [element.value for element in at.error]
+    assert (run.path / "evaluation-validation.json").is_file()
+    assert sum('"true class"' in spec for spec in _specs(at)) == 1, "one confusion matrix"
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert list(table["class"]) == ["cats", "dogs"] and list(table["support"]) == [6, 6]
+    shown = metrics(at)
+    assert shown["Validation images"] == "12" and shown["Accuracy"].endswith("%")
+    at.toggle(key="current_normalised").set_value(True).run()
+    assert not at.exception and any('"share of the true class"' in spec for spec in _specs(at))
+    later = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    later.session_state["run_id"] = run.id
+    later = open_page("app_pages/train.py", later.run())
+    assert not [button for button in later.button if button.label.startswith("Evaluate")], "cached: shown at once"
+    assert metrics(later)["Accuracy"] == shown["Accuracy"]
+
+
+def _fake_finished_run(runs_dir: Path, data_dir: Path) -> runs.Run:
+    """A done run with a (dummy) model file and its labels; no model is ever loaded from it."""
+    from tlcore.config import TrainConfig
+
+    run = runs.create(TrainConfig(data_dir=str(data_dir), strategy="feature_extraction", epochs=2), runs_dir)
+    run.set_status("done")
+    runs.write_json(run.path / "labels.json", ["cats", "**dogs**"])
+    run.model_path.write_bytes(b"PK\x03\x04 a model")
+    run.append_metrics({"stage": "feature_extraction", "epoch": 1, "loss": 0.7, "accuracy": 0.6, "val_loss": 0.6,
+                        "val_accuracy": 0.5})
+    return run
+
+
+def test_mistakes_gallery_pages_through_the_wrong_images_most_confident_first(folders, small_catsdogs):
+    from tlcore import evaluate
+
+    run = _fake_finished_run(folders["runs"], small_catsdogs)
+    cats = sorted((small_catsdogs / "validation" / "cats").iterdir())
+    dogs = sorted((small_catsdogs / "validation" / "dogs").iterdir())
+    paths = [str(path) for path in cats + dogs] + [str(cats[0]) + ".gone"]
+    # 13 images, all wrong (the model swaps the classes), ever less confident; one file deleted since.
+    confidence = np.linspace(0.99, 0.51, len(paths))
+    labels = [0] * len(cats) + [1] * (len(dogs) + 1)
+    probabilities = np.where(np.array(labels)[:, None] == 0, np.c_[1 - confidence, confidence],
+                             np.c_[confidence, 1 - confidence])
+    result = evaluate.summarise("validation", ["cats", "**dogs**"], probabilities, labels, paths,
+                                model_mtime_ns=run.model_path.stat().st_mtime_ns)
+    runs.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("app_pages/train.py", at.run())
+    assert metrics(at)["Mistakes"] == "13" and metrics(at)["Accuracy"] == "0.0%"
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert len(captions) == 12, "one page of 12"
+    assert captions[0] == "true: cats · predicted: **dogs** (99%)", "class names as text, most confident first"
+    assert captions[-1].startswith("true: **dogs** · predicted: cats")
+    at.pagination(key=f"current_{run.id}_validation_mistakes_page").set_value(2).run()
+    assert not at.exception
+    assert [plain(caption) for element in at.image for caption in element.captions] == []
+    assert len(at.error) == 1 and ".gone" in plain(at.error[0].value), "a deleted photo is named, not a crash"
+    assert "true: **dogs** · predicted: cats (51%)" in texts(at)
+
+
+def test_a_single_run_picked_in_the_table_shows_its_evaluation(folders, small_catsdogs):
+    from tlcore import evaluate
+
+    picked = _fake_finished_run(folders["runs"], small_catsdogs)
+    photo = str(sorted((small_catsdogs / "validation" / "cats").iterdir())[0])
+    result = evaluate.summarise("validation", ["cats", "**dogs**"], np.array([[0.8, 0.2], [0.3, 0.7]]), [0, 1],
+                                [photo, photo], model_mtime_ns=picked.model_path.stat().st_mtime_ns)
+    runs.write_json(evaluate.cache_path(picked, "validation"), result.to_dict())
+    current = _fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("app_pages/train.py")
+    assert at.session_state["run_id"] == current.id and "Mistakes" not in metrics(at)
+    rows = list(at.dataframe[-1].value["run"])
+    at.session_state["runs_table"] = {"selection": {"rows": [rows.index(picked.id)], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert metrics(at)["Accuracy"] == "100.0%" and metrics(at)["Mistakes"] == "0"
+    assert "None: the model classifies every image of this split correctly." in texts(at)
+
+
+def test_predict_page_grad_cam_draws_an_overlay_beside_each_photo(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    photos = [sorted((small_catsdogs / "validation" / name).iterdir())[0] for name in ("cats", "dogs")]
+    at.file_uploader(key="predict_uploads").set_value(
+        [(photo.name, photo.read_bytes(), "image/jpeg") for photo in photos]).run()
+    assert len(at.image) == 2, "photos only, until asked"
+    at.toggle(key="predict_gradcam").set_value(True).run()
+    assert not at.exception and not at.warning, [element.value for element in at.warning]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert sorted(caption for caption in captions if caption.startswith("where it looked")) == sorted(
+        f"where it looked for {plain(markdown.value).split('**')[1]}"
+        for markdown in at.markdown if markdown.value.startswith("Most likely"))
+    overlays = [element for element in at.image if plain(element.captions[0]).startswith("where it looked")]
+    assert len(overlays) == 2
+
+
+def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monkeypatch):
+    at = _predict_page(trained_runs, monkeypatch)
+    assert not at.download_button, "nothing to download before an export"
+    click(at, "Export as TFLite")
+    assert not at.error, [element.value for element in at.error]
+    assert [button.label for button in at.download_button] == ["Download TFLite"]
+    agreement = r"model\.tflite \([0-9.]+ [KM]B\) agrees with the Keras model on 100\.0% of 12 validation images"
+    assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
+    assert (_trained_run(trained_runs).path / "exports" / "model.tflite").is_file()
+
+
+def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    photos = sorted((small_catsdogs / "validation" / "cats").iterdir())[:2]
+    archive = _zip({f"album/{photo.name}": photo.read_bytes() for photo in photos} | {"album/notes.txt": b"notes"})
+    at.file_uploader(key="batch_zip").set_value(("album.zip", archive, "application/zip")).run()
+    click(at, "Predict every photo")
+    assert not at.error, [element.value for element in at.error]
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["file", "top label", "probability", "top k", "error"]
+    assert list(table["file"]) == [f"album/{photo.name}" for photo in photos] + ["album/notes.txt"]
+    assert set(table["top label"][:2]) <= {"cats", "dogs"} and "not an image" in table["error"].iloc[2]
+    assert "album.zip: 2 photo(s) predicted, 1 file(s) could not be used" in texts(at)
+    assert [button.label for button in at.download_button] == ["Download the CSV"]
+
+
+def test_learning_rate_finder_draws_the_sweep_and_uses_its_suggestion(small_catsdogs, folders):
+    at = open_page("app_pages/train.py", scan(open_page("app_pages/data.py"), small_catsdogs))
+    at.selectbox(key="train_backbone").set_value(TINY_BACKBONE[1]).run()
+    if "--weights" in TINY_BACKBONE:
+        at.radio(key="train_weights").set_value("none").run()
+    at.number_input(key="train_image_size").set_value(int(TINY_BACKBONE[-1]))
+    at.number_input(key="train_batch_size").set_value(8).run()
+    click(at, "Find a learning rate")
+    assert not at.error, [element.value for element in at.error]
+    assert any('"learning rate (log scale)"' in spec for spec in _specs(at))
+    sweep = at.session_state["lr_sweep"]["sweep"]
+    assert 1e-6 <= sweep.suggestion <= 1.0
+    assert f"Suggested learning rate: {sweep.suggestion:.2g}" in texts(at)
+    assert (folders["runs"] / ".cache" / "features").is_dir(), "the features are cached for training"
+    click(at, f"Use {sweep.suggestion:.2g} as the learning rate")
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(float(f"{sweep.suggestion:.2g}"))
+    assert "set to the suggestion" in texts(at)
+
+
+@pytest.fixture
+def imbalanced(tmp_path, small_catsdogs) -> Path:
+    """12 cats against 4 dogs for training, 6 + 6 for validation (links to the small set's photos)."""
+    root = tmp_path / "imbalanced"
+    for split, counts in (("train", {"cats": 12, "dogs": 4}), ("validation", {"cats": 6, "dogs": 6})):
+        for name, count in counts.items():
+            (root / split / name).mkdir(parents=True)
+            for photo in sorted((small_catsdogs / split / name).iterdir())[:count]:
+                (root / split / name / photo.name).symlink_to(photo)
+    return root
+
+
+def test_training_options_reach_the_started_runs_config(imbalanced, folders, monkeypatch):
+    from tlcore import worker
+
+    monkeypatch.setattr(worker, "start", lambda config, runs_dir: runs.create(config, runs_dir))  # No process.
+    at = open_page("app_pages/train.py", scan(open_page("app_pages/data.py"), imbalanced))
+    notice = [plain(box.value) for box in at.info if "imbalanced" in box.value]
+    assert notice and "12 training images in the largest class, 4 in the smallest" in notice[0]
+    assert "cats ×0.67, dogs ×2.00" in notice[0], "said so, with the weights"
+    at.radio(key="train_strategy").set_value("frozen_augmented").run()
+    at.number_input(key="train_early_stopping_patience").set_value(3)
+    at.number_input(key="train_augmented_views").set_value(4)
+    at.selectbox(key="train_class_weight").set_value("none").run()
+    assert not [box for box in at.info if "imbalanced" in box.value], "no notice once weighting is off"
+    click(at, "Start training")
+    config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
+    assert (config["strategy"], config["early_stopping_patience"], config["class_weight"],
+            config["augmented_views"]) == ("frozen_augmented", 3, "none", 4)
+    at.selectbox(key="train_class_weight").set_value("balanced").run()
+    assert "Class weights \"always\" weight each class's loss" in texts(at)

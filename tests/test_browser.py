@@ -1,8 +1,9 @@
 """End to end in a real browser: Playwright drives Debian's Chromium through the app's whole story.
 
 A new user's path: open the app, scan a small real data set from ../shared, look at the augmentation
-preview, train a short feature-extraction run and watch it finish, start a longer run, reload the
-browser, stop it, then upload a photo and read its prediction. Screenshots of every step go to
+preview, train a short feature-extraction run, watch it finish and evaluate it, start a longer run,
+reload the browser, stop it, then upload a photo and read its prediction and where the model looked
+(Grad-CAM). Screenshots of every step go to
 test-artifacts/browser/. Takes about two minutes on two CPU cores.
 """
 
@@ -212,6 +213,15 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     screenshot(page, "04_train_done")
     no_traceback(page)
 
+    # Its evaluation: the confusion matrix, the per-class scores and the mistakes.
+    page.get_by_role("button", name=re.compile("Evaluate on the validation split")).click()
+    page.get_by_text("Per class: precision").wait_for(timeout=120_000)
+    settle(page)
+    assert (first.path / "evaluation-validation.json").is_file()
+    assert "Accuracy" in page.get_by_test_id("stMain").inner_text()
+    screenshot(page, "04b_evaluation")
+    no_traceback(page)
+
     # A second, longer run: reload the browser while it trains, then stop it.
     page.get_by_text("2 · Frozen base + augmentation").click()
     settle(page)
@@ -232,14 +242,18 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     screenshot(page, "06_train_stopped")
     no_traceback(page)
 
-    # Predict: upload a photo the model has never seen, read its top label.
+    # Predict: upload a photo the model has never seen, read its top label, see where the model looked.
     go_to(page, "Predict")
+    page.get_by_text("Show where the model looked").click()
+    settle(page)
     photo = sorted((ROOT.parent / "shared" / "data" / "catsdogs" / "validation" / "cats").iterdir())[-1]
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(photo))
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))  # The Photos tab's.
     prediction = page.get_by_text(re.compile(r"^Most likely: "))
     prediction.wait_for(timeout=120_000)
     settle(page)
     label = re.match(r"Most likely: (\w+) \((\d+)%\)", prediction.inner_text())
     assert label and label.group(1) in ("cats", "dogs"), prediction.inner_text()
-    screenshot(page, "07_predict")
+    page.get_by_text(f"where it looked for {label.group(1)}").wait_for()
+    assert page.get_by_test_id("stMain").get_by_test_id("stImage").count() == 2, "the photo and its Grad-CAM"
+    screenshot(page, "07_predict_gradcam")
     no_traceback(page)

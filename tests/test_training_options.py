@@ -136,3 +136,10 @@ def test_cached_training_reports_what_the_saved_model_does(imbalanced, tmp_path,
     loss = float(-np.mean(labels * np.log(probabilities + 1e-7) + (1 - labels) * np.log(1 - probabilities + 1e-7)))
     assert accuracy == pytest.approx(last["val_accuracy"], abs=1e-6)
     assert loss == pytest.approx(last["val_loss"], abs=1e-3)
+
+
+def test_suggestion_ignores_the_noisy_start_of_the_sweep():
+    rates = np.geomspace(1e-6, 1, 60)
+    losses = 0.7 - 0.5 / (1 + np.exp(-(np.log10(rates) + 3.5) * 3))
+    losses[:3] = [0.9, 0.5, 0.72]  # Smoothing not settled yet: a steep drop that means nothing.
+    assert 1e-5 < lrfind.suggest(rates, losses) < 1e-2

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -82,7 +80,21 @@ def test_monitor_stages_match_the_strategies():
         assert monitor.stages_for(strategy) == strategies.stages_for(strategy)
 
 
-CONFIG = {"strategy": "fine_tuning", "epochs": 10, "fine_tuning_epochs": 10}
+# End to end (augmented_views 0): a fine-tuning epoch costs about what a frozen one does.
+CONFIG = {"strategy": "fine_tuning", "epochs": 10, "fine_tuning_epochs": 10, "augmented_views": 0}
+
+
+def test_estimate_with_cached_views_says_what_it_caches_and_does_not_time_later_stages():
+    config = dict(CONFIG, augmented_views=10)
+    caching = {"stage": "frozen_augmented", "phase": "caching", "view": 3, "views": 10, "stage_elapsed": 20.0,
+               "time": 1000.0}
+    estimate = monitor.estimate(config, {"state": "running"}, caching, [], now=1000.0)
+    assert estimate.fraction == 0.0
+    assert "caching augmented view 3 of 10" in estimate.text
+    progress = {"stage": "frozen_augmented", "epoch": 3, "epochs": 10, "batch": 5, "steps": 10,
+                "stage_elapsed": 25.0, "time": 1000.0}
+    estimate = monitor.estimate(config, {"state": "running"}, progress, [], now=1000.0)
+    assert estimate.seconds_left is None and "not timed yet" in estimate.text
 
 
 def test_estimate_mid_epoch_counts_batches_and_times_the_later_stage():

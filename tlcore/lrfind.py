@@ -66,16 +66,22 @@ class _ExponentialSweep(keras.callbacks.Callback):
 
 
 def suggest(learning_rates, losses) -> float:
-    """The rate where the smoothed loss falls fastest (per log-rate), ignoring the diverged tail."""
+    """The rate where the smoothed loss falls fastest (per log-rate), ignoring both ends.
+
+    The first tenth of the sweep is skipped: the exponential smoothing has not settled there yet
+    and its noise would win (fastai skips the start too); the diverged tail after the lowest loss
+    is cut off.
+    """
     rates = np.asarray(learning_rates, dtype="float64")
     values = np.asarray(losses, dtype="float64")
     if len(rates) < 3:
         raise ValueError(f"A suggestion needs at least 3 points, received {len(rates)}.")
+    skip = len(rates) // 10
     end = int(np.argmin(values)) + 1
-    if end < 3:
-        return float(rates[0])
-    slopes = np.gradient(values[:end], np.log10(rates[:end]))
-    return float(rates[int(np.argmin(slopes))])
+    if end - skip < 3:
+        return float(rates[max(0, end - 1) // 2])
+    slopes = np.gradient(values[skip:end], np.log10(rates[skip:end]))
+    return float(rates[skip + int(np.argmin(slopes))])
 
 
 def find_learning_rate(config: TrainConfig, runs_dir=None, start: float = 1e-6, end: float = 1.0,
