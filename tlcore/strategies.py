@@ -240,7 +240,7 @@ class TrainingContext:
             self.temporary_directory = None
 
     def image_batches(self, split: str, keep_in_memory: bool = True):
-        """uint8 image batches of a split, in order.
+        """float32 image batches of a split, in order: from memory, or tensors streamed from the files.
 
         Args:
             split: "train" or "validation".
@@ -251,12 +251,11 @@ class TrainingContext:
         if split in self.images or (keep_in_memory and fits):
             decoded = self.decoded(split)
             for start in range(0, len(decoded), EXTRACTION_BATCH_SIZE):
-                yield decoded[start:start + EXTRACTION_BATCH_SIZE]
+                yield decoded[start:start + EXTRACTION_BATCH_SIZE].astype("float32")
             return
-        pipeline = data.make_dataset(self.dataset.paths(split), None, self.dataset.num_classes,
+        # Tensors straight from tf.data: no round trip through numpy.
+        yield from data.make_dataset(self.dataset.paths(split), None, self.dataset.num_classes,
                                      self.config.image_size, EXTRACTION_BATCH_SIZE)
-        for batch in pipeline.as_numpy_iterator():
-            yield batch.astype("uint8")
 
     def say(self, message: str) -> None:
         if self.stream is not None:
@@ -319,33 +318,60 @@ def build_frozen_base(config: TrainConfig) -> keras.Model:
 
 
 def inference_function(model: keras.Model):
-    """`model(x, training=False)` compiled once as a graph function.
+    """`model(x, training=False)` compiled once, for float32 batches of any size; numpy out.
 
     Used instead of `predict_on_batch`, which under a `tf.distribute` strategy feeds the batch
-    to every replica and returns each replica's copy.
+    to every replica and returns each replica's copy. The fixed signature (any batch size) means
+    one trace, whatever the size of the last batch.
     """
     import tensorflow as tf
 
-    compiled = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
-    return lambda batch: keras.ops.convert_to_numpy(compiled(tf.convert_to_tensor(batch)))
+    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
+    compiled = tf.function(lambda batch: model(batch, training=False), input_signature=signature)
+    return lambda batch: keras.ops.convert_to_numpy(compiled(tf.convert_to_tensor(batch, tf.float32)))
 
 
-def stream_activations(context: TrainingContext, model: keras.Model, split: str, writer: features.FeatureWriter,
+def stream_activations(context: TrainingContext, infer, split: str, writer: features.FeatureWriter,
                        augmentation=None, keep_in_memory: bool = True) -> None:
-    """Pushes a split's images through a model batch by batch into a FeatureWriter.
+    """Pushes a split's images through a model (an `inference_function`) batch by batch into a FeatureWriter.
 
     Augmentation layers are called directly (training=True), not inside `predict`: during
     `predict` Keras runs every layer in inference mode, which would silently switch them off.
     """
-    infer = inference_function(model)
     try:
         for batch in context.image_batches(split, keep_in_memory):
-            batch = batch.astype("float32")
             if augmentation is not None:
-                batch = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+                batch = augmentation(batch, training=True)
             writer.write(infer(batch))
             if context.stop_requested():
                 raise StageStopped()  # Partial activations are never cached.
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+
+
+# Images per `predict` call when streaming features to disk: bounds memory, keeps Keras' fast loop.
+PREDICT_CHUNK = 512
+
+
+def predict_to_file(context: TrainingContext, model: keras.Model, paths: list[str],
+                    writer: features.FeatureWriter) -> None:
+    """Streams images from their files through `model.predict`, chunk by chunk, into a FeatureWriter.
+
+    Decoding runs in parallel with the forward passes (tf.data); `predict` keeps its compiled
+    loop, and the chunks keep memory bounded however many images there are.
+    """
+    stop_callbacks = [StopOnRequest(context.run)] if context.run is not None else []
+    config = context.config
+    try:
+        for start in range(0, len(paths), PREDICT_CHUNK):
+            pipeline = data.make_dataset(paths[start:start + PREDICT_CHUNK], None, context.dataset.num_classes,
+                                         config.image_size, EXTRACTION_BATCH_SIZE)
+            output = model.predict(pipeline, verbose=0, callbacks=stop_callbacks)
+            if context.stop_requested():
+                raise StageStopped()  # Partial features are never cached.
+            writer.write(output)
         writer.close()
     except BaseException:
         writer.discard()
@@ -376,8 +402,8 @@ def extract_features(context: TrainingContext, base: keras.Model, preprocess) ->
         context.say(f"[feature_extraction] extracting {split} features ({count} images)")
         path = directory / key / f"{split}.npy"
         # One pass: stream from the files, decoding in parallel with the forward passes.
-        stream_activations(context, extractor, split, features.FeatureWriter(path, count, base.output.shape[1:]),
-                           keep_in_memory=False)
+        predict_to_file(context, extractor, dataset.paths(split),
+                        features.FeatureWriter(path, count, base.output.shape[1:]))
         result[split] = features.FeatureFile(path)
     features.describe(directory, key, {
         "backbone": config.backbone, "weights": config.weights, "alpha": config.alpha, "image_size": config.image_size,
@@ -508,10 +534,9 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
                 augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
             prefix = "train_" if split == "train" else "validation_"
             for batch in context.image_batches(split):
-                batch = batch.astype("float32")
                 if augmentation is not None:
                     # Called directly: inside `predict` Keras would switch the augmentation off.
-                    batch = keras.ops.convert_to_numpy(augmentation(batch, training=True))
+                    batch = augmentation(batch, training=True)
                 activations = to_boundary(batch)
                 writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
                 writers[prefix + "vectors"].write(to_vector(activations))
