@@ -190,7 +190,7 @@ def main(argv=None) -> int:
             go_to(first, "Predict")
             memory_after_predictions = {}
             for index, photo in enumerate(photos, 1):
-                first.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(photo))
+                first.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))
                 first.get_by_text(re.compile(f"^Most likely: ")).first.wait_for()
                 settle(first)
                 if index in (1, 10, 25, len(photos)):
