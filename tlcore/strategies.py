@@ -352,7 +352,7 @@ def stream_activations(context: TrainingContext, infer, split: str, writer: feat
 
 
 # Images per `predict` call when streaming features to disk: bounds memory, keeps Keras' fast loop.
-PREDICT_CHUNK = 512
+PREDICT_CHUNK = 2048
 
 
 def predict_to_file(context: TrainingContext, model: keras.Model, paths: list[str],
