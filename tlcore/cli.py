@@ -301,6 +301,10 @@ def command_stop(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default=None,
                         help="the runs folder (default: $TLCORE_RUNS_DIR, else ./runs)")
@@ -408,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict images with a run's model. A file that cannot be read gets its reason; the "
         "others are still predicted (exit status 1 when any failed).",
     )
-    predict.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+    _add_run(predict)
     predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER_OR_ZIP",
                          help="image files; folders (searched recursively) and .zip archives expand to their images")
     predict.add_argument("--top", type=int, default=3, help="labels per image (default 3)")
@@ -446,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "again with the run's seed and validation fraction), or on the data set's test/ split. The result "
         "is cached in the run folder as evaluation-<split>.json until the model changes.",
     )
-    evaluation.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+    _add_run(evaluation)
     evaluation.add_argument("--split", choices=("validation", "test"), default="validation",
                             help="validation (default) or test (needs a test/ folder in the data set)")
     evaluation.add_argument("--mistakes", type=int, default=10, help="mistakes to list (default 10)")
@@ -466,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         "under <run>/exports/ unless --output is given. SavedModel and TFLite exports leave out the "
         "augmentation layers (inactive at inference).",
     )
-    exporting.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
+    _add_run(exporting)
     exporting.add_argument("--format", required=True, choices=FORMATS, help="the export format")
     exporting.add_argument("--output", default=None, metavar="PATH",
                            help="where to write it (a new path; default <run>/exports/)")

@@ -239,16 +239,15 @@ class TrainingContext:
             shutil.rmtree(self.temporary_directory, ignore_errors=True)
             self.temporary_directory = None
 
-    def image_batches(self, split: str, keep_in_memory: bool = True):
+    def image_batches(self, split: str):
         """float32 image batches of a split, in order: from memory, or tensors streamed from the files.
 
         Args:
             split: "train" or "validation".
-            keep_in_memory: decode the split once into memory (when it fits) for passes to come;
-                otherwise stream it from the files, decoding in parallel while the model runs.
         """
         fits = len(self.dataset.paths(split)) * self.config.image_size**2 * 3 <= IN_MEMORY_LIMIT_BYTES
-        if split in self.images or (keep_in_memory and fits):
+        # Decoded once into memory when it fits, for the passes to come; else streamed from the files.
+        if split in self.images or fits:
             decoded = self.decoded(split)
             for start in range(0, len(decoded), EXTRACTION_BATCH_SIZE):
                 yield decoded[start:start + EXTRACTION_BATCH_SIZE].astype("float32")
@@ -329,26 +328,6 @@ def inference_function(model: keras.Model):
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
     compiled = tf.function(lambda batch: model(batch, training=False), input_signature=signature)
     return lambda batch: keras.ops.convert_to_numpy(compiled(tf.convert_to_tensor(batch, tf.float32)))
-
-
-def stream_activations(context: TrainingContext, infer, split: str, writer: features.FeatureWriter,
-                       augmentation=None, keep_in_memory: bool = True) -> None:
-    """Pushes a split's images through a model (an `inference_function`) batch by batch into a FeatureWriter.
-
-    Augmentation layers are called directly (training=True), not inside `predict`: during
-    `predict` Keras runs every layer in inference mode, which would silently switch them off.
-    """
-    try:
-        for batch in context.image_batches(split, keep_in_memory):
-            if augmentation is not None:
-                batch = augmentation(batch, training=True)
-            writer.write(infer(batch))
-            if context.stop_requested():
-                raise StageStopped()  # Partial activations are never cached.
-        writer.close()
-    except BaseException:
-        writer.discard()
-        raise
 
 
 # Images per `predict` call when streaming features to disk: bounds memory, keeps Keras' fast loop.
@@ -596,6 +575,16 @@ def _final_model(context: TrainingContext, staged: StagedModels) -> keras.Model:
     return model
 
 
+def _fit_end_to_end(context: TrainingContext, model: keras.Model, stage: str, epochs: int):
+    """Trains a whole model on images, augmented anew every epoch by the model's own layers."""
+    return model.fit(
+        context.image_pipeline("train", shuffle=True),
+        validation_data=context.image_pipeline("validation", shuffle=False),
+        epochs=epochs, verbose=0, shuffle=False,  # The pipeline shuffles.
+        class_weight=context.class_weights(), callbacks=context.callbacks(stage, epochs),
+    )
+
+
 def run_frozen_augmented(context: TrainingContext) -> dict:
     config, dataset = context.config, context.dataset
     keras.utils.set_random_seed(config.seed)
@@ -617,13 +606,7 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = assemble(config.image_size, base, head, preprocess, augmentation)
     compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate))
-    history = model.fit(
-        context.image_pipeline("train", shuffle=True),
-        validation_data=context.image_pipeline("validation", shuffle=False),
-        epochs=config.epochs, verbose=0, shuffle=False,  # The pipeline shuffles.
-        class_weight=context.class_weights(),
-        callbacks=context.callbacks("frozen_augmented", config.epochs),
-    )
+    history = _fit_end_to_end(context, model, "frozen_augmented", config.epochs)
     context.frozen_model, context.frozen_base, context.model = model, base, model
     result = _history_result(history, time.time() - started, context.stop_requested(),
                              bool(config.early_stopping_patience))
@@ -650,12 +633,7 @@ def run_fine_tuning(context: TrainingContext) -> dict:
         model = context.frozen_model
         compile_model(model, dataset.num_classes, config.optimizer,
                       context.learning_rate(config.fine_tuning_learning_rate))
-        history = model.fit(
-            context.image_pipeline("train", shuffle=True),
-            validation_data=context.image_pipeline("validation", shuffle=False),
-            epochs=config.fine_tuning_epochs, verbose=0, shuffle=False, class_weight=context.class_weights(),
-            callbacks=context.callbacks("fine_tuning", config.fine_tuning_epochs),
-        )
+        history = _fit_end_to_end(context, model, "fine_tuning", config.fine_tuning_epochs)
         context.model = model
         path = "end_to_end"
     result = _history_result(history, time.time() - started, context.stop_requested(),
@@ -671,12 +649,7 @@ def run_scratch(context: TrainingContext) -> dict:
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = build_scratch_model(config.image_size, dataset.num_classes, augmentation)
     compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(SCRATCH_LEARNING_RATE))
-    history = model.fit(
-        context.image_pipeline("train", shuffle=True),
-        validation_data=context.image_pipeline("validation", shuffle=False),
-        epochs=config.epochs, verbose=0, shuffle=False, class_weight=context.class_weights(),
-        callbacks=context.callbacks("scratch", config.epochs),
-    )
+    history = _fit_end_to_end(context, model, "scratch", config.epochs)
     context.model = model
     return _history_result(history, time.time() - started, context.stop_requested(),
                              bool(config.early_stopping_patience))
