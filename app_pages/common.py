@@ -111,6 +111,30 @@ def predictor(run_id: str):
     return _predictor(str(run.path), mtime)
 
 
+def _model_key(run_id: str) -> tuple[str, int]:
+    """(run folder, model file's mtime): what per-model caches are keyed by."""
+    run = runs.resolve(run_id, runs_dir())
+    return str(run.path), run.model_path.stat().st_mtime_ns
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _prediction(run_path: str, model_mtime_ns: int, content: bytes, name: str, top: int, _model) -> dict:
+    from tlcore import predict
+
+    return predict.predict_sources(_model, [content], names=[name], top=top)[0]
+
+
+def prediction(run_id: str, content: bytes, name: str, top: int) -> dict:
+    """One photo's top labels, or its error, cached per model and photo: a rerun (another upload,
+    a toggle) predicts only the photos not seen yet.
+
+    Raises:
+        ValueError: no such run. ModelLoadError: the model cannot be loaded.
+    """
+    loaded = predictor(run_id)
+    return _prediction(*_model_key(run_id), content, name, top, loaded)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _gradcam(run_path: str, model_mtime_ns: int, content: bytes, name: str, label: str, max_side: int,
              _model):
@@ -129,8 +153,7 @@ def gradcam_overlay(run_id: str, content: bytes, name: str, label: str, max_side
         ModelLoadError, InvalidImageError.
     """
     loaded = predictor(run_id)
-    run = runs.resolve(run_id, runs_dir())
-    return _gradcam(str(run.path), run.model_path.stat().st_mtime_ns, content, name, label, max_side, loaded)
+    return _gradcam(*_model_key(run_id), content, name, label, max_side, loaded)
 
 
 # Cached pictures and facts.

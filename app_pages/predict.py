@@ -50,8 +50,7 @@ with photos_tab:
 
     top = min(3, len(predictor.labels))
     with st.spinner("Predicting..."):
-        results = predict.predict_sources(predictor, [upload.getvalue() for upload in uploads],
-                                          names=[upload.name for upload in uploads], top=top)
+        results = [common.prediction(run_id, upload.getvalue(), upload.name, top) for upload in uploads]
     for upload, result in zip(uploads, results):
         with st.container(border=True):
             if "error" in result:

@@ -67,7 +67,7 @@ else:
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
-        for name in ("early_stopping_patience", "class_weight", "augmented_views"):  # Sessions older than them.
+        for name in train_options.OPTION_FIELDS:  # Sessions older than these options.
             st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
         keep = {"persist_state": "session"}
         st.segmented_control("Preset", list(PRESETS), format_func=PRESET_TITLES.get, default="default",

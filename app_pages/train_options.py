@@ -1,4 +1,5 @@
-"""The Train page's training options (early stopping, class weights, augmented views) and learning-rate finder.
+"""The Train page's training options (early stopping, class weights, augmented views, precision, XLA) and
+learning-rate finder.
 
 Not a page. `options` draws the option widgets and returns their TrainConfig fields;
 `learning_rate_finder` runs `tlcore.lrfind` on request (in this process) and keeps its sweep in
@@ -15,6 +16,10 @@ from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.strategies import class_weights_for
 
 CLASS_WEIGHTS = {"auto": "auto (when imbalanced)", "balanced": "always", "none": "never"}
+PRECISIONS = {"float32": "float32 (default)", "mixed_float16": "mixed float16 (NVIDIA GPUs)",
+              "mixed_bfloat16": "mixed bfloat16 (TPUs, recent GPUs and CPUs)"}
+# The TrainConfig fields `options` draws (the Train page gives new sessions their defaults).
+OPTION_FIELDS = ("early_stopping_patience", "class_weight", "augmented_views", "precision", "jit_compile")
 # Strategies that train on augmented views of the photos (the others ignore `augmented_views`).
 VIEW_STRATEGIES = ("frozen_augmented", "fine_tuning", "all")
 
@@ -37,7 +42,8 @@ def class_weight_note(dataset: data.DatasetScan, mode: str) -> tuple[bool, str]:
 
 def options(dataset: data.DatasetScan, strategy: str, keep: dict) -> tuple[dict, str | None]:
     """The options expander: (TrainConfig fields, a notice to show in view when the classes get weighted)."""
-    with st.expander("Training options: early stopping, class weights, augmented views", key="train_options"):
+    with st.expander("Training options: early stopping, class weights, augmented views, precision",
+                     key="train_options"):
         one, two, three = st.columns(3)
         values = {
             "early_stopping_patience": one.number_input(
@@ -53,6 +59,15 @@ def options(dataset: data.DatasetScan, strategy: str, keep: dict) -> tuple[dict,
                 "Augmented views (0 = end to end)", 0, 1000, key="train_augmented_views", **keep,
                 disabled=strategy not in VIEW_STRATEGIES, help="For frozen base + augmentation and fine-tuning."),
         }
+        four, five = st.columns([2, 1])
+        values["precision"] = four.selectbox(
+            "Precision", list(PRECISIONS), format_func=PRECISIONS.get, key="train_precision", **keep,
+            help="Mixed precision computes in 16 bits and keeps the weights and the output layer in float32: "
+                 "up to 2-3x faster on GPUs with tensor cores; on a CPU without bfloat16 units it is slower.")
+        values["jit_compile"] = five.toggle(
+            "XLA compilation", key="train_jit_compile", **keep,
+            help="Compile training steps and forward passes with XLA where every layer allows it (models that "
+                 "augment inside train without it). Faster on GPUs; such runs are not bit-for-bit reproducible.")
         weighted, note = class_weight_note(dataset, values["class_weight"])
         if not weighted:  # When weighted, the notice says so at the top of the form.
             st.caption(common.text(note))

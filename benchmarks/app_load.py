@@ -6,7 +6,7 @@ two sessions, the training queue.
 Starts `streamlit run app.py` on 127.0.0.1 with temporary runs and data folders, drives Debian's Chromium
 with Playwright (two browser sessions), and prints one table:
 - the Streamlit server's resident memory at start, after each of N short trainings started from the app,
-  and after 1, 10, 25 and N predictions (one uploaded photo each);
+  and after 1, 10, 25, N/2 and N predictions with Grad-CAM (one more uploaded photo each);
 - how long the Home and Train pages take to load in a second session while a training runs;
 - whether the second session sees the first one's runs, and whether a second start waits as "queued".
 """
@@ -17,61 +17,20 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from browser_kit import CHROMIUM_ARGS, free_port, go_to, healthy, set_number, settle, wait_until  # noqa: E402
 from tlcore import runs  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, message: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.read().strip() == b"ok"
-    except OSError:
-        return False
-
-
-def settle(page, timeout: float = 120) -> None:
-    """Waits until Streamlit has finished running the script (its status widget gone for 1 s)."""
-    status = page.get_by_test_id("stStatusWidget")
-    quiet_since, deadline = None, time.time() + timeout
-    while time.time() < deadline:
-        if status.count() and status.first.is_visible():
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since > 1.0:
-            return
-        time.sleep(0.1)
 
 
 def small_data_set(source: Path, destination: Path, per_class: int) -> Path:
@@ -88,26 +47,11 @@ def megabytes(process: psutil.Process) -> float:
     return process.memory_info().rss / 2**20
 
 
-def go_to(page, name: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
-    settle(page)
-
-
-def set_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True)
-    if not field.is_visible():
-        page.get_by_text("Hyperparameters").click()
-    field.fill(str(value))
-    field.press("Enter")
-    settle(page)
-
-
 def timed_load(page, url: str, heading: str) -> float:
     started = time.perf_counter()
     page.goto(url)
     page.get_by_role("heading", name=heading).first.wait_for()
-    settle(page)
-    return time.perf_counter() - started - 1.0  # settle() waits 1 s of quiet after the page is drawn.
+    return settle(page) - started  # Until the page's script had finished, not the quiet spell after it.
 
 
 def main(argv=None) -> int:
@@ -181,21 +125,31 @@ def main(argv=None) -> int:
             first.get_by_role("button", name=re.compile("Start training")).click()
             settle(first)
             states = [run.state for run in runs.list_runs(work / "runs")[:2]]
-            rows.append(("two starts in a row: states of the newest two runs", ", ".join(states)))
+            rows.append(("two starts in a row: states of the newest two runs, at once", ", ".join(states)))
+            wait_until(lambda: any(run.state == "running" for run in runs.list_runs(work / "runs")[:2]), 120,
+                       "one of the two runs to start")
+            states = [run.state for run in runs.list_runs(work / "runs")[:2]]
+            rows.append(("... once one of them trains", ", ".join(states)))
             for run in runs.list_runs(work / "runs")[:2]:
                 run.request_stop()
             wait_until(lambda: all(run.state in runs.FINAL_STATES for run in runs.list_runs(work / "runs")), 120,
                        "the queued runs to stop")
 
             go_to(first, "Predict")
+            first.get_by_text("Show where the model looked").click()
+            settle(first)
             memory_after_predictions = {}
+            checkpoints = sorted({1, 10, 25, len(photos) // 2, len(photos)} - {0})
             for index, photo in enumerate(photos, 1):
+                # Each upload joins the earlier ones: every rerun shows them all, with Grad-CAM.
                 first.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))
-                first.get_by_text(re.compile(f"^Most likely: ")).first.wait_for()
+                wait_until(lambda: first.get_by_text(re.compile("^where it looked for ")).count() >= index, 120,
+                           f"prediction and Grad-CAM {index}")
                 settle(first)
-                if index in (1, 10, 25, len(photos)):
+                if index in checkpoints:
                     memory_after_predictions[index] = megabytes(process)
-            rows.append((f"server memory after 1 / 10 / 25 / {len(photos)} predictions",
+            rows.append((f"server memory after {' / '.join(map(str, memory_after_predictions))} predictions "
+                         "(Grad-CAM on)",
                          " / ".join(f"{value:.0f}" for value in memory_after_predictions.values()) + " MiB"))
             browser.close()
     finally:

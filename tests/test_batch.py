@@ -15,27 +15,18 @@ import pytest
 from tlcore import batch, predict, runs, worker, zips
 from tlcore.config import TrainConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
+
+@pytest.fixture(scope="module")
+def photos(catsdogs_dir) -> list[Path]:
+    """Two real validation photos per class: cats 0 and 1, then dogs 0 and 1."""
+    return [sorted((catsdogs_dir / "validation" / name).iterdir())[index] for name in ("cats", "dogs")
+            for index in (0, 1)]
 
 
 @pytest.fixture(scope="module")
-def photos() -> list[Path]:
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    return [sorted((CATSDOGS / "validation" / name).iterdir())[index] for name in ("cats", "dogs") for index in (0, 1)]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, photos) -> tuple[runs.Run, Path]:
+def trained(tmp_path_factory, catsdogs_subset) -> tuple[runs.Run, Path]:
     """The cheapest real run: VGG16 without pretrained weights at 32 px, one epoch of feature extraction."""
-    root = tmp_path_factory.mktemp("batch_photos")
-    for split, count in (("train", 4), ("validation", 2)):
-        for name in ("cats", "dogs"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
+    root = catsdogs_subset("batch_photos", train=4, validation=2)
     runs_dir = tmp_path_factory.mktemp("batch_runs")
     config = TrainConfig(data_dir=str(root), strategy="feature_extraction", backbone="vgg16", weights="none",
                          image_size=32, epochs=1, batch_size=4, head="flatten", learning_rate=1e-4)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from browser_kit import CHROMIUM_ARGS, free_port, go_to, healthy, set_number, settle, wait_until
 from tlcore import runs
 
 pytestmark = pytest.mark.browser
@@ -28,33 +27,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 BACKBONE = "efficientnet_lite0"  # Bundled weights: works offline.
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, message: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.read().strip() == b"ok"
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +60,7 @@ def app_server(tmp_path_factory):
                 pid = run.raw_status().get("pid")
                 try:
                     wait_until(lambda: run.state not in ("queued", "running", "stopping"), 30, "the worker to stop")
-                except AssertionError:
+                except TimeoutError:
                     if pid:
                         os.kill(pid, signal.SIGKILL)
         server.terminate()
@@ -112,21 +85,6 @@ def browser_page(app_server):
             browser.close()
 
 
-def settle(page, timeout: float = 90) -> None:
-    """Waits until Streamlit has finished running the script (its status widget gone for 1.5 s)."""
-    status = page.get_by_test_id("stStatusWidget")
-    quiet_since = None
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if status.count() and status.first.is_visible():
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since > 1.5:
-            return
-        time.sleep(0.25)
-
-
 def screenshot(page, name: str) -> Path:
     """A screenshot of the whole page (the viewport is stretched to the app's height)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -143,20 +101,6 @@ def screenshot(page, name: str) -> Path:
 def no_traceback(page) -> None:
     body = page.inner_text("body")
     assert "Traceback" not in body and "This app has encountered an error" not in body, body[-2000:]
-
-
-def set_number(page, label: str, value: int) -> None:
-    field = page.get_by_label(label, exact=True)
-    if not field.is_visible():  # Inside the collapsed "Hyperparameters" expander.
-        page.get_by_text("Hyperparameters").click()
-    field.fill(str(value))
-    field.press("Enter")
-    settle(page)
-
-
-def go_to(page, name: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
-    settle(page)
 
 
 def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser_page, small_catsdogs):

@@ -6,6 +6,8 @@ import io
 import os
 import shutil
 import struct
+import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -412,3 +414,24 @@ def test_make_dataset_images_only(small_catsdogs):
     paths = data.scan(small_catsdogs).paths("validation")
     batches = _batches(data.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=4))
     assert [batch.shape for batch in batches] == [(4, 32, 32, 3)] * 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux lowers a single thread's priority")
+def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_caller_alone(small_catsdogs, monkeypatch):
+    paths = data.scan(small_catsdogs).paths("train")  # The scan decodes too, on its own threads.
+    decoders = []
+    load_resized = images.load_resized
+
+    def recording(path, image_size):
+        thread = threading.get_native_id()
+        decoders.append((thread, os.getpriority(os.PRIO_PROCESS, thread)))
+        return load_resized(path, image_size)
+
+    monkeypatch.setattr(images, "load_resized", recording)
+    caller, before = threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    batches = _batches(data.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=8))
+
+    assert sum(len(batch) for batch in batches) == len(paths) == len(decoders)
+    assert all(priority == 19 for _, priority in decoders)  # Decoders yield the cores to the model ...
+    assert caller not in {thread for thread, _ in decoders}
+    assert os.getpriority(os.PRIO_PROCESS, caller) == before  # ... and the caller keeps its priority.

@@ -114,6 +114,58 @@ def test_dataset_for_reuses_the_runs_own_split_settings(tmp_path):
         evaluate.dataset_for(run)
 
 
+def test_a_scan_round_trips_through_its_json_record_and_bad_records_are_refused(photos):
+    scan = data.scan(photos)
+    record = json.loads(json.dumps(scan.to_json()))
+    assert record["fingerprint"] == data.fingerprint(scan)
+    assert data.DatasetScan.from_json(record) == scan
+    old = {key: value for key, value in record.items() if key != "files"}  # dataset.json of older runs.
+    with pytest.raises(ValueError, match=r"without \['files'\]"):
+        data.DatasetScan.from_json(old)
+    with pytest.raises(ValueError, match="received NoneType"):
+        data.DatasetScan.from_json(None)
+    with pytest.raises(ValueError, match=r"files\['validation'\].*received \['cats'\]"):
+        data.DatasetScan.from_json({**record, "files": {**record["files"], "validation": {"cats": []}}})
+    with pytest.raises(ValueError, match="at least 2 distinct"):
+        data.DatasetScan.from_json({**record, "classes": ["cats", "cats"]})
+    with pytest.raises(ValueError, match="seed must be an integer, received None"):
+        data.DatasetScan.from_json({**record, "seed": None})
+
+
+def test_dataset_for_reuses_the_recorded_data_set_until_its_files_change(tmp_path, photos, monkeypatch):
+    copied = tmp_path / "copied"
+    shutil.copytree(photos, copied)  # Real files (not links), so they can be touched and removed.
+    run = runs.create(TrainConfig(data_dir=str(copied)), tmp_path / "runs")
+    runs.write_json(run.path / "labels.json", ["cats", "dogs"])
+    recorded = data.scan(copied)
+    runs.write_json(run.path / evaluate.DATASET_FILE, recorded.to_json())
+    scan, scanned = data.scan, []
+
+    def counting_scan(folder, *arguments, **keyword_arguments):
+        scanned.append(folder)
+        return scan(folder, *arguments, **keyword_arguments)
+
+    monkeypatch.setattr(data, "scan", counting_scan)
+    assert evaluate.dataset_for(run) == recorded and evaluate.dataset_for(run, "test") == recorded
+    assert scanned == []  # Nothing decoded: the record matches the files on disk.
+    touched = Path(recorded.paths("validation")[0])
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert evaluate.dataset_for(run).paths("validation") == recorded.paths("validation")
+    assert scanned == [str(copied)]  # A modified file: scanned again.
+    runs.write_json(run.path / evaluate.DATASET_FILE, data.scan(copied).to_json())
+    scanned.clear()
+    removed = Path(recorded.paths("train")[0])
+    removed.unlink()
+    assert str(removed) not in evaluate.dataset_for(run).paths("train")
+    assert scanned == [str(copied)]  # A removed file: scanned again.
+    old = {key: value for key, value in data.scan(copied).to_json().items() if key != "files"}
+    runs.write_json(run.path / evaluate.DATASET_FILE, old)
+    scanned.clear()
+    assert len(evaluate.dataset_for(run).paths("train")) == 15
+    assert scanned == [str(copied)]  # A record from before the file lists: scanned.
+
+
 # With a trained model.
 
 
@@ -136,6 +188,19 @@ def test_validation_evaluation_is_the_split_training_measured(trained, photos):
     cached = json.loads((run.path / "evaluation-validation.json").read_text())
     assert cached["model_mtime_ns"] == run.model_path.stat().st_mtime_ns
     assert cached["accuracy"] == result.accuracy
+
+
+def test_evaluation_uses_the_data_set_training_recorded_without_scanning(trained, monkeypatch):
+    run, _ = trained
+    first = evaluate.evaluate(run)
+
+    def no_scan(*arguments, **keyword_arguments):
+        raise AssertionError("the data set was scanned although the run recorded it and it is unchanged")
+
+    monkeypatch.setattr(data, "scan", no_scan)
+    again = evaluate.evaluate(run, refresh=True)
+    assert again.confusion == first.confusion and again.accuracy == first.accuracy
+    assert [item.path for item in again.mistakes] == [item.path for item in first.mistakes]
 
 
 def test_test_split_is_evaluated_when_the_data_set_has_one(trained):

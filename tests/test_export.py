@@ -15,22 +15,11 @@ import pytest
 from tlcore import data, evaluate, export, predict, runs, worker
 from tlcore.config import TrainConfig
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[runs.Run, Path]:
+def trained(tmp_path_factory, catsdogs_subset) -> tuple[runs.Run, Path]:
     """A frozen + augmentation EfficientNet-Lite0 run at 64 px: a nested base and an augmentation block."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("export_photos")
-    for split, count in (("train", 8), ("validation", 6)):
-        for name in ("cats", "dogs"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
+    root = catsdogs_subset("export_photos", train=8, validation=6)
     runs_dir = tmp_path_factory.mktemp("export_runs")
     config = TrainConfig(data_dir=str(root), strategy="frozen_augmented", backbone="efficientnet_lite0", image_size=64,
                          epochs=3, batch_size=8, head="global_average", learning_rate=1e-3, augmented_views=1)

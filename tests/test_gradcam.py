@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
 from tlcore import augment, backbones, gradcam, images, predict, runs, strategies, worker
 from tlcore.config import AugmentationConfig, TrainConfig
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
 
 # Where the synthetic image has its red, green and blue squares (row slice, column slice) at 64 x 64.
 SQUARES = {0: (slice(4, 24), slice(4, 24)), 1: (slice(4, 20), slice(42, 58)), 2: (slice(42, 58), slice(22, 38))}
@@ -111,17 +106,9 @@ def test_bad_arguments_and_models_that_are_not_a_chain_are_refused():
 
 
 @pytest.fixture(scope="module")
-def trained_predictor(tmp_path_factory) -> predict.Predictor:
+def trained_predictor(tmp_path_factory, catsdogs_subset) -> predict.Predictor:
     """An EfficientNet-Lite0 (ImageNet weights) feature-extraction run at 96 px on 8 photos per class."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("gradcam_photos")
-    for split, count in (("train", 8), ("validation", 4)):
-        for name in ("cats", "dogs"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
+    root = catsdogs_subset("gradcam_photos", train=8, validation=4)
     runs_dir = tmp_path_factory.mktemp("gradcam_runs")
     config = TrainConfig(data_dir=str(root), strategy="feature_extraction", backbone="efficientnet_lite0",
                          image_size=96, epochs=3, batch_size=8, head="global_average", learning_rate=1e-3)
@@ -130,8 +117,8 @@ def trained_predictor(tmp_path_factory) -> predict.Predictor:
     return predict.load(run)
 
 
-def test_trained_model_on_a_real_photo_gives_a_structured_heatmap(trained_predictor):
-    path = sorted((CATSDOGS / "validation" / "dogs").iterdir())[10]
+def test_trained_model_on_a_real_photo_gives_a_structured_heatmap(trained_predictor, catsdogs_dir):
+    path = sorted((catsdogs_dir / "validation" / "dogs").iterdir())[10]
     photo = images.decode(path)
     heatmaps = [gradcam.gradcam(trained_predictor, photo, class_index=index) for index in (0, 1)]
     for heatmap in heatmaps:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,3 +78,32 @@ def test_a_queued_run_can_be_stopped_before_it_starts(photos, tmp_path):
     assert second.metrics() == []
     first.request_stop()
     wait_for(lambda: first.status()["state"] == "stopped", 60, "the first run to stop")
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux-only")
+def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
+    code = (
+        "import os, json\n"
+        "from tlcore import worker\n"
+        "mode = worker.lower_priority()\n"
+        "import tensorflow as tf\n"
+        "tf.reduce_sum(tf.random.uniform((512, 512)) @ tf.random.uniform((512, 512))).numpy()\n"
+        "tids = [int(tid) for tid in os.listdir('/proc/self/task')]\n"
+        "print(json.dumps({'mode': mode, 'threads': len(tids),"
+        " 'idle': sum(os.sched_getscheduler(tid) == os.SCHED_IDLE for tid in tids)}))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[1],
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["mode"] == "idle"
+    assert report["threads"] > 2  # TensorFlow's thread pools are running ...
+    assert report["idle"] == report["threads"]  # ... and all of them only take CPU nobody else wants.
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_the_malloc_arena_cap_is_accepted_by_the_c_library():
+    code = "from tlcore import worker; print(worker.limit_malloc_arenas())"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[1])
+    assert completed.stdout.strip() == "True"

@@ -70,7 +70,9 @@ def generate(folder: Path, count: int, seed: int = 0) -> None:
 def child(folder: str, backbone: str, image_size: int, runs_dir: str) -> None:
     """Scan + feature extraction in this process; prints seconds and this process's peak memory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from tlcore import backbones, data, strategies
+    from tlcore import backbones, data, strategies, worker
+
+    worker.limit_malloc_arenas()  # As a training process does (tlcore.worker, the CLI).
     from tlcore.config import TrainConfig
 
     started = time.perf_counter()

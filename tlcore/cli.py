@@ -87,6 +87,8 @@ def _training_overrides(arguments: argparse.Namespace) -> dict:
         "distribution": getattr(arguments, "distribution", None),
         "cpu_replicas": getattr(arguments, "cpu_replicas", None),
         "replica_scaling": getattr(arguments, "replica_scaling", None),
+        "precision": getattr(arguments, "precision", None),
+        "jit_compile": getattr(arguments, "xla", None),
     }
 
 
@@ -101,6 +103,7 @@ def command_train(arguments: argparse.Namespace) -> int:
         return 2
     runs_dir = arguments.runs_dir or runs.default_runs_dir()
     run = runs.create(config, runs_dir)
+    worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     print(f"Run: {run.path}", file=sys.stderr, flush=True)
     status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr)
     results = {
@@ -151,7 +154,8 @@ def command_worker(arguments: argparse.Namespace) -> int:
 
     run = runs.Run(Path(arguments.run_folder))
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
-    os.nice(worker.WORKER_NICENESS)
+    worker.lower_priority()
+    worker.limit_malloc_arenas()
     status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
     return 0 if status["state"] in ("done", "stopped") else 1
 
@@ -334,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(handler=command_scan)
 
     from tlcore.backbones import BACKBONES
-    from tlcore.config import (CLASS_WEIGHTS, DISTRIBUTIONS, HEADS, OPTIMIZERS, PRESETS, REPLICA_SCALING,
-                                STRATEGY_CHOICES, WEIGHTS)
+    from tlcore.config import (CLASS_WEIGHTS, DISTRIBUTIONS, HEADS, OPTIMIZERS, PRECISIONS, PRESETS,
+                                REPLICA_SCALING, STRATEGY_CHOICES, WEIGHTS)
 
     train = commands.add_parser(
         "train",
@@ -400,6 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--replica-scaling", choices=REPLICA_SCALING, default=None,
                          help="linear (default): global batch = batch size x replicas and learning rates x "
                          "replicas; none: global batch = batch size, learning rates unchanged")
+    speed = train.add_argument_group("speed on a GPU (see README, Speed)")
+    speed.add_argument("--precision", choices=PRECISIONS, default=None,
+                       help="float32 (default); mixed_float16 (NVIDIA GPUs with tensor cores, loss scaled) or "
+                       "mixed_bfloat16 (TPUs, recent GPUs and CPUs): 16-bit computation, float32 weights and output")
+    speed.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                       help="compile training steps and forward passes with XLA where every layer allows it "
+                       "(off; runs with it are not bit-for-bit reproducible)")
     _add_runs_dir(train)
     train.add_argument("--json", action="store_true",
                        help="end with one JSON line: run, status and results (strategy -> val_accuracy, "

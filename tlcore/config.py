@@ -19,6 +19,8 @@ WEIGHTS = ("imagenet", "none")
 CLASS_WEIGHTS = ("auto", "balanced", "none")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 REPLICA_SCALING = ("linear", "none")
+# Keras dtype policies: float32 everywhere, or float16/bfloat16 computation with float32 weights.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # "auto" class weighting starts at this ratio between the largest and the smallest class.
 IMBALANCE_RATIO = 1.5
 
@@ -140,6 +142,12 @@ class TrainConfig:
         replica_scaling: with R replicas, "linear" trains with a global batch of
             batch_size x R and learning rates x R (the linear scaling rule); "none" keeps the
             global batch at batch_size (split across replicas) and the learning rates as given.
+        precision: the Keras dtype policy: "float32", or "mixed_float16" (for NVIDIA GPUs with
+            tensor cores; the loss is scaled against underflow) or "mixed_bfloat16" (TPUs, recent
+            GPUs and CPUs): computations in 16 bits, weights and the output layer in float32.
+        jit_compile: compile training steps and forward passes with XLA where every layer of the
+            model supports it (random zoom and translation don't: models that augment inside
+            train without XLA); the run is then not bit-for-bit reproducible.
     """
 
     data_dir: str
@@ -166,6 +174,8 @@ class TrainConfig:
     distribution: str = "default"
     cpu_replicas: int = 0
     replica_scaling: str = "linear"
+    precision: str = "float32"
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         # Imported here: backbones imports Keras, and a config must be cheap to validate.
@@ -211,6 +221,10 @@ class TrainConfig:
         _check_positive_int("cpu_replicas", self.cpu_replicas, minimum=0)
         if self.replica_scaling not in REPLICA_SCALING:
             raise ValueError(f"replica_scaling must be one of {list(REPLICA_SCALING)}, received {self.replica_scaling!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, received {self.precision!r}.")
+        if not isinstance(self.jit_compile, bool):
+            raise ValueError(f"jit_compile must be True or False, received {self.jit_compile!r}.")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, received {self.class_weight!r}.")
         if not isinstance(self.augmentation, AugmentationConfig):

@@ -8,9 +8,12 @@ A single wrapper folder around either layout (as zip archives often have) is loo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,10 @@ IGNORED_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini", ".git", "_
 
 # Written by tlcore.zips beside the files it extracts: generated relative path -> archive member name.
 ARCHIVE_NAMES_FILE = ".names.json"
+# What `DatasetScan.from_json` needs of a record written by `DatasetScan.to_json`.
+RECORD_KEYS = ("root", "layout", "classes", "files", "validation_fraction", "seed")
+# Batches a file pipeline decodes ahead of the model.
+PREFETCH_BATCHES = 2
 
 
 class DatasetError(Exception):
@@ -113,7 +120,22 @@ class DatasetScan:
         return self.splits[split]
 
     def to_json(self) -> dict:
-        """A JSON-ready report: classes, counts per split and class, rejected files."""
+        """A JSON-ready report: classes, counts per split and class, rejected files, and the record of the files.
+
+        "files" (split -> class -> image paths), "validation_fraction", "seed" and "fingerprint" let
+        `from_json` rebuild this very scan later without decoding an image (a run's `dataset.json`);
+        "fingerprint" is None when a file vanished since the scan.
+        """
+        files = {}
+        for split, samples in self.splits.items():
+            per_class = {name: [] for name in self.classes}
+            for sample in samples:
+                per_class[self.classes[sample.label]].append(sample.path)
+            files[split] = per_class
+        try:
+            current = fingerprint(self)
+        except OSError:
+            current = None
         return {
             "root": self.root,
             "layout": self.layout,
@@ -121,7 +143,81 @@ class DatasetScan:
             "splits": self.counts(),
             "rejected": [{"path": item.path, "reason": item.reason, **({"original": item.original} if item.original else {})}
                          for item in self.rejected],
+            "validation_fraction": self.validation_fraction,
+            "seed": self.seed,
+            "fingerprint": current,
+            "files": files,
         }
+
+    @classmethod
+    def from_json(cls, values: dict) -> "DatasetScan":
+        """Rebuilds the scan that `to_json` recorded, without reading any image.
+
+        The samples of each split come back grouped by class, in class order, as `scan` makes them.
+        Whether the files on disk are still the recorded ones is for the caller to check (compare
+        `fingerprint` of the result with the recorded "fingerprint").
+
+        Args:
+            values: a dict written by `to_json`.
+
+        Returns:
+            A DatasetScan with the recorded root, layout, classes, splits, rejected files and split settings.
+
+        Raises:
+            ValueError: `values` is not such a record, for example one written before the file lists
+                were recorded (no "files").
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"Expected a dict written by DatasetScan.to_json, received {type(values).__name__}.")
+        missing = [key for key in RECORD_KEYS if key not in values]
+        if missing:
+            raise ValueError(f"A data set record needs the keys {list(RECORD_KEYS)}, received one without {missing}.")
+        classes = values["classes"]
+        if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
+                or not all(isinstance(name, str) for name in classes)):
+            raise ValueError(f"classes must be a list of at least 2 distinct class names, received {classes!r}.")
+        if values["layout"] not in ("splits", "flat"):
+            raise ValueError(f"layout must be 'splits' or 'flat', received {values['layout']!r}.")
+        fraction, seed = values["validation_fraction"], values["seed"]
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            raise ValueError(f"validation_fraction must be a number in (0, 1), received {fraction!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, received {seed!r}.")
+        files = values["files"]
+        if (not isinstance(files, dict) or "train" not in files or "validation" not in files
+                or any(split not in SPLIT_NAMES for split in files)):
+            received = list(files) if isinstance(files, dict) else type(files).__name__
+            raise ValueError(f"files must hold the splits train, validation and optionally test, received {received!r}.")
+        splits = {}
+        for split in SPLIT_NAMES:
+            if split not in files:
+                continue
+            per_class = files[split]
+            if not isinstance(per_class, dict) or sorted(per_class) != sorted(classes):
+                received = sorted(per_class) if isinstance(per_class, dict) else type(per_class).__name__
+                raise ValueError(f"files[{split!r}] must list the image paths of each class {classes}, "
+                                 f"received {received!r}.")
+            samples = []
+            for label, name in enumerate(classes):
+                paths = per_class[name]
+                if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+                    raise ValueError(f"files[{split!r}][{name!r}] must be a list of paths, received {paths!r:.200}.")
+                samples.extend(Sample(path, label) for path in paths)
+            splits[split] = tuple(samples)
+        rejected = values.get("rejected", [])
+        if not isinstance(rejected, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("reason"), str)
+                for item in rejected):
+            raise ValueError(f"rejected must be a list of {{'path', 'reason'}} dicts, received {rejected!r:.200}.")
+        return cls(
+            root=str(values["root"]),
+            layout=values["layout"],
+            classes=tuple(classes),
+            splits=splits,
+            rejected=tuple(Rejected(item["path"], item["reason"], item.get("original")) for item in rejected),
+            validation_fraction=float(fraction),
+            seed=seed,
+        )
 
 
 def is_ignored(path: Path) -> bool:
@@ -429,6 +525,7 @@ def make_dataset(
     paths = [str(path) for path in paths]
 
     def load(path):
+        _lower_decoder_thread()
         return images.load_resized(path.decode() if isinstance(path, bytes) else str(path), image_size)
 
     def decode(path):
@@ -442,8 +539,35 @@ def make_dataset(
         dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.from_tensor_slices(targets)))
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    # One decoding call per core, two batches ahead, and tf.data's autotuner off: on a CPU the decoders
+    # share the cores with the model, and the autotuner (a thread of its own, buffers that grow) cost
+    # a third of the extraction throughput on two cores (tlcore.bench, section 1). Pillow releases
+    # the GIL while it decodes, so the calls run in parallel, on a pool of the pipeline's own
+    # (whose threads `_lower_decoder_thread` may lower without touching TensorFlow's).
+    parallel_calls = os.cpu_count() or 1
     if labels is not None:
-        dataset = dataset.map(lambda path, target: (decode(path), target), num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(lambda path, target: (decode(path), target), num_parallel_calls=parallel_calls)
     else:
-        dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.map(decode, num_parallel_calls=parallel_calls)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = parallel_calls
+    return dataset.batch(batch_size).prefetch(PREFETCH_BATCHES).with_options(options)
+
+
+_decoder_thread = threading.local()
+
+
+def _lower_decoder_thread() -> None:
+    """Gives the calling decoder thread the lowest priority (nice 19), once per thread, on Linux.
+
+    The model's threads then keep the cores while the prefetched batches last, and the decoders
+    fill the moments the model leaves idle instead of preempting it; when the model waits for a
+    batch, nothing else wants the cores and the decoders run at full speed. Linux alone applies
+    a niceness to one thread; elsewhere this would renice the whole process, so it does nothing.
+    """
+    if getattr(_decoder_thread, "lowered", False) or sys.platform != "linux":
+        return
+    _decoder_thread.lowered = True
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

@@ -1,8 +1,9 @@
 """Evaluate a trained run on its validation (or test) split: confusion matrix, per-class scores, mistakes.
 
-The split is the one training used: the run's data set is scanned again with the run's own
-`data_dir`, `validation_fraction` and `seed`, and the images go through the one decoder
-(`tlcore.images.load_resized`) into the run's saved model, exactly as `tlcore.predict` does.
+The split is the one training used: the data set recorded in the run's `dataset.json` when its
+files are unchanged on disk (no image is decoded to find them), else the run's data set scanned
+again with the run's own `data_dir`, `validation_fraction` and `seed`. The images go through the
+one decoder (`tlcore.images.load_resized`) into the run's saved model, exactly as `tlcore.predict` does.
 
 The metrics are small pure functions on arrays (`confusion_matrix`, `normalise_rows`,
 `per_class_scores`, `accuracy`, `find_mistakes`), testable without a model. The result is cached in
@@ -26,6 +27,8 @@ SPLITS = ("train", "validation", "test")
 CHUNK_SIZE = 64
 # Probabilities are clipped here before the log, as Keras' cross-entropy does.
 EPSILON = 1e-7
+# The data set as training scanned it, written into the run folder by `tlcore.strategies.train`.
+DATASET_FILE = "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -233,8 +236,52 @@ def summarise(split: str, classes: Sequence[str], probabilities: np.ndarray, tru
 # The run's data set and model.
 
 
-def dataset_for(run: runs.Run) -> data.DatasetScan:
-    """The run's data set, scanned with the run's own split settings, checked against its labels.
+def recorded_dataset(run: runs.Run) -> data.DatasetScan | None:
+    """The data set the run was trained on, as its `dataset.json` recorded it, when its files are unchanged.
+
+    Rebuilding it decodes no image (a scan decodes every file). Files added to the folder since
+    training are not in the record: the recorded split is the one training measured.
+
+    Returns:
+        The recorded DatasetScan, or None (scan again) when the run has no usable record (none,
+        damaged, or written before the file lists were recorded), the record is of another folder or
+        other split settings than the run's config.json, or a recorded file is gone or has another
+        size or modification time (the fingerprint differs).
+    """
+    values = runs.read_json(run.path / DATASET_FILE)
+    try:
+        dataset = data.DatasetScan.from_json(values)
+    except ValueError:
+        return None
+    config = run.config()
+    if not config.get("data_dir"):
+        return None
+    data_dir = Path(config["data_dir"]).expanduser().resolve()
+    if not Path(dataset.root).is_relative_to(data_dir):
+        return None
+    if (dataset.validation_fraction != config.get("validation_fraction", 0.2)
+            or dataset.seed != config.get("seed", 1337)):
+        return None
+    try:
+        current = data.fingerprint(dataset)
+    except OSError:
+        return None  # A recorded file is gone.
+    if current != values.get("fingerprint"):
+        return None
+    return dataset
+
+
+def dataset_for(run: runs.Run, split: str | None = None) -> data.DatasetScan:
+    """The run's data set, checked against its labels: the recorded one when unchanged, else scanned.
+
+    Args:
+        run: the run.
+        split: the split that will be used; a record without it (a test/ folder added after
+            training) is not used, the folder is scanned instead.
+
+    Returns:
+        `recorded_dataset(run)` when it is usable (and has `split`), else the data set scanned
+        with the run's own `data_dir`, `validation_fraction` and `seed`.
 
     Raises:
         data.DatasetError: the data set folder is gone or no longer usable.
@@ -243,7 +290,9 @@ def dataset_for(run: runs.Run) -> data.DatasetScan:
     config = run.config()
     if not config.get("data_dir"):
         raise ValueError(f"Run {run.id}: its config.json names no data_dir; expected the training data set folder.")
-    dataset = data.scan(config["data_dir"], config.get("validation_fraction", 0.2), config.get("seed", 1337))
+    dataset = recorded_dataset(run)
+    if dataset is None or (split is not None and split not in dataset.splits):
+        dataset = data.scan(config["data_dir"], config.get("validation_fraction", 0.2), config.get("seed", 1337))
     labels = tuple(run.labels())
     if labels and dataset.classes != labels:
         raise ValueError(f"Run {run.id}: the data set at {dataset.root} now has classes {list(dataset.classes)}, "
@@ -324,7 +373,7 @@ def evaluate(run: str | os.PathLike | runs.Run, split: str = "validation",
         cached = load_cached(run, split)
         if cached is not None:
             return cached
-    dataset = dataset_for(run)
+    dataset = dataset_for(run, split)
     check_split(dataset, split)
     mtime = _model_mtime_ns(run)  # Read before loading: a model replaced meanwhile is evaluated again next time.
     predictor = predict.load(run)

@@ -189,7 +189,9 @@ def _load_keras(path: Path) -> Callable:
         with zipfile.ZipFile(path) as archive:
             archive.extract("model.keras", folder)
         model = predict.load_model_file(Path(folder) / "model.keras")  # Fully in memory once loaded.
-    return lambda batch: model.predict(batch, verbose=0)
+    from tlcore.inference import inference_function
+
+    return inference_function(model)
 
 
 def _load_savedmodel(path: Path) -> Callable:

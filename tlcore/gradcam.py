@@ -110,54 +110,100 @@ def _class_scores(outputs):
     return outputs
 
 
-def feature_map_and_gradients(model, batch: np.ndarray, class_index: int | None = None):
-    """The feature map, the gradient of the class score with respect to it, and the probabilities.
+class Explainer:
+    """Grad-CAM for one model: the chain found and its gradient step compiled once.
+
+    Built once per model (`explainer_for`) so that explaining photo after photo neither rebuilds
+    Keras models nor retraces: a long-running app keeps a steady memory (see tlcore.inference).
 
     Args:
         model: a tlcore classifier (see the module docstring).
-        batch: float32 images (1, size, size, 3) in [0, 255].
-        class_index: the class to explain; None explains the predicted class.
 
-    Returns:
-        (feature map (h, w, channels), gradients (h, w, channels), probabilities (num_classes,),
-        the explained class index).
+    Raises:
+        ValueError: the model has no feature map Grad-CAM can use.
     """
-    import tensorflow as tf
 
-    layers = inference_layers(model)
-    position, inner_name = find_target(layers)
-    base_model = None
-    if inner_name is not None and layers[position].get_layer(inner_name).output is not layers[position].output:
-        base_model = _base_with_feature_map(layers[position], inner_name)
-    inputs = tf.convert_to_tensor(batch, dtype=tf.float32)
-    not_a_chain = ValueError(f"The model {model.name!r} is not a chain of layers Grad-CAM can run by hand: its "
-                             "prediction differs from its layers applied in order.")
-    with tf.GradientTape() as tape:
-        # Watching the input records every operation, frozen (non-trainable) layers included.
-        tape.watch(inputs)
-        values = inputs
-        try:
-            for index, layer in enumerate(layers):
-                if index == position and base_model is not None:
-                    features, values = base_model(values, training=False)
-                else:
-                    values = layer(values, training=False)
-                    if index == position:
-                        features = values
-        except Exception as error:  # noqa: BLE001 - a layer fed the wrong input raises any type.
-            raise not_a_chain from error
-        if values.shape.rank != 2:
-            raise not_a_chain
-        scores = _class_scores(values)
-        chosen = int(tf.argmax(scores[0])) if class_index is None else class_index
-        if not 0 <= chosen < scores.shape[-1]:
-            raise ValueError(f"class_index must be in [0, {scores.shape[-1] - 1}], received {class_index!r}.")
-        score = scores[:, chosen]
-    expected = _class_scores(tf.convert_to_tensor(model(inputs, training=False)))
-    if scores.shape != expected.shape or not np.allclose(scores.numpy(), expected.numpy(), atol=CHAIN_TOLERANCE):
-        raise not_a_chain
-    gradients = tape.gradient(score, features)
-    return features[0].numpy(), gradients[0].numpy(), scores[0].numpy(), chosen
+    def __init__(self, model):
+        import tensorflow as tf
+
+        self.model = model
+        self.layers = inference_layers(model)
+        self.position, inner_name = find_target(self.layers)
+        target = self.layers[self.position]
+        self.base_model = None
+        if inner_name is not None and target.get_layer(inner_name).output is not target.output:
+            self.base_model = _base_with_feature_map(target, inner_name)
+        outputs = int(model.output_shape[-1])
+        self.num_classes = 2 if outputs == 1 else outputs
+        self.not_a_chain = ValueError(f"The model {model.name!r} is not a chain of layers Grad-CAM can run by "
+                                      "hand: its prediction differs from its layers applied in order.")
+        signature = [tf.TensorSpec((1, *model.input_shape[1:]), tf.float32), tf.TensorSpec((), tf.int32)]
+        self._step = tf.function(self._gradients, input_signature=signature)
+
+    def _gradients(self, inputs, class_index):
+        """(feature map, its gradients, the chain's scores, the model's own scores, the class); -1 = top class."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            # Watching the input records every operation, frozen (non-trainable) layers included.
+            tape.watch(inputs)
+            values = inputs
+            try:
+                for index, layer in enumerate(self.layers):
+                    if index == self.position and self.base_model is not None:
+                        features, values = self.base_model(values, training=False)
+                    else:
+                        values = layer(values, training=False)
+                        if index == self.position:
+                            features = values
+            except Exception as error:  # noqa: BLE001 - a layer fed the wrong input raises any type.
+                raise self.not_a_chain from error
+            if values.shape.rank != 2:
+                raise self.not_a_chain
+            scores = _class_scores(tf.cast(values, tf.float32))
+            chosen = tf.where(class_index < 0, tf.cast(tf.argmax(scores[0]), tf.int32), class_index)
+            score = scores[:, chosen]
+        expected = _class_scores(tf.cast(self.model(inputs, training=False), tf.float32))
+        gradients = tape.gradient(score, features)
+        return features[0], gradients[0], scores[0], expected[0], chosen
+
+    def explain(self, batch: np.ndarray, class_index: int | None = None):
+        """The feature map, the gradient of the class score with respect to it, and the probabilities.
+
+        Args:
+            batch: float32 images (1, size, size, 3) in [0, 255].
+            class_index: the class to explain; None explains the predicted class.
+
+        Returns:
+            (feature map (h, w, channels), gradients (h, w, channels), probabilities (num_classes,),
+            the explained class index).
+        """
+        if class_index is not None and (isinstance(class_index, bool) or not isinstance(class_index, (int, np.integer))
+                                        or not 0 <= class_index < self.num_classes):
+            raise ValueError(f"class_index must be in [0, {self.num_classes - 1}], received {class_index!r}.")
+        batch = np.asarray(batch, dtype="float32")
+        if batch.shape != (1, *self.model.input_shape[1:]):
+            raise ValueError(f"Expected one image batch of shape {(1, *self.model.input_shape[1:])}, "
+                             f"received {batch.shape}.")
+        features, gradients, scores, expected, chosen = self._step(batch, -1 if class_index is None else class_index)
+        if scores.shape != expected.shape or not np.allclose(scores.numpy(), expected.numpy(), atol=CHAIN_TOLERANCE):
+            raise self.not_a_chain
+        return (features.numpy().astype("float32"), gradients.numpy().astype("float32"), scores.numpy(),
+                int(chosen))
+
+
+def explainer_for(model) -> Explainer:
+    """The model's Explainer, built on first use and kept on the model (so it goes with it)."""
+    explainer = getattr(model, "_tlcore_explainer", None)
+    if explainer is None:
+        explainer = Explainer(model)
+        model._tlcore_explainer = explainer
+    return explainer
+
+
+def feature_map_and_gradients(model, batch: np.ndarray, class_index: int | None = None):
+    """`Explainer.explain` with the model's cached explainer (see there)."""
+    return explainer_for(model).explain(batch, class_index)
 
 
 def heatmap_from(features: np.ndarray, gradients: np.ndarray) -> np.ndarray:

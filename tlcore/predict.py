@@ -4,31 +4,45 @@ from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from tlcore import images, runs
 from tlcore.images import InvalidImageError
+from tlcore.inference import inference_function
 
 
 class ModelLoadError(Exception):
     """A run's model file that cannot (or must not) be loaded; the message says why."""
 
 
+# Images per forward pass: bounds the memory of a large upload or folder.
+PREDICT_BATCH_SIZE = 32
+
+
 @dataclass(frozen=True)
 class Predictor:
-    """A loaded model with its labels and input size."""
+    """A loaded model with its labels and input size, and its forward pass compiled once."""
 
     model: object
     labels: tuple[str, ...]
     image_size: int
+    forward: Callable = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One compiled function for the predictor's life: predictions in a long-running app
+        # neither retrace nor grow memory with every upload (see tlcore.inference).
+        object.__setattr__(self, "forward", inference_function(self.model))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, num_classes) for uint8 images (N, size, size, 3)."""
-        output = np.asarray(self.model.predict(batch.astype("float32"), verbose=0), dtype="float64")
+        if len(batch) == 0:
+            return np.zeros((0, len(self.labels)))
+        output = np.concatenate([self.forward(batch[start:start + PREDICT_BATCH_SIZE])
+                                 for start in range(0, len(batch), PREDICT_BATCH_SIZE)]).astype("float64")
         if output.shape[-1] == 1:  # One sigmoid unit: the probability of the second class.
             output = np.concatenate([1.0 - output, output], axis=-1)
         return output

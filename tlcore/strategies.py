@@ -27,6 +27,7 @@ import numpy as np
 
 from tlcore import augment, backbones, data, features
 from tlcore.callbacks import PrintProgress, RunRecorder, StopOnRequest
+from tlcore.inference import inference_function
 from tlcore.config import TrainConfig
 
 # Above this many bytes of decoded training images, stream from files instead of holding them.
@@ -54,10 +55,14 @@ class StageStopped(Exception):
 
 
 def output_layer(num_classes: int) -> keras.layers.Dense:
-    """One sigmoid unit for two classes, a softmax over classes otherwise."""
+    """One sigmoid unit for two classes, a softmax over classes otherwise.
+
+    Always float32, also under a mixed-precision policy: a softmax or sigmoid in float16 loses
+    small probabilities and makes the loss unstable (Keras' mixed-precision guide).
+    """
     if num_classes == 2:
-        return keras.layers.Dense(1, activation="sigmoid", name="output")
-    return keras.layers.Dense(num_classes, activation="softmax", name="output")
+        return keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32")
+    return keras.layers.Dense(num_classes, activation="softmax", name="output", dtype="float32")
 
 
 def class_weights_for(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, float] | None:
@@ -110,10 +115,27 @@ def build_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimiz
     raise ValueError(f"Unknown optimizer {name!r}. Expected 'rmsprop' or 'adam'.")
 
 
-def compile_model(model: keras.Model, num_classes: int, optimizer: str, learning_rate: float) -> None:
-    """Binary cross-entropy for two classes, categorical cross-entropy for more."""
+def supports_xla(model: keras.layers.Layer) -> bool:
+    """Whether every layer of a model, nested models included, can be compiled with XLA."""
+    inner = getattr(model, "layers", [])
+    return bool(getattr(model, "supports_jit", True)) and all(supports_xla(layer) for layer in inner)
+
+
+def compile_model(model: keras.Model, num_classes: int, optimizer: str, learning_rate: float,
+                  jit_compile: bool = False) -> None:
+    """Binary cross-entropy for two classes, categorical cross-entropy for more.
+
+    Args:
+        model: the model to compile.
+        num_classes: the number of classes.
+        optimizer: "rmsprop" or "adam".
+        learning_rate: the optimizer's learning rate.
+        jit_compile: train with XLA, if every layer supports it (see `supports_xla`).
+    """
     loss = "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
-    model.compile(optimizer=build_optimizer(optimizer, learning_rate), loss=loss, metrics=["accuracy"])
+    # Under "mixed_float16" Keras wraps the optimizer in a LossScaleOptimizer itself.
+    model.compile(optimizer=build_optimizer(optimizer, learning_rate), loss=loss, metrics=["accuracy"],
+                  jit_compile=bool(jit_compile and supports_xla(model)))
 
 
 def assemble(image_size: int, base: keras.Model, head: keras.Model, preprocess, augmentation=None) -> keras.Model:
@@ -306,6 +328,8 @@ def _history_result(history: keras.callbacks.History, seconds: float, stopped: b
         "final_epoch": final + 1 if validation else None,
         "seconds": seconds,
         "stopped": stopped,
+        # Whether Keras really compiled this stage's training step with XLA (see compile_model).
+        "jit_compile": bool(getattr(history.model, "jit_compile", False)),
     }
 
 
@@ -316,41 +340,27 @@ def build_frozen_base(config: TrainConfig) -> keras.Model:
     return base
 
 
-def inference_function(model: keras.Model):
-    """`model(x, training=False)` compiled once, for float32 batches of any size; numpy out.
+def extract_to_file(context: TrainingContext, forward, paths: list[str], writer: features.FeatureWriter) -> None:
+    """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter.
 
-    Used instead of `predict_on_batch`, which under a `tf.distribute` strategy feeds the batch
-    to every replica and returns each replica's copy. The fixed signature (any batch size) means
-    one trace, whatever the size of the last batch.
+    One `tf.data` pipeline decodes in parallel with the forward passes (prefetching), and each
+    batch's outputs go straight to disk: memory holds a few batches, however many images there
+    are. A stop request ends it after the current batch; partial features are never cached.
+
+    Args:
+        context: the run's context (config, data set, stop requests).
+        forward: the extractor's compiled forward pass (`inference_function`), RGB pixels in
+            [0, 255] -> feature maps; built once and reused for every split.
+        paths: the image files, in the order the rows are written.
+        writer: receives one row per image; closed when all are written, discarded otherwise.
     """
-    import tensorflow as tf
-
-    signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
-    compiled = tf.function(lambda batch: model(batch, training=False), input_signature=signature)
-    return lambda batch: keras.ops.convert_to_numpy(compiled(tf.convert_to_tensor(batch, tf.float32)))
-
-
-# Images per `predict` call when streaming features to disk: bounds memory, keeps Keras' fast loop.
-PREDICT_CHUNK = 2048
-
-
-def predict_to_file(context: TrainingContext, model: keras.Model, paths: list[str],
-                    writer: features.FeatureWriter) -> None:
-    """Streams images from their files through `model.predict`, chunk by chunk, into a FeatureWriter.
-
-    Decoding runs in parallel with the forward passes (tf.data); `predict` keeps its compiled
-    loop, and the chunks keep memory bounded however many images there are.
-    """
-    stop_callbacks = [StopOnRequest(context.run)] if context.run is not None else []
     config = context.config
+    pipeline = data.make_dataset(paths, None, context.dataset.num_classes, config.image_size, EXTRACTION_BATCH_SIZE)
     try:
-        for start in range(0, len(paths), PREDICT_CHUNK):
-            pipeline = data.make_dataset(paths[start:start + PREDICT_CHUNK], None, context.dataset.num_classes,
-                                         config.image_size, EXTRACTION_BATCH_SIZE)
-            output = model.predict(pipeline, verbose=0, callbacks=stop_callbacks)
+        for batch in pipeline:
+            writer.write(forward(batch))
             if context.stop_requested():
-                raise StageStopped()  # Partial features are never cached.
-            writer.write(output)
+                raise StageStopped()
         writer.close()
     except BaseException:
         writer.discard()
@@ -367,9 +377,10 @@ def extract_features(context: TrainingContext, base: keras.Model, preprocess) ->
     started = time.time()
     directory = context.feature_directory()
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
-                             data.fingerprint(dataset))
+                             data.fingerprint(dataset), extra=[config.precision])
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
     extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
+    forward = None  # Compiled on the first split that is not cached, reused for the next.
     result, from_cache = {}, True
     for split in ("train", "validation"):
         count = len(dataset.paths(split))
@@ -381,7 +392,8 @@ def extract_features(context: TrainingContext, base: keras.Model, preprocess) ->
         context.say(f"[feature_extraction] extracting {split} features ({count} images)")
         path = directory / key / f"{split}.npy"
         # One pass: stream from the files, decoding in parallel with the forward passes.
-        predict_to_file(context, extractor, dataset.paths(split),
+        forward = forward or inference_function(extractor, jit_compile=config.jit_compile)
+        extract_to_file(context, forward, dataset.paths(split),
                         features.FeatureWriter(path, count, base.output.shape[1:]))
         result[split] = features.FeatureFile(path)
     features.describe(directory, key, {
@@ -398,7 +410,7 @@ def run_feature_extraction(context: TrainingContext) -> dict:
     preprocess = backbones.preprocessing_layer(config.backbone)
     feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
     head = build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
-    compile_model(head, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate))
+    compile_model(head, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate), config.jit_compile)
     if context.stop_requested():
         raise StageStopped()
     # Read back from disk batch by batch: the features never have to fit in memory.
@@ -484,7 +496,7 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
                              data.fingerprint(dataset),
                              extra=[boundary_shape, config.head, config.augmentation.to_dict(), config.augmented_views,
-                                    config.seed])
+                                    config.seed, config.precision])
     train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
     counts = {"train_views": config.augmented_views * train_count, "train_vectors": config.augmented_views * train_count,
               "validation_boundary": validation_count, "validation_vectors": validation_count}
@@ -493,9 +505,11 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
         return cached, time.time() - started, True
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    to_boundary = inference_function(keras.Model(inputs, bottom(preprocess(inputs), training=False)))
+    to_boundary = inference_function(keras.Model(inputs, bottom(preprocess(inputs), training=False)),
+                                     jit_compile=config.jit_compile)
     boundary = keras.Input(shape=boundary_shape, name="boundary")
-    to_vector = inference_function(keras.Model(boundary, head_first(top(boundary, training=False))))
+    to_vector = inference_function(keras.Model(boundary, head_first(top(boundary, training=False))),
+                                   jit_compile=config.jit_compile)
     writers = {name: features.FeatureWriter(directory / key / f"{name}.npy", count,
                                             vector_shape if name.endswith("vectors") else boundary_shape)
                for name, count in counts.items()}
@@ -557,7 +571,7 @@ def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate
         model, train_rows, validation_rows = staged.trainer, staged.train_views, staged.validation
     else:
         model, train_rows, validation_rows = staged.tail, staged.train_vectors, staged.validation_vectors
-    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(learning_rate))
+    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(learning_rate), config.jit_compile)
     return model.fit(
         features.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views),
         validation_data=features.RowBatches(validation_rows, context.targets("validation"), EXTRACTION_BATCH_SIZE),
@@ -605,7 +619,7 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
     head = build_head(base.output.shape[1:], dataset.num_classes, config)
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = assemble(config.image_size, base, head, preprocess, augmentation)
-    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate))
+    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate), config.jit_compile)
     history = _fit_end_to_end(context, model, "frozen_augmented", config.epochs)
     context.frozen_model, context.frozen_base, context.model = model, base, model
     result = _history_result(history, time.time() - started, context.stop_requested(),
@@ -632,7 +646,7 @@ def run_fine_tuning(context: TrainingContext) -> dict:
     else:
         model = context.frozen_model
         compile_model(model, dataset.num_classes, config.optimizer,
-                      context.learning_rate(config.fine_tuning_learning_rate))
+                      context.learning_rate(config.fine_tuning_learning_rate), config.jit_compile)
         history = _fit_end_to_end(context, model, "fine_tuning", config.fine_tuning_epochs)
         context.model = model
         path = "end_to_end"
@@ -648,7 +662,7 @@ def run_scratch(context: TrainingContext) -> dict:
     started = time.time()
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = build_scratch_model(config.image_size, dataset.num_classes, augmentation)
-    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(SCRATCH_LEARNING_RATE))
+    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(SCRATCH_LEARNING_RATE), config.jit_compile)
     history = _fit_end_to_end(context, model, "scratch", config.epochs)
     context.model = model
     return _history_result(history, time.time() - started, context.stop_requested(),
@@ -685,14 +699,11 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     Returns:
         The summary: per stage its results, plus totals.
     """
-    import tensorflow as tf
-
     from tlcore import distribute
 
     # First: splitting the CPU into logical devices must happen before TensorFlow starts up.
     strategy = distribute.strategy_for(config)
-    # Same seed, same result on the CPU.
-    tf.config.experimental.enable_op_determinism()
+    set_determinism(not config.jit_compile)
     started = time.time()
     if dataset is None:
         dataset = data.scan(config.data_dir, config.validation_fraction, config.seed)
@@ -713,13 +724,31 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     if context.replicas > 1:
         context.say(f"Training on {context.replicas} replicas ({type(strategy).__name__}): global batch "
                     f"{context.batch_size}, learning rates x{distribute.scaled(config, context.replicas)[1]:g}")
+    if config.precision != "float32" or config.jit_compile:
+        context.say(f"Precision {config.precision}, XLA {'on' if config.jit_compile else 'off'}")
+    policy = keras.config.dtype_policy()
     try:
+        # Layers take the policy when they are built: set it for this run only.
+        keras.config.set_dtype_policy(config.precision)
         # Every model is built, compiled and trained inside the scope, so its variables are mirrored.
         with strategy.scope():
             stopped = _run_stages(context)
+        return _finish(context, run, started, stopped)
     finally:
+        keras.config.set_dtype_policy(policy)
         context.close()
-    return _finish(context, run, started, stopped)
+
+
+def set_determinism(enabled: bool) -> None:
+    """Same seed, same result on the CPU; off with XLA, whose GPU kernels are not all deterministic
+    (TensorFlow refuses them under determinism) and which is asked for speed, not reproducibility."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as framework_config
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        framework_config.disable_op_determinism()
 
 
 def _run_stages(context: TrainingContext) -> bool:
@@ -755,6 +784,8 @@ def _finish(context: TrainingContext, run, started: float, stopped: bool) -> dic
         "final_stage": next(reversed(context.results), None),
         "replicas": context.replicas,
         "global_batch_size": context.batch_size,
+        "precision": context.config.precision,
+        "jit_compile": context.config.jit_compile,
     }
     if run is not None:
         from tlcore.runs import write_json
