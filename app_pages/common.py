@@ -124,15 +124,21 @@ def _prediction(run_path: str, model_mtime_ns: int, content: bytes, name: str, t
     return predict.predict_sources(_model, [content], names=[name], top=top)[0]
 
 
-def prediction(run_id: str, content: bytes, name: str, top: int) -> dict:
-    """One photo's top labels, or its error, cached per model and photo: a rerun (another upload,
+def predictions(run_id: str, photos: list[tuple[bytes, str]], top: int) -> list[dict]:
+    """Each photo's top labels, or its error, cached per model and photo: a rerun (another upload,
     a toggle) predicts only the photos not seen yet.
+
+    Args:
+        run_id: the run whose model predicts.
+        photos: (content, name) of each photo.
+        top: how many labels per photo.
 
     Raises:
         ValueError: no such run. ModelLoadError: the model cannot be loaded.
     """
     loaded = predictor(run_id)
-    return _prediction(*_model_key(run_id), content, name, top, loaded)
+    key = _model_key(run_id)
+    return [_prediction(*key, content, name, top, loaded) for content, name in photos]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -50,7 +50,7 @@ with photos_tab:
 
     top = min(3, len(predictor.labels))
     with st.spinner("Predicting..."):
-        results = [common.prediction(run_id, upload.getvalue(), upload.name, top) for upload in uploads]
+        results = common.predictions(run_id, [(upload.getvalue(), upload.name) for upload in uploads], top)
     for upload, result in zip(uploads, results):
         with st.container(border=True):
             if "error" in result:

@@ -27,6 +27,15 @@ def _link(source: Path, destination: Path, start: int, count: int) -> None:
         (destination / path.name).symlink_to(path)
 
 
+def refuse(why: str):
+    """A stand-in for a function the test expects never to be called: it fails the test, saying why."""
+
+    def refused(*arguments, **keyword_arguments):
+        raise AssertionError(why)
+
+    return refused
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     """train 8 / validation 6 / test 4 real photos per class (test taken from other validation photos)."""
@@ -194,10 +203,7 @@ def test_evaluation_uses_the_data_set_training_recorded_without_scanning(trained
     run, _ = trained
     first = evaluate.evaluate(run)
 
-    def no_scan(*arguments, **keyword_arguments):
-        raise AssertionError("the data set was scanned although the run recorded it and it is unchanged")
-
-    monkeypatch.setattr(data, "scan", no_scan)
+    monkeypatch.setattr(data, "scan", refuse("the data set was scanned although the run recorded it unchanged"))
     again = evaluate.evaluate(run, refresh=True)
     assert again.confusion == first.confusion and again.accuracy == first.accuracy
     assert [item.path for item in again.mistakes] == [item.path for item in first.mistakes]
@@ -214,10 +220,7 @@ def test_cache_is_used_until_the_model_file_changes(trained, monkeypatch):
     run, _ = trained
     first = evaluate.evaluate(run)
 
-    def no_model(*arguments, **keyword_arguments):
-        raise AssertionError("the model was loaded although a cached evaluation exists")
-
-    monkeypatch.setattr(predict, "load", no_model)
+    monkeypatch.setattr(predict, "load", refuse("the model was loaded although a cached evaluation exists"))
     assert evaluate.evaluate(run) == first
     stat = run.model_path.stat()
     os.utime(run.model_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))

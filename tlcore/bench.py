@@ -7,9 +7,10 @@
 Sections (one table, one row per measurement: what, value(s), ratio, target, PASS/FAIL):
     1. Feature-extraction throughput of the backbone, in images/s:
        a. JPEG files through tlcore's own extraction function `strategies.extract_to_file` (one
-          `tf.data` pipeline decoding in parallel, the compiled forward pass, features streamed to disk batch by
-          batch), b. the limit: the same forward pass on decoded in-memory batches, c. the seed notebook's loop: `ImageDataGenerator.flow_from_directory` batches of 20,
-          one `predict` call per batch (from `tf_keras`, see requirements-bench.txt).
+          `tf.data` pipeline decoding in parallel, the compiled forward pass, features streamed to disk
+          batch by batch), b. the limit: the same forward pass on decoded in-memory batches, c. the seed
+          notebook's loop: `ImageDataGenerator.flow_from_directory` batches of 20, one `predict` call per
+          batch (from `tf_keras`, see requirements-bench.txt).
     2. The feature cache: the same feature-extraction run twice in one runs folder, cold then warm.
     3. frozen_augmented + fine_tuning with cached augmented views (K) vs end to end (0 views).
     4. The whole `all` schedule with the default preset.

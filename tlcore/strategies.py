@@ -27,8 +27,8 @@ import numpy as np
 
 from tlcore import augment, backbones, data, features
 from tlcore.callbacks import PrintProgress, RunRecorder, StopOnRequest
-from tlcore.inference import inference_function
 from tlcore.config import TrainConfig
+from tlcore.inference import inference_function
 
 # Above this many bytes of decoded training images, stream from files instead of holding them.
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
@@ -227,6 +227,12 @@ class TrainingContext:
 
         return rate * distribute.scaled(self.config, self.replicas)[1]
 
+    def compile(self, model: keras.Model, rate: float) -> None:
+        """Compiles a model to train at a configured learning rate (scaled for the replicas), with
+        the run's optimizer, its loss for the number of classes and XLA when the run asks for it."""
+        compile_model(model, self.dataset.num_classes, self.config.optimizer, self.learning_rate(rate),
+                      self.config.jit_compile)
+
     def callbacks(self, stage: str, epochs: int) -> list:
         items = []
         # Fine-tuning continues the frozen model, so its curves continue that model's epoch count;
@@ -410,7 +416,7 @@ def run_feature_extraction(context: TrainingContext) -> dict:
     preprocess = backbones.preprocessing_layer(config.backbone)
     feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
     head = build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
-    compile_model(head, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate), config.jit_compile)
+    context.compile(head, config.learning_rate)
     if context.stop_requested():
         raise StageStopped()
     # Read back from disk batch by batch: the features never have to fit in memory.
@@ -566,12 +572,12 @@ def build_staged(context: TrainingContext) -> StagedModels:
 def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate: float, seed: int):
     """Frozen + augmentation trains the head's tail on cached vectors; fine-tuning trains the top
     block and the head on cached boundary activations."""
-    config, dataset, staged = context.config, context.dataset, context.staged
+    staged = context.staged
     if stage == "fine_tuning":
         model, train_rows, validation_rows = staged.trainer, staged.train_views, staged.validation
     else:
         model, train_rows, validation_rows = staged.tail, staged.train_vectors, staged.validation_vectors
-    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(learning_rate), config.jit_compile)
+    context.compile(model, learning_rate)
     return model.fit(
         features.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views),
         validation_data=features.RowBatches(validation_rows, context.targets("validation"), EXTRACTION_BATCH_SIZE),
@@ -619,7 +625,7 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
     head = build_head(base.output.shape[1:], dataset.num_classes, config)
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = assemble(config.image_size, base, head, preprocess, augmentation)
-    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(config.learning_rate), config.jit_compile)
+    context.compile(model, config.learning_rate)
     history = _fit_end_to_end(context, model, "frozen_augmented", config.epochs)
     context.frozen_model, context.frozen_base, context.model = model, base, model
     result = _history_result(history, time.time() - started, context.stop_requested(),
@@ -629,7 +635,7 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
 
 
 def run_fine_tuning(context: TrainingContext) -> dict:
-    config, dataset = context.config, context.dataset
+    config = context.config
     if context.staged is None and context.frozen_model is None:
         raise RuntimeError("fine_tuning needs the model of frozen_augmented; run that stage first.")
     keras.utils.set_random_seed(config.seed + 1)
@@ -645,8 +651,7 @@ def run_fine_tuning(context: TrainingContext) -> dict:
         path = "cached_views"
     else:
         model = context.frozen_model
-        compile_model(model, dataset.num_classes, config.optimizer,
-                      context.learning_rate(config.fine_tuning_learning_rate), config.jit_compile)
+        context.compile(model, config.fine_tuning_learning_rate)
         history = _fit_end_to_end(context, model, "fine_tuning", config.fine_tuning_epochs)
         context.model = model
         path = "end_to_end"
@@ -662,7 +667,7 @@ def run_scratch(context: TrainingContext) -> dict:
     started = time.time()
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = build_scratch_model(config.image_size, dataset.num_classes, augmentation)
-    compile_model(model, dataset.num_classes, config.optimizer, context.learning_rate(SCRATCH_LEARNING_RATE), config.jit_compile)
+    context.compile(model, SCRATCH_LEARNING_RATE)
     history = _fit_end_to_end(context, model, "scratch", config.epochs)
     context.model = model
     return _history_result(history, time.time() - started, context.stop_requested(),
