@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages import common
 
 st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/model_training:", layout="wide")
+common.prepare_server()
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

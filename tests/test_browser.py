@@ -118,8 +118,8 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     page.goto(url)
     page.get_by_role("heading", name="Transfer Learning Studio").wait_for()
     settle(page)
-    # The backbones table is a canvas grid; its cells exist in the DOM for screen readers.
-    page.locator("[role=gridcell]", has_text=re.compile("^EfficientNet-Lite0$")).first.wait_for(state="attached")
+    lite = page.get_by_role("row").filter(has=page.get_by_role("cell", name="EfficientNet-Lite0", exact=True))
+    assert "available offline" in lite.inner_text()
     screenshot(page, "01_home")
     no_traceback(page)
 
