@@ -19,11 +19,20 @@ page = st.navigation([
     st.Page("app_pages/predict.py", title="Predict", icon=":material/label:"),
 ])
 
+
+def draw_frame(dataset_line, run_line) -> None:
+    """Writes the session's data set and run into the sidebar's two placeholders."""
+    dataset = common.current_dataset()
+    dataset_line.caption("Data set: " + (common.dataset_line(dataset) if dataset else "none chosen yet"))
+    run = common.current_run()
+    run_line.caption("Run: " + (common.text(f"{run.id} ({run.state})") if run else "none running"))
+
+
+# Drawn before the page, and again after it to show what the page just chose. After a page's
+# st.stop() Streamlit draws nothing more, so the first drawing is what stays on screen then.
+frame = (st.sidebar.empty(), st.sidebar.empty())
+draw_frame(*frame)
 try:
     page.run()
-finally:  # Also after a page's st.stop(); drawn last, so it shows what the page just chose.
-    with st.sidebar:
-        dataset = common.current_dataset()
-        st.caption("Data set: " + (common.dataset_line(dataset) if dataset else "none chosen yet"))
-        run = common.current_run()
-        st.caption("Run: " + (common.text(f"{run.id} ({run.state})") if run else "none running"))
+finally:
+    draw_frame(*frame)

@@ -132,6 +132,17 @@ def markdown_table(at: AppTest, first_column: str) -> list[dict]:
     raise AssertionError(f"no table starting with {first_column!r} in {[element.value for element in at.markdown]}")
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_shows_the_frame_even_when_it_stops_early(page, small_catsdogs):
+    # A fresh session: the Data, Train and Predict pages end in a guard clause (st.stop()).
+    at = open_page(page)
+    assert [plain(element.value) for element in at.sidebar.caption] == ["Data set: none chosen yet",
+                                                                        "Run: none running"]
+    # A data set chosen on this very run shows at once (the Data page stops nowhere after a scan).
+    at = scan(open_page("app_pages/data.py"), small_catsdogs)
+    assert plain(at.sidebar.caption[0].value).startswith(f"Data set: {small_catsdogs.name}: 2 classes")
+
+
 def test_home_lists_every_backbone_with_its_weight_status():
     at = open_page()
     table = markdown_table(at, "backbone")
