@@ -3,10 +3,11 @@
 The Streamlit server runs two full garbage collections after every script run, fragment reruns
 included: its own (`runner.postScriptGC`) and the one inside `keras.backend.clear_session()`,
 which Streamlit calls whenever Keras is imported. A full collection walks every tracked object,
-and importing TensorFlow and Keras leaves about 370,000 of them: some 0.3 s per collection on a
-laptop core, spent on every page load and on every poll of a live training's view. Those
-objects are module state that lives as long as the process, so they are moved out of the
-collector's sight once, at start-up (`gc.freeze`); everything made later is collected as before.
+and importing TensorFlow and Keras leaves about 370,000 of them: some 0.3 s per collection on
+the project's 2-core test machine, spent on every page load and on every poll of a live
+training's view. Those objects are module state that lives as long as the process, so they are
+moved out of the collector's sight once, at start-up (`gc.freeze`); everything made later is
+collected as before.
 """
 
 from __future__ import annotations
