@@ -109,26 +109,28 @@ def _predictor(run_path: str, model_mtime_ns: int):
     return predict.load(runs.Run(Path(run_path)))
 
 
+def _model_key(run_id: str) -> tuple[str, int]:
+    """(run folder, model file's mtime): what the loaded model and per-model caches are keyed by.
+
+    Raises:
+        ValueError: no such run. ModelLoadError: the run has no model file.
+    """
+    from tlcore import predict
+
+    run = runs.resolve(run_id, runs_dir())
+    try:
+        return str(run.path), run.model_path.stat().st_mtime_ns
+    except OSError:
+        raise predict.ModelLoadError(f"{run.model_path}: no model file (the run may not have finished a stage).")
+
+
 def predictor(run_id: str):
     """The run's loaded model, loaded once per run and model file (not on every rerun).
 
     Raises:
         ValueError: no such run. ModelLoadError: the model cannot be loaded.
     """
-    from tlcore import predict
-
-    run = runs.resolve(run_id, runs_dir())
-    try:
-        mtime = run.model_path.stat().st_mtime_ns
-    except OSError:
-        raise predict.ModelLoadError(f"{run.model_path}: no model file (the run may not have finished a stage).")
-    return _predictor(str(run.path), mtime)
-
-
-def _model_key(run_id: str) -> tuple[str, int]:
-    """(run folder, model file's mtime): what per-model caches are keyed by."""
-    run = runs.resolve(run_id, runs_dir())
-    return str(run.path), run.model_path.stat().st_mtime_ns
+    return _predictor(*_model_key(run_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -150,8 +152,8 @@ def predictions(run_id: str, photos: list[tuple[bytes, str]], top: int) -> list[
     Raises:
         ValueError: no such run. ModelLoadError: the model cannot be loaded.
     """
-    loaded = predictor(run_id)
-    key = _model_key(run_id)
+    key = _model_key(run_id)  # Resolved once: the model and every cached prediction are keyed by it.
+    loaded = _predictor(*key)
     return [_prediction(*key, content, name, top, loaded) for content, name in photos]
 
 
@@ -172,8 +174,8 @@ def gradcam_overlay(run_id: str, content: bytes, name: str, label: str, max_side
         ValueError: no such run, an unknown label, or a model Grad-CAM cannot explain.
         ModelLoadError, InvalidImageError.
     """
-    loaded = predictor(run_id)
-    return _gradcam(*_model_key(run_id), content, name, label, max_side, loaded)
+    key = _model_key(run_id)
+    return _gradcam(*key, content, name, label, max_side, _predictor(*key))
 
 
 # Cached pictures and facts.

@@ -19,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,10 +61,6 @@ def timed_load(page, url: str, heading: str) -> float:
     return settle(page) - started  # Until the page's script had finished, not the quiet spell after it.
 
 
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
-
-
 def page_loads(browser, url: str, watcher) -> dict[str, list[float]]:
     """Median load time of each page (s) for three kinds of visit.
 
@@ -96,9 +93,9 @@ def page_loads(browser, url: str, watcher) -> dict[str, list[float]]:
             watcher.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
             watcher.get_by_role("heading", name=heading).first.wait_for()
             clicks.append(settle(watcher) - started)
-        loads["first visit"].append(median(first_visits))
-        loads["returning visitor"].append(median(returns))
-        loads["sidebar click"].append(median(clicks))
+        loads["first visit"].append(statistics.median(first_visits))
+        loads["returning visitor"].append(statistics.median(returns))
+        loads["sidebar click"].append(statistics.median(clicks))
     returning.close()
     go_to(watcher, "Train")
     return loads
