@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from tlcore import data, runs
+from tlcore.config import TrainConfig
 
 SPLITS = ("train", "validation", "test")
 # Images decoded and predicted per step: bounds memory whatever the split's size.
@@ -259,8 +260,7 @@ def recorded_dataset(run: runs.Run) -> data.DatasetScan | None:
     data_dir = Path(config["data_dir"]).expanduser().resolve()
     if not Path(dataset.root).is_relative_to(data_dir):
         return None
-    if (dataset.validation_fraction != config.get("validation_fraction", 0.2)
-            or dataset.seed != config.get("seed", 1337)):
+    if (dataset.validation_fraction, dataset.seed) != _recorded_split(config):
         return None
     try:
         current = data.fingerprint(dataset)
@@ -269,6 +269,12 @@ def recorded_dataset(run: runs.Run) -> data.DatasetScan | None:
     if current != values.get("fingerprint"):
         return None
     return dataset
+
+
+def _recorded_split(config: dict) -> tuple[float, int]:
+    """The (validation_fraction, seed) a run's config.json records; TrainConfig's defaults where it has none."""
+    return (config.get("validation_fraction", TrainConfig.validation_fraction),
+            config.get("seed", TrainConfig.seed))
 
 
 def dataset_for(run: runs.Run, split: str | None = None) -> data.DatasetScan:
@@ -292,7 +298,7 @@ def dataset_for(run: runs.Run, split: str | None = None) -> data.DatasetScan:
         raise ValueError(f"Run {run.id}: its config.json names no data_dir; expected the training data set folder.")
     dataset = recorded_dataset(run)
     if dataset is None or (split is not None and split not in dataset.splits):
-        dataset = data.scan(config["data_dir"], config.get("validation_fraction", 0.2), config.get("seed", 1337))
+        dataset = data.scan(config["data_dir"], *_recorded_split(config))
     labels = tuple(run.labels())
     if labels and dataset.classes != labels:
         raise ValueError(f"Run {run.id}: the data set at {dataset.root} now has classes {list(dataset.classes)}, "

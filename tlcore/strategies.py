@@ -382,8 +382,9 @@ def extract_features(context: TrainingContext, base: keras.Model, preprocess) ->
     config, dataset = context.config, context.dataset
     started = time.time()
     directory = context.feature_directory()
+    fingerprint = data.fingerprint(dataset)  # Stats every file: once per call.
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
-                             data.fingerprint(dataset), extra=[config.precision])
+                             fingerprint, extra=[config.precision])
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
     extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
     forward = None  # Compiled on the first split that is not cached, reused for the next.
@@ -404,7 +405,7 @@ def extract_features(context: TrainingContext, base: keras.Model, preprocess) ->
         result[split] = features.FeatureFile(path)
     features.describe(directory, key, {
         "backbone": config.backbone, "weights": config.weights, "alpha": config.alpha, "image_size": config.image_size,
-        "data": dataset.root, "fingerprint": data.fingerprint(dataset)})
+        "data": dataset.root, "fingerprint": fingerprint})
     return result, time.time() - started, from_cache
 
 
@@ -499,8 +500,8 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
     directory = context.feature_directory()
     boundary_shape = tuple(bottom.output.shape[1:])
     vector_shape = tuple(head_first.output.shape[1:])
-    key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size,
-                             data.fingerprint(dataset),
+    fingerprint = data.fingerprint(dataset)  # Stats every file: once per call.
+    key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size, fingerprint,
                              extra=[boundary_shape, config.head, config.augmentation.to_dict(), config.augmented_views,
                                     config.seed, config.precision])
     train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
@@ -549,7 +550,7 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
         raise
     features.describe(directory, key, {"backbone": config.backbone, "image_size": config.image_size,
                                        "head": config.head, "views": config.augmented_views,
-                                       "boundary": list(boundary_shape), "fingerprint": data.fingerprint(dataset)})
+                                       "boundary": list(boundary_shape), "fingerprint": fingerprint})
     return ({name: features.FeatureFile(directory / key / f"{name}.npy") for name in counts},
             time.time() - started, False)
 
