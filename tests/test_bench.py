@@ -62,7 +62,7 @@ def test_bench_prints_every_section_with_numbers(tiny_catsdogs: Path) -> None:
 
     rows = table_rows(output)
     sections = [row[0] for row in rows]
-    assert sections == ["1a", "1b", "1c", "2", "2", "3", "3", "3", "3", "3", "4", "4", "4", "4"], output
+    assert sections == ["1a", "1b", "1c", "1d", "2", "2", "3", "3", "3", "3", "3", "4", "4", "4", "4"], output
     for section, what, value, ratio, target, result in rows:
         assert what, output
         assert NUMBER.search(value), f"no number in the value of {what!r}: {value!r}"
@@ -70,13 +70,18 @@ def test_bench_prints_every_section_with_numbers(tiny_catsdogs: Path) -> None:
         if result != "info":
             assert NUMBER.search(target), f"{what!r}: target {target!r}"
             assert NUMBER.search(ratio) or section == "4", f"{what!r}: ratio {ratio!r}"  # 4 compares with targets.
-    throughput = {row[0]: float(row[2].split()[0]) for row in rows if row[0].startswith("1")}
+    throughput = {row[0]: float(row[2].split()[0]) for row in rows if row[0] in ("1a", "1b", "1c")}
     assert all(rate > 0 for rate in throughput.values()), throughput
     assert "img/s (24 images" in rows[0][2]
-    assert "warm from cache: yes" in rows[3][2]
-    assert [row[1].split(":")[0] for row in rows[5:10]] == [
+    # CPU time per image of each method, and the a/b that CPU time allows.
+    cpu = re.fullmatch(r"a ([\d.]+) ms \(([\d.]+)\); b ([\d.]+) ms \([\d.]+\); c ([\d.]+) ms \([\d.]+\)", rows[3][2])
+    assert cpu and all(float(value) > 0 for value in cpu.groups()), rows[3]
+    ceiling = float(rows[3][3].removeprefix("a/b at most "))
+    assert 0 < ceiling <= 1, rows[3]
+    assert "warm from cache: yes" in rows[4][2]
+    assert [row[1].split(":")[0] for row in rows[6:11]] == [
         "frozen_augmented", "frozen_augmented", "fine_tuning", "fine_tuning", "both stages, whole run"]
-    schedule = rows[10]
+    schedule = rows[11]
     assert schedule[4] == "<= 600 s" and "(1 + 1 + 1 epochs; stages " in schedule[2], schedule
-    assert [row[1].split(": ")[1] for row in rows[11:]] == [
+    assert [row[1].split(": ")[1] for row in rows[12:]] == [
         f"{stage} validation accuracy" for stage in ("feature_extraction", "frozen_augmented", "fine_tuning")]

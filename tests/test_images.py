@@ -389,7 +389,7 @@ def test_exif_orientation_is_applied_the_same_way_everywhere(tmp_path, orientati
     resized = images.load_resized(path, 40)
     _rgb(resized, (40, 40))
     _assert_marker_in(resized, corner, inset=2)
-    expected = np.asarray(Image.fromarray(decoded).resize((40, 40), Image.Resampling.BILINEAR))
+    expected = np.asarray(images.stretch_to_square(Image.fromarray(decoded), 40))
     assert np.array_equal(resized, expected)
 
     # An upload of the same file (prediction) gives exactly what training reads from disk.
@@ -406,8 +406,25 @@ def test_exif_orientation_survives_the_reduced_jpeg_decode(tmp_path):
     resized = images.load_resized(path, 100)
     _rgb(resized, (100, 100))
     _assert_marker_in(resized, "top-right", inset=5)
-    full_then_resized = np.asarray(Image.fromarray(decoded).resize((100, 100), Image.Resampling.BILINEAR))
+    full_then_resized = np.asarray(images.stretch_to_square(Image.fromarray(decoded), 100))
     assert np.abs(resized.astype(int) - full_then_resized).mean() < 8
+
+
+def test_stretch_to_square_averages_areas_when_shrinking_and_is_bilinear_when_enlarging():
+    stripes = np.zeros((8, 8, 3), np.uint8)
+    stripes[:, 1::2] = 255  # One-pixel vertical stripes: a filter that skips pixels aliases them.
+    shrunk = np.asarray(images.stretch_to_square(Image.fromarray(stripes), 4))
+    assert shrunk.shape == (4, 4, 3)
+    assert np.all(np.abs(shrunk.astype(int) - 128) <= 1), "each output pixel averages one black, one white"
+
+    # Shrinking one side while enlarging the other is bilinear, as is enlarging both.
+    wide = Image.fromarray(np.repeat(stripes, 2, axis=1))  # 16 wide, 8 high
+    for image in (wide, Image.fromarray(stripes)):
+        expected = np.asarray(image.resize((12, 12), Image.Resampling.BILINEAR))
+        assert np.array_equal(np.asarray(images.stretch_to_square(image, 12)), expected)
+
+    square = Image.fromarray(stripes)
+    assert images.stretch_to_square(square, 8) is square
 
 
 # --- huge but valid photo -------------------------------------------------------------------------

@@ -21,7 +21,8 @@ import numpy as np
 
 from tlcore.runs import write_json
 
-CACHE_VERSION = 4  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too.
+CACHE_VERSION = 5  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too;
+# 5: images shrink by area averaging (images.stretch_to_square).
 
 
 def cache_key(backbone: str, weights: str, alpha: float, image_size: int, dataset_fingerprint: str,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from tlcore import images
+
 # Tolerance of the check that the hand-run chain reproduces the model's output.
 CHAIN_TOLERANCE = 1e-3
 
@@ -40,10 +42,10 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
-    """An RGB uint8 image stretched to size x size with bilinear filtering (as `images.load_resized`)."""
+    """An RGB uint8 image stretched to size x size by the resize of `images.load_resized`."""
     if image.shape[:2] == (size, size):
         return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return np.asarray(images.stretch_to_square(Image.fromarray(image), size), dtype=np.uint8)
 
 
 def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:

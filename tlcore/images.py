@@ -183,7 +183,7 @@ def load_resized(source: Source, image_size: int, *, name: str | None = None) ->
     """Decodes an image and resizes it to a square, exactly as training and prediction need it.
 
     The image is stretched to `image_size` x `image_size` (no crop), as Keras'
-    `flow_from_directory(target_size=...)` does, with bilinear filtering.
+    `flow_from_directory(target_size=...)` does, with the filter of `stretch_to_square`.
 
     Args:
         source: a path, or the bytes of an uploaded file.
@@ -201,9 +201,29 @@ def load_resized(source: Source, image_size: int, *, name: str | None = None) ->
         raise ValueError(f"image_size must be a positive integer, received {image_size!r}.")
     label = _describe(source, name)
     image = _decode_image(source, label, draft_size=image_size)
-    if image.size != (image_size, image_size):
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8).copy()
+    return np.asarray(stretch_to_square(image, image_size), dtype=np.uint8).copy()
+
+
+def stretch_to_square(image: Image.Image, size: int) -> Image.Image:
+    """Stretches an image to size x size (no crop): the one resize of training and prediction.
+
+    Shrinking in both directions averages the pixels each output pixel covers (Pillow's BOX
+    filter, area averaging: no aliasing, and about a third cheaper than the triangle filter, which
+    matters because decoding shares the cores with the model); anything else, enlarging along
+    either side, is bilinear, which does not turn small images into blocks.
+
+    Args:
+        image: an RGB image.
+        size: the side of the square output, in pixels.
+
+    Returns:
+        The image itself when it is already size x size, else a resized copy.
+    """
+    width, height = image.size
+    if (width, height) == (size, size):
+        return image
+    shrinks = width >= size and height >= size
+    return image.resize((size, size), Image.Resampling.BOX if shrinks else Image.Resampling.BILINEAR)
 
 
 def has_image_extension(path: str | os.PathLike) -> bool:
