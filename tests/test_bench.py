@@ -62,7 +62,7 @@ def test_bench_prints_every_section_with_numbers(tiny_catsdogs: Path) -> None:
 
     rows = table_rows(output)
     sections = [row[0] for row in rows]
-    assert sections == ["1a", "1b", "1c", "1d", "2", "2", "3", "3", "3", "3", "3", "4", "4", "4", "4"], output
+    assert sections == ["1a", "1b", "1c", "1d", "1e", "2", "2", "3", "3", "3", "3", "3", "4", "4", "4", "4"], output
     for section, what, value, ratio, target, result in rows:
         assert what, output
         assert NUMBER.search(value), f"no number in the value of {what!r}: {value!r}"
@@ -78,10 +78,12 @@ def test_bench_prints_every_section_with_numbers(tiny_catsdogs: Path) -> None:
     assert cpu and all(float(value) > 0 for value in cpu.groups()), rows[3]
     ceiling = float(rows[3][3].removeprefix("a/b at most "))
     assert 0 < ceiling <= 1, rows[3]
-    assert "warm from cache: yes" in rows[4][2]
-    assert [row[1].split(":")[0] for row in rows[6:11]] == [
+    # One a/b per pass (a single repeat here), and their median.
+    assert re.fullmatch(r"[\d.]+", rows[4][2]) and rows[4][3] == f"median {rows[4][2]}", rows[4]
+    assert "warm from cache: yes" in rows[5][2]
+    assert [row[1].split(":")[0] for row in rows[7:12]] == [
         "frozen_augmented", "frozen_augmented", "fine_tuning", "fine_tuning", "both stages, whole run"]
-    schedule = rows[11]
+    schedule = rows[12]
     assert schedule[4] == "<= 600 s" and "(1 + 1 + 1 epochs; stages " in schedule[2], schedule
-    assert [row[1].split(": ")[1] for row in rows[12:]] == [
+    assert [row[1].split(": ")[1] for row in rows[13:]] == [
         f"{stage} validation accuracy" for stage in ("feature_extraction", "frozen_augmented", "fine_tuning")]

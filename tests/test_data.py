@@ -417,7 +417,12 @@ def test_make_dataset_images_only(small_catsdogs):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux lowers a single thread's priority")
-def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_caller_alone(small_catsdogs, monkeypatch):
+@pytest.mark.parametrize("pipeline", [
+    lambda paths: _batches(data.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=8)),
+    lambda paths: list(data.decoded_batches(paths, 32, batch_size=8)),
+], ids=["make_dataset", "decoded_batches"])
+def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_caller_alone(small_catsdogs, monkeypatch,
+                                                                                       pipeline):
     paths = data.scan(small_catsdogs).paths("train")  # The scan decodes too, on its own threads.
     decoders = []
     load_resized = images.load_resized
@@ -429,9 +434,60 @@ def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_calle
 
     monkeypatch.setattr(images, "load_resized", recording)
     caller, before = threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    batches = _batches(data.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=8))
+    batches = pipeline(paths)
 
     assert sum(len(batch) for batch in batches) == len(paths) == len(decoders)
     assert all(priority == 19 for _, priority in decoders)  # Decoders yield the cores to the model ...
     assert caller not in {thread for thread, _ in decoders}
     assert os.getpriority(os.PRIO_PROCESS, caller) == before  # ... and the caller keeps its priority.
+
+
+# --- decoded_batches: the extraction passes' decoder ------------------------------------------
+
+
+def test_decoded_batches_are_the_decoders_pixels_in_order(small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("train")  # 24 photos: batches of 10, 10, 4.
+    batches = list(data.decoded_batches(paths, 40, batch_size=10, ahead=2, workers=3))
+    assert [batch.shape for batch in batches] == [(10, 40, 40, 3), (10, 40, 40, 3), (4, 40, 40, 3)]
+    assert all(batch.dtype == np.uint8 for batch in batches)
+    assert np.array_equal(np.concatenate(batches), data.load_images(paths, 40))
+
+
+def test_decoded_batches_name_a_damaged_file_after_yielding_the_batches_before_it(tmp_path, small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("train")[:12]
+    damaged = tmp_path / "damaged.jpg"
+    photo = Path(paths[0]).read_bytes()
+    damaged.write_bytes(photo[:len(photo) // 2])  # A photo cut short, as by an interrupted copy.
+    paths = paths[:9] + [str(damaged)] + paths[9:]
+    received = []
+    with pytest.raises(images.InvalidImageError) as raised:
+        for batch in data.decoded_batches(paths, 32, batch_size=3):
+            received.append(batch)
+    assert raised.value.path == str(damaged)
+    assert "truncated" in raised.value.reason
+    assert len(received) == 3 and np.array_equal(np.concatenate(received), data.load_images(paths[:9], 32))
+
+
+def test_decoded_batches_closed_early_stop_decoding(small_catsdogs, monkeypatch):
+    paths = data.scan(small_catsdogs).paths("train")  # 24 photos, 12 batches of 2.
+    decoded = []
+    load_resized = images.load_resized
+
+    def recording(path, image_size):
+        decoded.append(path)
+        return load_resized(path, image_size)
+
+    monkeypatch.setattr(images, "load_resized", recording)
+    batches = data.decoded_batches(paths, 32, batch_size=2, ahead=2)
+    first = next(batches)
+    batches.close()  # As extract_to_file does after a stop request.
+    settled = len(decoded)
+    assert first.shape == (2, 32, 32, 3)
+    assert settled <= 2 * 3  # The batch used and the two ahead of it, never the rest.
+    assert len(decoded) == settled  # Nothing runs on after the close.
+
+
+@pytest.mark.parametrize("arguments", [{"batch_size": 0}, {"batch_size": 2, "ahead": 0}, {"batch_size": 1.5}])
+def test_decoded_batches_refuse_bad_sizes(arguments):
+    with pytest.raises(ValueError, match="must be a positive integer"):
+        next(data.decoded_batches(["unused.jpg"], 32, **arguments))

@@ -155,6 +155,16 @@ def test_same_seed_same_metrics(tiny_data, tmp_path):
     assert losses(first) != losses(other)
 
 
+def test_views_streamed_from_the_files_train_exactly_as_views_decoded_into_memory(tiny_data, tmp_path, monkeypatch):
+    """Beyond the in-memory limit the views are decoded batch by batch from the files: same pixels, same run."""
+    in_memory = train_run(tiny_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=2), tmp_path / "memory")
+    monkeypatch.setattr(strategies, "IN_MEMORY_LIMIT_BYTES", 0)
+    streamed = train_run(tiny_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=2), tmp_path / "streamed")
+    metrics = lambda run: [(record["stage"], record["loss"], record["val_loss"]) for record in run.metrics()]  # noqa: E731
+    assert len(metrics(streamed)) == 4
+    assert metrics(streamed) == metrics(in_memory)
+
+
 def test_feature_cache_is_reused_by_a_second_run(tiny_data, tmp_path):
     first = train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path)
     second = train_run(tiny_config(tiny_data, strategy="feature_extraction", learning_rate=1e-3, dense_units=32), tmp_path)

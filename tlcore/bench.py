@@ -6,12 +6,13 @@
 
 Sections (one table, one row per measurement: what, value(s), ratio, target, PASS/FAIL):
     1. Feature-extraction throughput of the backbone, in images/s:
-       a. JPEG files through tlcore's own extraction function `strategies.extract_to_file` (one
-          `tf.data` pipeline decoding in parallel, the compiled forward pass, features streamed to disk
+       a. JPEG files through tlcore's own extraction function `strategies.extract_to_file` (the
+          decoders filling batches ahead in parallel, the compiled forward pass, features streamed to disk
           batch by batch), b. the limit: the same forward pass on decoded in-memory batches, c. the seed
           notebook's loop: `ImageDataGenerator.flow_from_directory` batches of 20, one `predict` call per
           batch (from `tf_keras`, see requirements-bench.txt). d. The CPU time per image of each
-          (all threads of the process) and the a/b it allows with every core busy.
+          (all threads of the process) and the a/b it allows with every core busy. e. The a/b of each
+          pass and their median (a and b run one after the other in each pass).
     2. The feature cache: the same feature-extraction run twice in one runs folder, cold then warm.
     3. frozen_augmented + fine_tuning with cached augmented views (K) vs end to end (0 views).
     4. The whole `all` schedule with the default preset.
@@ -28,6 +29,7 @@ import gc
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -205,7 +207,9 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
     best = {key: float("inf") for key in methods}
     best_cpu = {}  # CPU seconds (all threads of this process) of each method's best pass.
     counts = {}
+    pass_ratios = []  # a/b of each repeat: a and b side by side, minutes apart at most.
     for repeat in range(arguments.repeats):  # Interleaved, so a busy spell hits every method alike.
+        this_pass = {}
         for key, method in methods.items():
             started, started_cpu = time.perf_counter(), time.process_time()
             counts[key] = method()
@@ -214,6 +218,8 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
                 best[key], best_cpu[key] = seconds, cpu_seconds
             say(f"section 1, repeat {repeat + 1}/{arguments.repeats}: {key} {counts[key] / seconds:.1f} images/s, "
                 f"{cpu_seconds / seconds:.2f} cores busy")
+            this_pass[key] = seconds
+        pass_ratios.append(this_pass["b"] / this_pass["a"])  # Same images: the rate ratio is the time ratio.
     rate = {key: counts[key] / best[key] for key in methods}
     cpu_per_image = {key: best_cpu[key] / counts[key] for key in methods}
     detail = f"best of {arguments.repeats}"
@@ -235,6 +241,10 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
         Row("1d", f"CPU time per image, all threads (cores busy of {cores}), in the passes above",
             "; ".join(f"{key} {cpu_per_image[key] * 1000:.1f} ms ({best_cpu[key] / best[key]:.2f})" for key in methods),
             f"a/b at most {ceiling:.2f}"),
+        # On a shared machine the speed of the cores drifts from minute to minute; the ratio of each
+        # pass (a, then b right after it) and their median show how much the best-of ratio owes to it.
+        Row("1e", "a/b of each pass (a and b one after the other), in order",
+            " ".join(f"{ratio:.2f}" for ratio in pass_ratios), f"median {statistics.median(pass_ratios):.2f}"),
     ]
 
 

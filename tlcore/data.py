@@ -8,8 +8,10 @@ A single wrapper folder around either layout (as zip archives often have) is loo
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -17,7 +19,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -484,6 +486,75 @@ def load_images(paths: Sequence[str], image_size: int, workers: int | None = Non
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(load, range(len(paths))))
     return output
+
+
+def decoded_batches(
+    paths: Sequence[str],
+    image_size: int,
+    batch_size: int,
+    ahead: int = PREFETCH_BATCHES,
+    workers: int | None = None,
+) -> Iterator[np.ndarray]:
+    """uint8 batches (n, size, size, 3) of images decoded by the one decoder, in order, ahead of use.
+
+    For passes that only need the pixels, in order (feature extraction, cached views): a thread
+    pool of its own decodes each batch in one slice per worker, straight into the batch's array,
+    `ahead` batches before they are asked for. Per image that is a few microseconds of
+    bookkeeping where a `tf.data` map (`make_dataset`) spends about 0.6 ms (a Python call per
+    image through `tf.numpy_function`, a float32 copy and the batching), CPU time the model would
+    otherwise have on a small machine (`python -m tlcore.bench`, section 1). The decoder threads
+    run at the lowest priority, as `make_dataset`'s do.
+
+    Args:
+        paths: image files.
+        image_size: side of the square images.
+        batch_size: images per batch (the last batch may be smaller).
+        ahead: batches decoded ahead of the one being used (at least 1).
+        workers: decoder threads (default: one per core).
+
+    Yields:
+        uint8 arrays of shape (n, image_size, image_size, 3), n = batch_size but for the last one.
+
+    Raises:
+        images.InvalidImageError: a file cannot be decoded (raised with the batch that holds it;
+            the batches before it have been yielded).
+        ValueError: batch_size or ahead is not a positive integer.
+    """
+    for name, value in (("batch_size", batch_size), ("ahead", ahead)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, received {value!r}.")
+    paths = [str(path) for path in paths]
+    workers = workers or os.cpu_count() or 1
+    starts = iter(range(0, len(paths), batch_size))
+    pending: collections.deque = collections.deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlcore-decoder",
+                              initializer=_lower_decoder_thread)
+
+    def decode_slice(output: np.ndarray, batch_paths: list[str], begin: int, end: int) -> None:
+        for index in range(begin, end):
+            output[index] = images.load_resized(batch_paths[index], image_size)
+
+    def submit(start: int) -> None:
+        batch_paths = paths[start:start + batch_size]
+        output = np.empty((len(batch_paths), image_size, image_size, 3), dtype=np.uint8)
+        bounds = np.linspace(0, len(batch_paths), min(workers, len(batch_paths)) + 1).astype(int)
+        pending.append((output, [pool.submit(decode_slice, output, batch_paths, begin, end)
+                                 for begin, end in zip(bounds[:-1], bounds[1:])]))
+
+    try:
+        for start in itertools.islice(starts, ahead):
+            submit(start)
+        while pending:
+            output, futures = pending.popleft()
+            for future in futures:
+                future.result()
+            following = next(starts, None)
+            if following is not None:
+                submit(following)  # Before yielding: the decoders work while the caller uses this batch.
+            yield output
+    finally:
+        # A caller that stops early (a stop request, an error) does not wait for batches it will not use.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:

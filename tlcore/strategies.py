@@ -268,7 +268,7 @@ class TrainingContext:
             self.temporary_directory = None
 
     def image_batches(self, split: str):
-        """float32 image batches of a split, in order: from memory, or tensors streamed from the files.
+        """float32 image batches of a split, in order: from memory, or decoded from the files as they go.
 
         Args:
             split: "train" or "validation".
@@ -280,9 +280,8 @@ class TrainingContext:
             for start in range(0, len(decoded), EXTRACTION_BATCH_SIZE):
                 yield decoded[start:start + EXTRACTION_BATCH_SIZE].astype("float32")
             return
-        # Tensors straight from tf.data: no round trip through numpy.
-        yield from data.make_dataset(self.dataset.paths(split), None, self.dataset.num_classes,
-                                     self.config.image_size, EXTRACTION_BATCH_SIZE)
+        for batch in data.decoded_batches(self.dataset.paths(split), self.config.image_size, EXTRACTION_BATCH_SIZE):
+            yield batch.astype("float32")
 
     def say(self, message: str) -> None:
         if self.stream is not None:
@@ -349,9 +348,9 @@ def build_frozen_base(config: TrainConfig) -> keras.Model:
 def extract_to_file(context: TrainingContext, forward, paths: list[str], writer: features.FeatureWriter) -> None:
     """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter.
 
-    One `tf.data` pipeline decodes in parallel with the forward passes (prefetching), and each
-    batch's outputs go straight to disk: memory holds a few batches, however many images there
-    are. A stop request ends it after the current batch; partial features are never cached.
+    The decoders fill the next batches in parallel with the forward passes (`data.decoded_batches`),
+    and each batch's outputs go straight to disk: memory holds a few batches, however many images
+    there are. A stop request ends it after the current batch; partial features are never cached.
 
     Args:
         context: the run's context (config, data set, stop requests).
@@ -360,10 +359,9 @@ def extract_to_file(context: TrainingContext, forward, paths: list[str], writer:
         paths: the image files, in the order the rows are written.
         writer: receives one row per image; closed when all are written, discarded otherwise.
     """
-    config = context.config
-    pipeline = data.make_dataset(paths, None, context.dataset.num_classes, config.image_size, EXTRACTION_BATCH_SIZE)
+    batches = data.decoded_batches(paths, context.config.image_size, EXTRACTION_BATCH_SIZE)
     try:
-        for batch in pipeline:
+        for batch in batches:
             writer.write(forward(batch))
             if context.stop_requested():
                 raise StageStopped()
@@ -371,6 +369,8 @@ def extract_to_file(context: TrainingContext, forward, paths: list[str], writer:
     except BaseException:
         writer.discard()
         raise
+    finally:
+        batches.close()  # Stops the decoders at once when the loop ended early.
 
 
 def extract_features(context: TrainingContext, base: keras.Model, preprocess) -> tuple[dict, float, bool]:
