@@ -126,3 +126,22 @@ def test_augmentation_config_round_trips_and_refuses_unknown_keys():
     assert AugmentationConfig.from_dict(settings.to_dict()) == settings
     with pytest.raises(ValueError, match="rotation"):
         AugmentationConfig.from_dict({"rotation": 10})
+
+
+def test_augmentation_compiled_with_the_model_gives_the_eager_outputs_bit_for_bit(image):
+    """Cached views run the augmentation inside the model's graph: the same views as called eagerly."""
+    import keras
+
+    from tlcore.inference import augmented_inference_function, inference_function
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((64, 64, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, strides=2)(inputs / 255.0))
+    settings = AugmentationConfig(brightness=0.2, contrast=0.2)  # Every layer: flip, rotation, shift, zoom, ...
+    batch = np.stack([image, image[::-1], image[:, ::-1], image.transpose(1, 0, 2)]).astype("float32")
+    eager_layers, compiled_layers = (augment.build_layers(settings, seed=41) for _ in range(2))
+    forward, compiled = inference_function(model), augmented_inference_function(model, compiled_layers)
+    for _ in range(2):  # The second call draws new transforms, alike in both.
+        eager = forward(eager_layers(batch, training=True))
+        assert np.array_equal(compiled(batch), eager)
+    assert not np.array_equal(eager, forward(batch))  # The augmentation did something.

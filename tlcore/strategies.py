@@ -28,7 +28,7 @@ import numpy as np
 from tlcore import augment, backbones, data, features
 from tlcore.callbacks import PrintProgress, RunRecorder, StopOnRequest
 from tlcore.config import TrainConfig
-from tlcore.inference import inference_function
+from tlcore.inference import augmented_inference_function, inference_function
 
 # Above this many bytes of decoded training images, stream from files instead of holding them.
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
@@ -512,8 +512,8 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
         return cached, time.time() - started, True
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    to_boundary = inference_function(keras.Model(inputs, bottom(preprocess(inputs), training=False)),
-                                     jit_compile=config.jit_compile)
+    bottom_model = keras.Model(inputs, bottom(preprocess(inputs), training=False))
+    to_boundary = inference_function(bottom_model, jit_compile=config.jit_compile)
     boundary = keras.Input(shape=boundary_shape, name="boundary")
     to_vector = inference_function(keras.Model(boundary, head_first(top(boundary, training=False))),
                                    jit_compile=config.jit_compile)
@@ -523,7 +523,7 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
     try:
         passes = [(view, "train") for view in range(config.augmented_views)] + [(None, "validation")]
         for view, split in passes:
-            augmentation = None
+            augmented_boundary = None
             if view is not None:
                 context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
                 if context.run is not None:
@@ -532,12 +532,10 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
                                               "time": time.time()})
                 # Each view has its own seed, so the K views differ and a rerun draws the same ones.
                 augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
+                augmented_boundary = _augmented_forward(bottom_model, to_boundary, augmentation, config.jit_compile)
             prefix = "train_" if split == "train" else "validation_"
             for batch in context.image_batches(split):
-                if augmentation is not None:
-                    # Called directly: inside `predict` Keras would switch the augmentation off.
-                    batch = augmentation(batch, training=True)
-                activations = to_boundary(batch)
+                activations = (augmented_boundary or to_boundary)(batch)
                 writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
                 writers[prefix + "vectors"].write(to_vector(activations))
                 if context.stop_requested():
@@ -553,6 +551,18 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
                                        "boundary": list(boundary_shape), "fingerprint": fingerprint})
     return ({name: features.FeatureFile(directory / key / f"{name}.npy") for name in counts},
             time.time() - started, False)
+
+
+def _augmented_forward(model: keras.Model, forward, augmentation, jit_compile: bool):
+    """`forward(augmentation(x))` with the augmentation in training mode, as one graph when possible.
+
+    Under XLA the augmentation (which XLA cannot compile) runs eagerly before the compiled forward
+    pass; otherwise both run in one `tf.function`, with the same outputs (`inference.augmented_inference_function`).
+    Either way the layers are called directly: inside `predict` Keras would switch them off.
+    """
+    if jit_compile:
+        return lambda batch: forward(augmentation(batch, training=True))
+    return augmented_inference_function(model, augmentation)
 
 
 def build_staged(context: TrainingContext) -> StagedModels:
