@@ -499,10 +499,10 @@ def decoded_batches(
 
     For passes that only need the pixels, in order (feature extraction, cached views): a thread
     pool of its own decodes each batch in one slice per worker, straight into the batch's array,
-    `ahead` batches before they are asked for. Per image that is a few microseconds of
-    bookkeeping where a `tf.data` map (`make_dataset`) spends about 0.6 ms (a Python call per
-    image through `tf.numpy_function`, a float32 copy and the batching), CPU time the model would
-    otherwise have on a small machine (`python -m tlcore.bench`, section 1). The decoder threads
+    `ahead` batches before they are asked for. Decoding alone, that spent 0.35 to 0.6 ms less CPU
+    per image than a `tf.data` map (`make_dataset`: a Python call per image through
+    `tf.numpy_function`, a float32 copy and the batching) in probes on two cores: CPU time the
+    model has instead (`python -m tlcore.bench`, section 1). The decoder threads
     run at the lowest priority, as `make_dataset`'s do.
 
     Args:
