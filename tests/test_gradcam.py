@@ -13,11 +13,12 @@ from tlcore.config import AugmentationConfig, TrainConfig
 SQUARES = {0: (slice(4, 24), slice(4, 24)), 1: (slice(4, 20), slice(42, 58)), 2: (slice(42, 58), slice(22, 38))}
 
 
-def colour_detector() -> keras.Model:
+def colour_detector(confidence: float = 0.05) -> keras.Model:
     """A 3-class model whose evidence is known: class c = how much of the image is pure colour c.
 
     A 1x1 convolution turns each pixel into (red, green, blue) "purity" (the channel minus the other
-    two, through a ReLU: 0 on grey), pooled over the image, then a softmax over the three.
+    two, through a ReLU: 0 on grey), pooled over the image, then a softmax over the three, whose
+    logits are `confidence` times the purities (large: probabilities of exactly 0 and 1).
     """
     inputs = keras.Input(shape=(32, 32, 3), name="image")
     conv = keras.layers.Conv2D(3, 1, activation="relu", name="conv")
@@ -26,8 +27,25 @@ def colour_detector() -> keras.Model:
     dense = keras.layers.Dense(3, activation="softmax", name="output")
     outputs = dense(x)
     conv.set_weights([(2 * np.eye(3) - 1).reshape(1, 1, 3, 3).astype("float32"), np.zeros(3, "float32")])
-    dense.set_weights([0.05 * np.eye(3, dtype="float32"), np.zeros(3, "float32")])
+    dense.set_weights([confidence * np.eye(3, dtype="float32"), np.zeros(3, "float32")])
     return keras.Model(inputs, outputs, name="colour_detector")
+
+
+def red_or_green_detector(confidence: float) -> keras.Model:
+    """Two classes as tlcore builds them: a convolution, then a nested head ending in one sigmoid unit.
+
+    The head's logit is `confidence` times (green purity - red purity): class 1 is "green", class 0 "red".
+    """
+    inputs = keras.Input(shape=(32, 32, 3), name="image")
+    conv = keras.layers.Conv2D(3, 1, activation="relu", name="conv")
+    head_inputs = keras.Input(shape=(32, 32, 3), name="features")
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(head_inputs)
+    dense = keras.layers.Dense(1, activation="sigmoid", name="output")
+    head = keras.Model(head_inputs, dense(pooled), name="head")
+    model = keras.Model(inputs, head(conv(inputs)), name="red_or_green")
+    conv.set_weights([(2 * np.eye(3) - 1).reshape(1, 1, 3, 3).astype("float32"), np.zeros(3, "float32")])
+    dense.set_weights([confidence * np.array([[-1.0], [1.0], [0.0]], "float32"), np.zeros(1, "float32")])
+    return model
 
 
 def squares_image() -> np.ndarray:
@@ -53,6 +71,41 @@ def test_heatmap_highlights_the_object_of_the_explained_class():
     # Each class points at its own square, so the maps differ; no class index explains the top class (red).
     assert np.abs(heatmaps[0] - heatmaps[1]).mean() > 0.1
     np.testing.assert_allclose(gradcam.gradcam(model, image), heatmaps[0])
+
+
+def inside_square(index: int) -> np.ndarray:
+    inside = np.zeros((64, 64), dtype=bool)
+    inside[SQUARES[index]] = True
+    return inside
+
+
+def test_a_saturated_softmax_is_explained_by_its_logits():
+    # Probabilities of exactly 1 and 0 have no gradient; the logits still say where the evidence is.
+    image = squares_image()
+    confident = colour_detector(confidence=500.0)
+    batch = gradcam.resize_image(image, 32)[np.newaxis].astype("float32")
+    probabilities = keras.ops.convert_to_numpy(confident(batch))[0]
+    assert probabilities[0] == 1.0 and probabilities[1] == 0.0 and probabilities[2] == 0.0  # Saturated.
+    for index in range(3):
+        calm = gradcam.gradcam(colour_detector(), image, class_index=index)
+        heatmap = gradcam.gradcam(confident, image, class_index=index)
+        assert heatmap[inside_square(index)].mean() > 0.5 and heatmap[~inside_square(index)].mean() < 0.2
+        np.testing.assert_allclose(heatmap, calm, atol=1e-5)  # The logits' gradients scale; the map does not.
+
+
+@pytest.mark.parametrize("confidence", [0.05, 1000.0])
+def test_one_sigmoid_unit_in_a_nested_head_explains_both_classes(confidence):
+    model, image = red_or_green_detector(confidence), squares_image()
+    batch = gradcam.resize_image(image, 32)[np.newaxis].astype("float32")
+    probability = float(keras.ops.convert_to_numpy(model(batch))[0, 0])
+    assert probability < 0.5 and (confidence < 1 or probability == 0.0)  # More red than green; saturated at 1000.
+    _, _, probabilities, chosen = gradcam.feature_map_and_gradients(model, batch)
+    np.testing.assert_allclose(probabilities, [1.0 - probability, probability], atol=1e-6)
+    assert chosen == 0
+    red, green = (gradcam.gradcam(model, image, class_index=index) for index in (0, 1))
+    assert red[inside_square(0)].mean() > 0.5 and red[~inside_square(0)].mean() < 0.2
+    assert green[inside_square(1)].mean() > 0.5 and green[~inside_square(1)].mean() < 0.2
+    np.testing.assert_allclose(gradcam.gradcam(model, image), red)
 
 
 def test_heatmap_from_weights_channels_by_their_mean_gradient():

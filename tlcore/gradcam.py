@@ -5,6 +5,11 @@ after Selvaraju et al., 2017, https://arxiv.org/abs/1610.02391): the gradient of
 with respect to the last convolutional feature map, averaged over space, weights that map's
 channels; the weighted sum, through a ReLU and divided by its maximum, is the heatmap.
 
+The class score is taken before the output's softmax or sigmoid, as in the paper: the logit of the
+class (for one sigmoid unit, z for the second class and -z for the first). A confident prediction
+saturates the probability at exactly 0 or 1 in float32, and its gradient with it: differentiating
+the probability left a well-trained model's heatmap empty for most photos.
+
 tlcore's models are a chain `image -> [augmentation] -> preprocess -> base -> head` (the base a
 nested Keras model), or the flat scratch CNN (`... -> conv1 .. conv4 -> ... -> output`). The chain
 is run by hand under `tf.GradientTape`, skipping the augmentation (inference), so the feature map
@@ -112,6 +117,57 @@ def _class_scores(outputs):
     return outputs
 
 
+def _output_activation(layer) -> str | None:
+    """"sigmoid" or "softmax" when the layer is a Dense output with that activation, else None."""
+    import keras
+
+    if not isinstance(layer, keras.layers.Dense):
+        return None
+    name = getattr(layer.activation, "__name__", None)
+    return name if name in ("sigmoid", "softmax") else None
+
+
+def _split_output(layer):
+    """(what runs before the output Dense, that Dense, its activation) for the chain's last layer, or None.
+
+    The last layer is either the Dense output itself (the scratch CNN), or the head, a nested model
+    that ends in it (the transfer models): then the part of the head before the Dense is a model
+    of its own. None for any other last layer.
+    """
+    import keras
+
+    activation = _output_activation(layer)
+    if activation is not None:
+        return None, layer, activation
+    if isinstance(layer, keras.Model) and layer.layers:
+        output = layer.layers[-1]
+        activation = _output_activation(output)
+        if activation is not None and output.output is layer.output:
+            body = keras.Model(layer.inputs, output.input, name=f"{layer.name}_before_output")
+            return body, output, activation
+    return None
+
+
+def _logits(layer, values):
+    """The Dense output layer's scores before its activation, in float32."""
+    import tensorflow as tf
+
+    values = tf.cast(values, layer.compute_dtype)
+    logits = tf.matmul(values, tf.cast(layer.kernel, layer.compute_dtype))
+    if layer.use_bias:
+        logits = logits + tf.cast(layer.bias, layer.compute_dtype)
+    return tf.cast(logits, tf.float32)
+
+
+def _class_logits(logits, activation: str):
+    """(batch, num_classes) scores before the activation: one sigmoid unit's z is -z and z for two classes."""
+    import tensorflow as tf
+
+    if activation == "sigmoid":
+        return tf.concat([-logits, logits], axis=-1)
+    return logits
+
+
 class Explainer:
     """Grad-CAM for one model: the chain found and its gradient step compiled once.
 
@@ -137,6 +193,10 @@ class Explainer:
             self.base_model = _base_with_feature_map(target, inner_name)
         outputs = int(model.output_shape[-1])
         self.num_classes = 2 if outputs == 1 else outputs
+        # tlcore's classifiers end in a Dense sigmoid or softmax (alone or as the head's last layer):
+        # explain its logits. Any other last layer is explained through its probabilities, whose
+        # gradients vanish when they saturate.
+        self.output = _split_output(self.layers[-1])
         self.not_a_chain = ValueError(f"The model {model.name!r} is not a chain of layers Grad-CAM can run by "
                                       "hand: its prediction differs from its layers applied in order.")
         signature = [tf.TensorSpec((1, *model.input_shape[1:]), tf.float32), tf.TensorSpec((), tf.int32)]
@@ -149,11 +209,17 @@ class Explainer:
         with tf.GradientTape() as tape:
             # Watching the input records every operation, frozen (non-trainable) layers included.
             tape.watch(inputs)
-            values = inputs
+            values, logits, last = inputs, None, len(self.layers) - 1
             try:
                 for index, layer in enumerate(self.layers):
                     if index == self.position and self.base_model is not None:
                         features, values = self.base_model(values, training=False)
+                    elif index == last and self.output is not None:
+                        body, dense, _ = self.output
+                        if body is not None:
+                            values = body(values, training=False)
+                        logits = _logits(dense, values)
+                        values = dense.activation(logits)
                     else:
                         values = layer(values, training=False)
                         if index == self.position:
@@ -163,8 +229,10 @@ class Explainer:
             if values.shape.rank != 2:
                 raise self.not_a_chain
             scores = _class_scores(tf.cast(values, tf.float32))
-            chosen = tf.where(class_index < 0, tf.cast(tf.argmax(scores[0]), tf.int32), class_index)
-            score = scores[:, chosen]
+            explained = scores if logits is None else _class_logits(logits, self.output[2])
+            # The top class by its logit: saturated probabilities can tie where the logits do not.
+            chosen = tf.where(class_index < 0, tf.cast(tf.argmax(explained[0]), tf.int32), class_index)
+            score = explained[:, chosen]
         expected = _class_scores(tf.cast(self.model(inputs, training=False), tf.float32))
         gradients = tape.gradient(score, features)
         return features[0], gradients[0], scores[0], expected[0], chosen
