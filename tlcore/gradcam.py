@@ -128,11 +128,11 @@ def _output_activation(layer) -> str | None:
 
 
 def _split_output(layer):
-    """(what runs before the output Dense, that Dense, its activation) for the chain's last layer, or None.
+    """(what runs before the output Dense, that Dense, its activation) for the chain's last layer.
 
-    The last layer is either the Dense output itself (the scratch CNN), or the head, a nested model
-    that ends in it (the transfer models): then the part of the head before the Dense is a model
-    of its own. None for any other last layer.
+    The last layer is either the Dense output itself (the scratch CNN; nothing runs before it), or
+    the head, a nested model that ends in it (the transfer models): then the part of the head before
+    the Dense is a model of its own. (None, None, None) for any other last layer.
     """
     import keras
 
@@ -145,7 +145,7 @@ def _split_output(layer):
         if activation is not None and output.output is layer.output:
             body = keras.Model(layer.inputs, output.input, name=f"{layer.name}_before_output")
             return body, output, activation
-    return None
+    return None, None, None
 
 
 def _logits(layer, values):
@@ -196,7 +196,8 @@ class Explainer:
         # tlcore's classifiers end in a Dense sigmoid or softmax (alone or as the head's last layer):
         # explain its logits. Any other last layer is explained through its probabilities, whose
         # gradients vanish when they saturate.
-        self.output = _split_output(self.layers[-1])
+        # (the head before its output Dense or None, that Dense, its activation), or all None.
+        self.before_output, self.output_dense, self.output_activation = _split_output(self.layers[-1])
         self.not_a_chain = ValueError(f"The model {model.name!r} is not a chain of layers Grad-CAM can run by "
                                       "hand: its prediction differs from its layers applied in order.")
         signature = [tf.TensorSpec((1, *model.input_shape[1:]), tf.float32), tf.TensorSpec((), tf.int32)]
@@ -214,12 +215,11 @@ class Explainer:
                 for index, layer in enumerate(self.layers):
                     if index == self.position and self.base_model is not None:
                         features, values = self.base_model(values, training=False)
-                    elif index == last and self.output is not None:
-                        body, dense, _ = self.output
-                        if body is not None:
-                            values = body(values, training=False)
-                        logits = _logits(dense, values)
-                        values = dense.activation(logits)
+                    elif index == last and self.output_dense is not None:
+                        if self.before_output is not None:
+                            values = self.before_output(values, training=False)
+                        logits = _logits(self.output_dense, values)
+                        values = self.output_dense.activation(logits)
                     else:
                         values = layer(values, training=False)
                         if index == self.position:
@@ -229,7 +229,7 @@ class Explainer:
             if values.shape.rank != 2:
                 raise self.not_a_chain
             scores = _class_scores(tf.cast(values, tf.float32))
-            explained = scores if logits is None else _class_logits(logits, self.output[2])
+            explained = scores if logits is None else _class_logits(logits, self.output_activation)
             # The top class by its logit: saturated probabilities can tie where the logits do not.
             chosen = tf.where(class_index < 0, tf.cast(tf.argmax(explained[0]), tf.int32), class_index)
             score = explained[:, chosen]
