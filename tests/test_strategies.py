@@ -205,6 +205,35 @@ def test_stop_request_ends_training_after_the_current_batch(tiny_data, tmp_path)
     assert len(history.history["loss"]) == 1
 
 
+def test_stop_request_during_validation_ends_training_with_that_epoch(tiny_data, tmp_path):
+    """A stop that arrives after an epoch's last batch (while it validates) must not start another epoch.
+
+    The worker test caught this: a stop written during validation let the next epoch train a batch
+    and record a second, partial epoch.
+    """
+    from tlcore.callbacks import StopOnRequest
+
+    run = runs.create(tiny_config(tiny_data), tmp_path)
+    batches = []
+
+    class RequestDuringFirstValidation(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+
+        def on_test_begin(self, logs=None):
+            if not run.stop_requested():
+                run.request_stop()
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    inputs = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    history = model.fit(inputs, inputs[:, :1], batch_size=16, epochs=3, verbose=0,
+                        validation_data=(inputs[:8], inputs[:8, :1]),
+                        callbacks=[RequestDuringFirstValidation(), StopOnRequest(run)])
+    assert batches == [0, 1, 2, 3]  # The first epoch trained whole, no batch of a second one.
+    assert len(history.history["val_loss"]) == 1  # And its validation was not cut short.
+
+
 def test_runs_cannot_escape_the_runs_folder(tiny_data, tmp_path):
     run = train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path / "runs")
     assert runs.resolve(run.id, tmp_path / "runs").path == run.path.resolve()

@@ -74,7 +74,12 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 class StopOnRequest(keras.callbacks.Callback):
-    """Ends training after the current batch once the run has been asked to stop."""
+    """Ends training after the current batch once the run has been asked to stop.
+
+    A request that arrives after an epoch's last batch, while that epoch validates, ends training
+    with that epoch: it is checked again at the epoch's end, so no batch of another epoch trains.
+    Validation itself is never cut short, so every recorded epoch has whole validation metrics.
+    """
 
     def __init__(self, run):
         super().__init__()
@@ -85,6 +90,11 @@ class StopOnRequest(keras.callbacks.Callback):
         if self.run.stop_requested():
             self.model.stop_training = True
             self.stopped = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras checks `stop_training` right after the epoch-end callbacks, so the recorder
+        # (earlier in the list) still writes this epoch's metrics.
+        self.on_train_batch_end(None)
 
     def on_predict_batch_end(self, batch, logs=None):
         # Feature extraction is a `predict` pass: stop it too.
