@@ -21,7 +21,7 @@ current = st.session_state.get("run_id")
 run_id = st.selectbox(
     "Run", ids, index=ids.index(current) if current in ids else 0, key="predict_run",
     format_func=lambda key: f"{key} ({rows[key]['state']}, best validation accuracy "
-                            f"{rows[key]['best_val_accuracy'] or 0:.0%})",
+                            f"{rows[key]['best_val_accuracy'] or 0:.1%})",  # As on the other pages.
 )
 try:
     predictor = common.predictor(run_id)

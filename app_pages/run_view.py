@@ -34,7 +34,8 @@ def show(run: runs.Run) -> None:
             f"{result.get('best_val_accuracy') or 0:.1%} after {result.get('epochs', 0)} epochs, "
             f"{monitor.format_seconds(result.get('seconds') or 0)}"
             for stage, result in results.items()))
-    st.altair_chart(charts.history(run.metrics()), width="stretch")
+    for chart in charts.history(run.metrics()):
+        st.altair_chart(chart, width="stretch")
 
 
 @st.fragment(run_every=2)

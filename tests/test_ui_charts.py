@@ -1,4 +1,5 @@
-"""The UI-free helpers behind the evaluation view, the learning-rate finder and the Predict page's exports."""
+"""The UI-free helpers behind the training curves, the evaluation view, the learning-rate finder and the
+Predict page's exports."""
 
 from __future__ import annotations
 
@@ -99,3 +100,24 @@ def test_archive_bundles_each_export_with_its_labels(tmp_path):
         export.archive(tflite, "onnx")
     with pytest.raises(FileNotFoundError):
         export.archive(tmp_path / "nothing", "savedmodel")
+
+
+def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_below():
+    records = [{"stage": stage, "epoch": epoch, "loss": 1.0 / epoch, "val_loss": 1.2 / epoch,
+                "accuracy": 0.5 + epoch / 20, "val_accuracy": 0.6 + epoch / 20}
+               for stage, epochs in (("feature_extraction", (1, 2)), ("frozen_augmented", (1, 2)),
+                                     ("fine_tuning", (3, 4)))
+               for epoch in epochs]
+    pair = charts.history(records)
+    specs = [chart.to_dict() for chart in pair]
+    schedule = ["1 feature extraction", "2 frozen + augmentation", "3 fine-tuning"]
+    for chart, spec in zip(pair, specs):
+        line, _ = spec["layer"]
+        assert line["encoding"]["color"]["scale"]["domain"] == schedule  # The same colours in both charts.
+        assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
+        # The rule where fine-tuning starts, half an epoch before its first.
+        assert [row["epoch"] for row in layers_data(chart) if set(row) == {"epoch"}] == [2.5]
+    assert specs[0]["layer"][0]["encoding"]["color"]["legend"] is None
+    assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
+    assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"
+    assert len(charts.history([])) == 1  # A placeholder before the first epoch.

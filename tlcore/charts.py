@@ -52,24 +52,46 @@ def history_frame(records: Iterable[dict], run: str | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=["run", "stage", "epoch", "metric", "split", "value"])
 
 
-def history(records: Iterable[dict], height: int = 220) -> alt.VConcatChart | alt.Chart:
+# The dash legend draws line pieces, not the points of `mark_line(point=True)`, whose filled
+# circles would hide the dashes (and, in Streamlit's theme, came out blank).
+DASH_LEGEND_SYMBOLS = {"symbolType": "stroke", "symbolStrokeColor": "gray", "symbolStrokeWidth": 2,
+                       "symbolFillColor": "transparent"}
+
+
+def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.LayerChart]:
     """Loss and accuracy per epoch, training (dashed) vs validation (solid), one colour per stage.
 
-    Fine-tuning continues the epoch count of frozen + augmentation, and a rule marks where it
-    starts, so the five classic steps read left to right.
+    Two charts, to be drawn one above the other, each as wide as its column: Streamlit fits a
+    single (or layered) chart to the column, whereas a concatenation of both came out wider than
+    the column and cut its own legend off. Both charts give every stage the same colour; the
+    legends sit below the accuracy chart only. Fine-tuning continues the epoch count of frozen +
+    augmentation, and a rule marks where it starts, so the five classic steps read left to right.
+
+    Args:
+        records: the run's metrics (`Run.metrics()`).
+        height: the height of each chart, in pixels.
+
+    Returns:
+        [loss chart, accuracy chart], or one placeholder chart before the first epoch.
     """
     frame = history_frame(records)
     if frame.empty:
-        return alt.Chart(pd.DataFrame({"text": ["Waiting for the first epoch..."]})).mark_text(
-            size=14, color="gray").encode(text="text:N").properties(height=60)
-    charts = []
+        return [alt.Chart(pd.DataFrame({"text": ["Waiting for the first epoch..."]})).mark_text(
+            size=14, color="gray").encode(text="text:N").properties(height=60)]
+    # In the order they trained, so the colours follow the schedule in both charts.
+    stages = list(dict.fromkeys(frame.sort_values("epoch", kind="stable")["stage"]))
+    result = []
     for metric in ("loss", "accuracy"):
         subset = frame[frame["metric"] == metric]
+        with_legends = metric == "accuracy"  # The lower chart.
         base = alt.Chart(subset).encode(
             x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
             y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
-            color=alt.Color("stage:N", title="strategy"),
-            strokeDash=alt.StrokeDash("split:N", title="data", sort=["validation", "training"]),
+            color=alt.Color("stage:N", title="strategy", scale=alt.Scale(domain=stages),
+                            legend=alt.Legend(orient="bottom") if with_legends else None),
+            strokeDash=alt.StrokeDash("split:N", title="data", sort=["validation", "training"],
+                                      legend=alt.Legend(orient="bottom", **DASH_LEGEND_SYMBOLS)
+                                      if with_legends else None),
             tooltip=["stage", "split", "epoch", alt.Tooltip("value:Q", format=".4f")],
         )
         layer = base.mark_line(point=True)
@@ -78,8 +100,11 @@ def history(records: Iterable[dict], height: int = 220) -> alt.VConcatChart | al
             rule = alt.Chart(pd.DataFrame({"epoch": [starts["epoch"].min() - 0.5]})).mark_rule(
                 strokeDash=[2, 2], color="gray").encode(x="epoch:Q")
             layer = layer + rule
-        charts.append(layer.properties(height=height, title=metric))
-    return alt.vconcat(*charts).resolve_scale(color="shared", strokeDash="shared")
+        # Fit the width to the column, keep the plot's height (a fitted height would shrink the
+        # plot to make room for the legend).
+        result.append(layer.properties(height=height, title=metric,
+                                       autosize=alt.AutoSizeParams(type="fit-x", contains="padding")))
+    return result
 
 
 def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", height: int = 300) -> alt.Chart:
