@@ -86,15 +86,18 @@ class StopOnRequest(keras.callbacks.Callback):
         self.run = run
         self.stopped = False
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _stop_training_if_requested(self) -> None:
         if self.run.stop_requested():
             self.model.stop_training = True
             self.stopped = True
 
+    def on_train_batch_end(self, batch, logs=None):
+        self._stop_training_if_requested()
+
     def on_epoch_end(self, epoch, logs=None):
         # Keras checks `stop_training` right after the epoch-end callbacks, so the recorder
         # (earlier in the list) still writes this epoch's metrics.
-        self.on_train_batch_end(None)
+        self._stop_training_if_requested()
 
     def on_predict_batch_end(self, batch, logs=None):
         # Feature extraction is a `predict` pass: stop it too.
