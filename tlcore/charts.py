@@ -78,8 +78,8 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
     if frame.empty:
         return [alt.Chart(pd.DataFrame({"text": ["Waiting for the first epoch..."]})).mark_text(
             size=14, color="gray").encode(text="text:N").properties(height=60)]
-    # In the order they trained, so the colours follow the schedule in both charts.
-    stages = list(dict.fromkeys(frame.sort_values("epoch", kind="stable")["stage"]))
+    # Records come in the order they trained: the colours follow the schedule, the same in both charts.
+    stages = list(dict.fromkeys(frame["stage"]))
     result = []
     for metric in ("loss", "accuracy"):
         subset = frame[frame["metric"] == metric]

@@ -194,9 +194,8 @@ class Explainer:
         outputs = int(model.output_shape[-1])
         self.num_classes = 2 if outputs == 1 else outputs
         # tlcore's classifiers end in a Dense sigmoid or softmax (alone or as the head's last layer):
-        # explain its logits. Any other last layer is explained through its probabilities, whose
-        # gradients vanish when they saturate.
-        # (the head before its output Dense or None, that Dense, its activation), or all None.
+        # its logits are explained. For any other last layer all three are None and the
+        # probabilities are explained, whose gradients vanish when they saturate.
         self.before_output, self.output_dense, self.output_activation = _split_output(self.layers[-1])
         self.not_a_chain = ValueError(f"The model {model.name!r} is not a chain of layers Grad-CAM can run by "
                                       "hand: its prediction differs from its layers applied in order.")
