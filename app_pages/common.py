@@ -162,8 +162,10 @@ def _gradcam(run_path: str, model_mtime_ns: int, content: bytes, name: str, labe
              _model):
     from tlcore import gradcam
 
+    # The heatmap of the model's own input (the upload decoded as for its prediction); `overlay`
+    # stretches it back onto the display picture, which lines up: that input is the photo stretched.
+    heatmap, _, _ = gradcam.explain_source(_model, content, _model.labels.index(label), name=name)
     picture, _ = browse.thumbnail(content, max_side, name=name)
-    heatmap = gradcam.gradcam(_model, picture, _model.labels.index(label))
     return gradcam.overlay(picture, heatmap, alpha=0.45)
 
 

@@ -182,6 +182,28 @@ def test_trained_model_on_a_real_photo_gives_a_structured_heatmap(trained_predic
     assert np.abs(heatmaps[0] - heatmaps[1]).mean() > 0.05  # Evidence for "cats" is not evidence for "dogs".
 
 
+def test_explaining_a_file_explains_the_pixels_its_prediction_saw(trained_predictor, catsdogs_dir, tmp_path):
+    path = sorted((catsdogs_dir / "validation" / "cats").iterdir())[3]
+    [predicted] = predict.predict_sources(trained_predictor, [path])
+    heatmap, probabilities, chosen = gradcam.explain_source(trained_predictor, path)
+    size = trained_predictor.image_size
+    assert heatmap.shape == (size, size) and heatmap.dtype == np.float32 and heatmap.max() > 0.9
+    # The same input as the prediction: the same top class with the same probability (a display
+    # thumbnail stretched again to the model's size would be another input, with other scores).
+    assert trained_predictor.labels[chosen] == predicted["top"][0]["label"]
+    assert probabilities[chosen] == pytest.approx(predicted["top"][0]["probability"], abs=1e-5)
+    expected = trained_predictor.probabilities(images.load_resized(path, size)[np.newaxis])[0]
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    # The bytes of an upload give the same; an explicit class is explained as asked.
+    from_bytes, _, _ = gradcam.explain_source(trained_predictor, path.read_bytes(), name=path.name)
+    np.testing.assert_allclose(from_bytes, heatmap, atol=1e-5)
+    assert gradcam.explain_source(trained_predictor, path, class_index=1 - chosen)[2] == 1 - chosen
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(images.InvalidImageError, match="broken.jpg"):
+        gradcam.explain_source(trained_predictor, broken)
+
+
 def test_colour_map_and_overlay():
     blue, middle, red = gradcam.jet(np.array([0.0, 0.5, 1.0]))
     assert blue[2] > 0.4 and blue[0] == 0 and red[0] > 0.4 and red[2] == 0 and middle[1] == 1.0

@@ -307,6 +307,37 @@ def gradcam(predictor_or_model, image_uint8: np.ndarray, class_index: int | None
     return resize_heatmap(heatmap_from(features, gradients), image.shape[0], image.shape[1])
 
 
+def explain_source(predictor_or_model, source: images.Source, class_index: int | None = None, *,
+                   name: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Grad-CAM of an image file or upload, on exactly the pixels its prediction sees.
+
+    The image goes through `images.load_resized`, as in `predict.predict_sources` and training, so
+    the heatmap explains the very input that was classified (a display thumbnail stretched again
+    would differ from it by a resize or two, and its scores with it).
+
+    Args:
+        predictor_or_model: a `tlcore.predict.Predictor` or a tlcore Keras classifier.
+        source: a path, or the bytes of an upload.
+        class_index: the class to explain; None explains the top class.
+        name: the name to show in errors.
+
+    Returns:
+        (heatmap (size, size) float32 in [0, 1] over the model's square input, which
+        `resize_heatmap` stretches back onto the photo; the probabilities (num_classes,) of that
+        input; the explained class index).
+
+    Raises:
+        images.InvalidImageError: the image cannot be decoded.
+        ValueError: a bad class_index, or a model that is not a tlcore classifier chain.
+    """
+    model = _model_of(predictor_or_model)
+    size = int(model.input_shape[1])
+    batch = images.load_resized(source, size, name=name)[np.newaxis].astype("float32")
+    features, gradients, probabilities, chosen = feature_map_and_gradients(model, batch, class_index)
+    heatmap = resize_heatmap(heatmap_from(features, gradients), size, size)
+    return heatmap, probabilities, chosen
+
+
 def jet(values: np.ndarray) -> np.ndarray:
     """A jet-like colormap: [0, 1] -> RGB floats in [0, 1] (blue, cyan, yellow, red)."""
     values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)[..., np.newaxis]
