@@ -91,7 +91,7 @@ if dataset.layout == "flat":
     st.caption(f"No validation folder: {dataset.validation_fraction:.0%} of each class is held out for "
                f"validation (seed {dataset.seed}).")
 chart, table = st.columns([3, 2])
-chart.altair_chart(charts.split_counts(counts, height=max(120, 40 * dataset.num_classes)), width="stretch")
+chart.altair_chart(charts.split_counts(counts), width="stretch")
 table.dataframe(pd.DataFrame(counts).rename_axis("class"))
 if dataset.rejected:
     st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")

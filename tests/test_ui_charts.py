@@ -49,6 +49,21 @@ def test_confusion_matrix_chart_has_a_cell_per_class_pair_with_counts_or_shares(
         assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0, 1.0 if normalised else 4.0]
 
 
+def test_class_counts_chart_gives_every_bar_its_height():
+    # Three classes of two splits once got 120 px in all: bars of a few pixels, and the middle
+    # class's name dropped from the axis for want of room.
+    counts = {"train": {"cats": 48, "dogs": 48, "sketches": 48}, "validation": {"cats": 12, "dogs": 12, "sketches": 12}}
+    chart = charts.split_counts(counts)
+    spec = chart.to_dict()
+    assert spec["height"] == charts.SPLIT_CHART_FRAME + 6 * charts.SPLIT_BAR_HEIGHT
+    assert spec["encoding"]["y"]["field"] == "class" and spec["encoding"]["yOffset"]["field"] == "split"
+    assert sorted((row["split"], row["class"], row["images"]) for row in layers_data(chart))[:2] == [
+        ("train", "cats", 48), ("train", "dogs", 48)]
+    many = {"train": {f"class {index}": 10 for index in range(12)}, "validation": {f"class {index}": 2 for index in range(12)}}
+    assert charts.split_counts(many).to_dict()["height"] == charts.SPLIT_CHART_FRAME + 24 * charts.SPLIT_BAR_HEIGHT
+    assert charts.split_counts(counts, height=300).to_dict()["height"] == 300
+
+
 def test_learning_rate_chart_is_log_scaled_and_marks_the_suggestion():
     rates = tuple(float(rate) for rate in np.geomspace(1e-6, 1.0, 20))
     losses = tuple([0.7] * 8 + [0.6, 0.4, 0.2, 0.15, 0.14, 0.2, 0.5, 1.5, 3.0] + [float("nan"), float("inf"), 9.0])

@@ -128,11 +128,28 @@ def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", heig
     ).properties(height=height)
 
 
-def split_counts(counts: dict[str, dict[str, int]], height: int = 200) -> alt.Chart:
-    """Images per class, grouped by split (a scan report's `counts()`)."""
+# Pixels of one bar of `split_counts`, and what its axes and paddings take besides the bars.
+SPLIT_BAR_HEIGHT = 14
+SPLIT_CHART_FRAME = 56
+
+
+def split_counts(counts: dict[str, dict[str, int]], height: int | None = None) -> alt.Chart:
+    """Images per class, grouped by split (a scan report's `counts()`).
+
+    Args:
+        counts: split -> class -> number of images.
+        height: the chart's height in pixels, axis included. By default every bar gets
+            SPLIT_BAR_HEIGHT pixels: a fixed height squeezed three classes of two splits into
+            thin bars and hid every other class name (a label that does not fit is dropped).
+
+    Returns:
+        A horizontal bar chart, one band per class, one bar per split in it.
+    """
     rows = [{"split": split, "class": name, "images": count}
             for split, per_class in counts.items() for name, count in per_class.items()]
     frame = pd.DataFrame(rows, columns=["split", "class", "images"])
+    if height is None:
+        height = SPLIT_CHART_FRAME + SPLIT_BAR_HEIGHT * len(frame)
     return alt.Chart(frame).mark_bar().encode(
         x=alt.X("images:Q"),
         y=alt.Y("class:N", title=None),
