@@ -34,7 +34,12 @@ def show(run: runs.Run) -> None:
             f"{result.get('best_val_accuracy') or 0:.1%} after {result.get('epochs', 0)} epochs, "
             f"{monitor.format_seconds(result.get('seconds') or 0)}"
             for stage, result in results.items()))
-    for chart in charts.history(run.metrics()):
+    records = run.metrics()
+    if not records and state not in common.ACTIVE_STATES:
+        # A run that failed or was stopped before its first epoch: no curve is coming.
+        st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")
+        return
+    for chart in charts.history(records):
         st.altair_chart(chart, width="stretch")
 
 

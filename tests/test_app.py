@@ -444,6 +444,21 @@ def test_a_killed_or_deleted_run_is_reported_and_the_page_keeps_working(folders,
     assert not at.exception and "run_id" not in at.session_state
 
 
+def test_a_run_that_failed_before_its_first_epoch_says_no_curves_will_come(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    run = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    run.set_status("failed", error="WeightsUnavailableError: no weights here")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("app_pages/train.py", at.run())
+    assert not at.exception
+    assert "failed: WeightsUnavailableError: no weights here" in texts(at)
+    # Not a chart "waiting for the first epoch": none will come.
+    assert "No epoch finished before the run ended (failed): no curves to show." in texts(at)
+    assert not at.get("vega_lite_chart")
+
+
 def test_damaged_run_folders_do_not_break_any_page(folders):
     half = folders["runs"] / "20260101-000000-half"
     half.mkdir(parents=True)
