@@ -221,6 +221,13 @@ def weights_status(backbone: str, image_size: int | None = None, alpha: float = 
     return backbones.weights_status(backbone, image_size, alpha)
 
 
+@st.cache_data(show_spinner=False, ttl=60)
+def offline_variants(backbone: str) -> list[tuple[float, int]]:
+    from tlcore import backbones
+
+    return backbones.offline_variants(backbone)
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A Markdown table of `rows` (one dict per row, the first row's keys as the header), each cell escaped.
 

@@ -6,6 +6,19 @@ from app_pages import common
 from tlcore import runs
 from tlcore.backbones import BACKBONES
 
+
+def weights_cell(key: str, default_size: int) -> str:
+    """Whether the backbone's weights are offline; for a MobileNet, which of its weight files are
+    (it has one per width multiplier and size, so alpha 0.25 can be offline while 1.0 is not)."""
+    if common.weights_status(key, default_size).available:
+        return "available offline"
+    offline = common.offline_variants(key)
+    if not offline:
+        return "needs a download"
+    return ("offline for " + ", ".join(f"alpha {alpha:g} at {size} px" for alpha, size in offline)
+            + "; others need a download")
+
+
 st.title("Transfer Learning Studio")
 st.markdown(
     "Teach a pretrained image network your own classes: choose a folder of photos sorted into one "
@@ -47,14 +60,16 @@ else:
 st.subheader("Backbones")
 st.caption("Pretrained bases to build on. ImageNet weights are either on this machine already or need a "
            "one-time download; without a network, train with random weights or pick one marked offline.")
+
+
 rows = []
 for key, backbone in BACKBONES.items():
-    status = common.weights_status(key, backbone.default_size)
     rows.append({
         "backbone": backbone.display_name,
-        "weights": "available offline" if status.available else "needs a download",
+        "weights": weights_cell(key, backbone.default_size),
         "native size (px)": backbone.default_size,
         "about": backbone.description,
     })
-rows.sort(key=lambda row: row["weights"] != "available offline")  # Offline first; stable otherwise.
+# Offline first, then the MobileNets offline at some sizes; stable otherwise.
+rows.sort(key=lambda row: (row["weights"] != "available offline", not row["weights"].startswith("offline")))
 st.markdown(common.markdown_table(rows))

@@ -25,8 +25,25 @@ PRESET_FIELDS = ("backbone", "weights", "alpha", "image_size", "epochs", "fine_t
                  "early_stopping_patience", "class_weight", "augmented_views")
 
 
+def chosen_alpha(key: str) -> float:
+    """The width multiplier chosen for a backbone: one its ImageNet weights exist for, else 1.0."""
+    alpha = st.session_state.get("train_alpha")
+    return alpha if alpha in BACKBONES[key].weights_alphas else 1.0
+
+
 def backbone_label(key: str) -> str:
-    weights = "weights offline" if common.weights_status(key).available else "weights need a download"
+    """The backbone's name and whether its weights are offline.
+
+    Independent of the size and alpha chosen: a label that changed with them would make Streamlit
+    see a new selectbox and fall back to its first option. The caption under the widgets gives the
+    status of the exact weight file (a MobileNet has one per width multiplier and size).
+    """
+    if common.weights_status(key).available:
+        weights = "weights offline"
+    elif common.offline_variants(key):
+        weights = "weights offline for some sizes"
+    else:
+        weights = "weights need a download"
     return f"{BACKBONES[key].display_name} ({weights})"
 
 
@@ -81,9 +98,14 @@ else:
         st.session_state["train_image_size"] = max(minimum, int(st.session_state.get("train_image_size") or minimum))
         image_size = left.number_input("Image size (pixels)", minimum, 600, step=8,
                                        key="train_image_size", **keep)
-        alpha = right.select_slider("Width multiplier (alpha)", [0.25, 0.5, 0.75, 1.0], key="train_alpha", **keep,
-                                    disabled=not BACKBONES[backbone].supports_alpha)
-        alpha = alpha if BACKBONES[backbone].supports_alpha else 1.0
+        if BACKBONES[backbone].supports_alpha:
+            # The multipliers its ImageNet weights exist for (MobileNetV2's are not MobileNet's).
+            st.session_state["train_alpha"] = chosen_alpha(backbone)
+            alpha = right.select_slider("Width multiplier (alpha)", BACKBONES[backbone].weights_alphas,
+                                        key="train_alpha", **keep)
+        else:
+            alpha = 1.0
+            right.caption("Width multiplier (alpha): MobileNet and MobileNetV2 only.")
         status = common.weights_status(backbone, image_size, alpha)
         st.caption(common.text(f"{BACKBONES[backbone].display_name}: {BACKBONES[backbone].description}. "
                                f"{status.message}"))

@@ -76,6 +76,45 @@ print(json.dumps({name: backbones.weights_status(name, 224).__dict__ for name in
             assert status["location"].startswith(str(tmp_path / "models"))
 
 
+def test_the_mobilenets_imagenet_alphas_are_those_keras_accepts(tmp_path):
+    # Keras checks alpha before it looks for the weights: a refused alpha raises about alpha, an
+    # accepted one gets as far as the (refused) download.
+    code = """
+import json
+import keras
+accepted = {}
+for name, builder in (("mobilenet", keras.applications.MobileNet), ("mobilenet_v2", keras.applications.MobileNetV2)):
+    accepted[name] = []
+    for alpha in (0.25, 0.35, 0.5, 0.75, 1.0, 1.3, 1.4):
+        try:
+            builder(input_shape=(128, 128, 3), alpha=alpha, include_top=False, weights="imagenet")
+        except ValueError as error:
+            if "alpha" not in str(error):
+                raise
+        except Exception:
+            accepted[name].append(alpha)
+print(json.dumps(accepted))
+"""
+    accepted = run_offline(code, tmp_path)
+    for name in ("mobilenet", "mobilenet_v2"):
+        assert tuple(accepted[name]) == backbones.BACKBONES[name].weights_alphas, name
+    assert not any(backbone.supports_alpha for name, backbone in backbones.BACKBONES.items()
+                   if name not in ("mobilenet", "mobilenet_v2"))
+
+
+def test_configs_refuse_an_alpha_without_imagenet_weights():
+    from tlcore.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"MobileNetV2 exist for alpha 0.35, 0.5, 0.75, 1, 1.3, 1.4, received alpha=0.25"):
+        TrainConfig(data_dir="photos", backbone="mobilenet_v2", alpha=0.25, weights="imagenet")
+    with pytest.raises(ValueError, match=r"MobileNet exist for alpha 0.25, 0.5, 0.75, 1, received alpha=1.4"):
+        TrainConfig(data_dir="photos", backbone="mobilenet", alpha=1.4, weights="imagenet")
+    assert TrainConfig(data_dir="photos", backbone="mobilenet_v2", alpha=0.25, weights="none").alpha == 0.25
+    assert TrainConfig(data_dir="photos", backbone="mobilenet_v2", alpha=1.4, weights="imagenet").alpha == 1.4
+    with pytest.raises(ValueError, match="alpha applies to MobileNet and MobileNetV2 only"):
+        TrainConfig(data_dir="photos", backbone="vgg16", alpha=0.5)
+
+
 def test_mobilenet_imagenet_weights_load_from_a_seeded_keras_home_without_network(tmp_path):
     if not MOBILENET_WEIGHTS.is_file():
         pytest.skip(f"official MobileNet weights not found at {MOBILENET_WEIGHTS}")
@@ -88,12 +127,15 @@ from tlcore import backbones
 status = backbones.weights_status("mobilenet", 224, alpha=0.25)
 base = backbones.build_base("mobilenet", 224, weights="imagenet", alpha=0.25)
 kernel = base.get_layer("conv1").get_weights()[0]
-print(json.dumps({"status": status.__dict__, "output": list(base.output.shape[1:]),
+variants = {name: backbones.offline_variants(name) for name in ("mobilenet", "mobilenet_v2", "vgg16")}
+print(json.dumps({"status": status.__dict__, "output": list(base.output.shape[1:]), "variants": variants,
                   "kernel_sum": float(np.sum(kernel)), "kernel_shape": list(kernel.shape)}))
 """
     result = run_offline(code, tmp_path)
     assert result["status"]["available"] is True and result["status"]["source"] == "cache"
     assert result["output"] == [7, 7, 256]
+    # The one file cached is the one variant offline (the default, alpha 1.0 at 224 px, is not).
+    assert result["variants"] == {"mobilenet": [[0.25, 224]], "mobilenet_v2": [], "vgg16": []}
     import h5py
 
     # The loaded kernel is the file's kernel, not a random initialisation.

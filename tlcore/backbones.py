@@ -34,6 +34,8 @@ class Backbone:
             `{alpha}`, `{alpha_text}` and `{rows}` filled in for the MobileNets; None when the
             weights are bundled.
         weights_rows: the input sizes the MobileNet weight files exist for (others use 224).
+        weights_alphas: the width multipliers (alpha) ImageNet weights exist for; empty for a
+            backbone without a width multiplier. Random weights take any alpha from 0.25 to 1.4.
         description: one sentence for people choosing a backbone.
     """
 
@@ -47,6 +49,7 @@ class Backbone:
     top_block_after: str | None = None
     weights_file: str | None = None
     weights_rows: tuple[int, ...] = ()
+    weights_alphas: tuple[float, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -63,7 +66,8 @@ class Backbone:
 
     @property
     def supports_alpha(self) -> bool:
-        return self.key in ("mobilenet", "mobilenet_v2")
+        """Whether the architecture has a width multiplier (the MobileNets)."""
+        return bool(self.weights_alphas)
 
 
 _VGG_DESCRIPTION = "the classic of the seed notebook: simple, large and slow on a CPU"
@@ -125,6 +129,7 @@ BACKBONES: dict[str, Backbone] = {
         top_block_after="conv_pw_12_relu",
         weights_file="mobilenet_{alpha_text}_{rows}_tf_no_top.h5",
         weights_rows=(128, 160, 192, 224),
+        weights_alphas=(0.25, 0.5, 0.75, 1.0),  # As keras.applications.MobileNet checks.
         description="depthwise-separable convolutions, fast on a CPU",
     ),
     "mobilenet_v2": Backbone(
@@ -137,6 +142,7 @@ BACKBONES: dict[str, Backbone] = {
         top_block_after="block_15_add",
         weights_file="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{rows}_no_top.h5",
         weights_rows=(96, 128, 160, 192, 224),
+        weights_alphas=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4),  # As keras.applications.MobileNetV2 checks.
         description="inverted residuals, the TensorFlow tutorial's choice",
     ),
     **{
@@ -250,6 +256,24 @@ def weights_status(name: str, image_size: int | None = None, alpha: float = 1.0)
         str(path),
         f"ImageNet weights need a download (or place {path.name} in {path.parent}).",
     )
+
+
+def offline_variants(name: str) -> list[tuple[float, int]]:
+    """The (alpha, image size) pairs of a MobileNet whose ImageNet weights are in the Keras cache.
+
+    The MobileNets have one weight file per width multiplier and input size, so one of them can be
+    offline while the default (alpha 1.0 at 224 px) needs a download.
+
+    Args:
+        name: a registry key.
+
+    Returns:
+        The pairs, smallest alpha and size first; [] for a backbone without a width multiplier.
+    """
+    backbone = get_backbone(name)
+    folder = keras_home() / "models"
+    return [(alpha, rows) for alpha in backbone.weights_alphas for rows in backbone.weights_rows
+            if (folder / weights_file_name(name, rows, alpha)).is_file()]
 
 
 class WeightsUnavailableError(Exception):

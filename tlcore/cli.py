@@ -356,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone", choices=sorted(BACKBONES), default=None, help="the pretrained base")
     train.add_argument("--preset", choices=sorted(PRESETS), default="default", help="starting settings")
     train.add_argument("--weights", choices=WEIGHTS, default=None, help="imagenet (default) or none (random)")
-    train.add_argument("--alpha", type=float, default=None, help="MobileNet/MobileNetV2 width multiplier")
+    train.add_argument("--alpha", type=float, default=None,
+                       help="MobileNet/MobileNetV2 width multiplier; ImageNet weights exist for 0.25, 0.5, 0.75, 1 "
+                            "(MobileNet) and 0.35, 0.5, 0.75, 1, 1.3, 1.4 (MobileNetV2)")
     train.add_argument("--image-size", type=int, default=None, help="side of the square input, in pixels")
     train.add_argument("--epochs", type=int, default=None, help="epochs of each strategy (fine-tuning: see below)")
     train.add_argument("--fine-tuning-epochs", type=int, default=None, help="epochs of the fine-tuning stage")

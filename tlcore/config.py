@@ -113,7 +113,8 @@ class TrainConfig:
             and fine-tuning in sequence.
         backbone: a key of `tlcore.backbones.BACKBONES`.
         weights: "imagenet" for pretrained weights, "none" for random initialisation.
-        alpha: width multiplier for MobileNet and MobileNetV2 (1.0 elsewhere).
+        alpha: width multiplier for MobileNet and MobileNetV2 (1.0 elsewhere); with ImageNet weights,
+            one of the backbone's `weights_alphas`.
         image_size: side of the square input images, in pixels.
         epochs: epochs of feature extraction, frozen + augmentation and scratch training.
         fine_tuning_epochs: epochs of the fine-tuning stage.
@@ -189,12 +190,20 @@ class TrainConfig:
             raise ValueError(f"Unknown backbone {self.backbone!r}. Expected one of {sorted(BACKBONES)}.")
         if self.weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {list(WEIGHTS)}, received {self.weights!r}.")
-        if self.alpha != 1.0 and self.backbone not in ("mobilenet", "mobilenet_v2"):
+        backbone = BACKBONES[self.backbone]
+        if self.alpha != 1.0 and not backbone.supports_alpha:
             raise ValueError(
                 f"alpha applies to MobileNet and MobileNetV2 only, received alpha={self.alpha!r} "
                 f"for backbone {self.backbone!r}."
             )
         _check_range("alpha", self.alpha, 0.25, 1.4)
+        if self.weights == "imagenet" and backbone.supports_alpha and self.alpha not in backbone.weights_alphas:
+            # Keras would refuse it only once the worker builds the model.
+            raise ValueError(
+                f"ImageNet weights of {backbone.display_name} exist for alpha "
+                f"{', '.join(f'{alpha:g}' for alpha in backbone.weights_alphas)}, received alpha={self.alpha!r} "
+                "(random weights take any alpha from 0.25 to 1.4)."
+            )
         _check_positive_int("image_size", self.image_size, minimum=BACKBONES[self.backbone].min_size)
         if self.image_size > 600:
             raise ValueError(f"image_size must be at most 600, received {self.image_size!r}.")
