@@ -7,6 +7,15 @@ from app_pages import common, ship_view
 from tlcore import browse, charts, predict, runs
 from tlcore.images import InvalidImageError
 
+
+def run_label(row: dict) -> str:
+    """A run and its model's validation accuracy, to 0.1% as on the other pages. The model is its last
+    stage's, which after 1 -> 2 -> 3 can be below an earlier stage's best (what this showed before)."""
+    accuracy = row["model_val_accuracy"]
+    measured = "no validation accuracy" if accuracy is None else f"model's validation accuracy {accuracy:.1%}"
+    return f"{row['run']} ({row['state']}, {measured})"
+
+
 st.title("Predict")
 finished = [run for run in runs.list_runs(common.runs_dir())
             if run.state in ("done", "stopped") and run.model_path.is_file()]
@@ -18,11 +27,9 @@ if not finished:
 rows = {run.id: runs.describe(run) for run in finished}
 ids = list(rows)
 current = st.session_state.get("run_id")
-run_id = st.selectbox(
-    "Run", ids, index=ids.index(current) if current in ids else 0, key="predict_run",
-    format_func=lambda key: f"{key} ({rows[key]['state']}, best validation accuracy "
-                            f"{rows[key]['best_val_accuracy'] or 0:.1%})",  # As on the other pages.
-)
+
+run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, key="predict_run",
+                      format_func=lambda key: run_label(rows[key]))
 try:
     predictor = common.predictor(run_id)
 except (predict.ModelLoadError, ValueError) as error:

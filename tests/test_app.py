@@ -543,6 +543,9 @@ def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, 
     assert len(predictions) == 1 and ("cats" in predictions[0] or "dogs" in predictions[0])
     assert len(at.error) == 1 and "notes.jpg" in plain(at.error[0].value)
     assert "text file" in at.error[0].value
+    [run] = runs.list_runs(trained_runs)
+    accuracy = runs.describe(run)["model_val_accuracy"]
+    assert at.selectbox(key="predict_run").options == [f"{run.id} (done, model's validation accuracy {accuracy:.1%})"]
 
 
 def _bad_input_kit(photo: Path) -> dict[str, tuple[bytes, str | None]]:
@@ -745,6 +748,8 @@ def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatc
     assert list(table.columns) == ["file", "top label", "probability", "top k", "error"]
     assert list(table["file"]) == [f"album/{photo.name}" for photo in photos] + ["album/notes.txt"]
     assert set(table["top label"][:2]) <= {"cats", "dogs"} and "not an image" in table["error"].iloc[2]
+    assert list(table["error"][:2]) == ["", ""] and table["top label"].iloc[2] == ""
+    assert all(50 <= value <= 100 for value in table["probability"][:2]), "the top label's share, in percent"
     assert "album.zip: 2 photo(s) predicted, 1 file(s) could not be used" in texts(at)
     assert [button.label for button in at.download_button] == ["Download the CSV"]
 

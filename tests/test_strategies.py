@@ -63,6 +63,12 @@ def test_all_runs_the_three_strategies_in_order_with_continuing_fine_tuning_epoc
         ("fine_tuning", 3), ("fine_tuning", 4),
     ]
     assert run.summary()["results"]["fine_tuning"]["unfrozen_layers"] == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    # The saved model is the fine-tuned one: the accuracy the runs table gives it is what it scores.
+    from tlcore import evaluate
+
+    row = runs.describe(run)
+    assert row["model_val_accuracy"] == pytest.approx(evaluate.evaluate(run).accuracy, abs=1e-6)
+    assert row["model_val_accuracy"] == pytest.approx(run.metrics()[-1]["val_accuracy"])
 
 
 def test_multi_class_uses_softmax_and_categorical_targets(flat_small, tmp_path):

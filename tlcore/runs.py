@@ -248,6 +248,15 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
     return sorted(found, key=lambda item: item.id, reverse=True)
 
 
+def _model_val_accuracy(summary: dict) -> float | None:
+    """The validation accuracy of the weights in model.keras: its last stage's final epoch (with early
+    stopping, the restored one), which for 1 -> 2 -> 3 can be below an earlier stage's best."""
+    results = summary.get("results")
+    final = results.get(summary.get("final_stage")) if isinstance(results, dict) else None
+    value = final.get("val_accuracy") if isinstance(final, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def describe(run: Run) -> dict:
     """One row of the runs table: never raises, whatever state the folder is in."""
     config = run.config()
@@ -264,6 +273,7 @@ def describe(run: Run) -> dict:
         "epochs": len(metrics),
         "best_val_accuracy": max(validation) if validation else None,
         "final_val_accuracy": validation[-1] if validation else None,
+        "model_val_accuracy": _model_val_accuracy(summary),
         "seconds": summary.get("seconds"),
         "error": status.get("error"),
     }
