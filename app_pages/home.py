@@ -60,8 +60,6 @@ else:
 st.subheader("Backbones")
 st.caption("Pretrained bases to build on. ImageNet weights are either on this machine already or need a "
            "one-time download; without a network, train with random weights or pick one marked offline.")
-
-
 rows = []
 for key, backbone in BACKBONES.items():
     rows.append({

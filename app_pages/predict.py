@@ -27,7 +27,6 @@ if not finished:
 rows = {run.id: runs.describe(run) for run in finished}
 ids = list(rows)
 current = st.session_state.get("run_id")
-
 run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0, key="predict_run",
                       format_func=lambda key: run_label(rows[key]))
 try:
