@@ -109,7 +109,7 @@ split = split_column.segmented_control("Split", list(dataset.splits), default="t
                                        key="browse_split")
 class_name = class_column.selectbox("Class", dataset.classes, key="browse_class")
 label = dataset.classes.index(class_name)
-paths = [sample.path for sample in dataset.splits[split] if sample.label == label]
+paths = browse.natural_order([sample.path for sample in dataset.splits[split] if sample.label == label])
 pages = max(1, -(-len(paths) // PER_PAGE))
 page = st.pagination(pages, key=f"browse_page_{split}_{label}") if pages > 1 else 1
 st.caption(f"{len(paths)} images, page {page} of {pages}")

@@ -173,3 +173,11 @@ def test_thumbnail_keeps_the_shape_applies_exif_and_refuses_junk():
 
 def test_human_size():
     assert [browse.human_size(value) for value in (812, 35_328, 2_202_010)] == ["812 B", "34.5 KB", "2.1 MB"]
+
+
+def test_natural_order_counts_the_numbers_in_file_names():
+    names = ["cat.100.jpg", "cat.10.jpg", "Cat.2.jpg", "cat.1.jpg", "cat.1000.jpg", "dog.3.jpg", "cat.a.jpg", "7.png"]
+    ordered = browse.natural_order([f"/photos/cats/{name}" for name in names])
+    assert [path.rsplit("/", 1)[1] for path in ordered] == [
+        "7.png", "cat.1.jpg", "Cat.2.jpg", "cat.10.jpg", "cat.100.jpg", "cat.1000.jpg", "cat.a.jpg", "dog.3.jpg"]
+    assert browse.natural_order([]) == []

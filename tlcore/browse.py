@@ -1,4 +1,5 @@
-"""Looking at a data set folder: a cheap change stamp, and thumbnails that keep their shape.
+"""Looking at a data set folder: a cheap change stamp, thumbnails that keep their shape, and the
+order a person reads file names in.
 
 The Data page keys its cached scans on `folder_stamp` (so an edited folder is scanned again),
 and shows `thumbnail`s decoded by the one decoder (`tlcore.images.decode`: same EXIF rotation,
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -94,6 +97,26 @@ def thumbnail(source: images.Source, max_side: int = 192, *, name: str | None = 
         canvas.paste(picture, ((max_side - picture.width) // 2, (max_side - picture.height) // 2))
         picture = canvas
     return np.asarray(picture, dtype=np.uint8), (width, height)
+
+
+def natural_order(paths: Sequence[str]) -> list[str]:
+    """Paths sorted by file name as a person counts: cat.2.jpg before cat.10.jpg, case ignored.
+
+    For display only: the data set keeps its own (sorted) order, on which its seeded split and the
+    feature cache's fingerprint depend.
+
+    Args:
+        paths: file paths.
+
+    Returns:
+        The same paths, runs of digits in their names compared as numbers.
+    """
+    def key(path: str) -> tuple:
+        # re.split with a group alternates text and digits, text first: like parts meet like parts.
+        parts = re.split(r"(\d+)", Path(path).name)
+        return tuple(int(part) if index % 2 else part.casefold() for index, part in enumerate(parts)), path
+
+    return sorted(paths, key=key)
 
 
 def human_size(count: int) -> str:
