@@ -297,3 +297,7 @@ def test_cli_train_predict_runs_json(tiny_data, tmp_path):
                                capture_output=True, text=True, env=environment, timeout=120)
     rows = json.loads(completed.stdout)
     assert rows[0]["state"] == "done" and rows[0]["epochs"] == 2
+    assert rows[0]["model_val_accuracy"] == pytest.approx(result["results"]["feature_extraction"]["val_accuracy"])
+    completed = subprocess.run([sys.executable, "-m", "tlcore", "runs", "--runs-dir", str(tmp_path)],
+                               capture_output=True, text=True, env=environment, timeout=120)
+    assert f"model_val_accuracy={rows[0]['model_val_accuracy']:.4f}" in completed.stdout

@@ -280,11 +280,14 @@ def command_runs(arguments: argparse.Namespace) -> int:
     if not rows:
         print(f"No runs in {arguments.runs_dir or runs.default_runs_dir()}.")
         return 0
+    def value(number: float | None) -> str:
+        return "-" if number is None else f"{number:.4f}"
+
     for row in rows:
-        best = row["best_val_accuracy"]
+        # The model's own accuracy beside the best of any epoch: after 1 -> 2 -> 3 they can differ.
         print(f"{row['run']}  {row['state']:<11} {row['strategy']:<18} {row['backbone']:<18} "
-              f"{row['image_size']} px  epochs={row['epochs']}  best_val_accuracy="
-              f"{'-' if best is None else f'{best:.4f}'}")
+              f"{row['image_size']} px  epochs={row['epochs']}  best_val_accuracy={value(row['best_val_accuracy'])}  "
+              f"model_val_accuracy={value(row['model_val_accuracy'])}")
     return 0
 
 
@@ -492,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="print one JSON object: path, format, labels_path, images, agreement, max_difference")
     exporting.set_defaults(handler=command_export)
 
-    listing = commands.add_parser("runs", help="list the runs with status and final metrics",
+    listing = commands.add_parser("runs", help="list the runs with status, best validation accuracy and the saved model's",
                                   description="List the runs, newest first.")
     _add_runs_dir(listing)
     listing.add_argument("--json", action="store_true", help="print one JSON list of rows")
