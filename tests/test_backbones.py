@@ -105,7 +105,8 @@ print(json.dumps(accepted))
 def test_configs_refuse_an_alpha_without_imagenet_weights():
     from tlcore.config import TrainConfig
 
-    with pytest.raises(ValueError, match=r"MobileNetV2 exist for alpha 0.35, 0.5, 0.75, 1, 1.3, 1.4, received alpha=0.25"):
+    with pytest.raises(ValueError,
+                       match=r"MobileNetV2 exist for alpha 0.35, 0.5, 0.75, 1, 1.3, 1.4, received alpha=0.25"):
         TrainConfig(data_dir="photos", backbone="mobilenet_v2", alpha=0.25, weights="imagenet")
     with pytest.raises(ValueError, match=r"MobileNet exist for alpha 0.25, 0.5, 0.75, 1, received alpha=1.4"):
         TrainConfig(data_dir="photos", backbone="mobilenet", alpha=1.4, weights="imagenet")

@@ -495,8 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="print one JSON object: path, format, labels_path, images, agreement, max_difference")
     exporting.set_defaults(handler=command_export)
 
-    listing = commands.add_parser("runs", help="list the runs with status, best validation accuracy and the saved model's",
-                                  description="List the runs, newest first.")
+    listing = commands.add_parser("runs", description="List the runs, newest first.",
+                                  help="list the runs with status, best validation accuracy and the saved model's")
     _add_runs_dir(listing)
     listing.add_argument("--json", action="store_true", help="print one JSON list of rows")
     listing.set_defaults(handler=command_runs)
