@@ -258,6 +258,12 @@ def test_half_written_run_folder_does_not_break_the_table(tmp_path):
     assert len(rows) == 1
     assert rows[0]["state"] == "unknown"
     assert rows[0]["best_val_accuracy"] == 0.5
+    for summary in ('{"results": {"x": {"val_accuracy": 0.7}}, "final_stage": ["x"]}',
+                    '{"results": {"x": {"val_accuracy": "0.7"}}, "final_stage": "x"}', '{"results": [1]}', "[]"):
+        (broken / "summary.json").write_text(summary)
+        assert runs.describe(runs.Run(broken))["model_val_accuracy"] is None, summary
+    (broken / "summary.json").write_text('{"results": {"x": {"val_accuracy": 0.7}}, "final_stage": "x"}')
+    assert runs.describe(runs.Run(broken))["model_val_accuracy"] == 0.7
 
 
 def test_cli_train_predict_runs_json(tiny_data, tmp_path):

@@ -251,8 +251,8 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
 def _model_val_accuracy(summary: dict) -> float | None:
     """The validation accuracy of the weights in model.keras: its last stage's final epoch (with early
     stopping, the restored one), which for 1 -> 2 -> 3 can be below an earlier stage's best."""
-    results = summary.get("results")
-    final = results.get(summary.get("final_stage")) if isinstance(results, dict) else None
+    results, stage = summary.get("results"), summary.get("final_stage")
+    final = results.get(stage) if isinstance(results, dict) and isinstance(stage, str) else None
     value = final.get("val_accuracy") if isinstance(final, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
