@@ -299,12 +299,14 @@ def gradcam(predictor_or_model, image_uint8: np.ndarray, class_index: int | None
     Raises:
         ValueError: a bad image or class_index, or a model that is not a tlcore classifier chain.
     """
-    image = check_image(image_uint8)
-    model = _model_of(predictor_or_model)
-    size = int(model.input_shape[1])
-    batch = resize_image(image, size)[np.newaxis].astype("float32")
-    features, gradients, _, _ = feature_map_and_gradients(model, batch, class_index)
-    return resize_heatmap(heatmap_from(features, gradients), image.shape[0], image.shape[1])
+    return _explain(_model_of(predictor_or_model), check_image(image_uint8), class_index)[0]
+
+
+def _explain(model, image: np.ndarray, class_index: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(heatmap of the image's size, probabilities, explained class) of an RGB uint8 image."""
+    batch = resize_image(image, int(model.input_shape[1]))[np.newaxis].astype("float32")
+    features, gradients, probabilities, chosen = feature_map_and_gradients(model, batch, class_index)
+    return resize_heatmap(heatmap_from(features, gradients), *image.shape[:2]), probabilities, chosen
 
 
 def explain_source(predictor_or_model, source: images.Source, class_index: int | None = None, *,
@@ -331,11 +333,8 @@ def explain_source(predictor_or_model, source: images.Source, class_index: int |
         ValueError: a bad class_index, or a model that is not a tlcore classifier chain.
     """
     model = _model_of(predictor_or_model)
-    size = int(model.input_shape[1])
-    batch = images.load_resized(source, size, name=name)[np.newaxis].astype("float32")
-    features, gradients, probabilities, chosen = feature_map_and_gradients(model, batch, class_index)
-    heatmap = resize_heatmap(heatmap_from(features, gradients), size, size)
-    return heatmap, probabilities, chosen
+    # Already the model's size: `_explain` resizes neither the image nor, beyond it, the heatmap.
+    return _explain(model, images.load_resized(source, int(model.input_shape[1]), name=name), class_index)
 
 
 def jet(values: np.ndarray) -> np.ndarray:
