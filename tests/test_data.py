@@ -491,3 +491,24 @@ def test_decoded_batches_closed_early_stop_decoding(small_catsdogs, monkeypatch)
 def test_decoded_batches_refuse_bad_sizes(arguments):
     with pytest.raises(ValueError, match="must be a positive integer"):
         next(data.decoded_batches(["unused.jpg"], 32, **arguments))
+
+
+def test_decoder_threads_stay_few_on_a_machine_with_many_cores(small_catsdogs, monkeypatch):
+    # Decoding holds the GIL for part of every photo: on a 16-core machine 16 threads decoded about
+    # half as fast as 8, so a machine with many cores gets MAX_DECODER_THREADS, not one per core.
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    paths = data.scan(small_catsdogs).paths("train")  # 24 photos: batches of 24 split into slices.
+    threads = set()
+    load_resized = images.load_resized
+
+    def recording(path, image_size):
+        threads.add(threading.get_ident())
+        return load_resized(path, image_size)
+
+    monkeypatch.setattr(images, "load_resized", recording)
+    batches = list(data.decoded_batches(paths, 32, batch_size=24, ahead=1))
+    assert data.decoder_threads() == data.MAX_DECODER_THREADS == 8
+    assert np.array_equal(np.concatenate(batches), data.load_images(paths, 32, workers=2))
+    assert 1 < len(threads) <= data.MAX_DECODER_THREADS
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert data.decoder_threads() == 2  # A small machine keeps one thread per core.

@@ -39,6 +39,15 @@ ARCHIVE_NAMES_FILE = ".names.json"
 RECORD_KEYS = ("root", "layout", "classes", "files", "validation_fraction", "seed")
 # Batches a file pipeline decodes ahead of the model.
 PREFETCH_BATCHES = 2
+# Decoding holds the GIL for part of every photo (file checks, JPEG markers and EXIF parsed in
+# Python), so decoder threads stop paying off past a few: on a 16-core machine (the GPU machine of
+# README "Speed") 4 threads decoded 3,378 photos/s at 160 px, 8 threads 3,646 and 16 threads 1,917.
+MAX_DECODER_THREADS = 8
+
+
+def decoder_threads() -> int:
+    """Decoder threads for a parallel pass: one per core, at most `MAX_DECODER_THREADS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_DECODER_THREADS))
 
 
 class DatasetError(Exception):
@@ -279,7 +288,7 @@ def _check_file(path: Path) -> str | None:
 
 
 def _check_files(paths: Sequence[Path], workers: int) -> list[str | None]:
-    # Pillow releases the GIL while decoding, so threads use every core.
+    # Pillow releases the GIL while it decodes, so these threads run in parallel (see decoder_threads).
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(_check_file, paths))
 
@@ -324,7 +333,7 @@ def scan(
         folder: the data set folder, in either layout.
         validation_fraction: share of each class held out for validation (flat layout only).
         seed: seed of that split.
-        workers: decoding threads (default: the number of CPUs).
+        workers: decoding threads (default `decoder_threads()`: one per core, at most 8).
 
     Returns:
         A DatasetScan.
@@ -362,7 +371,7 @@ def scan(
         for class_path in class_paths:
             for file_path in _class_files(class_path):
                 candidates.append((split, class_path.name, file_path))
-    reasons = _check_files([item[2] for item in candidates], workers or os.cpu_count() or 1)
+    reasons = _check_files([item[2] for item in candidates], workers or decoder_threads())
 
     rejected = []
     usable: dict[str, dict[str, list[Path]]] = {split: {} for split in class_folders}
@@ -483,7 +492,7 @@ def load_images(paths: Sequence[str], image_size: int, workers: int | None = Non
     def load(index: int) -> None:
         output[index] = images.load_resized(paths[index], image_size)
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers or decoder_threads()) as pool:
         list(pool.map(load, range(len(paths))))
     return output
 
@@ -510,7 +519,7 @@ def decoded_batches(
         image_size: side of the square images.
         batch_size: images per batch (the last batch may be smaller).
         ahead: batches decoded ahead of the one being used (at least 1).
-        workers: decoder threads (default: one per core).
+        workers: decoder threads (default `decoder_threads()`: one per core, at most 8).
 
     Yields:
         uint8 arrays of shape (n, image_size, image_size, 3), n = batch_size but for the last one.
@@ -524,7 +533,7 @@ def decoded_batches(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, received {value!r}.")
     paths = [str(path) for path in paths]
-    workers = workers or os.cpu_count() or 1
+    workers = workers or decoder_threads()
     starts = iter(range(0, len(paths), batch_size))
     pending: collections.deque = collections.deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlcore-decoder",
@@ -610,12 +619,12 @@ def make_dataset(
         dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.from_tensor_slices(targets)))
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    # One decoding call per core, two batches ahead, and tf.data's autotuner off: on a CPU the decoders
+    # One decoding call per core (at most MAX_DECODER_THREADS), two batches ahead, and tf.data's autotuner off: on a CPU the decoders
     # share the cores with the model, and the autotuner (a thread of its own, buffers that grow) cost
     # a third of the extraction throughput on two cores (tlcore.bench, section 1). Pillow releases
     # the GIL while it decodes, so the calls run in parallel, on a pool of the pipeline's own
     # (whose threads `_lower_decoder_thread` may lower without touching TensorFlow's).
-    parallel_calls = os.cpu_count() or 1
+    parallel_calls = decoder_threads()
     if labels is not None:
         dataset = dataset.map(lambda path, target: (decode(path), target), num_parallel_calls=parallel_calls)
     else:
