@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tlcore import backbones, predict, runs, strategies, worker
+from tlcore import backbones, features, predict, runs, strategies, worker
 from tlcore.config import AugmentationConfig, TrainConfig
 
 
@@ -169,6 +169,64 @@ def test_views_streamed_from_the_files_train_exactly_as_views_decoded_into_memor
     metrics = lambda run: [(record["stage"], record["loss"], record["val_loss"]) for record in run.metrics()]  # noqa: E731
     assert len(metrics(streamed)) == 4
     assert metrics(streamed) == metrics(in_memory)
+
+
+@pytest.mark.parametrize(("strategy", "epochs", "fine_tuning_epochs", "views", "expected"), [
+    ("fine_tuning", 2, 3, 10, 3),  # Each stage reads views 0 .. its epochs - 1.
+    ("frozen_augmented", 2, 30, 10, 2),  # No fine-tuning stage: its epochs do not count.
+    ("all", 30, 30, 10, 10),  # The seed's schedule reads every view.
+    ("feature_extraction", 2, 2, 10, 10),  # No cached stage: nothing to cap.
+])
+def test_views_to_cache_are_the_views_the_epochs_read(strategy, epochs, fine_tuning_epochs, views, expected):
+    config = TrainConfig(data_dir="-", strategy=strategy, epochs=epochs, fine_tuning_epochs=fine_tuning_epochs,
+                         augmented_views=views)
+    assert strategies.views_to_cache(config) == expected
+
+
+def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path):
+    """Keras signals an epoch's end once more before training starts; the views follow its beginnings."""
+    images, views = 8, 10
+    writer = features.FeatureWriter(tmp_path / "views.npy", views * images, (1,))
+    writer.write(np.repeat(np.arange(views, dtype="float32"), images)[:, None])  # Each row holds its view.
+    writer.close()
+    read = []
+
+    class Recording(features.RowBatches):
+        def __getitem__(self, index):
+            rows, targets = super().__getitem__(index)
+            read.append((self.epoch, set(rows[:, 0].tolist())))
+            return rows, targets
+
+    class EpochStart(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            read.append(("begin", epoch))
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    batches = Recording(features.FeatureFile(tmp_path / "views.npy"), np.zeros(images, "float32"), 4, seed=1,
+                        views=views)
+    model.fit(batches, epochs=3, verbose=0, callbacks=[EpochStart()])
+    epoch, views_read = None, {}
+    for entry in read:
+        if entry[0] == "begin":
+            epoch = entry[1]
+        elif epoch is not None:
+            views_read.setdefault(epoch, set()).update(entry[1])
+    assert views_read == {0: {0.0}, 1: {1.0}, 2: {2.0}}
+
+
+def test_a_short_run_caches_only_the_views_it_reads_and_trains_as_with_all_of_them(tiny_data, tmp_path, monkeypatch):
+    config = tiny_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=3, augmented_views=10)
+    short = train_run(config, tmp_path / "short")
+    result = short.summary()["results"]["frozen_augmented"]
+    assert result["views"] == 3
+    cached = list((tmp_path / "short" / ".cache").rglob("train_views.npy"))
+    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[0] == 3 * 16  # 16 training photos.
+    monkeypatch.setattr(strategies, "views_to_cache", lambda config: config.augmented_views)  # All 10, as before.
+    every = train_run(config, tmp_path / "every")
+    assert every.summary()["results"]["frozen_augmented"]["views"] == 10
+    metrics = lambda run: [(record["stage"], record["loss"], record["val_loss"]) for record in run.metrics()]  # noqa: E731
+    assert len(metrics(short)) == 5 and metrics(short) == metrics(every)
 
 
 def test_feature_cache_is_reused_by_a_second_run(tiny_data, tmp_path):

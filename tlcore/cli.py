@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=None, help="random seed (split, augmentation, weights)")
     train.add_argument("--augmented-views", type=int, default=None,
                        help="augmented views of each training image cached through the frozen base for "
-                       "frozen_augmented and fine_tuning (default 10); epochs then only run the top block and head")
+                       "frozen_augmented and fine_tuning (default 10; a run of fewer epochs caches one per epoch); "
+                       "epochs then only run the top block and head")
     train.add_argument("--end-to-end", action="store_true",
                        help="train frozen_augmented and fine_tuning end to end, augmenting every epoch anew "
                        "(exact but much slower; same as --augmented-views 0)")

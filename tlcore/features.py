@@ -157,6 +157,7 @@ class RowBatches(keras.utils.PyDataset):
         self.features, self.targets, self.batch_size, self.seed, self.views = (
             features, targets, batch_size, seed, views)
         self.epoch = 0
+        self._begun = False
         self._order()
 
     def _order(self) -> None:
@@ -172,7 +173,12 @@ class RowBatches(keras.utils.PyDataset):
         block = (self.epoch % self.views) * len(self.targets)
         return self.features.rows(block + images), self.targets[images]
 
-    def on_epoch_end(self) -> None:
-        if self.seed is not None:
+    def on_epoch_begin(self) -> None:
+        # Counted at each epoch's beginning, which Keras signals once per epoch. Its end it also
+        # signals once more before training starts (after reading a batch or two to learn the
+        # shapes), so counting ends made epoch e read view e + 1, and a stage of E < K epochs
+        # read views 1 .. E, never view 0.
+        if self._begun and self.seed is not None:
             self.epoch += 1
             self._order()
+        self._begun = True

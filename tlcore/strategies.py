@@ -487,6 +487,21 @@ def split_head(head: keras.Model) -> tuple[keras.layers.Layer, keras.Model]:
     return first, keras.Model(vector, x, name="head_tail")
 
 
+def views_to_cache(config: TrainConfig) -> int:
+    """How many of the config's `augmented_views` its run reads, and so caches.
+
+    Epoch e of a cached stage trains on view e mod K, and each stage counts its epochs from 0: a
+    run of fewer epochs than K never reads the views past its epoch count. Each view is seeded by
+    its index, so caching only those trains exactly as caching all K would, sooner (a 2-epoch run
+    caches 2 views, not 10).
+    """
+    stages = stages_for(config.strategy)
+    epochs = [config.epochs] if "frozen_augmented" in stages else []
+    if "fine_tuning" in stages:
+        epochs.append(config.fine_tuning_epochs)
+    return min(config.augmented_views, max(epochs, default=config.augmented_views))
+
+
 def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Model, head_first, preprocess) -> tuple:
     """Cached activations for strategies 2 and 3, for K augmented views of the training images and
     for the validation images: the boundary activations (entering the top block) and the head's
@@ -501,11 +516,12 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
     boundary_shape = tuple(bottom.output.shape[1:])
     vector_shape = tuple(head_first.output.shape[1:])
     fingerprint = data.fingerprint(dataset)  # Stats every file: once per call.
+    views = views_to_cache(config)
     key = features.cache_key(config.backbone, config.weights, config.alpha, config.image_size, fingerprint,
-                             extra=[boundary_shape, config.head, config.augmentation.to_dict(), config.augmented_views,
+                             extra=[boundary_shape, config.head, config.augmentation.to_dict(), views,
                                     config.seed, config.precision])
     train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
-    counts = {"train_views": config.augmented_views * train_count, "train_vectors": config.augmented_views * train_count,
+    counts = {"train_views": views * train_count, "train_vectors": views * train_count,
               "validation_boundary": validation_count, "validation_vectors": validation_count}
     cached = {name: features.load(directory, key, name, count) for name, count in counts.items()}
     if all(value is not None for value in cached.values()):
@@ -521,14 +537,14 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
                                             vector_shape if name.endswith("vectors") else boundary_shape)
                for name, count in counts.items()}
     try:
-        passes = [(view, "train") for view in range(config.augmented_views)] + [(None, "validation")]
+        passes = [(view, "train") for view in range(views)] + [(None, "validation")]
         for view, split in passes:
             augmented_boundary = None
             if view is not None:
-                context.say(f"[frozen_augmented] caching augmented view {view + 1}/{config.augmented_views}")
+                context.say(f"[frozen_augmented] caching augmented view {view + 1}/{views}")
                 if context.run is not None:
                     context.run.set_progress({"stage": "frozen_augmented", "phase": "caching", "view": view + 1,
-                                              "views": config.augmented_views, "stage_elapsed": time.time() - started,
+                                              "views": views, "stage_elapsed": time.time() - started,
                                               "time": time.time()})
                 # Each view has its own seed, so the K views differ and a rerun draws the same ones.
                 augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
@@ -547,7 +563,7 @@ def extract_views(context: TrainingContext, bottom: keras.Model, top: keras.Mode
             writer.discard()
         raise
     features.describe(directory, key, {"backbone": config.backbone, "image_size": config.image_size,
-                                       "head": config.head, "views": config.augmented_views,
+                                       "head": config.head, "views": views,
                                        "boundary": list(boundary_shape), "fingerprint": fingerprint})
     return ({name: features.FeatureFile(directory / key / f"{name}.npy") for name in counts},
             time.time() - started, False)
@@ -576,7 +592,7 @@ def build_staged(context: TrainingContext) -> StagedModels:
     boundary = keras.Input(shape=bottom.output.shape[1:], name="boundary")
     trainer = keras.Model(boundary, head(top(boundary, training=False)), name="staged_classifier")
     return StagedModels(base, top, head, tail, trainer, cached["train_views"], cached["validation_boundary"],
-                        cached["train_vectors"], cached["validation_vectors"], config.augmented_views, seconds,
+                        cached["train_vectors"], cached["validation_vectors"], views_to_cache(config), seconds,
                         from_cache)
 
 
@@ -628,7 +644,7 @@ def run_frozen_augmented(context: TrainingContext) -> dict:
         context.model = _final_model(context, context.staged)
         result = _history_result(history, time.time() - started, context.stop_requested(),
                              bool(config.early_stopping_patience))
-        result.update({"path": "cached_views", "views": config.augmented_views,
+        result.update({"path": "cached_views", "views": context.staged.views,
                        "extraction_seconds": context.staged.seconds, "features_from_cache": context.staged.from_cache})
         return result
     base = build_frozen_base(config)
