@@ -232,6 +232,36 @@ def test_pixel_cap_holds_without_pillows_own_guard(tmp_path, monkeypatch, bomb_p
     assert f"{images.MAX_PIXELS:,}" in error.reason
 
 
+def _declaring(image_format: str, width: int, height: int) -> bytes:
+    """A 16 x 16 image whose header is rewritten to declare width x height pixels."""
+    data = bytearray(_encode(Image.new("RGB", (16, 16), (90, 60, 30)), image_format))
+    if image_format == "JPEG":
+        start = data.index(b"\xff\xc0") + 5  # The frame header: length, precision, then height, width.
+        data[start:start + 4] = struct.pack(">HH", height, width)
+    else:  # GIF: the logical screen, then the first frame's descriptor.
+        data[6:10] = struct.pack("<HH", width, height)
+        start = data.index(b"\x2c") + 5
+        data[start:start + 4] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def bombs(bomb_png) -> dict[str, bytes]:
+    """Image format -> a small file declaring 20000 x 20000 pixels (made before `no_decoding` applies)."""
+    return {"PNG": bomb_png, "JPEG": _declaring("JPEG", 20_000, 20_000), "GIF": _declaring("GIF", 20_000, 20_000)}
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF"])
+def test_bomb_above_pillows_own_limit_gets_our_message_not_pillows(tmp_path, bombs, no_decoding, entry,
+                                                                    image_format):
+    """400 megapixels is above twice Pillow's MAX_IMAGE_PIXELS: Image.open raises before our cap runs."""
+    assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS
+    error = _refused(entry, _write(tmp_path, f"bomb.{image_format.lower()}", bombs[image_format]))
+    assert error.reason == ("image is 20000 x 20000 = 400,000,000 pixels, above the limit of 100,000,000 pixels "
+                            "(possible decompression bomb)")
+
+
 def test_image_just_above_the_cap_is_refused(tmp_path, no_decoding):
     """110 megapixels: under Pillow's own error threshold, above ours."""
     header = struct.pack(">IIBBBBB", 11_000, 10_000, 8, 2, 0, 0, 0)

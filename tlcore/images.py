@@ -56,8 +56,10 @@ def _open(stream, source: Source, label: str) -> Image.Image:
             # Pillow warns (and above 2x its own limit raises) for huge images; we apply our own cap.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream, formats=SUPPORTED_FORMATS)
-    except Image.DecompressionBombError as error:
-        raise InvalidImageError(label, f"image is too large to decode safely ({error})") from None
+    except Image.DecompressionBombError:
+        # Pillow refuses images above twice its own MAX_IMAGE_PIXELS with a message of its own
+        # ("could be decompression bomb DOS attack"): report them as our cap does, which is lower.
+        raise _too_large(label, _declared_size(stream)) from None
     except Exception:  # PIL.UnidentifiedImageError, OSError, SyntaxError from broken headers, ...
         raise InvalidImageError(
             label,
@@ -66,12 +68,41 @@ def _open(stream, source: Source, label: str) -> Image.Image:
         ) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
-        raise InvalidImageError(
-            label,
-            f"image is {width} x {height} = {width * height:,} pixels, above the limit of "
-            f"{MAX_PIXELS:,} pixels (possible decompression bomb)",
-        )
+        raise _too_large(label, image.size)
     return image
+
+
+def _too_large(label: str, size: tuple[int, int] | None) -> InvalidImageError:
+    """The error for an image above MAX_PIXELS, naming its size when the header could be read."""
+    if size is None:
+        declared = "image is"
+    else:
+        width, height = size
+        declared = f"image is {width} x {height} = {width * height:,} pixels,"
+    return InvalidImageError(
+        label, f"{declared} above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb)")
+
+
+def _declared_size(stream) -> tuple[int, int] | None:
+    """The (width, height) an image's header declares, or None when no accepted format reads it.
+
+    For images that `Image.open` refuses outright: it checks the size only after the format's
+    plugin has read the header, and the plugin itself reads no pixels, so asking the plugin
+    directly gives the size without decoding anything.
+    """
+    for image_format in SUPPORTED_FORMATS:
+        if image_format not in Image.OPEN:  # Not loaded, so not the plugin that opened the header.
+            continue
+        factory, accept = Image.OPEN[image_format]
+        stream.seek(0)
+        if accept is not None and accept(stream.read(16)) is not True:
+            continue
+        stream.seek(0)
+        try:
+            return factory(stream, None).size
+        except Exception:  # noqa: BLE001 - a header this plugin cannot read: try the next format.
+            continue
+    return None
 
 
 @contextlib.contextmanager
@@ -150,8 +181,8 @@ def _decode_image(source: Source, label: str, draft_size: int | None) -> Image.I
             image.load()  # Decode fully: a truncated file fails here, not later in training.
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
-        except Image.DecompressionBombError as error:
-            raise InvalidImageError(label, f"image is too large to decode safely ({error})") from None
+        except Image.DecompressionBombError:  # A later frame of an animation larger than the first.
+            raise _too_large(label, None) from None
         except OSError as error:
             reason = str(error) or type(error).__name__
             if "truncated" in reason.lower() or "broken" in reason.lower():
