@@ -3,7 +3,7 @@
 Not a page (app.py does not register it). Session state keys:
     dataset          the current DatasetScan (set on the Data page)
     augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
-    run_id           the current run; when absent, the newest running or queued run is shown
+    run_id           the current run; when absent, the running run (else the newest queued one) is shown
     lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
     batch_result     the Predict page's latest batch prediction ({"run", "source", "rows"})
     exports          the exports made on the Predict page ({(run id, format): ExportResult.to_dict()})
@@ -87,19 +87,26 @@ def augmentation() -> AugmentationConfig:
 
 # Runs.
 
+# After a reload, which active run to show: the one training first. Runs train one at a time, so a
+# newer queued run is waiting for it (showing the queued one hid the progress and Stop button).
+RESUME_ORDER = ("running", "stopping", "queued")
+
+
 def current_run() -> runs.Run | None:
-    """The session's run; after a reload (empty session), the newest running or queued run."""
+    """The session's run; after a reload (empty session), the running run, else the newest queued one."""
     run_id = st.session_state.get("run_id")
     if run_id:
         try:
             return runs.resolve(run_id, runs_dir())
         except ValueError:  # Deleted meanwhile.
             st.session_state.pop("run_id", None)
-    for run in runs.list_runs(runs_dir()):
-        if run.state in ACTIVE_STATES:
-            st.session_state["run_id"] = run.id
-            return run
-    return None
+    newest = {}
+    for run in runs.list_runs(runs_dir()):  # Newest first.
+        newest.setdefault(run.state, run)
+    run = next((newest[state] for state in RESUME_ORDER if state in newest), None)
+    if run is not None:
+        st.session_state["run_id"] = run.id
+    return run
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)

@@ -5,7 +5,10 @@ import streamlit as st
 
 from app_pages import common, ship_view
 from tlcore import browse, charts, predict, runs
-from tlcore.images import InvalidImageError
+from tlcore.images import SUPPORTED_EXTENSIONS, InvalidImageError
+
+# The decoder's own list, as the folder scan and the batch prediction use: a photo that trains can be uploaded.
+PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS]
 
 
 def run_label(row: dict) -> str:
@@ -45,7 +48,7 @@ with export_tab:
     ship_view.export(run_id)
 
 with photos_tab:
-    uploads = st.file_uploader("Photos (jpg, png or webp)", type=["jpg", "jpeg", "png", "webp"],
+    uploads = st.file_uploader(f"Photos ({', '.join(PHOTO_TYPES)})", type=PHOTO_TYPES,
                                accept_multiple_files=True, key="predict_uploads")
     explain = st.toggle("Show where the model looked (Grad-CAM)", key="predict_gradcam", persist_state="session",
                         help="A heatmap over each photo of the regions that most raised the score of its top class, "

@@ -15,6 +15,14 @@ STATE_MESSAGES = {"queued": "waiting for its turn", "running": "training", "stop
                   "done": "finished", "stopped": "stopped on request; the model keeps what it had learned"}
 
 
+def stage_result(stage: str, result: dict) -> str:
+    """'feature extraction: best validation accuracy 91.7% after 1 epoch, 12 s' (one stage of a summary)."""
+    epochs = result.get("epochs", 0)
+    return (f"{monitor.STAGE_NAMES.get(stage, stage)}: best validation accuracy "
+            f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}, "
+            f"{monitor.format_seconds(result.get('seconds') or 0)}")
+
+
 def show(run: runs.Run) -> None:
     """The run's state, progress, Stop button (while it runs) and curves."""
     status, config = run.status(), run.config()
@@ -29,11 +37,7 @@ def show(run: runs.Run) -> None:
                   help="Ends training after the current batch; the model keeps what it learned so far.")
     results = run.summary().get("results", {})
     if results:
-        st.caption(" · ".join(
-            f"{monitor.STAGE_NAMES.get(stage, stage)}: best validation accuracy "
-            f"{result.get('best_val_accuracy') or 0:.1%} after {result.get('epochs', 0)} epochs, "
-            f"{monitor.format_seconds(result.get('seconds') or 0)}"
-            for stage, result in results.items()))
+        st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
     records = run.metrics()
     if not records and state not in common.ACTIVE_STATES:
         # A run that failed or was stopped before its first epoch: no curve is coming.

@@ -48,7 +48,11 @@ def batch(run_id: str, predictor) -> None:
             with st.spinner("Predicting..."):
                 rows = batch_prediction.predict_folder(predictor, target, top=int(top))
         except (zips.UnsafeArchiveError, ValueError, OSError) as error:
-            st.error(common.text(f"{name}: {error}"))
+            # An upload's error would name "<uploaded archive>": name the file instead. The other
+            # messages already name the folder or file typed.
+            reason = f"{name}: {error.reason}" if isinstance(error, zips.UnsafeArchiveError) else error
+            st.error(common.text(reason))
+            st.session_state.pop("batch_result", None)  # Its table would read as this source's.
         else:
             st.session_state["batch_result"] = {"run": run_id, "source": name, "rows": rows}
     result = st.session_state.get("batch_result")
@@ -59,13 +63,14 @@ def batch(run_id: str, predictor) -> None:
     problems = f", {failed} file(s) could not be used (the error column says why)." if failed else "."
     st.markdown(common.text(f"{Path(result['source']).name}: {len(rows) - failed} photo(s) predicted{problems}"))
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside
-    # 61.23%); text cells of the other kind of row are blank, not "None".
+    # 61.23%, and whole percents in "top k" 100% beside 99.7%); cells of the other kind of row are blank,
+    # not "None" (the placeholder of the error rows' missing probability).
     table = pd.DataFrame([{
         "file": row["file"], "top label": row["top_label"] or "",
         "probability": None if row["probability"] is None else 100 * row["probability"],
-        "top k": "; ".join(f"{item['label']} {item['probability']:.0%}" for item in row["top_k"]),
+        "top k": "; ".join(f"{item['label']} {item['probability']:.1%}" for item in row["top_k"]),
         "error": row["error"] or ""} for row in rows])
-    st.dataframe(table, hide_index=True, column_config={
+    st.dataframe(table, hide_index=True, placeholder="", column_config={
         "file": st.column_config.TextColumn("file", width="medium"),
         "probability": st.column_config.NumberColumn("probability", format="%.1f%%"),
         "error": st.column_config.TextColumn("error", width="large")})

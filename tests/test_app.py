@@ -21,6 +21,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psutil
 import pytest
 from PIL import Image
@@ -450,6 +451,44 @@ def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(fold
     assert run.stop_requested() and run.raw_status()["state"] == "stopping"
 
 
+def _renamed(run: runs.Run, stamp: str) -> runs.Run:
+    """The run moved to an id with another creation time: run ids sort by it, newest first."""
+    return runs.Run(run.path.rename(run.path.with_name(stamp + run.id[len(stamp):])))
+
+
+def test_after_a_reload_the_running_run_wins_over_newer_queued_ones(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    config = TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction")
+    running = _renamed(_fake_running_run(folders["runs"], small_catsdogs), "20000101-000000")
+    older_queued = _renamed(runs.create(config, folders["runs"]), "20000101-000001")
+    newest_queued = runs.create(config, folders["runs"])  # Waiting for the running run to finish.
+    assert [run.id for run in runs.list_runs(folders["runs"])] == [newest_queued.id, older_queued.id, running.id]
+    at = open_page("app_pages/train.py")  # A fresh session, as after a browser reload.
+    assert at.session_state["run_id"] == running.id
+    assert "running: training" in texts(at) and at.progress
+    running.set_status("done")
+    at = open_page("app_pages/train.py")  # Nothing trains: the newest queued run is next.
+    assert at.session_state["run_id"] == newest_queued.id
+
+
+def test_a_stage_of_one_epoch_is_not_called_1_epochs(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    run = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="fine_tuning"), folders["runs"])
+    run.append_metrics({"stage": "frozen_augmented", "epoch": 1, "loss": 0.7, "val_loss": 0.6, "accuracy": 0.6,
+                        "val_accuracy": 0.75})
+    (run.path / "summary.json").write_text(json.dumps({"results": {
+        "frozen_augmented": {"best_val_accuracy": 0.75, "epochs": 1, "seconds": 12},
+        "fine_tuning": {"best_val_accuracy": 0.8, "epochs": 2, "seconds": 30}}}))
+    run.set_status("done")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("app_pages/train.py", at.run())
+    assert ("frozen + augmentation: best validation accuracy 75.0% after 1 epoch, 12 s · "
+            "fine-tuning: best validation accuracy 80.0% after 2 epochs, 30 s") in texts(at)
+
+
 def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
     first = _fake_running_run(folders["runs"], small_catsdogs)
     first.set_status("done")
@@ -756,6 +795,65 @@ def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatc
     assert all(50 <= value <= 100 for value in table["probability"][:2]), "the top label's share, in percent"
     assert "album.zip: 2 photo(s) predicted, 1 file(s) could not be used" in texts(at)
     assert [button.label for button in at.download_button] == ["Download the CSV"]
+
+
+def _predict_batch_zip(at: AppTest, small_catsdogs: Path) -> AppTest:
+    """Predicts a zip of two cat photos and a text file on the Predict page's batch tab."""
+    photos = sorted((small_catsdogs / "validation" / "cats").iterdir())[:2]
+    archive = _zip({f"album/{photo.name}": photo.read_bytes() for photo in photos} | {"album/notes.txt": b"notes"})
+    at.file_uploader(key="batch_zip").set_value(("album.zip", archive, "application/zip")).run()
+    return click(at, "Predict every photo")
+
+
+def test_predict_page_batch_table_leaves_error_cells_blank_and_gives_top_k_to_a_tenth(trained_runs, monkeypatch,
+                                                                                       small_catsdogs):
+    at = _predict_batch_zip(_predict_page(trained_runs, monkeypatch), small_catsdogs)
+    element = at.dataframe[0]
+    table = element.value
+    # The error row has no probability; the browser writes "None" in such a cell unless the table says
+    # what to show instead (an unset placeholder reads "" too, hence HasField).
+    assert table["error"].iloc[2] and pd.isna(table["probability"].iloc[2])
+    assert element.proto.HasField("placeholder") and element.proto.placeholder == ""
+    for label, probability, top_k in zip(table["top label"][:2], table["probability"][:2], table["top k"][:2]):
+        items = top_k.split("; ")
+        assert items[0] == f"{label} {probability:.1f}%", "the top label's share, as in the probability column"
+        assert all(re.fullmatch(r"(cats|dogs) \d{1,3}\.\d%", item) for item in items), items
+
+
+def test_predict_page_batch_of_a_missing_folder_names_it_and_clears_the_old_table(trained_runs, monkeypatch,
+                                                                                   small_catsdogs, tmp_path):
+    at = _predict_batch_zip(_predict_page(trained_runs, monkeypatch), small_catsdogs)
+    assert at.dataframe, "the zip's table"
+    missing = tmp_path / "nope"
+    at.segmented_control(key="batch_source").set_value("Folder").run()
+    at.text_input(key="batch_folder").input(str(missing)).run()
+    click(at, "Predict every photo")
+    assert [plain(element.value) for element in at.error] == [
+        f"{missing} does not exist: expected a folder of photos or a .zip archive."]
+    assert not at.dataframe and not at.download_button, "the zip's table is not this folder's"
+    photo = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.text_input(key="batch_folder").input(str(photo)).run()
+    click(at, "Predict every photo")
+    assert [plain(element.value) for element in at.error] == [
+        f"{photo} is neither a folder nor a .zip archive: expected a folder of photos or a .zip archive."]
+
+
+def test_predict_page_takes_every_photo_type_the_data_set_scan_takes(trained_runs, monkeypatch, small_catsdogs):
+    from tlcore import images
+
+    at = _predict_page(trained_runs, monkeypatch)
+    uploader = at.file_uploader(key="predict_uploads")
+    assert sorted(uploader.allowed_type) == sorted(images.SUPPORTED_EXTENSIONS)
+    photo = Image.open(sorted((small_catsdogs / "validation" / "dogs").iterdir())[0]).convert("RGB")
+    uploads = []
+    for extension in images.SUPPORTED_EXTENSIONS:
+        buffer = io.BytesIO()
+        photo.save(buffer, format={".jpg": "JPEG"}.get(extension, extension[1:].upper()))
+        uploads.append((f"dog{extension}", buffer.getvalue(), "application/octet-stream"))
+    uploader.set_value(uploads).run()  # Streamlit refuses (raises for) a type the uploader does not list.
+    assert not at.exception and not at.error, [element.value for element in at.error]
+    predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
+    assert len(predictions) == len(images.SUPPORTED_EXTENSIONS)
 
 
 def test_learning_rate_finder_draws_the_sweep_and_uses_its_suggestion(small_catsdogs, folders):

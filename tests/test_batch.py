@@ -120,8 +120,14 @@ def test_unsafe_zips_and_bad_sources_are_refused(predictor, tmp_path, photos):
         archive.writestr("../escape.jpg", photos[0].read_bytes())
     with pytest.raises(zips.UnsafeArchiveError, match=r"'\.\.'"):
         batch.predict_folder(predictor, evil)
-    with pytest.raises(ValueError, match="folder or a .zip"):
+    with pytest.raises(ValueError) as caught:
         batch.predict_folder(predictor, photos[0])
+    assert str(caught.value) == (f"{photos[0]} is neither a folder nor a .zip archive: expected a folder of photos "
+                                 "or a .zip archive.")
+    # The message reaches people as it is: it names the path typed, not an internal parameter.
+    with pytest.raises(ValueError) as caught:
+        batch.predict_folder(predictor, tmp_path / "nope")
+    assert str(caught.value) == f"{tmp_path / 'nope'} does not exist: expected a folder of photos or a .zip archive."
     with pytest.raises(ValueError, match="top"):
         batch.predict_folder(predictor, tmp_path, top=0)
 

@@ -136,3 +136,19 @@ def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_be
     assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
     assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"
     assert len(charts.history([])) == 1  # A placeholder before the first epoch.
+
+
+def test_training_curves_label_epochs_as_whole_numbers_and_accuracy_in_percent():
+    # A one-epoch run once had its epoch axis labelled "1.000000" and "0.333333".
+    records = [{"stage": "feature_extraction", "epoch": 1, "loss": 0.5, "val_loss": 0.4, "accuracy": 0.8,
+                "val_accuracy": 0.9}]
+    loss, accuracy = (chart.to_dict()["encoding"] for chart in charts.history(records))
+    compared = charts.compare({"run-a": records, "run-b": records}).to_dict()["encoding"]
+    compared_loss = charts.compare({"run-a": records}, "val_loss").to_dict()["encoding"]
+    for encoding in (loss, accuracy, compared, compared_loss):
+        assert encoding["x"]["field"] == "epoch"
+        assert encoding["x"]["axis"]["format"] == "d" and encoding["x"]["axis"]["tickMinStep"] == 1
+    for encoding in (accuracy, compared):  # Percent, as the rest of the app shows accuracy.
+        assert encoding["y"]["axis"]["format"] == "%" and encoding["tooltip"][-1]["format"] == ".1%"
+    for encoding in (loss, compared_loss):  # A loss is not a share.
+        assert "format" not in encoding["y"].get("axis", {}) and encoding["tooltip"][-1]["format"] == ".4f"

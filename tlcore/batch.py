@@ -96,7 +96,7 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3) -> list[dict]
         One row per file (see the module docstring), sorted by file name.
 
     Raises:
-        ValueError: the source is neither a folder nor a zip archive, or top < 1.
+        ValueError: the source does not exist or is neither a folder nor a zip archive, or top < 1.
         zips.UnsafeArchiveError: the archive is damaged, unsafe, or too large (refused as a whole).
     """
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
@@ -109,9 +109,13 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3) -> list[dict]
                                  [report.files[name] for name in generated], top)
         rows += [error_row(name, reason) for name, reason in report.skipped_files]
         return sorted(rows, key=lambda row: row["file"])
+    # The messages reach people (the Predict page shows them as they are): they name the path typed.
     folder = Path(folder_or_zip)
+    if not folder.exists():
+        raise ValueError(f"{folder} does not exist: expected a folder of photos or a .zip archive.")
     if not folder.is_dir():
-        raise ValueError(f"folder_or_zip must be a folder or a .zip archive, received {str(folder_or_zip)!r}.")
+        raise ValueError(f"{folder} is neither a folder nor a .zip archive: expected a folder of photos or "
+                         "a .zip archive.")
     paths = find_files(folder)
     return predict_files(predictor, paths, [path.relative_to(folder).as_posix() for path in paths], top)
 

@@ -52,6 +52,18 @@ def history_frame(records: Iterable[dict], run: str | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=["run", "stage", "epoch", "metric", "split", "value"])
 
 
+# Epochs are whole numbers: without a format, Vega-Lite labelled the axis of a one-epoch run
+# "1.000000" (and "0.333333" beside it).
+EPOCH_AXIS = alt.Axis(format="d", tickMinStep=1)
+
+
+def value_axis(metric: str) -> dict:
+    """The y axis and tooltip formats of a metric: accuracy in percent, as everywhere in the app."""
+    if metric == "accuracy":
+        return {"axis": alt.Axis(format="%"), "tooltip": ".1%"}
+    return {"axis": alt.Axis(), "tooltip": ".4f"}
+
+
 # The dash legend draws line pieces, not the points of `mark_line(point=True)`, whose filled
 # circles would hide the dashes (and, in Streamlit's theme, came out blank).
 DASH_LEGEND_SYMBOLS = {"symbolType": "stroke", "symbolStrokeColor": "gray", "symbolStrokeWidth": 2,
@@ -84,15 +96,16 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
     for metric in ("loss", "accuracy"):
         subset = frame[frame["metric"] == metric]
         with_legends = metric == "accuracy"  # The lower chart.
+        formats = value_axis(metric)
         base = alt.Chart(subset).encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
-            y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+            x=alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
+            y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False), axis=formats["axis"]),
             color=alt.Color("stage:N", title="strategy", scale=alt.Scale(domain=stages),
                             legend=alt.Legend(orient="bottom") if with_legends else None),
             strokeDash=alt.StrokeDash("split:N", title="data", sort=["validation", "training"],
                                       legend=alt.Legend(orient="bottom", **DASH_LEGEND_SYMBOLS)
                                       if with_legends else None),
-            tooltip=["stage", "split", "epoch", alt.Tooltip("value:Q", format=".4f")],
+            tooltip=["stage", "split", "epoch", alt.Tooltip("value:Q", format=formats["tooltip"])],
         )
         layer = base.mark_line(point=True)
         starts = subset[subset["stage"] == STAGE_TITLES["fine_tuning"]]
@@ -119,12 +132,13 @@ def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", heig
     frames = [history_frame(records, run) for run, records in histories.items()]
     frame = pd.concat(frames, ignore_index=True) if frames else history_frame([])
     frame = frame[(frame["metric"] == name) & (frame["split"] == split)]
+    formats = value_axis(name)
     return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
-        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False)),
+        x=alt.X("epoch:Q", axis=EPOCH_AXIS),
+        y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False), axis=formats["axis"]),
         color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
         detail="stage:N",
-        tooltip=["run", "stage", "epoch", alt.Tooltip("value:Q", format=".4f")],
+        tooltip=["run", "stage", "epoch", alt.Tooltip("value:Q", format=formats["tooltip"])],
     ).properties(height=height)
 
 
