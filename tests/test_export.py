@@ -18,10 +18,14 @@ from tlcore.config import TrainConfig
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, catsdogs_subset) -> tuple[runs.Run, Path]:
-    """A frozen + augmentation EfficientNet-Lite0 run at 64 px: a nested base and an augmentation block."""
+    """A frozen + augmentation EfficientNet-Lite0 run at 96 px: a nested base and an augmentation block.
+
+    At 64 px it learned nothing (50% validation accuracy) and its probabilities sat near 0.5, where int8's
+    error flipped a class as soon as the training order changed; at 96 px the nearest is 0.33 from 0.5.
+    """
     root = catsdogs_subset("export_photos", train=8, validation=6)
     runs_dir = tmp_path_factory.mktemp("export_runs")
-    config = TrainConfig(data_dir=str(root), strategy="frozen_augmented", backbone="efficientnet_lite0", image_size=64,
+    config = TrainConfig(data_dir=str(root), strategy="frozen_augmented", backbone="efficientnet_lite0", image_size=96,
                          epochs=6, batch_size=8, head="global_average", learning_rate=3e-3, augmented_views=1)
     run = runs.create(config, runs_dir)
     assert worker.execute(run, runs_dir=runs_dir)["state"] == "done"
@@ -76,7 +80,7 @@ def _independent_outputs(format: str, path: Path, batch: np.ndarray) -> np.ndarr
     return np.array(outputs)
 
 
-# Dynamic-range int8 moves this small 64 px model's probabilities by 0.10-0.16 (measured with the
+# Dynamic-range int8 moves this small 96 px model's probabilities by about 0.11 (0.10-0.16 at 64 px, measured with the
 # area-averaging resize); what the product promises for int8 is the top-1 agreement checked below.
 @pytest.mark.parametrize("format, tolerance", [("savedmodel", 1e-5), ("tflite-int8", 0.2)])
 def test_serving_exports_agree_with_the_keras_model(trained, validation_batch, format, tolerance):
