@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tlcore import predict, runs, worker
@@ -60,9 +61,13 @@ def test_killed_worker_is_reported_as_interrupted_and_releases_the_queue(photos,
     time.sleep(3)
     assert second.status()["state"] == "queued"  # One training at a time.
 
-    os.kill(first.raw_status()["pid"], signal.SIGKILL)
+    killed = first.raw_status()["pid"]
+    os.kill(killed, signal.SIGKILL)
     wait_for(lambda: first.status()["state"] == "interrupted", 30, "the interrupted state")
     assert "killed" in first.status()["error"] or "ended" in first.status()["error"]
+    # The process that started it (here pytest, in the app the Streamlit server) collected its exit:
+    # no zombie (<defunct>) is left behind.
+    wait_for(lambda: not psutil.pid_exists(killed), 10, "the killed worker to be reaped")
     # The lock died with the process: the queued run now trains to the end.
     wait_for(lambda: second.status()["state"] == "done", 180, "the queued run to finish")
     assert runs.describe(first)["state"] == "interrupted"

@@ -15,6 +15,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -107,6 +108,9 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> runs.Run:
         env=environment,
     )
     log.close()
+    # Collect the worker's exit status when it ends, however it ends: a parent that never waits
+    # keeps a killed worker as a zombie (<defunct>) for as long as the parent (the Streamlit server) lives.
+    threading.Thread(target=process.wait, name=f"tlcore-reap-{run.id}", daemon=True).start()
     import psutil
 
     try:
