@@ -225,7 +225,8 @@ def test_a_short_run_caches_only_the_views_it_reads_and_trains_as_with_all_of_th
     monkeypatch.setattr(strategies, "views_to_cache", lambda config: config.augmented_views)  # All 10, as before.
     every = train_run(config, tmp_path / "every")
     assert every.summary()["results"]["frozen_augmented"]["views"] == 10
-    metrics = lambda run: [(record["stage"], record["loss"], record["val_loss"]) for record in run.metrics()]  # noqa: E731
+    metrics = lambda run: [(record["stage"], record["loss"], record["val_loss"])  # noqa: E731
+                           for record in run.metrics()]
     assert len(metrics(short)) == 5 and metrics(short) == metrics(every)
 
 
@@ -365,3 +366,81 @@ def test_cli_train_predict_runs_json(tiny_data, tmp_path):
     completed = subprocess.run([sys.executable, "-m", "tlcore", "runs", "--runs-dir", str(tmp_path)],
                                capture_output=True, text=True, env=environment, timeout=120)
     assert f"model_val_accuracy={rows[0]['model_val_accuracy']:.4f}" in completed.stdout
+
+
+def _recording_progress(monkeypatch) -> list[dict]:
+    """Every progress record any run writes, in order (still written to its folder)."""
+    records = []
+    original = runs.Run.set_progress
+
+    def record(run, value):
+        records.append(dict(value))
+        original(run, value)
+
+    monkeypatch.setattr(runs.Run, "set_progress", record)
+    return records
+
+
+def test_feature_extraction_reports_the_images_it_has_extracted_per_split(tiny_data, tmp_path, monkeypatch):
+    records = _recording_progress(monkeypatch)
+    train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path)
+    extracting = [record for record in records if record.get("phase") == "extracting"]
+    assert {record["stage"] for record in extracting} == {"feature_extraction"}
+    for split, total in (("train", 16), ("validation", 8)):
+        counts = [record["images"] for record in extracting if record["split"] == split]
+        assert counts[0] == 0 and counts[-1] == total, counts  # From the start to the last image.
+        assert counts == sorted(counts)
+        assert {record["total"] for record in extracting if record["split"] == split} == {total}
+    splits = [record["split"] for record in extracting]
+    assert splits == sorted(splits, key=["train", "validation"].index), "the train split first, then validation"
+
+
+@pytest.mark.parametrize(("interval", "expected"), [(0.0, [0, 32, 64, 96, 128, 160]), (3600.0, [0, 160])])
+def test_extraction_progress_is_written_at_most_once_per_batch_and_interval(tiny_data, tmp_path, monkeypatch,
+                                                                             interval, expected):
+    from tlcore import data
+
+    config = tiny_config(tiny_data, strategy="feature_extraction")
+    dataset = data.scan(str(tiny_data), config.validation_fraction, config.seed)
+    run = runs.create(config, tmp_path)
+    records = _recording_progress(monkeypatch)
+    monkeypatch.setattr(strategies, "PROGRESS_INTERVAL_SECONDS", interval)
+    paths = dataset.paths("train") * 10  # 160 images: 5 batches of 32.
+    writer = features.FeatureWriter(tmp_path / "features.npy", len(paths), (2,))
+    context = strategies.TrainingContext(config=config, dataset=dataset, run=run)
+    strategies.extract_to_file(context, lambda batch: np.zeros((len(batch), 2), "float32"), paths, writer,
+                               split="train")
+    assert [record["images"] for record in records] == expected
+    assert run.progress() == records[-1] and run.progress()["total"] == 160
+
+
+def test_scratch_runs_name_no_backbone_and_old_scratch_folders_still_read(tmp_path):
+    scratch = runs.create(TrainConfig(data_dir=str(tmp_path), strategy="scratch"), tmp_path)
+    transfer = runs.create(TrainConfig(data_dir=str(tmp_path), strategy="feature_extraction"), tmp_path)
+    backbone = TrainConfig.backbone
+    assert "-scratch-" in scratch.id and backbone not in scratch.id
+    assert f"-feature_extraction-{backbone}-" in transfer.id
+    assert runs.describe(scratch)["backbone"] == runs.SCRATCH_MODEL == "small CNN"
+    assert runs.describe(transfer)["backbone"] == backbone
+    # A folder from before: the backbone in its id and config; still found, listed and described.
+    old = tmp_path / f"20250101-000000-scratch-{backbone}-ab12"
+    old.mkdir()
+    runs.write_json(old / "config.json", TrainConfig(data_dir=str(tmp_path), strategy="scratch").to_dict())
+    runs.Run(old).set_status("done")
+    assert runs.resolve(old.name, tmp_path).path == old.resolve()
+    row = next(runs.describe(run) for run in runs.list_runs(tmp_path) if run.id == old.name)
+    assert row["state"] == "done" and row["backbone"] == "small CNN"
+
+
+def test_training_run_is_the_live_running_run_of_the_folder(tmp_path):
+    import psutil
+
+    config = TrainConfig(data_dir=str(tmp_path), strategy="feature_extraction")
+    queued = runs.create(config, tmp_path)
+    assert runs.training_run(tmp_path, exclude=queued.id) is None
+    running = runs.create(config, tmp_path)
+    running.set_status("running", pid=os.getpid(), started=psutil.Process(os.getpid()).create_time())
+    assert runs.training_run(tmp_path, exclude=queued.id).id == running.id
+    assert runs.training_run(tmp_path, exclude=running.id) is None
+    running.set_status("running", pid=2**22 + 12345, started=1.0)  # Its worker is gone: interrupted.
+    assert runs.training_run(tmp_path, exclude=queued.id) is None

@@ -187,8 +187,8 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
     from tlcore import augment, backbones, data, strategies
     from tlcore.config import TrainConfig
 
-    config = TrainConfig(data_dir=str(dataset.root) if dataset else "-", backbone=name, weights="none", image_size=size, precision=precision,
-                         batch_size=arguments.batch_size)
+    config = TrainConfig(data_dir=str(dataset.root) if dataset else "-", backbone=name, weights="none",
+                         image_size=size, precision=precision, batch_size=arguments.batch_size)
     generator = np.random.default_rng(0)
     rows = []
 

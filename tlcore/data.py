@@ -619,11 +619,12 @@ def make_dataset(
         dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.from_tensor_slices(targets)))
     if shuffle:
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    # One decoding call per core (at most MAX_DECODER_THREADS), two batches ahead, and tf.data's autotuner off: on a CPU the decoders
-    # share the cores with the model, and the autotuner (a thread of its own, buffers that grow) cost
-    # a third of the extraction throughput on two cores (tlcore.bench, section 1). Pillow releases
-    # the GIL while it decodes, so the calls run in parallel, on a pool of the pipeline's own
-    # (whose threads `_lower_decoder_thread` may lower without touching TensorFlow's).
+    # One decoding call per core (at most MAX_DECODER_THREADS), two batches ahead, and tf.data's
+    # autotuner off: on a CPU the decoders share the cores with the model, and the autotuner (a thread
+    # of its own, buffers that grow) cost a third of the extraction throughput on two cores
+    # (tlcore.bench, section 1). Pillow releases the GIL while it decodes, so the calls run in
+    # parallel, on a pool of the pipeline's own (whose threads `_lower_decoder_thread` may lower
+    # without touching TensorFlow's).
     parallel_calls = decoder_threads()
     if labels is not None:
         dataset = dataset.map(lambda path, target: (decode(path), target), num_parallel_calls=parallel_calls)
