@@ -49,11 +49,18 @@ def show(run: runs.Run, key: str) -> None:
             st.error(common.text(error))
             return
         slot.empty()
-    render(result, key, pages_key=f"{key}_{run.id}_{split}_mistakes_page")
+    render(result, key, pages_key=f"{key}_{run.id}_{split}_mistakes_page", data_dir=data_dir)
 
 
-def render(result: evaluate.Evaluation, key: str, pages_key: str) -> None:
-    """Accuracy, the confusion matrix (counts or shares), the per-class table and the mistakes."""
+def render(result: evaluate.Evaluation, key: str, pages_key: str, data_dir: str | None = None) -> None:
+    """Accuracy, the confusion matrix (counts or shares), the per-class table and the mistakes.
+
+    Args:
+        result: the evaluation.
+        key: keeps this view's widgets apart from another's on the page.
+        pages_key: the key of the mistakes' page selector.
+        data_dir: the data set folder the run trained on, which the mistakes' file names are relative to.
+    """
     first, second, third = st.columns(3)
     first.metric("Accuracy", f"{result.accuracy:.1%}")
     second.metric(f"{result.split.capitalize()} images", result.images)
@@ -68,11 +75,22 @@ def render(result: evaluate.Evaluation, key: str, pages_key: str) -> None:
                    "(of the class's images, the share found) and F1 (their harmonic mean).")
         st.dataframe(pd.DataFrame(result.per_class()), hide_index=True, column_config={
             name: st.column_config.NumberColumn(name, format="percent") for name in ("precision", "recall", "f1")})
-    mistakes(result, pages_key)
+    mistakes(result, pages_key, data_dir)
 
 
-def mistakes(result: evaluate.Evaluation, pages_key: str) -> None:
-    """The misclassified images, most confident first, a page at a time."""
+def file_name(path: str, data_dir: str | None) -> str:
+    """An image's path relative to the data set folder, as a person finds it there; its full path when outside."""
+    if data_dir:
+        try:
+            # Scans resolve the folder, not each file (a linked photo keeps its place in the folder).
+            return Path(path).absolute().relative_to(Path(data_dir).expanduser().resolve()).as_posix()
+        except (TypeError, ValueError, OSError):
+            pass
+    return path
+
+
+def mistakes(result: evaluate.Evaluation, pages_key: str, data_dir: str | None = None) -> None:
+    """The misclassified images, most confident first, a page at a time, each captioned with its file name."""
     st.markdown(f"**Mistakes** on the {result.split} split, most confident first")
     if not result.mistakes:
         st.caption("None: the model classifies every image of this split correctly.")
@@ -83,12 +101,14 @@ def mistakes(result: evaluate.Evaluation, pages_key: str) -> None:
     grid = st.columns(6)
     for index, mistake in enumerate(result.mistakes[(page - 1) * PER_PAGE: page * PER_PAGE]):
         with grid[index % 6]:
-            caption = common.text(f"true: {mistake.true_label} · predicted: {mistake.predicted_label} "
-                                  f"({mistake.probability:.0%})")
+            name = file_name(mistake.path, data_dir)
+            # Two lines (a Markdown hard break), each escaped: a file or class name shows as typed.
+            caption = common.text(name) + "  \n" + common.text(
+                f"true: {mistake.true_label} · predicted: {mistake.predicted_label} ({mistake.probability:.0%})")
             try:
                 picture, _ = common.thumbnail(mistake.path)
             except (InvalidImageError, OSError) as error:
-                st.error(common.text(f"{Path(mistake.path).name}: {getattr(error, 'reason', error)}"))
+                st.error(common.text(f"{name}: {getattr(error, 'reason', error)}"))
                 st.caption(caption)
                 continue
             st.image(picture, caption=caption, width="stretch")

@@ -4,6 +4,8 @@ Not a page: the Train page calls `show` for a finished run and `live` (which pol
 that is queued or running.
 """
 
+import time
+
 import streamlit as st
 
 from app_pages import common
@@ -11,8 +13,11 @@ from tlcore import charts, monitor, runs
 
 STATE_BOXES = {"queued": st.info, "running": st.info, "stopping": st.warning, "done": st.success,
                "stopped": st.warning, "failed": st.error, "interrupted": st.error}
-STATE_MESSAGES = {"queued": "waiting for its turn", "running": "training", "stopping": "stopping after this batch",
+STATE_MESSAGES = {"queued": "waiting to start", "running": "training", "stopping": "stopping after this batch",
                   "done": "finished", "stopped": "stopped on request; the model keeps what it had learned"}
+# While a run is live, the rest of the page (the sidebar's run line, the runs table) is redrawn by a
+# full rerun: at once when the run's state changes, and at most this often when only its epochs do.
+PAGE_REFRESH_SECONDS = 20
 
 
 def stage_result(stage: str, result: dict) -> str:
@@ -27,11 +32,14 @@ def show(run: runs.Run) -> None:
     """The run's state, progress, Stop button (while it runs) and curves."""
     status, config = run.status(), run.config()
     state = status.get("state", "unknown")
-    st.markdown(common.text(f"{run.id} · {config.get('backbone')} · {config.get('image_size')} px"))
+    st.markdown(common.text(f"{run.id} · {runs.model_name(config)} · {config.get('image_size')} px"))
     message = STATE_MESSAGES.get(state) or status.get("error") or ""
     STATE_BOXES.get(state, st.info)(common.text(f"{state}: {message}"))
     if state in common.ACTIVE_STATES:
-        estimate = monitor.estimate(config, status, run.progress(), run.metrics())
+        # A queued run waits for the run training in its runs folder, if there is one; else its worker is starting.
+        training = runs.training_run(run.path.parent, exclude=run.id) if state == "queued" else None
+        estimate = monitor.estimate(config, status, run.progress(), run.metrics(),
+                                    waiting_for=training.id if training else None)
         st.progress(estimate.fraction or 0.0, text=common.text(estimate.text))
         st.button("Stop", icon=":material/stop_circle:", disabled=state == "stopping", on_click=run.request_stop,
                   help="Ends training after the current batch; the model keeps what it learned so far.")
@@ -47,14 +55,41 @@ def show(run: runs.Run) -> None:
         st.altair_chart(chart, width="stretch")
 
 
-@st.fragment(run_every=2)
+def seen(run: runs.Run) -> tuple[str, int]:
+    """(state, epochs recorded): what the sidebar and the runs table show of a run."""
+    return run.state, len(run.metrics())
+
+
+def page_is_stale(drawn: tuple[str, int] | None, drawn_at: float, current: tuple[str, int], now: float) -> bool:
+    """Whether the page's last full run drew an out-of-date run (`seen` then and now): at once when the
+    state changed or the run ended, and only PAGE_REFRESH_SECONDS after that run when only its epochs did."""
+    if drawn is None or current[0] not in common.ACTIVE_STATES or current[0] != drawn[0]:
+        return True
+    return current[1] != drawn[1] and now - drawn_at >= PAGE_REFRESH_SECONDS
+
+
 def live(run_id: str) -> None:
-    """Polls the run folder every 2 s; once the run ends, reruns the whole page (runs table included)."""
+    """The run, redrawn every 2 s while it is queued or training (see `poll`)."""
+    try:
+        drawn = seen(runs.resolve(run_id, common.runs_dir()))
+    except ValueError:
+        drawn = None  # Deleted meanwhile: `poll` says so.
+    poll(run_id, drawn, time.time())
+
+
+@st.fragment(run_every=2)
+def poll(run_id: str, drawn: tuple[str, int] | None, drawn_at: float) -> None:
+    """Polls the run folder every 2 s, redrawing only itself; reruns the whole page when the rest of it is stale.
+
+    A fragment's reruns get the arguments of the page's last full run, so `drawn` is what that run
+    drew of this run (in the sidebar, the runs table) and `drawn_at` when: the page reruns when
+    `page_is_stale`, not on every poll.
+    """
     try:
         run = runs.resolve(run_id, common.runs_dir())
     except ValueError as error:
         st.error(common.text(error))
         return
     show(run)
-    if run.state not in common.ACTIVE_STATES:
+    if page_is_stale(drawn, drawn_at, seen(run), time.time()):
         st.rerun()

@@ -489,6 +489,54 @@ def test_a_stage_of_one_epoch_is_not_called_1_epochs(folders, small_catsdogs):
             "fine-tuning: best validation accuracy 80.0% after 2 epochs, 30 s") in texts(at)
 
 
+def test_a_queued_run_says_which_run_it_waits_for_or_that_its_process_is_starting(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    running = _fake_running_run(folders["runs"], small_catsdogs)
+    queued = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = queued.id
+    at = open_page("app_pages/train.py", at.run())
+    assert plain(at.progress[0].text) == (f"Queued: waiting for run {running.id} to finish (one training runs "
+                                          "at a time).")
+    running.set_status("done")
+    at.run()
+    assert not at.exception
+    assert plain(at.progress[0].text) == "Queued: the training process is starting."
+
+
+def test_scratch_runs_are_shown_as_a_small_cnn_not_a_backbone(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    scratch = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="scratch", image_size=96),
+                          folders["runs"])
+    scratch.set_status("done")
+    transfer = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    transfer.set_status("done")
+    home = {row["run"]: row["backbone"] for row in markdown_table(open_page(), "run")}
+    assert home == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = scratch.id
+    at = open_page("app_pages/train.py", at.run())
+    table = at.dataframe[-1].value
+    assert dict(zip(table["run"], table["backbone"])) == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    assert f"{scratch.id} · small CNN · 96 px" in texts(at)
+
+
+def test_a_live_run_reruns_the_page_when_its_state_changes_and_seldom_for_epochs():
+    from app_pages import run_view
+
+    seconds = run_view.PAGE_REFRESH_SECONDS
+    assert 5 <= seconds <= 60, "a full page rerun is not a poll"
+    assert run_view.page_is_stale(("queued", 0), 100.0, ("running", 0), 101.0)
+    assert run_view.page_is_stale(("running", 3), 100.0, ("done", 3), 101.0)
+    assert run_view.page_is_stale(("running", 3), 100.0, ("interrupted", 3), 101.0)
+    assert not run_view.page_is_stale(("running", 3), 100.0, ("running", 3), 100.0 + 10 * seconds)
+    assert not run_view.page_is_stale(("running", 3), 100.0, ("running", 4), 100.0 + seconds - 1)
+    assert run_view.page_is_stale(("running", 3), 100.0, ("running", 4), 100.0 + seconds)
+    assert run_view.page_is_stale(None, 100.0, ("running", 4), 101.0)
+
+
 def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
     first = _fake_running_run(folders["runs"], small_catsdogs)
     first.set_status("done")
@@ -723,15 +771,44 @@ def test_mistakes_gallery_pages_through_the_wrong_images_most_confident_first(fo
     at.session_state["run_id"] = run.id
     at = open_page("app_pages/train.py", at.run())
     assert metrics(at)["Mistakes"] == "13" and metrics(at)["Accuracy"] == "0.0%"
-    captions = [plain(caption) for element in at.image for caption in element.captions]
+    captions = [caption_lines(caption) for element in at.image for caption in element.captions]
     assert len(captions) == 12, "one page of 12"
-    assert captions[0] == "true: cats · predicted: **dogs** (99%)", "class names as text, most confident first"
-    assert captions[-1].startswith("true: **dogs** · predicted: cats")
+    # Each photo named by its path in the data set, as the CLI's evaluate lists it, and class names as text.
+    assert captions[0] == [f"validation/cats/{cats[0].name}", "true: cats · predicted: **dogs** (99%)"], \
+        "most confident first"
+    assert captions[-1][0] == f"validation/dogs/{dogs[-1].name}"
+    assert captions[-1][1].startswith("true: **dogs** · predicted: cats")
     at.pagination(key=f"current_{run.id}_validation_mistakes_page").set_value(2).run()
     assert not at.exception
     assert [plain(caption) for element in at.image for caption in element.captions] == []
-    assert len(at.error) == 1 and ".gone" in plain(at.error[0].value), "a deleted photo is named, not a crash"
+    assert len(at.error) == 1 and plain(at.error[0].value).startswith(f"validation/cats/{cats[0].name}.gone: "), \
+        "a deleted photo is named, not a crash"
     assert "true: **dogs** · predicted: cats (51%)" in texts(at)
+
+
+def caption_lines(caption: str) -> list[str]:
+    """The lines of a Markdown caption (hard breaks are two spaces and a newline), unescaped."""
+    return [line.strip() for line in plain(caption).splitlines()]
+
+
+def test_a_mistake_is_captioned_with_its_file_name_as_text(folders, small_catsdogs, tmp_path):
+    from tlcore import evaluate
+
+    data_dir = tmp_path / "photos"
+    shutil.copytree(small_catsdogs, data_dir)
+    photo = sorted((data_dir / "validation" / "cats").iterdir())[0]
+    odd = photo.rename(photo.with_name("**bold** [link](x) <b>1.jpg"))
+    run = _fake_finished_run(folders["runs"], data_dir)
+    result = evaluate.summarise("validation", ["cats", "**dogs**"], np.array([[0.1, 0.9]]), [0], [str(odd)],
+                                model_mtime_ns=run.model_path.stat().st_mtime_ns)
+    runs.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("app_pages/train.py", at.run())
+    [caption] = [caption for element in at.image for caption in element.captions]
+    assert caption_lines(caption) == ["validation/cats/**bold** [link](x) <b>1.jpg",
+                                      "true: cats · predicted: **dogs** (90%)"]
+    assert "\\*\\*bold\\*\\* \\[link\\]\\(x\\) \\<b\\>" in caption, "escaped: shown as typed, not as Markdown"
 
 
 def test_a_single_run_picked_in_the_table_shows_its_evaluation(folders, small_catsdogs):

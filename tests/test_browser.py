@@ -219,3 +219,30 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     assert page.get_by_test_id("stMain").get_by_test_id("stImage").count() == 2, "the photo and its Grad-CAM"
     screenshot(page, "07_predict_gradcam")
     no_traceback(page)
+
+
+def test_the_sidebar_follows_a_live_run_as_it_starts_training(app_server, browser_page, small_catsdogs):
+    """The run line of the sidebar (outside the fragment that polls the run) follows its state while
+    the page stays open: queued, then running within a few polls, not only once the run ends."""
+    import psutil
+
+    from tlcore.config import TrainConfig
+
+    page, url, runs_dir = browser_page, app_server["url"], app_server["runs"]
+    # Queued without a worker: nothing trains it but this test, which plays the worker's part.
+    run = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction", epochs=10), runs_dir)
+    sidebar = page.get_by_test_id("stSidebar")
+    try:
+        page.goto(f"{url}/train")
+        sidebar.get_by_text(f"Run: {run.id} (queued)").wait_for()
+        page.get_by_text("Queued: ").first.wait_for()  # The progress line of the fragment.
+        settle(page)
+        run.set_status("running", pid=os.getpid(), started=psutil.Process(os.getpid()).create_time(),
+                       stage="feature_extraction")
+        page.get_by_text("running: training").wait_for(timeout=30_000)  # The fragment's own poll.
+        sidebar.get_by_text(f"Run: {run.id} (running)").wait_for(timeout=30_000)
+        settle(page)
+        no_traceback(page)
+    finally:
+        # Ended here: the server fixture kills the worker (this process) of any run still training.
+        run.set_status("stopped", finished=time.time())

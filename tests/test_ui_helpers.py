@@ -124,6 +124,32 @@ def test_estimate_without_batches_yet_explains_what_happens():
     assert queued.fraction == 0.0 and queued.text.startswith("Queued")
 
 
+def test_estimate_counts_the_images_feature_extraction_has_done():
+    extracting = {"stage": "feature_extraction", "phase": "extracting", "split": "train", "images": 1216,
+                  "total": 2499, "time": 1000.0}
+    estimate = monitor.estimate({"strategy": "all", "epochs": 5, "fine_tuning_epochs": 5},
+                                {"state": "running", "stage": "feature_extraction"}, extracting, [], now=1000.0)
+    assert estimate.fraction == 0.0 and estimate.seconds_left is None
+    assert estimate.text.startswith("Stage 1 of 3, feature extraction: extracting features, 1,216 of 2,499 train "
+                                    "images")
+    alone = monitor.estimate({"strategy": "feature_extraction", "epochs": 5}, {"state": "running"},
+                             dict(extracting, split="validation", images=0, total=500), [], now=1000.0)
+    assert alone.text.startswith("Feature extraction: extracting features, 0 of 500 validation images")
+    # A damaged record says what happens without a count.
+    damaged = monitor.estimate({"strategy": "feature_extraction", "epochs": 5}, {"state": "running"},
+                               dict(extracting, images="many", total=None), [], now=1000.0)
+    assert damaged.text == ("Feature extraction: extracting features (the frozen base reads every image once).")
+
+
+def test_a_queued_run_names_the_run_it_waits_for_or_says_its_process_is_starting():
+    waiting = monitor.estimate(CONFIG, {"state": "queued"}, {}, [], waiting_for="20260101-120000-all-vgg16-ab12")
+    assert waiting.fraction == 0.0
+    assert waiting.text == ("Queued: waiting for run 20260101-120000-all-vgg16-ab12 to finish (one training runs at "
+                            "a time).")
+    starting = monitor.estimate(CONFIG, {"state": "queued"}, {}, [])
+    assert starting.text == "Queued: the training process is starting."
+
+
 def test_feature_extraction_does_not_time_the_slower_stages_after_it():
     progress = {"stage": "feature_extraction", "epoch": 2, "epochs": 5, "batch": None, "steps": None,
                 "stage_elapsed": 1.0, "time": 10.0}

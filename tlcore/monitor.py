@@ -63,16 +63,30 @@ def _stage_epochs(config: dict, stage: str) -> int:
     return max(1, int(config.get(key) or 1))
 
 
-def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], now: float | None = None) -> Estimate:
+def _count(value) -> int | None:
+    """A count from a progress record, or None when it is missing or damaged."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], now: float | None = None,
+             waiting_for: str | None = None) -> Estimate:
     """Progress and time left of a run.
 
     Args:
         config: the run's config (`Run.config()`).
         status: its status (`Run.status()`): state and current stage.
-        progress: its latest batch progress (`Run.progress()`): stage, epoch, epochs, batch,
-            steps, stage_elapsed, time.
+        progress: its latest progress (`Run.progress()`): stage, epoch, epochs, batch, steps,
+            stage_elapsed, time; before a stage's first batch, its phase: "extracting" (images of
+            total, of a split) or "caching" (view of views).
         metrics: its epoch records so far (`Run.metrics()`).
         now: the current time (default `time.time()`).
+        waiting_for: for a queued run, the id of the run training in the same runs folder, which
+            it waits for (`tlcore.runs.training_run`); None when no other run trains.
 
     Returns:
         An Estimate. Stages not started yet are timed from the current stage when they cost
@@ -87,7 +101,10 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
     epochs = {stage: _stage_epochs(config, stage) for stage in stages}
     total = sum(epochs.values())
     if state == "queued":
-        return Estimate(0.0, None, "Queued: the training process is starting (one training runs at a time).")
+        if waiting_for:
+            return Estimate(0.0, None, f"Queued: waiting for run {waiting_for} to finish (one training runs at a "
+                                       "time).")
+        return Estimate(0.0, None, "Queued: the training process is starting.")
     if state == "done":
         return Estimate(1.0, 0.0, "Finished.")
 
@@ -104,6 +121,13 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
         return Estimate(done_before / total, None,
                         f"{position}: caching augmented view {view} of {views} (the frozen base reads every "
                         "training image once per view; the epochs that follow are quick).")
+    if progress.get("stage") == stage and progress.get("phase") == "extracting":
+        done, count = _count(progress.get("images")), _count(progress.get("total"))
+        if done is not None and count:
+            images = f"{progress['split']} images" if isinstance(progress.get("split"), str) else "images"
+            return Estimate(done_before / total, None,
+                            f"{position}: extracting features, {min(done, count):,} of {count:,} {images} (the "
+                            "frozen base reads every image once; the epochs that follow are quick).")
     if progress.get("stage") != stage or not progress.get("epoch"):
         # The stage has begun but no batch has finished: building the model or extracting features.
         what = "extracting features (the frozen base reads every image once)" if stage == "feature_extraction" \

@@ -32,6 +32,8 @@ STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interru
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_RUNS_DIR = "runs"
+# The backbone column of a scratch run: it trains a small CNN of its own, no backbone.
+SCRATCH_MODEL = "small CNN"
 
 
 def default_runs_dir() -> Path:
@@ -183,8 +185,10 @@ class Run:
 
 
 def new_run_id(strategy: str, backbone: str) -> str:
+    """'<time>-<strategy>-<backbone>-<4 hex digits>'; the scratch CNN uses no backbone, so its ids name none."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{strategy}-{backbone}-{secrets.token_hex(2)}"
+    model = "" if strategy == "scratch" else f"{backbone}-"
+    return f"{stamp}-{strategy}-{model}{secrets.token_hex(2)}"
 
 
 def create(config, runs_dir: str | os.PathLike | None = None) -> Run:
@@ -236,6 +240,19 @@ def resolve(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -
     return Run(path)
 
 
+def training_run(runs_dir: str | os.PathLike | None = None, exclude: str | None = None) -> Run | None:
+    """The run that trains now in a runs folder (state "running" or "stopping", its worker alive), if any.
+
+    Args:
+        runs_dir: the runs folder (default `default_runs_dir()`).
+        exclude: a run id never to return (the run asking what it waits for).
+    """
+    for run in list_runs(runs_dir):
+        if run.id != exclude and run.state in ("running", "stopping"):  # A dead worker's run is "interrupted".
+            return run
+    return None
+
+
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
     """The runs in a folder, newest first. Folders without a config are skipped."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -257,6 +274,12 @@ def _model_val_accuracy(summary: dict) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def model_name(config: dict) -> str | None:
+    """What a run trains on, for people: its backbone, or SCRATCH_MODEL for the scratch CNN (whose config
+    still holds the unused default backbone)."""
+    return SCRATCH_MODEL if config.get("strategy") == "scratch" else config.get("backbone")
+
+
 def describe(run: Run) -> dict:
     """One row of the runs table: never raises, whatever state the folder is in."""
     config = run.config()
@@ -268,7 +291,7 @@ def describe(run: Run) -> dict:
         "run": run.id,
         "state": status.get("state", "unknown"),
         "strategy": config.get("strategy"),
-        "backbone": config.get("backbone"),
+        "backbone": model_name(config),
         "image_size": config.get("image_size"),
         "epochs": len(metrics),
         "best_val_accuracy": max(validation) if validation else None,

@@ -33,6 +33,8 @@ from tlcore.inference import augmented_inference_function, inference_function
 # Above this many bytes of decoded training images, stream from files instead of holding them.
 IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 EXTRACTION_BATCH_SIZE = 32
+# progress.json is a file write: extraction reports its count at most about once a second.
+PROGRESS_INTERVAL_SECONDS = 1.0
 # The classic small CNN from scratch (Deep Learning with Python) learns at RMSprop 1e-4.
 SCRATCH_LEARNING_RATE = 1e-4
 
@@ -345,26 +347,45 @@ def build_frozen_base(config: TrainConfig) -> keras.Model:
     return base
 
 
-def extract_to_file(context: TrainingContext, forward, paths: list[str], writer: features.FeatureWriter) -> None:
+def extract_to_file(context: TrainingContext, forward, paths: list[str], writer: features.FeatureWriter,
+                    split: str | None = None) -> None:
     """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter.
 
     The decoders fill the next batches in parallel with the forward passes (`data.decoded_batches`),
     and each batch's outputs go straight to disk: memory holds a few batches, however many images
     there are. A stop request ends it after the current batch; partial features are never cached.
+    With a run, the images done so far go to its progress (phase "extracting") when it begins, at
+    most every PROGRESS_INTERVAL_SECONDS after that, and when the last image is done.
 
     Args:
-        context: the run's context (config, data set, stop requests).
+        context: the run's context (config, data set, run folder, stop requests).
         forward: the extractor's compiled forward pass (`inference_function`), RGB pixels in
             [0, 255] -> feature maps; built once and reused for every split.
         paths: the image files, in the order the rows are written.
         writer: receives one row per image; closed when all are written, discarded otherwise.
+        split: the split these images are ("train", "validation"), named in the progress.
     """
+    total = len(paths)
+    reported = 0.0
+
+    def report(done: int) -> None:
+        nonlocal reported
+        if context.run is None:
+            return
+        reported = time.monotonic()
+        context.run.set_progress({"stage": "feature_extraction", "phase": "extracting", "split": split,
+                                  "images": done, "total": total, "time": time.time()})
+
+    # At once: the first batch also compiles the forward pass, which takes a while.
+    report(0)
     batches = data.decoded_batches(paths, context.config.image_size, EXTRACTION_BATCH_SIZE)
     try:
         for batch in batches:
             writer.write(forward(batch))
             if context.stop_requested():
                 raise StageStopped()
+            if writer.written == total or time.monotonic() - reported >= PROGRESS_INTERVAL_SECONDS:
+                report(writer.written)
         writer.close()
     except BaseException:
         writer.discard()
@@ -401,7 +422,7 @@ def extract_features(context: TrainingContext, base: keras.Model, preprocess) ->
         # One pass: stream from the files, decoding in parallel with the forward passes.
         forward = forward or inference_function(extractor, jit_compile=config.jit_compile)
         extract_to_file(context, forward, dataset.paths(split),
-                        features.FeatureWriter(path, count, base.output.shape[1:]))
+                        features.FeatureWriter(path, count, base.output.shape[1:]), split=split)
         result[split] = features.FeatureFile(path)
     features.describe(directory, key, {
         "backbone": config.backbone, "weights": config.weights, "alpha": config.alpha, "image_size": config.image_size,
