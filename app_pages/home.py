@@ -65,7 +65,7 @@ for key, backbone in BACKBONES.items():
     rows.append({
         "backbone": backbone.display_name,
         "weights": weights_cell(key, backbone.default_size),
-        "native size (px)": backbone.default_size,
+        "default size (px)": backbone.default_size,
         "about": backbone.description,
     })
 # Offline first, then the MobileNets offline at some sizes; stable otherwise.

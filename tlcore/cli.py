@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.set_defaults(handler=command_export)
 
     listing = commands.add_parser("runs", description="List the runs, newest first.",
-                                  help="list the runs with status, best validation accuracy and the saved model's")
+                                  help="list the runs with their status, the best validation accuracy of any "
+                                  "epoch and that of the saved model")
     _add_runs_dir(listing)
     listing.add_argument("--json", action="store_true", help="print one JSON list of rows")
     listing.set_defaults(handler=command_runs)

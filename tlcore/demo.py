@@ -100,8 +100,9 @@ def download_cats_and_dogs(
     except Exception as error:  # Keras re-raises urllib's errors as a bare Exception.
         raise DemoDataError(
             f"Could not download the cats vs dogs demo data set from {origin} ({error}). It needs "
-            "network access; without it, use the offline demo data set instead (textures "
-            "photographed in scikit-image, built by tlcore.demo.build_offline_demo)."
+            "network access; without it, use the offline demo data set instead (textures photographed in "
+            "scikit-image: the Data page's \"Offline demo\" button, or tlcore.demo.build_offline_demo(folder) in "
+            "Python)."
         ) from None
 
     # Beside the archive, which is where Keras put it (it falls back to /tmp/.keras when the cache

@@ -41,8 +41,9 @@ SCRATCH_LEARNING_RATE = 1e-4
 STRATEGY_DESCRIPTIONS = {
     "feature_extraction": "Run the frozen pretrained base once over every image, then train only a small "
     "classifier on the cached features: fastest, no augmentation.",
-    "frozen_augmented": "Keep the pretrained base frozen and train a new classifier on top, end to end, "
-    "on randomly augmented images: slower, generalises better.",
+    "frozen_augmented": "Keep the pretrained base frozen and train a new classifier on top of it on randomly "
+    "augmented images (by default K augmented views cached through the frozen base once; 0 views trains end "
+    "to end): slower, generalises better.",
     "fine_tuning": "After frozen + augmentation, unfreeze the base's top block and keep training at a "
     "lower learning rate, so the top features adapt to your classes.",
     "scratch": "A small CNN trained from random weights with the same augmentation: the baseline that "
