@@ -33,20 +33,21 @@ def preview(dataset: data.DatasetScan) -> None:
     for name, key in keys.items():
         st.session_state.setdefault(key, defaults[name])
     train_paths = dataset.paths("train")
+    image_key = common.preview_image_key(dataset)
 
     def reset() -> None:
         for name, key in keys.items():
             st.session_state[key] = defaults[name]
 
     def pick_random() -> None:
-        st.session_state["aug_image"] = train_paths[secrets.randbelow(len(train_paths))]
+        st.session_state[image_key] = train_paths[secrets.randbelow(len(train_paths))]
 
     def draw_again() -> None:
         st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
 
     settings_column, preview_column = st.columns([1, 2])
     with settings_column:
-        image = st.selectbox("Image", train_paths, key="aug_image",
+        image = st.selectbox("Image", train_paths, key=image_key,
                              format_func=lambda path: str(Path(path).relative_to(dataset.root))
                              if path.startswith(dataset.root) else Path(path).name)
         st.button("Random image", on_click=pick_random, icon=":material/shuffle:")

@@ -11,6 +11,8 @@ Not a page (app.py does not register it). Session state keys:
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import re
 from pathlib import Path
@@ -74,7 +76,16 @@ def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, see
 
 def use_dataset(scan: data.DatasetScan) -> None:
     st.session_state["dataset"] = scan
-    st.session_state.pop("aug_image", None)  # The preview's image belonged to the old data set.
+    st.session_state.pop(preview_image_key(scan), None)  # A new scan starts the preview at its first image.
+
+
+def preview_image_key(scan: data.DatasetScan) -> str:
+    """The augmentation preview's image selector, one per data set folder.
+
+    With one key for every data set, the browser kept showing the previous set's file name in the
+    box over the new set's first image (a keyed widget keeps its value in the frontend).
+    """
+    return "aug_image_" + hashlib.sha256(str(scan.root).encode()).hexdigest()[:16]
 
 
 def current_dataset() -> data.DatasetScan | None:

@@ -246,3 +246,39 @@ def test_the_sidebar_follows_a_live_run_as_it_starts_training(app_server, browse
     finally:
         # Ended here: the server fixture kills the worker (this process) of any run still training.
         run.set_status("stopped", finished=time.time())
+
+
+def test_the_augmentation_preview_names_an_image_of_the_data_set_just_scanned(browser_page, app_server, small_catsdogs,
+                                                                               tmp_path):
+    """A second scan starts the preview at its own first image, and its box says so (with one widget key
+    for every data set, the browser kept the previous set's file name over the new set's picture)."""
+    import shutil
+
+    page = browser_page
+    other = tmp_path / "fruit"
+    for split, count in (("train", 4), ("validation", 2)):
+        for name, source in (("apples", "cats"), ("pears", "dogs")):
+            (other / split / name).mkdir(parents=True)
+            for index, photo in enumerate(sorted((small_catsdogs / split / source).iterdir())[:count]):
+                shutil.copy2(photo, other / split / name / f"{name}_{index + 1}.jpg")
+    image_box = page.get_by_test_id("stSelectbox").filter(has_text="Image")
+
+    def scan(folder: Path) -> None:
+        page.get_by_label("Folder path").fill(str(folder))
+        page.get_by_role("button", name="Scan folder").click()
+        page.get_by_role("heading", name="Scan report").wait_for()
+        settle(page)
+
+    page.goto(app_server["url"])
+    settle(page)
+    go_to(page, "Data")
+    scan(small_catsdogs)
+    field = image_box.locator("input")
+    field.click()
+    field.fill("cat.10")  # The box filters its options as one types: another photo than the first.
+    field.press("Enter")
+    settle(page)
+    assert field.input_value() == "train/cats/cat.10.jpg"
+    scan(other)
+    assert image_box.locator("input").input_value() == "train/apples/apples_1.jpg"
+    no_traceback(page)
