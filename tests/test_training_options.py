@@ -100,7 +100,8 @@ def test_cached_views_and_end_to_end_train_the_same_stages(imbalanced, tmp_path)
 def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
     from tlcore import data
 
-    config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=3)
+    # Three epochs read the three views (a run caches only the views its epochs read).
+    config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=3, epochs=3)
     context = strategies.TrainingContext(config=config, dataset=data.scan(imbalanced), runs_dir=str(tmp_path))
     staged = strategies.build_staged(context)
     views = [staged.view(index) for index in range(3)]
