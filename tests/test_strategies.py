@@ -444,3 +444,21 @@ def test_training_run_is_the_live_running_run_of_the_folder(tmp_path):
     assert runs.training_run(tmp_path, exclude=running.id) is None
     running.set_status("running", pid=2**22 + 12345, started=1.0)  # Its worker is gone: interrupted.
     assert runs.training_run(tmp_path, exclude=queued.id) is None
+
+
+def test_cli_runs_lines_up_its_columns_and_lists_a_half_written_folder(tmp_path, capsys):
+    from tlcore.cli import main
+
+    short = runs.create(TrainConfig(data_dir="-", strategy="scratch"), tmp_path)  # No backbone in its id.
+    long = runs.create(TrainConfig(data_dir="-", strategy="feature_extraction", backbone="efficientnet_lite0"),
+                       tmp_path)
+    damaged = tmp_path / "20200101-000000-damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{}")  # A folder half written: no strategy, backbone or size.
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    by_run = {line.split()[0]: line for line in lines}
+    assert sorted(by_run) == sorted([long.id, short.id, damaged.name])
+    states = [line.index(" queued ") if " queued " in line else line.index(" unknown ") for line in lines]
+    assert len(set(states)) == 1, lines  # The state column starts at the same place on every line.
+    assert "small CNN" in by_run[short.id] and by_run[damaged.name].split()[1:4] == ["unknown", "-", "-"]

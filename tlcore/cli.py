@@ -283,11 +283,16 @@ def command_runs(arguments: argparse.Namespace) -> int:
     def value(number: float | None) -> str:
         return "-" if number is None else f"{number:.4f}"
 
+    def text(cell) -> str:
+        return "-" if cell is None else str(cell)  # A half-written run folder has no strategy, backbone ...
+
+    # Columns as wide as their longest cell: run ids differ in length with their strategy and backbone.
+    widths = {key: max(len(text(row[key])) for row in rows) for key in ("run", "state", "strategy", "backbone")}
     for row in rows:
         # The model's own accuracy beside the best of any epoch: after 1 -> 2 -> 3 they can differ.
-        print(f"{row['run']}  {row['state']:<11} {row['strategy']:<18} {row['backbone']:<18} "
-              f"{row['image_size']} px  epochs={row['epochs']}  best_val_accuracy={value(row['best_val_accuracy'])}  "
-              f"model_val_accuracy={value(row['model_val_accuracy'])}")
+        columns = "  ".join(text(row[key]).ljust(width) for key, width in widths.items())
+        print(f"{columns}  {text(row['image_size'])} px  epochs={row['epochs']}  "
+              f"best_val_accuracy={value(row['best_val_accuracy'])}  model_val_accuracy={value(row['model_val_accuracy'])}")
     return 0
 
 
