@@ -12,7 +12,6 @@ Not a page (app.py does not register it). Session state keys:
 from __future__ import annotations
 
 import hashlib
-
 import os
 import re
 from pathlib import Path

@@ -65,8 +65,9 @@ def options(dataset: data.DatasetScan, strategy: str, keep: dict) -> tuple[dict,
         values["precision"] = four.selectbox(
             "Precision", list(PRECISIONS), format_func=PRECISIONS.get, key="train_precision", **keep,
             help="Mixed precision computes in 16 bits and keeps the weights and the output layer in float32: "
-                 "on an NVIDIA H200, bfloat16 ran EfficientNet-Lite0 1.4x faster at a batch of 256, "
-                 "hardly faster at 32; on a CPU without bfloat16 units it is slower.")
+                 "on an NVIDIA H200 (measured under Keras on JAX; TensorFlow's GPU path not yet), bfloat16 ran "
+                 "EfficientNet-Lite0 1.4x faster at a batch of 256, hardly faster at 32; on a CPU without "
+                 "bfloat16 units it is slower.")
         values["jit_compile"] = five.toggle(
             "XLA compilation", key="train_jit_compile", **keep,
             help="Compile training steps and forward passes with XLA where every layer allows it (models that "

@@ -152,7 +152,8 @@ def test_home_lists_every_backbone_with_its_weight_status():
     assert sorted(row["backbone"] for row in table) == sorted(backbone.display_name for backbone in BACKBONES.values())
     assert all(row["weights"] in ("available offline", "needs a download")
                or row["weights"].startswith("offline for alpha") for row in table)
-    assert {row["default size (px)"] for row in table} == {str(backbone.default_size) for backbone in BACKBONES.values()}
+    sizes = {str(backbone.default_size) for backbone in BACKBONES.values()}
+    assert {row["default size (px)"] for row in table} == sizes
     if efficientnet_lite_available():
         lite = next(row for row in table if row["backbone"] == "EfficientNet-Lite0")
         assert lite["weights"] == "available offline"

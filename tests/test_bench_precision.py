@@ -46,7 +46,7 @@ def test_bench_precision_measures_every_row_of_every_policy(tiny_catsdogs: Path)
         "train, end to end (augmentation + top block unfrozen + head), XLA on",
     ]
     for precision in ("float32", "mixed_bfloat16"):
-        measured = [row for row in rows if row[:2] == ["vgg16", precision]]
+        measured = [row for row in rows if row[:2] == ["vgg16 32 px", precision]]
         assert [row[2] for row in measured] == expected
         for row in measured[:-1]:
             assert float(row[3].split()[0]) > 0, row

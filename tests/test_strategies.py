@@ -183,8 +183,12 @@ def test_views_to_cache_are_the_views_the_epochs_read(strategy, epochs, fine_tun
     assert strategies.views_to_cache(config) == expected
 
 
-def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path):
-    """Keras signals an epoch's end once more before training starts; the views follow its beginnings."""
+@pytest.mark.parametrize("distributed", [False, True], ids=["one device", "mirrored"])
+def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path, distributed):
+    """Keras opens an epoch of the data more often than it trains one (once more before training, and
+    again under a distribution strategy); the views follow Keras' own epoch numbers."""
+    import tensorflow as tf
+
     images, views = 8, 10
     writer = features.FeatureWriter(tmp_path / "views.npy", views * images, (1,))
     writer.write(np.repeat(np.arange(views, dtype="float32"), images)[:, None])  # Each row holds its view.
@@ -194,24 +198,26 @@ def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path):
     class Recording(features.RowBatches):
         def __getitem__(self, index):
             rows, targets = super().__getitem__(index)
-            read.append((self.epoch, set(rows[:, 0].tolist())))
+            read.append(set(rows[:, 0].tolist()))
             return rows, targets
 
     class EpochStart(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             read.append(("begin", epoch))
 
-    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"]) if distributed else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
     batches = Recording(features.FeatureFile(tmp_path / "views.npy"), np.zeros(images, "float32"), 4, seed=1,
                         views=views)
-    model.fit(batches, epochs=3, verbose=0, callbacks=[EpochStart()])
+    model.fit(batches, epochs=3, verbose=0, callbacks=[EpochStart(), batches.follow()])
     epoch, views_read = None, {}
     for entry in read:
-        if entry[0] == "begin":
+        if isinstance(entry, tuple):
             epoch = entry[1]
         elif epoch is not None:
-            views_read.setdefault(epoch, set()).update(entry[1])
+            views_read.setdefault(epoch, set()).update(entry)
     assert views_read == {0: {0.0}, 1: {1.0}, 2: {2.0}}
 
 

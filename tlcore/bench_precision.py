@@ -62,6 +62,7 @@ class Measurement:
 
 
 def say(message: str) -> None:
+    """A progress line on standard error (the table alone goes to standard output)."""
     print(f"[bench_precision] {message}", file=sys.stderr, flush=True)
 
 
@@ -84,6 +85,7 @@ def parse_backbones(text: str) -> list[tuple[str, int]]:
 
 
 def parse_precisions(text: str) -> list[str]:
+    """'float32,mixed_bfloat16' -> ['float32', 'mixed_bfloat16'], each one of config.PRECISIONS."""
     from tlcore.config import PRECISIONS
 
     chosen = [part.strip() for part in text.split(",") if part.strip()]
@@ -193,7 +195,8 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
     rows = []
 
     def record(what: str, rate: float | None, note: str = "") -> None:
-        rows.append(Measurement(name, precision, what, rate, note))
+        # Named with its size: the same backbone at two sizes makes two sets of rows.
+        rows.append(Measurement(f"{name} {size} px", precision, what, rate, note))
         say(f"{name} {size} px, {precision}: {what}: "
             + (f"{rate:.1f} images/s" if rate is not None else "-") + (f" ({note})" if note else ""))
 
@@ -204,8 +207,10 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
         preprocess = backbones.preprocessing_layer(name)
         inputs = keras.Input(shape=(size, size, 3), name="image")
         extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
-        for batch_size, xla in ((arguments.batch_size, False), (arguments.batch_size, True),
-                                (arguments.large_batch, True)):
+        passes = [(arguments.batch_size, False), (arguments.batch_size, True)]
+        if arguments.large_batch != arguments.batch_size:
+            passes.append((arguments.large_batch, True))
+        for batch_size, xla in passes:
             set_determinism(xla)
             pixels = generator.uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
             forward = forward_function(extractor, xla)
@@ -285,6 +290,7 @@ def relative_rates(rows: list[Measurement]) -> list[tuple[str, ...]]:
 
 
 def render(cells: list[tuple[str, ...]], header: list[str], markdown: bool) -> str:
+    """The header lines, then the table: Markdown, or plain text in columns."""
     if markdown:
         lines = [f"{line}  " for line in header] + ["", "| " + " | ".join(COLUMNS) + " |",
                                                     "|" + "|".join("---" for _ in COLUMNS) + "|"]

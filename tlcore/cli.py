@@ -292,7 +292,8 @@ def command_runs(arguments: argparse.Namespace) -> int:
         # The model's own accuracy beside the best of any epoch: after 1 -> 2 -> 3 they can differ.
         columns = "  ".join(text(row[key]).ljust(width) for key, width in widths.items())
         print(f"{columns}  {text(row['image_size'])} px  epochs={row['epochs']}  "
-              f"best_val_accuracy={value(row['best_val_accuracy'])}  model_val_accuracy={value(row['model_val_accuracy'])}")
+              f"best_val_accuracy={value(row['best_val_accuracy'])}  "
+              f"model_val_accuracy={value(row['model_val_accuracy'])}")
     return 0
 
 

@@ -139,7 +139,8 @@ class RowBatches(keras.utils.PyDataset):
     """Training batches read from a FeatureFile: rows `offset(epoch) + i`, reshuffled every epoch.
 
     With `views` > 1 the file holds `views` blocks of `len(targets)` rows (augmented views of
-    each image) and epoch e reads block e mod views.
+    each image) and epoch e reads block e mod views. Training batches (a seed) learn the epoch
+    from the callback `follow()` returns: pass it to `fit`.
 
     Args:
         features: the FeatureFile.
@@ -157,7 +158,7 @@ class RowBatches(keras.utils.PyDataset):
         self.features, self.targets, self.batch_size, self.seed, self.views = (
             features, targets, batch_size, seed, views)
         self.epoch = 0
-        self._begun = False
+        self._next_epoch = 0
         self._order()
 
     def _order(self) -> None:
@@ -173,12 +174,23 @@ class RowBatches(keras.utils.PyDataset):
         block = (self.epoch % self.views) * len(self.targets)
         return self.features.rows(block + images), self.targets[images]
 
+    def follow(self) -> keras.callbacks.Callback:
+        """A callback for `fit(callbacks=...)` that tells these batches which epoch Keras trains.
+
+        Keras opens an epoch of the data more often than it trains one (before training, to learn
+        the shapes; once more under a distribution strategy), so counting the openings misnumbered
+        the epochs (epoch e read view e + 1). Keras numbers its epochs to its callbacks, each just
+        before it opens that epoch's data.
+        """
+        batches = self
+
+        class FollowEpochs(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                batches._next_epoch = epoch
+
+        return FollowEpochs()
+
     def on_epoch_begin(self) -> None:
-        # Counted at each epoch's beginning, which Keras signals once per epoch. Its end it also
-        # signals once more before training starts (after reading a batch or two to learn the
-        # shapes), so counting ends made epoch e read view e + 1, and a stage of E < K epochs
-        # read views 1 .. E, never view 0.
-        if self._begun and self.seed is not None:
-            self.epoch += 1
+        if self.seed is not None and self.epoch != self._next_epoch:
+            self.epoch = self._next_epoch
             self._order()
-        self._begun = True

@@ -443,12 +443,13 @@ def run_feature_extraction(context: TrainingContext) -> dict:
     if context.stop_requested():
         raise StageStopped()
     # Read back from disk batch by batch: the features never have to fit in memory.
+    batches = features.RowBatches(feature_maps["train"], context.targets("train"), context.batch_size, config.seed)
     history = head.fit(
-        features.RowBatches(feature_maps["train"], context.targets("train"), context.batch_size, config.seed),
+        batches,
         validation_data=features.RowBatches(feature_maps["validation"], context.targets("validation"),
                                             EXTRACTION_BATCH_SIZE),
         epochs=config.epochs, verbose=0, class_weight=context.class_weights(),
-        callbacks=context.callbacks("feature_extraction", config.epochs),
+        callbacks=context.callbacks("feature_extraction", config.epochs) + [batches.follow()],
     )
     context.model = assemble(config.image_size, base, head, preprocess)
     compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
@@ -627,11 +628,12 @@ def _fit_staged(context: TrainingContext, stage: str, epochs: int, learning_rate
     else:
         model, train_rows, validation_rows = staged.tail, staged.train_vectors, staged.validation_vectors
     context.compile(model, learning_rate)
+    batches = features.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views)
     return model.fit(
-        features.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views),
+        batches,
         validation_data=features.RowBatches(validation_rows, context.targets("validation"), EXTRACTION_BATCH_SIZE),
         epochs=epochs, verbose=0, class_weight=context.class_weights(),
-        callbacks=context.callbacks(stage, epochs),
+        callbacks=context.callbacks(stage, epochs) + [batches.follow()],
     )
 
 
