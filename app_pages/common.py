@@ -97,11 +97,6 @@ def augmentation() -> AugmentationConfig:
 
 # Runs.
 
-# After a reload, which active run to show: the one training first. Runs train one at a time, so a
-# newer queued run is waiting for it (showing the queued one hid the progress and Stop button).
-RESUME_ORDER = ("running", "stopping", "queued")
-
-
 def current_run() -> runs.Run | None:
     """The session's run; after a reload (empty session), the running run, else the newest queued one."""
     run_id = st.session_state.get("run_id")
@@ -110,10 +105,11 @@ def current_run() -> runs.Run | None:
             return runs.resolve(run_id, runs_dir())
         except ValueError:  # Deleted meanwhile.
             st.session_state.pop("run_id", None)
-    newest = {}
-    for run in runs.list_runs(runs_dir()):  # Newest first.
-        newest.setdefault(run.state, run)
-    run = next((newest[state] for state in RESUME_ORDER if state in newest), None)
+    # The run training first: runs train one at a time, so a newer queued run is waiting for it
+    # (showing the queued one hid the progress and Stop button).
+    run = runs.training_run(runs_dir())
+    if run is None:
+        run = next((run for run in runs.list_runs(runs_dir()) if run.state == "queued"), None)  # Newest first.
     if run is not None:
         st.session_state["run_id"] = run.id
     return run

@@ -28,9 +28,13 @@ def stage_result(stage: str, result: dict) -> str:
             f"{monitor.format_seconds(result.get('seconds') or 0)}")
 
 
-def show(run: runs.Run) -> None:
-    """The run's state, progress, Stop button (while it runs) and curves."""
-    status, config = run.status(), run.config()
+def show(run: runs.Run) -> tuple[str, int]:
+    """The run's state, progress, Stop button (while it runs) and curves.
+
+    Returns:
+        What it drew of the run, as `seen` gives it: (state, epochs recorded).
+    """
+    status, config, records = run.status(), run.config(), run.metrics()  # Each file read once a draw.
     state = status.get("state", "unknown")
     st.markdown(common.text(f"{run.id} · {runs.model_name(config)} · {config.get('image_size')} px"))
     message = STATE_MESSAGES.get(state) or status.get("error") or ""
@@ -38,7 +42,7 @@ def show(run: runs.Run) -> None:
     if state in common.ACTIVE_STATES:
         # A queued run waits for the run training in its runs folder, if there is one; else its worker is starting.
         training = runs.training_run(run.path.parent, exclude=run.id) if state == "queued" else None
-        estimate = monitor.estimate(config, status, run.progress(), run.metrics(),
+        estimate = monitor.estimate(config, status, run.progress(), records,
                                     waiting_for=training.id if training else None)
         st.progress(estimate.fraction or 0.0, text=common.text(estimate.text))
         st.button("Stop", icon=":material/stop_circle:", disabled=state == "stopping", on_click=run.request_stop,
@@ -46,13 +50,13 @@ def show(run: runs.Run) -> None:
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
-    records = run.metrics()
     if not records and state not in common.ACTIVE_STATES:
         # A run that failed or was stopped before its first epoch: no curve is coming.
         st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")
-        return
-    for chart in charts.history(records):
-        st.altair_chart(chart, width="stretch")
+    else:
+        for chart in charts.history(records):
+            st.altair_chart(chart, width="stretch")
+    return state, len(records)
 
 
 def seen(run: runs.Run) -> tuple[str, int]:
@@ -90,6 +94,5 @@ def poll(run_id: str, drawn: tuple[str, int] | None, drawn_at: float) -> None:
     except ValueError as error:
         st.error(common.text(error))
         return
-    show(run)
-    if page_is_stale(drawn, drawn_at, seen(run), time.time()):
+    if page_is_stale(drawn, drawn_at, show(run), time.time()):
         st.rerun()

@@ -138,11 +138,28 @@ def load_img_loop(extractor, paths: Sequence[str], image_size: int) -> int:
     return len(paths)
 
 
+def extract_from_files(config, dataset, forward, feature_shape) -> int:
+    """The data set's train and validation photos through the product's extraction function,
+    `strategies.extract_to_file` (decoders filling batches ahead of `forward`, rows streamed to a
+    temporary .npy file); returns how many photos it extracted."""
+    from tlcore import features, strategies
+
+    context = strategies.TrainingContext(config=config, dataset=dataset, runs_dir=None)
+    try:
+        for split in ("train", "validation"):
+            paths = dataset.paths(split)
+            writer = features.FeatureWriter(context.feature_directory() / f"{split}.npy", len(paths), feature_shape)
+            strategies.extract_to_file(context, forward, paths, writer)
+    finally:
+        context.close()
+    return sum(len(dataset.paths(split)) for split in ("train", "validation"))
+
+
 def section_throughput(dataset, root: Path, arguments) -> list[Row]:
     import keras
     import numpy as np
 
-    from tlcore import backbones, data, features, strategies
+    from tlcore import backbones, data
     from tlcore.config import TrainConfig
     from tlcore.inference import inference_function
     from tlcore.strategies import EXTRACTION_BATCH_SIZE
@@ -162,18 +179,8 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
                          weights=arguments.weights, image_size=size)
 
     def pipeline() -> int:
-        # The production extraction function (parallel decoding, rows streamed to a .npy file) with
-        # the forward pass compiled once, as extract_features does: steady-state throughput, as for b and c.
-        context = strategies.TrainingContext(config=config, dataset=dataset, runs_dir=None)
-        try:
-            for split in splits:
-                paths = dataset.paths(split)
-                writer = features.FeatureWriter(context.feature_directory() / f"{split}.npy", len(paths),
-                                                extractor.output.shape[1:])
-                strategies.extract_to_file(context, forward, paths, writer)
-        finally:
-            context.close()
-        return total
+        # The forward pass compiled once, as extract_features does: steady-state throughput, as for b and c.
+        return extract_from_files(config, dataset, forward, extractor.output.shape[1:])
 
     # One compiled forward pass for a (from the files) and b (on batches already decoded).
     forward = inference_function(extractor)
@@ -356,15 +363,20 @@ COLUMNS = ("section", "what", "value(s)", "ratio", "target", "result")
 
 def render(rows: list[Row], header: list[str], markdown: bool) -> str:
     cells = [(row.section, row.what, row.value, row.ratio, row.target, row.result) for row in rows]
+    return table(COLUMNS, cells, header, markdown)
+
+
+def table(columns: Sequence[str], cells: list[tuple[str, ...]], header: list[str], markdown: bool) -> str:
+    """The header lines, then the cells under their column names: Markdown, or plain text in columns."""
     if markdown:
         lines = [f"{line}  " for line in header] + [""]
-        lines.append("| " + " | ".join(COLUMNS) + " |")
-        lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("|" + "|".join("---" for _ in columns) + "|")
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in cells]
         return "\n".join(lines)
-    widths = [max(len(text) for text in column) for column in zip(COLUMNS, *cells)]
+    widths = [max(len(text) for text in column) for column in zip(columns, *cells)]
     lines = header + [""]
-    lines.append("  ".join(name.ljust(width) for name, width in zip(COLUMNS, widths)).rstrip())
+    lines.append("  ".join(name.ljust(width) for name, width in zip(columns, widths)).rstrip())
     lines.append("  ".join("-" * width for width in widths))
     lines += ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in cells]
     return "\n".join(lines)

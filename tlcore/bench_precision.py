@@ -42,6 +42,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tlcore.bench import table
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_BACKBONES = "efficientnet_lite0:160,vgg16:150"
@@ -142,26 +144,15 @@ def forward_function(model, xla: bool) -> Callable[[object], object]:
 
 
 def extraction_rate(forward, dataset, config) -> tuple[float, int]:
-    """Images/s of `strategies.extract_to_file` (the decoders filling batches ahead of `forward`,
-    features streamed to disk) over the data set's train and validation photos; the second of two
-    passes, so that every batch shape has been compiled before the timed one."""
-    from tlcore import features, strategies
+    """Images/s of the product's extraction from the data set's JPEG files (`bench.extract_from_files`);
+    the second of two passes, so that every batch shape has been compiled before the timed one."""
+    from tlcore.bench import extract_from_files
 
-    context = strategies.TrainingContext(config=config, dataset=dataset, runs_dir=None)
-    try:
-        for timed in (False, True):
-            started, count = time.perf_counter(), 0
-            for split in ("train", "validation"):
-                paths = dataset.paths(split)
-                probe = forward(np.zeros((1, config.image_size, config.image_size, 3), "uint8"))
-                writer = features.FeatureWriter(context.feature_directory() / f"{split}.npy", len(paths),
-                                                probe.shape[1:])
-                strategies.extract_to_file(context, forward, paths, writer)
-                count += len(paths)
-            seconds = time.perf_counter() - started
-    finally:
-        context.close()
-    return count / seconds, count
+    feature_shape = forward(np.zeros((1, config.image_size, config.image_size, 3), "uint8")).shape[1:]
+    extract_from_files(config, dataset, forward, feature_shape)
+    started = time.perf_counter()
+    count = extract_from_files(config, dataset, forward, feature_shape)
+    return count / (time.perf_counter() - started), count
 
 
 def train_step(model, inputs, targets, xla: bool) -> tuple[Callable[[], object], bool]:
@@ -289,20 +280,6 @@ def relative_rates(rows: list[Measurement]) -> list[tuple[str, ...]]:
     return cells
 
 
-def render(cells: list[tuple[str, ...]], header: list[str], markdown: bool) -> str:
-    """The header lines, then the table: Markdown, or plain text in columns."""
-    if markdown:
-        lines = [f"{line}  " for line in header] + ["", "| " + " | ".join(COLUMNS) + " |",
-                                                    "|" + "|".join("---" for _ in COLUMNS) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |"
-                                  for line in cells])
-    widths = [max(len(text) for text in column) for column in zip(COLUMNS, *cells)]
-    lines = header + ["", "  ".join(name.ljust(width) for name, width in zip(COLUMNS, widths)).rstrip(),
-                      "  ".join("-" * width for width in widths)]
-    return "\n".join(lines + ["  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip()
-                              for line in cells])
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tlcore.bench_precision",
@@ -358,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, size in arguments.backbones:
         for precision in arguments.precisions:
             rows += measure_backbone(name, size, precision, arguments, dataset)
-    print(render(relative_rates(rows), header, arguments.markdown), flush=True)
+    print(table(COLUMNS, relative_rates(rows), header, arguments.markdown), flush=True)
     return 0
 
 
