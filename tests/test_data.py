@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import zlib
 from pathlib import Path
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcore import data, images
+from tlcore import data, decoder_processes, images
 
 
 def _copy(source: Path, target: Path) -> Path:
@@ -445,15 +448,28 @@ def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_calle
 # --- decoded_batches: the extraction passes' decoder ------------------------------------------
 
 
-def test_decoded_batches_are_the_decoders_pixels_in_order(small_catsdogs):
+def _one_by_one(paths, image_size: int) -> np.ndarray:
+    return np.stack([images.load_resized(path, image_size) for path in paths])
+
+
+def _shared_files() -> list[str]:
+    folder = decoder_processes.SHARED_FOLDER or tempfile.gettempdir()
+    return sorted(name for name in os.listdir(folder) if name.startswith("tlcore-decoding-"))
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_decoded_batches_are_the_decoders_pixels_in_order(small_catsdogs, processes):
     paths = data.scan(small_catsdogs).paths("train")  # 24 photos: batches of 10, 10, 4.
-    batches = list(data.decoded_batches(paths, 40, batch_size=10, ahead=2, workers=3))
+    batches = list(data.decoded_batches(paths, 40, batch_size=10, ahead=2, workers=3, processes=processes))
     assert [batch.shape for batch in batches] == [(10, 40, 40, 3), (10, 40, 40, 3), (4, 40, 40, 3)]
     assert all(batch.dtype == np.uint8 for batch in batches)
-    assert np.array_equal(np.concatenate(batches), data.load_images(paths, 40))
+    assert np.array_equal(np.concatenate(batches), _one_by_one(paths, 40))
+    assert np.array_equal(data.load_images(paths, 40, processes=processes), _one_by_one(paths, 40))
+    assert _shared_files() == []
 
 
-def test_decoded_batches_name_a_damaged_file_after_yielding_the_batches_before_it(tmp_path, small_catsdogs):
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_decoded_batches_name_a_damaged_file_after_yielding_the_batches_before_it(tmp_path, small_catsdogs, processes):
     paths = data.scan(small_catsdogs).paths("train")[:12]
     damaged = tmp_path / "damaged.jpg"
     photo = Path(paths[0]).read_bytes()
@@ -461,11 +477,129 @@ def test_decoded_batches_name_a_damaged_file_after_yielding_the_batches_before_i
     paths = paths[:9] + [str(damaged)] + paths[9:]
     received = []
     with pytest.raises(images.InvalidImageError) as raised:
-        for batch in data.decoded_batches(paths, 32, batch_size=3):
+        for batch in data.decoded_batches(paths, 32, batch_size=3, workers=2, processes=processes):
             received.append(batch)
     assert raised.value.path == str(damaged)
     assert "truncated" in raised.value.reason
-    assert len(received) == 3 and np.array_equal(np.concatenate(received), data.load_images(paths[:9], 32))
+    assert len(received) == 3 and np.array_equal(np.concatenate(received), _one_by_one(paths[:9], 32))
+    # The decoders are left in step: the next pass gets its own pixels, not answers due to this one.
+    assert np.array_equal(data.load_images(paths[:9], 32, workers=2, processes=processes),
+                          _one_by_one(paths[:9], 32))
+
+
+# --- decoder processes: machines with many cores ------------------------------------------------
+
+
+def test_decoder_processes_are_reused_yield_the_cores_and_leave_no_shared_memory(small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("train")
+    first = list(data.decoded_batches(paths, 32, batch_size=8, workers=2, processes=True))
+    idle = decoder_processes._idle_pools[2]
+    pids = {process.pid for pool in idle for process in pool.processes}
+    batches = data.decoded_batches(paths, 32, batch_size=8, workers=2, processes=True)
+    assert np.array_equal(next(batches), first[0])
+    assert decoder_processes._idle_pools[2] == []  # Taken by the pass that runs: no other pass shares it.
+    batches.close()  # Early, as after a stop request.
+    reused = {process.pid for pool in decoder_processes._idle_pools[2] for process in pool.processes}
+    assert reused <= pids and len(reused) == 2
+    assert all(os.getpriority(os.PRIO_PROCESS, pid) == 19 for pid in reused)  # The model keeps the cores.
+    assert os.getpriority(os.PRIO_PROCESS, 0) != 19
+    before = decoder_processes.cpu_seconds()
+    assert np.array_equal(np.concatenate(list(data.decoded_batches(paths * 4, 32, batch_size=8, workers=2,
+                                                                   processes=True))), np.concatenate(first * 4))
+    assert decoder_processes.cpu_seconds() > before  # Their CPU time, which process_time() misses.
+    assert _shared_files() == []
+
+
+def test_decoder_processes_killed_mid_pass_say_so_and_the_next_pass_starts_new_ones(small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("train")
+    list(data.decoded_batches(paths[:4], 32, batch_size=4, workers=2, processes=True))
+    victim = decoder_processes._idle_pools[2][-1].processes[0]
+    batches = data.decoded_batches(paths, 32, batch_size=2, ahead=1, workers=2, processes=True)
+    next(batches)
+    victim.kill()
+    victim.wait()
+    with pytest.raises(decoder_processes.DecoderProcessError, match=f"decoder process {victim.pid} ended"):
+        list(batches)
+    assert _shared_files() == []
+    again = list(data.decoded_batches(paths, 32, batch_size=8, workers=2, processes=True))
+    assert np.array_equal(np.concatenate(again), _one_by_one(paths, 32))
+    assert victim.pid not in {process.pid for pool in decoder_processes._idle_pools[2] for process in pool.processes}
+
+
+def test_decoder_processes_leave_ctrl_c_to_their_caller(small_catsdogs):
+    # Ctrl+C in a terminal reaches the whole process group: the CLI handles it; its decoders print nothing.
+    paths = data.scan(small_catsdogs).paths("train")
+    list(data.decoded_batches(paths[:4], 32, batch_size=4, workers=2, processes=True))
+    pool = decoder_processes._idle_pools[2][-1]
+    for process in pool.processes:
+        os.kill(process.pid, signal.SIGINT)
+    batches = list(data.decoded_batches(paths, 32, batch_size=8, workers=2, processes=True))
+    assert np.array_equal(np.concatenate(batches), _one_by_one(paths, 32))
+    assert all(process.poll() is None for process in pool.processes)
+
+
+def test_decoder_processes_left_idle_are_not_reused(small_catsdogs):
+    paths = data.scan(small_catsdogs).paths("train")[:4]
+    list(data.decoded_batches(paths, 32, batch_size=4, workers=2, processes=True))
+    stale = decoder_processes._idle_pools[2][-1]
+    stale.last_used -= decoder_processes.IDLE_SECONDS  # Its processes exit about now.
+    list(data.decoded_batches(paths, 32, batch_size=4, workers=2, processes=True))
+    assert stale not in decoder_processes._idle_pools[2]
+    assert all(process.poll() is not None for process in stale.processes)  # Closed, not left behind.
+
+
+def test_a_decoder_process_exits_when_left_idle(tmp_path):
+    # Its input stays open, as the caller's would: only the idle timer can end it.
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tlcore import decoder_processes as d; "
+                               "d._decode_tasks(sys.stdin.buffer, sys.stdout.buffer, idle_seconds=0.5)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+        process.stdin.close()
+        process.stdout.close()
+
+
+def test_decoder_processes_do_not_run_the_callers_script_again(tmp_path, small_catsdogs):
+    # multiprocessing's children would re-run a script without a main guard (or fail on `python -`);
+    # the decoder processes run tlcore.decoder_processes alone.
+    script = tmp_path / "script.py"
+    script.write_text(
+        "import pathlib, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from tlcore import data\n"
+        f"pathlib.Path({str(tmp_path / 'runs.txt')!r}).open('a').write('ran\\n')\n"
+        f"paths = data.scan({str(small_catsdogs)!r}).paths('train')\n"
+        "print(data.load_images(paths, 32, workers=2, processes=True).shape)\n"
+    )
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                               cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "(24, 32, 32, 3)"
+    assert (tmp_path / "runs.txt").read_text() == "ran\n"
+
+
+def test_machines_with_many_cores_decode_in_processes(small_catsdogs, monkeypatch):
+    paths = data.scan(small_catsdogs).paths("train")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert data.decoder_processes() == 0  # A small machine keeps its threads: they start at once.
+    monkeypatch.setattr(os, "cpu_count", lambda: data.DECODER_PROCESSES_FROM_CORES)
+    assert data.decoder_processes() == data.DECODER_PROCESSES_FROM_CORES
+    monkeypatch.setattr(decoder_processes, "_idle_pools", {})
+    batches = list(data.decoded_batches(paths, 32, batch_size=16))
+    pools = decoder_processes._idle_pools.pop(data.DECODER_PROCESSES_FROM_CORES)
+    for pool in pools:
+        pool.close()
+    assert np.array_equal(np.concatenate(batches), _one_by_one(paths, 32))
+    assert [len(pool.processes) for pool in pools] == [data.DECODER_PROCESSES_FROM_CORES]  # One per core.
+    assert data.decoder_description() == f"{data.DECODER_PROCESSES_FROM_CORES} decoder processes"
+    monkeypatch.setenv("TLCORE_DECODER_PROCESSES", "0")  # A person's choice wins over the core count.
+    assert data.decoder_processes() == 0 and data.decoder_description() == "8 decoder threads"
+    monkeypatch.setenv("TLCORE_DECODER_PROCESSES", "many")
+    with pytest.raises(ValueError, match="TLCORE_DECODER_PROCESSES must be a whole number of 0 or more .* 'many'"):
+        data.decoder_processes()
 
 
 def test_decoded_batches_closed_early_stop_decoding(small_catsdogs, monkeypatch):
@@ -506,10 +640,10 @@ def test_decoder_threads_stay_few_on_a_machine_with_many_cores(small_catsdogs, m
         return load_resized(path, image_size)
 
     monkeypatch.setattr(images, "load_resized", recording)
-    batches = list(data.decoded_batches(paths, 32, batch_size=24, ahead=1))
+    batches = list(data.decoded_batches(paths, 32, batch_size=24, ahead=1, processes=False))
     decoders = set(threads)  # Before load_images below adds threads of its own.
     assert data.decoder_threads() == data.MAX_DECODER_THREADS == 8
-    assert np.array_equal(np.concatenate(batches), data.load_images(paths, 32, workers=2))
+    assert np.array_equal(np.concatenate(batches), data.load_images(paths, 32, workers=2, processes=False))
     assert 1 < len(decoders) <= data.MAX_DECODER_THREADS
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert data.decoder_threads() == 2  # A small machine keeps one thread per core.

@@ -16,7 +16,8 @@ random weights (the speed of a network does not depend on its weights) and rando
 With `--data` (a data set folder), two more: the image decoder's throughput on this machine's cores
 (`data.decoded_batches`, as feature extraction feeds a model), and per backbone and policy,
 extraction from its JPEG files through `strategies.extract_to_file` with the XLA forward pass:
-what feature extraction achieves, to read against the forward pass alone.
+what feature extraction achieves, to read against the forward pass alone. Where this machine
+decodes in processes (`data.decoder_processes`), both are measured with decoder threads too.
 
 The models are built by the functions training uses (`backbones.build_base`, `strategies.build_head`,
 `strategies.split_base`, `strategies.assemble`, `augment.build_layers`) under the policy, and trained
@@ -30,6 +31,7 @@ names the backend. Progress goes to standard error, the table to standard output
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import platform
@@ -208,9 +210,11 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
             rate = images_per_second(lambda: forward(pixels), batch_size, arguments.steps)
             record(f"forward, batch {batch_size}, XLA {'on' if xla else 'off'}", rate)
             if dataset is not None and batch_size == arguments.batch_size and xla:
-                rate, count = extraction_rate(forward, dataset, config)
-                record(f"extraction from JPEG files (strategies.extract_to_file), batch {batch_size}, XLA on", rate,
-                       f"{count} photos, {data.decoder_threads()} decoder threads")
+                for decoders in decoder_settings():
+                    with decoding_with(decoders):
+                        rate, count = extraction_rate(forward, dataset, config)
+                        record(f"extraction from JPEG files (strategies.extract_to_file), batch {batch_size}, "
+                               f"XLA on, {data.decoder_description()}", rate, f"{count} photos")
 
         bottom, top = strategies.split_base(base, name)
         strategies.unfreeze_top_block(base, name)
@@ -246,22 +250,47 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
     return rows
 
 
+def decoder_settings() -> list[str]:
+    """The decoders to measure: this machine's default, and threads beside it where that is processes."""
+    from tlcore import data
+
+    return ["default", "threads"] if data.decoder_processes() else ["default"]
+
+
+@contextlib.contextmanager
+def decoding_with(decoders: str):
+    """Within: `data.decoded_batches` decodes as this machine does by default, or in threads ("threads")."""
+    previous = os.environ.get("TLCORE_DECODER_PROCESSES")
+    if decoders == "threads":
+        os.environ["TLCORE_DECODER_PROCESSES"] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("TLCORE_DECODER_PROCESSES", None)
+        else:
+            os.environ["TLCORE_DECODER_PROCESSES"] = previous
+
+
 def measure_decoding(dataset, sizes: Sequence[int], arguments) -> list[Measurement]:
-    """The decoder's rate on this machine's cores, as feature extraction feeds a model."""
+    """The decoder's rate on this machine's cores, as feature extraction feeds a model: in this machine's
+    default decoders, and in threads too where the default is processes."""
     from tlcore import data
 
     paths = [path for split in ("train", "validation") for path in dataset.paths(split)]
     rows = []
     for size in sizes:
-        for batch in data.decoded_batches(paths[:arguments.batch_size], size, arguments.batch_size):
-            pass  # Warm-up: the thread pool starts and the first files reach the page cache.
-        started = time.perf_counter()
-        count = sum(len(batch) for batch in data.decoded_batches(paths, size, arguments.batch_size))
-        rate = count / (time.perf_counter() - started)
-        what = (f"JPEG decoding at {size} px, data.decoded_batches, {data.decoder_threads()} threads on "
-                f"{os.cpu_count()} cores ({count} files)")
-        say(f"{what}: {rate:.1f} images/s")
-        rows.append(Measurement("-", "-", what, rate))
+        for decoders in decoder_settings():
+            with decoding_with(decoders):
+                for batch in data.decoded_batches(paths[:arguments.batch_size], size, arguments.batch_size):
+                    pass  # Warm-up: the decoders start and the first files reach the page cache.
+                started = time.perf_counter()
+                count = sum(len(batch) for batch in data.decoded_batches(paths, size, arguments.batch_size))
+                rate = count / (time.perf_counter() - started)
+                what = (f"JPEG decoding at {size} px, data.decoded_batches, {data.decoder_description()} on "
+                        f"{os.cpu_count()} cores ({count} files)")
+            say(f"{what}: {rate:.1f} images/s")
+            rows.append(Measurement("-", "-", what, rate))
     return rows
 
 

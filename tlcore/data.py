@@ -39,15 +39,50 @@ ARCHIVE_NAMES_FILE = ".names.json"
 RECORD_KEYS = ("root", "layout", "classes", "files", "validation_fraction", "seed")
 # Batches a file pipeline decodes ahead of the model.
 PREFETCH_BATCHES = 2
+# Images per batch when `load_images` decodes a whole list.
+LOAD_BATCH_SIZE = 32
 # Decoding holds the GIL for part of every photo (file checks, JPEG markers and EXIF parsed in
 # Python), so decoder threads stop paying off past a few: on a 16-core machine (the GPU machine of
 # README "Speed") 4 threads decoded 3,378 photos/s at 160 px, 8 threads 3,646 and 16 threads 1,917.
 MAX_DECODER_THREADS = 8
+# From this many cores on, `decoded_batches` decodes in processes, one per core (see
+# tlcore.decoder_processes: 8 processes decoded twice as fast as 8 threads on a 16-core machine).
+# Below it threads do as well and start at once, so the laptops and 2-core machines that section 1
+# of tlcore.bench measures keep them.
+DECODER_PROCESSES_FROM_CORES = 8
 
 
 def decoder_threads() -> int:
     """Decoder threads for a parallel pass: one per core, at most `MAX_DECODER_THREADS`."""
     return max(1, min(os.cpu_count() or 1, MAX_DECODER_THREADS))
+
+
+def decoder_processes() -> int:
+    """Decoder processes for `decoded_batches`, 0 for decoder threads.
+
+    `$TLCORE_DECODER_PROCESSES` when set (0 keeps threads on any machine); else one per core on a
+    machine of `DECODER_PROCESSES_FROM_CORES` cores or more, and 0 below.
+
+    Raises:
+        ValueError: `$TLCORE_DECODER_PROCESSES` is not a whole number of 0 or more.
+    """
+    setting = os.environ.get("TLCORE_DECODER_PROCESSES", "").strip()
+    if setting:
+        if not setting.isdigit():
+            raise ValueError(f"TLCORE_DECODER_PROCESSES must be a whole number of 0 or more (0: decoder threads), "
+                             f"received {setting!r}.")
+        return int(setting)
+    cores = os.cpu_count() or 1
+    return cores if cores >= DECODER_PROCESSES_FROM_CORES else 0
+
+
+def decoder_description() -> str:
+    """How `decoded_batches` decodes on this machine, in words: "16 decoder processes", "2 decoder threads"."""
+    processes = decoder_processes()
+    if processes:
+        return f"{processes} decoder process{'es' if processes > 1 else ''}"
+    threads = decoder_threads()
+    return f"{threads} decoder thread{'s' if threads > 1 else ''}"
 
 
 class DatasetError(Exception):
@@ -485,15 +520,28 @@ def fingerprint(dataset: DatasetScan) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_images(paths: Sequence[str], image_size: int, workers: int | None = None) -> np.ndarray:
-    """Decodes and resizes images in parallel into one uint8 array (N, size, size, 3)."""
+def load_images(
+    paths: Sequence[str], image_size: int, workers: int | None = None, processes: bool | None = None
+) -> np.ndarray:
+    """Decodes and resizes images in parallel (`decoded_batches`) into one uint8 array (N, size, size, 3).
+
+    Args:
+        paths: image files.
+        image_size: side of the square images.
+        workers: decoder threads or processes, as `decoded_batches`.
+        processes: decode in processes, as `decoded_batches`.
+
+    Returns:
+        The images, in the order of `paths`.
+
+    Raises:
+        images.InvalidImageError: a file cannot be decoded.
+    """
     output = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
-
-    def load(index: int) -> None:
-        output[index] = images.load_resized(paths[index], image_size)
-
-    with ThreadPoolExecutor(max_workers=workers or decoder_threads()) as pool:
-        list(pool.map(load, range(len(paths))))
+    position = 0
+    for batch in decoded_batches(paths, image_size, LOAD_BATCH_SIZE, workers=workers, processes=processes):
+        output[position:position + len(batch)] = batch
+        position += len(batch)
     return output
 
 
@@ -503,23 +551,29 @@ def decoded_batches(
     batch_size: int,
     ahead: int = PREFETCH_BATCHES,
     workers: int | None = None,
+    processes: bool | None = None,
 ) -> Iterator[np.ndarray]:
     """uint8 batches (n, size, size, 3) of images decoded by the one decoder, in order, ahead of use.
 
-    For passes that only need the pixels, in order (feature extraction, cached views): a thread
-    pool of its own decodes each batch in one slice per worker, straight into the batch's array,
-    `ahead` batches before they are asked for. Decoding alone, that spent 0.35 to 0.6 ms less CPU
-    per image than a `tf.data` map (`make_dataset`: a Python call per image through
-    `tf.numpy_function`, a float32 copy and the batching) in probes on two cores: CPU time the
-    model has instead (`python -m tlcore.bench`, section 1). The decoder threads
-    run at the lowest priority, as `make_dataset`'s do.
+    For passes that only need the pixels, in order (feature extraction, cached views, loading a
+    split into memory): a pool of decoders of its own decodes each batch in one slice per worker,
+    straight into the batch's array, `ahead` batches before they are asked for. Decoding alone, that
+    spent 0.35 to 0.6 ms less CPU per image than a `tf.data` map (`make_dataset`: a Python call per
+    image through `tf.numpy_function`, a float32 copy and the batching) in probes on two cores: CPU
+    time the model has instead (`python -m tlcore.bench`, section 1). The decoders run at the lowest
+    priority, as `make_dataset`'s do. They are threads, or, on a machine of
+    `DECODER_PROCESSES_FROM_CORES` cores or more, processes writing into shared memory
+    (`tlcore.decoder_processes`), which the GIL does not hold back.
 
     Args:
         paths: image files.
         image_size: side of the square images.
         batch_size: images per batch (the last batch may be smaller).
         ahead: batches decoded ahead of the one being used (at least 1).
-        workers: decoder threads (default `decoder_threads()`: one per core, at most 8).
+        workers: decoder threads or processes (default: `decoder_processes()` when decoding in
+            processes, else `decoder_threads()`, one per core, at most 8).
+        processes: decode in processes (True) or threads (False); default: processes when
+            `decoder_processes()` is not 0.
 
     Yields:
         uint8 arrays of shape (n, image_size, image_size, 3), n = batch_size but for the last one.
@@ -527,11 +581,22 @@ def decoded_batches(
     Raises:
         images.InvalidImageError: a file cannot be decoded (raised with the batch that holds it;
             the batches before it have been yielded).
-        ValueError: batch_size or ahead is not a positive integer.
+        ValueError: batch_size, ahead or workers is not a positive integer.
     """
-    for name, value in (("batch_size", batch_size), ("ahead", ahead)):
+    checked = [("batch_size", batch_size), ("ahead", ahead)]
+    if workers is not None:
+        checked.append(("workers", workers))
+    for name, value in checked:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, received {value!r}.")
+    if processes is None:
+        processes = decoder_processes() > 0
+    if processes:
+        from tlcore import decoder_processes as pool_of_processes  # Loaded only where it is used.
+
+        yield from pool_of_processes.decoded_batches(paths, image_size, batch_size, ahead,
+                                                     workers or decoder_processes() or decoder_threads())
+        return
     paths = [str(path) for path in paths]
     workers = workers or decoder_threads()
     starts = iter(range(0, len(paths), batch_size))
