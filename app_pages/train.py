@@ -162,7 +162,7 @@ else:
                     counts = stack.counts(phase)
                     st.caption(f"{architecture.PHASE_TITLES[phase]}: {counts['trainable']:,} parameters trained, "
                                f"{counts['frozen']:,} frozen")
-                st.altair_chart(architecture.stack_chart(stack), width="content")
+                st.altair_chart(architecture.stack_chart(stack), width="stretch")
         if st.button("Start training", type="primary", icon=":material/play_arrow:",
                      help="Trains in a separate process; one training runs at a time, later ones wait as queued."):
             try:
@@ -183,7 +183,7 @@ picked = st.dataframe(
     table[["run", "state", "strategy", "backbone", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy",
            "time"]],
     hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-    column_config={"run": st.column_config.TextColumn("run", width="medium"),
+    column_config={"run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
                    "image_size": st.column_config.NumberColumn("size (px)"),
                    "best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
                    "final_val_accuracy": st.column_config.NumberColumn("final val. accuracy", format="percent")},

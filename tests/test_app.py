@@ -545,6 +545,8 @@ def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
     second.set_status("stopped")
     at = open_page("app_pages/train.py")
     assert sorted(at.dataframe[-1].value["run"]) == sorted([first.id, second.id])
+    # The run column takes the width of the ids (a "medium" column cut "…-all-efficientnet_lite0-82b5" short).
+    assert "width" not in json.loads(at.dataframe[-1].proto.columns)["run"]
     assert "Select runs in the table" in texts(at)
     at.session_state["runs_table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
     at.run()

@@ -156,6 +156,18 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     assert page.get_by_label("1 · Feature extraction").is_checked()  # The default.
     page.get_by_text("1 → 2 → 3 in sequence").click()
     settle(page)
+    # On a phone's width the layer stack of three phases fits its column: drawn at its own width it was
+    # 830 px wide in a 322 px column, its right columns and legend cut off.
+    page.set_viewport_size({"width": 420, "height": 1000})
+    settle(page)
+    page.get_by_test_id("stVegaLiteChart").first.scroll_into_view_if_needed()
+    assert charts_overflowing(page) == []
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    settle(page)
+    expand = page.get_by_test_id("stExpandSidebarButton")
+    if expand.count() and expand.is_visible():  # The narrow window folded the sidebar away.
+        expand.click()
+        settle(page)
     set_number(page, "Epochs", 2)
     set_number(page, "Fine-tuning epochs", 2)
     set_number(page, "Batch size", 8)

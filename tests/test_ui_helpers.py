@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -61,6 +62,12 @@ def test_stack_chart_and_table_cover_every_block_and_phase():
     stack = architecture.layer_stack("vgg16", 32, "fine_tuning")
     spec = architecture.stack_chart(stack).to_dict()
     assert spec["height"] >= 24 * len(stack.blocks)
+    # Column titles in short lines, so that the columns fit a phone's screen.
+    label_expression = spec["layer"][0]["encoding"]["x"]["axis"]["labelExpr"]
+    lines, rest = label_expression.split("[datum.label]")
+    assert list(json.loads(lines).values()) == [["frozen +", "augmentation"], ["fine-tuning"]]
+    assert rest == " || datum.label"
+    assert spec["layer"][0]["encoding"]["color"]["legend"]["columns"] == 2
     table = stack.table()
     assert list(table.columns) == ["block", "layers", "parameters", "frozen + augmentation", "fine-tuning"]
     assert len(table) == len(stack.blocks)

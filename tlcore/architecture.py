@@ -9,7 +9,9 @@ No Streamlit here; the Train page caches the result.
 
 from __future__ import annotations
 
+import json
 import re
+import textwrap
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -285,21 +287,26 @@ def stack_chart(stack: LayerStack, row_height: int = 24, column_width: int = 220
     """The layer stack as coloured cells: one column per phase, input at the bottom, head on top.
 
     Each cell shows the block's parameter count; its colour says whether that phase trains it.
-    The chart has a fixed size (columns of `column_width` pixels), so show it at its own width.
+    Its width (columns of `column_width` pixels) is for layouts that show a chart at its own width;
+    the Train page stretches it to the page instead, so that it fits a phone's screen too: the
+    phase names are wrapped into short lines and the legend takes two columns for that.
     """
     frame = stack.frame()
     frame["label"] = [f"{count:,}" if count else "-" for count in frame["parameters"]]
     order = [block.name for block in reversed(stack.blocks)]
     phases = [PHASE_TITLES.get(phase, phase) for phase in stack.phases]
+    # Column titles: the phase's name before the colon, in lines of 12 characters at most (a Vega
+    # label that is an array is drawn as lines), so that three columns fit a narrow screen.
+    title_lines = {phase: textwrap.wrap(phase.split(":")[0], 12) for phase in phases}
     base = alt.Chart(frame).encode(
         x=alt.X("phase:N", title=None, sort=phases,
                 axis=alt.Axis(orient="top", labelAngle=0, labelLimit=column_width, labelFontSize=11,
-                              labelExpr="split(datum.label, ':')[0]")),
+                              labelExpr=f"{json.dumps(title_lines)}[datum.label] || datum.label")),
         y=alt.Y("block:N", title=None, sort=order, axis=alt.Axis(labelFontSize=11, labelLimit=160, labelOverlap=False)),
     )
     cells = base.mark_rect(stroke="white", strokeWidth=2).encode(
         color=alt.Color("state:N", title=None, scale=alt.Scale(domain=list(STATES), range=list(STATE_COLOURS)),
-                        legend=alt.Legend(orient="bottom", direction="horizontal")),
+                        legend=alt.Legend(orient="bottom", direction="horizontal", columns=2)),
         tooltip=[
             alt.Tooltip("phase:N"),
             alt.Tooltip("block:N"),
