@@ -52,7 +52,7 @@ if not latest:
     st.info("No runs yet: train one on the Train page.")
 else:
     st.markdown(common.markdown_table([
-        {"run": row["run"], "state": row["state"], "strategy": row["strategy"], "backbone": row["backbone"],
+        {"run": row["run"], "state": row["state"], "strategy": row["strategy"], "model": row["model"],
          "size (px)": row["image_size"], "epochs": row["epochs"],
          "best validation accuracy": "" if row["best_val_accuracy"] is None else f"{row['best_val_accuracy']:.1%}"}
         for row in latest]))

@@ -180,7 +180,7 @@ if table.empty:
     st.stop()
 table["time"] = [monitor.format_seconds(value) if pd.notna(value) else "" for value in table.pop("seconds")]
 picked = st.dataframe(
-    table[["run", "state", "strategy", "backbone", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy",
+    table[["run", "state", "strategy", "model", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy",
            "time"]],
     hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
     column_config={"run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.

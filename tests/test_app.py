@@ -514,13 +514,13 @@ def test_scratch_runs_are_shown_as_a_small_cnn_not_a_backbone(folders, small_cat
     scratch.set_status("done")
     transfer = runs.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
     transfer.set_status("done")
-    home = {row["run"]: row["backbone"] for row in markdown_table(open_page(), "run")}
+    home = {row["run"]: row["model"] for row in markdown_table(open_page(), "run")}
     assert home == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = scratch.id
     at = open_page("app_pages/train.py", at.run())
     table = at.dataframe[-1].value
-    assert dict(zip(table["run"], table["backbone"])) == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    assert dict(zip(table["run"], table["model"])) == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
     assert f"{scratch.id} · small CNN · 96 px" in texts(at)
 
 

@@ -426,8 +426,9 @@ def test_scratch_runs_name_no_backbone_and_old_scratch_folders_still_read(tmp_pa
     backbone = TrainConfig.backbone
     assert "-scratch-" in scratch.id and backbone not in scratch.id
     assert f"-feature_extraction-{backbone}-" in transfer.id
-    assert runs.describe(scratch)["backbone"] == runs.SCRATCH_MODEL == "small CNN"
-    assert runs.describe(transfer)["backbone"] == backbone
+    assert runs.describe(scratch)["model"] == runs.SCRATCH_MODEL == "small CNN"
+    assert runs.describe(scratch)["backbone"] is None  # `runs --json`: a registry key or nothing, for programs.
+    assert runs.describe(transfer)["model"] == runs.describe(transfer)["backbone"] == backbone
     # A folder from before: the backbone in its id and config; still found, listed and described.
     old = tmp_path / f"20250101-000000-scratch-{backbone}-ab12"
     old.mkdir()
@@ -435,7 +436,7 @@ def test_scratch_runs_name_no_backbone_and_old_scratch_folders_still_read(tmp_pa
     runs.Run(old).set_status("done")
     assert runs.resolve(old.name, tmp_path).path == old.resolve()
     row = next(runs.describe(run) for run in runs.list_runs(tmp_path) if run.id == old.name)
-    assert row["state"] == "done" and row["backbone"] == "small CNN"
+    assert row["state"] == "done" and row["model"] == "small CNN" and row["backbone"] is None
 
 
 def test_training_run_is_the_live_running_run_of_the_folder(tmp_path):

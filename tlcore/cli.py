@@ -287,7 +287,7 @@ def command_runs(arguments: argparse.Namespace) -> int:
         return "-" if cell is None else str(cell)  # A half-written run folder has no strategy, backbone ...
 
     # Columns as wide as their longest cell: run ids differ in length with their strategy and backbone.
-    widths = {key: max(len(text(row[key])) for row in rows) for key in ("run", "state", "strategy", "backbone")}
+    widths = {key: max(len(text(row[key])) for row in rows) for key in ("run", "state", "strategy", "model")}
     for row in rows:
         # The model's own accuracy beside the best of any epoch: after 1 -> 2 -> 3 they can differ.
         columns = "  ".join(text(row[key]).ljust(width) for key, width in widths.items())
@@ -506,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="list the runs with their status, the best validation accuracy of any "
                                   "epoch and that of the saved model")
     _add_runs_dir(listing)
-    listing.add_argument("--json", action="store_true", help="print one JSON list of rows")
+    listing.add_argument("--json", action="store_true",
+                         help="print one JSON list of rows ('backbone' is a registry key, null for a scratch run; "
+                         "'model' names what was trained)")
     listing.set_defaults(handler=command_runs)
 
     stop = commands.add_parser("stop", help="ask a running run to stop",

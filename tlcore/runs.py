@@ -281,7 +281,11 @@ def model_name(config: dict) -> str | None:
 
 
 def describe(run: Run) -> dict:
-    """One row of the runs table: never raises, whatever state the folder is in."""
+    """One row of the runs table: never raises, whatever state the folder is in.
+
+    "model" is for people (the backbone, or SCRATCH_MODEL); "backbone" is for programs (`runs --json`):
+    a key of the backbone registry, None for a scratch run, which has no backbone.
+    """
     config = run.config()
     status = run.status()
     summary = run.summary()
@@ -291,7 +295,8 @@ def describe(run: Run) -> dict:
         "run": run.id,
         "state": status.get("state", "unknown"),
         "strategy": config.get("strategy"),
-        "backbone": model_name(config),
+        "model": model_name(config),
+        "backbone": None if config.get("strategy") == "scratch" else config.get("backbone"),
         "image_size": config.get("image_size"),
         "epochs": len(metrics),
         "best_val_accuracy": max(validation) if validation else None,
