@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import pickle
 import shutil
 import signal
 import struct
@@ -11,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -453,8 +456,8 @@ def _one_by_one(paths, image_size: int) -> np.ndarray:
 
 
 def _shared_files() -> list[str]:
-    folder = decoder_processes.SHARED_FOLDER or tempfile.gettempdir()
-    return sorted(name for name in os.listdir(folder) if name.startswith("tlcore-decoding-"))
+    return sorted(name for folder in decoder_processes.SHARED_FOLDERS for name in os.listdir(folder)
+                  if name.startswith(f"{decoder_processes.FILE_PREFIX}{os.getpid()}-"))
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
@@ -507,6 +510,9 @@ def test_decoder_processes_are_reused_yield_the_cores_and_leave_no_shared_memory
     assert np.array_equal(np.concatenate(list(data.decoded_batches(paths * 4, 32, batch_size=8, workers=2,
                                                                    processes=True))), np.concatenate(first * 4))
     assert decoder_processes.cpu_seconds() > before  # Their CPU time, which process_time() misses.
+    counted = decoder_processes.cpu_seconds()
+    decoder_processes._shut_down()  # Sets that close keep counting what they used.
+    assert decoder_processes.cpu_seconds() >= counted
     assert _shared_files() == []
 
 
@@ -546,6 +552,99 @@ def test_decoder_processes_left_idle_are_not_reused(small_catsdogs):
     list(data.decoded_batches(paths, 32, batch_size=4, workers=2, processes=True))
     assert stale not in decoder_processes._idle_pools[2]
     assert all(process.poll() is not None for process in stale.processes)  # Closed, not left behind.
+
+
+def test_a_slow_caller_keeps_its_decoder_processes_and_idle_ones_end_after_the_pass(small_catsdogs, monkeypatch):
+    monkeypatch.setattr(decoder_processes, "IDLE_SECONDS", 1.0)  # The processes started below get 1 s.
+    paths = data.scan(small_catsdogs).paths("train")
+    batches = data.decoded_batches(paths, 32, batch_size=8, ahead=1, workers=3, processes=True)
+    received = [next(batches)]
+    time.sleep(2.5)  # A first batch's compilation, say: longer than the idle time, in the middle of a pass.
+    received += list(batches)
+    assert np.array_equal(np.concatenate(received), _one_by_one(paths, 32))
+    pool = decoder_processes._idle_pools[3][-1]
+    assert all(process.wait(timeout=10) == 0 for process in pool.processes)  # Idle after the pass: they end.
+    again = list(data.decoded_batches(paths, 32, batch_size=8, workers=3, processes=True))  # A new set.
+    assert np.array_equal(np.concatenate(again), _one_by_one(paths, 32))
+    assert pool not in decoder_processes._idle_pools[3]
+
+
+def test_decoder_processes_send_back_other_errors_as_they_are(tmp_path, small_catsdogs):
+    # What the decoder raises besides InvalidImageError (an unreadable file's PermissionError, a bad
+    # size's ValueError) comes back as that exception, as the decoder threads raise it.
+    photo = data.scan(small_catsdogs).paths("train")[0]
+    memory = tmp_path / "batches"
+    memory.write_bytes(bytes(2 * 32 * 32 * 3))
+    tasks = io.BytesIO()
+    for image_size in (32, 0):
+        pickle.dump((str(memory), (1, 2, 32, 32, 3), 0, 0, [photo], ["photo.jpg"], image_size), tasks)
+    tasks.seek(0)
+    answers = io.BytesIO()
+    decoder_processes._decode_tasks(tasks, answers)
+    answers.seek(0)
+    assert pickle.load(answers) is None
+    error = decoder_processes._error(pickle.load(answers))
+    assert isinstance(error, ValueError) and "image_size must be a positive integer" in str(error)
+    assert np.array_equal(np.fromfile(memory, np.uint8)[:32 * 32 * 3].reshape(32, 32, 3),
+                          images.load_resized(photo, 32))
+
+
+def test_decoder_processes_run_the_callers_tlcore_on_paths_relative_to_the_caller(tmp_path, small_catsdogs,
+                                                                                   monkeypatch):
+    # `python -m` would import a tlcore of the current folder first, and the processes' own folder is
+    # the one they started in: neither may change what they decode.
+    (tmp_path / "tlcore").mkdir()
+    (tmp_path / "tlcore" / "__init__.py").write_text("raise ImportError('not the caller tlcore')\n")
+    shutil.copytree(small_catsdogs / "train", tmp_path / "train")
+    monkeypatch.chdir(tmp_path)
+    paths = [os.path.relpath(path, tmp_path) for path in data.scan(tmp_path / "train").paths("train")]
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    batches = list(data.decoded_batches(paths, 32, batch_size=8, workers=3, processes=True))
+    assert np.array_equal(np.concatenate(batches), _one_by_one(paths, 32))
+    with pytest.raises(images.InvalidImageError) as raised:
+        list(data.decoded_batches(["broken.jpg"], 32, batch_size=8, workers=3, processes=True))
+    assert raised.value.path == "broken.jpg"  # Named as the caller gave it.
+
+
+def test_decoder_processes_remove_the_batches_of_a_killed_caller(small_catsdogs):
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    folder = decoder_processes.SHARED_FOLDERS[0]
+    orphan = Path(folder) / f"{decoder_processes.FILE_PREFIX}{ended.pid}-abc"
+    alive = Path(folder) / f"{decoder_processes.FILE_PREFIX}{os.getppid()}-abc"  # pytest's parent runs.
+    orphan.write_bytes(b"batches")
+    alive.write_bytes(b"batches")
+    try:
+        list(data.decoded_batches(data.scan(small_catsdogs).paths("train")[:4], 32, batch_size=4, workers=2,
+                                  processes=True))
+        assert not orphan.exists() and alive.exists()
+    finally:
+        orphan.unlink(missing_ok=True)
+        alive.unlink(missing_ok=True)
+
+
+def test_decoder_processes_use_the_next_folder_when_shared_memory_has_no_room(small_catsdogs, monkeypatch):
+    # A container's /dev/shm can be 64 MB: a process writing past its room would die of SIGBUS, so the
+    # room is reserved up front, and the temp folder takes the batches when it fails.
+    paths = data.scan(small_catsdogs).paths("train")[:8]
+    calls = []
+    reserve = os.posix_fallocate
+
+    def full_first(descriptor, offset, length):
+        calls.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return reserve(descriptor, offset, length)
+
+    monkeypatch.setattr(decoder_processes, "SHARED_FOLDERS", ("/dev/shm", tempfile.gettempdir()))
+    monkeypatch.setattr(os, "posix_fallocate", full_first)
+    batches = list(data.decoded_batches(paths, 32, batch_size=4, workers=2, processes=True))
+    assert np.array_equal(np.concatenate(batches), _one_by_one(paths, 32))
+    assert [Path(call).parent for call in calls] == [Path("/dev/shm"), Path(tempfile.gettempdir())]
+    monkeypatch.setattr(os, "posix_fallocate", lambda *arguments: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError, match="no room for 0.0 MB of decoded batches .*/dev/shm: full"):
+        next(data.decoded_batches(paths, 32, batch_size=4, workers=2, processes=True))
+    assert _shared_files() == []
 
 
 def test_a_decoder_process_exits_when_left_idle(tmp_path):

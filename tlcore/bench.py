@@ -11,7 +11,7 @@ Sections (one table, one row per measurement: what, value(s), ratio, target, PAS
           batch by batch), b. the limit: the same forward pass on decoded in-memory batches, c. the seed
           notebook's loop: `ImageDataGenerator.flow_from_directory` batches of 20, one `predict` call per
           batch (from `tf_keras`, see requirements-bench.txt). d. The CPU time per image of each
-          (all threads of the process, and its decoder processes) and the a/b it allows with every core
+          (all threads of the process, and its decoder processes on Linux) and the a/b it allows with every core
           busy. e. The a/b of each pass and their median (a and b run one after the other in each pass).
     2. The feature cache: the same feature-extraction run twice in one runs folder, cold then warm.
     3. frozen_augmented + fine_tuning with cached augmented views (K) vs end to end (0 views).

@@ -581,9 +581,9 @@ def decoded_batches(
     Raises:
         images.InvalidImageError: a file cannot be decoded (raised with the batch that holds it;
             the batches before it have been yielded).
-        ValueError: batch_size, ahead or workers is not a positive integer.
+        ValueError: image_size, batch_size, ahead or workers is not a positive integer.
     """
-    checked = [("batch_size", batch_size), ("ahead", ahead)]
+    checked = [("image_size", image_size), ("batch_size", batch_size), ("ahead", ahead)]
     if workers is not None:
         checked.append(("workers", workers))
     for name, value in checked:
