@@ -76,6 +76,12 @@ def decoder_processes() -> int:
     return cores if cores >= DECODER_PROCESSES_FROM_CORES else 0
 
 
+def batch_slices(count: int, workers: int) -> list[tuple[int, int]]:
+    """A batch of `count` images cut into one (begin, end) slice per decoder, as even as can be."""
+    bounds = np.linspace(0, count, min(workers, count) + 1).astype(int)
+    return [(int(begin), int(end)) for begin, end in zip(bounds[:-1], bounds[1:])]
+
+
 def decoder_description() -> str:
     """How `decoded_batches` decodes on this machine, in words: "16 decoder processes", "2 decoder threads"."""
     processes = decoder_processes()
@@ -611,9 +617,8 @@ def decoded_batches(
     def submit(start: int) -> None:
         batch_paths = paths[start:start + batch_size]
         output = np.empty((len(batch_paths), image_size, image_size, 3), dtype=np.uint8)
-        bounds = np.linspace(0, len(batch_paths), min(workers, len(batch_paths)) + 1).astype(int)
         pending.append((output, [pool.submit(decode_slice, output, batch_paths, begin, end)
-                                 for begin, end in zip(bounds[:-1], bounds[1:])]))
+                                 for begin, end in batch_slices(len(batch_paths), workers)]))
 
     try:
         for start in itertools.islice(starts, ahead):

@@ -159,6 +159,8 @@ def decoded_batches(
         DecoderProcessError: a decoder process ended while it had work.
         OSError: no folder has room for the shared batches.
     """
+    from tlcore import data  # Not at the top: the decoder processes need only tlcore.images.
+
     # Names as given, for the errors; absolute paths for the processes, which started in another folder.
     names = [str(path) for path in paths]
     if not names:
@@ -177,11 +179,10 @@ def decoded_batches(
 
         def submit(start: int, slot: int) -> None:
             count = len(files[start:start + batch_size])
-            bounds = np.linspace(0, count, min(processes, count) + 1).astype(int)
             answering: list[subprocess.Popen] = []
             pending.append((slot, count, answering))  # Before sending: an interrupted send is seen as such.
-            for index, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
-                task = (memory_path, shape, slot, int(begin), files[start + begin:start + end],
+            for index, (begin, end) in enumerate(data.batch_slices(count, processes)):
+                task = (memory_path, shape, slot, begin, files[start + begin:start + end],
                         names[start + begin:start + end], image_size)
                 answering.append(pool.submit(index, task))
 
