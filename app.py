@@ -7,17 +7,19 @@ its legacy multipage mode whenever a server's first visitor opens a page other t
 
 import streamlit as st
 
-from app_pages import common
+from views import common
 
 st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/model_training:", layout="wide")
 common.prepare_server()
 
-page = st.navigation([
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/data.py", title="Data", icon=":material/photo_library:"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/predict.py", title="Predict", icon=":material/label:"),
-])
+page = st.navigation(
+    [
+        st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/1_Data.py", title="Data", icon=":material/photo_library:"),
+        st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/3_Predict.py", title="Predict", icon=":material/label:"),
+    ]
+)
 
 
 def draw_frame(dataset_line, run_line) -> None:

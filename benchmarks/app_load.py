@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from browser_kit import CHROMIUM_ARGS, free_port, go_to, healthy, set_number, settle, wait_until  # noqa: E402
-from tlcore import runs  # noqa: E402
 
+from tlcore.runs import store
 
 
 def small_data_set(source: Path, destination: Path, per_class: int) -> Path:
@@ -102,14 +102,22 @@ def page_loads(browser, url: str, watcher) -> dict[str, list[float]]:
 
 
 def load_rows(condition: str, loads: dict[str, list[float]]) -> list[tuple[str, str]]:
-    return [(f"page load {condition}, {kind} (Home, Train; median of {REPEATS})",
-             ", ".join(f"{value:.2f} s" for value in values)) for kind, values in loads.items()]
+    return [
+        (
+            f"page load {condition}, {kind} (Home, Train; median of {REPEATS})",
+            ", ".join(f"{value:.2f} s" for value in values),
+        )
+        for kind, values in loads.items()
+    ]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "catsdogs"),
-                        help="a cats-vs-dogs style data set (train/ and validation/)")
+    parser.add_argument(
+        "--data",
+        default=str(ROOT.parent / "shared" / "data" / "catsdogs"),
+        help="a cats-vs-dogs style data set (train/ and validation/)",
+    )
     parser.add_argument("--predictions", type=int, default=50, help="uploads to predict (default 50)")
     parser.add_argument("--trainings", type=int, default=5, help="short trainings to start (default 5)")
     arguments = parser.parse_args(argv)
@@ -120,19 +128,36 @@ def main(argv=None) -> int:
     photos = sorted((Path(arguments.data) / "validation" / "cats").iterdir())[: arguments.predictions]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    environment = dict(os.environ, TLCORE_RUNS_DIR=str(work / "runs"), TLCORE_DATA_DIR=str(work / "data"),
-                       TF_CPP_MIN_LOG_LEVEL="2")
+    environment = dict(
+        os.environ, TLCORE_RUNS_DIR=str(work / "runs"), TLCORE_DATA_DIR=str(work / "data"), TF_CPP_MIN_LOG_LEVEL="2"
+    )
     log = open(work / "server.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                               "--server.address", "127.0.0.1", "--server.headless", "true"],
-                              cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+        ],
+        cwd=ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     rows: list[tuple[str, str]] = []
     try:
         wait_until(lambda: healthy(url), 120, "the Streamlit server")
         process = psutil.Process(server.pid)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                                 args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
             first = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             second = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             for page in (first, second):
@@ -156,14 +181,18 @@ def main(argv=None) -> int:
                 settle(first)
                 if index == 0:  # While it trains: a second session sees the same run.
                     timed_load(second, f"{url}/train", "Train")
-                    newest = runs.list_runs(work / "runs")[0]
+                    newest = store.list_runs(work / "runs")[0]
                     seen = second.get_by_text(newest.id).count() > 0
                     rows.append(("second session sees the first session's run", "yes" if seen else "NO"))
                 first.get_by_text("done: finished").wait_for(timeout=300_000)
                 settle(first)
                 memory_after_trainings.append(megabytes(process))
-            rows.append((f"server memory after each of {arguments.trainings} trainings",
-                         ", ".join(f"{value:.0f}" for value in memory_after_trainings) + " MiB"))
+            rows.append(
+                (
+                    f"server memory after each of {arguments.trainings} trainings",
+                    ", ".join(f"{value:.0f}" for value in memory_after_trainings) + " MiB",
+                )
+            )
 
             # Queue: two starts in a row, the second waits. They train end to end (every epoch through the
             # frozen base), so the first one is still busy while the pages are timed below.
@@ -179,21 +208,27 @@ def main(argv=None) -> int:
             settle(first)
             first.get_by_role("button", name=re.compile("Start training")).click()
             settle(first)
-            states = [run.state for run in runs.list_runs(work / "runs")[:2]]
+            states = [run.state for run in store.list_runs(work / "runs")[:2]]
             rows.append(("two starts in a row: states of the newest two runs, at once", ", ".join(states)))
-            wait_until(lambda: any(run.state == "running" for run in runs.list_runs(work / "runs")[:2]), 120,
-                       "one of the two runs to start")
-            states = [run.state for run in runs.list_runs(work / "runs")[:2]]
+            wait_until(
+                lambda: any(run.state == "running" for run in store.list_runs(work / "runs")[:2]),
+                120,
+                "one of the two runs to start",
+            )
+            states = [run.state for run in store.list_runs(work / "runs")[:2]]
             rows.append(("... once one of them trains", ", ".join(states)))
             # Page loads while that run trains, the first session watching it live on the Train page.
             first.get_by_role("heading", name="Current run").wait_for()
             rows += load_rows("while training", page_loads(browser, url, first))
-            still_training = any(run.state == "running" for run in runs.list_runs(work / "runs")[:2])
+            still_training = any(run.state == "running" for run in store.list_runs(work / "runs")[:2])
             rows.append(("... the run still trained when they were done", "yes" if still_training else "NO"))
-            for run in runs.list_runs(work / "runs")[:2]:
+            for run in store.list_runs(work / "runs")[:2]:
                 run.request_stop()
-            wait_until(lambda: all(run.state in runs.FINAL_STATES for run in runs.list_runs(work / "runs")), 120,
-                       "the queued runs to stop")
+            wait_until(
+                lambda: all(run.state in store.FINAL_STATES for run in store.list_runs(work / "runs")),
+                120,
+                "the queued runs to stop",
+            )
             settle(first)
             rows += load_rows("with nothing running", page_loads(browser, url, first))
 
@@ -205,18 +240,24 @@ def main(argv=None) -> int:
             for index, photo in enumerate(photos, 1):
                 # Each upload joins the earlier ones: every rerun shows them all, with Grad-CAM.
                 first.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))
-                wait_until(lambda: first.get_by_text(re.compile("^where it looked for ")).count() >= index, 120,
-                           f"prediction and Grad-CAM {index}")
+                wait_until(
+                    lambda: first.get_by_text(re.compile("^where it looked for ")).count() >= index,
+                    120,
+                    f"prediction and Grad-CAM {index}",
+                )
                 settle(first)
                 if index in checkpoints:
                     memory_after_predictions[index] = megabytes(process)
-            rows.append((f"server memory after {' / '.join(map(str, memory_after_predictions))} predictions "
-                         "(Grad-CAM on)",
-                         " / ".join(f"{value:.0f}" for value in memory_after_predictions.values()) + " MiB"))
+            rows.append(
+                (
+                    f"server memory after {' / '.join(map(str, memory_after_predictions))} predictions (Grad-CAM on)",
+                    " / ".join(f"{value:.0f}" for value in memory_after_predictions.values()) + " MiB",
+                )
+            )
             browser.close()
     finally:
-        for run in runs.list_runs(work / "runs"):
-            if run.state not in runs.FINAL_STATES:
+        for run in store.list_runs(work / "runs"):
+            if run.state not in store.FINAL_STATES:
                 run.request_stop()
         server.terminate()
         try:

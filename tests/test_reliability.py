@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcore import data, runs, worker, zips
 from tlcore.config import TrainConfig
+from tlcore.data import folders, zips
+from tlcore.runs import store, worker
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +105,7 @@ def expected_rejections(kit) -> dict[str, str]:
 
 
 def test_folder_scan_rejects_exactly_the_bad_files_with_reasons(kit_data_set, kit):
-    dataset = data.scan(kit_data_set)
+    dataset = folders.scan(kit_data_set)
     rejected = {Path(item.path).name: item.reason for item in dataset.rejected}
     assert set(rejected) == set(expected_rejections(kit))
     for name, word in expected_rejections(kit).items():
@@ -116,20 +117,39 @@ def test_folder_scan_rejects_exactly_the_bad_files_with_reasons(kit_data_set, ki
 
 def test_cli_scan_and_predict_name_each_bad_file(kit_data_set, kit, catsdogs_subset, tmp_path):
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    scan = subprocess.run([sys.executable, "-m", "tlcore", "scan", str(kit_data_set), "--json"],
-                          capture_output=True, text=True, env=environment, timeout=120)
+    scan = subprocess.run(
+        [sys.executable, "-m", "tlcore", "scan", str(kit_data_set), "--json"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
     assert scan.returncode == 0, scan.stderr
     rejected = {Path(item["path"]).name for item in json.loads(scan.stdout)["rejected"]}
     assert rejected == set(expected_rejections(kit))
 
     photos = catsdogs_subset("kit_training", train=4, validation=2)
-    config = TrainConfig(data_dir=str(photos), strategy="feature_extraction", backbone="vgg16", weights="none",
-                         image_size=32, epochs=1, batch_size=4, head="flatten", learning_rate=1e-4)
-    run = runs.create(config, tmp_path)
+    config = TrainConfig(
+        data_dir=str(photos),
+        strategy="feature_extraction",
+        backbone="vgg16",
+        weights="none",
+        image_size=32,
+        epochs=1,
+        batch_size=4,
+        head="flatten",
+        learning_rate=1e-4,
+    )
+    run = store.create(config, tmp_path)
     assert worker.execute(run, runs_dir=tmp_path)["state"] == "done"
     files = [str(kit_data_set / "train" / "cats" / name) for name in kit]
-    predict = subprocess.run([sys.executable, "-m", "tlcore", "predict", "--run", run.id, "--runs-dir", str(tmp_path),
-                              "--json", *files], capture_output=True, text=True, env=environment, timeout=300)
+    predict = subprocess.run(
+        [sys.executable, "-m", "tlcore", "predict", "--run", run.id, "--runs-dir", str(tmp_path), "--json", *files],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+    )
     assert predict.returncode == 1, predict.stderr[-2000:]  # Some files failed, the others were predicted.
     results = {Path(item["image"]).name: item for item in json.loads(predict.stdout)}
     for name, (_, word) in kit.items():
@@ -147,7 +167,7 @@ def test_zip_upload_names_bad_files_by_their_name_in_the_archive(kit_data_set, k
                 writer.write(path, f"my photos/{path.relative_to(kit_data_set).as_posix()}")
     report = zips.extract_dataset(archive.getvalue(), tmp_path / "upload", name="photos.zip")
     assert report.debris_skipped >= 4
-    dataset = data.scan(tmp_path / "upload")
+    dataset = folders.scan(tmp_path / "upload")
     originals = {item.original: item.reason for item in dataset.rejected}
     expected = {f"my photos/train/cats/{name}" for name in expected_rejections(kit)}
     assert set(originals) == expected

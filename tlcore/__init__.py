@@ -1,8 +1,9 @@
-"""tlcore: the UI-free core of Transfer Learning Studio.
+"""tlcore: the UI-free core of Transfer Learning Studio (it never imports Streamlit).
 
-Modules have one job each: `images` decodes, `data` scans data sets, `augment` builds augmentation
-layers, `backbones` builds pretrained bases, `strategies` trains, `runs` keeps run folders, `predict`
-serves a trained run, `charts` draws. Nothing here imports Streamlit.
+Grouped by area: `data` (the one decoder, scanning, pipelines), `models` (backbones, heads),
+`training` (the trainer and its stages), `runs` (run folders, the worker, the monitor), `insight`
+(evaluation, Grad-CAM, charts) and `serving` (predict, batch, export); `config` holds the settings and
+`cli` the command line.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

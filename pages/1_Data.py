@@ -1,0 +1,164 @@
+"""Data: choose a data set, read its scan report, browse its images, preview the augmentation."""
+
+import secrets
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from tlcore.data import browse, zips
+from tlcore.data.dataset import DatasetError
+from tlcore.data.images import InvalidImageError
+from tlcore.insight import charts
+from views import augment_view, common
+
+PER_PAGE = 12
+
+st.title("Data")
+st.caption(
+    "A data set is a folder with one subfolder of photos per class (or train/ and validation/ "
+    "folders of class subfolders). Class names come from the folder names."
+)
+
+source = st.segmented_control(
+    "Where are the photos?",
+    ["Folder", "Zip upload", "Demo set"],
+    default="Folder",
+    required=True,
+    key="data_source",
+    persist_state="session",
+)
+folder = None
+if source == "Folder":
+    with st.form("folder_form", border=False):
+        typed = st.text_input(
+            "Folder path",
+            key="folder_path",
+            persist_state="session",
+            placeholder="/path/to/photos (class folders, or train/ and validation/)",
+        )
+        if st.form_submit_button("Scan folder", type="primary"):
+            folder = typed.strip() or None
+            if folder is None:
+                st.warning("Type the path of a folder first.")
+elif source == "Zip upload":
+    archive = st.file_uploader("A zip archive of class folders", type=["zip"], key="zip_upload")
+    extracted = st.session_state.setdefault("extracted_uploads", {})  # Upload id -> its folder.
+    if archive is not None and st.button("Extract and scan", type="primary"):
+        if archive.file_id in extracted:  # This very upload was extracted already.
+            folder = extracted[archive.file_id]
+        else:
+            destination = common.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{secrets.token_hex(3)}"
+            try:
+                with st.spinner("Extracting..."):
+                    report = zips.extract_dataset(archive.getvalue(), destination, name=archive.name)
+            except (zips.UnsafeArchiveError, ValueError, OSError) as error:
+                st.error(common.text(error))
+            else:
+                folder = extracted[archive.file_id] = str(report.destination)
+                if report.skipped_files:
+                    with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
+                        st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
+else:
+    st.caption(
+        "The offline set needs no network: patches of three textures photographed in scikit-image. "
+        "Cats vs dogs (the TensorFlow tutorial's 3,000 photos) is downloaded once, about 65 MB."
+    )
+    offline, online = st.columns(2)
+    if offline.button("Offline demo: brick, grass, gravel", type="primary"):
+        from tlcore.data import demo
+
+        try:
+            with st.spinner("Building the offline demo set..."):
+                folder = str(demo.build_offline_demo(common.data_dir() / "demo" / "textures"))
+        except (ValueError, OSError) as error:
+            st.error(common.text(error))
+    if online.button("Download cats vs dogs"):
+        from tlcore.data import demo
+
+        try:
+            with st.spinner("Downloading cats vs dogs..."):
+                folder = str(demo.download_cats_and_dogs())
+        except (demo.DemoDataError, OSError) as error:
+            st.error(common.text(error))
+
+if folder is not None:
+    try:
+        with st.spinner("Scanning: every image is decoded once to find damaged files..."):
+            common.use_dataset(common.scan_folder(folder))
+    except (DatasetError, ValueError, OSError) as error:
+        st.error(common.text(error))
+
+dataset = common.current_dataset()
+if dataset is None:
+    st.info("No data set yet: scan a folder, upload a zip, or build the offline demo set.")
+    st.stop()
+
+st.header("Scan report")
+st.markdown(common.text(dataset.root))
+counts = dataset.counts()
+columns = st.columns(2 + len(counts))
+columns[0].metric("Classes", dataset.num_classes)
+for column, (split, per_class) in zip(columns[1:], counts.items()):
+    column.metric(f"{split.capitalize()} images", sum(per_class.values()))
+columns[-1].metric("Left out", len(dataset.rejected))
+if dataset.layout == "flat":
+    st.caption(
+        f"No validation folder: {dataset.validation_fraction:.0%} of each class is held out for "
+        f"validation (seed {dataset.seed})."
+    )
+chart, table = st.columns([3, 2])
+chart.altair_chart(charts.split_counts(counts), width="stretch")
+table.dataframe(pd.DataFrame(counts).rename_axis("class"))
+if dataset.rejected:
+    st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")
+    st.dataframe(
+        # Files from a zip upload are named as they are in the archive, not by their generated names.
+        pd.DataFrame(
+            [
+                {
+                    "file": item.original
+                    or (
+                        str(Path(item.path).relative_to(dataset.root))
+                        if item.path.startswith(dataset.root)
+                        else item.path
+                    ),
+                    "reason": item.reason,
+                }
+                for item in dataset.rejected
+            ]
+        ),
+        hide_index=True,
+    )
+
+st.header("Browse")
+split_column, class_column = st.columns(2)
+split = split_column.segmented_control(
+    "Split", list(dataset.splits), default="train", required=True, key="browse_split"
+)
+class_name = class_column.selectbox("Class", dataset.classes, key="browse_class")
+label = dataset.classes.index(class_name)
+paths = browse.natural_order([sample.path for sample in dataset.splits[split] if sample.label == label])
+pages = max(1, -(-len(paths) // PER_PAGE))
+page = st.pagination(pages, key=f"browse_page_{split}_{label}") if pages > 1 else 1
+st.caption(f"{len(paths)} images, page {page} of {pages}")
+grid = st.columns(6)
+for index, path in enumerate(paths[(page - 1) * PER_PAGE : page * PER_PAGE]):
+    with grid[index % 6]:
+        try:
+            picture, (width, height) = common.thumbnail(path)
+        except (InvalidImageError, OSError) as error:
+            st.error(common.text(f"{Path(path).name}: {getattr(error, 'reason', error)}"))
+            continue
+        size = browse.human_size(Path(path).stat().st_size)
+        st.image(picture, caption=f"{Path(path).name} · {size} · {width}×{height}")
+
+st.header("Augmentation preview")
+st.caption(
+    "Training on augmented images (strategies 2 and 3, and scratch) shows the network a randomly "
+    "changed copy of each photo every epoch. These copies come from the very Keras layers "
+    "training uses; the settings chosen here are the ones the Train page uses."
+)
+
+
+augment_view.preview(dataset)

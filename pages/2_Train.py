@@ -1,0 +1,298 @@
+"""Train: choose the settings, start a run in a worker process, watch it live, compare runs."""
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from tlcore.config import PRESETS, STRATEGIES, TrainConfig
+from tlcore.data.dataset import DatasetError
+from tlcore.insight import charts, layer_stack
+from tlcore.models.backbones import BACKBONES
+from tlcore.runs import monitor, store, worker
+from views import common, evaluation_view, run_view, train_options
+
+HEADS = {"global_average": "pooling + Dense", "flatten": "Flatten + Dense"}
+CURVES = {
+    "val_accuracy": "validation accuracy",
+    "val_loss": "validation loss",
+    "accuracy": "training accuracy",
+    "loss": "training loss",
+}
+PRESET_TITLES = {"default": "CPU-friendly default", "seed": "The seed's exact settings"}
+# Settings a preset fills in (the strategy stays the person's choice).
+PRESET_FIELDS = (
+    "backbone",
+    "weights",
+    "alpha",
+    "image_size",
+    "epochs",
+    "fine_tuning_epochs",
+    "batch_size",
+    "learning_rate",
+    "fine_tuning_learning_rate",
+    "optimizer",
+    "head",
+    "dense_units",
+    "dropout",
+    "seed",
+    "early_stopping_patience",
+    "class_weight",
+    "augmented_views",
+)
+
+
+def chosen_alpha(key: str) -> float:
+    """The width multiplier chosen for a backbone: one its ImageNet weights exist for, else 1.0."""
+    alpha = st.session_state.get("train_alpha")
+    return alpha if alpha in BACKBONES[key].weights_alphas else 1.0
+
+
+def backbone_label(key: str) -> str:
+    """The backbone's name and whether its weights are offline.
+
+    Independent of the size and alpha chosen: a label that changed with them would make Streamlit
+    see a new selectbox and fall back to its first option. The caption under the widgets gives the
+    status of the exact weight file (a MobileNet has one per width multiplier and size).
+    """
+    if common.weights_status(key).available:
+        weights = "weights offline"
+    elif common.offline_variants(key):
+        weights = "weights offline for some sizes"
+    else:
+        weights = "weights need a download"
+    return f"{BACKBONES[key].display_name} ({weights})"
+
+
+def apply_preset() -> None:
+    values = {
+        field.name: field.default
+        for field in dataclasses.fields(TrainConfig)
+        if field.default is not dataclasses.MISSING
+    }
+    values.update(PRESETS[st.session_state.get("train_preset") or "default"])
+    for name in PRESET_FIELDS:
+        st.session_state[f"train_{name}"] = values[name]
+
+
+st.title("Train")
+run = common.current_run()
+if run is not None:
+    st.header("Current run")
+    if run.state in common.ACTIVE_STATES:
+        run_view.live(run.id)
+    else:
+        run_view.show(run)
+        if evaluation_view.evaluable(run):
+            evaluation_view.show(run, key="current")
+
+dataset = common.current_dataset()
+previous_data = run.config().get("data_dir") if run is not None else None
+if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
+    try:
+        dataset = common.scan_folder(previous_data)
+        common.use_dataset(dataset)
+    except (DatasetError, ValueError, OSError) as error:
+        st.error(common.text(error))
+if dataset is None:
+    st.info("Choose a data set on the Data page to start a new run.")
+    st.page_link("pages/1_Data.py", label="Go to the Data page", icon=":material/photo_library:")
+else:
+    with st.container(border=True):
+        st.subheader("New run")
+        st.markdown(common.dataset_line(dataset))
+        weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
+        if "train_backbone" not in st.session_state:
+            apply_preset()
+        for name in train_options.OPTION_FIELDS:  # Sessions older than these options.
+            st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
+        keep = {"persist_state": "session"}
+        st.segmented_control(
+            "Preset",
+            list(PRESETS),
+            format_func=PRESET_TITLES.get,
+            default="default",
+            required=True,
+            key="train_preset",
+            on_change=apply_preset,
+            **keep,
+        )
+        left, right = st.columns(2)
+        backbone = left.selectbox("Backbone", list(BACKBONES), format_func=backbone_label, key="train_backbone", **keep)
+        weights = right.radio(
+            "Weights",
+            ["imagenet", "none"],
+            key="train_weights",
+            horizontal=True,
+            **keep,
+            format_func={"imagenet": "ImageNet (pretrained)", "none": "random (no download)"}.get,
+        )
+        minimum = BACKBONES[backbone].min_size
+        st.session_state["train_image_size"] = max(minimum, int(st.session_state.get("train_image_size") or minimum))
+        image_size = left.number_input("Image size (pixels)", minimum, 600, step=8, key="train_image_size", **keep)
+        if BACKBONES[backbone].supports_alpha:
+            # The multipliers its ImageNet weights exist for (MobileNetV2's are not MobileNet's).
+            st.session_state["train_alpha"] = chosen_alpha(backbone)
+            alpha = right.select_slider(
+                "Width multiplier (alpha)", BACKBONES[backbone].weights_alphas, key="train_alpha", **keep
+            )
+        else:
+            alpha = 1.0
+            right.caption("Width multiplier (alpha): MobileNet and MobileNetV2 only.")
+        status = common.weights_status(backbone, image_size, alpha)
+        st.caption(
+            common.text(f"{BACKBONES[backbone].display_name}: {BACKBONES[backbone].description}. {status.message}")
+        )
+        if weights == "imagenet" and not status.available:
+            st.warning(
+                "Without a network this run will fail: choose EfficientNet-Lite0 (weights bundled) or random weights."
+            )
+        strategy = st.radio(
+            "Strategy",
+            list(STRATEGIES),
+            format_func=lambda key: STRATEGIES[key].title,
+            key="train_strategy",
+            captions=[strategy.description for strategy in STRATEGIES.values()],
+            **keep,
+        )
+        with st.expander("Hyperparameters", key="train_hyperparameters"):
+            one, two, three = st.columns(3)
+            settings = {
+                "epochs": one.number_input("Epochs", 1, 1000, key="train_epochs", **keep),
+                "fine_tuning_epochs": two.number_input(
+                    "Fine-tuning epochs", 1, 1000, key="train_fine_tuning_epochs", **keep
+                ),
+                "batch_size": three.number_input("Batch size", 1, 512, key="train_batch_size", **keep),
+                "learning_rate": one.number_input(
+                    "Learning rate", 1e-7, 0.5, format="%.6f", step=1e-5, key="train_learning_rate", **keep
+                ),
+                "fine_tuning_learning_rate": two.number_input(
+                    "Fine-tuning learning rate",
+                    1e-7,
+                    0.5,
+                    format="%.6f",
+                    step=1e-6,
+                    key="train_fine_tuning_learning_rate",
+                    **keep,
+                ),
+                "optimizer": three.selectbox("Optimizer", ["rmsprop", "adam"], key="train_optimizer", **keep),
+                "head": one.selectbox("Head", list(HEADS), format_func=HEADS.get, key="train_head", **keep),
+                "dense_units": two.number_input("Dense units", 1, 4096, key="train_dense_units", **keep),
+                "dropout": three.number_input("Dropout", 0.0, 0.95, step=0.05, key="train_dropout", **keep),
+                "seed": one.number_input("Seed", 0, 2**31 - 1, key="train_seed", **keep),
+            }
+
+        options, notice = train_options.options(dataset, strategy, keep)
+        settings.update(options)
+        if notice:
+            weighting_notice.info(common.text(notice), icon=":material/balance:")
+
+        def new_config() -> TrainConfig:
+            """The run these widgets describe (raises ValueError for a bad combination)."""
+            return TrainConfig(
+                data_dir=dataset.root,
+                strategy=strategy,
+                backbone=backbone,
+                weights=weights,
+                alpha=alpha,
+                image_size=int(image_size),
+                augmentation=common.augmentation(),
+                validation_fraction=dataset.validation_fraction,
+                **settings,
+            )
+
+        train_options.learning_rate_finder(
+            dataset,
+            new_config,
+            disabled=weights == "imagenet" and not status.available,
+            description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, {HEADS[settings['head']]} head, "
+            f"{settings['optimizer']}, batch size {int(settings['batch_size'])}",
+        )
+        augmentation = common.augmentation()
+        st.caption(
+            common.text(
+                "Augmentation (set on the Data page): "
+                + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())
+            )
+        )
+        with st.expander("What this strategy trains: the layer stack", expanded=True, key="train_layer_stack"):
+            try:
+                stack = common.layer_stack(
+                    backbone,
+                    int(image_size),
+                    strategy,
+                    alpha,
+                    dataset.num_classes,
+                    settings["head"],
+                    int(settings["dense_units"]),
+                )
+            except ValueError as error:
+                st.error(common.text(error))
+            else:
+                st.markdown("\n".join(f"{number}. {step}" for number, step in enumerate(stack.steps, 1)))
+                for phase in stack.phases:
+                    counts = stack.counts(phase)
+                    st.caption(
+                        f"{STRATEGIES[phase].phase}: {counts['trainable']:,} parameters trained, "
+                        f"{counts['frozen']:,} frozen"
+                    )
+                st.altair_chart(layer_stack.stack_chart(stack), width="stretch")
+        if st.button(
+            "Start training",
+            type="primary",
+            icon=":material/play_arrow:",
+            help="Trains in a separate process; one training runs at a time, later ones wait as queued.",
+        ):
+            try:
+                config = new_config()
+            except ValueError as error:
+                st.error(common.text(error))
+            else:
+                st.session_state["run_id"] = worker.start(config, common.runs_dir()).id
+                st.rerun()  # Draw the new run at the top.
+
+st.header("Compare runs")
+table = pd.DataFrame([store.describe(item) for item in store.list_runs(common.runs_dir())])
+if table.empty:
+    st.caption("Finished runs appear here.")
+    st.stop()
+table["time"] = [monitor.format_seconds(value) if pd.notna(value) else "" for value in table.pop("seconds")]
+picked = st.dataframe(
+    table[
+        ["run", "state", "strategy", "model", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy", "time"]
+    ],
+    hide_index=True,
+    on_select="rerun",
+    selection_mode="multi-row",
+    key="runs_table",
+    column_config={
+        "run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
+        "image_size": st.column_config.NumberColumn("size (px)"),
+        "best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
+        "final_val_accuracy": st.column_config.NumberColumn("final val. accuracy", format="percent"),
+    },
+)
+selected = [table["run"].iloc[row] for row in picked.selection.rows]
+if not selected:
+    st.caption("Select runs in the table to overlay their curves.")
+    st.stop()
+metric = st.segmented_control(
+    "Curve", list(CURVES), format_func=CURVES.get, default="val_accuracy", required=True, key="compare_metric"
+)
+histories = {}
+for run_id in selected:
+    try:
+        histories[run_id] = store.resolve(run_id, common.runs_dir()).metrics()
+    except ValueError:
+        continue  # Deleted since the table was drawn.
+st.altair_chart(charts.compare(histories, metric), width="stretch")
+if len(selected) == 1:
+    try:
+        chosen = store.resolve(selected[0], common.runs_dir())
+    except ValueError:
+        st.stop()  # Deleted since the table was drawn.
+    if st.button("Show this run as the current run"):
+        st.session_state["run_id"] = chosen.id
+        st.rerun()
+    if (run is None or chosen.id != run.id) and evaluation_view.evaluable(chosen):
+        evaluation_view.show(chosen, key="selected")

@@ -1,0 +1,101 @@
+"""Predict: a finished run's model on uploaded photos (top predictions, where it looked), a folder or zip
+of photos to a CSV, and the model exported for serving."""
+
+import streamlit as st
+
+from tlcore.data import browse
+from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
+from tlcore.insight import charts
+from tlcore.runs import store
+from tlcore.serving import predict
+from views import common, ship_view
+
+# The decoder's own list, as the folder scan and the batch prediction use: a photo that trains can be uploaded.
+PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS]
+
+
+def run_label(row: dict) -> str:
+    """A run and its model's validation accuracy, to 0.1% as on the other pages. The model is its last
+    stage's, which after 1 -> 2 -> 3 can be below an earlier stage's best (what this showed before)."""
+    accuracy = row["model_val_accuracy"]
+    measured = "no validation accuracy" if accuracy is None else f"model's validation accuracy {accuracy:.1%}"
+    return f"{row['run']} ({row['state']}, {measured})"
+
+
+st.title("Predict")
+finished = [
+    run for run in store.list_runs(common.runs_dir()) if run.state in ("done", "stopped") and run.model_path.is_file()
+]
+if not finished:
+    st.info("No finished run with a model yet: train one on the Train page.")
+    st.page_link("pages/2_Train.py", label="Go to the Train page", icon=":material/model_training:")
+    st.stop()
+
+rows = {run.id: store.describe(run) for run in finished}
+ids = list(rows)
+current = st.session_state.get("run_id")
+run_id = st.selectbox(
+    "Run",
+    ids,
+    index=ids.index(current) if current in ids else 0,
+    key="predict_run",
+    format_func=lambda key: run_label(rows[key]),
+)
+try:
+    predictor = common.predictor(run_id)
+except (predict.ModelLoadError, ValueError) as error:
+    st.error(common.text(error))
+    st.stop()
+st.caption(
+    common.text(
+        f"{len(predictor.labels)} classes: {', '.join(predictor.labels)}. "
+        f"Photos are resized to {predictor.image_size} × {predictor.image_size} pixels, "
+        "exactly as in training."
+    )
+)
+
+photos_tab, batch_tab, export_tab = st.tabs(["Photos", "A folder or zip of photos", "Export the model"])
+with batch_tab:
+    ship_view.batch(run_id, predictor)
+with export_tab:
+    ship_view.export(run_id)
+
+with photos_tab:
+    uploads = st.file_uploader(
+        f"Photos ({', '.join(PHOTO_TYPES)})", type=PHOTO_TYPES, accept_multiple_files=True, key="predict_uploads"
+    )
+    explain = st.toggle(
+        "Show where the model looked (Grad-CAM)",
+        key="predict_gradcam",
+        persist_state="session",
+        help="A heatmap over each photo of the regions that most raised the score of its top class, "
+        "from the last convolutional feature map of the base.",
+    )
+    if not uploads:
+        st.info("Upload one or several photos to see what the model thinks they are.")
+        st.stop()
+
+    top = min(3, len(predictor.labels))
+    with st.spinner("Predicting..."):
+        results = common.predictions(run_id, [(upload.getvalue(), upload.name) for upload in uploads], top)
+    for upload, result in zip(uploads, results):
+        with st.container(border=True):
+            if "error" in result:
+                st.error(common.text(f"{upload.name}: {result['error']}"))
+                continue
+            best = result["top"][0]
+            columns = st.columns([1, 1, 2] if explain else [1, 2])
+            try:
+                picture, _ = browse.thumbnail(upload.getvalue(), 256, name=upload.name)
+                columns[0].image(picture, caption=common.text(upload.name))
+            except InvalidImageError as error:
+                columns[0].error(common.text(error.reason))
+            if explain:
+                try:
+                    with st.spinner("Computing Grad-CAM..."):
+                        overlay = common.gradcam_overlay(run_id, upload.getvalue(), upload.name, best["label"])
+                    columns[1].image(overlay, caption=common.text(f"where it looked for {best['label']}"))
+                except (ValueError, InvalidImageError, predict.ModelLoadError) as error:
+                    columns[1].warning(common.text(f"No heatmap: {getattr(error, 'reason', error)}"))
+            columns[-1].markdown(f"Most likely: **{common.text(best['label'])}** ({best['probability']:.0%})")
+            columns[-1].altair_chart(charts.prediction_bars(result["top"], height=60 + 34 * top), width="stretch")

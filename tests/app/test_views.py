@@ -1,0 +1,302 @@
+"""The UI-free helpers behind the dashboard: layer stacks, progress estimates, folder stamps, thumbnails."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from tlcore.config import STRATEGIES
+from tlcore.data import browse
+from tlcore.data.images import InvalidImageError
+from tlcore.insight import layer_stack
+from tlcore.runs import monitor
+
+# Layer stacks.
+
+
+def test_vgg16_stack_groups_its_five_blocks_and_fine_tuning_trains_block5_and_the_head():
+    stack = layer_stack.layer_stack("vgg16", 64, "all", head="flatten", dense_units=16)
+    assert stack.phases == ("feature_extraction", "frozen_augmented", "fine_tuning")
+    base = [block for block in stack.blocks if block.part == "base"]
+    assert [block.name for block in base] == ["block1", "block2", "block3", "block4", "block5"]
+    assert [block.layers for block in base] == [3, 3, 4, 4, 4]  # Convolutions and their pooling layer.
+    assert stack.steps == layer_stack.FIVE_STEPS
+    assert stack.unfrozen_layers == ("block5_conv1", "block5_conv2", "block5_conv3")
+    states = {block.name: block.state("fine_tuning") for block in stack.blocks}
+    assert states["block5"] == "trainable" and states["block4"] == "frozen"
+    assert states["head: dense"] == "trainable" and states["head: flatten"] == "no weights"
+    for phase in ("feature_extraction", "frozen_augmented"):
+        assert all(block.state(phase) in ("frozen", "no weights") for block in base)
+    # Flatten head at 64 px: a 2 x 2 x 512 feature map into 16 units, then one sigmoid unit.
+    head = sum(block.parameters for block in stack.blocks if block.part == "head")
+    assert head == (2 * 2 * 512 * 16 + 16) + (16 + 1)
+    assert stack.counts("feature_extraction")["trainable"] == head
+    assert stack.counts("fine_tuning")["trainable"] == head + 7_079_424  # block5: 3 x (3*3*512*512 + 512).
+    assert stack.counts("fine_tuning")["total"] == 14_714_688 + head
+
+
+def test_batch_normalization_keeps_a_fine_tuned_block_partly_frozen():
+    stack = layer_stack.layer_stack("mobilenet_v2", 96, "fine_tuning", num_classes=3)
+    states = {block.name: block.state("fine_tuning") for block in stack.blocks}
+    assert states["block_16"] == "partly trainable" and states["block_15"] == "frozen"
+    assert stack.blocks[-1].name == "head: output" and stack.blocks[-1].parameters == 256 * 3 + 3
+
+
+def test_scratch_stack_trains_every_layer_with_weights():
+    stack = layer_stack.layer_stack("vgg16", 64, "scratch")
+    assert stack.phases == ("scratch",)
+    assert all(block.state("scratch") in ("trainable", "no weights") for block in stack.blocks)
+    assert [block.name for block in stack.blocks if block.part == "base"][1:] == [
+        "block1",
+        "block2",
+        "block3",
+        "block4",
+    ]
+
+
+def test_inception_layers_join_the_mixed_module_they_feed():
+    names = ["conv2d", "batch_normalization", "mixed0", "conv2d_1", "mixed1", "avg_pool"]
+    assert layer_stack.group_layers(names) == ["mixed0", "mixed0", "mixed0", "mixed1", "mixed1", "top"]
+    assert layer_stack.group_layers(["Conv1", "bn_Conv1", "block_1_expand", "block_1_add", "Conv_1", "out_relu"]) == [
+        "stem",
+        "stem",
+        "block_1",
+        "block_1",
+        "top",
+        "top",
+    ]
+
+
+def test_stack_chart_and_table_cover_every_block_and_phase():
+    stack = layer_stack.layer_stack("vgg16", 32, "fine_tuning")
+    spec = layer_stack.stack_chart(stack).to_dict()
+    assert spec["height"] >= 24 * len(stack.blocks)
+    # Column titles in short lines, so that the columns fit a phone's screen.
+    label_expression = spec["layer"][0]["encoding"]["x"]["axis"]["labelExpr"]
+    lines, rest = label_expression.split("[datum.label]")
+    assert list(json.loads(lines).values()) == [["frozen +", "augmentation"], ["fine-tuning"]]
+    assert rest == " || datum.label"
+    assert spec["layer"][0]["encoding"]["color"]["legend"]["columns"] == 2
+    table = stack.table()
+    assert list(table.columns) == ["block", "layers", "parameters", "frozen + augmentation", "fine-tuning"]
+    assert len(table) == len(stack.blocks)
+
+
+def test_layer_stack_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="strategy"):
+        layer_stack.layer_stack("vgg16", 64, "everything")
+    with pytest.raises(ValueError, match="num_classes"):
+        layer_stack.layer_stack("vgg16", 64, "all", num_classes=1)
+
+
+# Progress estimates.
+
+
+def test_monitor_names_stages_from_the_strategies_table():
+    for key, strategy in STRATEGIES.items():
+        assert monitor.stage_name(key) == strategy.stage_name
+    assert monitor.stage_name("unknown stage") == "unknown stage"
+
+
+# End to end (augmented_views 0): a fine-tuning epoch costs about what a frozen one does.
+CONFIG = {"strategy": "fine_tuning", "epochs": 10, "fine_tuning_epochs": 10, "augmented_views": 0}
+
+
+def test_estimate_with_cached_views_says_what_it_caches_and_does_not_time_later_stages():
+    config = dict(CONFIG, augmented_views=10)
+    caching = {
+        "stage": "frozen_augmented",
+        "phase": "caching",
+        "view": 3,
+        "views": 10,
+        "stage_elapsed": 20.0,
+        "time": 1000.0,
+    }
+    estimate = monitor.estimate(config, {"state": "running"}, caching, [], now=1000.0)
+    assert estimate.fraction == 0.0
+    assert "caching augmented view 3 of 10" in estimate.text
+    progress = {
+        "stage": "frozen_augmented",
+        "epoch": 3,
+        "epochs": 10,
+        "batch": 5,
+        "steps": 10,
+        "stage_elapsed": 25.0,
+        "time": 1000.0,
+    }
+    estimate = monitor.estimate(config, {"state": "running"}, progress, [], now=1000.0)
+    assert estimate.seconds_left is None and "not timed yet" in estimate.text
+
+
+def test_estimate_mid_epoch_counts_batches_and_times_the_later_stage():
+    progress = {
+        "stage": "frozen_augmented",
+        "epoch": 3,
+        "epochs": 10,
+        "batch": 5,
+        "steps": 10,
+        "stage_elapsed": 25.0,
+        "time": 1000.0,
+    }
+    estimate = monitor.estimate(CONFIG, {"state": "running"}, progress, [], now=1000.0)
+    assert estimate.fraction == pytest.approx(2.5 / 20)
+    # 10 s per epoch: 7.5 epochs left in this stage, 10 in fine-tuning.
+    assert estimate.seconds_left == pytest.approx(175.0)
+    assert estimate.text == (
+        "Stage 1 of 2, frozen + augmentation: epoch 3 of 10, batch 5 of 10, about 2 min 55 s left."
+    )
+
+
+def test_estimate_subtracts_time_since_the_last_progress_record():
+    progress = {
+        "stage": "fine_tuning",
+        "epoch": 10,
+        "epochs": 10,
+        "batch": None,
+        "steps": None,
+        "stage_elapsed": 50.0,
+        "time": 1000.0,
+    }
+    estimate = monitor.estimate(CONFIG, {"state": "running"}, progress, [], now=1003.0)
+    assert estimate.fraction == 1.0 and estimate.seconds_left == 0.0
+
+
+def test_estimate_without_batches_yet_explains_what_happens():
+    estimate = monitor.estimate(
+        {"strategy": "all", "epochs": 5, "fine_tuning_epochs": 5},
+        {"state": "running", "stage": "feature_extraction"},
+        {},
+        [],
+    )
+    assert estimate.fraction == 0.0 and estimate.seconds_left is None
+    assert "extracting features" in estimate.text
+    queued = monitor.estimate(CONFIG, {"state": "queued"}, {}, [])
+    assert queued.fraction == 0.0 and queued.text.startswith("Queued")
+
+
+def test_estimate_counts_the_images_feature_extraction_has_done():
+    extracting = {
+        "stage": "feature_extraction",
+        "phase": "extracting",
+        "split": "train",
+        "images": 1216,
+        "total": 2499,
+        "time": 1000.0,
+    }
+    estimate = monitor.estimate(
+        {"strategy": "all", "epochs": 5, "fine_tuning_epochs": 5},
+        {"state": "running", "stage": "feature_extraction"},
+        extracting,
+        [],
+        now=1000.0,
+    )
+    assert estimate.fraction == 0.0 and estimate.seconds_left is None
+    assert estimate.text.startswith(
+        "Stage 1 of 3, feature extraction: extracting features, 1,216 of 2,499 train images"
+    )
+    alone = monitor.estimate(
+        {"strategy": "feature_extraction", "epochs": 5},
+        {"state": "running"},
+        dict(extracting, split="validation", images=0, total=500),
+        [],
+        now=1000.0,
+    )
+    assert alone.text.startswith("Feature extraction: extracting features, 0 of 500 validation images")
+    # A damaged record says what happens without a count.
+    damaged = monitor.estimate(
+        {"strategy": "feature_extraction", "epochs": 5},
+        {"state": "running"},
+        dict(extracting, images="many", total=None),
+        [],
+        now=1000.0,
+    )
+    assert damaged.text == ("Feature extraction: extracting features (the frozen base reads every image once).")
+
+
+def test_a_queued_run_names_the_run_it_waits_for_or_says_its_process_is_starting():
+    waiting = monitor.estimate(CONFIG, {"state": "queued"}, {}, [], waiting_for="20260101-120000-all-vgg16-ab12")
+    assert waiting.fraction == 0.0
+    assert waiting.text == (
+        "Queued: waiting for run 20260101-120000-all-vgg16-ab12 to finish (one training runs at a time)."
+    )
+    starting = monitor.estimate(CONFIG, {"state": "queued"}, {}, [])
+    assert starting.text == "Queued: the training process is starting."
+
+
+def test_feature_extraction_does_not_time_the_slower_stages_after_it():
+    progress = {
+        "stage": "feature_extraction",
+        "epoch": 2,
+        "epochs": 5,
+        "batch": None,
+        "steps": None,
+        "stage_elapsed": 1.0,
+        "time": 10.0,
+    }
+    estimate = monitor.estimate(
+        {"strategy": "all", "epochs": 5, "fine_tuning_epochs": 5}, {"state": "running"}, progress, [], now=10.0
+    )
+    assert estimate.seconds_left is None and "not timed yet" in estimate.text
+    assert estimate.fraction == pytest.approx(2 / 15)
+
+
+def test_estimate_tolerates_damaged_records():
+    assert monitor.estimate({}, {}, {}, []).fraction is None
+    assert monitor.estimate({"strategy": "scratch"}, {"state": "running"}, {"stage": "other"}, []).fraction is None
+
+
+def test_format_seconds():
+    assert [monitor.format_seconds(value) for value in (4.4, 75, 3725)] == ["4 s", "1 min 15 s", "1 h 02 min"]
+
+
+# Folder stamps and thumbnails.
+
+
+def test_folder_stamp_changes_when_a_file_changes_and_refuses_huge_folders(tmp_path):
+    (tmp_path / "cats").mkdir()
+    photo = tmp_path / "cats" / "a.jpg"
+    photo.write_bytes(b"one")
+    first = browse.folder_stamp(tmp_path)
+    assert browse.folder_stamp(tmp_path) == first
+    photo.write_bytes(b"three")
+    assert browse.folder_stamp(tmp_path) != first
+    (tmp_path / "cats" / "b.jpg").write_bytes(b"x")
+    with pytest.raises(browse.FolderTooLargeError, match="more than 1 files"):
+        browse.folder_stamp(tmp_path, max_files=1)
+
+
+def test_thumbnail_keeps_the_shape_applies_exif_and_refuses_junk():
+    picture = Image.new("RGB", (400, 100), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Rotated: shown 100 wide, 400 high.
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", exif=exif)
+    small, size = browse.thumbnail(buffer.getvalue(), 64)
+    assert size == (100, 400) and small.shape == (64, 16, 3)
+    square, _ = browse.thumbnail(buffer.getvalue(), 64, square=True)
+    assert square.shape == (64, 64, 3) and tuple(square[0, 0]) == browse.PADDING
+    with pytest.raises(InvalidImageError, match="empty"):
+        browse.thumbnail(b"", 64, name="zero.jpg")
+
+
+def test_human_size():
+    assert [browse.human_size(value) for value in (812, 35_328, 2_202_010)] == ["812 B", "34.5 KB", "2.1 MB"]
+
+
+def test_natural_order_counts_the_numbers_in_file_names():
+    names = ["cat.100.jpg", "cat.10.jpg", "Cat.2.jpg", "cat.1.jpg", "cat.1000.jpg", "dog.3.jpg", "cat.a.jpg", "7.png"]
+    ordered = browse.natural_order([f"/photos/cats/{name}" for name in names])
+    assert [path.rsplit("/", 1)[1] for path in ordered] == [
+        "7.png",
+        "cat.1.jpg",
+        "Cat.2.jpg",
+        "cat.10.jpg",
+        "cat.100.jpg",
+        "cat.1000.jpg",
+        "cat.a.jpg",
+        "dog.3.jpg",
+    ]
+    assert browse.natural_order([]) == []

@@ -1,0 +1,147 @@
+"""Augmentation settings, the Keras layers built from them, and the preview made by those layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tlcore.data import augment
+from tlcore.config import AugmentationConfig
+
+ALL_OFF = dict(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0,
+               horizontal_flip=False, vertical_flip=False)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    """A 64 x 64 RGB image with no symmetry: random 8 x 8 blocks."""
+    blocks = np.random.default_rng(0).integers(0, 256, (8, 8, 3))
+    return np.kron(blocks, np.ones((8, 8, 1))).astype(np.uint8)
+
+
+def test_preview_draws_distinct_copies_of_the_input_shape(image):
+    copies = augment.preview(image, AugmentationConfig(), count=6, seed=1)
+    assert len(copies) == 6
+    for copy in copies:
+        assert copy.dtype == np.uint8 and copy.shape == image.shape
+        assert not np.array_equal(copy, image)
+    for first in range(6):
+        for second in range(first + 1, 6):
+            assert not np.array_equal(copies[first], copies[second]), (first, second)
+
+
+def test_preview_same_seed_same_copies_other_seed_new_ones(image):
+    first = augment.preview(image, AugmentationConfig(), count=4, seed=21)
+    again = augment.preview(image, AugmentationConfig(), count=4, seed=21)
+    other = augment.preview(image, AugmentationConfig(), count=4, seed=22)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_preview_with_everything_off_returns_the_input(image):
+    settings = AugmentationConfig(**ALL_OFF)
+    assert settings.is_identity
+    copies = augment.preview(image, settings, count=3, seed=5)
+    assert len(copies) == 3
+    for copy in copies:
+        assert copy.dtype == np.uint8 and np.array_equal(copy, image)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_horizontal_flip_alone_gives_the_image_or_its_mirror(image, seed):
+    settings = AugmentationConfig(**{**ALL_OFF, "horizontal_flip": True})
+    copies = augment.preview(image, settings, count=12, seed=seed)
+    mirror = image[:, ::-1]
+    assert not np.array_equal(mirror, image)
+    kinds = []
+    for copy in copies:
+        if np.array_equal(copy, image):
+            kinds.append("same")
+        elif np.array_equal(copy, mirror):
+            kinds.append("mirror")
+        else:
+            pytest.fail("a horizontal flip produced something other than the image or its mirror")
+    assert set(kinds) == {"same", "mirror"}  # each copy is flipped on its own (12 draws: P(fail) = 2/4096)
+
+
+def test_vertical_flip_alone_gives_the_image_or_its_upside_down(image):
+    settings = AugmentationConfig(**{**ALL_OFF, "vertical_flip": True})
+    for copy in augment.preview(image, settings, count=8, seed=4):
+        assert np.array_equal(copy, image) or np.array_equal(copy, image[::-1])
+
+
+def test_layers_follow_the_settings():
+    names = [layer.name for layer in augment.build_layers(AugmentationConfig(brightness=0.2, contrast=0.3)).layers]
+    assert names == ["flip", "rotation", "shift", "zoom", "brightness", "contrast"]
+    assert augment.build_layers(AugmentationConfig(**ALL_OFF)).layers == []
+    only_zoom = augment.build_layers(AugmentationConfig(**{**ALL_OFF, "zoom": 0.1}))
+    assert [layer.name for layer in only_zoom.layers] == ["zoom"]
+
+
+def test_layers_are_identity_in_inference(image):
+    layers = augment.build_layers(AugmentationConfig(brightness=0.3, contrast=0.3), seed=9)
+    batch = np.stack([image, image[::-1]]).astype("float32")
+    output = np.asarray(layers(batch, training=False))
+    assert output.dtype == np.float32
+    assert np.array_equal(output, batch)
+    # ... and not in training, so the check above is not vacuous.
+    assert not np.array_equal(np.asarray(layers(batch, training=True)), batch)
+
+
+def test_preview_refuses_bad_arguments(image):
+    for count in (0, -1, 2.0):
+        with pytest.raises(ValueError, match=repr(count)):
+            augment.preview(image, AugmentationConfig(), count=count)
+    with pytest.raises(ValueError, match=r"\(64, 64\)"):
+        augment.preview(image[..., 0], AugmentationConfig())
+
+
+@pytest.mark.parametrize(
+    "settings, received",
+    [
+        ({"rotation_degrees": -5}, "-5"),
+        ({"rotation_degrees": 181}, "181"),
+        ({"rotation_degrees": True}, "True"),
+        ({"width_shift": 1.5}, "1.5"),
+        ({"height_shift": -0.1}, "-0.1"),
+        ({"zoom": 0.95}, "0.95"),
+        ({"zoom": "0.2"}, "'0.2'"),
+        ({"brightness": 2}, "2"),
+        ({"contrast": -1}, "-1"),
+        ({"horizontal_flip": "yes"}, "'yes'"),
+        ({"vertical_flip": 1}, "1"),
+        ({"fill_mode": "mirror"}, "'mirror'"),
+    ],
+)
+def test_augmentation_config_names_the_bad_value(settings, received):
+    (field,) = settings
+    with pytest.raises(ValueError) as caught:
+        AugmentationConfig(**settings)
+    message = str(caught.value)
+    assert field in message and f"received {received}" in message
+
+
+def test_augmentation_config_round_trips_and_refuses_unknown_keys():
+    settings = AugmentationConfig(rotation_degrees=10, zoom=0.1, brightness=0.2)
+    assert AugmentationConfig.from_dict(settings.to_dict()) == settings
+    with pytest.raises(ValueError, match="rotation"):
+        AugmentationConfig.from_dict({"rotation": 10})
+
+
+def test_augmentation_compiled_with_the_model_gives_the_eager_outputs_bit_for_bit(image):
+    """Cached views run the augmentation inside the model's graph: the same views as called eagerly."""
+    import keras
+
+    from tlcore.models.inference import augmented_inference_function, inference_function
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((64, 64, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, strides=2)(inputs / 255.0))
+    settings = AugmentationConfig(brightness=0.2, contrast=0.2)  # Every layer: flip, rotation, shift, zoom, ...
+    batch = np.stack([image, image[::-1], image[:, ::-1], image.transpose(1, 0, 2)]).astype("float32")
+    eager_layers, compiled_layers = (augment.build_layers(settings, seed=41) for _ in range(2))
+    forward, compiled = inference_function(model), augmented_inference_function(model, compiled_layers)
+    for _ in range(2):  # The second call draws new transforms, alike in both.
+        eager = forward(eager_layers(batch, training=True))
+        assert np.array_equal(compiled(batch), eager)
+    assert not np.array_equal(eager, forward(batch))  # The augmentation did something.

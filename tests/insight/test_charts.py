@@ -1,0 +1,178 @@
+"""The UI-free helpers behind the training curves, the evaluation view, the learning-rate finder and the
+Predict page's exports."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from tlcore.data import folders
+from tlcore.insight import charts, evaluate
+from tlcore.serving import export
+from tlcore.training.lr_finder import LearningRateSweep
+
+
+def layers_data(chart) -> list[dict]:
+    """The rows of every dataset in a chart's Vega-Lite spec."""
+    spec = chart.to_dict()
+    return [row for rows in spec.get("datasets", {}).values() for row in rows]
+
+
+@pytest.fixture
+def evaluation() -> evaluate.Evaluation:
+    # 3 classes; rows = true class. cats: 4 right, 1 called dogs; dogs: 3 right, 1 <b>; "<b>x</b>": 2 right.
+    probabilities = np.array(
+        [[0.9, 0.05, 0.05]] * 4 + [[0.2, 0.7, 0.1]] + [[0.1, 0.8, 0.1]] * 3 + [[0.1, 0.3, 0.6]] + [[0.1, 0.1, 0.8]] * 2
+    )
+    labels = [0] * 5 + [1] * 4 + [2] * 2
+    return evaluate.summarise(
+        "validation",
+        ["cats", "dogs", "<b>x</b>"],
+        probabilities,
+        labels,
+        [f"/photos/{index}.jpg" for index in range(11)],
+    )
+
+
+def test_confusion_matrix_chart_has_a_cell_per_class_pair_with_counts_or_shares(evaluation):
+    counts = charts.confusion_frame(evaluation)
+    assert len(counts) == 9
+    cell = counts.set_index(["true", "predicted"])
+    assert cell.loc[("cats", "cats"), "count"] == 4 and cell.loc[("cats", "dogs"), "label"] == "1"
+    assert cell.loc[("dogs", "<b>x</b>"), "count"] == 1
+    shares = charts.confusion_frame(evaluation, normalised=True).set_index(["true", "predicted"])
+    assert shares.loc[("cats", "cats"), "value"] == pytest.approx(0.8)
+    assert shares.loc[("cats", "cats"), "label"] == "80%"
+    assert shares.groupby(level="true")["value"].sum().to_dict() == pytest.approx({"cats": 1, "dogs": 1, "<b>x</b>": 1})
+    for normalised in (False, True):
+        chart = charts.confusion_matrix(evaluation, normalised)
+        spec = chart.to_dict()
+        assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "text"]
+        assert spec["layer"][0]["encoding"]["x"]["sort"] == ["cats", "dogs", "<b>x</b>"]  # Label order, not A-Z.
+        assert len(layers_data(chart)) == 9
+        assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0, 1.0 if normalised else 4.0]
+
+
+def test_class_counts_chart_gives_every_bar_its_height():
+    # Three classes of two splits once got 120 px in all: bars of a few pixels, and the middle
+    # class's name dropped from the axis for want of room.
+    counts = {"train": {"cats": 48, "dogs": 48, "sketches": 48}, "validation": {"cats": 12, "dogs": 12, "sketches": 12}}
+    chart = charts.split_counts(counts)
+    spec = chart.to_dict()
+    assert spec["height"] == charts.SPLIT_CHART_FRAME + 6 * charts.SPLIT_BAR_HEIGHT
+    assert spec["encoding"]["y"]["field"] == "class" and spec["encoding"]["yOffset"]["field"] == "split"
+    assert sorted((row["split"], row["class"], row["images"]) for row in layers_data(chart))[:2] == [
+        ("train", "cats", 48),
+        ("train", "dogs", 48),
+    ]
+    many = {
+        "train": {f"class {index}": 10 for index in range(12)},
+        "validation": {f"class {index}": 2 for index in range(12)},
+    }
+    assert charts.split_counts(many).to_dict()["height"] == charts.SPLIT_CHART_FRAME + 24 * charts.SPLIT_BAR_HEIGHT
+    assert charts.split_counts(counts, height=300).to_dict()["height"] == 300
+
+
+def test_learning_rate_chart_is_log_scaled_and_marks_the_suggestion():
+    rates = tuple(float(rate) for rate in np.geomspace(1e-6, 1.0, 20))
+    losses = tuple([0.7] * 8 + [0.6, 0.4, 0.2, 0.15, 0.14, 0.2, 0.5, 1.5, 3.0] + [float("nan"), float("inf"), 9.0])
+    sweep = LearningRateSweep(rates, losses, suggestion=rates[9])
+    frame = charts.learning_rate_frame(sweep)
+    assert len(frame) == 18, "non-finite losses are left out"
+    spec = charts.learning_rate_sweep(sweep).to_dict()
+    line, rule, text = spec["layer"]
+    assert line["mark"]["type"] == "line" and line["encoding"]["x"]["scale"]["type"] == "log"
+    assert rule["mark"]["type"] == "rule"
+    marker = [row for row in layers_data(charts.learning_rate_sweep(sweep)) if "label" in row]
+    assert marker == [{"learning_rate": pytest.approx(rates[9]), "label": f"suggested {rates[9]:.1e}"}]
+
+
+def test_split_names_reads_the_folders_without_decoding_anything(tmp_path):
+    for split in ("train", "validation", "Test"):
+        (tmp_path / "wrapped" / "set" / split / "cats").mkdir(parents=True)
+    (tmp_path / "wrapped" / "set" / "train" / "cats" / "a.jpg").write_bytes(b"not decoded")
+    assert folders.split_names(tmp_path / "wrapped") == ("train", "validation", "test")
+    (tmp_path / "two" / "train" / "cats").mkdir(parents=True)
+    (tmp_path / "two" / "val" / "cats").mkdir(parents=True)
+    assert folders.split_names(tmp_path / "two") == ("train", "validation")
+    (tmp_path / "flat" / "cats").mkdir(parents=True)
+    (tmp_path / "flat" / "dogs").mkdir(parents=True)
+    assert folders.split_names(tmp_path / "flat") == ("train", "validation")
+    assert folders.split_names(tmp_path / "missing") == ()
+
+
+def test_archive_bundles_each_export_with_its_labels(tmp_path):
+    labels = ["cats", "dogs"]
+    tflite = tmp_path / "model.tflite"
+    tflite.write_bytes(b"TFL3 weights")
+    (tmp_path / "model.labels.json").write_text(json.dumps(labels))
+    with zipfile.ZipFile(io.BytesIO(export.archive(tflite, "tflite"))) as bundle:
+        assert sorted(bundle.namelist()) == ["labels.json", "model.tflite"]
+        assert json.loads(bundle.read("labels.json")) == labels
+    saved = tmp_path / "savedmodel"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "saved_model.pb").write_bytes(b"graph")
+    (saved / "variables" / "variables.index").write_bytes(b"index")
+    (saved / "labels.json").write_text(json.dumps(labels))
+    with zipfile.ZipFile(io.BytesIO(export.archive(saved, "savedmodel"))) as bundle:
+        assert sorted(bundle.namelist()) == [
+            "savedmodel/labels.json",
+            "savedmodel/saved_model.pb",
+            "savedmodel/variables/variables.index",
+        ]
+    keras_zip = tmp_path / "model-keras.zip"
+    keras_zip.write_bytes(b"PK already a zip")
+    assert export.archive(keras_zip, "keras") == b"PK already a zip"
+    with pytest.raises(ValueError, match="onnx"):
+        export.archive(tflite, "onnx")
+    with pytest.raises(FileNotFoundError):
+        export.archive(tmp_path / "nothing", "savedmodel")
+
+
+def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_below():
+    records = [
+        {
+            "stage": stage,
+            "epoch": epoch,
+            "loss": 1.0 / epoch,
+            "val_loss": 1.2 / epoch,
+            "accuracy": 0.5 + epoch / 20,
+            "val_accuracy": 0.6 + epoch / 20,
+        }
+        for stage, epochs in (("feature_extraction", (1, 2)), ("frozen_augmented", (1, 2)), ("fine_tuning", (3, 4)))
+        for epoch in epochs
+    ]
+    pair = charts.history(records)
+    specs = [chart.to_dict() for chart in pair]
+    schedule = ["1 feature extraction", "2 frozen + augmentation", "3 fine-tuning"]
+    for chart, spec in zip(pair, specs):
+        line, _ = spec["layer"]
+        assert line["encoding"]["color"]["scale"]["domain"] == schedule  # The same colours in both charts.
+        assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
+        # The rule where fine-tuning starts, half an epoch before its first.
+        assert [row["epoch"] for row in layers_data(chart) if set(row) == {"epoch"}] == [2.5]
+    assert specs[0]["layer"][0]["encoding"]["color"]["legend"] is None
+    assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
+    assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"
+    assert len(charts.history([])) == 1  # A placeholder before the first epoch.
+
+
+def test_training_curves_label_epochs_as_whole_numbers_and_accuracy_in_percent():
+    # A one-epoch run once had its epoch axis labelled "1.000000" and "0.333333".
+    records = [
+        {"stage": "feature_extraction", "epoch": 1, "loss": 0.5, "val_loss": 0.4, "accuracy": 0.8, "val_accuracy": 0.9}
+    ]
+    loss, accuracy = (chart.to_dict()["encoding"] for chart in charts.history(records))
+    compared = charts.compare({"run-a": records, "run-b": records}).to_dict()["encoding"]
+    compared_loss = charts.compare({"run-a": records}, "val_loss").to_dict()["encoding"]
+    for encoding in (loss, accuracy, compared, compared_loss):
+        assert encoding["x"]["field"] == "epoch"
+        assert encoding["x"]["axis"]["format"] == "d" and encoding["x"]["axis"]["tickMinStep"] == 1
+    for encoding in (accuracy, compared):  # Percent, as the rest of the app shows accuracy.
+        assert encoding["y"]["axis"]["format"] == "%" and encoding["tooltip"][-1]["format"] == ".1%"
+    for encoding in (loss, compared_loss):  # A loss is not a share.
+        assert "format" not in encoding["y"].get("axis", {}) and encoding["tooltip"][-1]["format"] == ".4f"

@@ -1,0 +1,116 @@
+"""Worker processes: a run trains outside the caller, can be stopped, queues, and survives crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tlcore.serving import predict
+from tlcore.runs import store
+from tlcore.runs import worker
+from tlcore.config import TrainConfig
+
+
+
+@pytest.fixture(scope="module")
+def photos(catsdogs_subset) -> Path:
+    return catsdogs_subset("worker", train=16, validation=4)
+
+
+def long_config(data_dir: Path, epochs: int = 200) -> TrainConfig:
+    # Many small epochs: long enough to act on while it runs, each batch quick.
+    return TrainConfig(data_dir=str(data_dir), strategy="frozen_augmented", backbone="vgg16", weights="none",
+                       image_size=32, epochs=epochs, batch_size=2, head="flatten", learning_rate=1e-4)
+
+
+def wait_for(predicate, timeout: float, message: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def test_cli_stop_ends_a_running_worker_as_stopped_with_metrics_and_model(photos, tmp_path):
+    run = worker.start(long_config(photos), tmp_path)
+    wait_for(lambda: len(run.metrics()) >= 2, 120, "two epochs")
+    completed = subprocess.run([sys.executable, "-m", "tlcore", "stop", run.id, "--runs-dir", str(tmp_path)],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    requested_at_epoch = len(run.metrics())
+    wait_for(lambda: run.status()["state"] == "stopped", 60, "the stopped state")
+    # It ended within the epoch that was running: at most one more epoch record.
+    assert len(run.metrics()) <= requested_at_epoch + 1
+    assert run.summary()["stopped"] is True
+    predictor = predict.load(run, tmp_path)
+    assert predictor.labels == ("cats", "dogs")
+
+
+def test_killed_worker_is_reported_as_interrupted_and_releases_the_queue(photos, tmp_path):
+    first = worker.start(long_config(photos), tmp_path)
+    wait_for(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
+    second = worker.start(long_config(photos, epochs=1), tmp_path)
+    time.sleep(3)
+    assert second.status()["state"] == "queued"  # One training at a time.
+
+    killed = first.raw_status()["pid"]
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: first.status()["state"] == "interrupted", 30, "the interrupted state")
+    assert "killed" in first.status()["error"] or "ended" in first.status()["error"]
+    # The process that started it (here pytest, in the app the Streamlit server) collected its exit:
+    # no zombie (<defunct>) is left behind.
+    wait_for(lambda: not psutil.pid_exists(killed), 10, "the killed worker to be reaped")
+    # The lock died with the process: the queued run now trains to the end.
+    wait_for(lambda: second.status()["state"] == "done", 180, "the queued run to finish")
+    assert store.describe(first)["state"] == "interrupted"
+
+
+def test_a_queued_run_can_be_stopped_before_it_starts(photos, tmp_path):
+    first = worker.start(long_config(photos), tmp_path)
+    wait_for(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
+    second = worker.start(long_config(photos, epochs=1), tmp_path)
+    time.sleep(2)
+    second.request_stop()
+    wait_for(lambda: second.status()["state"] == "stopped", 30, "the queued run to stop")
+    assert second.metrics() == []
+    first.request_stop()
+    wait_for(lambda: first.status()["state"] == "stopped", 60, "the first run to stop")
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux-only")
+def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
+    code = (
+        "import os, json\n"
+        "from tlcore import worker\n"
+        "mode = worker.lower_priority()\n"
+        "import tensorflow as tf\n"
+        "tf.reduce_sum(tf.random.uniform((512, 512)) @ tf.random.uniform((512, 512))).numpy()\n"
+        "tids = [int(tid) for tid in os.listdir('/proc/self/task')]\n"
+        "print(json.dumps({'mode': mode, 'threads': len(tids),"
+        " 'idle': sum(os.sched_getscheduler(tid) == os.SCHED_IDLE for tid in tids)}))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[2],
+                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["mode"] == "idle"
+    assert report["threads"] > 2  # TensorFlow's thread pools are running ...
+    assert report["idle"] == report["threads"]  # ... and all of them only take CPU nobody else wants.
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_the_malloc_arena_cap_is_accepted_by_the_c_library():
+    code = "from tlcore import worker; print(worker.limit_malloc_arenas())"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                               cwd=Path(__file__).resolve().parents[2])
+    assert completed.stdout.strip() == "True"

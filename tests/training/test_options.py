@@ -1,0 +1,159 @@
+"""Training options: class weights, early stopping, the learning-rate finder, cached vs end-to-end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlcore.config import TrainConfig
+from tlcore.models import heads
+from tlcore.runs import store, worker
+from tlcore.training import augmented, lr_finder, training_context
+
+
+@pytest.fixture(scope="module")
+def imbalanced(catsdogs_subset) -> Path:
+    """12 cats against 4 dogs for training, 4 + 4 for validation."""
+    return catsdogs_subset("imbalanced", train={"cats": 12, "dogs": 4}, validation=4)
+
+
+def config_for(data_dir: Path, **overrides) -> TrainConfig:
+    values = dict(
+        data_dir=str(data_dir),
+        strategy="feature_extraction",
+        backbone="vgg16",
+        weights="none",
+        image_size=32,
+        epochs=2,
+        fine_tuning_epochs=1,
+        batch_size=4,
+        head="flatten",
+        learning_rate=1e-4,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_class_weights_are_inverse_frequencies():
+    labels = np.array([0] * 30 + [1] * 10)
+    weights = training_context.class_weights_for(labels, 2, "auto")
+    assert weights == pytest.approx({0: 40 / 60, 1: 40 / 20})
+    # Weighted counts are equal: each class contributes the same to the loss.
+    assert weights[0] * 30 == pytest.approx(weights[1] * 10)
+    assert training_context.class_weights_for(labels, 2, "none") is None
+    nearly_balanced = np.array([0] * 12 + [1] * 10)
+    assert training_context.class_weights_for(nearly_balanced, 2, "auto") is None
+    assert training_context.class_weights_for(nearly_balanced, 2, "balanced") == pytest.approx({0: 22 / 24, 1: 22 / 20})
+    three = training_context.class_weights_for(np.array([0] * 8 + [1] * 4 + [2] * 2), 3, "auto")
+    assert three[2] > three[1] > three[0]
+
+
+def test_an_imbalanced_data_set_is_weighted_and_says_so(imbalanced, tmp_path, capsys):
+    run = store.create(config_for(imbalanced), tmp_path)
+    import sys
+
+    status = worker.execute(run, runs_dir=tmp_path, stream=sys.stdout)
+    assert status["state"] == "done"
+    assert run.summary()["class_weight"] == pytest.approx({"0": 16 / 24, "1": 16 / 8})
+    assert "imbalanced" in capsys.readouterr().out
+    assert run.summary()["seed"] == 1337
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch(imbalanced, tmp_path):
+    # A learning rate this high makes the validation loss worse soon; patience 1 stops there.
+    config = config_for(imbalanced, epochs=30, learning_rate=0.05, optimizer="adam", early_stopping_patience=1)
+    run = store.create(config, tmp_path)
+    worker.execute(run, runs_dir=tmp_path)
+    result = run.summary()["results"]["feature_extraction"]
+    losses = [record["val_loss"] for record in run.metrics()]
+    assert result["epochs"] < 30
+    assert result["val_loss"] == pytest.approx(min(losses))
+    assert result["final_epoch"] == int(np.argmin(losses)) + 1
+
+
+def test_learning_rate_finder_sweeps_and_suggests_a_rate_inside_the_range(imbalanced, tmp_path):
+    sweep = lr_finder.find_learning_rate(config_for(imbalanced), runs_dir=tmp_path, start=1e-5, end=1.0, steps=30)
+    assert 10 <= len(sweep.learning_rates) <= 30
+    assert list(sweep.learning_rates) == sorted(sweep.learning_rates)
+    assert sweep.learning_rates[0] == pytest.approx(1e-5)
+    assert 1e-5 <= sweep.suggestion <= 1.0
+    assert all(np.isfinite(sweep.losses[: len(sweep.losses) // 2]))
+
+
+def test_suggestion_is_the_steepest_descent():
+    rates = np.geomspace(1e-5, 1, 50)
+    # Loss falls fastest around 1e-3 and diverges after 1e-1.
+    losses = 1.0 - 0.8 / (1 + np.exp(-(np.log10(rates) + 3) * 4)) + np.where(rates > 0.1, (rates - 0.1) * 20, 0)
+    suggestion = lr_finder.suggest(rates, losses)
+    assert 3e-4 < suggestion < 3e-3
+    with pytest.raises(ValueError, match="at least 3 points"):
+        lr_finder.suggest([1e-3, 1e-2], [1.0, 0.5])
+
+
+def test_cached_views_and_end_to_end_train_the_same_stages(imbalanced, tmp_path):
+    cached = store.create(config_for(imbalanced, strategy="fine_tuning", augmented_views=2), tmp_path / "cached")
+    naive = store.create(config_for(imbalanced, strategy="fine_tuning", augmented_views=0), tmp_path / "naive")
+    for run in (cached, naive):
+        assert worker.execute(run, runs_dir=run.path.parent)["state"] == "done"
+    cached_results, naive_results = cached.summary()["results"], naive.summary()["results"]
+    assert cached_results["frozen_augmented"]["path"] == "cached_views"
+    assert naive_results["frozen_augmented"]["path"] == "end_to_end"
+    assert cached_results["fine_tuning"]["unfrozen_layers"] == naive_results["fine_tuning"]["unfrozen_layers"]
+    assert [record["epoch"] for record in cached.metrics()] == [1, 2, 3]
+    # A second run with the same settings reuses the cached views.
+    again = store.create(config_for(imbalanced, strategy="frozen_augmented", augmented_views=2), tmp_path / "cached")
+    worker.execute(again, runs_dir=again.path.parent)
+    assert again.summary()["results"]["frozen_augmented"]["features_from_cache"] is True
+
+
+def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
+    from tlcore.data import folders
+
+    # Three epochs read the three views (a run caches only the views its epochs read).
+    config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=3, epochs=3)
+    context = training_context.TrainingContext(config=config, dataset=folders.scan(imbalanced), runs_dir=str(tmp_path))
+    staged = augmented.build_staged(context)
+    views = [staged.view(index) for index in range(3)]
+    assert staged.views == 3 and len(staged.train_views) == 3 * 16 and views[0].shape[0] == 16
+    assert not np.allclose(views[0], views[1])
+    assert not np.allclose(views[1], views[2])
+    # Each view is augmented: it differs from the activations of the plain training images.
+    from tlcore.models import backbones
+
+    bottom, _ = heads.split_base(staged.base, "vgg16")
+    preprocess = backbones.preprocessing_layer("vgg16")
+    plain = np.asarray(bottom(preprocess(context.decoded("train").astype("float32"))))
+    assert staged.validation.shape[1:] == views[0].shape[1:] == plain.shape[1:]
+    for view in views:
+        assert not np.allclose(view, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("strategy", ["frozen_augmented", "fine_tuning"])
+def test_cached_training_reports_what_the_saved_model_does(imbalanced, tmp_path, strategy):
+    """The validation metrics measured on cached activations are those of the saved model on the photos."""
+    from tlcore.data import folders, pipeline
+    from tlcore.serving import predict
+
+    config = config_for(
+        imbalanced, strategy=strategy, augmented_views=2, head="global_average", epochs=2, learning_rate=1e-3
+    )
+    run = store.create(config, tmp_path)
+    assert worker.execute(run, runs_dir=tmp_path)["state"] == "done"
+    last = run.metrics()[-1]
+    predictor = predict.load(run, tmp_path)
+    dataset = folders.scan(imbalanced)
+    probabilities = predictor.probabilities(pipeline.load_images(dataset.paths("validation"), 32))[:, 1]
+    labels = dataset.labels("validation")
+    accuracy = float(np.mean((probabilities > 0.5) == (labels == 1)))
+    loss = float(-np.mean(labels * np.log(probabilities + 1e-7) + (1 - labels) * np.log(1 - probabilities + 1e-7)))
+    assert accuracy == pytest.approx(last["val_accuracy"], abs=1e-6)
+    assert loss == pytest.approx(last["val_loss"], abs=1e-3)
+
+
+def test_suggestion_ignores_the_noisy_start_of_the_sweep():
+    rates = np.geomspace(1e-6, 1, 60)
+    losses = 0.7 - 0.5 / (1 + np.exp(-(np.log10(rates) + 3.5) * 3))
+    losses[:3] = [0.9, 0.5, 0.72]  # Smoothing not settled yet: a steep drop that means nothing.
+    assert 1e-5 < lr_finder.suggest(rates, losses) < 1e-2

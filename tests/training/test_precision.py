@@ -1,0 +1,152 @@
+"""Mixed precision and XLA: the options train real models, record what ran, and change nothing else."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training.test_trainer import train_run
+from tlcore.config import TrainConfig
+from tlcore.models import heads
+from tlcore.runs import store
+from tlcore.serving import predict
+from tlcore.training import feature_cache
+
+
+@pytest.fixture(scope="module")
+def photos(catsdogs_subset) -> Path:
+    """12 train + 8 validation real photos per class."""
+    return catsdogs_subset("precision", train=12, validation=8)
+
+
+def lite0_config(data_dir: Path, **overrides) -> TrainConfig:
+    """EfficientNet-Lite0 with its bundled ImageNet weights, small images, a few epochs."""
+    values = dict(
+        data_dir=str(data_dir),
+        strategy="feature_extraction",
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        image_size=128,
+        epochs=20,
+        batch_size=8,
+        augmented_views=2,
+        fine_tuning_epochs=1,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_bad_precision_and_jit_values_are_refused_with_what_was_received(photos):
+    with pytest.raises(ValueError, match="precision must be one of .*'float64'"):
+        lite0_config(photos, precision="float64")
+    with pytest.raises(ValueError, match="jit_compile must be True or False, received 'yes'"):
+        lite0_config(photos, jit_compile="yes")
+    assert TrainConfig.from_dict({"data_dir": "x"}).precision == "float32"  # Runs saved before the option.
+
+
+def test_xla_support_is_read_from_every_nested_layer():
+    inputs = keras.Input((32, 32, 3))
+    augmentation = keras.Sequential([keras.layers.RandomFlip(), keras.layers.RandomZoom(0.2)], name="augmentation")
+    head = keras.Sequential([keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(1)], name="head")
+    assert heads.supports_xla(keras.Model(inputs, head(inputs)))
+    assert not heads.supports_xla(keras.Model(inputs, head(augmentation(inputs))))  # RandomZoom: no XLA.
+
+
+def test_mixed_bfloat16_with_xla_trains_as_well_as_float32_and_saves_a_float32_model(photos, tmp_path):
+    reference = train_run(lite0_config(photos), tmp_path / "float32")
+    fast = train_run(lite0_config(photos, precision="mixed_bfloat16", jit_compile=True), tmp_path / "mixed")
+    assert keras.config.dtype_policy().name == "float32"  # The run's policy does not leak out of it.
+
+    reference_result = reference.summary()["results"]["feature_extraction"]
+    fast_result = fast.summary()["results"]["feature_extraction"]
+    assert fast.summary()["precision"] == "mixed_bfloat16" and fast.summary()["jit_compile"] is True
+    assert fast_result["jit_compile"] is True and reference_result["jit_compile"] is False
+    # ImageNet features separate cats from dogs in either precision.
+    assert reference_result["val_accuracy"] >= 0.7
+    assert fast_result["val_accuracy"] >= 0.7
+    assert abs(fast_result["val_accuracy"] - reference_result["val_accuracy"]) <= 0.125
+
+    # Each precision has its own cache entry, and bfloat16 features stay close to float32 ones.
+    cached = {}
+    for name in ("float32", "mixed"):
+        entries = sorted(feature_cache.cache_dir(tmp_path / name).glob("*/train.npy"))
+        assert len(entries) == 1
+        cached[name] = feature_cache.FeatureFile(entries[0]).read()
+    assert cached["float32"].shape == cached["mixed"].shape
+    error = np.abs(cached["mixed"] - cached["float32"]).mean() / np.abs(cached["float32"]).mean()
+    assert 0 < error < 0.05
+
+    # The saved model predicts float32 probabilities that agree with the float32 run's labels.
+    photo_paths = sorted(str(path) for path in (photos / "validation").glob("*/*.jpg"))
+    outputs = {}
+    for name, run in (("float32", reference), ("mixed", fast)):
+        predictor = predict.load(run)
+        results = predict.predict_sources(predictor, photo_paths, top=2)
+        outputs[name] = [result["top"][0]["label"] for result in results]
+        probabilities = [sum(item["probability"] for item in result["top"]) for result in results]
+        assert np.allclose(probabilities, 1.0, atol=1e-5)
+    agreement = np.mean([a == b for a, b in zip(outputs["float32"], outputs["mixed"])])
+    assert agreement >= 0.85
+
+
+def test_xla_is_skipped_for_models_that_augment_inside_and_used_on_cached_views(photos, tmp_path):
+    cached = train_run(
+        lite0_config(photos, strategy="frozen_augmented", epochs=1, jit_compile=True, precision="mixed_float16"),
+        tmp_path / "cached",
+    )
+    naive = train_run(
+        lite0_config(photos, strategy="frozen_augmented", epochs=1, jit_compile=True, augmented_views=0),
+        tmp_path / "naive",
+    )
+    # Cached views train the head's tail (Dense, Dropout, output): XLA. End to end the model holds
+    # RandomZoom and RandomTranslation, which XLA cannot compile: trained without, not refused.
+    assert cached.summary()["results"]["frozen_augmented"]["jit_compile"] is True
+    assert naive.summary()["results"]["frozen_augmented"]["jit_compile"] is False
+    for run in (cached, naive):
+        assert run.summary()["results"]["frozen_augmented"]["val_accuracy"] >= 0.5
+        predict.load(run)  # Saved and loaded back with safe_mode.
+
+
+def test_the_cli_flags_reach_the_run_and_its_summary(photos, tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "tlcore",
+        "train",
+        "--data",
+        str(photos),
+        "--strategy",
+        "feature_extraction",
+        "--image-size",
+        "96",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--precision",
+        "mixed_bfloat16",
+        "--xla",
+        "--runs-dir",
+        str(tmp_path),
+        "--json",
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = store.resolve(json.loads(completed.stdout.strip().splitlines()[-1])["run"], tmp_path)
+    assert run.config()["precision"] == "mixed_bfloat16" and run.config()["jit_compile"] is True
+    assert run.summary()["results"]["feature_extraction"]["jit_compile"] is True
+    assert "Precision mixed_bfloat16, XLA on" in completed.stderr
+
+    help_text = subprocess.run(
+        [sys.executable, "-m", "tlcore", "train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--precision {float32,mixed_float16,mixed_bfloat16}" in help_text and "--xla" in help_text

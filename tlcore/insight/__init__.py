@@ -1,0 +1,1 @@
+"""Insight: evaluation, Grad-CAM, charts and the layer stack of a model."""

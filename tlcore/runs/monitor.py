@@ -1,0 +1,155 @@
+"""How far a run has got, and about how long it has left, from the files its worker writes.
+
+`estimate` is a pure function of a run's config, status, progress and metrics (what
+`tlcore.runs.store.Run` reads), so the dashboard can call it on every poll and tests can feed it
+made-up records. No Streamlit, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tlcore.config import STRATEGIES, stages_for
+
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A run's progress for people.
+
+    Attributes:
+        fraction: share of all epochs done, 0..1 (None when nothing can be said yet).
+        seconds_left: estimated seconds to the end (None when unknown).
+        text: one line, e.g. "Stage 1 of 3, feature extraction: epoch 2 of 10, batch 3 of 5".
+    """
+
+    fraction: float | None
+    seconds_left: float | None
+    text: str
+
+
+def stage_name(stage: str) -> str:
+    """A stage in words, as progress lines read it ("feature extraction"); an unknown name as it is."""
+    return STRATEGIES[stage].stage_name if stage in STRATEGIES else stage
+
+
+def format_seconds(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _stage_epochs(config: dict, stage: str) -> int:
+    key = "fine_tuning_epochs" if stage == "fine_tuning" else "epochs"
+    return max(1, int(config.get(key) or 1))
+
+
+def _count(value) -> int | None:
+    """A count from a progress record, or None when it is missing or damaged."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], now: float | None = None,
+             waiting_for: str | None = None) -> Estimate:
+    """Progress and time left of a run.
+
+    Args:
+        config: the run's config (`Run.config()`).
+        status: its status (`Run.status()`): state and current stage.
+        progress: its latest progress (`Run.progress()`): stage, epoch, epochs, batch, steps,
+            stage_elapsed, time; before a stage's first batch, its phase: "extracting" (images of
+            total, of a split) or "caching" (view of views).
+        metrics: its epoch records so far (`Run.metrics()`).
+        now: the current time (default `time.time()`).
+        waiting_for: for a queued run, the id of the run training in the same runs folder, which
+            it waits for (`tlcore.runs.store.training_run`); None when no other run trains.
+
+    Returns:
+        An Estimate. Stages not started yet are timed from the current stage when they cost
+        the same per epoch (frozen + augmentation and fine-tuning), otherwise left out.
+    """
+    now = time.time() if now is None else now
+    state = status.get("state", "unknown")
+    try:
+        stages = stages_for(config.get("strategy", ""))
+    except ValueError:
+        return Estimate(None, None, f"State: {state}.")
+    epochs = {stage: _stage_epochs(config, stage) for stage in stages}
+    total = sum(epochs.values())
+    if state == "queued":
+        if waiting_for:
+            return Estimate(0.0, None, f"Queued: waiting for run {waiting_for} to finish (one training runs at a "
+                                       "time).")
+        return Estimate(0.0, None, "Queued: the training process is starting.")
+    if state == "done":
+        return Estimate(1.0, 0.0, "Finished.")
+
+    stage = progress.get("stage") or status.get("stage") or stages[0]
+    if stage not in stages:
+        return Estimate(None, None, f"State: {state}.")
+    index = stages.index(stage)
+    done_before = sum(epochs[name] for name in stages[:index])
+    position = f"Stage {index + 1} of {len(stages)}, {stage_name(stage)}" if len(stages) > 1 else (
+        stage_name(stage).capitalize())
+
+    if progress.get("stage") == stage and progress.get("phase") == "caching":
+        view, views = int(progress.get("view") or 1), int(progress.get("views") or 1)
+        return Estimate(done_before / total, None,
+                        f"{position}: caching augmented view {view} of {views} (the frozen base reads every "
+                        "training image once per view; the epochs that follow are quick).")
+    if progress.get("stage") == stage and progress.get("phase") == "extracting":
+        done, count = _count(progress.get("images")), _count(progress.get("total"))
+        if done is not None and count:
+            images = f"{progress['split']} images" if isinstance(progress.get("split"), str) else "images"
+            return Estimate(done_before / total, None,
+                            f"{position}: extracting features, {min(done, count):,} of {count:,} {images} (the "
+                            "frozen base reads every image once; the epochs that follow are quick).")
+    if progress.get("stage") != stage or not progress.get("epoch"):
+        # The stage has begun but no batch has finished: building the model or extracting features.
+        what = "extracting features (the frozen base reads every image once)" if stage == "feature_extraction" \
+            else "preparing the model and the images"
+        return Estimate(done_before / total, None, f"{position}: {what}.")
+
+    stage_epochs = int(progress.get("epochs") or epochs[stage])
+    epoch = int(progress["epoch"])
+    batch, steps = progress.get("batch"), progress.get("steps")
+    if batch and steps:
+        done_in_stage = (epoch - 1) + min(1.0, batch / steps)
+        where = f"epoch {epoch} of {stage_epochs}, batch {batch} of {steps}"
+    else:
+        done_in_stage = epoch
+        where = f"epoch {epoch} of {stage_epochs} done"
+    fraction = min(1.0, (done_before + done_in_stage) / total)
+
+    seconds_left = None
+    elapsed = progress.get("stage_elapsed")
+    if elapsed and done_in_stage > 0 and state in ("running", "stopping"):
+        per_epoch = elapsed / done_in_stage
+        since = max(0.0, now - float(progress.get("time") or now))
+        seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
+        later = stages[index + 1:]
+        # With cached views (augmented_views > 0) a fine-tuning epoch costs more than a frozen one.
+        end_to_end = stage == "scratch" or not config.get("augmented_views", 10)
+        if end_to_end and STRATEGIES[stage].end_to_end and all(STRATEGIES[name].end_to_end for name in later):
+            seconds_left += sum(per_epoch * epochs[name] for name in later)
+        elif later:
+            # Feature extraction's epochs are far cheaper than the end-to-end stages that follow.
+            seconds_left = None
+    text = f"{position}: {where}"
+    if state == "stopping":
+        text += " (stopping after this batch)"
+    elif seconds_left is not None:
+        text += f", about {format_seconds(seconds_left)} left"
+    elif index + 1 < len(stages):
+        text += ", the later stages are not timed yet"
+    return Estimate(fraction, seconds_left, text + ".")

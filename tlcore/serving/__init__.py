@@ -1,0 +1,1 @@
+"""Serving: predictions for photos, folders and zips, and exports that load back."""

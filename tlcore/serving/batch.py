@@ -1,0 +1,164 @@
+"""Batch prediction: every image in a folder or a zip archive, one row each, and a CSV of the rows.
+
+Images are found recursively; operating-system debris (`__MACOSX/`, `.DS_Store`, hidden files, ...) is
+left out as the data set scanner does. A zip goes through `tlcore.data.zips.extract_dataset` (safe names,
+size caps) into a temporary folder first. A file that cannot be predicted (not an image, damaged, ...)
+gets a row with its reason; the others are still predicted.
+
+A row is a dict:
+    file          the path relative to the folder ("/"-separated), or the archive member's name
+    top_label     the most probable class (None for an error)
+    probability   its probability (None for an error)
+    top_k         [{"label", "probability"}, ...], most probable first ([] for an error)
+    error         why the file could not be predicted, or None
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence, Union
+
+from tlcore.data import folders, images, zips
+
+Source = Union[str, os.PathLike, bytes]
+COLUMNS = ("file", "top_label", "probability", "top_k", "error")
+# Images decoded and predicted per step: bounds memory whatever the folder holds.
+CHUNK_SIZE = 64
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def find_files(folder: Path) -> list[Path]:
+    """Every file below a folder, sorted by relative path, OS debris and hidden files left out."""
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = sorted(name for name in subfolders if not folders.is_ignored(Path(name)))
+        found += [Path(directory) / name for name in names if not folders.is_ignored(Path(name))]
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def error_row(name: str, reason: str) -> dict:
+    return {"file": name, "top_label": None, "probability": None, "top_k": [], "error": reason}
+
+
+def row_from_result(result: dict) -> dict:
+    """A row from one `predict.predict_sources` result ({"image", "top"} or {"image", "error"})."""
+    if "error" in result:
+        return error_row(result["image"], result["error"])
+    top = result["top"]
+    return {
+        "file": result["image"],
+        "top_label": top[0]["label"],
+        "probability": top[0]["probability"],
+        "top_k": top,
+        "error": None,
+    }
+
+
+def predict_files(predictor, paths: Sequence[Path], names: Sequence[str], top: int = 3) -> list[dict]:
+    """Rows for files (a non-image extension is an error row, without decoding), in chunks."""
+    from tlcore.serving import predict
+
+    rows: list[dict | None] = [None] * len(paths)
+    candidates = []
+    for position, (path, name) in enumerate(zip(paths, names)):
+        if images.has_image_extension(path):
+            candidates.append(position)
+        else:
+            rows[position] = error_row(
+                name,
+                (
+                    f"not an image file (extension {path.suffix.lower() or 'none'!r}); expected one of "
+                    f"{', '.join(images.SUPPORTED_EXTENSIONS)}"
+                ),
+            )
+    for start in range(0, len(candidates), CHUNK_SIZE):
+        chunk = candidates[start : start + CHUNK_SIZE]
+        results = predict.predict_sources(
+            predictor, [paths[position] for position in chunk], names=[names[position] for position in chunk], top=top
+        )
+        for position, result in zip(chunk, results):
+            rows[position] = row_from_result(result)
+    return rows
+
+
+def is_zip(source: Source) -> bool:
+    """Whether a source is meant as a zip archive: bytes (an upload) or a file named `*.zip`."""
+    if isinstance(source, (bytes, bytearray)):
+        return True
+    path = Path(source)
+    return path.suffix.lower() == ".zip" and path.is_file()
+
+
+def predict_folder(predictor, folder_or_zip: Source, top: int = 3) -> list[dict]:
+    """Predicts every file in a folder (recursively) or a zip archive.
+
+    Args:
+        predictor: from `tlcore.serving.predict.load`.
+        folder_or_zip: a folder, a .zip file, or the bytes of an uploaded zip.
+        top: how many labels per image in `top_k`.
+
+    Returns:
+        One row per file (see the module docstring), sorted by file name.
+
+    Raises:
+        ValueError: the source does not exist or is neither a folder nor a zip archive, or top < 1.
+        zips.UnsafeArchiveError: the archive is damaged, unsafe, or too large (refused as a whole).
+    """
+    if not isinstance(top, int) or isinstance(top, bool) or top < 1:
+        raise ValueError(f"top must be an integer >= 1, received {top!r}.")
+    if is_zip(folder_or_zip):
+        with tempfile.TemporaryDirectory(prefix="tlcore-batch-") as temporary:
+            report = zips.extract_dataset(folder_or_zip, Path(temporary) / "images")
+            generated = sorted(report.files)
+            rows = predict_files(
+                predictor,
+                [report.destination / name for name in generated],
+                [report.files[name] for name in generated],
+                top,
+            )
+        rows += [error_row(name, reason) for name, reason in report.skipped_files]
+        return sorted(rows, key=lambda row: row["file"])
+    # The messages reach people (the Predict page shows them as they are): they name the path typed.
+    folder = Path(folder_or_zip)
+    if not folder.exists():
+        raise ValueError(f"{folder} does not exist: expected a folder of photos or a .zip archive.")
+    if not folder.is_dir():
+        raise ValueError(
+            f"{folder} is neither a folder nor a .zip archive: expected a folder of photos or a .zip archive."
+        )
+    paths = find_files(folder)
+    return predict_files(predictor, paths, [path.relative_to(folder).as_posix() for path in paths], top)
+
+
+def _cell(value) -> str:
+    """A text cell a spreadsheet shows as text (a leading formula character is escaped with ')."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    """CSV text with columns file, top_label, probability, top_k ("label:prob;label:prob"), error.
+
+    Probabilities have 4 decimals; an error row has empty prediction cells.
+    """
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        probability = row.get("probability")
+        top_k = ";".join(f"{item['label']}:{item['probability']:.4f}" for item in row.get("top_k") or [])
+        writer.writerow(
+            [
+                _cell(row.get("file")),
+                _cell(row.get("top_label")),
+                "" if probability is None else f"{probability:.4f}",
+                _cell(top_k),
+                _cell(row.get("error")),
+            ]
+        )
+    return stream.getvalue()

@@ -1,0 +1,385 @@
+"""Ship a trained run: export its model as a Keras archive, a SavedModel or a TFLite file, verified.
+
+Formats (written under `<run>/exports/` unless a destination is given):
+    keras        `model-keras.zip`: the run's `model.keras`, byte for byte, and `labels.json`.
+    savedmodel   `savedmodel/`: `model.export()`'s SavedModel for serving (TF Serving, `tf.saved_model.load`;
+                 signature "serving_default", input "image": float32 RGB pixels in [0, 255]), and `labels.json`.
+    tflite       `model.tflite`: float32 TFLite, and `model.labels.json` beside it.
+    tflite-int8  `model-int8.tflite`: dynamic-range quantisation (weights int8, `tf.lite.Optimize.DEFAULT`),
+                 and `model-int8.labels.json` beside it.
+
+Every export is loaded back right after it is written (Keras `load_model` with safe_mode, SavedModel through
+its serving signature, TFLite through `tf.lite.Interpreter`) and run on the run's validation images: the
+top-1 class must match the Keras model's for every image (99% for tflite-int8), or the artefact is deleted
+and `ExportError` says by how much it disagreed. The artefact is built under a hidden temporary name and
+renamed into place only once it passed.
+
+The SavedModel and TFLite exports contain the inference model only: the same layers after the "image" input,
+without the "augmentation" block. The augmentation's random layers do nothing at inference, but their
+stateless random ops and image transforms are not TFLite built-in ops (the converter refuses them), and a
+serving artefact has no use for them. The Keras export keeps the full model, so training can resume from it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tlcore.data import pipeline
+from tlcore.data.dataset import DatasetError
+from tlcore.runs import store
+
+FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
+# The share of validation images whose top-1 class must match the Keras model's.
+REQUIRED_AGREEMENT = {"keras": 1.0, "savedmodel": 1.0, "tflite": 1.0, "tflite-int8": 0.99}
+DEFAULT_NAMES = {
+    "keras": "model-keras.zip",
+    "savedmodel": "savedmodel",
+    "tflite": "model.tflite",
+    "tflite-int8": "model-int8.tflite",
+}
+EXPORTS_FOLDER = "exports"
+# Validation images run per step through both models.
+CHUNK_SIZE = 32
+
+
+class ExportError(Exception):
+    """An export that could not be made or did not agree with the Keras model; the message says why."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A verified export. Usable as a path (`os.fspath(result)`, `Path(result)`).
+
+    Attributes:
+        path: the artefact: a .zip, a SavedModel folder or a .tflite file.
+        format: one of FORMATS.
+        labels_path: the labels.json that goes with it (inside the zip for "keras").
+        images: how many validation images it was checked on.
+        agreement: the share of those whose top-1 class matches the Keras model's.
+        max_difference: the largest absolute difference of a class probability.
+    """
+
+    path: Path
+    format: str
+    labels_path: Path
+    images: int
+    agreement: float
+    max_difference: float
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"Unknown export format {self.format!r}. Expected one of {list(FORMATS)}.")
+        if not 0.0 <= self.agreement <= 1.0:
+            raise ValueError(f"agreement must be in [0, 1], received {self.agreement!r}.")
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "labels_path": str(self.labels_path),
+            "images": self.images,
+            "agreement": self.agreement,
+            "max_difference": self.max_difference,
+            "required_agreement": REQUIRED_AGREEMENT[self.format],
+        }
+
+
+# Pure functions.
+
+
+def as_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """(N, num_classes) probabilities from a model's outputs; one sigmoid unit is two classes."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim == 1:
+        outputs = outputs[:, np.newaxis]
+    if outputs.shape[-1] == 1:
+        return np.concatenate([1.0 - outputs, outputs], axis=-1)
+    return outputs
+
+
+def agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(share of rows with the same top-1 class, largest absolute probability difference)."""
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    if reference.shape != candidate.shape or reference.ndim != 2:
+        raise ValueError(
+            f"expected two (N, num_classes) arrays of one shape, received {reference.shape} and {candidate.shape}."
+        )
+    if len(reference) == 0:
+        return 1.0, 0.0
+    same = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
+    return same, float(np.max(np.abs(reference - candidate)))
+
+
+def labels_path_for(path: Path, format: str) -> Path:
+    """Where an artefact's labels go: `labels.json` inside the zip (a member) or the SavedModel folder,
+    else `<stem>.labels.json` beside the .tflite file."""
+    if format in ("keras", "savedmodel"):
+        return path / "labels.json"
+    return path.with_name(f"{path.stem}.labels.json")
+
+
+# The inference model.
+
+
+def inference_model(model):
+    """The model without its "augmentation" block: the same layers (shared weights) after a new "image" input.
+
+    Returns the model itself when it has no augmentation.
+    """
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    kept = [layer for layer in layers if layer.name != "augmentation"]
+    if len(kept) == len(layers):
+        return model
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    values = inputs
+    for layer in kept:
+        values = layer(values, training=False)
+    return keras.Model(inputs, values, name=model.name)
+
+
+# Writers: (Keras model, the run, labels, target path) -> the artefact at target.
+
+
+def _write_keras(model, run: store.Run, labels: list[str], target: Path) -> None:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.write(run.model_path, "model.keras")  # .keras files are zip archives already.
+        archive.writestr("labels.json", json.dumps(labels, indent=2))
+
+
+def _write_savedmodel(model, run: store.Run, labels: list[str], target: Path) -> None:
+    inference_model(model).export(str(target), verbose=False)
+    store.write_json(target / "labels.json", labels)
+
+
+def _tflite_bytes(model, quantise: bool) -> bytes:
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
+        saved = Path(folder) / "savedmodel"
+        inference_model(model).export(str(saved), verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        if quantise:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # Dynamic range: int8 weights.
+        return converter.convert()
+
+
+def _write_tflite(model, run: store.Run, labels: list[str], target: Path, quantise: bool = False) -> None:
+    target.write_bytes(_tflite_bytes(model, quantise))
+
+
+WRITERS: dict[str, Callable] = {
+    "keras": _write_keras,
+    "savedmodel": _write_savedmodel,
+    "tflite": _write_tflite,
+    "tflite-int8": lambda model, run, labels, target: _write_tflite(model, run, labels, target, quantise=True),
+}
+
+
+# Loaders: artefact path -> a function from a float32 batch to the model's outputs.
+
+
+def _load_keras(path: Path) -> Callable:
+    from tlcore.serving import predict
+
+    with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
+        with zipfile.ZipFile(path) as archive:
+            archive.extract("model.keras", folder)
+        model = predict.load_model_file(Path(folder) / "model.keras")  # Fully in memory once loaded.
+    from tlcore.models.inference import inference_function
+
+    return inference_function(model)
+
+
+def _load_savedmodel(path: Path) -> Callable:
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (input_name,) = signature.structured_input_signature[1]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        (output,) = signature(**{input_name: tf.constant(batch, dtype=tf.float32)}).values()
+        return output.numpy()
+
+    return run
+
+
+def _load_tflite(path: Path) -> Callable:
+    import tensorflow as tf
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (ai_edge_litert).
+        interpreter = tf.lite.Interpreter(model_path=str(path))
+    (input_details,) = interpreter.get_input_details()
+    output_index = interpreter.get_output_details()[0]["index"]
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        interpreter.resize_tensor_input(input_details["index"], list(batch.shape))
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(input_details["index"], batch.astype(input_details["dtype"]))
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    return run
+
+
+LOADERS: dict[str, Callable[[Path], Callable]] = {
+    "keras": _load_keras,
+    "savedmodel": _load_savedmodel,
+    "tflite": _load_tflite,
+    "tflite-int8": _load_tflite,
+}
+
+
+# Export.
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _destination(run: store.Run, format: str, destination: str | os.PathLike | None) -> Path:
+    if destination is None:
+        return run.path / EXPORTS_FOLDER / DEFAULT_NAMES[format]
+    path = Path(destination).expanduser().resolve()
+    if path.exists() or path.is_symlink():
+        raise ValueError(f"destination must be a new path, received {str(destination)!r}, which already exists.")
+    return path
+
+
+def _compare(predictor, runner: Callable, paths: list[str]) -> tuple[float, float]:
+    """Runs the Keras model and the export on the images, chunk by chunk; returns `agreement`'s figures."""
+    references, candidates = [], []
+    for start in range(0, len(paths), CHUNK_SIZE):
+        batch = pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size).astype("float32")
+        references.append(predictor.probabilities(batch))
+        candidates.append(as_probabilities(runner(batch)))
+    return agreement(np.concatenate(references), np.concatenate(candidates))
+
+
+def export(
+    run: str | os.PathLike | store.Run,
+    format: str,
+    destination: str | os.PathLike | None = None,
+    runs_dir: str | os.PathLike | None = None,
+) -> ExportResult:
+    """Exports a run's model in a format, loads the export back and checks it against the Keras model.
+
+    Args:
+        run: a Run, or a run id or path inside `runs_dir`.
+        format: "keras", "savedmodel", "tflite" or "tflite-int8".
+        destination: where to write it (a new path); default `<run>/exports/<DEFAULT_NAMES[format]>`,
+            which replaces an earlier export of the same format.
+        runs_dir: the runs folder (default `runs.default_runs_dir()`).
+
+    Returns:
+        An ExportResult (usable as the artefact's path) with the agreement figures.
+
+    Raises:
+        ValueError: unknown format, or a destination that already exists.
+        predict.ModelLoadError: the run has no usable model.
+        ExportError: the validation images are not available, the conversion failed, or the export
+            disagrees with the Keras model (the artefact is deleted).
+    """
+    from tlcore.insight import evaluate
+    from tlcore.serving import predict
+
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
+    if not isinstance(run, store.Run):
+        run = store.resolve(run, runs_dir)
+    target = _destination(run, format, destination)
+    predictor = predict.load(run)
+    try:
+        paths = evaluate.dataset_for(run).paths("validation")
+    except (DatasetError, ValueError) as error:
+        raise ExportError(f"Cannot check the export against the run's validation images: {error}") from None
+    labels = list(predictor.labels)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
+    # TFLite files carry their labels beside them; the zip and the folder carry them inside.
+    beside = format.startswith("tflite")
+    temporary_labels = temporary.with_name(f"{temporary.name}.labels.json")
+    try:
+        try:
+            WRITERS[format](predictor.model, run, labels, temporary)
+            if beside:
+                store.write_json(temporary_labels, labels)
+            runner = LOADERS[format](temporary)
+        except (ExportError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - converters raise many types.
+            raise ExportError(
+                f"The {format} export of run {run.id} failed: {type(error).__name__}: {str(error)[:500]}"
+            ) from None
+        same, difference = _compare(predictor, runner, paths)
+        if same < REQUIRED_AGREEMENT[format]:
+            raise ExportError(
+                f"The {format} export of run {run.id} disagrees with the Keras model: the same top-1 class for "
+                f"{same:.2%} of {len(paths)} validation images, expected at least {REQUIRED_AGREEMENT[format]:.0%} "
+                f"(largest probability difference {difference:.4f}). The export was deleted."
+            )
+        final_labels = labels_path_for(target, format)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # An earlier default export: a folder cannot be replaced by a rename.
+        os.replace(temporary, target)
+        if beside:
+            os.replace(temporary_labels, final_labels)
+    except BaseException:
+        _remove(temporary)
+        _remove(temporary_labels)
+        raise
+    return ExportResult(
+        path=target,
+        format=format,
+        labels_path=final_labels,
+        images=len(paths),
+        agreement=same,
+        max_difference=difference,
+    )
+
+
+def archive(path: str | os.PathLike, format: str) -> bytes:
+    """An export as one zip to hand over (a download): the artefact and its labels.
+
+    A keras export is such a zip already (its bytes are returned); a SavedModel folder is zipped under
+    `savedmodel/` (its labels.json inside); a TFLite file is zipped with its labels as `labels.json`.
+
+    Raises:
+        ValueError: unknown format. OSError: the artefact is missing.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
+    path = Path(path)
+    if format == "keras":
+        return path.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        if format == "savedmodel":
+            if not path.is_dir():
+                raise FileNotFoundError(f"{path}: no SavedModel folder.")
+            for file in sorted(item for item in path.rglob("*") if item.is_file()):
+                bundle.write(file, f"savedmodel/{file.relative_to(path).as_posix()}")
+        else:
+            bundle.write(path, path.name)
+            bundle.write(labels_path_for(path, format), "labels.json")
+    return buffer.getvalue()

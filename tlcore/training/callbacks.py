@@ -1,0 +1,127 @@
+"""Keras callbacks that connect training to a run folder: two record, one stops. Nothing else."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes each epoch's logs to the run's metrics, and batch progress every few batches.
+
+    Args:
+        run: the `tlcore.runs.store.Run` to write to.
+        stage: the strategy being trained ("feature_extraction", ...).
+        epoch_offset: epochs already trained by earlier stages of the same model, so the
+            fine-tuning curves continue the epoch count.
+        total_epochs: the epochs this stage will run (for the progress estimate).
+        every_batches: how often batch progress is written.
+    """
+
+    def __init__(self, run, stage: str, epoch_offset: int = 0, total_epochs: int = 1, every_batches: int = 5):
+        super().__init__()
+        self.run = run
+        self.stage = stage
+        self.epoch_offset = epoch_offset
+        self.total_epochs = total_epochs
+        self.every_batches = every_batches
+        self.epoch = 0
+        self.started = time.time()
+        self.epoch_started = time.time()
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_started = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch % self.every_batches:
+            return
+        steps = self.params.get("steps") if self.params else None
+        self.run.set_progress(
+            {
+                "stage": self.stage,
+                "epoch": self.epoch + 1,
+                "epochs": self.total_epochs,
+                "batch": batch + 1,
+                "steps": steps,
+                "loss": _number((logs or {}).get("loss")),
+                "stage_elapsed": time.time() - self.started,
+                "time": time.time(),
+            }
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"stage": self.stage, "epoch": self.epoch_offset + epoch + 1, "stage_epoch": epoch + 1}
+        record.update({key: _number(value) for key, value in (logs or {}).items()})
+        record["seconds"] = time.time() - self.epoch_started
+        record["time"] = time.time()
+        self.run.append_metrics(record)
+        self.run.set_progress(
+            {
+                "stage": self.stage,
+                "epoch": epoch + 1,
+                "epochs": self.total_epochs,
+                "batch": None,
+                "steps": None,
+                "stage_elapsed": time.time() - self.started,
+                "time": time.time(),
+            }
+        )
+
+
+class StopOnRequest(keras.callbacks.Callback):
+    """Ends training after the current batch once the run has been asked to stop.
+
+    A request that arrives after an epoch's last batch, while that epoch validates, ends training
+    with that epoch: it is checked again at the epoch's end, so no batch of another epoch trains.
+    Validation itself is never cut short, so every recorded epoch has whole validation metrics.
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+        self.stopped = False
+
+    def _stop_training_if_requested(self) -> None:
+        if self.run.stop_requested():
+            self.model.stop_training = True
+            self.stopped = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._stop_training_if_requested()
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Keras checks `stop_training` right after the epoch-end callbacks, so the recorder
+        # (earlier in the list) still writes this epoch's metrics.
+        self._stop_training_if_requested()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        # Feature extraction is a `predict` pass: stop it too.
+        if self.run.stop_requested():
+            self.model.stop_predicting = True
+            self.stopped = True
+
+
+class PrintProgress(keras.callbacks.Callback):
+    """One line per epoch on a stream (the CLI's progress display)."""
+
+    def __init__(self, stage: str, stream, epoch_offset: int = 0):
+        super().__init__()
+        self.stage = stage
+        self.stream = stream
+        self.epoch_offset = epoch_offset
+
+    def on_epoch_end(self, epoch, logs=None):
+        parts = [f"{key}={_number(value):.4f}" for key, value in (logs or {}).items() if _number(value) is not None]
+        print(f"[{self.stage}] epoch {self.epoch_offset + epoch + 1}: " + " ".join(parts), file=self.stream, flush=True)
+
+
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

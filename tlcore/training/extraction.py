@@ -1,0 +1,160 @@
+"""Strategy 1, feature extraction: the frozen base runs once over every image; a small head trains on the
+cached features.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+from tlcore.data import pipeline
+from tlcore.data.dataset import fingerprint
+from tlcore.models import backbones, heads
+from tlcore.models.inference import inference_function
+from tlcore.training import feature_cache, training_context
+
+
+def extract_to_file(
+    context: training_context.TrainingContext,
+    forward,
+    paths: list[str],
+    writer: feature_cache.FeatureWriter,
+    split: str | None = None,
+) -> None:
+    """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter.
+
+    The decoders fill the next batches in parallel with the forward passes (`data.decoded_batches`),
+    and each batch's outputs go straight to disk: memory holds a few batches, however many images
+    there are. A stop request ends it after the current batch; partial features are never cached.
+    With a run, the images done so far go to its progress (phase "extracting") when it begins, at
+    most every PROGRESS_INTERVAL_SECONDS after that, and when the last image is done.
+
+    Args:
+        context: the run's context (config, data set, run folder, stop requests).
+        forward: the extractor's compiled forward pass (`inference_function`), RGB pixels in
+            [0, 255] -> feature maps; built once and reused for every split.
+        paths: the image files, in the order the rows are written.
+        writer: receives one row per image; closed when all are written, discarded otherwise.
+        split: the split these images are ("train", "validation"), named in the progress.
+    """
+    total = len(paths)
+    reported = 0.0
+
+    def report(done: int) -> None:
+        nonlocal reported
+        if context.run is None:
+            return
+        reported = time.monotonic()
+        context.run.set_progress(
+            {
+                "stage": "feature_extraction",
+                "phase": "extracting",
+                "split": split,
+                "images": done,
+                "total": total,
+                "time": time.time(),
+            }
+        )
+
+    # At once: the first batch also compiles the forward pass, which takes a while.
+    report(0)
+    batches = pipeline.decoded_batches(paths, context.config.image_size, training_context.EXTRACTION_BATCH_SIZE)
+    try:
+        for batch in batches:
+            writer.write(forward(batch))
+            if context.stop_requested():
+                raise training_context.StageStopped()
+            if writer.written == total or time.monotonic() - reported >= training_context.PROGRESS_INTERVAL_SECONDS:
+                report(writer.written)
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    finally:
+        batches.close()  # Stops the decoders at once when the loop ended early.
+
+
+def extract_features(
+    context: training_context.TrainingContext, base: keras.Model, preprocess
+) -> tuple[dict, float, bool]:
+    """Feature maps of the train and validation images, from the cache when possible.
+
+    Returns:
+        (split -> FeatureFile, seconds spent, whether they all came from the cache).
+    """
+    config, dataset = context.config, context.dataset
+    started = time.time()
+    directory = context.feature_directory()
+    data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
+    key = feature_cache.cache_key(
+        config.backbone, config.weights, config.alpha, config.image_size, data_fingerprint, extra=[config.precision]
+    )
+    inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
+    extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
+    forward = None  # Compiled on the first split that is not cached, reused for the next.
+    result, from_cache = {}, True
+    for split in ("train", "validation"):
+        count = len(dataset.paths(split))
+        cached = feature_cache.load(directory, key, split, count)
+        if cached is not None:
+            result[split] = cached
+            continue
+        from_cache = False
+        context.say(f"[feature_extraction] extracting {split} features ({count} images)")
+        path = directory / key / f"{split}.npy"
+        # One pass: stream from the files, decoding in parallel with the forward passes.
+        forward = forward or inference_function(extractor, jit_compile=config.jit_compile)
+        extract_to_file(
+            context,
+            forward,
+            dataset.paths(split),
+            feature_cache.FeatureWriter(path, count, base.output.shape[1:]),
+            split=split,
+        )
+        result[split] = feature_cache.FeatureFile(path)
+    feature_cache.describe(
+        directory,
+        key,
+        {
+            "backbone": config.backbone,
+            "weights": config.weights,
+            "alpha": config.alpha,
+            "image_size": config.image_size,
+            "data": dataset.root,
+            "data_fingerprint": data_fingerprint,
+        },
+    )
+    return result, time.time() - started, from_cache
+
+
+def run_feature_extraction(context: training_context.TrainingContext) -> dict:
+    config, dataset = context.config, context.dataset
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+    base = heads.build_frozen_base(config)
+    preprocess = backbones.preprocessing_layer(config.backbone)
+    feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
+    head = heads.build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
+    context.compile(head, config.learning_rate)
+    if context.stop_requested():
+        raise training_context.StageStopped()
+    # Read back from disk batch by batch: the features never have to fit in memory.
+    batches = feature_cache.RowBatches(feature_maps["train"], context.targets("train"), context.batch_size, config.seed)
+    history = head.fit(
+        batches,
+        validation_data=feature_cache.RowBatches(
+            feature_maps["validation"], context.targets("validation"), training_context.EXTRACTION_BATCH_SIZE
+        ),
+        epochs=config.epochs,
+        verbose=0,
+        class_weight=context.class_weights(),
+        callbacks=context.callbacks("feature_extraction", config.epochs) + [batches.follow()],
+    )
+    context.model = heads.assemble(config.image_size, base, head, preprocess)
+    heads.compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
+    result = training_context.history_result(
+        history, time.time() - started, context.stop_requested(), bool(config.early_stopping_patience)
+    )
+    result.update({"extraction_seconds": extraction_seconds, "features_from_cache": from_cache})
+    return result

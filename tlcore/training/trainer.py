@@ -1,0 +1,148 @@
+"""Training a run: the stages of a strategy in order, the run folder kept up to date, the model saved."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import keras
+
+from tlcore.config import TrainConfig, stages_for
+from tlcore.data import folders
+from tlcore.models import heads
+from tlcore.training import augmented, extraction, training_context
+
+STAGES = {
+    "feature_extraction": extraction.run_feature_extraction,
+    "frozen_augmented": augmented.run_frozen_augmented,
+    "fine_tuning": augmented.run_fine_tuning,
+    "scratch": augmented.run_scratch,
+}
+
+
+def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=None) -> dict:
+    """Trains every stage of a config's strategy; saves the final model into the run folder.
+
+    Args:
+        config: what to train.
+        run: the `tlcore.runs.store.Run` receiving metrics, labels, summary and model (None: nothing saved).
+        stream: a text stream for progress lines (the CLI), or None.
+        runs_dir: the runs folder, whose `.cache` holds reusable features.
+        dataset: an already scanned data set (scanned from `config.data_dir` when None).
+
+    Returns:
+        The summary: per stage its results, plus totals.
+    """
+    from tlcore.training import distribute
+
+    # First: splitting the CPU into logical devices must happen before TensorFlow starts up.
+    strategy = distribute.strategy_for(config)
+    set_determinism(not config.jit_compile)
+    started = time.time()
+    if dataset is None:
+        dataset = folders.scan(config.data_dir, config.validation_fraction, config.seed)
+    context = training_context.TrainingContext(
+        config=config, dataset=dataset, run=run, stream=stream, runs_dir=str(runs_dir) if runs_dir is not None else None
+    )
+    if run is not None:
+        from tlcore.runs.store import write_json
+
+        write_json(run.path / "labels.json", list(dataset.classes))
+        write_json(run.path / "dataset.json", dataset.to_json())
+    context.say(
+        f"Data: {dataset.root}: {dataset.num_classes} classes, "
+        f"{len(dataset.paths('train'))} train / {len(dataset.paths('validation'))} validation images"
+    )
+    weights = context.class_weights()
+    if weights is not None:
+        context.say(
+            "Classes are imbalanced: weighting the loss by class "
+            + ", ".join(f"{dataset.classes[index]}={weight:.2f}" for index, weight in weights.items())
+        )
+    context.replicas = strategy.num_replicas_in_sync
+    if context.replicas > 1:
+        context.say(
+            f"Training on {context.replicas} replicas ({type(strategy).__name__}): global batch "
+            f"{context.batch_size}, learning rates x{distribute.scaled(config, context.replicas)[1]:g}"
+        )
+    if config.precision != "float32" or config.jit_compile:
+        context.say(f"Precision {config.precision}, XLA {'on' if config.jit_compile else 'off'}")
+    policy = keras.config.dtype_policy()
+    try:
+        # Layers take the policy when they are built: set it for this run only.
+        keras.config.set_dtype_policy(config.precision)
+        # Every model is built, compiled and trained inside the scope, so its variables are mirrored.
+        with strategy.scope():
+            stopped = _run_stages(context)
+        return _finish(context, run, started, stopped)
+    finally:
+        keras.config.set_dtype_policy(policy)
+        context.close()
+
+
+def set_determinism(enabled: bool) -> None:
+    """Same seed, same result on the CPU; off with XLA, whose GPU kernels are not all deterministic
+    (TensorFlow refuses them under determinism) and which is asked for speed, not reproducibility."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as framework_config
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        framework_config.disable_op_determinism()
+
+
+def _run_stages(context: training_context.TrainingContext) -> bool:
+    """Trains the stages in order; returns whether the run was stopped."""
+    run = context.run
+    for stage in stages_for(context.config.strategy):
+        if context.stop_requested():
+            return True
+        if run is not None:
+            run.set_status(run.raw_status().get("state", "running"), stage=stage)
+        context.say(f"[{stage}] starting")
+        try:
+            result = STAGES[stage](context)
+        except training_context.StageStopped:
+            return True
+        context.results[stage] = result
+        if stage == "frozen_augmented":
+            context.frozen_epochs = result["epochs"]
+        if result["stopped"]:
+            return True
+    return False
+
+
+def _finish(context: training_context.TrainingContext, run, started: float, stopped: bool) -> dict:
+    """Writes the summary and the final model (also of a stopped run) into the run folder."""
+    summary = {
+        "results": context.results,
+        "seed": context.config.seed,
+        "class_weight": context.class_weights(),
+        "seconds": time.time() - started,
+        "stopped": stopped,
+        "classes": list(context.dataset.classes),
+        "final_stage": next(reversed(context.results), None),
+        "replicas": context.replicas,
+        "global_batch_size": context.batch_size,
+        "precision": context.config.precision,
+        "jit_compile": context.config.jit_compile,
+    }
+    if run is not None:
+        from tlcore.runs.store import write_json
+
+        if context.model is not None:
+            save_model(context.model, run.model_path)
+            summary["parameters"] = heads.count_parameters(context.model)
+        write_json(run.path / "summary.json", summary)
+    return summary
+
+
+def save_model(model: keras.Model, path) -> None:
+    """Saves a `.keras` file atomically (Keras needs the suffix, so the temporary name keeps it)."""
+
+    path = Path(path)
+    temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
+    model.save(temporary)
+    os.replace(temporary, path)

@@ -1,0 +1,208 @@
+"""What the stages of one run share: the data set, its decoded images, the run folder and the models so far."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import keras
+import numpy as np
+
+from tlcore.config import TrainConfig
+from tlcore.data import pipeline
+from tlcore.data.dataset import DatasetScan
+from tlcore.models import heads
+from tlcore.training import feature_cache
+from tlcore.training.callbacks import PrintProgress, RunRecorder, StopOnRequest
+
+if TYPE_CHECKING:  # Only for the annotation: augmented imports this module.
+    from tlcore.training.augmented import StagedModels
+
+# Above this many bytes of decoded training images, stream from files instead of holding them.
+IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
+EXTRACTION_BATCH_SIZE = 32
+# progress.json is a file write: extraction reports its count at most about once a second.
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+class StageStopped(Exception):
+    """Raised between stages when the run was asked to stop."""
+
+
+def class_weights_for(labels: np.ndarray, num_classes: int, mode: str) -> dict[int, float] | None:
+    """Weights inversely proportional to class counts (mean weight 1), as scikit-learn's "balanced".
+
+    Args:
+        labels: the training labels.
+        num_classes: the number of classes.
+        mode: "auto" (only when the imbalance reaches `config.IMBALANCE_RATIO`), "balanced" or "none".
+
+    Returns:
+        A Keras `class_weight` dict, or None for unweighted training.
+    """
+    from tlcore.config import IMBALANCE_RATIO
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    if mode == "none" or counts.min() == 0:
+        return None
+    if mode == "auto" and counts.max() < IMBALANCE_RATIO * counts.min():
+        return None
+    return {index: float(counts.sum() / (num_classes * count)) for index, count in enumerate(counts)}
+
+
+@dataclass
+class TrainingContext:
+    """What the stages of one run share: the data, the run folder and the models so far."""
+
+    config: TrainConfig
+    dataset: DatasetScan
+    run: object = None
+    stream: object = None
+    runs_dir: str | None = None
+    images: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
+    frozen_epochs: int = 0
+    frozen_model: keras.Model | None = None
+    frozen_base: keras.Model | None = None
+    model: keras.Model | None = None
+    staged: StagedModels | None = None
+    temporary_directory: str | None = None
+    replicas: int = 1
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch size (all replicas together)."""
+        from tlcore.training import distribute
+
+        return distribute.scaled(self.config, self.replicas)[0]
+
+    def learning_rate(self, rate: float) -> float:
+        """A configured learning rate, scaled for the replica count."""
+        from tlcore.training import distribute
+
+        return rate * distribute.scaled(self.config, self.replicas)[1]
+
+    def compile(self, model: keras.Model, rate: float) -> None:
+        """Compiles a model to train at a configured learning rate (scaled for the replicas), with
+        the run's optimizer, its loss for the number of classes and XLA when the run asks for it."""
+        heads.compile_model(
+            model, self.dataset.num_classes, self.config.optimizer, self.learning_rate(rate), self.config.jit_compile
+        )
+
+    def callbacks(self, stage: str, epochs: int) -> list:
+        items = []
+        # Fine-tuning continues the frozen model, so its curves continue that model's epoch count;
+        # every other stage trains a new model from epoch 1.
+        offset = self.frozen_epochs if stage == "fine_tuning" else 0
+        if self.run is not None:
+            items += [RunRecorder(self.run, stage, offset, epochs), StopOnRequest(self.run)]
+        if self.stream is not None:
+            items.append(PrintProgress(stage, self.stream, offset))
+        if self.config.early_stopping_patience:
+            items.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=self.config.early_stopping_patience, restore_best_weights=True
+                )
+            )
+        return items
+
+    def class_weights(self) -> dict[int, float] | None:
+        """Keras `class_weight` for the training split, or None when classes are not weighted."""
+        return class_weights_for(self.dataset.labels("train"), self.dataset.num_classes, self.config.class_weight)
+
+    def stop_requested(self) -> bool:
+        return self.run is not None and self.run.stop_requested()
+
+    def feature_directory(self) -> Path:
+        """The feature cache of the runs folder, or a temporary folder removed by `close`."""
+        if self.runs_dir is not None:
+            return feature_cache.cache_dir(self.runs_dir)
+        if self.temporary_directory is None:
+            self.temporary_directory = tempfile.mkdtemp(prefix="tlcore-features-")
+        return Path(self.temporary_directory)
+
+    def close(self) -> None:
+        if self.temporary_directory is not None:
+            shutil.rmtree(self.temporary_directory, ignore_errors=True)
+            self.temporary_directory = None
+
+    def image_batches(self, split: str):
+        """float32 image batches of a split, in order: from memory, or decoded from the files as they go.
+
+        Args:
+            split: "train" or "validation".
+        """
+        fits = len(self.dataset.paths(split)) * self.config.image_size**2 * 3 <= IN_MEMORY_LIMIT_BYTES
+        # Decoded once into memory when it fits, for the passes to come; else streamed from the files.
+        if split in self.images or fits:
+            decoded = self.decoded(split)
+            for start in range(0, len(decoded), EXTRACTION_BATCH_SIZE):
+                yield decoded[start : start + EXTRACTION_BATCH_SIZE].astype("float32")
+            return
+        for batch in pipeline.decoded_batches(self.dataset.paths(split), self.config.image_size, EXTRACTION_BATCH_SIZE):
+            yield batch.astype("float32")
+
+    def say(self, message: str) -> None:
+        if self.stream is not None:
+            print(message, file=self.stream, flush=True)
+
+    def targets(self, split: str) -> np.ndarray:
+        return pipeline.encode_labels(self.dataset.labels(split), self.dataset.num_classes)
+
+    def decoded(self, split: str) -> np.ndarray:
+        """Training images of a split decoded once into memory (uint8)."""
+        if split not in self.images:
+            self.images[split] = pipeline.load_images(self.dataset.paths(split), self.config.image_size)
+        return self.images[split]
+
+    def image_pipeline(self, split: str, shuffle: bool):
+        """(images, targets) batches for end-to-end training; decoded once when they fit in memory."""
+        import tensorflow as tf
+
+        config = self.config
+        paths = self.dataset.paths(split)
+        size_bytes = len(paths) * config.image_size**2 * 3
+        if size_bytes > IN_MEMORY_LIMIT_BYTES:
+            return pipeline.make_dataset(
+                paths,
+                self.dataset.labels(split),
+                self.dataset.num_classes,
+                config.image_size,
+                self.batch_size,
+                shuffle=shuffle,
+                seed=config.seed,
+            )
+        batches = tf.data.Dataset.from_tensor_slices((self.decoded(split), self.targets(split)))
+        if shuffle:
+            batches = batches.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True)
+        batches = batches.batch(self.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+        return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def history_result(
+    history: keras.callbacks.History, seconds: float, stopped: bool, restored_best: bool = False
+) -> dict:
+    """A stage's results from its Keras history.
+
+    With early stopping the best weights (lowest validation loss) were restored, so the final
+    model's metrics are that epoch's, not the last one's.
+    """
+    values = history.history
+    validation = values.get("val_accuracy") or []
+    losses = values.get("val_loss") or []
+    final = int(np.argmin(losses)) if restored_best and losses else len(validation) - 1
+    return {
+        "val_accuracy": float(validation[final]) if validation else None,
+        "val_loss": float(losses[final]) if losses else None,
+        "best_val_accuracy": float(max(validation)) if validation else None,
+        "accuracy": float(values["accuracy"][final]) if values.get("accuracy") else None,
+        "epochs": len(validation),
+        "final_epoch": final + 1 if validation else None,
+        "seconds": seconds,
+        "stopped": stopped,
+        # Whether Keras really compiled this stage's training step with XLA (see compile_model).
+        "jit_compile": bool(getattr(history.model, "jit_compile", False)),
+    }

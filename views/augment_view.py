@@ -1,0 +1,92 @@
+"""The augmentation preview of the Data page: every setting, and copies drawn by the training layers.
+
+Not a page. A fragment, so moving a slider redraws the preview without rerunning the whole page.
+The chosen settings go to `st.session_state["augmentation"]`, which the Train page uses.
+"""
+
+import secrets
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.config import AugmentationConfig
+from tlcore.data.dataset import DatasetScan
+from tlcore.data.images import InvalidImageError
+from views import common
+
+# Augmentation sliders: setting -> (label, lowest, highest, step); the ranges AugmentationConfig accepts.
+SLIDERS = {
+    "rotation_degrees": ("Rotation (degrees, either way)", 0.0, 180.0, 5.0),
+    "width_shift": ("Horizontal shift (share of the width)", 0.0, 1.0, 0.05),
+    "height_shift": ("Vertical shift (share of the height)", 0.0, 1.0, 0.05),
+    "zoom": ("Zoom in or out", 0.0, 0.9, 0.05),
+    "brightness": ("Brightness change", 0.0, 1.0, 0.05),
+    "contrast": ("Contrast change", 0.0, 1.0, 0.05),
+}
+
+
+@st.fragment
+def preview(dataset: DatasetScan) -> None:
+    """Settings on the left, the original and 8 augmented copies on the right; reruns on its own."""
+    defaults = AugmentationConfig().to_dict()
+    keys = {name: f"aug_{name}" for name in defaults}
+    for name, key in keys.items():
+        st.session_state.setdefault(key, defaults[name])
+    train_paths = dataset.paths("train")
+    image_key = common.preview_image_key(dataset)
+
+    def reset() -> None:
+        for name, key in keys.items():
+            st.session_state[key] = defaults[name]
+
+    def pick_random() -> None:
+        st.session_state[image_key] = train_paths[secrets.randbelow(len(train_paths))]
+
+    def draw_again() -> None:
+        st.session_state["preview_seed"] = st.session_state.get("preview_seed", 0) + 1
+
+    settings_column, preview_column = st.columns([1, 2])
+    with settings_column:
+        image = st.selectbox(
+            "Image",
+            train_paths,
+            key=image_key,
+            format_func=lambda path: (
+                str(Path(path).relative_to(dataset.root)) if path.startswith(dataset.root) else Path(path).name
+            ),
+        )
+        st.button("Random image", on_click=pick_random, icon=":material/shuffle:")
+        keep = {"persist_state": "session"}
+        values = {
+            name: st.slider(label, low, high, step=step, key=keys[name], **keep)
+            for name, (label, low, high, step) in SLIDERS.items()
+        }
+        values["horizontal_flip"] = st.toggle("Flip left-right", key=keys["horizontal_flip"], **keep)
+        values["vertical_flip"] = st.toggle("Flip upside down", key=keys["vertical_flip"], **keep)
+        values["fill_mode"] = st.selectbox(
+            "Fill the uncovered corners by", ["nearest", "reflect", "constant", "wrap"], key=keys["fill_mode"], **keep
+        )
+        st.button("Reset to the seed's settings", on_click=reset, icon=":material/restart_alt:")
+    try:
+        settings = AugmentationConfig(**values)
+    except ValueError as error:
+        st.error(common.text(error))
+        return
+    st.session_state["augmentation"] = settings
+
+    with preview_column:
+        size = int(st.session_state.get("train_image_size") or 160)
+        st.button("New random draws", on_click=draw_again, icon=":material/casino:")
+        try:
+            original, copies = common.preview(
+                image, size, settings, count=8, seed=st.session_state.get("preview_seed", 0)
+            )
+        except (InvalidImageError, OSError) as error:
+            st.error(common.text(error))
+            return
+        cells = [column for _ in range(3) for column in st.columns(3)]
+        cells[0].image(original, caption=f"original, as training sees it ({size} px)", width="stretch")
+        for cell, copy in zip(cells[1:], copies):
+            cell.image(copy, width="stretch")
+        if settings.is_identity:
+            st.caption("Every transformation is off: training would see the photos unchanged.")

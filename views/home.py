@@ -1,0 +1,93 @@
+"""Home: what the app does, the current data set, the backbones and their weights, the latest runs."""
+
+import streamlit as st
+
+from tlcore.models.backbones import BACKBONES
+from tlcore.runs import store
+from views import common
+
+
+def weights_cell(key: str, default_size: int) -> str:
+    """Whether the backbone's weights are offline; for a MobileNet, which of its weight files are
+    (it has one per width multiplier and size, so alpha 0.25 can be offline while 1.0 is not)."""
+    if common.weights_status(key, default_size).available:
+        return "available offline"
+    offline = common.offline_variants(key)
+    if not offline:
+        return "needs a download"
+    return (
+        "offline for "
+        + ", ".join(f"alpha {alpha:g} at {size} px" for alpha, size in offline)
+        + "; others need a download"
+    )
+
+
+st.title("Transfer Learning Studio")
+st.markdown(
+    "Teach a pretrained image network your own classes: choose a folder of photos sorted into one "
+    "folder per class, and the studio trains a classifier on top of a network that already knows "
+    "ImageNet. It shows, live, what each transfer-learning strategy freezes and trains, and how "
+    "well the result recognises photos it has never seen."
+)
+
+st.subheader("Where to start")
+st.markdown(
+    "1. **Data**: pick a folder, upload a zip of class folders, or build the offline demo set; "
+    "check the scan report and the augmentation preview.\n"
+    "2. **Train**: start with *feature extraction* (it takes seconds), then compare the other strategies.\n"
+    "3. **Predict**: upload photos and see what a finished run thinks they are."
+)
+left, middle, right = st.columns(3)
+left.page_link("pages/1_Data.py", label="Choose a data set", icon=":material/photo_library:")
+middle.page_link("pages/2_Train.py", label="Train a model", icon=":material/model_training:")
+right.page_link("pages/3_Predict.py", label="Predict photos", icon=":material/label:")
+
+st.subheader("Current data set")
+dataset = common.current_dataset()
+if dataset is None:
+    st.info("No data set chosen yet in this session: start on the Data page.")
+else:
+    st.markdown(common.dataset_line(dataset))
+
+st.subheader("Latest runs")
+latest = [store.describe(run) for run in store.list_runs(common.runs_dir())[:5]]
+if not latest:
+    st.info("No runs yet: train one on the Train page.")
+else:
+    st.markdown(
+        common.markdown_table(
+            [
+                {
+                    "run": row["run"],
+                    "state": row["state"],
+                    "strategy": row["strategy"],
+                    "model": row["model"],
+                    "size (px)": row["image_size"],
+                    "epochs": row["epochs"],
+                    "best validation accuracy": ""
+                    if row["best_val_accuracy"] is None
+                    else f"{row['best_val_accuracy']:.1%}",
+                }
+                for row in latest
+            ]
+        )
+    )
+
+st.subheader("Backbones")
+st.caption(
+    "Pretrained bases to build on. ImageNet weights are either on this machine already or need a "
+    "one-time download; without a network, train with random weights or pick one marked offline."
+)
+rows = []
+for key, backbone in BACKBONES.items():
+    rows.append(
+        {
+            "backbone": backbone.display_name,
+            "weights": weights_cell(key, backbone.default_size),
+            "default size (px)": backbone.default_size,
+            "about": backbone.description,
+        }
+    )
+# Offline first, then the MobileNets offline at some sizes; stable otherwise.
+rows.sort(key=lambda row: (row["weights"] != "available offline", not row["weights"].startswith("offline")))
+st.markdown(common.markdown_table(rows))

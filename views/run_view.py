@@ -1,0 +1,119 @@
+"""One run on screen: its state, progress with the time left, Stop button and live curves.
+
+Not a page: the Train page calls `show` for a finished run and `live` (which polls) for one
+that is queued or running.
+"""
+
+import time
+
+import streamlit as st
+
+from tlcore.insight import charts
+from tlcore.runs import monitor, store
+from views import common
+
+STATE_BOXES = {
+    "queued": st.info,
+    "running": st.info,
+    "stopping": st.warning,
+    "done": st.success,
+    "stopped": st.warning,
+    "failed": st.error,
+    "interrupted": st.error,
+}
+STATE_MESSAGES = {
+    "queued": "waiting to start",
+    "running": "training",
+    "stopping": "stopping after this batch",
+    "done": "finished",
+    "stopped": "stopped on request; the model keeps what it had learned",
+}
+# While a run is live, the rest of the page (the sidebar's run line, the runs table) is redrawn by a
+# full rerun: at once when the run's state changes, and at most this often when only its epochs do.
+PAGE_REFRESH_SECONDS = 20
+
+
+def stage_result(stage: str, result: dict) -> str:
+    """'feature extraction: best validation accuracy 91.7% after 1 epoch, 12 s' (one stage of a summary)."""
+    epochs = result.get("epochs", 0)
+    return (
+        f"{monitor.stage_name(stage)}: best validation accuracy "
+        f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}, "
+        f"{monitor.format_seconds(result.get('seconds') or 0)}"
+    )
+
+
+def show(run: store.Run) -> tuple[str, int]:
+    """The run's state, progress, Stop button (while it runs) and curves.
+
+    Returns:
+        What it drew of the run, as `seen` gives it: (state, epochs recorded).
+    """
+    status, config, records = run.status(), run.config(), run.metrics()  # Each file read once a draw.
+    state = status.get("state", "unknown")
+    st.markdown(common.text(f"{run.id} · {store.model_name(config)} · {config.get('image_size')} px"))
+    message = STATE_MESSAGES.get(state) or status.get("error") or ""
+    STATE_BOXES.get(state, st.info)(common.text(f"{state}: {message}"))
+    if state in common.ACTIVE_STATES:
+        # A queued run waits for the run training in its runs folder, if there is one; else its worker is starting.
+        training = store.training_run(run.path.parent, exclude=run.id) if state == "queued" else None
+        estimate = monitor.estimate(
+            config, status, run.progress(), records, waiting_for=training.id if training else None
+        )
+        st.progress(estimate.fraction or 0.0, text=common.text(estimate.text))
+        st.button(
+            "Stop",
+            icon=":material/stop_circle:",
+            disabled=state == "stopping",
+            on_click=run.request_stop,
+            help="Ends training after the current batch; the model keeps what it learned so far.",
+        )
+    results = run.summary().get("results", {})
+    if results:
+        st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
+    if not records and state not in common.ACTIVE_STATES:
+        # A run that failed or was stopped before its first epoch: no curve is coming.
+        st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")
+    else:
+        for chart in charts.history(records):
+            st.altair_chart(chart, width="stretch")
+    return state, len(records)
+
+
+def seen(run: store.Run) -> tuple[str, int]:
+    """(state, epochs recorded): what the sidebar and the runs table show of a run."""
+    return run.state, len(run.metrics())
+
+
+def page_is_stale(drawn: tuple[str, int] | None, drawn_at: float, current: tuple[str, int], now: float) -> bool:
+    """Whether the page's last full run drew an out-of-date run (`seen` then and now): at once when the
+    state changed or the run ended, and only PAGE_REFRESH_SECONDS after that run when only its epochs did."""
+    if drawn is None or current[0] not in common.ACTIVE_STATES or current[0] != drawn[0]:
+        return True
+    return current[1] != drawn[1] and now - drawn_at >= PAGE_REFRESH_SECONDS
+
+
+def live(run_id: str) -> None:
+    """The run, redrawn every 2 s while it is queued or training (see `poll`)."""
+    try:
+        drawn = seen(store.resolve(run_id, common.runs_dir()))
+    except ValueError:
+        drawn = None  # Deleted meanwhile: `poll` says so.
+    poll(run_id, drawn, time.time())
+
+
+@st.fragment(run_every=2)
+def poll(run_id: str, drawn: tuple[str, int] | None, drawn_at: float) -> None:
+    """Polls the run folder every 2 s, redrawing only itself; reruns the whole page when the rest of it is stale.
+
+    A fragment's reruns get the arguments of the page's last full run, so `drawn` is what that run
+    drew of this run (in the sidebar, the runs table) and `drawn_at` when: the page reruns when
+    `page_is_stale`, not on every poll.
+    """
+    try:
+        run = store.resolve(run_id, common.runs_dir())
+    except ValueError as error:
+        st.error(common.text(error))
+        return
+    if page_is_stale(drawn, drawn_at, show(run), time.time()):
+        st.rerun()
