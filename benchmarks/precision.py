@@ -222,8 +222,8 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
             rate = images_per_second(lambda: forward(pixels), batch_size, arguments.steps)
             record(f"forward, batch {batch_size}, XLA {'on' if xla else 'off'}", rate)
             if dataset is not None and batch_size == arguments.batch_size and xla:
-                for decoders in decoder_settings():
-                    with decoding_with(decoders):
+                for setting in decoder_settings():
+                    with decoding_with(setting):
                         rate, count = extraction_rate(forward, dataset, config)
                         record(
                             f"extraction from JPEG files (strategies.extract_to_file), batch {batch_size}, "
@@ -281,10 +281,10 @@ def decoder_settings() -> list[str]:
 
 
 @contextlib.contextmanager
-def decoding_with(decoders: str):
-    """Within: `data.decoded_batches` decodes as this machine does by default, or in threads ("threads")."""
+def decoding_with(setting: str):
+    """Within: `pipeline.decoded_batches` decodes as this machine does by default, or in threads ("threads")."""
     previous = os.environ.get("TLCORE_DECODER_PROCESSES")
-    if decoders == "threads":
+    if setting == "threads":
         os.environ["TLCORE_DECODER_PROCESSES"] = "0"
     try:
         yield
@@ -303,8 +303,8 @@ def measure_decoding(dataset, sizes: Sequence[int], arguments) -> list[Measureme
     paths = [path for split in ("train", "validation") for path in dataset.paths(split)]
     rows = []
     for size in sizes:
-        for decoders in decoder_settings():
-            with decoding_with(decoders):
+        for setting in decoder_settings():
+            with decoding_with(setting):
                 for batch in pipeline.decoded_batches(paths[: arguments.batch_size], size, arguments.batch_size):
                     pass  # Warm-up: the decoders start and the first files reach the page cache.
                 started = time.perf_counter()

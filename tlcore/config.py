@@ -202,7 +202,7 @@ class TrainConfig:
     """Everything that defines one training run.
 
     Attributes:
-        data_dir: the data set folder (either layout, see `tlcore.data.scan.scan`).
+        data_dir: the data set folder (either layout, see `tlcore.data.folders.scan`).
         strategy: one of STRATEGY_CHOICES; "all" runs feature extraction, frozen + augmentation
             and fine-tuning in sequence.
         backbone: a key of `tlcore.models.backbones.BACKBONES`.

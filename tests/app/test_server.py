@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Runs in a fresh interpreter: freezing is for the life of a process.
 FREEZE_AND_LOOK = """
 import gc, json
-from tlcore import heap
+from views import server as heap
 
 frozen = heap.import_and_freeze()
 import keras

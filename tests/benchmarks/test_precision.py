@@ -54,8 +54,8 @@ def test_bench_precision_measures_every_row_of_every_policy(tiny_catsdogs: Path)
     decoding = [row for row in rows if row[0] == "-"]
     threads = min(os.cpu_count() or 1, 8)
     assert [row[2] for row in decoding] == [
-        f"JPEG decoding at 32 px, data.decoded_batches, 2 decoder processes on {os.cpu_count()} cores (24 files)",
-        f"JPEG decoding at 32 px, data.decoded_batches, {threads} decoder thread{'s' if threads > 1 else ''} on "
+        f"JPEG decoding at 32 px, pipeline.decoded_batches, 2 decoder processes on {os.cpu_count()} cores (24 files)",
+        f"JPEG decoding at 32 px, pipeline.decoded_batches, {threads} decoder thread{'s' if threads > 1 else ''} on "
         f"{os.cpu_count()} cores (24 files)",
     ]
     assert all(float(row[3]) > 0 for row in decoding)

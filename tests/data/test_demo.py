@@ -65,7 +65,7 @@ def test_offline_demo_needs_no_network(tmp_path):
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "socket.getaddrinfo = refuse\n"
-        "from tlcore import demo\n"
+        "from tlcore.data import demo\n"
         f"demo.build_offline_demo({str(tmp_path / 'offline')!r})\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],

@@ -487,7 +487,7 @@ def test_huge_photo_memory_stays_bounded(huge_jpeg):
     """
     script = (
         "import json, re, sys\n"
-        "from tlcore import images\n"
+        "from tlcore.data import images\n"
         "def peak():\n"
         "    status = open('/proc/self/status').read()\n"
         "    return int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) * 1024\n"

@@ -655,7 +655,7 @@ def test_decoder_processes_use_the_next_folder_when_shared_memory_has_no_room(sm
 def test_a_decoder_process_exits_when_left_idle(tmp_path):
     # Its input stays open, as the caller's would: only the idle timer can end it.
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from tlcore import decoder_processes as d; "
+        [sys.executable, "-c", "import sys; from tlcore.data import decoder_processes as d; "
                                "d._decode_tasks(sys.stdin.buffer, sys.stdout.buffer, idle_seconds=0.5)"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
     try:
@@ -673,10 +673,10 @@ def test_decoder_processes_do_not_run_the_callers_script_again(tmp_path, small_c
     script.write_text(
         "import pathlib, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
-        "from tlcore import data\n"
+        "from tlcore.data import folders, pipeline\n"
         f"pathlib.Path({str(tmp_path / 'runs.txt')!r}).open('a').write('ran\\n')\n"
-        f"paths = data.scan({str(small_catsdogs)!r}).paths('train')\n"
-        "print(data.load_images(paths, 32, workers=2, processes=True).shape)\n"
+        f"paths = folders.scan({str(small_catsdogs)!r}).paths('train')\n"
+        "print(pipeline.load_images(paths, 32, workers=2, processes=True).shape)\n"
     )
     completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
                                cwd=tmp_path)
@@ -745,9 +745,9 @@ def test_decoder_threads_stay_few_on_a_machine_with_many_cores(small_catsdogs, m
 
     monkeypatch.setattr(images, "load_resized", recording)
     batches = list(pipeline.decoded_batches(paths, 32, batch_size=24, ahead=1, processes=False))
-    decoders = set(threads)  # Before load_images below adds threads of its own.
+    decoding_threads = set(threads)  # Before load_images below adds threads of its own.
     assert decoders.decoder_threads() == decoders.MAX_DECODER_THREADS == 8
     assert np.array_equal(np.concatenate(batches), pipeline.load_images(paths, 32, workers=2, processes=False))
-    assert 1 < len(decoders) <= decoders.MAX_DECODER_THREADS
+    assert 1 < len(decoding_threads) <= decoders.MAX_DECODER_THREADS
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert decoders.decoder_threads() == 2  # A small machine keeps one thread per core.

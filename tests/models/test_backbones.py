@@ -69,7 +69,7 @@ def test_weights_file_names_match_keras_applications():
 def test_lite0_weights_are_bundled_and_others_need_a_download(tmp_path):
     code = """
 import json
-from tlcore import backbones
+from tlcore.models import backbones
 print(json.dumps({name: backbones.weights_status(name, 224).__dict__ for name in backbones.BACKBONES}))
 """
     statuses = run_offline(code, tmp_path)
@@ -134,7 +134,7 @@ def test_mobilenet_imagenet_weights_load_from_a_seeded_keras_home_without_networ
     code = """
 import json
 import numpy as np
-from tlcore import backbones
+from tlcore.models import backbones
 status = backbones.weights_status("mobilenet", 224, alpha=0.25)
 base = backbones.build_base("mobilenet", 224, weights="imagenet", alpha=0.25)
 kernel = base.get_layer("conv1").get_weights()[0]
@@ -162,7 +162,7 @@ print(json.dumps({"status": status.__dict__, "output": list(base.output.shape[1:
 def test_missing_weights_offline_give_a_clear_error(tmp_path):
     code = """
 import json
-from tlcore import backbones
+from tlcore.models import backbones
 try:
     backbones.build_base("vgg16", 64, weights="imagenet")
     print(json.dumps({"error": None}))

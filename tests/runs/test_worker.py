@@ -91,7 +91,7 @@ def test_a_queued_run_can_be_stopped_before_it_starts(photos, tmp_path):
 def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
     code = (
         "import os, json\n"
-        "from tlcore import worker\n"
+        "from tlcore.runs import worker\n"
         "mode = worker.lower_priority()\n"
         "import tensorflow as tf\n"
         "tf.reduce_sum(tf.random.uniform((512, 512)) @ tf.random.uniform((512, 512))).numpy()\n"
@@ -110,7 +110,7 @@ def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_the_malloc_arena_cap_is_accepted_by_the_c_library():
-    code = "from tlcore import worker; print(worker.limit_malloc_arenas())"
+    code = "from tlcore.runs import worker; print(worker.limit_malloc_arenas())"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[2])
     assert completed.stdout.strip() == "True"

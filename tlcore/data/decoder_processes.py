@@ -72,7 +72,7 @@ class DecoderProcesses:
     """
 
     def __init__(self, processes: int):
-        package_parent = str(Path(__file__).resolve().parents[1])
+        package_parent = str(Path(__file__).resolve().parents[2])
         # The caller's tlcore, whatever the current folder holds (`python -m` would look there first).
         command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {package_parent!r}); "
                    f"from tlcore.data.decoder_processes import main; main({IDLE_SECONDS!r})"]

@@ -78,7 +78,7 @@ def download_cats_and_dogs(
 
     Returns:
         The folder holding `train/` and `validation/` (2,000 and 1,000 images of cats and dogs),
-        ready for `tlcore.data.scan.scan`.
+        ready for `tlcore.data.folders.scan`.
 
     Raises:
         DemoDataError: the download failed (no network access, server error), or the downloaded
@@ -175,7 +175,7 @@ def build_offline_demo(destination: str | os.PathLike) -> Path:
             offline demo (which is replaced).
 
     Returns:
-        `destination` as an absolute path, ready for `tlcore.data.scan.scan`.
+        `destination` as an absolute path, ready for `tlcore.data.folders.scan`.
 
     Raises:
         ValueError: destination exists and holds something else.

@@ -96,7 +96,7 @@ def decoded_batches(
     if processes is None:
         processes = decoders.decoder_processes() > 0
     if processes:
-        from tlcore.data.decoders import decoder_processes as pool_of_processes
+        from tlcore.data import decoder_processes as pool_of_processes
 
         yield from pool_of_processes.decoded_batches(paths, image_size, batch_size, ahead,
                                                      workers or decoders.decoder_processes() or decoders.decoder_threads())

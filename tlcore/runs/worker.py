@@ -97,7 +97,7 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
     log = open(run.path / "log.txt", "ab")
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     # The worker must import the same tlcore, wherever the app was started from.
-    package_root = str(Path(__file__).resolve().parents[1])
+    package_root = str(Path(__file__).resolve().parents[2])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-m", "tlcore", "worker", str(run.path.resolve()), "--runs-dir", str(runs_dir.resolve())],
