@@ -31,7 +31,7 @@ from tlcore.runs import store
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app.py"
-PAGES = ["views/home.py", "pages/1_Data.py", "pages/2_Train.py", "pages/3_Predict.py"]
+PAGES = ["app.py", "pages/1_Data.py", "pages/2_Train.py", "pages/3_Predict.py"]
 TIMEOUT = 180
 
 
@@ -227,22 +227,52 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_pages_never_import_tensorflow_or_keras_and_never_allow_html():
-    scripts = [APP, *sorted((ROOT / "app_pages").glob("*.py"))]
-    assert len(scripts) >= 5
+    scripts = [APP, *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "views").glob("*.py"))]
+    assert len(scripts) >= 10
     for script in scripts:
         assert not _imports(script) & {"tensorflow", "keras"}, f"{script.name} imports TensorFlow or Keras"
         assert "unsafe_allow_html" not in script.read_text(encoding="utf-8"), script.name
 
 
-def test_there_is_no_legacy_pages_folder():
-    # With a pages/ folder, a server whose first request opens /data would run Streamlit's legacy
-    # multipage mode: every module of the folder listed as a page, and no app.py frame.
-    assert not (ROOT / "pages").exists()
+def test_streamlits_pages_folder_holds_the_pages_and_each_draws_the_frame_first():
+    # Streamlit lists every script of pages/ as a page: helpers live in views/.
+    assert sorted(path.name for path in (ROOT / "pages").iterdir() if path.suffix == ".py") == [
+        "1_Data.py",
+        "2_Train.py",
+        "3_Predict.py",
+    ]
+    for script in [APP, *sorted((ROOT / "pages").glob("*.py"))]:
+        statements = ast.parse(script.read_text(encoding="utf-8")).body[1:]  # After the docstring.
+        first = next(node for node in statements if not isinstance(node, (ast.Import, ast.ImportFrom)))
+        assert "frame.draw()" in ast.unparse(first), f"{script.name} starts with {ast.unparse(first)!r}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_sidebar_links_every_page_by_its_name(page):
+    at = open_page(page)
+    links = at.sidebar.get("page_link")
+    assert [(link.proto.label, link.proto.icon) for link in links] == [
+        ("Home", ":material/home:"),
+        ("Data", ":material/photo_library:"),
+        ("Train", ":material/model_training:"),
+        ("Predict", ":material/label:"),
+    ]
+    assert [link.proto.page for link in links] == ["", "Data", "Train", "Predict"], "the URL of each page"
+
+
+def test_streamlits_own_page_list_is_hidden():
+    # It would list the entry page as "app", after the file name of app.py.
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["client"]["showSidebarNavigation"] is False
 
 
 def test_tlcore_never_imports_streamlit():
-    for module in sorted((ROOT / "tlcore").glob("*.py")):
-        assert "streamlit" not in _imports(module), f"{module.name} imports streamlit"
+    modules = sorted((ROOT / "tlcore").rglob("*.py"))
+    assert len(modules) > 20, "every module, in every folder"
+    for module in modules:
+        assert "streamlit" not in _imports(module), f"{module.relative_to(ROOT)} imports streamlit"
 
 
 # Data page.
@@ -262,7 +292,7 @@ def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_cats
     by_column = [int(caption.split(".")[1]) for caption in captions if caption.startswith("cat.")]
     numbers = [by_column[column * 2 + row] for row in range(2) for column in range(6)]
     assert numbers == sorted(numbers), "photos in the order a person counts (cat.2 before cat.10)"
-    at = open_page("views/home.py", at)
+    at = open_page("app.py", at)
     assert f"{small_catsdogs.name}: 2 classes (cats, dogs), 24 train / 12 validation images" in texts(at)
 
 
@@ -764,12 +794,12 @@ def test_predict_page_survives_the_whole_bad_input_kit(trained_runs, monkeypatch
 
 def test_predict_page_loads_the_model_once_per_run(trained_runs, monkeypatch, small_catsdogs):
     from tlcore.serving import predict
-    from views import common
+    from views import cached
 
     calls = []
     original = predict.load
     monkeypatch.setattr(predict, "load", lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs))
-    common._predictor.clear()
+    cached._predictor.clear()
     at = _predict_page(trained_runs, monkeypatch)
     cat = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
     for _ in range(3):
