@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-# Keep TensorFlow's C++ start-up chatter out of the CLI's output; real errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tlcore import console
 
 
 def _print_json(value) -> None:
@@ -121,6 +119,7 @@ def command_train(arguments: argparse.Namespace) -> int:
     runs_dir = arguments.runs_dir or store.default_runs_dir()
     run = store.create(config, runs_dir)
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
+    console.import_tensorflow_quietly(arguments.verbose)
     print(f"Run: {run.path}", file=sys.stderr, flush=True)
     status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr)
     results = {
@@ -152,6 +151,7 @@ def command_train(arguments: argparse.Namespace) -> int:
 
 
 def command_lr_find(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore import config as config_module
     from tlcore.data.dataset import DatasetError
     from tlcore.runs import store
@@ -198,11 +198,13 @@ def command_worker(arguments: argparse.Namespace) -> int:
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
     worker.lower_priority()
     worker.limit_malloc_arenas()
+    console.import_tensorflow_quietly()
     status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
     return 0 if status["state"] in ("done", "stopped") else 1
 
 
 def command_predict(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.runs import store
     from tlcore.serving import predict
 
@@ -262,6 +264,7 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[di
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.data.dataset import DatasetError
     from tlcore.insight import evaluate
     from tlcore.serving import predict
@@ -300,6 +303,7 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.serving import export, predict
 
     try:
@@ -675,6 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(stop)
     stop.set_defaults(handler=command_stop)
 
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true", help="also show TensorFlow's start-up and log lines on standard error"
+        )
     return parser
 
 
