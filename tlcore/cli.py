@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tlcore import console
+from tlcore import console, progress
 
 
 def _print_json(value) -> None:
@@ -121,7 +121,11 @@ def command_train(arguments: argparse.Namespace) -> int:
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     console.import_tensorflow_quietly(arguments.verbose)
     print(f"Run: {run.path}", file=sys.stderr, flush=True)
-    status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr)
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
+    try:
+        status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
+    finally:
+        display.close()
     results = {
         stage: {key: result.get(key) for key in ("val_accuracy", "val_loss", "best_val_accuracy", "epochs", "seconds")}
         for stage, result in (status.get("results") or {}).items()
@@ -216,14 +220,17 @@ def command_predict(arguments: argparse.Namespace) -> int:
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        results = _predict_arguments(predictor, arguments.images, arguments.top)
+        results = _predict_arguments(predictor, arguments.images, arguments.top, display)
     except ValueError as error:  # Includes zips.UnsafeArchiveError's message via _predict_arguments.
         if arguments.json:
             _print_json({"error": str(error)})
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        display.close()
     if arguments.csv:
         from tlcore.serving import batch
 
@@ -241,7 +248,7 @@ def command_predict(arguments: argparse.Namespace) -> int:
     return 1 if any("error" in result for result in results) else 0
 
 
-def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[dict]:
+def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> list[dict]:
     """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
     from tlcore.data import zips
     from tlcore.serving import batch, predict
@@ -250,7 +257,7 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[di
     for argument in arguments:
         if Path(argument).is_dir() or batch.is_zip(argument):
             try:
-                rows = batch.predict_folder(predictor, argument, top=top)
+                rows = batch.predict_folder(predictor, argument, top=top, display=display)
             except zips.UnsafeArchiveError as error:
                 raise ValueError(str(error)) from None
             for row in rows:
@@ -269,14 +276,17 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     from tlcore.insight import evaluate
     from tlcore.serving import predict
 
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir)
+        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir, display=display)
     except (ValueError, DatasetError, predict.ModelLoadError) as error:
         if arguments.json:
             _print_json({"error": str(error)})
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        display.close()
     if arguments.json:
         _print_json(result.to_dict())
         return 0
@@ -306,14 +316,17 @@ def command_export(arguments: argparse.Namespace) -> int:
     console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.serving import export, predict
 
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir)
+        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir, display=display)
     except (ValueError, predict.ModelLoadError, export.ExportError) as error:
         if arguments.json:
             _print_json({"error": str(error)})
         else:
             print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, export.ExportError) else 2
+    finally:
+        display.close()
     if arguments.json:
         _print_json(result.to_dict())
         return 0

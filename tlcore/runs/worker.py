@@ -136,7 +136,7 @@ def _wait_for_turn(run: store.Run, lock_path: Path):
             time.sleep(QUEUE_POLL_SECONDS)
 
 
-def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None) -> dict:
+def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None, display=None) -> dict:
     """Trains a run to its end, recording status, metrics, model and summary in its folder.
 
     Never raises for a training error: the run ends as "failed" with the error in its status.
@@ -145,6 +145,7 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         run: the run to train (its config.json says what).
         runs_dir: the runs folder (for the queue lock and the feature cache).
         stream: where progress lines go (the CLI), or None.
+        display: a `tlcore.progress.Display` showing them (default: plain lines on `stream`).
 
     Returns:
         The final status, with "results" when training produced any.
@@ -163,7 +164,7 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
                        began=time.time())
         try:
             config = run.train_config()
-            summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir)
+            summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir, display=display)
         except Exception as error:  # noqa: BLE001 - any failure must end up in the run's status.
             traceback.print_exc()
             run.set_status("failed", error=f"{type(error).__name__}: {error}", finished=time.time())

@@ -266,13 +266,14 @@ def _destination(run: store.Run, format: str, destination: str | os.PathLike | N
     return path
 
 
-def _compare(predictor, runner: Callable, paths: list[str]) -> tuple[float, float]:
+def _compare(predictor, runner: Callable, paths: list[str], bar) -> tuple[float, float]:
     """Runs the Keras model and the export on the images, chunk by chunk; returns `agreement`'s figures."""
     references, candidates = [], []
     for start in range(0, len(paths), CHUNK_SIZE):
         batch = pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size).astype("float32")
         references.append(predictor.probabilities(batch))
         candidates.append(as_probabilities(runner(batch)))
+        bar.advance(len(batch))
     return agreement(np.concatenate(references), np.concatenate(candidates))
 
 
@@ -281,6 +282,7 @@ def export(
     format: str,
     destination: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike | None = None,
+    display=None,
 ) -> ExportResult:
     """Exports a run's model in a format, loads the export back and checks it against the Keras model.
 
@@ -290,6 +292,7 @@ def export(
         destination: where to write it (a new path); default `<run>/exports/<DEFAULT_NAMES[format]>`,
             which replaces an earlier export of the same format.
         runs_dir: the runs folder (default `runs.default_runs_dir()`).
+        display: a `tlcore.progress.Display` showing a bar of the check's images, or None.
 
     Returns:
         An ExportResult (usable as the artefact's path) with the agreement figures.
@@ -300,6 +303,7 @@ def export(
         ExportError: the validation images are not available, the conversion failed, or the export
             disagrees with the Keras model (the artefact is deleted).
     """
+    from tlcore import progress
     from tlcore.insight import evaluate
     from tlcore.serving import predict
 
@@ -331,7 +335,11 @@ def export(
             raise ExportError(
                 f"The {format} export of run {run.id} failed: {type(error).__name__}: {str(error)[:500]}"
             ) from None
-        same, difference = _compare(predictor, runner, paths)
+        bar = (display or progress.Display()).task(f"Checking the {format} export", len(paths))
+        try:
+            same, difference = _compare(predictor, runner, paths, bar)
+        finally:
+            bar.close()
         if same < REQUIRED_AGREEMENT[format]:
             raise ExportError(
                 f"The {format} export of run {run.id} disagrees with the Keras model: the same top-1 class for "

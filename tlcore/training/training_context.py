@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from tlcore import progress
 from tlcore.config import TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
 from tlcore.models import heads
 from tlcore.training import feature_cache
-from tlcore.training.callbacks import PrintProgress, RunRecorder, StopOnRequest
+from tlcore.training.callbacks import RunRecorder, StopOnRequest
 
 if TYPE_CHECKING:  # Only for the annotation: augmented imports this module.
     from tlcore.training.augmented import StagedModels
@@ -71,6 +72,12 @@ class TrainingContext:
     staged: StagedModels | None = None
     temporary_directory: str | None = None
     replicas: int = 1
+    # Where messages, bars and epoch lines go: plain lines on `stream` unless one is given.
+    display: progress.Display | None = None
+
+    def __post_init__(self) -> None:
+        if self.display is None:
+            self.display = progress.Display(self.stream)
 
     @property
     def batch_size(self) -> int:
@@ -99,8 +106,9 @@ class TrainingContext:
         offset = self.frozen_epochs if stage == "fine_tuning" else 0
         if self.run is not None:
             items += [RunRecorder(self.run, stage, offset, epochs), StopOnRequest(self.run)]
-        if self.stream is not None:
-            items.append(PrintProgress(stage, self.stream, offset))
+        shown = self.display.epoch_callback(stage, epochs, offset)
+        if shown is not None:
+            items.append(shown)
         if self.config.early_stopping_patience:
             items.append(
                 keras.callbacks.EarlyStopping(
@@ -146,8 +154,11 @@ class TrainingContext:
             yield batch.astype("float32")
 
     def say(self, message: str) -> None:
-        if self.stream is not None:
-            print(message, file=self.stream, flush=True)
+        self.display.print(message)
+
+    def task(self, description: str, total: int | None) -> progress.Task:
+        """A bar of `total` things done (images extracted, cached) on the display."""
+        return self.display.task(description, total)
 
     def targets(self, split: str) -> np.ndarray:
         return pipeline.encode_labels(self.dataset.labels(split), self.dataset.num_classes)
