@@ -123,7 +123,7 @@ def command_train(arguments: argparse.Namespace) -> int:
     print(f"Run: {run.path}", file=sys.stderr, flush=True)
     display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
+        status, exit_code = worker.execute_at_terminal(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
     finally:
         display.close()
     results = {
@@ -151,7 +151,7 @@ def command_train(arguments: argparse.Namespace) -> int:
                 f"val_loss={result['val_loss'] if result['val_loss'] is None else round(result['val_loss'], 4)} "
                 f"({result['seconds']:.0f} s)"
             )
-    return 0 if status["state"] in ("done", "stopped") else 1
+    return exit_code
 
 
 def command_lr_find(arguments: argparse.Namespace) -> int:
