@@ -29,6 +29,17 @@ EXTRACTION_BATCH_SIZE = 32
 PROGRESS_INTERVAL_SECONDS = 1.0
 
 
+# TensorBoard logs of a run: <run>/tensorboard/<stage>/{train,validation}/events.out.tfevents.*
+TENSORBOARD_FOLDER = "tensorboard"
+
+
+def tensorboard_installed() -> bool:
+    """Whether the `tensorboard` package (an optional extra) is there: tf.summary needs it to write logs."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
 class StageStopped(Exception):
     """Raised between stages when the run was asked to stop."""
 
@@ -109,6 +120,16 @@ class TrainingContext:
         shown = self.display.epoch_callback(stage, epochs, offset)
         if shown is not None:
             items.append(shown)
+        if self.run is not None and tensorboard_installed():
+            # Scalars per epoch only: no graph, no profile, nothing per batch (small logs, no slowdown).
+            items.append(
+                keras.callbacks.TensorBoard(
+                    log_dir=str(self.run.path / TENSORBOARD_FOLDER / stage),
+                    write_graph=False,
+                    profile_batch=0,
+                    update_freq="epoch",
+                )
+            )
         if self.config.early_stopping_patience:
             items.append(
                 keras.callbacks.EarlyStopping(
