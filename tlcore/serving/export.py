@@ -69,6 +69,8 @@ class ExportResult:
         images: how many validation images it was checked on.
         agreement: the share of those whose top-1 class matches the Keras model's.
         max_difference: the largest absolute difference of a class probability.
+        runtime: what ran a TFLite export for the check: "ai_edge_litert" (LiteRT) or "tensorflow"
+            (tf.lite.Interpreter, deprecated, where LiteRT is not installed); None for other formats.
     """
 
     path: Path
@@ -77,6 +79,7 @@ class ExportResult:
     images: int
     agreement: float
     max_difference: float
+    runtime: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -96,6 +99,7 @@ class ExportResult:
             "agreement": self.agreement,
             "max_difference": self.max_difference,
             "required_agreement": REQUIRED_AGREEMENT[self.format],
+            "runtime": self.runtime,
         }
 
 
@@ -220,12 +224,25 @@ def _load_savedmodel(path: Path) -> Callable:
     return run
 
 
-def _load_tflite(path: Path) -> Callable:
-    import tensorflow as tf
+def tflite_interpreter(path: Path):
+    """An interpreter of a .tflite file: LiteRT's (`ai-edge-litert`), else TensorFlow's deprecated one.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (ai_edge_litert).
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+    Returns:
+        (the interpreter, "ai_edge_litert" or "tensorflow").
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # Not installed (no wheel for this platform): tf.lite.Interpreter runs the same files.
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
+            return tf.lite.Interpreter(model_path=str(path)), "tensorflow"
+    return Interpreter(model_path=str(path)), "ai_edge_litert"
+
+
+def _load_tflite(path: Path) -> Callable:
+    interpreter, runtime = tflite_interpreter(path)
     (input_details,) = interpreter.get_input_details()
     output_index = interpreter.get_output_details()[0]["index"]
 
@@ -236,6 +253,7 @@ def _load_tflite(path: Path) -> Callable:
         interpreter.invoke()
         return interpreter.get_tensor(output_index).copy()
 
+    run.runtime = runtime
     return run
 
 
@@ -363,6 +381,7 @@ def export(
         images=len(paths),
         agreement=same,
         max_difference=difference,
+        runtime=getattr(runner, "runtime", None),
     )
 
 
