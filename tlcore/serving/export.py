@@ -69,6 +69,8 @@ class ExportResult:
         images: how many validation images it was checked on.
         agreement: the share of those whose top-1 class matches the Keras model's.
         max_difference: the largest absolute difference of a class probability.
+        runtime: what ran a TFLite export for the check: "ai_edge_litert" (LiteRT) or "tensorflow"
+            (tf.lite.Interpreter, deprecated, where LiteRT is not installed); None for other formats.
     """
 
     path: Path
@@ -77,6 +79,7 @@ class ExportResult:
     images: int
     agreement: float
     max_difference: float
+    runtime: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -96,6 +99,7 @@ class ExportResult:
             "agreement": self.agreement,
             "max_difference": self.max_difference,
             "required_agreement": REQUIRED_AGREEMENT[self.format],
+            "runtime": self.runtime,
         }
 
 
@@ -220,12 +224,25 @@ def _load_savedmodel(path: Path) -> Callable:
     return run
 
 
-def _load_tflite(path: Path) -> Callable:
-    import tensorflow as tf
+def tflite_interpreter(path: Path):
+    """An interpreter of a .tflite file: LiteRT's (`ai-edge-litert`), else TensorFlow's deprecated one.
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (ai_edge_litert).
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+    Returns:
+        (the interpreter, "ai_edge_litert" or "tensorflow").
+    """
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # Not installed (no wheel for this platform): tf.lite.Interpreter runs the same files.
+        import tensorflow as tf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
+            return tf.lite.Interpreter(model_path=str(path)), "tensorflow"
+    return Interpreter(model_path=str(path)), "ai_edge_litert"
+
+
+def _load_tflite(path: Path) -> Callable:
+    interpreter, runtime = tflite_interpreter(path)
     (input_details,) = interpreter.get_input_details()
     output_index = interpreter.get_output_details()[0]["index"]
 
@@ -236,6 +253,7 @@ def _load_tflite(path: Path) -> Callable:
         interpreter.invoke()
         return interpreter.get_tensor(output_index).copy()
 
+    run.runtime = runtime
     return run
 
 
@@ -266,13 +284,14 @@ def _destination(run: store.Run, format: str, destination: str | os.PathLike | N
     return path
 
 
-def _compare(predictor, runner: Callable, paths: list[str]) -> tuple[float, float]:
+def _compare(predictor, runner: Callable, paths: list[str], bar) -> tuple[float, float]:
     """Runs the Keras model and the export on the images, chunk by chunk; returns `agreement`'s figures."""
     references, candidates = [], []
     for start in range(0, len(paths), CHUNK_SIZE):
         batch = pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size).astype("float32")
         references.append(predictor.probabilities(batch))
         candidates.append(as_probabilities(runner(batch)))
+        bar.advance(len(batch))
     return agreement(np.concatenate(references), np.concatenate(candidates))
 
 
@@ -281,6 +300,7 @@ def export(
     format: str,
     destination: str | os.PathLike | None = None,
     runs_dir: str | os.PathLike | None = None,
+    display=None,
 ) -> ExportResult:
     """Exports a run's model in a format, loads the export back and checks it against the Keras model.
 
@@ -290,6 +310,7 @@ def export(
         destination: where to write it (a new path); default `<run>/exports/<DEFAULT_NAMES[format]>`,
             which replaces an earlier export of the same format.
         runs_dir: the runs folder (default `runs.default_runs_dir()`).
+        display: a `tlcore.progress.Display` showing a bar of the check's images, or None.
 
     Returns:
         An ExportResult (usable as the artefact's path) with the agreement figures.
@@ -300,6 +321,7 @@ def export(
         ExportError: the validation images are not available, the conversion failed, or the export
             disagrees with the Keras model (the artefact is deleted).
     """
+    from tlcore import progress
     from tlcore.insight import evaluate
     from tlcore.serving import predict
 
@@ -331,7 +353,11 @@ def export(
             raise ExportError(
                 f"The {format} export of run {run.id} failed: {type(error).__name__}: {str(error)[:500]}"
             ) from None
-        same, difference = _compare(predictor, runner, paths)
+        bar = (display or progress.Display()).task(f"Checking the {format} export", len(paths))
+        try:
+            same, difference = _compare(predictor, runner, paths, bar)
+        finally:
+            bar.close()
         if same < REQUIRED_AGREEMENT[format]:
             raise ExportError(
                 f"The {format} export of run {run.id} disagrees with the Keras model: the same top-1 class for "
@@ -355,6 +381,7 @@ def export(
         images=len(paths),
         agreement=same,
         max_difference=difference,
+        runtime=getattr(runner, "runtime", None),
     )
 
 

@@ -141,12 +141,18 @@ def extract_views(
                 augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
                 augmented_boundary = _augmented_forward(bottom_model, to_boundary, augmentation, config.jit_compile)
             prefix = "train_" if split == "train" else "validation_"
-            for batch in context.image_batches(split):
-                activations = (augmented_boundary or to_boundary)(batch)
-                writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
-                writers[prefix + "vectors"].write(to_vector(activations))
-                if context.stop_requested():
-                    raise training_context.StageStopped()  # Partial activations are never cached.
+            name = f"view {view + 1}/{views}" if view is not None else "validation"
+            bar = context.task(f"[frozen_augmented] caching {name}", len(dataset.paths(split)))
+            try:
+                for batch in context.image_batches(split):
+                    activations = (augmented_boundary or to_boundary)(batch)
+                    writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
+                    writers[prefix + "vectors"].write(to_vector(activations))
+                    bar.advance(len(batch))
+                    if context.stop_requested():
+                        raise training_context.StageStopped()  # Partial activations are never cached.
+            finally:
+                bar.close()
         for writer in writers.values():
             writer.close()
     except BaseException:

@@ -1,4 +1,4 @@
-"""Keras callbacks that connect training to a run folder: two record, one stops. Nothing else."""
+"""Keras callbacks that connect training to a run folder (two record, one stops) and show it (two). Nothing else."""
 
 from __future__ import annotations
 
@@ -116,8 +116,46 @@ class PrintProgress(keras.callbacks.Callback):
         self.epoch_offset = epoch_offset
 
     def on_epoch_end(self, epoch, logs=None):
-        parts = [f"{key}={_number(value):.4f}" for key, value in (logs or {}).items() if _number(value) is not None]
-        print(f"[{self.stage}] epoch {self.epoch_offset + epoch + 1}: " + " ".join(parts), file=self.stream, flush=True)
+        print(epoch_line(self.stage, self.epoch_offset + epoch + 1, logs), file=self.stream, flush=True)
+
+
+class BarProgress(keras.callbacks.Callback):
+    """A bar of the batches of each epoch on a `tlcore.progress.RichDisplay`; when the epoch ends, its
+    line (PrintProgress's) above the bars."""
+
+    def __init__(self, display, stage: str, epochs: int, epoch_offset: int = 0):
+        super().__init__()
+        self.display = display
+        self.stage = stage
+        self.epochs = epochs
+        self.epoch_offset = epoch_offset
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        steps = self.params.get("steps") if self.params else None
+        number = self.epoch_offset + epoch + 1
+        self.bar = self.display.task(f"[{self.stage}] epoch {number}/{self.epoch_offset + self.epochs}", steps)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.advance(1, loss=(logs or {}).get("loss"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        self.display.print(epoch_line(self.stage, self.epoch_offset + epoch + 1, logs))
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:  # Stopped within an epoch.
+            self.bar.close()
+            self.bar = None
+
+
+def epoch_line(stage: str, epoch: int, logs: dict | None) -> str:
+    """ "[stage] epoch N: accuracy=... loss=... val_accuracy=... val_loss=...": an epoch's line of progress."""
+    parts = [f"{key}={_number(value):.4f}" for key, value in (logs or {}).items() if _number(value) is not None]
+    return f"[{stage}] epoch {epoch}: " + " ".join(parts)
 
 
 def _number(value):

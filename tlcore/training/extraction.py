@@ -60,9 +60,11 @@ def extract_to_file(
     # At once: the first batch also compiles the forward pass, which takes a while.
     report(0)
     batches = pipeline.decoded_batches(paths, context.config.image_size, training_context.EXTRACTION_BATCH_SIZE)
+    bar = context.task(f"[feature_extraction] {split or 'images'} features", total)
     try:
         for batch in batches:
             writer.write(forward(batch))
+            bar.advance(len(batch))
             if context.stop_requested():
                 raise training_context.StageStopped()
             if writer.written == total or time.monotonic() - reported >= training_context.PROGRESS_INTERVAL_SECONDS:
@@ -72,6 +74,7 @@ def extract_to_file(
         writer.discard()
         raise
     finally:
+        bar.close()
         batches.close()  # Stops the decoders at once when the loop ended early.
 
 

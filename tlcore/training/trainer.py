@@ -21,7 +21,7 @@ STAGES = {
 }
 
 
-def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=None) -> dict:
+def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=None, display=None) -> dict:
     """Trains every stage of a config's strategy; saves the final model into the run folder.
 
     Args:
@@ -30,6 +30,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         stream: a text stream for progress lines (the CLI), or None.
         runs_dir: the runs folder, whose `.cache` holds reusable features.
         dataset: an already scanned data set (scanned from `config.data_dir` when None).
+        display: a `tlcore.progress.Display` for messages and bars (default: plain lines on `stream`).
 
     Returns:
         The summary: per stage its results, plus totals.
@@ -43,7 +44,12 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     if dataset is None:
         dataset = folders.scan(config.data_dir, config.validation_fraction, config.seed)
     context = training_context.TrainingContext(
-        config=config, dataset=dataset, run=run, stream=stream, runs_dir=str(runs_dir) if runs_dir is not None else None
+        config=config,
+        dataset=dataset,
+        run=run,
+        stream=stream,
+        runs_dir=str(runs_dir) if runs_dir is not None else None,
+        display=display,
     )
     if run is not None:
         from tlcore.runs.store import write_json

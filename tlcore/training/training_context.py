@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from tlcore import progress
 from tlcore.config import TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
 from tlcore.models import heads
 from tlcore.training import feature_cache
-from tlcore.training.callbacks import PrintProgress, RunRecorder, StopOnRequest
+from tlcore.training.callbacks import RunRecorder, StopOnRequest
 
 if TYPE_CHECKING:  # Only for the annotation: augmented imports this module.
     from tlcore.training.augmented import StagedModels
@@ -26,6 +27,17 @@ IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
 EXTRACTION_BATCH_SIZE = 32
 # progress.json is a file write: extraction reports its count at most about once a second.
 PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+# TensorBoard logs of a run: <run>/tensorboard/<stage>/{train,validation}/events.out.tfevents.*
+TENSORBOARD_FOLDER = "tensorboard"
+
+
+def tensorboard_installed() -> bool:
+    """Whether the `tensorboard` package (an optional extra) is there: tf.summary needs it to write logs."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 class StageStopped(Exception):
@@ -71,6 +83,12 @@ class TrainingContext:
     staged: StagedModels | None = None
     temporary_directory: str | None = None
     replicas: int = 1
+    # Where messages, bars and epoch lines go: plain lines on `stream` unless one is given.
+    display: progress.Display | None = None
+
+    def __post_init__(self) -> None:
+        if self.display is None:
+            self.display = progress.Display(self.stream)
 
     @property
     def batch_size(self) -> int:
@@ -99,8 +117,19 @@ class TrainingContext:
         offset = self.frozen_epochs if stage == "fine_tuning" else 0
         if self.run is not None:
             items += [RunRecorder(self.run, stage, offset, epochs), StopOnRequest(self.run)]
-        if self.stream is not None:
-            items.append(PrintProgress(stage, self.stream, offset))
+        shown = self.display.epoch_callback(stage, epochs, offset)
+        if shown is not None:
+            items.append(shown)
+        if self.run is not None and tensorboard_installed():
+            # Scalars per epoch only: no graph, no profile, nothing per batch (small logs, no slowdown).
+            items.append(
+                keras.callbacks.TensorBoard(
+                    log_dir=str(self.run.path / TENSORBOARD_FOLDER / stage),
+                    write_graph=False,
+                    profile_batch=0,
+                    update_freq="epoch",
+                )
+            )
         if self.config.early_stopping_patience:
             items.append(
                 keras.callbacks.EarlyStopping(
@@ -146,8 +175,11 @@ class TrainingContext:
             yield batch.astype("float32")
 
     def say(self, message: str) -> None:
-        if self.stream is not None:
-            print(message, file=self.stream, flush=True)
+        self.display.print(message)
+
+    def task(self, description: str, total: int | None) -> progress.Task:
+        """A bar of `total` things done (images extracted, cached) on the display."""
+        return self.display.task(description, total)
 
     def targets(self, split: str) -> np.ndarray:
         return pipeline.encode_labels(self.dataset.labels(split), self.dataset.num_classes)

@@ -1,0 +1,56 @@
+"""Ctrl+C during `python -m tlcore train` in a real terminal: once stops like the Stop button, twice ends at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.pty_kit import TerminalProcess
+from tlcore.runs import store, worker
+
+EPOCHS = 200
+
+
+def _start_long_training(data: Path, runs: Path) -> TerminalProcess:
+    process = TerminalProcess(
+        "train", "--data", str(data), "--strategy", "feature_extraction", "--backbone", "vgg16", "--weights", "none",
+        "--image-size", "32", "--epochs", str(EPOCHS), "--batch-size", "2", "--runs-dir", str(runs),
+    )  # fmt: skip
+    # The bar of epoch 2 is drawn: training is under way, within an epoch.
+    process.wait_for(f"epoch 2/{EPOCHS}")
+    return process
+
+
+def _only_run(runs: Path) -> store.Run:
+    (run,) = store.list_runs(runs)
+    return run
+
+
+def test_first_control_c_stops_after_the_batch_saves_the_model_and_exits_130(tmp_path, catsdogs_subset):
+    data = catsdogs_subset("control_c", train=20, validation=10)
+    runs = tmp_path / "runs"
+    process = _start_long_training(data, runs)
+    process.press_control_c()
+    assert process.finish() == worker.INTERRUPTED_EXIT_CODE == 130, process.text
+    assert "Ctrl+C: stopping after the current batch" in process.text
+    run = _only_run(runs)
+    assert run.status()["state"] == "stopped", run.status()
+    assert run.summary()["stopped"] is True
+    assert run.model_path.is_file() and run.model_path.stat().st_size > 0
+    epochs = len(run.metrics())
+    assert 1 <= epochs < EPOCHS
+    assert f"Run {run.id}: stopped" in process.text
+
+
+def test_second_control_c_ends_at_once_as_interrupted(tmp_path, catsdogs_subset):
+    data = catsdogs_subset("control_c_twice", train=20, validation=10)
+    runs = tmp_path / "runs"
+    process = _start_long_training(data, runs)
+    process.press_control_c()
+    process.wait_for("Ctrl+C again to end at once")
+    process.press_control_c()
+    assert process.finish() == 130, process.text
+    run = _only_run(runs)
+    status = run.status()
+    assert status["state"] == "interrupted" and "second Ctrl+C" in status["error"], status
+    assert not run.model_path.exists()
+    assert not (run.path / "summary.json").exists()

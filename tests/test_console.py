@@ -1,0 +1,43 @@
+"""TensorFlow's start-up lines stay off the command line's standard error unless --verbose is given."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# What TensorFlow 2.21 writes as it starts (absl's notice, the oneDNN and CPU-feature INFO lines).
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard")
+
+
+def _tlcore(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tlcore", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def _tiny_train(data: Path, runs: Path, *extra: str) -> subprocess.CompletedProcess:
+    return _tlcore(
+        "train", "--data", str(data), "--strategy", "feature_extraction", "--backbone", "vgg16", "--weights", "none",
+        "--image-size", "32", "--epochs", "1", "--batch-size", "4", "--runs-dir", str(runs), *extra,
+    )  # fmt: skip
+
+
+def test_scan_and_train_keep_tensorflow_start_up_lines_off_standard_error(tmp_path, catsdogs_subset):
+    data = catsdogs_subset("quiet", train=4, validation=2)
+    scan = _tlcore("scan", str(data))
+    assert scan.returncode == 0, scan.stderr
+    train = _tiny_train(data, tmp_path / "runs")
+    assert train.returncode == 0, train.stderr
+    for result in (scan, train):
+        assert not [word for word in NOISE if word in result.stderr], result.stderr
+    # The training's own lines are all still there.
+    assert "[feature_extraction] epoch 1:" in train.stderr
+
+
+def test_verbose_shows_what_tensorflow_writes(tmp_path, catsdogs_subset):
+    data = catsdogs_subset("verbose", train=4, validation=2)
+    train = _tiny_train(data, tmp_path / "runs", "--verbose")
+    assert train.returncode == 0, train.stderr
+    assert "oneDNN custom operations" in train.stderr or "absl::InitializeLog" in train.stderr, train.stderr

@@ -1,0 +1,66 @@
+"""What the command line shows on the terminal besides its results: TensorFlow's start-up kept quiet.
+
+TensorFlow 2.21 writes two kinds of start-up lines to standard error as it is imported:
+
+- C++ log lines (`cpu_feature_guard`: "This TensorFlow binary is optimized to use ..."), which
+  `TF_CPP_MIN_LOG_LEVEL=2` silences, as it silences later INFO and WARNING lines of its C++ code;
+- "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR" and
+  "I0000 ... port.cc:...] oneDNN custom operations are on ...", written by absl before TensorFlow
+  reads `TF_CPP_MIN_LOG_LEVEL`, so no environment variable silences them, once per shared library
+  that logs (twice). Only `TF_ENABLE_ONEDNN_OPTS=0` removes the oneDNN line, by turning oneDNN off,
+  which changes speed and results: not an option. So `import_tensorflow_quietly` imports TensorFlow
+  with the process's standard error (file descriptor 2, which C++ writes to) sent to a temporary
+  file, then writes back every line that is not such an INFO or WARNING line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+# absl's pre-initialisation notice, and absl/TensorFlow log lines of severity INFO (I) or WARNING (W):
+# "I0000 00:00:1796475848.647415   29688 port.cc:153] message".
+START_UP_NOISE = (
+    re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
+    re.compile(r"^[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] "),
+)
+
+
+def is_start_up_noise(line: str) -> bool:
+    """Whether a line of standard error is one of TensorFlow's start-up INFO or WARNING lines."""
+    return any(pattern.match(line) for pattern in START_UP_NOISE)
+
+
+def import_tensorflow_quietly(verbose: bool = False) -> None:
+    """Imports TensorFlow without its start-up lines on standard error (all of them with `verbose`).
+
+    Call it before anything imports TensorFlow (Keras does); afterwards it does nothing. Errors
+    and anything else written while importing still reach standard error, in order.
+
+    Args:
+        verbose: leave TensorFlow's logging as it is and show every line.
+    """
+    if verbose:
+        return
+    # Read by TensorFlow's C++ logging once it starts: later INFO and WARNING lines stay out too.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            kept = [line for line in lines if not is_start_up_noise(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
