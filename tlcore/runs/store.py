@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +41,45 @@ def default_runs_dir() -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Writes a text file through a temporary file and a rename."""
+    """Writes a text file through a temporary file, an fsync and a rename.
+
+    The file is created with mode 0666 and the folders with 0777, less the umask, as ordinary tools
+    do (tempfile.mkstemp would make it 0600: unreadable to anyone else sharing the runs folder).
+    The data is flushed to disk before the rename and the folder after it, so a crash or power cut
+    leaves the old file or the new one, never an empty file under the final name.
+
+    Args:
+        path: the file to write.
+        text: its whole content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
+        # O_EXCL: the random name is ours alone; the kernel applies the umask to 0o666.
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (a rename into it) to disk, where the platform allows it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder: its renames are not made durable this way.
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # Some file systems refuse fsync on a folder; the rename itself is done.
+        pass
+    finally:
+        os.close(handle)
 
 
 def write_json(path: Path, value: Any) -> None:

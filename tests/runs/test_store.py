@@ -1,0 +1,66 @@
+"""The run folder on disk: file permissions, atomic writes, what a listing includes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from tlcore.runs import store
+
+
+@pytest.fixture
+def umask():
+    """Sets the process umask for one test and restores it afterwards."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask_value, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_written_files_and_folders_get_the_usual_modes_less_the_umask(
+    tmp_path, umask, umask_value, file_mode, folder_mode
+):
+    umask(umask_value)
+    target = tmp_path / "runs" / "a-run" / "status.json"
+    store.write_json(target, {"state": "queued"})
+    assert _mode(target) == file_mode
+    assert _mode(target.parent) == folder_mode
+    assert json.loads(target.read_text()) == {"state": "queued"}
+    assert [path.name for path in target.parent.iterdir()] == ["status.json"]  # no temporary left
+
+
+def test_a_concurrent_reader_sees_the_old_or_the_new_file_never_a_partial_one(tmp_path):
+    target = tmp_path / "status.json"
+    store.write_json(target, {"version": 0, "padding": "x" * 50_000})
+    seen, damaged, writing = set(), [], threading.Event()
+    writing.set()
+
+    def read_in_a_loop():
+        while writing.is_set():
+            try:
+                seen.add(json.loads(target.read_text())["version"])
+            except ValueError as error:
+                damaged.append(error)
+
+    reader = threading.Thread(target=read_in_a_loop)
+    reader.start()
+    try:
+        for version in range(1, 200):
+            store.write_json(target, {"version": version, "padding": "x" * 50_000})
+    finally:
+        writing.clear()
+        reader.join()
+    assert not damaged
+    assert len(seen) > 1  # the reader really read while the file was being replaced
+    assert json.loads(target.read_text())["version"] == 199
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["status.json"]
