@@ -64,3 +64,23 @@ def test_a_concurrent_reader_sees_the_old_or_the_new_file_never_a_partial_one(tm
     assert len(seen) > 1  # the reader really read while the file was being replaced
     assert json.loads(target.read_text())["version"] == 199
     assert sorted(path.name for path in tmp_path.iterdir()) == ["status.json"]
+
+
+def _run_folder(path: Path, state: str = "done") -> Path:
+    path.mkdir(parents=True)
+    store.write_json(path / "config.json", {"strategy": "feature_extraction", "backbone": "vgg16"})
+    store.write_json(path / "status.json", {"state": state})
+    return path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_symlinked_run_folders_are_not_listed(tmp_path):
+    runs_dir = tmp_path / "runs"
+    inside = _run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa")
+    outside = _run_folder(tmp_path / "elsewhere" / "20260102-000000-feature_extraction-vgg16-bbbb", "running")
+    (runs_dir / outside.name).symlink_to(outside, target_is_directory=True)
+    (runs_dir / "20260103-000000-feature_extraction-vgg16-cccc").symlink_to(inside, target_is_directory=True)
+    assert [run.id for run in store.list_runs(runs_dir)] == [inside.name]
+    assert store.training_run(runs_dir) is None  # the linked "running" run outside is not ours
+    with pytest.raises(ValueError, match="not inside the runs folder"):
+        store.resolve(outside.name, runs_dir)

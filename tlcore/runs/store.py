@@ -282,13 +282,20 @@ def training_run(runs_dir: str | os.PathLike | None = None, exclude: str | None 
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
-    """The runs in a folder, newest first. Folders without a config are skipped."""
+    """The runs in a folder, newest first.
+
+    Skipped: hidden entries, folders without a config, and symbolic links. A link can lead outside
+    the runs folder (where `resolve` refuses to go, so the app would list a run it cannot open, and
+    deleting it would reach elsewhere), or to another run, which would then be listed twice.
+    """
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not runs_dir.is_dir():
         return []
     found = []
     for path in runs_dir.iterdir():
-        if path.is_dir() and not path.name.startswith(".") and (path / "config.json").is_file():
+        if path.name.startswith(".") or path.is_symlink():
+            continue
+        if path.is_dir() and (path / "config.json").is_file():
             found.append(Run(path))
     return sorted(found, key=lambda item: item.id, reverse=True)
 
