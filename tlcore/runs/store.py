@@ -2,7 +2,8 @@
 
 Layout of `<runs_dir>/<run_id>/`:
     config.json     the TrainConfig
-    status.json     {"state", "error", "pid", "stage", "updated", ...}
+    status.json     {"state", "error", "pid", "stage", "updated", ...}, written by the run's creator,
+                    then only by its worker (see Run.request_stop)
     metrics.jsonl   one JSON object per finished epoch (all stages, epochs counted on)
     progress.json   the latest batch-level progress (overwritten every few batches)
     labels.json     the class names, in label order
@@ -33,6 +34,9 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_RUNS_DIR = "runs"
 # The backbone column of a scratch run: it trains a small CNN of its own, no backbone.
 SCRATCH_MODEL = "small CNN"
+# A queued run's worker writes its pid into the status as its first act, before it imports anything
+# heavy. A queued run without a pid this long after it was created has a worker that never started.
+QUEUED_WITHOUT_PROCESS_SECONDS = 60
 
 
 def default_runs_dir() -> Path:
@@ -150,18 +154,41 @@ class Run:
     def raw_status(self) -> dict:
         return read_json(self.path / "status.json", {}) or {}
 
-    def status(self) -> dict:
-        """The status, with a dead worker's run reported as "interrupted"."""
+    def status(self, now: float | None = None) -> dict:
+        """The status as readers should see it.
+
+        A dead worker's run is "interrupted", a queued run whose worker never wrote its pid within
+        QUEUED_WITHOUT_PROCESS_SECONDS is "interrupted", and a running run with a stop request is
+        "stopping" (the request is a file of its own: only the worker writes status.json).
+
+        Args:
+            now: the time to judge the grace period by (default: the current time).
+        """
         status = dict(self.raw_status())
         state = status.get("state")
-        if state in ("running", "stopping") and not process_alive(status.get("pid"), status.get("started")):
+        alive = process_alive(status.get("pid"), status.get("started"))
+        if state in ("running", "stopping") and not alive:
             status["state"] = "interrupted"
             status.setdefault("error", None)
             status["error"] = status["error"] or "The training process ended without finishing (killed or crashed)."
-        elif state == "queued" and status.get("pid") and not process_alive(status.get("pid"), status.get("started")):
+        elif state == "queued" and status.get("pid") and not alive:
             status["state"] = "interrupted"
             status["error"] = "The queued training process is gone."
+        elif state == "queued" and not status.get("pid") and self._waited_too_long(status, now):
+            status["state"] = "interrupted"
+            status["error"] = (
+                f"The training process did not start within {QUEUED_WITHOUT_PROCESS_SECONDS} s of the run's creation."
+            )
+        elif state == "running" and self.stop_requested():
+            status["state"] = "stopping"
         return status
+
+    @staticmethod
+    def _waited_too_long(status: dict, now: float | None) -> bool:
+        created = status.get("created")
+        if not isinstance(created, (int, float)) or isinstance(created, bool):
+            return False  # A run folder from before "created" was recorded: nothing to judge by.
+        return (time.time() if now is None else now) - created > QUEUED_WITHOUT_PROCESS_SECONDS
 
     @property
     def state(self) -> str:
@@ -203,10 +230,13 @@ class Run:
         write_json(self.path / "progress.json", record)
 
     def request_stop(self) -> None:
-        """Asks the worker to stop after its current batch."""
+        """Asks the worker to stop after its current batch.
+
+        Writes the stop file only: status.json has one writer, the worker. A read-modify-write of the
+        status here could land just after the worker wrote "done" and turn it back into "stopping"
+        (then "interrupted", once the worker has exited). Readers see "stopping" through `status`.
+        """
         write_atomic(self.path / "stop", str(time.time()))
-        if self.raw_status().get("state") == "running":
-            self.set_status("stopping")
 
     def stop_requested(self) -> bool:
         return (self.path / "stop").exists()
