@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -84,3 +86,50 @@ def test_symlinked_run_folders_are_not_listed(tmp_path):
     assert store.training_run(runs_dir) is None  # the linked "running" run outside is not ours
     with pytest.raises(ValueError, match="not inside the runs folder"):
         store.resolve(outside.name, runs_dir)
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _aged(path: Path, seconds: float) -> Path:
+    then = os.stat(path).st_mtime - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_stale_partials_of_gone_processes_are_removed_and_nothing_else(tmp_path):
+    runs_dir = tmp_path / "runs"
+    run = _run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa")
+    cache_entry = runs_dir / ".cache" / "features" / "0123456789abcdef0123"
+    cache_entry.mkdir(parents=True)
+    dead, alive, old = _dead_pid(), os.getpid(), store.STALE_PARTIAL_SECONDS + 60
+    # A Keras save killed midway leaves a folder or a file, depending on the Keras version.
+    partial_model_folder = run / f".partial-{dead}-model.keras"
+    (partial_model_folder / "assets").mkdir(parents=True)
+    (partial_model_folder / "model.weights.h5").write_bytes(b"\0" * 1000)
+    stale = [
+        _aged(partial_model_folder, old),
+        _aged(_write(run / f".partial-{dead}-best.keras"), old),
+        _aged(_write(cache_entry / f".train.{dead}.partial"), old),
+        _aged(_write(run / ".status.json.0123456789ab.tmp"), old),
+    ]
+    kept = [
+        _aged(_write(run / f".partial-{alive}-model.keras"), old),  # its process still saves
+        _write(run / f".partial-{dead}-other.keras"),  # recent: the pid alone is not trusted
+        _aged(_write(cache_entry / "train.npy"), old),
+        _aged(_write(run / "model.keras"), old),
+        _aged(_write(run / "notes.partial"), old),
+    ]
+    removed = store.clean_partials(runs_dir)
+    assert sorted(removed) == sorted(stale)
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)
+    assert (run / "config.json").is_file()
+
+
+def _write(path: Path) -> Path:
+    path.write_bytes(b"partial")
+    return path

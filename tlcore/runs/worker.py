@@ -123,8 +123,15 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
     try:
         with open(run.path / "log.txt", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "tlcore", "worker", str(run.path.resolve()), "--runs-dir",
-                 str(runs_dir.resolve())],
+                [
+                    sys.executable,
+                    "-m",
+                    "tlcore",
+                    "worker",
+                    str(run.path.resolve()),
+                    "--runs-dir",
+                    str(runs_dir.resolve()),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -177,13 +184,16 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
     if lock is None:
         run.set_status("stopped", error=None, finished=time.time())
         return run.status()
+    # Holding the lock, no other training of this runs folder writes: what a killed one left is removed.
+    store.clean_partials(runs_dir)
     # Imported once this run holds the lock: a queued worker stays a small process, not a whole
     # TensorFlow runtime waiting for its turn.
     from tlcore.training import trainer
 
     try:
-        run.set_status("stopping" if run.stop_requested() else "running", pid=os.getpid(), started=started,
-                       began=time.time())
+        run.set_status(
+            "stopping" if run.stop_requested() else "running", pid=os.getpid(), started=started, began=time.time()
+        )
         try:
             config = run.train_config()
             summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir)
