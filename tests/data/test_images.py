@@ -512,3 +512,126 @@ def test_has_image_extension():
         assert images.has_image_extension(name), name
     for name in ("notes.txt", "scan.tiff", "Thumbs.db", "jpg", "cat.jpg.zip"):
         assert not images.has_image_extension(name), name
+
+
+# --- memory bounded by what the decoder decodes ------------------------------------------------
+
+
+def _flat_png(width: int, height: int, bit_depth: int, colour_type: int, pixel: bytes) -> bytes:
+    """A valid PNG whose every pixel is `pixel` (raw sample bytes), written row band by row band.
+
+    Tiny on disk and cheap to make, however large it declares itself: the test process never holds
+    the decoded image.
+    """
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    row = b"\x00" + pixel * width  # filter byte "none" + samples
+    compressor = zlib.compressobj(9)
+    rows_per_chunk = 200
+    data = (
+        b"".join(
+            compressor.compress(row * min(rows_per_chunk, height - start)) for start in range(0, height, rows_per_chunk)
+        )
+        + compressor.flush()
+    )
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
+GREY, RGBA = 0, 6  # PNG colour types
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the peak memory from /proc")
+def test_scanning_images_large_in_memory_stays_bounded(tmp_path):
+    """16-bit and RGBA images within the pixel cap: the scan's peak memory stays under 1 GiB.
+
+    The peak is the scanning process's VmHWM, as in test_huge_photo_memory_stays_bounded. Before the
+    decoded-bytes cap, the float64 16-bit conversion and the whole-image compositing copies took
+    gigabytes for each of these, on every scan thread at once.
+    """
+    for class_name in ("cats", "dogs"):
+        (tmp_path / class_name).mkdir()
+        for index in range(2):
+            _photo(seed=index).save(tmp_path / class_name / f"{class_name}.{index}.png")
+    big_files = {
+        "cats/grey16.png": _flat_png(10000, 10000, 16, GREY, b"\x80\x00"),
+        "cats/rgba.png": _flat_png(10000, 10000, 8, RGBA, b"\x10\x20\x30\x80"),
+        "dogs/rgba16.png": _flat_png(10000, 10000, 16, RGBA, b"\x10\x00\x20\x00\x30\x00\x80\x00"),
+        "dogs/rgba16-photo-size.png": _flat_png(8000, 6000, 16, RGBA, b"\x10\x00\x20\x00\x30\x00\x80\x00"),
+    }
+    for name, data in big_files.items():
+        (tmp_path / name).write_bytes(data)
+    script = (
+        "import json, re, sys\n"
+        "from tlcore.data import folders\n"
+        "scan = folders.scan(sys.argv[1], workers=4)\n"
+        "status = open('/proc/self/status').read()\n"
+        "peak = int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) * 1024\n"
+        "print(json.dumps({'peak': peak, 'rejected': {r.path: r.reason for r in scan.rejected},\n"
+        "                  'usable': [s.path for split in scan.splits.values() for s in split]}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["peak"] < 2**30, f"the scan peaked at {report['peak'] / 2**20:.0f} MiB"
+    rejected = {Path(path).name: reason for path, reason in report["rejected"].items()}
+    usable = {Path(path).name for path in report["usable"]}
+    # Within the decoded-bytes cap: decoded. Above it (100 MP x 4 bytes): refused, saying why.
+    assert {"grey16.png", "rgba16-photo-size.png"} <= usable
+    assert set(rejected) == {"rgba.png", "rgba16.png"}
+    for reason in rejected.values():
+        assert "once decoded" in reason and "MiB" in reason, reason
+
+
+def _old_16_bit_conversion(values: np.ndarray) -> np.ndarray:
+    """The float64 conversion the decoder used before (the reference the integer one must match)."""
+    grey = np.clip(values.astype(np.float64) / 257.0, 0, 255).round().astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def test_16_bit_conversion_matches_the_float_conversion_for_every_value(tmp_path):
+    # Every 16-bit value, over enough rows (1500 x 1000) that the conversion works in several bands.
+    values = (np.arange(1500 * 1000, dtype=np.uint64) * 7 % 65536).astype(np.uint16).reshape(1000, 1500)
+    path = _write(tmp_path, "grey16.png", _encode(Image.fromarray(values), "PNG"))
+    np.testing.assert_array_equal(images.decode(path), _old_16_bit_conversion(values))
+
+
+def test_rgba_compositing_matches_the_whole_image_composite(tmp_path):
+    pixels = np.random.default_rng(3).integers(0, 256, (1000, 1500, 4), dtype=np.uint8)
+    rgba = Image.fromarray(pixels, mode="RGBA")
+    path = _write(tmp_path, "rgba.png", _encode(rgba, "PNG"))
+    whole = Image.alpha_composite(Image.new("RGBA", rgba.size, images.BACKGROUND + (255,)), rgba)
+    np.testing.assert_array_equal(images.decode(path), np.asarray(whole.convert("RGB")))
+
+
+def test_decoded_bytes_counts_what_pillow_allocates():
+    assert images.decoded_bytes("I;16", (100, 10)) == 2000
+    assert images.decoded_bytes("L", (100, 10)) == 1000
+    assert images.decoded_bytes("RGB", (100, 10)) == 4000  # Pillow pads RGB to 4 bytes a pixel
+    assert images.decoded_bytes("RGBA", (100, 10)) == 4000
+    with pytest.raises(ValueError, match="'XYZ'"):
+        images.decoded_bytes("XYZ", (1, 1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the mapped memory from /proc")
+def test_running_out_of_memory_is_a_rejection_naming_the_file(tmp_path):
+    """A MemoryError while decoding (here: a real one, from an address-space limit) is a rejection."""
+    path = _write(tmp_path, "grey16.png", _flat_png(8000, 6000, 16, GREY, b"\x80\x00"))
+    script = (
+        "import re, resource, sys\n"
+        "from tlcore.data import images\n"
+        "status = open('/proc/self/status').read()\n"
+        "mapped = int(re.search(r'VmSize:\\s+(\\d+) kB', status).group(1)) * 1024\n"
+        "# Room for the 96 MB of decoded pixels, not for the RGB result.\n"
+        "limit = mapped + 150 * 2**20\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        "try:\n"
+        "    images.decode(sys.argv[1])\n"
+        "except images.InvalidImageError as error:\n"
+        "    print('refused:', error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"refused: {path}: not a usable image: not enough memory" in result.stdout

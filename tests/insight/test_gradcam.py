@@ -170,6 +170,32 @@ def test_bad_arguments_and_models_that_are_not_a_chain_are_refused():
         gradcam.gradcam(dense_only, image)
 
 
+def _frames(traceback) -> int:
+    count = 0
+    while traceback is not None:
+        count, traceback = count + 1, traceback.tb_next
+    return count
+
+
+def test_each_refusal_is_a_new_error_that_does_not_carry_the_previous_one():
+    inputs = keras.Input(shape=(32, 32, 3))
+    features = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    joined = keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling2D()(features), keras.layers.GlobalAveragePooling2D()(inputs)]
+    )
+    branching = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(joined))
+    refusals = []
+    for _ in range(3):
+        with pytest.raises(ValueError, match="not a chain") as caught:
+            gradcam.gradcam(branching, squares_image())
+        refusals.append(caught.value)
+    assert len({id(error) for error in refusals}) == 3
+    # A re-raised shared object gathers the frames of every raise: its traceback grows each time.
+    assert _frames(refusals[2].__traceback__) == _frames(refusals[0].__traceback__)
+    for earlier, later in zip(refusals, refusals[1:]):
+        assert later.__context__ is not earlier and later.__cause__ is not earlier
+
+
 @pytest.fixture(scope="module")
 def trained_predictor(tmp_path_factory, catsdogs_subset) -> predict.Predictor:
     """An EfficientNet-Lite0 (ImageNet weights) feature-extraction run at 96 px on 8 photos per class."""

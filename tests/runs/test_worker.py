@@ -114,3 +114,81 @@ def test_the_malloc_arena_cap_is_accepted_by_the_c_library():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                cwd=Path(__file__).resolve().parents[2])
     assert completed.stdout.strip() == "True"
+
+
+# --- the queue and the one writer of the status ------------------------------------------------
+
+
+@pytest.fixture
+def held_lock(tmp_path):
+    """The training lock of tmp_path, held by this test process (as a training run would hold it)."""
+    import fcntl
+
+    with open(tmp_path / worker.LOCK_NAME, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle
+
+
+def test_a_run_whose_process_cannot_be_started_is_failed(photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    run = worker.start(long_config(photos), tmp_path)
+    status = run.status()
+    assert status["state"] == "failed"
+    assert "could not be started" in status["error"] and "no-such-python" in status["error"]
+
+
+def test_a_queued_run_whose_process_never_started_is_interrupted_after_the_grace_period(photos, tmp_path):
+    fresh = store.create(long_config(photos), tmp_path)
+    stale = store.create(long_config(photos), tmp_path)
+    status = stale.raw_status()
+    status["created"] = time.time() - store.QUEUED_WITHOUT_PROCESS_SECONDS - 1
+    store.write_json(stale.path / "status.json", status)
+    assert fresh.status()["state"] == "queued"
+    assert stale.status()["state"] == "interrupted"
+    assert "did not start" in stale.status()["error"]
+
+
+def test_a_stop_request_never_rewrites_the_status(photos, tmp_path):
+    """The worker is the status's one writer: a stop request is a file of its own, "stopping" is derived."""
+    run = store.create(long_config(photos), tmp_path)
+    # This test process plays the live worker.
+    me = psutil.Process(os.getpid())
+    run.set_status("running", pid=me.pid, started=me.create_time())
+    before = (run.path / "status.json").read_bytes()
+    run.request_stop()
+    assert (run.path / "status.json").read_bytes() == before
+    assert run.status()["state"] == "stopping"
+    run.set_status("done")  # The worker finishes...
+    run.request_stop()  # ...as Stop is pressed once more.
+    assert run.status()["state"] == "done"
+
+
+def test_stop_requested_in_a_loop_as_a_real_worker_finishes_leaves_its_final_state(photos, tmp_path):
+    run = worker.start(long_config(photos, epochs=2), tmp_path)
+    pid = wait_for(lambda: run.raw_status().get("pid"), 60, "the worker's pid")
+    wait_for(lambda: run.raw_status().get("state") == "running", 120, "the run to start")
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        run.request_stop()
+    final = run.raw_status()["state"]
+    assert final in ("stopped", "done"), run.raw_status()
+    assert run.status()["state"] == final
+
+
+def test_a_queued_worker_waits_without_tensorflow(photos, tmp_path, held_lock):
+    run = worker.start(long_config(photos, epochs=1), tmp_path)
+    pid = wait_for(lambda: run.raw_status().get("pid"), 60, "the queued worker's pid")
+    time.sleep(3)  # Well into its wait for the lock.
+    assert run.status()["state"] == "queued"
+    mapped = {Path(region.path).name for region in psutil.Process(pid).memory_maps()}
+    assert not [name for name in mapped if "tensorflow" in name], sorted(mapped)
+    run.request_stop()
+    wait_for(lambda: run.status()["state"] == "stopped", 30, "the queued run to stop")
+
+
+def test_the_queue_is_capped_with_a_clear_error(photos, tmp_path, held_lock):
+    for _ in range(worker.MAX_QUEUED):
+        store.create(long_config(photos), tmp_path)  # queued, their workers not started yet
+    before = sorted(path.name for path in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=f"{worker.MAX_QUEUED} runs already wait in the queue"):
+        worker.start(long_config(photos), tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == before

@@ -214,3 +214,15 @@ def test_cli_predict_expands_folders_and_zips_and_writes_a_csv(trained, messy_fo
         for prefix in (messy_folder, f"{archive}/batch")
         for name in ("empty.png", "fake.jpg", "notes.txt")
     } | {f"{archive}/batch/notes.md"}
+
+
+def test_find_files_refuses_a_folder_above_the_cap_naming_it(tmp_path):
+    from tlcore.data import browse
+
+    for index in range(6):
+        folder = tmp_path / f"album{index % 2}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"photo{index}.jpg").write_bytes(b"x")
+    assert len(batch.find_files(tmp_path, max_files=6)) == 6
+    with pytest.raises(browse.FolderTooLargeError, match=f"{tmp_path}: holds more than 5 files"):
+        batch.find_files(tmp_path, max_files=5)

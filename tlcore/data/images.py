@@ -11,12 +11,13 @@ import contextlib
 import io
 import os
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageMode, ImageOps
 
 # Formats we accept. Pillow would try every plugin it has; limiting the list keeps odd formats
 # (PSD, EPS via Ghostscript, ...) out of a teaching tool's attack surface.
@@ -25,6 +26,24 @@ SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 
 # 100 megapixels: an 8000 x 6000 photo (48 MP) decodes, a 20000 x 20000 "bomb" (400 MP) does not.
 MAX_PIXELS = 100_000_000
+
+# The pixel cap alone does not bound memory: what the decoder allocates is pixels x bytes per pixel,
+# and Pillow keeps every multi-band 8-bit mode (RGB, RGBA, LA, CMYK, ...) in 4 bytes a pixel and
+# 16-bit greyscale in 2. This cap is checked from the header, before decoding: an 8000 x 6000 photo
+# (48 MP x 4 bytes) decodes, a 100 MP RGB or RGBA image (400 MB once decoded) does not.
+MAX_DECODED_BYTES = 256 * 2**20
+
+# Working memory all the decodes of one process may hold at once (the folder scan decodes on up to
+# 8 threads). A decode that would go past it waits for the others to finish; a decode alone always
+# runs, so one image at the cap still decodes.
+DECODE_MEMORY_BUDGET = 1024 * 2**20
+
+# Bytes a pixel may take while it is converted to RGB: an RGBA intermediate (palette or LA images)
+# and the RGB result, each 4 bytes a pixel in Pillow.
+CONVERSION_BYTES_PER_PIXEL = 8
+
+# Conversions work on bands of rows this many pixels large, so no whole-image temporary is made.
+CONVERSION_CHUNK_PIXELS = 1 << 20
 
 # Composite transparent images onto white, the way a person sees them in a viewer.
 BACKGROUND = (255, 255, 255)
@@ -63,13 +82,76 @@ def _open(stream, source: Source, label: str) -> Image.Image:
     except Exception:  # PIL.UnidentifiedImageError, OSError, SyntaxError from broken headers, ...
         raise InvalidImageError(
             label,
-            f"not a supported image ({_sniff(source)}); expected one of "
-            f"{', '.join(SUPPORTED_FORMATS)}",
+            f"not a supported image ({_sniff(source)}); expected one of {', '.join(SUPPORTED_FORMATS)}",
         ) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise _too_large(label, image.size)
     return image
+
+
+def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
+    """The bytes Pillow allocates for an image of this mode and size once it is decoded.
+
+    Args:
+        mode: a Pillow mode, such as "RGB", "RGBA", "I;16" or "P".
+        size: (width, height) in pixels.
+
+    Returns:
+        width x height x bytes per pixel, where every multi-band mode takes 4 bytes a pixel (Pillow
+        pads RGB to 4) and a single-band mode takes the size of its band.
+
+    Raises:
+        ValueError: the mode is not one Pillow knows.
+    """
+    try:
+        mode_description = ImageMode.getmode(mode)
+    except KeyError:
+        raise ValueError(f"mode must be a Pillow image mode, received {mode!r}.") from None
+    if len(mode_description.bands) > 1:
+        bytes_per_pixel = 4
+    else:
+        bytes_per_pixel = np.dtype(mode_description.typestr).itemsize
+    width, height = size
+    return width * height * bytes_per_pixel
+
+
+def _check_decoded_bytes(image: Image.Image, label: str) -> int:
+    """Refuses an image whose decoded pixels would exceed MAX_DECODED_BYTES; returns that size."""
+    size_in_memory = decoded_bytes(image.mode, image.size)
+    if size_in_memory > MAX_DECODED_BYTES:
+        width, height = image.size
+        raise InvalidImageError(
+            label,
+            f"image is {width} x {height} in mode {image.mode}, {size_in_memory / 2**20:,.0f} MiB once "
+            f"decoded, above the limit of {MAX_DECODED_BYTES / 2**20:,.0f} MiB",
+        )
+    return size_in_memory
+
+
+class _MemoryBudget:
+    """Bytes that the threads of this process may hold at once; a request alone always goes through."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_use = 0
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, amount: int):
+        with self._condition:
+            while self.in_use > 0 and self.in_use + amount > self.limit:
+                self._condition.wait()
+            self.in_use += amount
+        try:
+            yield
+        finally:
+            with self._condition:
+                self.in_use -= amount
+                self._condition.notify_all()
+
+
+_decode_memory = _MemoryBudget(DECODE_MEMORY_BUDGET)
 
 
 def _too_large(label: str, size: tuple[int, int] | None) -> InvalidImageError:
@@ -80,7 +162,8 @@ def _too_large(label: str, size: tuple[int, int] | None) -> InvalidImageError:
         width, height = size
         declared = f"image is {width} x {height} = {width * height:,} pixels,"
     return InvalidImageError(
-        label, f"{declared} above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb)")
+        label, f"{declared} above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb)"
+    )
 
 
 def _declared_size(stream) -> tuple[int, int] | None:
@@ -141,48 +224,113 @@ def _sniff(source: Source) -> str:
     return "unrecognised content"
 
 
+def _row_bands(image: Image.Image):
+    """Yields (top, bottom) row ranges of about CONVERSION_CHUNK_PIXELS pixels covering the image."""
+    width, height = image.size
+    rows = max(1, CONVERSION_CHUNK_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        yield top, min(height, top + rows)
+
+
+def _integer_grey_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit integer) greyscale to RGB: the full 16-bit range scaled to 8 bits.
+
+    Pillow's own convert("RGB") would clip everything above 255 to white. round(value / 257) is
+    computed as (value + 128) // 257 in integers (value / 257 never falls on a half), band by band,
+    so no float64 copy of the whole image is ever made.
+    """
+    result = Image.new("RGB", image.size)
+    width = image.size[0]
+    for top, bottom in _row_bands(image):
+        values = np.asarray(image.crop((0, top, width, bottom)), dtype=np.int64)
+        grey = (np.clip(values, 0, 65535) + 128) // 257
+        result.paste(Image.fromarray(grey.astype(np.uint8), mode="L").convert("RGB"), (0, top))
+    return result
+
+
+def _float_grey_to_rgb(image: Image.Image) -> Image.Image:
+    """Floating-point greyscale to RGB: values clipped to 0..255 and rounded, band by band."""
+    result = Image.new("RGB", image.size)
+    width = image.size[0]
+    for top, bottom in _row_bands(image):
+        values = np.asarray(image.crop((0, top, width, bottom)), dtype=np.float64)
+        grey = np.clip(values, 0, 255).round().astype(np.uint8)
+        result.paste(Image.fromarray(grey, mode="L").convert("RGB"), (0, top))
+    return result
+
+
+def _composite_on_background(rgba: Image.Image) -> Image.Image:
+    """An RGBA image composited onto BACKGROUND, band by band (no whole-image background copy)."""
+    result = Image.new("RGB", rgba.size)
+    width = rgba.size[0]
+    for top, bottom in _row_bands(rgba):
+        band = rgba.crop((0, top, width, bottom))
+        background = Image.new("RGBA", band.size, BACKGROUND + (255,))
+        result.paste(Image.alpha_composite(background, band).convert("RGB"), (0, top))
+    return result
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Converts any mode to RGB the same way everywhere."""
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit integer) greyscale: scale the full 16-bit range to 8 bits. Pillow's
-        # own convert("RGB") would clip everything above 255 to white.
-        values = np.asarray(image, dtype=np.float64)
-        values = np.clip(values / 257.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(values, mode="L").convert("RGB")
+        return _integer_grey_to_rgb(image)
     if image.mode == "F":
-        values = np.clip(np.asarray(image, dtype=np.float64), 0, 255).round().astype(np.uint8)
-        return Image.fromarray(values, mode="L").convert("RGB")
+        return _float_grey_to_rgb(image)
     if image.mode == "P":
         has_alpha = "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")
         if image.mode == "RGB":
             return image
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return _composite_on_background(image if image.mode == "RGBA" else image.convert("RGBA"))
     # CMYK, YCbCr, L, 1, LAB, HSV: Pillow's conversion.
     return image.convert("RGB")
 
 
-def _decode_image(source: Source, label: str, draft_size: int | None) -> Image.Image:
-    """Opens, checks and fully decodes an image; returns an RGB image that owns its pixels."""
+def _decode_array(source: Source, label: str, image_size: int | None) -> np.ndarray:
+    """Opens, checks and fully decodes an image into an RGB uint8 array.
+
+    Args:
+        source: a path or the bytes of a file.
+        label: the name errors show.
+        image_size: the side of the square to stretch the image to, or None for its own size.
+
+    Returns:
+        An array of shape (height, width, 3), or (image_size, image_size, 3), dtype uint8.
+
+    Raises:
+        InvalidImageError: the file is not a usable image (damaged, too large, or memory ran out).
+    """
     with _stream(source, label) as stream:
         image = _open(stream, source, label)
         try:
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # Animated GIF/WebP: the first frame represents the file.
-            if draft_size is not None and image.format == "JPEG":
+            if image_size is not None and image.format == "JPEG":
                 # Let libjpeg decode at a reduced scale (still >= the target size): a large photo
                 # then never exists in memory at full size, and decoding is several times faster.
-                image.draft("RGB", (draft_size, draft_size))
-            image.load()  # Decode fully: a truncated file fails here, not later in training.
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+                image.draft("RGB", (image_size, image_size))
+            # Checked after draft: what counts is what the decoder will allocate, not the header.
+            size_in_memory = _check_decoded_bytes(image, label)
+            width, height = image.size
+            working_memory = size_in_memory + width * height * CONVERSION_BYTES_PER_PIXEL
+            with _decode_memory.reserve(working_memory):
+                image.load()  # Decode fully: a truncated file fails here, not later in training.
+                # In place: without an orientation tag, exif_transpose would return a whole copy.
+                ImageOps.exif_transpose(image, in_place=True)
+                image = _to_rgb(image)
+                if image_size is not None:
+                    return np.asarray(stretch_to_square(image, image_size), dtype=np.uint8).copy()
+                return np.asarray(image, dtype=np.uint8)
         except Image.DecompressionBombError:  # A later frame of an animation larger than the first.
             raise _too_large(label, None) from None
+        except MemoryError:
+            width, height = image.size
+            raise InvalidImageError(
+                label, f"not a usable image: not enough memory to decode {width} x {height} pixels"
+            ) from None
         except OSError as error:
             reason = str(error) or type(error).__name__
             if "truncated" in reason.lower() or "broken" in reason.lower():
@@ -203,11 +351,10 @@ def decode(source: Source, *, name: str | None = None) -> np.ndarray:
         An array of shape (height, width, 3) and dtype uint8, EXIF orientation applied.
 
     Raises:
-        InvalidImageError: the file is empty, not an accepted format, too large, or damaged.
+        InvalidImageError: the file is empty, not an accepted format, too large (pixels or decoded
+            bytes), damaged, or memory ran out while decoding it.
     """
-    label = _describe(source, name)
-    image = _decode_image(source, label, draft_size=None)
-    return np.asarray(image, dtype=np.uint8)
+    return _decode_array(source, _describe(source, name), image_size=None)
 
 
 def load_resized(source: Source, image_size: int, *, name: str | None = None) -> np.ndarray:
@@ -230,9 +377,7 @@ def load_resized(source: Source, image_size: int, *, name: str | None = None) ->
     """
     if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
         raise ValueError(f"image_size must be a positive integer, received {image_size!r}.")
-    label = _describe(source, name)
-    image = _decode_image(source, label, draft_size=image_size)
-    return np.asarray(stretch_to_square(image, image_size), dtype=np.uint8).copy()
+    return _decode_array(source, _describe(source, name), image_size=image_size)
 
 
 def stretch_to_square(image: Image.Image, size: int) -> Image.Image:

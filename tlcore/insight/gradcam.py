@@ -204,12 +204,16 @@ class Explainer:
         # its logits are explained. For any other last layer all three are None and the
         # probabilities are explained, whose gradients vanish when they saturate.
         self.before_output, self.output_dense, self.output_activation = _split_output(self.layers[-1])
-        self.not_a_chain = ValueError(
-            f"The model {model.name!r} is not a chain of layers Grad-CAM can run by "
-            "hand: its prediction differs from its layers applied in order."
-        )
         signature = [tf.TensorSpec((1, *model.input_shape[1:]), tf.float32), tf.TensorSpec((), tf.int32)]
         self._step = tf.function(self._gradients, input_signature=signature)
+
+    def _not_a_chain(self) -> ValueError:
+        """A new error for each refusal: one shared exception object would gather every raise's traceback
+        (and the frames it holds) and carry the cause of an earlier refusal into a later one."""
+        return ValueError(
+            f"The model {self.model.name!r} is not a chain of layers Grad-CAM can run by "
+            "hand: its prediction differs from its layers applied in order."
+        )
 
     def _gradients(self, inputs, class_index):
         """(feature map, its gradients, the chain's scores, the model's own scores, the class); -1 = top class."""
@@ -233,9 +237,9 @@ class Explainer:
                         if index == self.position:
                             features = values
             except Exception as error:  # noqa: BLE001 - a layer fed the wrong input raises any type.
-                raise self.not_a_chain from error
+                raise self._not_a_chain() from error
             if values.shape.rank != 2:
-                raise self.not_a_chain
+                raise self._not_a_chain()
             scores = _class_scores(tf.cast(values, tf.float32))
             explained = scores if logits is None else _class_logits(logits, self.output_activation)
             # The top class by its logit: saturated probabilities can tie where the logits do not.
@@ -269,7 +273,7 @@ class Explainer:
             )
         features, gradients, scores, expected, chosen = self._step(batch, -1 if class_index is None else class_index)
         if scores.shape != expected.shape or not np.allclose(scores.numpy(), expected.numpy(), atol=CHAIN_TOLERANCE):
-            raise self.not_a_chain
+            raise self._not_a_chain()
         return (features.numpy().astype("float32"), gradients.numpy().astype("float32"), scores.numpy(), int(chosen))
 
 

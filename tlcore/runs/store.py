@@ -2,7 +2,8 @@
 
 Layout of `<runs_dir>/<run_id>/`:
     config.json     the TrainConfig
-    status.json     {"state", "error", "pid", "stage", "updated", ...}
+    status.json     {"state", "error", "pid", "stage", "updated", ...}, written by the run's creator,
+                    then only by its worker (see Run.request_stop)
     metrics.jsonl   one JSON object per finished epoch (all stages, epochs counted on)
     progress.json   the latest batch-level progress (overwritten every few batches)
     labels.json     the class names, in label order
@@ -22,7 +23,7 @@ import json
 import os
 import re
 import secrets
-import tempfile
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,19 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 DEFAULT_RUNS_DIR = "runs"
 # The backbone column of a scratch run: it trains a small CNN of its own, no backbone.
 SCRATCH_MODEL = "small CNN"
+# A queued run's worker writes its pid into the status as its first act, before it imports anything
+# heavy. A queued run without a pid this long after it was created has a worker that never started.
+QUEUED_WITHOUT_PROCESS_SECONDS = 60
+# Partial files (a model being saved, features being extracted) younger than this are never removed,
+# whatever their process: a pid alone could have been recycled, a fresh mtime means work in progress.
+STALE_PARTIAL_SECONDS = 600
+# The temporary names writers in a runs folder use, with the pid of the process that writes them.
+PARTIAL_PATTERNS = (
+    re.compile(r"^\.partial-(?P<pid>\d+)-.+$"),  # training.trainer.save_model
+    re.compile(r"^\..+\.(?P<pid>\d+)\.partial$"),  # training.feature_cache.FeatureWriter
+)
+# write_atomic's temporaries: no pid, but a write holds one for a moment only.
+ATOMIC_TEMPORARY_PATTERN = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 def default_runs_dir() -> Path:
@@ -42,16 +56,45 @@ def default_runs_dir() -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Writes a text file through a temporary file and a rename."""
+    """Writes a text file through a temporary file, an fsync and a rename.
+
+    The file is created with mode 0666 and the folders with 0777, less the umask, as ordinary tools
+    do (tempfile.mkstemp would make it 0600: unreadable to anyone else sharing the runs folder).
+    The data is flushed to disk before the rename and the folder after it, so a crash or power cut
+    leaves the old file or the new one, never an empty file under the final name.
+
+    Args:
+        path: the file to write.
+        text: its whole content.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
+        # O_EXCL: the random name is ours alone; the kernel applies the umask to 0o666.
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flushes a folder's entries (a rename into it) to disk, where the platform allows it."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder: its renames are not made durable this way.
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # Some file systems refuse fsync on a folder; the rename itself is done.
+        pass
+    finally:
+        os.close(handle)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -122,18 +165,41 @@ class Run:
     def raw_status(self) -> dict:
         return read_json(self.path / "status.json", {}) or {}
 
-    def status(self) -> dict:
-        """The status, with a dead worker's run reported as "interrupted"."""
+    def status(self, now: float | None = None) -> dict:
+        """The status as readers should see it.
+
+        A dead worker's run is "interrupted", a queued run whose worker never wrote its pid within
+        QUEUED_WITHOUT_PROCESS_SECONDS is "interrupted", and a running run with a stop request is
+        "stopping" (the request is a file of its own: only the worker writes status.json).
+
+        Args:
+            now: the time to judge the grace period by (default: the current time).
+        """
         status = dict(self.raw_status())
         state = status.get("state")
-        if state in ("running", "stopping") and not process_alive(status.get("pid"), status.get("started")):
+        alive = process_alive(status.get("pid"), status.get("started"))
+        if state in ("running", "stopping") and not alive:
             status["state"] = "interrupted"
             status.setdefault("error", None)
             status["error"] = status["error"] or "The training process ended without finishing (killed or crashed)."
-        elif state == "queued" and status.get("pid") and not process_alive(status.get("pid"), status.get("started")):
+        elif state == "queued" and status.get("pid") and not alive:
             status["state"] = "interrupted"
             status["error"] = "The queued training process is gone."
+        elif state == "queued" and not status.get("pid") and self._waited_too_long(status, now):
+            status["state"] = "interrupted"
+            status["error"] = (
+                f"The training process did not start within {QUEUED_WITHOUT_PROCESS_SECONDS} s of the run's creation."
+            )
+        elif state == "running" and self.stop_requested():
+            status["state"] = "stopping"
         return status
+
+    @staticmethod
+    def _waited_too_long(status: dict, now: float | None) -> bool:
+        created = status.get("created")
+        if not isinstance(created, (int, float)) or isinstance(created, bool):
+            return False  # A run folder from before "created" was recorded: nothing to judge by.
+        return (time.time() if now is None else now) - created > QUEUED_WITHOUT_PROCESS_SECONDS
 
     @property
     def state(self) -> str:
@@ -175,13 +241,77 @@ class Run:
         write_json(self.path / "progress.json", record)
 
     def request_stop(self) -> None:
-        """Asks the worker to stop after its current batch."""
+        """Asks the worker to stop after its current batch.
+
+        Writes the stop file only: status.json has one writer, the worker. A read-modify-write of the
+        status here could land just after the worker wrote "done" and turn it back into "stopping"
+        (then "interrupted", once the worker has exited). Readers see "stopping" through `status`.
+        """
         write_atomic(self.path / "stop", str(time.time()))
-        if self.raw_status().get("state") == "running":
-            self.set_status("stopping")
 
     def stop_requested(self) -> bool:
         return (self.path / "stop").exists()
+
+
+def _is_stale_partial(path: Path, now: float) -> bool:
+    """Whether a runs-folder entry is a temporary left behind by a process that is gone."""
+    try:
+        age = now - path.lstat().st_mtime
+    except OSError:
+        return False
+    if age < STALE_PARTIAL_SECONDS:
+        return False
+    if ATOMIC_TEMPORARY_PATTERN.match(path.name):
+        return True
+    for pattern in PARTIAL_PATTERNS:
+        match = pattern.match(path.name)
+        if match:
+            return not process_alive(int(match.group("pid")))
+    return False
+
+
+def clean_partials(runs_dir: str | os.PathLike | None = None, now: float | None = None) -> list[Path]:
+    """Removes the temporaries that killed or failed writers left in a runs folder.
+
+    Looked at: the runs folder itself, each run folder, and each feature cache entry. Removed: a
+    partial model or feature file whose process is gone, and an atomic write's temporary, each
+    once it is older than STALE_PARTIAL_SECONDS. Symbolic links are removed as links, never
+    followed.
+
+    Args:
+        runs_dir: the runs folder (default `default_runs_dir()`).
+        now: the time to judge ages by (default: the current time).
+
+    Returns:
+        The paths removed.
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    now = time.time() if now is None else now
+    folders = [runs_dir]
+    folders += [path for path in _entries(runs_dir) if path.is_dir() and not path.is_symlink()]
+    cache = runs_dir / ".cache" / "features"
+    folders += [path for path in _entries(cache) if path.is_dir() and not path.is_symlink()]
+    removed = []
+    for folder in folders:
+        for path in _entries(folder):
+            if not _is_stale_partial(path, now):
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:
+                continue  # Gone already, or not ours to remove: the next clean-up tries again.
+            removed.append(path)
+    return removed
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except OSError:
+        return []
 
 
 def new_run_id(strategy: str, backbone: str) -> str:
@@ -254,13 +384,20 @@ def training_run(runs_dir: str | os.PathLike | None = None, exclude: str | None 
 
 
 def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
-    """The runs in a folder, newest first. Folders without a config are skipped."""
+    """The runs in a folder, newest first.
+
+    Skipped: hidden entries, folders without a config, and symbolic links. A link can lead outside
+    the runs folder (where `resolve` refuses to go, so the app would list a run it cannot open, and
+    deleting it would reach elsewhere), or to another run, which would then be listed twice.
+    """
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not runs_dir.is_dir():
         return []
     found = []
     for path in runs_dir.iterdir():
-        if path.is_dir() and not path.name.startswith(".") and (path / "config.json").is_file():
+        if path.name.startswith(".") or path.is_symlink():
+            continue
+        if path.is_dir() and (path / "config.json").is_file():
             found.append(Run(path))
     return sorted(found, key=lambda item: item.id, reverse=True)
 

@@ -6,7 +6,11 @@ what that process (and `python -m tlcore train`, in its own process) calls: one 
 
 A lock file in the runs folder is the queue: a worker waits (state "queued") until no other
 training holds it, so two trainings never fight over the CPU. The operating system releases the
-lock when a worker dies, even from SIGKILL.
+lock when a worker dies, even from SIGKILL. A waiting worker has not imported TensorFlow yet, and
+at most MAX_QUEUED runs wait at once.
+
+Once a run's worker is launched, the worker is the one writer of its status.json: the app and the
+CLI ask it to stop through a file of its own (`Run.request_stop`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from tlcore.runs import store
 
 LOCK_NAME = ".training.lock"
 QUEUE_POLL_SECONDS = 0.5
+# Runs that may wait in the queue of one runs folder. Each is a process (small: it imports TensorFlow
+# only once it holds the lock), but a queue longer than this is more likely a stuck button than a plan.
+MAX_QUEUED = 8
 # Where the idle scheduling class is missing (not Linux), workers are reniced by this much instead.
 WORKER_NICENESS = 10
 
@@ -83,6 +90,11 @@ def _process_start_time() -> float:
     return psutil.Process(os.getpid()).create_time()
 
 
+def queued_runs(runs_dir: str | os.PathLike) -> list[store.Run]:
+    """The runs of a runs folder that wait for their turn (state "queued", as readers see it)."""
+    return [run for run in store.list_runs(runs_dir) if run.state == "queued"]
+
+
 def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
     """Creates a run and launches its worker process; returns at once.
 
@@ -91,34 +103,50 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
         runs_dir: the runs folder (default `runs.default_runs_dir()`).
 
     Returns:
-        The queued Run; its folder tells how it goes.
+        The queued Run; its folder tells how it goes. When its process cannot be started, the run is
+        "failed" with the reason.
+
+    Raises:
+        ValueError: MAX_QUEUED runs already wait in this runs folder.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else store.default_runs_dir()
+    waiting = len(queued_runs(runs_dir))
+    if waiting >= MAX_QUEUED:
+        raise ValueError(
+            f"{waiting} runs already wait in the queue of {runs_dir} (at most {MAX_QUEUED}); "
+            "let one finish or stop one before starting another."
+        )
     run = store.create(config, runs_dir)
-    log = open(run.path / "log.txt", "ab")
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     # The worker must import the same tlcore, wherever the app was started from.
     package_root = str(Path(__file__).resolve().parents[2])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tlcore", "worker", str(run.path.resolve()), "--runs-dir", str(runs_dir.resolve())],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # Not killed with the Streamlit server, not sharing its signals.
-        env=environment,
-    )
-    log.close()
+    try:
+        with open(run.path / "log.txt", "ab") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tlcore",
+                    "worker",
+                    str(run.path.resolve()),
+                    "--runs-dir",
+                    str(runs_dir.resolve()),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Not killed with the Streamlit server, not sharing its signals.
+                env=environment,
+            )
+    except OSError as error:
+        # No worker exists to write the status, so this is still the run's one writer.
+        run.set_status("failed", error=f"The training process could not be started: {error}", finished=time.time())
+        return run
     # Collect the worker's exit status when it ends, however it ends: a parent that never waits
     # keeps a killed worker as a zombie (<defunct>) for as long as the parent (the Streamlit server) lives.
     threading.Thread(target=process.wait, name=f"tlcore-reap-{run.id}", daemon=True).start()
-    import psutil
-
-    try:
-        started = psutil.Process(process.pid).create_time()
-    except psutil.NoSuchProcess:
-        started = None
-    run.set_status("queued", pid=process.pid, started=started)
+    # The worker writes its own pid first thing: from here on it is the one writer of the status.
     return run
 
 
@@ -151,8 +179,6 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
     Returns:
         The final status, with "results" when training produced any.
     """
-    from tlcore.training import trainer
-
     runs_dir = Path(runs_dir) if runs_dir is not None else run.path.parent
     started = _process_start_time()
     run.set_status("queued", pid=os.getpid(), started=started)
@@ -160,9 +186,16 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
     if lock is None:
         run.set_status("stopped", error=None, finished=time.time())
         return run.status()
+    # Holding the lock, no other training of this runs folder writes: what a killed one left is removed.
+    store.clean_partials(runs_dir)
+    # Imported once this run holds the lock: a queued worker stays a small process, not a whole
+    # TensorFlow runtime waiting for its turn.
+    from tlcore.training import trainer
+
     try:
-        run.set_status("stopping" if run.stop_requested() else "running", pid=os.getpid(), started=started,
-                       began=time.time())
+        run.set_status(
+            "stopping" if run.stop_requested() else "running", pid=os.getpid(), started=started, began=time.time()
+        )
         try:
             config = run.train_config()
             summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir, display=display)

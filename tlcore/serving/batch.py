@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence, Union
 
-from tlcore.data import folders, images, zips
+from tlcore.data import browse, folders, images, zips
 
 Source = Union[str, os.PathLike, bytes]
 COLUMNS = ("file", "top_label", "probability", "top_k", "error")
@@ -32,12 +32,28 @@ CHUNK_SIZE = 64
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def find_files(folder: Path) -> list[Path]:
-    """Every file below a folder, sorted by relative path, OS debris and hidden files left out."""
+def find_files(folder: Path, max_files: int = browse.MAX_FILES) -> list[Path]:
+    """Every file below a folder, sorted by relative path, OS debris and hidden files left out.
+
+    Args:
+        folder: the folder to walk.
+        max_files: refuse folders with more files than this (the data set browser's cap: someone
+            typed "/" or their home folder).
+
+    Returns:
+        The files' paths.
+
+    Raises:
+        browse.FolderTooLargeError: more than `max_files` files, found before the walk goes further.
+    """
     found = []
     for directory, subfolders, names in os.walk(folder):
         subfolders[:] = sorted(name for name in subfolders if not folders.is_ignored(Path(name)))
         found += [Path(directory) / name for name in names if not folders.is_ignored(Path(name))]
+        if len(found) > max_files:
+            raise browse.FolderTooLargeError(
+                f"{folder}: holds more than {max_files:,} files; choose a folder of the photos to predict."
+            )
     return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
 
 
@@ -120,6 +136,7 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3, display=None)
 
     Raises:
         ValueError: the source does not exist or is neither a folder nor a zip archive, or top < 1.
+        browse.FolderTooLargeError: the folder holds more than browse.MAX_FILES files.
         zips.UnsafeArchiveError: the archive is damaged, unsafe, or too large (refused as a whole).
     """
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:

@@ -103,10 +103,19 @@ class FeatureFile:
             )
             shape, fortran_order, dtype = read_header(stream)
             self.offset = stream.tell()
+            file_size = os.fstat(stream.fileno()).st_size
         if fortran_order or dtype != np.dtype("float32") or len(shape) < 1:
             raise ValueError(f"{self.path}: expected a C-ordered float32 array, found {dtype} {shape}.")
         self.shape = tuple(shape)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * 4
+        # The header states the row count before any row is written: a file cut short (a crash, a full
+        # disk, a copy interrupted) still has a whole header, and only its size tells it apart.
+        expected_size = self.offset + self.shape[0] * self.row_bytes
+        if file_size != expected_size:
+            raise ValueError(
+                f"{self.path}: {file_size} bytes, expected {expected_size} for {self.shape[0]} rows of "
+                f"{self.row_bytes} bytes (the file is truncated or damaged)."
+            )
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -127,7 +136,11 @@ class FeatureFile:
 
 
 def load(directory: Path | None, key: str, split: str, count: int) -> FeatureFile | None:
-    """Returns cached features of a split with `count` rows, or None when absent or unusable."""
+    """Returns cached features of a split with `count` rows, or None when absent or unusable.
+
+    Unusable includes a file of the wrong size (see FeatureFile): the caller then extracts the
+    features again and replaces it.
+    """
     if directory is None:
         return None
     try:
