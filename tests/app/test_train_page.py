@@ -88,7 +88,7 @@ def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(fold
     assert "running: training" in texts(at)
     assert at.progress and "epoch 3 of 10, batch 2 of 4" in plain(at.progress[0].text)
     click(at, "Stop")
-    assert run.stop_requested() and run.raw_status()["state"] == "stopping"
+    assert run.stop_requested() and run.status()["state"] == "stopping"
 
 
 def _renamed(run: store.Run, stamp: str) -> store.Run:
