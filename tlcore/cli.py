@@ -202,7 +202,6 @@ def command_worker(arguments: argparse.Namespace) -> int:
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
     worker.lower_priority()
     worker.limit_malloc_arenas()
-    console.import_tensorflow_quietly()
     status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
     return 0 if status["state"] in ("done", "stopped") else 1
 
