@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.runs import LITE0_SETTINGS, trained_run
 from tlcore.config import AugmentationConfig, TrainConfig
 from tlcore.data import augment, images
 from tlcore.insight import gradcam
 from tlcore.models import backbones, heads
-from tlcore.runs import store, worker
 from tlcore.serving import predict
 
 # Where the synthetic image has its red, green and blue squares (row slice, column slice) at 64 x 64.
@@ -174,20 +174,7 @@ def test_bad_arguments_and_models_that_are_not_a_chain_are_refused():
 def trained_predictor(tmp_path_factory, catsdogs_subset) -> predict.Predictor:
     """An EfficientNet-Lite0 (ImageNet weights) feature-extraction run at 96 px on 8 photos per class."""
     root = catsdogs_subset("gradcam_photos", train=8, validation=4)
-    runs_dir = tmp_path_factory.mktemp("gradcam_runs")
-    config = TrainConfig(
-        data_dir=str(root),
-        strategy="feature_extraction",
-        backbone="efficientnet_lite0",
-        image_size=96,
-        epochs=3,
-        batch_size=8,
-        head="global_average",
-        learning_rate=1e-3,
-    )
-    run = store.create(config, runs_dir)
-    assert worker.execute(run, runs_dir=runs_dir)["state"] == "done"
-    return predict.load(run)
+    return predict.load(trained_run(tmp_path_factory.mktemp("gradcam_runs"), root, LITE0_SETTINGS))
 
 
 def test_trained_model_on_a_real_photo_gives_a_structured_heatmap(trained_predictor, catsdogs_dir):
