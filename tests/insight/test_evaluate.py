@@ -180,9 +180,13 @@ def test_validation_evaluation_is_the_split_training_measured(trained, photos):
     assert result.accuracy == pytest.approx(run.summary()["results"]["feature_extraction"]["val_accuracy"], abs=1e-6)
     assert len(result.mistakes) == 12 - sum(result.confusion[index][index] for index in range(2))
     validation = set(folders.scan(photos).paths("validation"))
+    predictor = predict.load(run)
     for mistake in result.mistakes:
         assert mistake.path in validation and mistake.true_label != mistake.predicted_label
-        assert mistake.probability >= 0.5 and mistake.loss >= -math.log(mistake.probability) - 1e-9
+        # The model's own answer for that photo, and (two classes) the loss of the other, true, class.
+        (top,) = predict.predict_sources(predictor, [mistake.path], top=1)[0]["top"]
+        assert top["label"] == mistake.predicted_label and top["probability"] == pytest.approx(mistake.probability)
+        assert mistake.loss == pytest.approx(-math.log(1 - mistake.probability))
     assert [item.probability for item in result.mistakes] == sorted(
         (item.probability for item in result.mistakes), reverse=True
     )

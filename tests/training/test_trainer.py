@@ -376,7 +376,11 @@ def test_cli_train_predict_runs_json(tiny_data, tmp_path):
     predictions = json.loads(completed.stdout)
     assert completed.returncode == 1  # One image failed.
     assert predictions[0]["image"] == str(good)
-    assert [item["label"] for item in predictions[0]["top"]] in (["cats", "dogs"], ["dogs", "cats"])
+    # The same labels and probabilities as predicting in this process (any 2-class answer names both labels).
+    (expected,) = predict.predict_sources(predict.load(run_id, tmp_path), [good], top=2)
+    assert [item["label"] for item in predictions[0]["top"]] == [item["label"] for item in expected["top"]]
+    probabilities = [item["probability"] for item in predictions[0]["top"]]
+    assert probabilities == pytest.approx([item["probability"] for item in expected["top"]], abs=1e-5)
     assert predictions[1] == {"image": str(bad), "error": predictions[1]["error"]}
     assert "text" in predictions[1]["error"]
 
