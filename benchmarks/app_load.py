@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,11 +28,10 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
-from browser_kit import CHROMIUM_ARGS, free_port, go_to, healthy, set_number, settle, wait_until  # noqa: E402
-
-from tlcore.runs import store
+from tests.browser_kit import CHROMIUM_ARGS, go_to, running_app, set_number, settle, wait_until  # noqa: E402
+from tlcore.runs import store  # noqa: E402
 
 
 def small_data_set(source: Path, destination: Path, per_class: int) -> Path:
@@ -126,145 +124,110 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="tlcore-app-load-"))
     data_set = small_data_set(Path(arguments.data), work / "photos", 12)
     photos = sorted((Path(arguments.data) / "validation" / "cats").iterdir())[: arguments.predictions]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = dict(
-        os.environ, TLCORE_RUNS_DIR=str(work / "runs"), TLCORE_DATA_DIR=str(work / "data"), TF_CPP_MIN_LOG_LEVEL="2"
-    )
-    log = open(work / "server.log", "wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     rows: list[tuple[str, str]] = []
     try:
-        wait_until(lambda: healthy(url), 120, "the Streamlit server")
-        process = psutil.Process(server.pid)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-            first = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            second = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            for page in (first, second):
-                page.set_default_timeout(180_000)
-            first.goto(url)
-            first.get_by_role("heading", name="Transfer Learning Studio").wait_for()
-            settle(first)
-            rows.append(("server memory at start (home page shown)", f"{megabytes(process):.0f} MiB"))
+        with running_app(work) as server:
+            url = server.url
+            process = psutil.Process(server.process.pid)
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(
+                    executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+                )
+                first = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                second = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                for page in (first, second):
+                    page.set_default_timeout(180_000)
+                first.goto(url)
+                first.get_by_role("heading", name="Transfer Learning Studio").wait_for()
+                settle(first)
+                rows.append(("server memory at start (home page shown)", f"{megabytes(process):.0f} MiB"))
 
-            go_to(first, "Data")
-            first.get_by_label("Folder path").fill(str(data_set))
-            first.get_by_role("button", name="Scan folder").click()
-            first.get_by_role("heading", name="Scan report").wait_for()
-            settle(first)
-            go_to(first, "Train")
-            set_number(first, "Epochs", 2)
-            set_number(first, "Batch size", 8)
-            memory_after_trainings = []
-            for index in range(arguments.trainings):
+                go_to(first, "Data")
+                first.get_by_label("Folder path").fill(str(data_set))
+                first.get_by_role("button", name="Scan folder").click()
+                first.get_by_role("heading", name="Scan report").wait_for()
+                settle(first)
+                go_to(first, "Train")
+                set_number(first, "Epochs", 2)
+                set_number(first, "Batch size", 8)
+                memory_after_trainings = []
+                for index in range(arguments.trainings):
+                    first.get_by_role("button", name=re.compile("Start training")).click()
+                    settle(first)
+                    if index == 0:  # While it trains: a second session sees the same run.
+                        timed_load(second, f"{url}/train", "Train")
+                        newest = store.list_runs(work / "runs")[0]
+                        seen = second.get_by_text(newest.id).count() > 0
+                        rows.append(("second session sees the first session's run", "yes" if seen else "NO"))
+                    first.get_by_text("done: finished").wait_for(timeout=300_000)
+                    settle(first)
+                    memory_after_trainings.append(megabytes(process))
+                rows.append(
+                    (
+                        f"server memory after each of {arguments.trainings} trainings",
+                        ", ".join(f"{value:.0f}" for value in memory_after_trainings) + " MiB",
+                    )
+                )
+
+                # Queue: two starts in a row, the second waits. They train end to end (every epoch through the
+                # frozen base), so the first one is still busy while the pages are timed below.
+                first.get_by_text("2 · Frozen base + augmentation").click()
+                settle(first)
+                first.get_by_text("Training options").click()
+                field = first.get_by_label("Augmented views (0 = end to end)", exact=True)
+                field.fill("0")
+                field.press("Enter")
+                settle(first)
+                set_number(first, "Epochs", 200)
                 first.get_by_role("button", name=re.compile("Start training")).click()
                 settle(first)
-                if index == 0:  # While it trains: a second session sees the same run.
-                    timed_load(second, f"{url}/train", "Train")
-                    newest = store.list_runs(work / "runs")[0]
-                    seen = second.get_by_text(newest.id).count() > 0
-                    rows.append(("second session sees the first session's run", "yes" if seen else "NO"))
-                first.get_by_text("done: finished").wait_for(timeout=300_000)
+                first.get_by_role("button", name=re.compile("Start training")).click()
                 settle(first)
-                memory_after_trainings.append(megabytes(process))
-            rows.append(
-                (
-                    f"server memory after each of {arguments.trainings} trainings",
-                    ", ".join(f"{value:.0f}" for value in memory_after_trainings) + " MiB",
-                )
-            )
-
-            # Queue: two starts in a row, the second waits. They train end to end (every epoch through the
-            # frozen base), so the first one is still busy while the pages are timed below.
-            first.get_by_text("2 · Frozen base + augmentation").click()
-            settle(first)
-            first.get_by_text("Training options").click()
-            field = first.get_by_label("Augmented views (0 = end to end)", exact=True)
-            field.fill("0")
-            field.press("Enter")
-            settle(first)
-            set_number(first, "Epochs", 200)
-            first.get_by_role("button", name=re.compile("Start training")).click()
-            settle(first)
-            first.get_by_role("button", name=re.compile("Start training")).click()
-            settle(first)
-            states = [run.state for run in store.list_runs(work / "runs")[:2]]
-            rows.append(("two starts in a row: states of the newest two runs, at once", ", ".join(states)))
-            wait_until(
-                lambda: any(run.state == "running" for run in store.list_runs(work / "runs")[:2]),
-                120,
-                "one of the two runs to start",
-            )
-            states = [run.state for run in store.list_runs(work / "runs")[:2]]
-            rows.append(("... once one of them trains", ", ".join(states)))
-            # Page loads while that run trains, the first session watching it live on the Train page.
-            first.get_by_role("heading", name="Current run").wait_for()
-            rows += load_rows("while training", page_loads(browser, url, first))
-            still_training = any(run.state == "running" for run in store.list_runs(work / "runs")[:2])
-            rows.append(("... the run still trained when they were done", "yes" if still_training else "NO"))
-            for run in store.list_runs(work / "runs")[:2]:
-                run.request_stop()
-            wait_until(
-                lambda: all(run.state in store.FINAL_STATES for run in store.list_runs(work / "runs")),
-                120,
-                "the queued runs to stop",
-            )
-            settle(first)
-            rows += load_rows("with nothing running", page_loads(browser, url, first))
-
-            go_to(first, "Predict")
-            first.get_by_text("Show where the model looked").click()
-            settle(first)
-            memory_after_predictions = {}
-            checkpoints = sorted({1, 10, 25, len(photos) // 2, len(photos)} - {0})
-            for index, photo in enumerate(photos, 1):
-                # Each upload joins the earlier ones: every rerun shows them all, with Grad-CAM.
-                first.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))
+                states = [run.state for run in store.list_runs(work / "runs")[:2]]
+                rows.append(("two starts in a row: states of the newest two runs, at once", ", ".join(states)))
                 wait_until(
-                    lambda: first.get_by_text(re.compile("^where it looked for ")).count() >= index,
+                    lambda: any(run.state == "running" for run in store.list_runs(work / "runs")[:2]),
                     120,
-                    f"prediction and Grad-CAM {index}",
+                    "one of the two runs to start",
+                )
+                states = [run.state for run in store.list_runs(work / "runs")[:2]]
+                rows.append(("... once one of them trains", ", ".join(states)))
+                # Page loads while that run trains, the first session watching it live on the Train page.
+                first.get_by_role("heading", name="Current run").wait_for()
+                rows += load_rows("while training", page_loads(browser, url, first))
+                still_training = any(run.state == "running" for run in store.list_runs(work / "runs")[:2])
+                rows.append(("... the run still trained when they were done", "yes" if still_training else "NO"))
+                for run in store.list_runs(work / "runs")[:2]:
+                    run.request_stop()
+                wait_until(
+                    lambda: all(run.state in store.FINAL_STATES for run in store.list_runs(work / "runs")),
+                    120,
+                    "the queued runs to stop",
                 )
                 settle(first)
-                if index in checkpoints:
-                    memory_after_predictions[index] = megabytes(process)
-            rows.append(
-                (
-                    f"server memory after {' / '.join(map(str, memory_after_predictions))} predictions (Grad-CAM on)",
-                    " / ".join(f"{value:.0f}" for value in memory_after_predictions.values()) + " MiB",
-                )
-            )
-            browser.close()
+                rows += load_rows("with nothing running", page_loads(browser, url, first))
+
+                go_to(first, "Predict")
+                first.get_by_text("Show where the model looked").click()
+                settle(first)
+                memory_after_predictions = {}
+                checkpoints = sorted({1, 10, 25, len(photos) // 2, len(photos)} - {0})
+                for index, photo in enumerate(photos, 1):
+                    # Each upload joins the earlier ones: every rerun shows them all, with Grad-CAM.
+                    first.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))
+                    wait_until(
+                        lambda: first.get_by_text(re.compile("^where it looked for ")).count() >= index,
+                        120,
+                        f"prediction and Grad-CAM {index}",
+                    )
+                    settle(first)
+                    if index in checkpoints:
+                        memory_after_predictions[index] = megabytes(process)
+                counts = " / ".join(map(str, memory_after_predictions))
+                megabytes_after = " / ".join(f"{value:.0f}" for value in memory_after_predictions.values())
+                rows.append((f"server memory after {counts} predictions (Grad-CAM on)", megabytes_after + " MiB"))
+                browser.close()
     finally:
-        for run in store.list_runs(work / "runs"):
-            if run.state not in store.FINAL_STATES:
-                run.request_stop()
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
         shutil.rmtree(work, ignore_errors=True)
     print(f"Command: python benchmarks/app_load.py {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")

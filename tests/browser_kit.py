@@ -1,17 +1,21 @@
 """Driving the app in a real browser: what the browser test and `benchmarks/app_load.py` share.
 
-Not a test module (pytest collects `test_*.py` only). The benchmark imports it from this folder.
+Not a test module (pytest collects `test_*.py` only). The benchmark imports it as `tests.browser_kit`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+# Re-exported: the browser test and the benchmark import them from here.
+from tests.helpers.server import free_port as free_port
+from tests.helpers.server import healthy as healthy
+from tests.helpers.server import running_app as running_app
+from tests.helpers.server import wait_until as wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -21,37 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, message: str, interval: float = 0.25):
-    """Polls `predicate` until it returns something true, and returns that.
-
-    Raises:
-        TimeoutError: naming `message`, when `timeout` seconds passed first.
-    """
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
-
-
-def healthy(url: str) -> bool:
-    """Whether the Streamlit server at `url` answers its health check."""
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.read().strip() == b"ok"
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager

@@ -1,7 +1,10 @@
-"""Shared fixtures: the real photos in ../shared, and small data sets made from them.
+"""Shared fixtures: the real photos in ../shared, small data sets made from them, and a small trained run.
 
-The session-scoped data sets are shared by every test that asks for them: treat them as read-only
+The session-scoped data sets and run are shared by every test that asks for them: treat them as read-only
 and copy them (`shutil.copytree`) before adding, removing or touching files.
+
+Without ../shared the tests that need it are skipped, all with one reason, and the run ends with one line
+that counts them (`pytest_terminal_summary`), so that a green run with half the suite skipped does not pass unseen.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.helpers.paths import SHARED_MISSING, shared_missing_reason, shared_path
+from tests.helpers.runs import trained_run
+from tlcore.runs import store
+
 SMALL_TRAIN_PER_CLASS = 12
 SMALL_VALIDATION_PER_CLASS = 6
 FLAT_PER_CLASS = 10
@@ -19,27 +26,21 @@ FLAT_PER_CLASS = 10
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The read-only `../shared` folder beside the project root."""
-    path = Path(__file__).resolve().parents[1].parent / "shared"
-    if not path.is_dir():
-        pytest.skip(f"../shared not found: expected the shared data and guides at {path}")
-    return path
+    """The read-only `../shared` folder beside the project root (or `$TLCORE_SHARED_DIR`)."""
+    return shared_path()
 
 
 @pytest.fixture(scope="session")
 def catsdogs_dir(shared_dir: Path) -> Path:
     """The real cats-and-dogs set: train/{cats,dogs} (1000 + 999), validation/{cats,dogs} (250 + 250)."""
-    path = shared_dir / "data" / "catsdogs"
-    if not (path / "train").is_dir() or not (path / "validation").is_dir():
-        pytest.skip(f"../shared not found: no catsdogs data set at {path}")
-    return path
+    return shared_dir / "data" / "catsdogs"
 
 
 def _first_photos(folder: Path, start: int, count: int) -> list[Path]:
     photos = sorted(path for path in folder.iterdir() if path.suffix.lower() == ".jpg")
     chosen = photos[start : start + count]
-    if len(chosen) < count:
-        pytest.skip(f"../shared not found: {folder} has fewer than {start + count} photos")
+    # A shared folder that is there but short of photos is broken, not missing: fail rather than skip.
+    assert len(chosen) == count, f"{folder} has fewer than {start + count} photos"
     return chosen
 
 
@@ -117,3 +118,27 @@ def seeded_bad_catsdogs(tmp_path: Path, small_catsdogs: Path) -> tuple[Path, dic
         str(truncated.resolve()): "truncated",
     }
     return root, expected
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory, catsdogs_subset) -> store.Run:
+    """The cheapest finished run (VGG16 without pretrained weights, 32 px, one epoch) on 4 + 2 photos per class.
+
+    Its runs folder (`run.path.parent`) holds this run only; add other runs to a folder of your own.
+    """
+    photos = catsdogs_subset("tiny_run_photos", train=4, validation=2)
+    return trained_run(tmp_path_factory.mktemp("tiny_runs"), photos)
+
+
+def _skipped_for_want_of_shared(report) -> bool:
+    """Whether a skipped test report gives the missing-../shared reason."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return SHARED_MISSING in reason
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Ends the run with one line counting the tests skipped because ../shared is missing (none: no line)."""
+    count = sum(_skipped_for_want_of_shared(report) for report in terminalreporter.stats.get("skipped", []))
+    if count:
+        terminalreporter.write_line(f"{count} tests skipped: {shared_missing_reason()}", yellow=True, bold=True)

@@ -6,9 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import PROJECT_ROOT
 
 
 def _tlcore(*arguments: str) -> subprocess.CompletedProcess:

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.benchmarks.test_throughput import table_rows, tiny_catsdogs  # noqa: F401 (a fixture: 6 photos per class and split)
-
-PROJECT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.test_throughput import table_rows
+from tests.helpers.paths import PROJECT_ROOT
 
 
 def run_bench(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "benchmarks.precision", *arguments],
-        cwd=PROJECT,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=600,

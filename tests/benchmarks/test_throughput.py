@@ -10,30 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.benchmarks.conftest import PER_CLASS
+from tests.helpers.cli import options
+from tests.helpers.paths import PROJECT_ROOT
 
-PROJECT = Path(__file__).resolve().parents[2]
-SHARED = PROJECT.parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
-PER_CLASS = 6
 NUMBER = re.compile(r"\d+(\.\d+)?")
-
-
-@pytest.fixture(scope="module")
-def tiny_catsdogs(tmp_path_factory) -> Path:
-    """6 train + 6 validation real photos per class, as symlinks."""
-    if not SHARED.is_dir():
-        pytest.skip(f"../shared not found: expected the shared data and guides at {SHARED}")
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"../shared has no catsdogs data set at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("bench_data")
-    for split in ("train", "validation"):
-        for name in ("cats", "dogs"):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:PER_CLASS]:
-                (folder / path.name).symlink_to(path)
-    return root
 
 
 def table_rows(output: str) -> list[list[str]]:
@@ -53,30 +34,10 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 def test_bench_prints_every_section_with_numbers(tiny_catsdogs: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.throughput",
-        "--data",
-        str(tiny_catsdogs),
-        "--limit",
-        str(PER_CLASS),
-        "--epochs",
-        "1",
-        "--views",
-        "2",
-        "--sections",
-        "1,2,3,4",
-        "--backbone",
-        "vgg16",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--repeats",
-        "1",
-    ]
-    completed = subprocess.run(command, cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    settings = options(limit=PER_CLASS, epochs=1, views=2, sections="1,2,3,4", backbone="vgg16", weights="none")
+    settings += options(image_size=32, repeats=1)
+    command = [sys.executable, "-m", "benchmarks.throughput", "--data", str(tiny_catsdogs), *settings]
+    completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     output = completed.stdout
     assert output.startswith("Command: python -m benchmarks.throughput --data ")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.paths import PROJECT_ROOT, shared_path
 from tlcore.data import folders
 from tlcore.data import demo
 from tlcore.data import images
 
-SHARED_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "catsdogs"
 
 
 def test_offline_demo_builds_scans_and_decodes(tmp_path):
@@ -68,7 +68,7 @@ def test_offline_demo_needs_no_network(tmp_path):
         "from tlcore.data import demo\n"
         f"demo.build_offline_demo({str(tmp_path / 'offline')!r})\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert folders.scan(tmp_path / "offline").num_classes == 3
@@ -107,13 +107,12 @@ def server(tmp_path, monkeypatch):
 
 def build_small_archive(path: Path, per_folder: dict[str, int]) -> dict[str, int]:
     """A cats_and_dogs_filtered.zip laid out like the real one, from real photos; returns the counts."""
-    if not SHARED_PHOTOS.is_dir():
-        pytest.skip(f"the shared cats and dogs photos are not at {SHARED_PHOTOS}")
+    catsdogs = shared_path("data", "catsdogs")
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("cats_and_dogs_filtered/", b"")
         archive.writestr("cats_and_dogs_filtered/vectorize.py", b"print('not an image')\n")
         for folder, count in per_folder.items():
-            photos = sorted((SHARED_PHOTOS / folder).glob("*.jpg"))[:count]
+            photos = sorted((catsdogs / folder).glob("*.jpg"))[:count]
             assert len(photos) == count
             for photo in photos:
                 archive.write(photo, f"cats_and_dogs_filtered/{folder}/{photo.name}")

@@ -11,18 +11,17 @@ import json
 import struct
 import subprocess
 import sys
-import time
 import tracemalloc
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from tests.helpers.images import bomb_png, declared_png, encoded
+from tests.helpers.paths import PROJECT_ROOT
 from tlcore.data import images
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ("decode", "load_resized", "decode-bytes", "load_resized-bytes")
 RESIZED = 24
 
@@ -30,32 +29,10 @@ RESIZED = 24
 # --- generated files -------------------------------------------------------------------------
 
 
-def _encode(image: Image.Image, image_format: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, image_format, **options)
-    return buffer.getvalue()
-
-
 def _photo(width: int = 128, height: int = 96, seed: int = 0) -> Image.Image:
     """A photo-like image: random 8 x 8 blocks (so JPEG and PNG files have real content)."""
     blocks = np.random.default_rng(seed).integers(0, 256, (height // 8, width // 8, 3))
     return Image.fromarray(np.kron(blocks, np.ones((8, 8, 1))).astype(np.uint8))
-
-
-def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def _bomb_png(width: int, height: int) -> bytes:
-    """A valid 1-bit PNG of width x height black pixels: a few kB on disk, gigabytes once decoded."""
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
-    row = bytes(1 + (width + 7) // 8)  # filter byte + packed pixels
-    compressor = zlib.compressobj(9)
-    rows_per_chunk = 500
-    data = b"".join(compressor.compress(row * min(rows_per_chunk, height - start))
-                    for start in range(0, height, rows_per_chunk)) + compressor.flush()
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data)
-            + _png_chunk(b"IEND", b""))
 
 
 def _truncated(data: bytes) -> bytes:
@@ -71,10 +48,10 @@ BAD_FILES = {
         lambda: b"<!DOCTYPE html>\n<html><head><title>Cat</title></head><body><img src=cat.jpg></body></html>",
         "html",
     ),
-    "truncated-jpeg": ("cut.jpg", lambda: _truncated(_encode(_photo(), "JPEG", quality=90)), "truncated"),
-    "truncated-png": ("cut.png", lambda: _truncated(_encode(_photo(), "PNG")), "truncated"),
-    "tiff": ("scan.tif", lambda: _encode(_photo(), "TIFF"), "expected one of"),
-    "ico": ("favicon.ico", lambda: _encode(_photo(64, 64), "ICO"), "expected one of"),
+    "truncated-jpeg": ("cut.jpg", lambda: _truncated(encoded(_photo(), "JPEG", quality=90)), "truncated"),
+    "truncated-png": ("cut.png", lambda: _truncated(encoded(_photo(), "PNG")), "truncated"),
+    "tiff": ("scan.tif", lambda: encoded(_photo(), "TIFF"), "expected one of"),
+    "ico": ("favicon.ico", lambda: encoded(_photo(64, 64), "ICO"), "expected one of"),
 }
 
 
@@ -138,7 +115,7 @@ def test_unsupported_format_reason_lists_accepted_formats(tmp_path, case, entry)
 
 def test_truncated_jpeg_passes_pillow_verify_but_not_the_decoder(tmp_path):
     """Why the decoder decodes fully: Pillow's verify() accepts a JPEG cut in half."""
-    data = _truncated(_encode(_photo(), "JPEG", quality=90))
+    data = _truncated(encoded(_photo(), "JPEG", quality=90))
     with Image.open(io.BytesIO(data)) as image:
         image.verify()  # no error: verify() does not decode the JPEG scan data
     for entry in ENTRY_POINTS:
@@ -189,17 +166,12 @@ def test_huge_non_image_is_refused_without_reading_it_whole(tmp_path):
 
 @pytest.mark.parametrize("image_size", [0, -160, 1.5, "160", True, None])
 def test_load_resized_rejects_a_bad_size(tmp_path, image_size):
-    path = _write(tmp_path, "photo.png", _encode(_photo(), "PNG"))
+    path = _write(tmp_path, "photo.png", encoded(_photo(), "PNG"))
     with pytest.raises(ValueError, match=repr(image_size).replace(".", r"\.")):
         images.load_resized(path, image_size)
 
 
 # --- decompression bombs ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def bomb_png() -> bytes:
-    return _bomb_png(20_000, 20_000)
 
 
 @pytest.fixture
@@ -214,27 +186,25 @@ def no_decoding(monkeypatch):
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_decompression_bomb_is_refused_before_decoding(tmp_path, bomb_png, no_decoding, entry):
-    assert len(bomb_png) < 200_000  # a small file declaring 400 megapixels
-    path = _write(tmp_path, "bomb.png", bomb_png)
-    started = time.perf_counter()
-    error = _refused(entry, path)
-    assert time.perf_counter() - started < 1.0
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, no_decoding, entry):
+    assert len(bomb_png()) < 200_000  # a small file declaring 400 megapixels
+    path = _write(tmp_path, "bomb.png", bomb_png())
+    error = _refused(entry, path)  # `no_decoding` fails the test if a single pixel is decoded.
     assert "decompression bomb" in error.reason.lower()
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_pixel_cap_holds_without_pillows_own_guard(tmp_path, monkeypatch, bomb_png, no_decoding, entry):
+def test_pixel_cap_holds_without_pillows_own_guard(tmp_path, monkeypatch, no_decoding, entry):
     """Our cap does not rely on Pillow's global MAX_IMAGE_PIXELS, which any library may switch off."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
-    error = _refused(entry, _write(tmp_path, "bomb.png", bomb_png))
+    error = _refused(entry, _write(tmp_path, "bomb.png", bomb_png()))
     assert "20000 x 20000" in error.reason
     assert f"{images.MAX_PIXELS:,}" in error.reason
 
 
 def _declaring(image_format: str, width: int, height: int) -> bytes:
     """A 16 x 16 image whose header is rewritten to declare width x height pixels."""
-    data = bytearray(_encode(Image.new("RGB", (16, 16), (90, 60, 30)), image_format))
+    data = bytearray(encoded(Image.new("RGB", (16, 16), (90, 60, 30)), image_format))
     if image_format == "JPEG":
         start = data.index(b"\xff\xc0") + 5  # The frame header: length, precision, then height, width.
         data[start:start + 4] = struct.pack(">HH", height, width)
@@ -246,9 +216,9 @@ def _declaring(image_format: str, width: int, height: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def bombs(bomb_png) -> dict[str, bytes]:
+def bombs() -> dict[str, bytes]:
     """Image format -> a small file declaring 20000 x 20000 pixels (made before `no_decoding` applies)."""
-    return {"PNG": bomb_png, "JPEG": _declaring("JPEG", 20_000, 20_000), "GIF": _declaring("GIF", 20_000, 20_000)}
+    return {"PNG": bomb_png(), "JPEG": _declaring("JPEG", 20_000, 20_000), "GIF": _declaring("GIF", 20_000, 20_000)}
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
@@ -264,10 +234,7 @@ def test_bomb_above_pillows_own_limit_gets_our_message_not_pillows(tmp_path, bom
 
 def test_image_just_above_the_cap_is_refused(tmp_path, no_decoding):
     """110 megapixels: under Pillow's own error threshold, above ours."""
-    header = struct.pack(">IIBBBBB", 11_000, 10_000, 8, 2, 0, 0, 0)
-    data = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b""))
-            + _png_chunk(b"IEND", b""))
-    error = _refused("load_resized", _write(tmp_path, "wide.png", data))
+    error = _refused("load_resized", _write(tmp_path, "wide.png", declared_png(11_000, 10_000)))
     assert "11000 x 10000" in error.reason and "decompression bomb" in error.reason
 
 
@@ -278,7 +245,7 @@ def test_image_just_above_the_cap_is_refused(tmp_path, no_decoding):
 def test_cmyk_jpeg_becomes_rgb(tmp_path, entry):
     image = Image.new("CMYK", (32, 16), (0, 255, 255, 0))  # red
     image.paste((0, 0, 0, 255), (16, 0, 32, 16))  # black
-    path = _write(tmp_path, "cmyk.jpg", _encode(image, "JPEG", quality=95))
+    path = _write(tmp_path, "cmyk.jpg", encoded(image, "JPEG", quality=95))
     with Image.open(path) as opened:
         assert opened.mode == "CMYK"
     array, _ = _read(entry, path, image_size=32)
@@ -293,7 +260,7 @@ def test_16_bit_greyscale_png_scales_to_8_bits(tmp_path, entry):
     """Mid-grey 32768 of 65535 is mid-grey 128, not white (Pillow's plain convert clips it)."""
     columns = np.array([0, 32768, 65535], dtype=np.uint16)
     values = np.repeat(np.repeat(columns, 8)[np.newaxis], 8, axis=0)  # 8 x 24: three 8-px bands
-    path = _write(tmp_path, "grey16.png", _encode(Image.fromarray(values), "PNG"))
+    path = _write(tmp_path, "grey16.png", encoded(Image.fromarray(values), "PNG"))
     with Image.open(path) as opened:
         assert opened.mode.startswith("I")  # really 16-bit on disk
     array, _ = _read(entry, path, image_size=24)
@@ -310,7 +277,7 @@ def test_rgba_png_is_composited_on_white(tmp_path, entry):
     image = Image.new("RGBA", (32, 8))
     for index, colour in enumerate(colours):
         image.paste(colour, (8 * index, 0, 8 * index + 8, 8))
-    path = _write(tmp_path, "rgba.png", _encode(image, "PNG"))
+    path = _write(tmp_path, "rgba.png", encoded(image, "PNG"))
     array, _ = _read(entry, path, image_size=32)
     _rgb(array, (8, 32) if entry.startswith("decode") else (32, 32))
     expected = [(255, 0, 0), (255, 255, 255), (127, 127, 255), (0, 128, 0)]
@@ -325,7 +292,7 @@ def test_palette_gif_becomes_rgb(tmp_path, entry):
     image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] + [0, 0, 0] * 253)
     for index in range(3):
         image.paste(index, (10 * index, 0, 10 * index + 10, 10))
-    path = _write(tmp_path, "stripes.gif", _encode(image, "GIF"))
+    path = _write(tmp_path, "stripes.gif", encoded(image, "GIF"))
     array, _ = _read(entry, path, image_size=30)
     _rgb(array, (10, 30) if entry.startswith("decode") else (30, 30))
     for index, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255)]):
@@ -337,7 +304,7 @@ def test_transparent_gif_is_composited_on_white(tmp_path, entry):
     image = Image.new("P", (16, 8))
     image.putpalette([0, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
     image.paste(1, (8, 0, 16, 8))  # right half blue, left half index 0 = transparent black
-    path = _write(tmp_path, "clear.gif", _encode(image, "GIF", transparency=0))
+    path = _write(tmp_path, "clear.gif", encoded(image, "GIF", transparency=0))
     array, _ = _read(entry, path, image_size=16)
     assert (array[:, 2:6] == (255, 255, 255)).all()
     assert (array[:, 10:14] == (0, 0, 255)).all()
@@ -346,7 +313,7 @@ def test_transparent_gif_is_composited_on_white(tmp_path, entry):
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 def test_animated_gif_gives_its_first_frame(tmp_path, entry):
     frames = [Image.new("RGB", (20, 10), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
-    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    data = encoded(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     path = _write(tmp_path, "blink.gif", data)
     with Image.open(path) as opened:
         assert opened.n_frames == 3
@@ -357,7 +324,7 @@ def test_animated_gif_gives_its_first_frame(tmp_path, entry):
 
 def test_greyscale_jpeg_becomes_three_equal_channels(tmp_path):
     grey = Image.fromarray(np.tile(np.arange(0, 256, 4, dtype=np.uint8), (16, 1)))
-    path = _write(tmp_path, "grey.jpg", _encode(grey, "JPEG", quality=95))
+    path = _write(tmp_path, "grey.jpg", encoded(grey, "JPEG", quality=95))
     for entry in ENTRY_POINTS:
         array, _ = _read(entry, path)
         assert array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
@@ -408,7 +375,7 @@ def _assert_marker_in(array: np.ndarray, corner: str, inset: int) -> None:
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 def test_exif_orientation_is_applied_the_same_way_everywhere(tmp_path, orientation, image_format):
     shape, corner = ORIENTATIONS[orientation]
-    data = _encode(_marked(40, 20, 8), image_format, exif=_exif(orientation), **(
+    data = encoded(_marked(40, 20, 8), image_format, exif=_exif(orientation), **(
         {"quality": 95} if image_format == "JPEG" else {}))
     path = _write(tmp_path, f"turned.{image_format.lower()}", data)
 
@@ -429,7 +396,7 @@ def test_exif_orientation_is_applied_the_same_way_everywhere(tmp_path, orientati
 
 def test_exif_orientation_survives_the_reduced_jpeg_decode(tmp_path):
     """load_resized decodes large JPEGs at a reduced scale: the orientation must still be applied."""
-    path = _write(tmp_path, "large.jpg", _encode(_marked(800, 400, 160), "JPEG", quality=95, exif=_exif(6)))
+    path = _write(tmp_path, "large.jpg", encoded(_marked(800, 400, 160), "JPEG", quality=95, exif=_exif(6)))
     decoded = images.decode(path)
     _rgb(decoded, (800, 400))
     _assert_marker_in(decoded, "top-right", inset=20)

@@ -8,19 +8,19 @@ import os
 import pickle
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers.images import declared_png, encoded
+from tests.helpers.paths import PROJECT_ROOT
 from tlcore.data.dataset import DatasetError, DatasetScan, fingerprint
 from tlcore.data import decoders
 from tlcore.data import pipeline
@@ -90,22 +90,6 @@ def test_non_image_extension_and_loose_files_are_rejected(tmp_path, small_catsdo
     assert "outside any class folder" in rejected[str(loose.resolve())]
 
 
-def _encoded(image: Image.Image, image_format: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, image_format, **options)
-    return buffer.getvalue()
-
-
-def _declared_png(width: int, height: int) -> bytes:
-    """A PNG header declaring width x height pixels (a decompression bomb's calling card)."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
-
-
 def test_scan_refuses_only_the_bad_images_and_keeps_the_odd_good_ones(tmp_path, small_catsdogs):
     root = _copy(small_catsdogs, tmp_path / "set")
     with Image.open(_photos(root / "train" / "cats")[0]) as opened:
@@ -113,22 +97,22 @@ def test_scan_refuses_only_the_bad_images_and_keeps_the_odd_good_ones(tmp_path, 
     exif = Image.Exif()
     exif[0x0112] = 6
     good = {
-        "cmyk.jpg": _encoded(photo.convert("CMYK"), "JPEG"),
-        "grey16.png": _encoded(Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)), "PNG"),
-        "rgba.png": _encoded(photo.convert("RGBA"), "PNG"),
-        "palette.gif": _encoded(photo.convert("P"), "GIF"),
-        "animated.gif": _encoded(photo.convert("P"), "GIF", save_all=True, append_images=[photo.convert("P")]),
-        "turned.jpg": _encoded(photo, "JPEG", exif=exif.tobytes()),
-        "photo.webp": _encoded(photo, "WEBP"),
-        "photo.bmp": _encoded(photo, "BMP"),
+        "cmyk.jpg": encoded(photo.convert("CMYK"), "JPEG"),
+        "grey16.png": encoded(Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)), "PNG"),
+        "rgba.png": encoded(photo.convert("RGBA"), "PNG"),
+        "palette.gif": encoded(photo.convert("P"), "GIF"),
+        "animated.gif": encoded(photo.convert("P"), "GIF", save_all=True, append_images=[photo.convert("P")]),
+        "turned.jpg": encoded(photo, "JPEG", exif=exif.tobytes()),
+        "photo.webp": encoded(photo, "WEBP"),
+        "photo.bmp": encoded(photo, "BMP"),
     }
-    png = _encoded(photo, "PNG")
+    png = encoded(photo, "PNG")
     bad = {
         "empty.png": (b"", "empty"),
         "page.png": (b"<!DOCTYPE html><html><body>Not found</body></html>", "html"),
         "cut.png": (png[: len(png) // 2], "truncated"),
-        "bomb.png": (_declared_png(20_000, 20_000), "decompression bomb"),
-        "scan.jpg": (_encoded(photo, "TIFF"), "expected one of"),
+        "bomb.png": (declared_png(20_000, 20_000), "decompression bomb"),
+        "scan.jpg": (encoded(photo, "TIFF"), "expected one of"),
     }
     for name, content in good.items():
         (root / "train" / "cats" / name).write_bytes(content)
@@ -657,7 +641,7 @@ def test_a_decoder_process_exits_when_left_idle(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-c", "import sys; from tlcore.data import decoder_processes as d; "
                                "d._decode_tasks(sys.stdin.buffer, sys.stdout.buffer, idle_seconds=0.5)"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=PROJECT_ROOT)
     try:
         assert process.wait(timeout=30) == 0
     finally:
@@ -672,7 +656,7 @@ def test_decoder_processes_do_not_run_the_callers_script_again(tmp_path, small_c
     script = tmp_path / "script.py"
     script.write_text(
         "import pathlib, sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        f"sys.path.insert(0, {str(PROJECT_ROOT)!r})\n"
         "from tlcore.data import folders, pipeline\n"
         f"pathlib.Path({str(tmp_path / 'runs.txt')!r}).open('a').write('ran\\n')\n"
         f"paths = folders.scan({str(small_catsdogs)!r}).paths('train')\n"

@@ -14,15 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.runs import LITE0_SETTINGS, trained_run
 from tlcore.config import TrainConfig
 from tlcore.data import folders
 from tlcore.data.dataset import DatasetScan, fingerprint
 from tlcore.insight import evaluate
-from tlcore.runs import store, worker
+from tlcore.runs import store
 from tlcore.serving import predict
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
 
 
 def _link(source: Path, destination: Path, start: int, count: int) -> None:
@@ -41,15 +39,13 @@ def refuse(why: str):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
+def photos(tmp_path_factory, catsdogs_dir) -> Path:
     """train 8 / validation 6 / test 4 real photos per class (test taken from other validation photos)."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
     root = tmp_path_factory.mktemp("evaluate_photos")
     for name in ("cats", "dogs"):
-        _link(CATSDOGS / "train" / name, root / "train" / name, 0, 8)
-        _link(CATSDOGS / "validation" / name, root / "validation" / name, 0, 6)
-        _link(CATSDOGS / "validation" / name, root / "test" / name, 6, 4)
+        _link(catsdogs_dir / "train" / name, root / "train" / name, 0, 8)
+        _link(catsdogs_dir / "validation" / name, root / "validation" / name, 0, 6)
+        _link(catsdogs_dir / "validation" / name, root / "test" / name, 6, 4)
     return root
 
 
@@ -57,20 +53,7 @@ def photos(tmp_path_factory) -> Path:
 def trained(tmp_path_factory, photos) -> tuple[store.Run, Path]:
     """One EfficientNet-Lite0 (ImageNet weights, bundled) feature-extraction run at 64 px."""
     runs_dir = tmp_path_factory.mktemp("evaluate_runs")
-    config = TrainConfig(
-        data_dir=str(photos),
-        strategy="feature_extraction",
-        backbone="efficientnet_lite0",
-        image_size=64,
-        epochs=3,
-        batch_size=8,
-        head="global_average",
-        learning_rate=1e-3,
-    )
-    run = store.create(config, runs_dir)
-    status = worker.execute(run, runs_dir=runs_dir)
-    assert status["state"] == "done", status.get("error")
-    return run, runs_dir
+    return trained_run(runs_dir, photos, LITE0_SETTINGS, image_size=64), runs_dir
 
 
 # Pure functions.
@@ -119,12 +102,10 @@ def test_summary_round_trips_through_json_and_rejects_inconsistent_shapes():
         evaluate.Evaluation(**{**result.__dict__, "confusion": ((1, 0),)})
 
 
-def test_dataset_for_reuses_the_runs_own_split_settings(tmp_path):
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
+def test_dataset_for_reuses_the_runs_own_split_settings(tmp_path, catsdogs_dir):
     flat = tmp_path / "flat"
     for name in ("cats", "dogs"):
-        _link(CATSDOGS / "train" / name, flat / name, 0, 10)
+        _link(catsdogs_dir / "train" / name, flat / name, 0, 10)
     run = store.create(TrainConfig(data_dir=str(flat), validation_fraction=0.3, seed=7), tmp_path / "runs")
     store.write_json(run.path / "labels.json", ["cats", "dogs"])
     dataset = evaluate.dataset_for(run)
@@ -199,9 +180,13 @@ def test_validation_evaluation_is_the_split_training_measured(trained, photos):
     assert result.accuracy == pytest.approx(run.summary()["results"]["feature_extraction"]["val_accuracy"], abs=1e-6)
     assert len(result.mistakes) == 12 - sum(result.confusion[index][index] for index in range(2))
     validation = set(folders.scan(photos).paths("validation"))
+    predictor = predict.load(run)
     for mistake in result.mistakes:
         assert mistake.path in validation and mistake.true_label != mistake.predicted_label
-        assert mistake.probability >= 0.5 and mistake.loss >= -math.log(mistake.probability) - 1e-9
+        # The model's own answer for that photo, and (two classes) the loss of the other, true, class.
+        (top,) = predict.predict_sources(predictor, [mistake.path], top=1)[0]["top"]
+        assert top["label"] == mistake.predicted_label and top["probability"] == pytest.approx(mistake.probability)
+        assert mistake.loss == pytest.approx(-math.log(1 - mistake.probability))
     assert [item.probability for item in result.mistakes] == sorted(
         (item.probability for item in result.mistakes), reverse=True
     )

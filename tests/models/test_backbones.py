@@ -13,12 +13,11 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.paths import PROJECT_ROOT, shared_path
 from tlcore.models import backbones, heads
 from tlcore.models.layers import Preprocess
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
-REPOSITORY = Path(__file__).resolve().parents[2]
+MOBILENET_WEIGHTS = ("weights", "mobilenet_2_5_224_tf_no_top.h5")
 
 # Run in a fresh interpreter whose sockets refuse to connect: proves "no network" and lets
 # KERAS_HOME take effect (Keras reads it once, when it is imported).
@@ -33,14 +32,14 @@ socket.getaddrinfo = refuse
 
 
 def run_offline(code: str, keras_home: Path) -> dict:
-    environment = dict(os.environ, KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPOSITORY))
+    environment = dict(os.environ, KERAS_HOME=str(keras_home), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(PROJECT_ROOT))
     completed = subprocess.run(
         [sys.executable, "-c", OFFLINE_PRELUDE + code],
         capture_output=True,
         text=True,
         env=environment,
         timeout=300,
-        cwd=REPOSITORY,
+        cwd=PROJECT_ROOT,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -127,10 +126,9 @@ def test_configs_refuse_an_alpha_without_imagenet_weights():
 
 
 def test_mobilenet_imagenet_weights_load_from_a_seeded_keras_home_without_network(tmp_path):
-    if not MOBILENET_WEIGHTS.is_file():
-        pytest.skip(f"official MobileNet weights not found at {MOBILENET_WEIGHTS}")
+    weights = shared_path(*MOBILENET_WEIGHTS)
     (tmp_path / "models").mkdir()
-    shutil.copy(MOBILENET_WEIGHTS, tmp_path / "models" / MOBILENET_WEIGHTS.name)
+    shutil.copy(weights, tmp_path / "models" / weights.name)
     code = """
 import json
 import numpy as np
@@ -150,7 +148,7 @@ print(json.dumps({"status": status.__dict__, "output": list(base.output.shape[1:
     import h5py
 
     # The loaded kernel is the file's kernel, not a random initialisation.
-    with h5py.File(MOBILENET_WEIGHTS, "r") as weights_file:
+    with h5py.File(weights, "r") as weights_file:
         names = []
         weights_file.visit(names.append)
         kernel_name = next(name for name in names if name.startswith("conv1/") and "kernel" in name)

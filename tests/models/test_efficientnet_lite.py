@@ -7,7 +7,6 @@ import re
 import struct
 import sys
 import types
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +15,6 @@ from PIL import Image
 
 from tlcore.models import efficientnet_lite, torch_pickle
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "catsdogs"
 PHOTOS_PER_CLASS = 40
 # ImageNet class ranges: domestic cats (tabby, tiger cat, Persian, Siamese,
 # Egyptian cat), all cats including wild ones (up to 293, cheetah), dogs.
@@ -134,12 +132,9 @@ def _load_photos(folder):
 
 
 @pytest.fixture(scope="module")
-def photos():
+def photos(catsdogs_dir):
     """Returns (cats, dogs), raw RGB pixels in 0..255, shape (N, 224, 224, 3)."""
-    folders = [DATA_DIR / "validation" / "cats", DATA_DIR / "validation" / "dogs"]
-    for folder in folders:
-        if not any(folder.glob("*.jpg")):
-            pytest.skip(f"cats/dogs photos not found in {folder}")
+    folders = [catsdogs_dir / "validation" / "cats", catsdogs_dir / "validation" / "dogs"]
     return tuple(_load_photos(folder) for folder in folders)
 
 

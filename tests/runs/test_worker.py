@@ -13,6 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.paths import PROJECT_ROOT
+from tests.helpers.runs import train_config
+from tests.helpers.server import wait_until
 from tlcore.serving import predict
 from tlcore.runs import store
 from tlcore.runs import worker
@@ -27,28 +30,17 @@ def photos(catsdogs_subset) -> Path:
 
 def long_config(data_dir: Path, epochs: int = 200) -> TrainConfig:
     # Many small epochs: long enough to act on while it runs, each batch quick.
-    return TrainConfig(data_dir=str(data_dir), strategy="frozen_augmented", backbone="vgg16", weights="none",
-                       image_size=32, epochs=epochs, batch_size=2, head="flatten", learning_rate=1e-4)
-
-
-def wait_for(predicate, timeout: float, message: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+    return train_config(data_dir, strategy="frozen_augmented", epochs=epochs, batch_size=2)
 
 
 def test_cli_stop_ends_a_running_worker_as_stopped_with_metrics_and_model(photos, tmp_path):
     run = worker.start(long_config(photos), tmp_path)
-    wait_for(lambda: len(run.metrics()) >= 2, 120, "two epochs")
+    wait_until(lambda: len(run.metrics()) >= 2, 120, "two epochs")
     completed = subprocess.run([sys.executable, "-m", "tlcore", "stop", run.id, "--runs-dir", str(tmp_path)],
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     requested_at_epoch = len(run.metrics())
-    wait_for(lambda: run.status()["state"] == "stopped", 60, "the stopped state")
+    wait_until(lambda: run.status()["state"] == "stopped", 60, "the stopped state")
     # It ended within the epoch that was running: at most one more epoch record.
     assert len(run.metrics()) <= requested_at_epoch + 1
     assert run.summary()["stopped"] is True
@@ -58,33 +50,33 @@ def test_cli_stop_ends_a_running_worker_as_stopped_with_metrics_and_model(photos
 
 def test_killed_worker_is_reported_as_interrupted_and_releases_the_queue(photos, tmp_path):
     first = worker.start(long_config(photos), tmp_path)
-    wait_for(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
+    wait_until(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
     second = worker.start(long_config(photos, epochs=1), tmp_path)
     time.sleep(3)
     assert second.status()["state"] == "queued"  # One training at a time.
 
     killed = first.raw_status()["pid"]
     os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: first.status()["state"] == "interrupted", 30, "the interrupted state")
+    wait_until(lambda: first.status()["state"] == "interrupted", 30, "the interrupted state")
     assert "killed" in first.status()["error"] or "ended" in first.status()["error"]
     # The process that started it (here pytest, in the app the Streamlit server) collected its exit:
     # no zombie (<defunct>) is left behind.
-    wait_for(lambda: not psutil.pid_exists(killed), 10, "the killed worker to be reaped")
+    wait_until(lambda: not psutil.pid_exists(killed), 10, "the killed worker to be reaped")
     # The lock died with the process: the queued run now trains to the end.
-    wait_for(lambda: second.status()["state"] == "done", 180, "the queued run to finish")
+    wait_until(lambda: second.status()["state"] == "done", 180, "the queued run to finish")
     assert store.describe(first)["state"] == "interrupted"
 
 
 def test_a_queued_run_can_be_stopped_before_it_starts(photos, tmp_path):
     first = worker.start(long_config(photos), tmp_path)
-    wait_for(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
+    wait_until(lambda: first.raw_status().get("state") == "running", 120, "the first run to start")
     second = worker.start(long_config(photos, epochs=1), tmp_path)
     time.sleep(2)
     second.request_stop()
-    wait_for(lambda: second.status()["state"] == "stopped", 30, "the queued run to stop")
+    wait_until(lambda: second.status()["state"] == "stopped", 30, "the queued run to stop")
     assert second.metrics() == []
     first.request_stop()
-    wait_for(lambda: first.status()["state"] == "stopped", 60, "the first run to stop")
+    wait_until(lambda: first.status()["state"] == "stopped", 60, "the first run to stop")
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="the idle scheduling class is Linux-only")
@@ -100,7 +92,7 @@ def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
         " 'idle': sum(os.sched_getscheduler(tid) == os.SCHED_IDLE for tid in tids)}))\n"
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=Path(__file__).resolve().parents[2],
+                               cwd=PROJECT_ROOT,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["mode"] == "idle"
@@ -112,7 +104,7 @@ def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
 def test_the_malloc_arena_cap_is_accepted_by_the_c_library():
     code = "from tlcore.runs import worker; print(worker.limit_malloc_arenas())"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=Path(__file__).resolve().parents[2])
+                               cwd=PROJECT_ROOT)
     assert completed.stdout.strip() == "True"
 
 

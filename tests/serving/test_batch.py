@@ -5,16 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tlcore.config import TrainConfig
+from tests.helpers import cli
+from tests.helpers.cli import options
 from tlcore.data import zips
-from tlcore.runs import store, worker
 from tlcore.serving import batch, predict
 
 
@@ -27,29 +25,8 @@ def photos(catsdogs_dir) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, catsdogs_subset) -> tuple[store.Run, Path]:
-    """The cheapest real run: VGG16 without pretrained weights at 32 px, one epoch of feature extraction."""
-    root = catsdogs_subset("batch_photos", train=4, validation=2)
-    runs_dir = tmp_path_factory.mktemp("batch_runs")
-    config = TrainConfig(
-        data_dir=str(root),
-        strategy="feature_extraction",
-        backbone="vgg16",
-        weights="none",
-        image_size=32,
-        epochs=1,
-        batch_size=4,
-        head="flatten",
-        learning_rate=1e-4,
-    )
-    run = store.create(config, runs_dir)
-    assert worker.execute(run, runs_dir=runs_dir)["state"] == "done"
-    return run, runs_dir
-
-
-@pytest.fixture(scope="module")
-def predictor(trained) -> predict.Predictor:
-    return predict.load(trained[0])
+def predictor(tiny_trained_run) -> predict.Predictor:
+    return predict.load(tiny_trained_run)
 
 
 @pytest.fixture
@@ -175,31 +152,12 @@ def test_csv_has_the_columns_and_formats_and_defuses_formulas():
     }
 
 
-def test_cli_predict_expands_folders_and_zips_and_writes_a_csv(trained, messy_folder, tmp_path, photos):
-    run, runs_dir = trained
+def test_cli_predict_expands_folders_and_zips_and_writes_a_csv(tiny_trained_run, messy_folder, tmp_path, photos):
+    run, runs_dir = tiny_trained_run, tiny_trained_run.path.parent
     archive = _zip_of(messy_folder, tmp_path / "photos.zip", {"batch/notes.md": b"# notes\n"})
     output = tmp_path / "out" / "predictions.csv"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "predict",
-            "--run",
-            run.id,
-            "--runs-dir",
-            str(runs_dir),
-            "--json",
-            "--csv",
-            str(output),
-            str(photos[3]),
-            str(messy_folder),
-            str(archive),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    sources = [str(photos[3]), str(messy_folder), str(archive)]
+    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir, json=True, csv=output), *sources)
     assert completed.returncode == 1, completed.stderr  # Some files failed; the others were predicted.
     results = json.loads(completed.stdout)
     names = [result["image"] for result in results]

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcore.config import TrainConfig
+from tests.helpers.runs import LITE0_SETTINGS, trained_run
 from tlcore.data import pipeline
 from tlcore.insight import evaluate
-from tlcore.runs import store, worker
+from tlcore.runs import store
 from tlcore.serving import export, predict
 
 
@@ -28,20 +28,8 @@ def trained(tmp_path_factory, catsdogs_subset) -> tuple[store.Run, Path]:
     """
     root = catsdogs_subset("export_photos", train=8, validation=6)
     runs_dir = tmp_path_factory.mktemp("export_runs")
-    config = TrainConfig(
-        data_dir=str(root),
-        strategy="frozen_augmented",
-        backbone="efficientnet_lite0",
-        image_size=96,
-        epochs=6,
-        batch_size=8,
-        head="global_average",
-        learning_rate=3e-3,
-        augmented_views=1,
-    )
-    run = store.create(config, runs_dir)
-    assert worker.execute(run, runs_dir=runs_dir)["state"] == "done"
-    return run, runs_dir
+    settings = {"strategy": "frozen_augmented", "epochs": 6, "learning_rate": 3e-3, "augmented_views": 1}
+    return trained_run(runs_dir, root, LITE0_SETTINGS, **settings), runs_dir
 
 
 @pytest.fixture(scope="module")

@@ -9,40 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from tlcore.config import TrainConfig
-from tlcore.runs import store, worker
+from tlcore.runs import store
 from tlcore.serving import predict
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CATSDOGS = SHARED / "data" / "catsdogs"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished feature-extraction run on 8 + 4 real photos per class."""
-    if not CATSDOGS.is_dir():
-        pytest.skip(f"shared test data not found at {CATSDOGS}")
-    root = tmp_path_factory.mktemp("predict")
-    for split, count in (("train", 8), ("validation", 4)):
-        for name in ("cats", "dogs"):
-            folder = root / "data" / split / name
-            folder.mkdir(parents=True)
-            for path in sorted((CATSDOGS / split / name).iterdir())[:count]:
-                (folder / path.name).symlink_to(path)
-    config = TrainConfig(
-        data_dir=str(root / "data"),
-        strategy="feature_extraction",
-        backbone="vgg16",
-        weights="none",
-        image_size=32,
-        epochs=1,
-        batch_size=4,
-        head="flatten",
-        learning_rate=1e-4,
-    )
-    run = store.create(config, root / "runs")
-    assert worker.execute(run, runs_dir=root / "runs")["state"] == "done"
-    return run, root
 
 
 def fake_run(runs_dir: Path, name: str) -> store.Run:
@@ -54,46 +22,45 @@ def fake_run(runs_dir: Path, name: str) -> store.Run:
     return store.Run(path)
 
 
-def test_a_model_with_a_lambda_layer_is_refused(trained, tmp_path):
-    _, root = trained
-    run = fake_run(root / "runs", "lambda-run")
+def test_a_model_with_a_lambda_layer_is_refused(tmp_path):
+    run = fake_run(tmp_path / "runs", "lambda-run")
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
     outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(outputs))
     keras.Model(inputs, outputs).save(run.model_path)
     with pytest.raises(predict.ModelLoadError, match="refused"):
-        predict.load(run.id, root / "runs")
+        predict.load(run.id, tmp_path / "runs")
 
 
-def test_a_corrupt_model_archive_is_refused(trained):
-    _, root = trained
-    run = fake_run(root / "runs", "corrupt-run")
+def test_a_corrupt_model_archive_is_refused(tmp_path):
+    run = fake_run(tmp_path / "runs", "corrupt-run")
     run.model_path.write_bytes(b"PK\x03\x04 this is not really a zip")
     with pytest.raises(predict.ModelLoadError, match="not a Keras model archive|damaged"):
-        predict.load(run.id, root / "runs")
+        predict.load(run.id, tmp_path / "runs")
     with zipfile.ZipFile(run.model_path, "w") as archive:
         archive.writestr("config.json", "{broken")
     with pytest.raises(predict.ModelLoadError, match="damaged or incompatible"):
-        predict.load(run.id, root / "runs")
+        predict.load(run.id, tmp_path / "runs")
 
 
-def test_models_outside_the_runs_folder_are_not_loaded(trained, tmp_path):
-    run, root = trained
+def test_models_outside_the_runs_folder_are_not_loaded(tiny_trained_run, tmp_path):
+    run = tiny_trained_run
+    runs_dir = run.path.parent
     outside = tmp_path / "elsewhere" / run.id
     outside.parent.mkdir()
     import shutil
 
     shutil.copytree(run.path, outside)
     with pytest.raises(ValueError, match="not inside the runs folder"):
-        predict.load(str(outside), root / "runs")
+        predict.load(str(outside), runs_dir)
     with pytest.raises(ValueError):
-        predict.load(f"../{run.id}", root / "runs")
+        predict.load(f"../{run.id}", runs_dir)
 
 
-def test_bad_files_get_reasons_and_the_others_are_predicted(trained, tmp_path):
-    run, root = trained
-    predictor = predict.load(run.id, root / "runs")
-    good = sorted((root / "data" / "validation" / "dogs").iterdir())[0]
+def test_bad_files_get_reasons_and_the_others_are_predicted(tiny_trained_run, tmp_path):
+    run = tiny_trained_run
+    predictor = predict.load(run.id, run.path.parent)
+    good = sorted((Path(run.config()["data_dir"]) / "validation" / "dogs").iterdir())[0]
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     html = b"<!DOCTYPE html><html><body>not a photo</body></html>"
@@ -109,12 +76,12 @@ def test_bad_files_get_reasons_and_the_others_are_predicted(trained, tmp_path):
     assert results[0]["top"] == results[4]["top"]
 
 
-def test_predictions_match_the_models_output_on_decoded_images(trained):
-    run, root = trained
-    predictor = predict.load(run.id, root / "runs")
+def test_predictions_match_the_models_output_on_decoded_images(tiny_trained_run):
+    run = tiny_trained_run
+    predictor = predict.load(run.id, run.path.parent)
     from tlcore.data import pipeline
 
-    photos = sorted((root / "data" / "validation" / "cats").iterdir())
+    photos = sorted((Path(run.config()["data_dir"]) / "validation" / "cats").iterdir())
     batch = pipeline.load_images([str(path) for path in photos], predictor.image_size)
     output = np.asarray(predictor.model.predict(batch.astype("float32"), verbose=0))[:, 0]
     results = predict.predict_sources(predictor, photos, top=2)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import cli
+from tests.helpers.cli import options
 from tlcore.config import TrainConfig
 from tlcore.training import distribute
 
@@ -21,35 +20,10 @@ def photos(catsdogs_subset) -> Path:
 
 def train(photos: Path, runs_dir: Path, *flags: str) -> dict:
     # A new process each: the CPU can only be split before TensorFlow starts.
-    command = [
-        sys.executable,
-        "-m",
-        "tlcore",
-        "train",
-        "--data",
-        str(photos),
-        "--strategy",
-        "all",
-        "--image-size",
-        "96",
-        "--epochs",
-        "8",
-        "--fine-tuning-epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--augmented-views",
-        "2",
-        "--runs-dir",
-        str(runs_dir),
-        "--json",
-        *flags,
-    ]
-    completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    )
+    settings = options(strategy="all", image_size=96, epochs=8, fine_tuning_epochs=2, batch_size=8, augmented_views=2)
+    completed = cli.tlcore("train", "--data", str(photos), *settings, *options(runs_dir=runs_dir, json=True), *flags)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return cli.last_json(completed)
 
 
 def test_one_and_two_replicas_reach_the_same_accuracy(photos, tmp_path):

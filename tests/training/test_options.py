@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers.runs import train_config
 from tlcore.config import TrainConfig
 from tlcore.models import heads
 from tlcore.runs import store, worker
@@ -19,21 +20,9 @@ def imbalanced(catsdogs_subset) -> Path:
     return catsdogs_subset("imbalanced", train={"cats": 12, "dogs": 4}, validation=4)
 
 
-def config_for(data_dir: Path, **overrides) -> TrainConfig:
-    values = dict(
-        data_dir=str(data_dir),
-        strategy="feature_extraction",
-        backbone="vgg16",
-        weights="none",
-        image_size=32,
-        epochs=2,
-        fine_tuning_epochs=1,
-        batch_size=4,
-        head="flatten",
-        learning_rate=1e-4,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+def config_for(data_dir: Path, **settings) -> TrainConfig:
+    """The tiny run's settings with two epochs, then `settings` over them."""
+    return train_config(data_dir, **{"epochs": 2, **settings})
 
 
 def test_class_weights_are_inverse_frequencies():

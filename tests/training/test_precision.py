@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from tests.training.test_trainer import train_run
+from tests.helpers import cli
+from tests.helpers.cli import options
+from tests.helpers.runs import LITE0_SETTINGS, finished_run, train_config
 from tlcore.config import TrainConfig
 from tlcore.models import heads
 from tlcore.runs import store
@@ -26,21 +24,9 @@ def photos(catsdogs_subset) -> Path:
     return catsdogs_subset("precision", train=12, validation=8)
 
 
-def lite0_config(data_dir: Path, **overrides) -> TrainConfig:
+def lite0_config(data_dir: Path, **settings) -> TrainConfig:
     """EfficientNet-Lite0 with its bundled ImageNet weights, small images, a few epochs."""
-    values = dict(
-        data_dir=str(data_dir),
-        strategy="feature_extraction",
-        backbone="efficientnet_lite0",
-        weights="imagenet",
-        image_size=128,
-        epochs=20,
-        batch_size=8,
-        augmented_views=2,
-        fine_tuning_epochs=1,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
+    return train_config(data_dir, LITE0_SETTINGS, **{"image_size": 128, "epochs": 20, "augmented_views": 2, **settings})
 
 
 def test_bad_precision_and_jit_values_are_refused_with_what_was_received(photos):
@@ -60,8 +46,8 @@ def test_xla_support_is_read_from_every_nested_layer():
 
 
 def test_mixed_bfloat16_with_xla_trains_as_well_as_float32_and_saves_a_float32_model(photos, tmp_path):
-    reference = train_run(lite0_config(photos), tmp_path / "float32")
-    fast = train_run(lite0_config(photos, precision="mixed_bfloat16", jit_compile=True), tmp_path / "mixed")
+    reference = finished_run(lite0_config(photos), tmp_path / "float32")
+    fast = finished_run(lite0_config(photos, precision="mixed_bfloat16", jit_compile=True), tmp_path / "mixed")
     assert keras.config.dtype_policy().name == "float32"  # The run's policy does not leak out of it.
 
     reference_result = reference.summary()["results"]["feature_extraction"]
@@ -97,11 +83,11 @@ def test_mixed_bfloat16_with_xla_trains_as_well_as_float32_and_saves_a_float32_m
 
 
 def test_xla_is_skipped_for_models_that_augment_inside_and_used_on_cached_views(photos, tmp_path):
-    cached = train_run(
+    cached = finished_run(
         lite0_config(photos, strategy="frozen_augmented", epochs=1, jit_compile=True, precision="mixed_float16"),
         tmp_path / "cached",
     )
-    naive = train_run(
+    naive = finished_run(
         lite0_config(photos, strategy="frozen_augmented", epochs=1, jit_compile=True, augmented_views=0),
         tmp_path / "naive",
     )
@@ -115,38 +101,14 @@ def test_xla_is_skipped_for_models_that_augment_inside_and_used_on_cached_views(
 
 
 def test_the_cli_flags_reach_the_run_and_its_summary(photos, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "tlcore",
-        "train",
-        "--data",
-        str(photos),
-        "--strategy",
-        "feature_extraction",
-        "--image-size",
-        "96",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "8",
-        "--precision",
-        "mixed_bfloat16",
-        "--xla",
-        "--runs-dir",
-        str(tmp_path),
-        "--json",
-    ]
-    completed = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    )
+    settings = options(strategy="feature_extraction", image_size=96, epochs=2, batch_size=8)
+    settings += options(precision="mixed_bfloat16", xla=True, runs_dir=tmp_path, json=True)
+    completed = cli.tlcore("train", "--data", str(photos), *settings)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    run = store.resolve(json.loads(completed.stdout.strip().splitlines()[-1])["run"], tmp_path)
+    run = store.resolve(cli.last_json(completed)["run"], tmp_path)
     assert run.config()["precision"] == "mixed_bfloat16" and run.config()["jit_compile"] is True
     assert run.summary()["results"]["feature_extraction"]["jit_compile"] is True
     assert "Precision mixed_bfloat16, XLA on" in completed.stderr
 
-    help_text = subprocess.run(
-        [sys.executable, "-m", "tlcore", "train", "--help"], capture_output=True, text=True, check=True
-    ).stdout
+    help_text = cli.tlcore("train", "--help").stdout
     assert "--precision {float32,mixed_float16,mixed_bfloat16}" in help_text and "--xla" in help_text

@@ -10,6 +10,9 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers import cli
+from tests.helpers.cli import options
+from tests.helpers.runs import finished_run, train_config
 from tlcore.config import AugmentationConfig, TrainConfig, stages_for
 from tlcore.models import backbones, heads
 from tlcore.runs import store, worker
@@ -23,32 +26,9 @@ def tiny_data(catsdogs_subset) -> Path:
     return catsdogs_subset("tiny", train=8, validation=4)
 
 
-def tiny_config(data_dir: Path, **overrides) -> TrainConfig:
-    values = dict(
-        data_dir=str(data_dir),
-        backbone="vgg16",
-        weights="none",
-        image_size=32,
-        epochs=1,
-        fine_tuning_epochs=1,
-        batch_size=4,
-        head="flatten",
-        learning_rate=1e-4,
-    )
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
-def train_run(config: TrainConfig, runs_dir: Path) -> store.Run:
-    run = store.create(config, runs_dir)
-    status = worker.execute(run, runs_dir=runs_dir)
-    assert status["state"] == "done", status
-    return run
-
-
 @pytest.mark.parametrize("strategy", ["feature_extraction", "frozen_augmented", "fine_tuning", "scratch"])
 def test_each_strategy_fills_the_run_folder(tiny_data, tmp_path, strategy):
-    run = train_run(tiny_config(tiny_data, strategy=strategy), tmp_path)
+    run = finished_run(train_config(tiny_data, strategy=strategy), tmp_path)
 
     assert json.loads((run.path / "config.json").read_text())["strategy"] == strategy
     assert run.status()["state"] == "done"
@@ -66,7 +46,7 @@ def test_each_strategy_fills_the_run_folder(tiny_data, tmp_path, strategy):
 
 
 def test_all_runs_the_three_strategies_in_order_with_continuing_fine_tuning_epochs(tiny_data, tmp_path):
-    run = train_run(tiny_config(tiny_data, strategy="all", epochs=2, fine_tuning_epochs=2), tmp_path)
+    run = finished_run(train_config(tiny_data, strategy="all", epochs=2, fine_tuning_epochs=2), tmp_path)
     records = [(record["stage"], record["epoch"]) for record in run.metrics()]
     assert records == [
         ("feature_extraction", 1),
@@ -90,8 +70,8 @@ def test_all_runs_the_three_strategies_in_order_with_continuing_fine_tuning_epoc
 
 
 def test_multi_class_uses_softmax_and_categorical_targets(flat_small, tmp_path):
-    config = tiny_config(flat_small, strategy="feature_extraction", validation_fraction=0.25)
-    run = train_run(config, tmp_path)
+    config = train_config(flat_small, strategy="feature_extraction", validation_fraction=0.25)
+    run = finished_run(config, tmp_path)
     predictor = predict.load(run.id, tmp_path)
     assert predictor.labels == ("cats", "dogs", "greys")
     assert predictor.model.output_shape == (None, 3)
@@ -125,7 +105,7 @@ def test_fine_tuning_keeps_batch_normalization_frozen():
 
 
 def test_saved_model_reloads_safely_with_identical_probabilities(tiny_data, tmp_path):
-    config = tiny_config(tiny_data, strategy="frozen_augmented", augmentation=AugmentationConfig())
+    config = train_config(tiny_data, strategy="frozen_augmented", augmentation=AugmentationConfig())
     run = store.create(config, tmp_path)
     summary = trainer.train(config, run=run, runs_dir=tmp_path)
     assert summary["results"]["frozen_augmented"]["epochs"] == 1
@@ -146,7 +126,7 @@ def test_saved_model_reloads_safely_with_identical_probabilities(tiny_data, tmp_
 
 
 def test_in_memory_model_and_saved_model_agree(tiny_data, tmp_path):
-    config = tiny_config(tiny_data, strategy="feature_extraction")
+    config = train_config(tiny_data, strategy="feature_extraction")
     context_model = {}
 
     original_assemble = heads.assemble
@@ -158,7 +138,7 @@ def test_in_memory_model_and_saved_model_agree(tiny_data, tmp_path):
 
     heads.assemble = keep
     try:
-        run = train_run(config, tmp_path)
+        run = finished_run(config, tmp_path)
     finally:
         heads.assemble = original_assemble
     from tlcore.data import pipeline
@@ -173,9 +153,9 @@ def test_in_memory_model_and_saved_model_agree(tiny_data, tmp_path):
 
 
 def test_same_seed_same_metrics(tiny_data, tmp_path):
-    first = train_run(tiny_config(tiny_data, strategy="frozen_augmented", epochs=2), tmp_path / "a")
-    second = train_run(tiny_config(tiny_data, strategy="frozen_augmented", epochs=2), tmp_path / "b")
-    other = train_run(tiny_config(tiny_data, strategy="frozen_augmented", epochs=2, seed=7), tmp_path / "c")
+    first = finished_run(train_config(tiny_data, strategy="frozen_augmented", epochs=2), tmp_path / "a")
+    second = finished_run(train_config(tiny_data, strategy="frozen_augmented", epochs=2), tmp_path / "b")
+    other = finished_run(train_config(tiny_data, strategy="frozen_augmented", epochs=2, seed=7), tmp_path / "c")
     losses = lambda run: [record["loss"] for record in run.metrics()]  # noqa: E731
     assert losses(first) == losses(second)
     assert losses(first) != losses(other)
@@ -183,12 +163,12 @@ def test_same_seed_same_metrics(tiny_data, tmp_path):
 
 def test_views_streamed_from_the_files_train_exactly_as_views_decoded_into_memory(tiny_data, tmp_path, monkeypatch):
     """Beyond the in-memory limit the views are decoded batch by batch from the files: same pixels, same run."""
-    in_memory = train_run(
-        tiny_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=2), tmp_path / "memory"
+    in_memory = finished_run(
+        train_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=2), tmp_path / "memory"
     )
     monkeypatch.setattr(training_context, "IN_MEMORY_LIMIT_BYTES", 0)
-    streamed = train_run(
-        tiny_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=2), tmp_path / "streamed"
+    streamed = finished_run(
+        train_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=2), tmp_path / "streamed"
     )
     metrics = lambda run: [(record["stage"], record["loss"], record["val_loss"]) for record in run.metrics()]  # noqa: E731
     assert len(metrics(streamed)) == 4
@@ -251,30 +231,30 @@ def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path, distributed):
 
 
 def test_a_short_run_caches_only_the_views_it_reads_and_trains_as_with_all_of_them(tiny_data, tmp_path, monkeypatch):
-    config = tiny_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=3, augmented_views=10)
-    short = train_run(config, tmp_path / "short")
+    config = train_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=3, augmented_views=10)
+    short = finished_run(config, tmp_path / "short")
     result = short.summary()["results"]["frozen_augmented"]
     assert result["views"] == 3
     cached = list((tmp_path / "short" / ".cache").rglob("train_views.npy"))
     assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[0] == 3 * 16  # 16 training photos.
     monkeypatch.setattr(augmented, "views_to_cache", lambda config: config.augmented_views)  # All 10, as before.
-    every = train_run(config, tmp_path / "every")
+    every = finished_run(config, tmp_path / "every")
     assert every.summary()["results"]["frozen_augmented"]["views"] == 10
-    metrics = lambda run: [
-        (record["stage"], record["loss"], record["val_loss"])  # noqa: E731
-        for record in run.metrics()
-    ]
+
+    def metrics(run):
+        return [(record["stage"], record["loss"], record["val_loss"]) for record in run.metrics()]
+
     assert len(metrics(short)) == 5 and metrics(short) == metrics(every)
 
 
 def test_feature_cache_is_reused_by_a_second_run(tiny_data, tmp_path):
-    first = train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path)
-    second = train_run(
-        tiny_config(tiny_data, strategy="feature_extraction", learning_rate=1e-3, dense_units=32), tmp_path
+    first = finished_run(train_config(tiny_data, strategy="feature_extraction"), tmp_path)
+    second = finished_run(
+        train_config(tiny_data, strategy="feature_extraction", learning_rate=1e-3, dense_units=32), tmp_path
     )
     assert first.summary()["results"]["feature_extraction"]["features_from_cache"] is False
     assert second.summary()["results"]["feature_extraction"]["features_from_cache"] is True
-    other_size = train_run(tiny_config(tiny_data, strategy="feature_extraction", image_size=40), tmp_path)
+    other_size = finished_run(train_config(tiny_data, strategy="feature_extraction", image_size=40), tmp_path)
     assert other_size.summary()["results"]["feature_extraction"]["features_from_cache"] is False
 
 
@@ -297,7 +277,7 @@ def test_a_truncated_cache_file_is_rebuilt_and_the_run_succeeds(tiny_data, tmp_p
 
 
 def test_a_failing_run_ends_as_failed_with_the_error(tiny_data, tmp_path):
-    config = tiny_config(tmp_path / "gone", strategy="feature_extraction")
+    config = train_config(tmp_path / "gone", strategy="feature_extraction")
     run = store.create(config, tmp_path / "runs")
     status = worker.execute(run, runs_dir=tmp_path / "runs")
     assert status["state"] == "failed"
@@ -309,7 +289,7 @@ def test_stop_request_ends_training_after_the_current_batch(tiny_data, tmp_path)
     """A stop requested during batch 3 ends the fit right after it: 3 batches, not 4."""
     from tlcore.training.callbacks import StopOnRequest
 
-    run = store.create(tiny_config(tiny_data), tmp_path)
+    run = store.create(train_config(tiny_data), tmp_path)
     batches = []
 
     class RequestAtThirdBatch(keras.callbacks.Callback):
@@ -336,7 +316,7 @@ def test_stop_request_during_validation_ends_training_with_that_epoch(tiny_data,
     """
     from tlcore.training.callbacks import StopOnRequest
 
-    run = store.create(tiny_config(tiny_data), tmp_path)
+    run = store.create(train_config(tiny_data), tmp_path)
     batches = []
 
     class RequestDuringFirstValidation(keras.callbacks.Callback):
@@ -364,7 +344,7 @@ def test_stop_request_during_validation_ends_training_with_that_epoch(tiny_data,
 
 
 def test_runs_cannot_escape_the_runs_folder(tiny_data, tmp_path):
-    run = train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path / "runs")
+    run = finished_run(train_config(tiny_data, strategy="feature_extraction"), tmp_path / "runs")
     assert store.resolve(run.id, tmp_path / "runs").path == run.path.resolve()
     for bad in ("..", "../runs", "/etc", str(tmp_path), "a/../../x", "nonexistent-run"):
         with pytest.raises(ValueError):
@@ -394,41 +374,12 @@ def test_half_written_run_folder_does_not_break_the_table(tmp_path):
 
 
 def test_cli_train_predict_runs_json(tiny_data, tmp_path):
-    import subprocess
-    import sys
-
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "train",
-            "--data",
-            str(tiny_data),
-            "--strategy",
-            "feature_extraction",
-            "--backbone",
-            "vgg16",
-            "--weights",
-            "none",
-            "--image-size",
-            "32",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--runs-dir",
-            str(tmp_path),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
+    settings = options(strategy="feature_extraction", backbone="vgg16", weights="none", image_size=32, epochs=2)
+    completed = cli.tlcore(
+        "train", "--data", str(tiny_data), *settings, *options(batch_size=4, runs_dir=tmp_path, json=True)
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = cli.last_json(completed)
     assert result["status"] == "done"
     assert set(result["results"]) == {"feature_extraction"}
     assert {"val_accuracy", "val_loss", "seconds"} <= set(result["results"]["feature_extraction"])
@@ -437,51 +388,24 @@ def test_cli_train_predict_runs_json(tiny_data, tmp_path):
     bad = tmp_path / "not-a-photo.jpg"
     bad.write_text("hello")
     good = sorted((tiny_data / "validation" / "cats").iterdir())[0]
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tlcore",
-            "predict",
-            "--run",
-            Path(result["run"]).name,
-            str(good),
-            str(bad),
-            "--top",
-            "2",
-            "--runs-dir",
-            str(tmp_path),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-    )
+    run_id = Path(result["run"]).name
+    listing = options(runs_dir=tmp_path, json=True)
+    completed = cli.tlcore("predict", "--run", run_id, str(good), str(bad), *options(top=2), *listing)
     predictions = json.loads(completed.stdout)
     assert completed.returncode == 1  # One image failed.
     assert predictions[0]["image"] == str(good)
-    assert [item["label"] for item in predictions[0]["top"]] in (["cats", "dogs"], ["dogs", "cats"])
+    # The same labels and probabilities as predicting in this process (any 2-class answer names both labels).
+    (expected,) = predict.predict_sources(predict.load(run_id, tmp_path), [good], top=2)
+    assert [item["label"] for item in predictions[0]["top"]] == [item["label"] for item in expected["top"]]
+    probabilities = [item["probability"] for item in predictions[0]["top"]]
+    assert probabilities == pytest.approx([item["probability"] for item in expected["top"]], abs=1e-5)
     assert predictions[1] == {"image": str(bad), "error": predictions[1]["error"]}
     assert "text" in predictions[1]["error"]
 
-    completed = subprocess.run(
-        [sys.executable, "-m", "tlcore", "runs", "--runs-dir", str(tmp_path), "--json"],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
-    rows = json.loads(completed.stdout)
+    rows = json.loads(cli.tlcore("runs", *listing).stdout)
     assert rows[0]["state"] == "done" and rows[0]["epochs"] == 2
     assert rows[0]["model_val_accuracy"] == pytest.approx(result["results"]["feature_extraction"]["val_accuracy"])
-    completed = subprocess.run(
-        [sys.executable, "-m", "tlcore", "runs", "--runs-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
+    completed = cli.tlcore("runs", *options(runs_dir=tmp_path))
     assert f"model_val_accuracy={rows[0]['model_val_accuracy']:.4f}" in completed.stdout
 
 
@@ -500,7 +424,7 @@ def _recording_progress(monkeypatch) -> list[dict]:
 
 def test_feature_extraction_reports_the_images_it_has_extracted_per_split(tiny_data, tmp_path, monkeypatch):
     records = _recording_progress(monkeypatch)
-    train_run(tiny_config(tiny_data, strategy="feature_extraction"), tmp_path)
+    finished_run(train_config(tiny_data, strategy="feature_extraction"), tmp_path)
     extracting = [record for record in records if record.get("phase") == "extracting"]
     assert {record["stage"] for record in extracting} == {"feature_extraction"}
     for split, total in (("train", 16), ("validation", 8)):
@@ -518,7 +442,7 @@ def test_extraction_progress_is_written_at_most_once_per_batch_and_interval(
 ):
     from tlcore.data import folders
 
-    config = tiny_config(tiny_data, strategy="feature_extraction")
+    config = train_config(tiny_data, strategy="feature_extraction")
     dataset = folders.scan(str(tiny_data), config.validation_fraction, config.seed)
     run = store.create(config, tmp_path)
     records = _recording_progress(monkeypatch)

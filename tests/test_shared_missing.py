@@ -1,0 +1,71 @@
+"""Without ../shared, pytest says so: one reason for every skip, and one line at the end that counts them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers.paths import PROJECT_ROOT, SHARED_DIR_VARIABLE, SHARED_MISSING
+
+TINY_TESTS = """
+from tests.helpers.paths import shared_path
+
+
+def test_through_the_shared_fixture(shared_dir):
+    pass
+
+
+def test_through_a_data_set_fixture(small_catsdogs):
+    pass
+
+
+def test_through_the_helper():
+    shared_path("weights")
+
+
+def test_without_the_shared_folder():
+    pass
+"""
+
+
+def run_tiny_tests(tmp_path: Path, shared: Path) -> subprocess.CompletedProcess:
+    """Runs TINY_TESTS under tests/conftest.py (as a plugin) with the shared folder pointed at `shared`."""
+    (tmp_path / "test_tiny.py").write_text(TINY_TESTS)
+    environment = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), **{SHARED_DIR_VARIABLE: str(shared)})
+    command = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-rs", "-q"]
+    return subprocess.run(
+        [*command, "--rootdir", str(tmp_path), str(tmp_path / "test_tiny.py")],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_without_shared_every_skip_gives_one_reason_and_one_line_counts_them(tmp_path):
+    nowhere = tmp_path / "no-shared-here"
+    completed = run_tiny_tests(tmp_path, nowhere)
+    output = completed.stdout
+    assert completed.returncode == 0, output + completed.stderr
+    assert "1 passed, 3 skipped" in output, output
+    skip_lines = [line for line in output.splitlines() if line.startswith("SKIPPED")]
+    reasons = {line.split(": ", 1)[1] for line in skip_lines}
+    assert len(skip_lines) == 3 and len(reasons) == 1, skip_lines
+    (reason,) = reasons
+    assert reason.startswith(SHARED_MISSING) and str(nowhere) in reason and SHARED_DIR_VARIABLE in reason
+    counted = [line for line in output.splitlines() if line.startswith("3 tests skipped: ")]
+    assert counted == [f"3 tests skipped: {reason}"], output
+
+
+def test_with_a_shared_folder_that_has_every_part_nothing_is_skipped_or_counted(tmp_path):
+    shared = tmp_path / "shared"
+    for part in ("data/catsdogs/train/cats", "data/catsdogs/train/dogs", "data/scenes", "weights"):
+        (shared / part).mkdir(parents=True)
+    completed = run_tiny_tests(tmp_path, shared)
+    output = completed.stdout
+    # The data set fixture fails (no photos), as it should with a shared folder that is there but broken.
+    assert "skipped" not in output and "../shared is missing" not in output, output
+    assert "3 passed" in output and "1 error" in output, output
