@@ -7,6 +7,7 @@ python -m tlcore evaluate --run RUN [--split validation|test] [--json]
 python -m tlcore export --run RUN --format {keras,savedmodel,tflite,tflite-int8} [--output PATH] [--json]
 python -m tlcore runs [--json]
 python -m tlcore stop RUN
+python -m tlcore explore --data DIR [--backbone ...] [--image-size N] [--threshold T] [--json]
 """
 
 from __future__ import annotations
@@ -386,6 +387,73 @@ def command_stop(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_explore(arguments: argparse.Namespace) -> int:
+    from tlcore.data import folders
+    from tlcore.data.dataset import DatasetError
+    from tlcore.insight import explore
+    from tlcore.runs import store
+
+    try:
+        settings = explore.ExploreSettings(
+            backbone=arguments.backbone, image_size=arguments.image_size, threshold=arguments.threshold
+        )
+        dataset = folders.scan(arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
+    except (DatasetError, ValueError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs_dir = arguments.runs_dir or store.default_runs_dir()
+    exploration = explore.explore(dataset, settings, runs_dir=runs_dir, stream=sys.stderr)
+    if arguments.json:
+        _print_json(exploration.to_json())
+    else:
+        print(explore.summary(exploration, top=arguments.top))
+    return 0
+
+
+def add_explore_parser(commands) -> None:
+    """Registers `explore` (kept in one function, apart from the other commands)."""
+    from tlcore.insight import explore
+    from tlcore.models.backbones import BACKBONES
+
+    exploring = commands.add_parser(
+        "explore",
+        help="map a data set, find near-duplicates and leaks between splits or classes, and likely wrong labels",
+        description="Explore a data set from a pretrained backbone's pooled features (kept in the runs folder's "
+        "feature cache): a 2-D map of every image (principal components), the pairs of images at least "
+        "--threshold alike (a leak when they join train to validation/test, or two classes), and the likely "
+        "wrong labels (confident learning on out-of-fold probabilities) with a suggested class.",
+    )
+    exploring.add_argument("--data", required=True, help="the data set folder")
+    exploring.add_argument(
+        "--backbone", choices=sorted(BACKBONES), default=explore.DEFAULT_BACKBONE, help="the pretrained base"
+    )
+    exploring.add_argument(
+        "--image-size", type=int, default=explore.DEFAULT_IMAGE_SIZE, help="input side in pixels (default 160)"
+    )
+    exploring.add_argument(
+        "--threshold",
+        type=float,
+        default=explore.DEFAULT_THRESHOLD,
+        help=f"cosine similarity from which two images are near-duplicates (default {explore.DEFAULT_THRESHOLD})",
+    )
+    exploring.add_argument(
+        "--validation-fraction", type=float, default=0.2, help="held-out share per class, flat layout (0.2)"
+    )
+    exploring.add_argument("--seed", type=int, default=1337, help="seed of that split (default 1337)")
+    exploring.add_argument("--top", type=int, default=10, help="pairs and suspects listed in the summary (10)")
+    _add_runs_dir(exploring)
+    exploring.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"map": [{path, label, split, x, y}], "duplicates": [{a, b, similarity, '
+        'leak}], "suspects": [{path, label, suggested, score}]}',
+    )
+    exploring.set_defaults(handler=command_explore)
+
+
 def _add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
 
@@ -691,6 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(stop)
     stop.set_defaults(handler=command_stop)
 
+    add_explore_parser(commands)
     for command in commands.choices.values():
         command.add_argument(
             "--verbose", action="store_true", help="also show TensorFlow's start-up and log lines on standard error"

@@ -79,9 +79,19 @@ def extract_to_file(
 
 
 def extract_features(
-    context: training_context.TrainingContext, base: keras.Model, preprocess
+    context: training_context.TrainingContext,
+    base: keras.Model,
+    preprocess,
+    splits: tuple[str, ...] = ("train", "validation"),
 ) -> tuple[dict, float, bool]:
-    """Feature maps of the train and validation images, from the cache when possible.
+    """Feature maps of the images of some splits, from the cache when possible.
+
+    Args:
+        context: the run's context (config, data set, feature cache folder).
+        base: the frozen backbone.
+        preprocess: its preprocessing layer.
+        splits: the splits to extract: training needs train and validation; the data explorer
+            (`tlcore.insight.explore`) every split of the data set, test included.
 
     Returns:
         (split -> FeatureFile, seconds spent, whether they all came from the cache).
@@ -97,7 +107,7 @@ def extract_features(
     extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
     forward = None  # Compiled on the first split that is not cached, reused for the next.
     result, from_cache = {}, True
-    for split in ("train", "validation"):
+    for split in splits:
         count = len(dataset.paths(split))
         cached = feature_cache.load(directory, key, split, count)
         if cached is not None:

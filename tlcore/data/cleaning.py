@@ -1,0 +1,231 @@
+"""Cleaning decisions: keep, drop or relabel each file of a data set, without ever touching the photos.
+
+The decisions of a data set are a JSON file in the app's data folder (`$TLCORE_DATA_DIR`, else
+`data/`), under `cleaning/`, beside the data set's record (`DatasetScan.to_json`) they were made on.
+`apply_decisions` gives the cleaned view of a scan, which `tlcore.training.trainer.train(config,
+dataset=...)` trains on as it is; `write_cleaned_copy` writes it as a new folder (hard links where
+the file system allows, else copies) that any run, or the app's worker, can scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from tlcore.data.dataset import DatasetScan, Sample
+from tlcore.runs.store import write_json
+
+ACTIONS = ("keep", "drop", "relabel")
+DECISIONS_FOLDER = "cleaning"
+DECISIONS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one file.
+
+    Attributes:
+        path: the image file, as the scan lists it.
+        action: "keep", "drop" or "relabel".
+        label: the class name it moves to, for "relabel" only.
+    """
+
+    path: str
+    action: str
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str) or not self.path:
+            raise ValueError(f"path must be a file path, received {self.path!r}.")
+        if self.action not in ACTIONS:
+            raise ValueError(f"action must be one of {list(ACTIONS)}, received {self.action!r}.")
+        if self.action == "relabel" and (not isinstance(self.label, str) or not self.label):
+            raise ValueError(f"A relabel decision needs the new class name as label, received {self.label!r}.")
+        if self.action != "relabel" and self.label is not None:
+            raise ValueError(f"Only a relabel decision takes a label, received {self.label!r} with {self.action!r}.")
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "action": self.action, "label": self.label}
+
+
+def default_data_dir() -> Path:
+    """The app's data folder: `$TLCORE_DATA_DIR`, else `data/` in the current folder."""
+    return Path(os.environ.get("TLCORE_DATA_DIR", "data")).expanduser()
+
+
+def decisions_path(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> Path:
+    """The decisions file of a data set: named after its folder, and a hash of its root so two
+    folders of one name never share one."""
+    root = Path(dataset.root)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.name)[:40] or "dataset"
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    return Path(data_dir if data_dir is not None else default_data_dir()) / DECISIONS_FOLDER / f"{name}-{digest}.json"
+
+
+def check_decisions(dataset: DatasetScan, decisions: Iterable[Decision]) -> dict[str, Decision]:
+    """Path -> decision, checked against a data set.
+
+    Raises:
+        ValueError: a decision is not a Decision, names a file the data set does not list or a
+            class it does not have, or two decisions name one file.
+    """
+    known = {sample.path for samples in dataset.splits.values() for sample in samples}
+    checked: dict[str, Decision] = {}
+    for decision in decisions:
+        if not isinstance(decision, Decision):
+            raise ValueError(f"Expected Decision objects, received {type(decision).__name__}.")
+        if decision.path not in known:
+            raise ValueError(f"{decision.path}: not a file of the data set at {dataset.root}.")
+        if decision.action == "relabel" and decision.label not in dataset.classes:
+            raise ValueError(
+                f"{decision.path}: relabel to {decision.label!r}, expected one of {list(dataset.classes)}."
+            )
+        if decision.path in checked:
+            raise ValueError(f"{decision.path}: two decisions for one file.")
+        checked[decision.path] = decision
+    return checked
+
+
+def save_decisions(
+    dataset: DatasetScan, decisions: Iterable[Decision], data_dir: str | os.PathLike | None = None
+) -> Path:
+    """Writes the decisions of a data set, with its record, to its decisions file (replaced whole).
+
+    Returns:
+        The file written.
+    """
+    checked = check_decisions(dataset, decisions)
+    path = decisions_path(dataset, data_dir)
+    write_json(
+        path,
+        {
+            "version": DECISIONS_VERSION,
+            "dataset": dataset.to_json(),
+            "decisions": [decision.to_dict() for decision in checked.values()],
+        },
+    )
+    return path
+
+
+def load_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> dict[str, Decision]:
+    """The saved decisions of a data set (path -> decision); {} when none were saved.
+
+    Raises:
+        ValueError: the file is not a decisions file, or its decisions do not fit the data set
+            (a file gone or a class renamed since they were made).
+    """
+    path = decisions_path(dataset, data_dir)
+    if not path.is_file():
+        return {}
+    values = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(values, dict) or not isinstance(values.get("decisions"), list):
+        raise ValueError(f"{path}: expected a JSON object with a list of decisions, received {str(values)[:200]}.")
+    decisions = []
+    for item in values["decisions"]:
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: expected each decision as {{path, action, label}}, received {item!r:.200}.")
+        decisions.append(Decision(item.get("path"), item.get("action"), item.get("label")))
+    return check_decisions(dataset, decisions)
+
+
+def apply_decisions(dataset: DatasetScan, decisions: Iterable[Decision]) -> DatasetScan:
+    """The cleaned view of a data set: dropped files left out, relabelled files in their new class.
+
+    Each split stays grouped by class in class order, as `folders.scan` makes it; files keep their
+    split. The photos are not touched.
+
+    Raises:
+        ValueError: the decisions do not fit the data set (see `check_decisions`), or leave a class
+            without images in train or validation.
+    """
+    checked = check_decisions(dataset, decisions)
+    splits = {}
+    for split, samples in dataset.splits.items():
+        kept = []
+        for sample in samples:
+            decision = checked.get(sample.path)
+            if decision is None or decision.action == "keep":
+                kept.append(sample)
+            elif decision.action == "relabel":
+                kept.append(Sample(sample.path, dataset.classes.index(decision.label)))
+        kept.sort(key=lambda sample: sample.label)  # Stable: the scan's order within each class.
+        splits[split] = tuple(kept)
+    for split in ("train", "validation"):
+        present = {sample.label for sample in splits[split]}
+        empty = [name for index, name in enumerate(dataset.classes) if index not in present]
+        if empty:
+            raise ValueError(f"These decisions leave class(es) {empty} without images in the {split} split.")
+    return DatasetScan(
+        root=dataset.root,
+        layout=dataset.layout,
+        classes=dataset.classes,
+        splits=splits,
+        rejected=dataset.rejected,
+        validation_fraction=dataset.validation_fraction,
+        seed=dataset.seed,
+    )
+
+
+def _place(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # Another file system, or one without hard links.
+        shutil.copy2(source, target)
+
+
+def write_cleaned_copy(
+    dataset: DatasetScan, decisions: Iterable[Decision], destination: str | os.PathLike
+) -> DatasetScan:
+    """Writes the cleaned view as a new folder: destination/<split>/<class>/<file>.
+
+    Its splits are the view's, so a flat data set's seeded split is kept as it was. Files are hard
+    links to the originals where the file system allows, else copies; two files of one name in one
+    class get a numbered name.
+
+    Args:
+        dataset: the data set.
+        decisions: its decisions.
+        destination: a new folder, or an empty one.
+
+    Returns:
+        The scan of the copy (the same samples in their new places; no image decoded again).
+
+    Raises:
+        ValueError: the destination holds files, lies inside the data set, or the decisions do not fit.
+    """
+    cleaned = apply_decisions(dataset, decisions)
+    target_root = Path(destination).expanduser().resolve()
+    if target_root.is_relative_to(Path(dataset.root).resolve()):
+        raise ValueError(f"The cleaned copy must be outside the data set {dataset.root}, received {target_root}.")
+    if target_root.exists() and (not target_root.is_dir() or any(target_root.iterdir())):
+        raise ValueError(f"The cleaned copy needs a new or empty folder, received {target_root}.")
+    splits = {}
+    for split, samples in cleaned.splits.items():
+        for name in cleaned.classes:
+            (target_root / split / name).mkdir(parents=True, exist_ok=True)
+        placed, used = [], set()
+        for sample in samples:
+            folder = target_root / split / cleaned.classes[sample.label]
+            source = Path(sample.path)
+            target, number = folder / source.name, 1
+            while target in used:
+                number += 1
+                target = folder / f"{source.stem}-{number}{source.suffix}"
+            used.add(target)
+            _place(source, target)
+            placed.append(Sample(str(target), sample.label))
+        splits[split] = tuple(placed)
+    return DatasetScan(
+        root=str(target_root),
+        layout="splits",
+        classes=cleaned.classes,
+        splits=splits,
+        validation_fraction=cleaned.validation_fraction,
+        seed=cleaned.seed,
+    )
