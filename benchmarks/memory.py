@@ -159,8 +159,10 @@ def main(argv=None) -> int:
     for row in rows:
         per_image = row["extraction_seconds"] / row["images"]
         print(
-            f"{row['images']:>8}  {row['peak_rss_mib']:>15.0f}  {row['peak_rss_mib'] / smallest['peak_rss_mib']:>10.2f}  "
-            f"{row['scan_seconds']:>8.1f}  {row['extraction_seconds']:>10.1f}  {row['images'] / row['extraction_seconds']:>9.1f}  "
+            f"{row['images']:>8}  {row['peak_rss_mib']:>15.0f}  "
+            f"{row['peak_rss_mib'] / smallest['peak_rss_mib']:>10.2f}  "
+            f"{row['scan_seconds']:>8.1f}  {row['extraction_seconds']:>10.1f}  "
+            f"{row['images'] / row['extraction_seconds']:>9.1f}  "
             f"{per_image / (smallest['extraction_seconds'] / smallest['images']):>26.2f}"
         )
     largest = rows[-1]

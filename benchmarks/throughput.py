@@ -267,7 +267,7 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
     # With every core busy, a cannot beat cores / (its CPU time per image): decoding adds CPU time
     # that the in-memory limit never spends, so this is the ratio a could reach at best.
     ceiling = min(1.0, cores / cpu_per_image["a"] / rate["b"])
-    del extractor, base
+    extractor = base = None  # Freed before the next section (the closures above are done with them).
     keras.backend.clear_session()
     gc.collect()
     return [

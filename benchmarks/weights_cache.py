@@ -3,7 +3,8 @@
 python -m benchmarks.weights_cache [--repeats 3] [--image-size 224]
 
 Each build runs in a fresh process with its own $KERAS_HOME (a temporary folder), timed from before the model
-is built (TensorFlow already imported) until its ImageNet weights are set: "cold" removes the cached conversion first, "warm" finds it.
+is built (TensorFlow already imported) until its ImageNet weights are set: "cold" removes the cached conversion
+first, "warm" finds it.
 Prints one table (median and all times, seconds); results go in benchmarks/RESULTS.md.
 """
 

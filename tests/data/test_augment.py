@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tlcore.data import augment
 from tlcore.config import AugmentationConfig
+from tlcore.data import augment
 
-ALL_OFF = dict(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0,
-               horizontal_flip=False, vertical_flip=False)
+ALL_OFF = dict(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=False, vertical_flip=False)
 
 
 @pytest.fixture(scope="module")

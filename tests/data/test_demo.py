@@ -13,10 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.paths import PROJECT_ROOT, shared_path
-from tlcore.data import folders
-from tlcore.data import demo
-from tlcore.data import images
-
+from tlcore.data import demo, folders, images
 
 
 def test_offline_demo_builds_scans_and_decodes(tmp_path):
@@ -68,8 +65,7 @@ def test_offline_demo_needs_no_network(tmp_path):
         "from tlcore.data import demo\n"
         f"demo.build_offline_demo({str(tmp_path / 'offline')!r})\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert folders.scan(tmp_path / "offline").num_classes == 3
 
@@ -120,9 +116,15 @@ def build_small_archive(path: Path, per_folder: dict[str, int]) -> dict[str, int
 
 
 def test_download_cats_and_dogs_from_local_server(tmp_path, server):
-    build_small_archive(server.served / demo.CATS_AND_DOGS_FILE, {
-        "train/cats": 3, "train/dogs": 3, "validation/cats": 2, "validation/dogs": 2,
-    })
+    build_small_archive(
+        server.served / demo.CATS_AND_DOGS_FILE,
+        {
+            "train/cats": 3,
+            "train/dogs": 3,
+            "validation/cats": 2,
+            "validation/dogs": 2,
+        },
+    )
     origin = f"http://127.0.0.1:{server.server_address[1]}/{demo.CATS_AND_DOGS_FILE}"
     cache = tmp_path / "cache"
 

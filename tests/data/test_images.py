@@ -12,13 +12,14 @@ import struct
 import subprocess
 import sys
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from tests.helpers.images import bomb_png, declared_png, encoded
+from tests.helpers.images import bomb_png, declared_png, encoded, png_chunk
 from tests.helpers.paths import PROJECT_ROOT
 from tlcore.data import images
 
@@ -207,11 +208,11 @@ def _declaring(image_format: str, width: int, height: int) -> bytes:
     data = bytearray(encoded(Image.new("RGB", (16, 16), (90, 60, 30)), image_format))
     if image_format == "JPEG":
         start = data.index(b"\xff\xc0") + 5  # The frame header: length, precision, then height, width.
-        data[start:start + 4] = struct.pack(">HH", height, width)
+        data[start : start + 4] = struct.pack(">HH", height, width)
     else:  # GIF: the logical screen, then the first frame's descriptor.
         data[6:10] = struct.pack("<HH", width, height)
         start = data.index(b"\x2c") + 5
-        data[start:start + 4] = struct.pack("<HH", width, height)
+        data[start : start + 4] = struct.pack("<HH", width, height)
     return bytes(data)
 
 
@@ -223,13 +224,14 @@ def bombs() -> dict[str, bytes]:
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF"])
-def test_bomb_above_pillows_own_limit_gets_our_message_not_pillows(tmp_path, bombs, no_decoding, entry,
-                                                                    image_format):
+def test_bomb_above_pillows_own_limit_gets_our_message_not_pillows(tmp_path, bombs, no_decoding, entry, image_format):
     """400 megapixels is above twice Pillow's MAX_IMAGE_PIXELS: Image.open raises before our cap runs."""
     assert 20_000 * 20_000 > 2 * Image.MAX_IMAGE_PIXELS
     error = _refused(entry, _write(tmp_path, f"bomb.{image_format.lower()}", bombs[image_format]))
-    assert error.reason == ("image is 20000 x 20000 = 400,000,000 pixels, above the limit of 100,000,000 pixels "
-                            "(possible decompression bomb)")
+    assert error.reason == (
+        "image is 20000 x 20000 = 400,000,000 pixels, above the limit of 100,000,000 pixels "
+        "(possible decompression bomb)"
+    )
 
 
 def test_image_just_above_the_cap_is_refused(tmp_path, no_decoding):
@@ -359,8 +361,7 @@ def _corners(array: np.ndarray, inset: int) -> dict[str, np.ndarray]:
     height, width = array.shape[:2]
     rows = {"top": inset, "bottom": height - 1 - inset}
     columns = {"left": inset, "right": width - 1 - inset}
-    return {f"{row}-{column}": array[rows[row], columns[column]].astype(int)
-            for row in rows for column in columns}
+    return {f"{row}-{column}": array[rows[row], columns[column]].astype(int) for row in rows for column in columns}
 
 
 def _assert_marker_in(array: np.ndarray, corner: str, inset: int) -> None:
@@ -375,8 +376,9 @@ def _assert_marker_in(array: np.ndarray, corner: str, inset: int) -> None:
 @pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
 def test_exif_orientation_is_applied_the_same_way_everywhere(tmp_path, orientation, image_format):
     shape, corner = ORIENTATIONS[orientation]
-    data = encoded(_marked(40, 20, 8), image_format, exif=_exif(orientation), **(
-        {"quality": 95} if image_format == "JPEG" else {}))
+    data = encoded(
+        _marked(40, 20, 8), image_format, exif=_exif(orientation), **({"quality": 95} if image_format == "JPEG" else {})
+    )
     path = _write(tmp_path, f"turned.{image_format.lower()}", data)
 
     decoded = images.decode(path)
@@ -465,8 +467,9 @@ def test_huge_photo_memory_stays_bounded(huge_jpeg):
         "decoded = peak()\n"
         "print(json.dumps({'resized': resized - start, 'decoded': decoded - resized}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script, str(huge_jpeg)], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(huge_jpeg)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     growth = json.loads(result.stdout.strip().splitlines()[-1])
     mib = 2**20
@@ -500,7 +503,7 @@ def _flat_png(width: int, height: int, bit_depth: int, colour_type: int, pixel: 
         )
         + compressor.flush()
     )
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", data) + png_chunk(b"IEND", b"")
 
 
 GREY, RGBA = 0, 6  # PNG colour types
@@ -559,14 +562,14 @@ def _old_16_bit_conversion(values: np.ndarray) -> np.ndarray:
 def test_16_bit_conversion_matches_the_float_conversion_for_every_value(tmp_path):
     # Every 16-bit value, over enough rows (1500 x 1000) that the conversion works in several bands.
     values = (np.arange(1500 * 1000, dtype=np.uint64) * 7 % 65536).astype(np.uint16).reshape(1000, 1500)
-    path = _write(tmp_path, "grey16.png", _encode(Image.fromarray(values), "PNG"))
+    path = _write(tmp_path, "grey16.png", encoded(Image.fromarray(values), "PNG"))
     np.testing.assert_array_equal(images.decode(path), _old_16_bit_conversion(values))
 
 
 def test_rgba_compositing_matches_the_whole_image_composite(tmp_path):
     pixels = np.random.default_rng(3).integers(0, 256, (1000, 1500, 4), dtype=np.uint8)
     rgba = Image.fromarray(pixels, mode="RGBA")
-    path = _write(tmp_path, "rgba.png", _encode(rgba, "PNG"))
+    path = _write(tmp_path, "rgba.png", encoded(rgba, "PNG"))
     whole = Image.alpha_composite(Image.new("RGBA", rgba.size, images.BACKGROUND + (255,)), rgba)
     np.testing.assert_array_equal(images.decode(path), np.asarray(whole.convert("RGB")))
 

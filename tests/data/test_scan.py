@@ -21,12 +21,8 @@ from PIL import Image
 
 from tests.helpers.images import declared_png, encoded
 from tests.helpers.paths import PROJECT_ROOT
+from tlcore.data import decoder_processes, decoders, folders, images, pipeline
 from tlcore.data.dataset import DatasetError, DatasetScan, fingerprint
-from tlcore.data import decoders
-from tlcore.data import pipeline
-from tlcore.data import folders
-from tlcore.data import decoder_processes
-from tlcore.data import images
 
 
 def _copy(source: Path, target: Path) -> Path:
@@ -200,9 +196,14 @@ def test_flat_split_is_stratified_disjoint_and_complete(flat_small):
 
 @pytest.mark.parametrize(
     "fraction, held_out",
-    [(0.1, 1), (0.38, 4), (0.5, 5), (0.8, 8),
-     (0.01, 1),  # at least one image per class to validate on
-     (0.99, 9)],  # ... and at least one to train on
+    [
+        (0.1, 1),
+        (0.38, 4),
+        (0.5, 5),
+        (0.8, 8),
+        (0.01, 1),  # at least one image per class to validate on
+        (0.99, 9),
+    ],  # ... and at least one to train on
 )
 def test_flat_split_holds_out_the_given_fraction(flat_small, fraction, held_out):
     """10 images per class: the nearest whole number of images to the fraction is held out."""
@@ -218,8 +219,7 @@ def test_flat_split_is_deterministic_for_a_seed(flat_small):
     assert first.splits == again.splits
     assert _validation_by_class(first) != _validation_by_class(other)
     # Each class is shuffled on its own, not only the first one.
-    changed = [name for name in first.classes
-               if _validation_by_class(first)[name] != _validation_by_class(other)[name]]
+    changed = [name for name in first.classes if _validation_by_class(first)[name] != _validation_by_class(other)[name]]
     assert len(changed) >= 2
 
 
@@ -252,15 +252,19 @@ def test_one_class_only_is_refused(tmp_path, flat_small, small_catsdogs):
     _copy(flat_small / "cats", flat / "cats")
     with pytest.raises(DatasetError, match=r"1 class folder\(s\) \['cats'\]; at least 2"):
         folders.scan(flat)
-    splits = _make_splits(tmp_path / "splits", small_catsdogs / "train" / "dogs",
-                          {"train": ["dogs"], "validation": ["dogs"]})
+    splits = _make_splits(
+        tmp_path / "splits", small_catsdogs / "train" / "dogs", {"train": ["dogs"], "validation": ["dogs"]}
+    )
     with pytest.raises(DatasetError, match="at least 2 are needed"):
         folders.scan(splits)
 
 
 def test_class_missing_from_validation_is_refused(tmp_path, small_catsdogs):
-    root = _make_splits(tmp_path / "set", small_catsdogs / "train" / "cats",
-                        {"train": ["birds", "cats", "dogs"], "validation": ["cats", "dogs"]})
+    root = _make_splits(
+        tmp_path / "set",
+        small_catsdogs / "train" / "cats",
+        {"train": ["birds", "cats", "dogs"], "validation": ["cats", "dogs"]},
+    )
     with pytest.raises(DatasetError, match=r"\['birds'\] missing from the validation split"):
         folders.scan(root)
 
@@ -361,8 +365,10 @@ def test_encode_labels():
 
 
 def _batches(dataset) -> list:
-    return [tuple(np.asarray(part) for part in batch) if isinstance(batch, tuple) else np.asarray(batch)
-            for batch in dataset]
+    return [
+        tuple(np.asarray(part) for part in batch) if isinstance(batch, tuple) else np.asarray(batch)
+        for batch in dataset
+    ]
 
 
 def test_make_dataset_binary(small_catsdogs):
@@ -412,12 +418,17 @@ def test_make_dataset_images_only(small_catsdogs):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux lowers a single thread's priority")
-@pytest.mark.parametrize("pipeline", [
-    lambda paths: _batches(pipeline.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=8)),
-    lambda paths: list(pipeline.decoded_batches(paths, 32, batch_size=8)),
-], ids=["make_dataset", "decoded_batches"])
-def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_caller_alone(small_catsdogs, monkeypatch,
-                                                                                       pipeline):
+@pytest.mark.parametrize(
+    "pipeline",
+    [
+        lambda paths: _batches(pipeline.make_dataset(paths, None, num_classes=2, image_size=32, batch_size=8)),
+        lambda paths: list(pipeline.decoded_batches(paths, 32, batch_size=8)),
+    ],
+    ids=["make_dataset", "decoded_batches"],
+)
+def test_decoding_runs_on_the_pipelines_own_lowered_threads_and_leaves_the_caller_alone(
+    small_catsdogs, monkeypatch, pipeline
+):
     paths = folders.scan(small_catsdogs).paths("train")  # The scan decodes too, on its own threads.
     decoders = []
     load_resized = images.load_resized
@@ -445,8 +456,12 @@ def _one_by_one(paths, image_size: int) -> np.ndarray:
 
 
 def _shared_files() -> list[str]:
-    return sorted(name for folder in decoder_processes.SHARED_FOLDERS for name in os.listdir(folder)
-                  if name.startswith(f"{decoder_processes.FILE_PREFIX}{os.getpid()}-"))
+    return sorted(
+        name
+        for folder in decoder_processes.SHARED_FOLDERS
+        for name in os.listdir(folder)
+        if name.startswith(f"{decoder_processes.FILE_PREFIX}{os.getpid()}-")
+    )
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
@@ -465,7 +480,7 @@ def test_decoded_batches_name_a_damaged_file_after_yielding_the_batches_before_i
     paths = folders.scan(small_catsdogs).paths("train")[:12]
     damaged = tmp_path / "damaged.jpg"
     photo = Path(paths[0]).read_bytes()
-    damaged.write_bytes(photo[:len(photo) // 2])  # A photo cut short, as by an interrupted copy.
+    damaged.write_bytes(photo[: len(photo) // 2])  # A photo cut short, as by an interrupted copy.
     paths = paths[:9] + [str(damaged)] + paths[9:]
     received = []
     with pytest.raises(images.InvalidImageError) as raised:
@@ -475,8 +490,9 @@ def test_decoded_batches_name_a_damaged_file_after_yielding_the_batches_before_i
     assert "truncated" in raised.value.reason
     assert len(received) == 3 and np.array_equal(np.concatenate(received), _one_by_one(paths[:9], 32))
     # The decoders are left in step: the next pass gets its own pixels, not answers due to this one.
-    assert np.array_equal(pipeline.load_images(paths[:9], 32, workers=2, processes=processes),
-                          _one_by_one(paths[:9], 32))
+    assert np.array_equal(
+        pipeline.load_images(paths[:9], 32, workers=2, processes=processes), _one_by_one(paths[:9], 32)
+    )
 
 
 # --- decoder processes: machines with many cores ------------------------------------------------
@@ -496,8 +512,10 @@ def test_decoder_processes_are_reused_yield_the_cores_and_leave_no_shared_memory
     assert all(os.getpriority(os.PRIO_PROCESS, pid) == 19 for pid in reused)  # The model keeps the cores.
     assert os.getpriority(os.PRIO_PROCESS, 0) != 19
     before = decoder_processes.cpu_seconds()
-    assert np.array_equal(np.concatenate(list(pipeline.decoded_batches(paths * 4, 32, batch_size=8, workers=2,
-                                                                   processes=True))), np.concatenate(first * 4))
+    assert np.array_equal(
+        np.concatenate(list(pipeline.decoded_batches(paths * 4, 32, batch_size=8, workers=2, processes=True))),
+        np.concatenate(first * 4),
+    )
     assert decoder_processes.cpu_seconds() > before  # Their CPU time, which process_time() misses.
     counted = decoder_processes.cpu_seconds()
     decoder_processes._shut_down()  # Sets that close keep counting what they used.
@@ -574,12 +592,14 @@ def test_decoder_processes_send_back_other_errors_as_they_are(tmp_path, small_ca
     assert pickle.load(answers) is None
     error = decoder_processes._error(pickle.load(answers))
     assert isinstance(error, ValueError) and "image_size must be a positive integer" in str(error)
-    assert np.array_equal(np.fromfile(memory, np.uint8)[:32 * 32 * 3].reshape(32, 32, 3),
-                          images.load_resized(photo, 32))
+    assert np.array_equal(
+        np.fromfile(memory, np.uint8)[: 32 * 32 * 3].reshape(32, 32, 3), images.load_resized(photo, 32)
+    )
 
 
-def test_decoder_processes_run_the_callers_tlcore_on_paths_relative_to_the_caller(tmp_path, small_catsdogs,
-                                                                                   monkeypatch):
+def test_decoder_processes_run_the_callers_tlcore_on_paths_relative_to_the_caller(
+    tmp_path, small_catsdogs, monkeypatch
+):
     # `python -m` would import a tlcore of the current folder first, and the processes' own folder is
     # the one they started in: neither may change what they decode.
     (tmp_path / "tlcore").mkdir()
@@ -604,8 +624,11 @@ def test_decoder_processes_remove_the_batches_of_a_killed_caller(small_catsdogs)
     orphan.write_bytes(b"batches")
     alive.write_bytes(b"batches")
     try:
-        list(pipeline.decoded_batches(folders.scan(small_catsdogs).paths("train")[:4], 32, batch_size=4, workers=2,
-                                  processes=True))
+        list(
+            pipeline.decoded_batches(
+                folders.scan(small_catsdogs).paths("train")[:4], 32, batch_size=4, workers=2, processes=True
+            )
+        )
         assert not orphan.exists() and alive.exists()
     finally:
         orphan.unlink(missing_ok=True)
@@ -639,9 +662,16 @@ def test_decoder_processes_use_the_next_folder_when_shared_memory_has_no_room(sm
 def test_a_decoder_process_exits_when_left_idle(tmp_path):
     # Its input stays open, as the caller's would: only the idle timer can end it.
     process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from tlcore.data import decoder_processes as d; "
-                               "d._decode_tasks(sys.stdin.buffer, sys.stdout.buffer, idle_seconds=0.5)"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=PROJECT_ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tlcore.data import decoder_processes as d; "
+            "d._decode_tasks(sys.stdin.buffer, sys.stdout.buffer, idle_seconds=0.5)",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+    )
     try:
         assert process.wait(timeout=30) == 0
     finally:
@@ -662,8 +692,7 @@ def test_decoder_processes_do_not_run_the_callers_script_again(tmp_path, small_c
         f"paths = folders.scan({str(small_catsdogs)!r}).paths('train')\n"
         "print(pipeline.load_images(paths, 32, workers=2, processes=True).shape)\n"
     )
-    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
-                               cwd=tmp_path)
+    completed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "(24, 32, 32, 3)"
     assert (tmp_path / "runs.txt").read_text() == "ran\n"

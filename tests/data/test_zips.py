@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tlcore.data import folders, images, zips
 from tlcore.data.dataset import DatasetError
-from tlcore.data import folders
-from tlcore.data import images
-from tlcore.data import zips
 
 MEGABYTE = 1024 * 1024
 
@@ -83,8 +81,9 @@ def test_bytes_and_file_object_sources(tmp_path):
     assert folders.scan(tmp_path / "from_bytes").classes == ("cats", "dogs")
 
 
-@pytest.mark.parametrize("evil_name", ["../evil.jpg", "cats/../../evil.jpg", "/abs.jpg", "a\\b.jpg",
-                                       "C:/x.jpg", "c:x.jpg"])
+@pytest.mark.parametrize(
+    "evil_name", ["../evil.jpg", "cats/../../evil.jpg", "/abs.jpg", "a\\b.jpg", "C:/x.jpg", "c:x.jpg"]
+)
 def test_unsafe_names_refuse_the_whole_archive(tmp_path, evil_name):
     members = class_members("")
     members[evil_name] = jpeg_bytes(7)
@@ -200,10 +199,13 @@ def test_header_understating_the_size_is_not_trusted(tmp_path, decompressed):
 
 
 def test_per_member_cap(tmp_path):
-    archive_path = make_zip(tmp_path / "big.zip", {
-        "cats/big.jpg": np.random.default_rng(0).bytes(2_000_000),
-        "dogs/small.jpg": jpeg_bytes(1),
-    })
+    archive_path = make_zip(
+        tmp_path / "big.zip",
+        {
+            "cats/big.jpg": np.random.default_rng(0).bytes(2_000_000),
+            "dogs/small.jpg": jpeg_bytes(1),
+        },
+    )
     with pytest.raises(zips.UnsafeArchiveError, match="max_member_bytes=1,000,000 bytes"):
         zips.extract_dataset(archive_path, tmp_path / "out", zips.ZipLimits(max_member_bytes=1_000_000))
     assert not (tmp_path / "out").exists()
@@ -220,16 +222,18 @@ def test_too_many_members_refused(tmp_path):
 
 def test_debris_and_non_images_skipped(tmp_path):
     members = class_members("")
-    members.update({
-        "__MACOSX/cats/._cat.0.jpg": b"\x00\x05\x16\x07",
-        "cats/._cat.0.jpg": b"\x00\x05\x16\x07",
-        ".DS_Store": b"\x00\x00\x00\x01Bud1",
-        "dogs/Thumbs.db": b"\xd0\xcf\x11\xe0",
-        "dogs/desktop.ini": b"[.ShellClassInfo]",
-        "README.txt": b"hello",
-        "cats/notes.PDF": b"%PDF-1.4",
-        "cats/CAT.JPEG": jpeg_bytes(50),
-    })
+    members.update(
+        {
+            "__MACOSX/cats/._cat.0.jpg": b"\x00\x05\x16\x07",
+            "cats/._cat.0.jpg": b"\x00\x05\x16\x07",
+            ".DS_Store": b"\x00\x00\x00\x01Bud1",
+            "dogs/Thumbs.db": b"\xd0\xcf\x11\xe0",
+            "dogs/desktop.ini": b"[.ShellClassInfo]",
+            "README.txt": b"hello",
+            "cats/notes.PDF": b"%PDF-1.4",
+            "cats/CAT.JPEG": jpeg_bytes(50),
+        }
+    )
     archive_path = make_zip(tmp_path / "debris.zip", members)
 
     report = zips.extract_dataset(archive_path, tmp_path / "out")
@@ -291,11 +295,14 @@ def test_one_class_extracts_but_scan_refuses(tmp_path):
         folders.scan(tmp_path / "out")
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"", "not a zip archive"),
-    (b"<html><body>Not found</body></html>", "not a zip archive"),
-    (jpeg_bytes(3), "not a zip archive"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"", "not a zip archive"),
+        (b"<html><body>Not found</body></html>", "not a zip archive"),
+        (jpeg_bytes(3), "not a zip archive"),
+    ],
+)
 def test_not_a_zip(tmp_path, content, expected):
     with pytest.raises(zips.UnsafeArchiveError, match=expected) as caught:
         zips.extract_dataset(content, tmp_path / "out", name="upload.zip")
@@ -332,10 +339,16 @@ def test_missing_file_and_bad_arguments(tmp_path):
     assert zips.extract_dataset(archive_path, tmp_path / "empty").files_written == 6
 
 
-@pytest.mark.parametrize("field,value", [
-    ("max_members", 0), ("max_total_bytes", -1), ("max_member_bytes", 1.5),
-    ("max_compression_ratio", 0.5), ("max_members", True),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("max_members", 0),
+        ("max_total_bytes", -1),
+        ("max_member_bytes", 1.5),
+        ("max_compression_ratio", 0.5),
+        ("max_members", True),
+    ],
+)
 def test_limits_validated(field, value):
     with pytest.raises(ValueError, match=f"{field} must be"):
         zips.ZipLimits(**{field: value})

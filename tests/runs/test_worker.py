@@ -16,11 +16,9 @@ import pytest
 from tests.helpers.paths import PROJECT_ROOT
 from tests.helpers.runs import train_config
 from tests.helpers.server import wait_until
-from tlcore.serving import predict
-from tlcore.runs import store
-from tlcore.runs import worker
 from tlcore.config import TrainConfig
-
+from tlcore.runs import store, worker
+from tlcore.serving import predict
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +34,12 @@ def long_config(data_dir: Path, epochs: int = 200) -> TrainConfig:
 def test_cli_stop_ends_a_running_worker_as_stopped_with_metrics_and_model(photos, tmp_path):
     run = worker.start(long_config(photos), tmp_path)
     wait_until(lambda: len(run.metrics()) >= 2, 120, "two epochs")
-    completed = subprocess.run([sys.executable, "-m", "tlcore", "stop", run.id, "--runs-dir", str(tmp_path)],
-                               capture_output=True, text=True, timeout=60)
+    completed = subprocess.run(
+        [sys.executable, "-m", "tlcore", "stop", run.id, "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert completed.returncode == 0, completed.stderr
     requested_at_epoch = len(run.metrics())
     wait_until(lambda: run.status()["state"] == "stopped", 60, "the stopped state")
@@ -91,9 +93,14 @@ def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
         "print(json.dumps({'mode': mode, 'threads': len(tids),"
         " 'idle': sum(os.sched_getscheduler(tid) == os.SCHED_IDLE for tid in tids)}))\n"
     )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=PROJECT_ROOT,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["mode"] == "idle"
     assert report["threads"] > 2  # TensorFlow's thread pools are running ...
@@ -103,8 +110,9 @@ def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_the_malloc_arena_cap_is_accepted_by_the_c_library():
     code = "from tlcore.runs import worker; print(worker.limit_malloc_arenas())"
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                               cwd=PROJECT_ROOT)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT
+    )
     assert completed.stdout.strip() == "True"
 
 
@@ -157,8 +165,8 @@ def test_a_stop_request_never_rewrites_the_status(photos, tmp_path):
 
 def test_stop_requested_in_a_loop_as_a_real_worker_finishes_leaves_its_final_state(photos, tmp_path):
     run = worker.start(long_config(photos, epochs=2), tmp_path)
-    pid = wait_for(lambda: run.raw_status().get("pid"), 60, "the worker's pid")
-    wait_for(lambda: run.raw_status().get("state") == "running", 120, "the run to start")
+    pid = wait_until(lambda: run.raw_status().get("pid"), 60, "the worker's pid")
+    wait_until(lambda: run.raw_status().get("state") == "running", 120, "the run to start")
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         run.request_stop()
     final = run.raw_status()["state"]
@@ -168,13 +176,13 @@ def test_stop_requested_in_a_loop_as_a_real_worker_finishes_leaves_its_final_sta
 
 def test_a_queued_worker_waits_without_tensorflow(photos, tmp_path, held_lock):
     run = worker.start(long_config(photos, epochs=1), tmp_path)
-    pid = wait_for(lambda: run.raw_status().get("pid"), 60, "the queued worker's pid")
+    pid = wait_until(lambda: run.raw_status().get("pid"), 60, "the queued worker's pid")
     time.sleep(3)  # Well into its wait for the lock.
     assert run.status()["state"] == "queued"
     mapped = {Path(region.path).name for region in psutil.Process(pid).memory_maps()}
     assert not [name for name in mapped if "tensorflow" in name], sorted(mapped)
     run.request_stop()
-    wait_for(lambda: run.status()["state"] == "stopped", 30, "the queued run to stop")
+    wait_until(lambda: run.status()["state"] == "stopped", 30, "the queued run to stop")
 
 
 def test_the_queue_is_capped_with_a_clear_error(photos, tmp_path, held_lock):

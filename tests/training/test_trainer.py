@@ -262,17 +262,17 @@ def test_feature_cache_is_reused_by_a_second_run(tiny_data, tmp_path):
     "strategy, cached_file", [("feature_extraction", "train.npy"), ("frozen_augmented", "train_views.npy")]
 )
 def test_a_truncated_cache_file_is_rebuilt_and_the_run_succeeds(tiny_data, tmp_path, strategy, cached_file):
-    config = tiny_config(tiny_data, strategy=strategy, augmented_views=2)
-    first = train_run(config, tmp_path)
+    config = train_config(tiny_data, strategy=strategy, augmented_views=2)
+    first = finished_run(config, tmp_path)
     (cache_file,) = (tmp_path / ".cache").rglob(cached_file)
     full_size = cache_file.stat().st_size
     with open(cache_file, "r+b") as stream:  # As a crash mid-copy leaves it: whole header, rows cut short.
         stream.truncate(full_size - 1000)
-    second = train_run(config, tmp_path)
+    second = finished_run(config, tmp_path)
     stage = first.summary()["final_stage"]
     assert second.summary()["results"][stage]["features_from_cache"] is False
     assert cache_file.stat().st_size == full_size
-    third = train_run(config, tmp_path)
+    third = finished_run(config, tmp_path)
     assert third.summary()["results"][stage]["features_from_cache"] is True
 
 
