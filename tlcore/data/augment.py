@@ -64,22 +64,16 @@ def build_layers(settings: AugmentationConfig, seed: int = 1337) -> keras.Sequen
         )
     if settings.brightness:
         layers.append(
-            keras.layers.RandomBrightness(
-                settings.brightness, value_range=(0, 255), seed=seed + 4, name="brightness"
-            )
+            keras.layers.RandomBrightness(settings.brightness, value_range=(0, 255), seed=seed + 4, name="brightness")
         )
     if settings.contrast:
         layers.append(
-            keras.layers.RandomContrast(
-                settings.contrast, value_range=(0, 255), seed=seed + 5, name="contrast"
-            )
+            keras.layers.RandomContrast(settings.contrast, value_range=(0, 255), seed=seed + 5, name="contrast")
         )
     return keras.Sequential(layers, name="augmentation")
 
 
-def preview(
-    image: np.ndarray, settings: AugmentationConfig, count: int = 8, seed: int = 0
-) -> list[np.ndarray]:
+def preview(image: np.ndarray, settings: AugmentationConfig, count: int = 8, seed: int = 0) -> list[np.ndarray]:
     """Returns augmented copies of one image, made by the layers training uses.
 
     Args:

@@ -69,8 +69,9 @@ def _raise(error: OSError) -> None:
     raise error
 
 
-def thumbnail(source: images.Source, max_side: int = 192, *, name: str | None = None,
-              square: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+def thumbnail(
+    source: images.Source, max_side: int = 192, *, name: str | None = None, square: bool = False
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decodes an image and shrinks it to fit a square, keeping its aspect ratio.
 
     Args:
@@ -111,6 +112,7 @@ def natural_order(paths: Sequence[str]) -> list[str]:
     Returns:
         The same paths, runs of digits in their names compared as numbers.
     """
+
     def key(path: str) -> tuple:
         # re.split with a group alternates text and digits, text first: like parts meet like parts.
         parts = re.split(r"(\d+)", Path(path).name)

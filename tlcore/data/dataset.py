@@ -3,20 +3,12 @@ through JSON.
 """
 
 from __future__ import annotations
-import collections
-import contextlib
+
 import hashlib
-import itertools
-import json
 import os
-import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+
 import numpy as np
-from tlcore.data import images
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -129,8 +121,10 @@ class DatasetScan:
             "layout": self.layout,
             "classes": list(self.classes),
             "splits": self.counts(),
-            "rejected": [{"path": item.path, "reason": item.reason, **({"original": item.original} if item.original else {})}
-                         for item in self.rejected],
+            "rejected": [
+                {"path": item.path, "reason": item.reason, **({"original": item.original} if item.original else {})}
+                for item in self.rejected
+            ],
             "validation_fraction": self.validation_fraction,
             "seed": self.seed,
             "fingerprint": current,
@@ -161,8 +155,12 @@ class DatasetScan:
         if missing:
             raise ValueError(f"A data set record needs the keys {list(RECORD_KEYS)}, received one without {missing}.")
         classes = values["classes"]
-        if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
-                or not all(isinstance(name, str) for name in classes)):
+        if (
+            not isinstance(classes, list)
+            or len(classes) < 2
+            or len(set(classes)) != len(classes)
+            or not all(isinstance(name, str) for name in classes)
+        ):
             raise ValueError(f"classes must be a list of at least 2 distinct class names, received {classes!r}.")
         if values["layout"] not in ("splits", "flat"):
             raise ValueError(f"layout must be 'splits' or 'flat', received {values['layout']!r}.")
@@ -172,10 +170,16 @@ class DatasetScan:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, received {seed!r}.")
         files = values["files"]
-        if (not isinstance(files, dict) or "train" not in files or "validation" not in files
-                or any(split not in SPLIT_NAMES for split in files)):
+        if (
+            not isinstance(files, dict)
+            or "train" not in files
+            or "validation" not in files
+            or any(split not in SPLIT_NAMES for split in files)
+        ):
             received = list(files) if isinstance(files, dict) else type(files).__name__
-            raise ValueError(f"files must hold the splits train, validation and optionally test, received {received!r}.")
+            raise ValueError(
+                f"files must hold the splits train, validation and optionally test, received {received!r}."
+            )
         splits = {}
         for split in SPLIT_NAMES:
             if split not in files:
@@ -183,8 +187,9 @@ class DatasetScan:
             per_class = files[split]
             if not isinstance(per_class, dict) or sorted(per_class) != sorted(classes):
                 received = sorted(per_class) if isinstance(per_class, dict) else type(per_class).__name__
-                raise ValueError(f"files[{split!r}] must list the image paths of each class {classes}, "
-                                 f"received {received!r}.")
+                raise ValueError(
+                    f"files[{split!r}] must list the image paths of each class {classes}, received {received!r}."
+                )
             samples = []
             for label, name in enumerate(classes):
                 paths = per_class[name]
@@ -194,8 +199,9 @@ class DatasetScan:
             splits[split] = tuple(samples)
         rejected = values.get("rejected", [])
         if not isinstance(rejected, list) or not all(
-                isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("reason"), str)
-                for item in rejected):
+            isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("reason"), str)
+            for item in rejected
+        ):
             raise ValueError(f"rejected must be a list of {{'path', 'reason'}} dicts, received {rejected!r:.200}.")
         return cls(
             root=str(values["root"]),

@@ -74,12 +74,18 @@ class DecoderProcesses:
     def __init__(self, processes: int):
         package_parent = str(Path(__file__).resolve().parents[2])
         # The caller's tlcore, whatever the current folder holds (`python -m` would look there first).
-        command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {package_parent!r}); "
-                   f"from tlcore.data.decoder_processes import main; main({IDLE_SECONDS!r})"]
+        command = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {package_parent!r}); "
+            f"from tlcore.data.decoder_processes import main; main({IDLE_SECONDS!r})",
+        ]
         # One thread per process: numpy's BLAS would start a thread per core in each, for nothing.
         environment = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self.processes = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment)
-                          for _ in range(processes)]
+        self.processes = [
+            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment)
+            for _ in range(processes)
+        ]
         self.last_used = time.monotonic()
         with _pools_lock:
             _open_pools.add(self)
@@ -178,12 +184,19 @@ def decoded_batches(
         starts = iter(range(0, len(files), batch_size))
 
         def submit(start: int, slot: int) -> None:
-            count = len(files[start:start + batch_size])
+            count = len(files[start : start + batch_size])
             answering: list[subprocess.Popen] = []
             pending.append((slot, count, answering))  # Before sending: an interrupted send is seen as such.
             for index, (begin, end) in enumerate(decoders.batch_slices(count, processes)):
-                task = (memory_path, shape, slot, begin, files[start + begin:start + end],
-                        names[start + begin:start + end], image_size)
+                task = (
+                    memory_path,
+                    shape,
+                    slot,
+                    begin,
+                    files[start + begin : start + end],
+                    names[start + begin : start + end],
+                    image_size,
+                )
                 answering.append(pool.submit(index, task))
 
         for slot, start in enumerate(itertools.islice(starts, ahead)):

@@ -1,21 +1,13 @@
-"""How many decoders a parallel decoding pass uses, threads or processes, and how a batch is shared among them.
-"""
+"""How many decoders a parallel decoding pass uses, threads or processes, and how a batch is shared among them."""
 
 from __future__ import annotations
-import collections
+
 import contextlib
-import hashlib
-import itertools
-import json
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+
 import numpy as np
-from tlcore.data import images
 
 # Decoding holds the GIL for part of every photo (file checks, JPEG markers and EXIF parsed in
 # Python), so decoder threads stop paying off past a few: on a 16-core machine (the GPU machine of
@@ -45,8 +37,10 @@ def decoder_processes() -> int:
     setting = os.environ.get("TLCORE_DECODER_PROCESSES", "").strip()
     if setting:
         if not setting.isdigit():
-            raise ValueError(f"TLCORE_DECODER_PROCESSES must be a whole number of 0 or more (0: decoder threads), "
-                             f"received {setting!r}.")
+            raise ValueError(
+                f"TLCORE_DECODER_PROCESSES must be a whole number of 0 or more (0: decoder threads), "
+                f"received {setting!r}."
+            )
         return int(setting)
     cores = os.cpu_count() or 1
     return cores if cores >= DECODER_PROCESSES_FROM_CORES else 0

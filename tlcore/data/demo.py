@@ -62,9 +62,7 @@ def _dataset_root(folder: Path) -> Path:
     )
 
 
-def download_cats_and_dogs(
-    cache_dir: str | os.PathLike | None = None, origin: str = CATS_AND_DOGS_URL
-) -> Path:
+def download_cats_and_dogs(cache_dir: str | os.PathLike | None = None, origin: str = CATS_AND_DOGS_URL) -> Path:
     """Downloads (once) and safely extracts the cats vs dogs set of the TensorFlow tutorials.
 
     The zip goes through Keras' own cache (`keras.utils.get_file`, so a copy fetched by a tutorial
@@ -91,17 +89,19 @@ def download_cats_and_dogs(
         # Keras silently falls back to /tmp/.keras when the folder is missing (not writable).
         cache_dir.mkdir(parents=True, exist_ok=True)
     try:
-        archive = Path(keras.utils.get_file(
-            CATS_AND_DOGS_FILE,
-            origin,
-            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
-            cache_subdir="datasets",
-        ))
+        archive = Path(
+            keras.utils.get_file(
+                CATS_AND_DOGS_FILE,
+                origin,
+                cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+                cache_subdir="datasets",
+            )
+        )
     except Exception as error:  # Keras re-raises urllib's errors as a bare Exception.
         raise DemoDataError(
             f"Could not download the cats vs dogs demo data set from {origin} ({error}). It needs "
             "network access; without it, use the offline demo data set instead (textures photographed in "
-            "scikit-image: the Data page's \"Offline demo\" button, or tlcore.data.demo.build_offline_demo(folder) in "
+            'scikit-image: the Data page\'s "Offline demo" button, or tlcore.data.demo.build_offline_demo(folder) in '
             "Python)."
         ) from None
 
@@ -183,8 +183,9 @@ def build_offline_demo(destination: str | os.PathLike) -> Path:
     destination = Path(destination).expanduser().resolve()
     if _is_built(destination):
         return destination
-    if destination.exists() and (not destination.is_dir() or (
-            any(destination.iterdir()) and not (destination / MARKER_FILE).is_file())):
+    if destination.exists() and (
+        not destination.is_dir() or (any(destination.iterdir()) and not (destination / MARKER_FILE).is_file())
+    ):
         raise ValueError(
             f"destination must be a new folder, an empty one or an earlier offline demo, received "
             f"{str(destination)!r}, which holds other files."

@@ -7,26 +7,29 @@ A single wrapper folder around either layout (as zip archives often have) is loo
 """
 
 from __future__ import annotations
-import collections
-import contextlib
+
 import hashlib
-import itertools
 import json
 import os
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
+
 import numpy as np
-from tlcore.data import images
-from tlcore.data.dataset import ARCHIVE_NAMES_FILE, DatasetError, DatasetScan, Rejected, SPLIT_NAMES, Sample
-from tlcore.data import decoders
+
+from tlcore.data import decoders, images
+from tlcore.data.dataset import ARCHIVE_NAMES_FILE, SPLIT_NAMES, DatasetError, DatasetScan, Rejected, Sample
 
 # Accepted spellings of the split folders, lower-cased.
-SPLIT_ALIASES = {"train": "train", "training": "train", "validation": "validation", "val": "validation",
-                 "valid": "validation", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "val": "validation",
+    "valid": "validation",
+    "test": "test",
+    "testing": "test",
+}
 # Operating-system debris that is neither a class nor an image.
 IGNORED_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini", ".git", "__pycache__"}
 
@@ -184,14 +187,15 @@ def scan(
         else:
             rejected.append(Rejected(str(file_path), reason))
     # Loose files beside the class folders cannot be labelled.
-    for split_path in ([root] if layout == "flat" else list(split_folders.values())):
+    for split_path in [root] if layout == "flat" else list(split_folders.values()):
         for loose in _children(split_path)[1]:
             rejected.append(Rejected(str(loose), "file outside any class folder (cannot tell its class)"))
 
     rejected = _with_archive_names(rejected, path)
     if layout == "flat":
-        usable = dict(zip(("train", "validation"), _stratified_split(
-            _non_empty(usable["all"], root), validation_fraction, seed)))
+        usable = dict(
+            zip(("train", "validation"), _stratified_split(_non_empty(usable["all"], root), validation_fraction, seed))
+        )
     classes = _check_classes(usable, root)
     splits = {
         split: tuple(

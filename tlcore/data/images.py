@@ -63,8 +63,7 @@ def _open(stream, source: Source, label: str) -> Image.Image:
     except Exception:  # PIL.UnidentifiedImageError, OSError, SyntaxError from broken headers, ...
         raise InvalidImageError(
             label,
-            f"not a supported image ({_sniff(source)}); expected one of "
-            f"{', '.join(SUPPORTED_FORMATS)}",
+            f"not a supported image ({_sniff(source)}); expected one of {', '.join(SUPPORTED_FORMATS)}",
         ) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
@@ -80,7 +79,8 @@ def _too_large(label: str, size: tuple[int, int] | None) -> InvalidImageError:
         width, height = size
         declared = f"image is {width} x {height} = {width * height:,} pixels,"
     return InvalidImageError(
-        label, f"{declared} above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb)")
+        label, f"{declared} above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb)"
+    )
 
 
 def _declared_size(stream) -> tuple[int, int] | None:

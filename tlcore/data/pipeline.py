@@ -1,22 +1,15 @@
-"""Decoded images for training and extraction: whole lists, batches decoded ahead, and tf.data pipelines.
-"""
+"""Decoded images for training and extraction: whole lists, batches decoded ahead, and tf.data pipelines."""
 
 from __future__ import annotations
+
 import collections
-import contextlib
-import hashlib
 import itertools
-import json
-import os
-import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator, Sequence
+
 import numpy as np
-from tlcore.data import images
-from tlcore.data import decoders
+
+from tlcore.data import decoders, images
 
 # Batches a file pipeline decodes ahead of the model.
 PREFETCH_BATCHES = 2
@@ -44,7 +37,7 @@ def load_images(
     output = np.empty((len(paths), image_size, image_size, 3), dtype=np.uint8)
     position = 0
     for batch in decoded_batches(paths, image_size, LOAD_BATCH_SIZE, workers=workers, processes=processes):
-        output[position:position + len(batch)] = batch
+        output[position : position + len(batch)] = batch
         position += len(batch)
     return output
 
@@ -98,25 +91,34 @@ def decoded_batches(
     if processes:
         from tlcore.data import decoder_processes as pool_of_processes
 
-        yield from pool_of_processes.decoded_batches(paths, image_size, batch_size, ahead,
-                                                     workers or decoders.decoder_processes() or decoders.decoder_threads())
+        yield from pool_of_processes.decoded_batches(
+            paths, image_size, batch_size, ahead, workers or decoders.decoder_processes() or decoders.decoder_threads()
+        )
         return
     paths = [str(path) for path in paths]
     workers = workers or decoders.decoder_threads()
     starts = iter(range(0, len(paths), batch_size))
     pending: collections.deque = collections.deque()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tlcore-decoder",
-                              initializer=decoders.lower_decoder_thread)
+    pool = ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="tlcore-decoder", initializer=decoders.lower_decoder_thread
+    )
 
     def decode_slice(output: np.ndarray, batch_paths: list[str], begin: int, end: int) -> None:
         for index in range(begin, end):
             output[index] = images.load_resized(batch_paths[index], image_size)
 
     def submit(start: int) -> None:
-        batch_paths = paths[start:start + batch_size]
+        batch_paths = paths[start : start + batch_size]
         output = np.empty((len(batch_paths), image_size, image_size, 3), dtype=np.uint8)
-        pending.append((output, [pool.submit(decode_slice, output, batch_paths, begin, end)
-                                 for begin, end in decoders.batch_slices(len(batch_paths), workers)]))
+        pending.append(
+            (
+                output,
+                [
+                    pool.submit(decode_slice, output, batch_paths, begin, end)
+                    for begin, end in decoders.batch_slices(len(batch_paths), workers)
+                ],
+            )
+        )
 
     try:
         for start in itertools.islice(starts, ahead):

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
+from tlcore.data import folders, images
 from tlcore.data.dataset import ARCHIVE_NAMES_FILE
-from tlcore.data import folders
-from tlcore.data import images
 
 Archive = Union[str, os.PathLike, bytes, BinaryIO]
 
@@ -43,9 +42,7 @@ MAX_FOLDER_NAME = 64
 # Characters that are separators or invalid in file names on some operating system.
 _UNSAFE_CHARACTERS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
 # Names Windows reserves for devices, whatever the extension.
-_RESERVED_NAMES = {"con", "prn", "aux", "nul"} | {
-    f"{port}{digit}" for port in ("com", "lpt") for digit in range(1, 10)
-}
+_RESERVED_NAMES = {"con", "prn", "aux", "nul"} | {f"{port}{digit}" for port in ("com", "lpt") for digit in range(1, 10)}
 
 
 class UnsafeArchiveError(Exception):
@@ -239,15 +236,12 @@ def _plan(
     if len(members) > limits.max_members:
         raise UnsafeArchiveError(
             label,
-            f"the archive has {len(members):,} entries, above the limit "
-            f"max_members={limits.max_members:,}",
+            f"the archive has {len(members):,} entries, above the limit max_members={limits.max_members:,}",
         )
     for info in members:
         reason = _unsafe_reason(info.orig_filename)
         if reason is not None:
-            raise UnsafeArchiveError(
-                label, f"entry {info.orig_filename!r} {reason}; the archive was refused"
-            )
+            raise UnsafeArchiveError(label, f"entry {info.orig_filename!r} {reason}; the archive was refused")
 
     planner = _Planner()
     to_extract: list[tuple[zipfile.ZipInfo, str]] = []
@@ -262,9 +256,15 @@ def _plan(
             continue
         extension = Path(parts[-1]).suffix.lower()
         if extension not in images.SUPPORTED_EXTENSIONS:
-            skipped.append((info.filename, (
-                f"not an image file (extension {extension or 'none'!r}); "
-                f"expected one of {', '.join(images.SUPPORTED_EXTENSIONS)}")))
+            skipped.append(
+                (
+                    info.filename,
+                    (
+                        f"not an image file (extension {extension or 'none'!r}); "
+                        f"expected one of {', '.join(images.SUPPORTED_EXTENSIONS)}"
+                    ),
+                )
+            )
             continue
         if _is_symlink(info):
             skipped.append((info.filename, "a symbolic link, not a file"))
@@ -290,9 +290,7 @@ def _total_message(count: int, limits: ZipLimits, declared: bool) -> str:
     )
 
 
-def _check_member(
-    label: str, info: zipfile.ZipInfo, size: int, limits: ZipLimits, declared: bool
-) -> None:
+def _check_member(label: str, info: zipfile.ZipInfo, size: int, limits: ZipLimits, declared: bool) -> None:
     """Refuses a member whose size (declared, or read so far) breaks the per-member caps."""
     verb = "declares" if declared else "expands to at least"
     # The ratio first: for a zip bomb it is the telling reason.

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from tlcore.config import STRATEGIES, stages_for
 
 
-
 @dataclass(frozen=True)
 class Estimate:
     """A run's progress for people.
@@ -59,8 +58,14 @@ def _count(value) -> int | None:
         return None
 
 
-def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], now: float | None = None,
-             waiting_for: str | None = None) -> Estimate:
+def estimate(
+    config: dict,
+    status: dict,
+    progress: dict,
+    metrics: list[dict],
+    now: float | None = None,
+    waiting_for: str | None = None,
+) -> Estimate:
     """Progress and time left of a run.
 
     Args:
@@ -88,8 +93,9 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
     total = sum(epochs.values())
     if state == "queued":
         if waiting_for:
-            return Estimate(0.0, None, f"Queued: waiting for run {waiting_for} to finish (one training runs at a "
-                                       "time).")
+            return Estimate(
+                0.0, None, f"Queued: waiting for run {waiting_for} to finish (one training runs at a time)."
+            )
         return Estimate(0.0, None, "Queued: the training process is starting.")
     if state == "done":
         return Estimate(1.0, 0.0, "Finished.")
@@ -99,25 +105,37 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
         return Estimate(None, None, f"State: {state}.")
     index = stages.index(stage)
     done_before = sum(epochs[name] for name in stages[:index])
-    position = f"Stage {index + 1} of {len(stages)}, {stage_name(stage)}" if len(stages) > 1 else (
-        stage_name(stage).capitalize())
+    position = (
+        f"Stage {index + 1} of {len(stages)}, {stage_name(stage)}"
+        if len(stages) > 1
+        else (stage_name(stage).capitalize())
+    )
 
     if progress.get("stage") == stage and progress.get("phase") == "caching":
         view, views = int(progress.get("view") or 1), int(progress.get("views") or 1)
-        return Estimate(done_before / total, None,
-                        f"{position}: caching augmented view {view} of {views} (the frozen base reads every "
-                        "training image once per view; the epochs that follow are quick).")
+        return Estimate(
+            done_before / total,
+            None,
+            f"{position}: caching augmented view {view} of {views} (the frozen base reads every "
+            "training image once per view; the epochs that follow are quick).",
+        )
     if progress.get("stage") == stage and progress.get("phase") == "extracting":
         done, count = _count(progress.get("images")), _count(progress.get("total"))
         if done is not None and count:
             images = f"{progress['split']} images" if isinstance(progress.get("split"), str) else "images"
-            return Estimate(done_before / total, None,
-                            f"{position}: extracting features, {min(done, count):,} of {count:,} {images} (the "
-                            "frozen base reads every image once; the epochs that follow are quick).")
+            return Estimate(
+                done_before / total,
+                None,
+                f"{position}: extracting features, {min(done, count):,} of {count:,} {images} (the "
+                "frozen base reads every image once; the epochs that follow are quick).",
+            )
     if progress.get("stage") != stage or not progress.get("epoch"):
         # The stage has begun but no batch has finished: building the model or extracting features.
-        what = "extracting features (the frozen base reads every image once)" if stage == "feature_extraction" \
+        what = (
+            "extracting features (the frozen base reads every image once)"
+            if stage == "feature_extraction"
             else "preparing the model and the images"
+        )
         return Estimate(done_before / total, None, f"{position}: {what}.")
 
     stage_epochs = int(progress.get("epochs") or epochs[stage])
@@ -137,7 +155,7 @@ def estimate(config: dict, status: dict, progress: dict, metrics: list[dict], no
         per_epoch = elapsed / done_in_stage
         since = max(0.0, now - float(progress.get("time") or now))
         seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
-        later = stages[index + 1:]
+        later = stages[index + 1 :]
         # With cached views (augmented_views > 0) a fine-tuning epoch costs more than a frozen one.
         end_to_end = stage == "scratch" or not config.get("augmented_views", 10)
         if end_to_end and STRATEGIES[stage].end_to_end and all(STRATEGIES[name].end_to_end for name in later):

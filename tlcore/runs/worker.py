@@ -159,8 +159,9 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         run.set_status("stopped", error=None, finished=time.time())
         return run.status()
     try:
-        run.set_status("stopping" if run.stop_requested() else "running", pid=os.getpid(), started=started,
-                       began=time.time())
+        run.set_status(
+            "stopping" if run.stop_requested() else "running", pid=os.getpid(), started=started, began=time.time()
+        )
         try:
             config = run.train_config()
             summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir)
