@@ -72,7 +72,7 @@ def say(message: str) -> None:
 
 def parse_backbones(text: str) -> list[tuple[str, int]]:
     """'name:size,name:size' -> [(name, size)], each checked against the registry."""
-    from tlcore.models.backbones import BACKBONES
+    from tlcore.models.registry import BACKBONES
 
     chosen = []
     for part in (piece.strip() for piece in text.split(",")):

@@ -504,7 +504,7 @@ def parse_sections(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     from tlcore.config import WEIGHTS
-    from tlcore.models.backbones import BACKBONES
+    from tlcore.models.registry import BACKBONES
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.throughput",

@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         STRATEGY_CHOICES,
         WEIGHTS,
     )
-    from tlcore.models.backbones import BACKBONES
+    from tlcore.models.registry import BACKBONES
 
     train = commands.add_parser(
         "train",

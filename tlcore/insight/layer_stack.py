@@ -228,7 +228,7 @@ def layer_stack(
     """The blocks of the model a strategy trains, and which of them each phase trains.
 
     Args:
-        backbone: a key of `tlcore.models.backbones.BACKBONES` (ignored by "scratch").
+        backbone: a key of `tlcore.models.registry.BACKBONES` (ignored by "scratch").
         image_size: side of the square input, in pixels.
         strategy: a key of `tlcore.config.STRATEGIES`.
         alpha: the MobileNets' width multiplier.
