@@ -1,40 +1,99 @@
 """Transfer Learning Studio: `streamlit run app.py`.
 
-The navigation and the shared frame (what data set and run this session is working with);
-each page is a script in app_pages/. (Not pages/: a folder of that name switches Streamlit back to
-its legacy multipage mode whenever a server's first visitor opens a page other than the home page.)
+Home: what the app does, the current data set, the latest runs, the backbones and their weights.
+The other pages are the scripts in pages/ (Streamlit's pages folder); each draws views.frame first.
 """
 
 import streamlit as st
 
-from views import common
+from tlcore.models.backbones import BACKBONES
+from tlcore.runs import store
+from views import cached, frame, markdown, server, session
 
-st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/model_training:", layout="wide")
-common.prepare_server()
+frame.draw()
 
-page = st.navigation(
-    [
-        st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/1_Data.py", title="Data", icon=":material/photo_library:"),
-        st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/3_Predict.py", title="Predict", icon=":material/label:"),
-    ]
+
+def weights_cell(key: str, default_size: int) -> str:
+    """Whether the backbone's weights are offline; for a MobileNet, which of its weight files are
+    (it has one per width multiplier and size, so alpha 0.25 can be offline while 1.0 is not)."""
+    if cached.weights_status(key, default_size).available:
+        return "available offline"
+    offline = cached.offline_variants(key)
+    if not offline:
+        return "needs a download"
+    return (
+        "offline for "
+        + ", ".join(f"alpha {alpha:g} at {size} px" for alpha, size in offline)
+        + "; others need a download"
+    )
+
+
+st.title("Transfer Learning Studio")
+st.markdown(
+    "Teach a pretrained image network your own classes: choose a folder of photos sorted into one "
+    "folder per class, and the studio trains a classifier on top of a network that already knows "
+    "ImageNet. It shows, live, what each transfer-learning strategy freezes and trains, and how "
+    "well the result recognises photos it has never seen."
 )
 
+st.subheader("Where to start")
+st.markdown(
+    "1. **Data**: pick a folder, upload a zip of class folders, or build the offline demo set; "
+    "check the scan report and the augmentation preview.\n"
+    "2. **Train**: start with *feature extraction* (it takes seconds), then compare the other strategies.\n"
+    "3. **Predict**: upload photos and see what a finished run thinks they are."
+)
+left, middle, right = st.columns(3)
+left.page_link("pages/1_Data.py", label="Choose a data set", icon=":material/photo_library:")
+middle.page_link("pages/2_Train.py", label="Train a model", icon=":material/model_training:")
+right.page_link("pages/3_Predict.py", label="Predict photos", icon=":material/label:")
 
-def draw_frame(dataset_line, run_line) -> None:
-    """Writes the session's data set and run into the sidebar's two placeholders."""
-    dataset = common.current_dataset()
-    dataset_line.caption("Data set: " + (common.dataset_line(dataset) if dataset else "none chosen yet"))
-    run = common.current_run()
-    run_line.caption("Run: " + (common.text(f"{run.id} ({run.state})") if run else "none running"))
+st.subheader("Current data set")
+dataset = session.current_dataset()
+if dataset is None:
+    st.info("No data set chosen yet in this session: start on the Data page.")
+else:
+    st.markdown(markdown.dataset_line(dataset))
 
+st.subheader("Latest runs")
+latest = [store.describe(run) for run in store.list_runs(server.runs_dir())[:5]]
+if not latest:
+    st.info("No runs yet: train one on the Train page.")
+else:
+    st.markdown(
+        markdown.table(
+            [
+                {
+                    "run": row["run"],
+                    "state": row["state"],
+                    "strategy": row["strategy"],
+                    "model": row["model"],
+                    "size (px)": row["image_size"],
+                    "epochs": row["epochs"],
+                    "best validation accuracy": ""
+                    if row["best_val_accuracy"] is None
+                    else f"{row['best_val_accuracy']:.1%}",
+                }
+                for row in latest
+            ]
+        )
+    )
 
-# Drawn before the page, and again after it to show what the page just chose. After a page's
-# st.stop() Streamlit draws nothing more, so the first drawing is what stays on screen then.
-frame = (st.sidebar.empty(), st.sidebar.empty())
-draw_frame(*frame)
-try:
-    page.run()
-finally:
-    draw_frame(*frame)
+st.subheader("Backbones")
+st.caption(
+    "Pretrained bases to build on. ImageNet weights are either on this machine already or need a "
+    "one-time download; without a network, train with random weights or pick one marked offline."
+)
+rows = []
+for key, backbone in BACKBONES.items():
+    rows.append(
+        {
+            "backbone": backbone.display_name,
+            "weights": weights_cell(key, backbone.default_size),
+            "default size (px)": backbone.default_size,
+            "about": backbone.description,
+        }
+    )
+# Offline first, then the MobileNets offline at some sizes; stable otherwise.
+rows.sort(key=lambda row: (row["weights"] != "available offline", not row["weights"].startswith("offline")))
+st.markdown(markdown.table(rows))

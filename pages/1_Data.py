@@ -10,7 +10,10 @@ from tlcore.data import browse, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
-from views import augment_view, common
+from views import augment_view, cached, frame, markdown, server, session
+
+session_lines = frame.draw()
+
 
 PER_PAGE = 12
 
@@ -48,12 +51,12 @@ elif source == "Zip upload":
         if archive.file_id in extracted:  # This very upload was extracted already.
             folder = extracted[archive.file_id]
         else:
-            destination = common.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{secrets.token_hex(3)}"
+            destination = server.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{secrets.token_hex(3)}"
             try:
                 with st.spinner("Extracting..."):
                     report = zips.extract_dataset(archive.getvalue(), destination, name=archive.name)
             except (zips.UnsafeArchiveError, ValueError, OSError) as error:
-                st.error(common.text(error))
+                st.error(markdown.escape(error))
             else:
                 folder = extracted[archive.file_id] = str(report.destination)
                 if report.skipped_files:
@@ -70,9 +73,9 @@ else:
 
         try:
             with st.spinner("Building the offline demo set..."):
-                folder = str(demo.build_offline_demo(common.data_dir() / "demo" / "textures"))
+                folder = str(demo.build_offline_demo(server.data_dir() / "demo" / "textures"))
         except (ValueError, OSError) as error:
-            st.error(common.text(error))
+            st.error(markdown.escape(error))
     if online.button("Download cats vs dogs"):
         from tlcore.data import demo
 
@@ -80,22 +83,24 @@ else:
             with st.spinner("Downloading cats vs dogs..."):
                 folder = str(demo.download_cats_and_dogs())
         except (demo.DemoDataError, OSError) as error:
-            st.error(common.text(error))
+            st.error(markdown.escape(error))
 
 if folder is not None:
     try:
         with st.spinner("Scanning: every image is decoded once to find damaged files..."):
-            common.use_dataset(common.scan_folder(folder))
+            session.use_dataset(cached.scan_folder(folder))
     except (DatasetError, ValueError, OSError) as error:
-        st.error(common.text(error))
+        st.error(markdown.escape(error))
+    else:
+        session_lines.draw()  # The sidebar names the new data set at once.
 
-dataset = common.current_dataset()
+dataset = session.current_dataset()
 if dataset is None:
     st.info("No data set yet: scan a folder, upload a zip, or build the offline demo set.")
     st.stop()
 
 st.header("Scan report")
-st.markdown(common.text(dataset.root))
+st.markdown(markdown.escape(dataset.root))
 counts = dataset.counts()
 columns = st.columns(2 + len(counts))
 columns[0].metric("Classes", dataset.num_classes)
@@ -146,9 +151,9 @@ grid = st.columns(6)
 for index, path in enumerate(paths[(page - 1) * PER_PAGE : page * PER_PAGE]):
     with grid[index % 6]:
         try:
-            picture, (width, height) = common.thumbnail(path)
+            picture, (width, height) = cached.thumbnail(path)
         except (InvalidImageError, OSError) as error:
-            st.error(common.text(f"{Path(path).name}: {getattr(error, 'reason', error)}"))
+            st.error(markdown.escape(f"{Path(path).name}: {getattr(error, 'reason', error)}"))
             continue
         size = browse.human_size(Path(path).stat().st_size)
         st.image(picture, caption=f"{Path(path).name} · {size} · {width}×{height}")

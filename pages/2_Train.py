@@ -10,7 +10,10 @@ from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.backbones import BACKBONES
 from tlcore.runs import monitor, store, worker
-from views import common, evaluation_view, run_view, train_options
+from views import cached, evaluation_view, frame, markdown, run_view, server, session, train_options
+
+session_lines = frame.draw()
+
 
 HEADS = {"global_average": "pooling + Dense", "flatten": "Flatten + Dense"}
 CURVES = {
@@ -55,9 +58,9 @@ def backbone_label(key: str) -> str:
     see a new selectbox and fall back to its first option. The caption under the widgets gives the
     status of the exact weight file (a MobileNet has one per width multiplier and size).
     """
-    if common.weights_status(key).available:
+    if cached.weights_status(key).available:
         weights = "weights offline"
-    elif common.offline_variants(key):
+    elif cached.offline_variants(key):
         weights = "weights offline for some sizes"
     else:
         weights = "weights need a download"
@@ -76,31 +79,32 @@ def apply_preset() -> None:
 
 
 st.title("Train")
-run = common.current_run()
+run = session.current_run()
 if run is not None:
     st.header("Current run")
-    if run.state in common.ACTIVE_STATES:
+    if run.state in session.ACTIVE_STATES:
         run_view.live(run.id)
     else:
         run_view.show(run)
         if evaluation_view.evaluable(run):
             evaluation_view.show(run, key="current")
 
-dataset = common.current_dataset()
+dataset = session.current_dataset()
 previous_data = run.config().get("data_dir") if run is not None else None
 if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
     try:
-        dataset = common.scan_folder(previous_data)
-        common.use_dataset(dataset)
+        dataset = cached.scan_folder(previous_data)
+        session.use_dataset(dataset)
+        session_lines.draw()  # The sidebar names the data set at once.
     except (DatasetError, ValueError, OSError) as error:
-        st.error(common.text(error))
+        st.error(markdown.escape(error))
 if dataset is None:
     st.info("Choose a data set on the Data page to start a new run.")
     st.page_link("pages/1_Data.py", label="Go to the Data page", icon=":material/photo_library:")
 else:
     with st.container(border=True):
         st.subheader("New run")
-        st.markdown(common.dataset_line(dataset))
+        st.markdown(markdown.dataset_line(dataset))
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
@@ -139,9 +143,9 @@ else:
         else:
             alpha = 1.0
             right.caption("Width multiplier (alpha): MobileNet and MobileNetV2 only.")
-        status = common.weights_status(backbone, image_size, alpha)
+        status = cached.weights_status(backbone, image_size, alpha)
         st.caption(
-            common.text(f"{BACKBONES[backbone].display_name}: {BACKBONES[backbone].description}. {status.message}")
+            markdown.escape(f"{BACKBONES[backbone].display_name}: {BACKBONES[backbone].description}. {status.message}")
         )
         if weights == "imagenet" and not status.available:
             st.warning(
@@ -185,7 +189,7 @@ else:
         options, notice = train_options.options(dataset, strategy, keep)
         settings.update(options)
         if notice:
-            weighting_notice.info(common.text(notice), icon=":material/balance:")
+            weighting_notice.info(markdown.escape(notice), icon=":material/balance:")
 
         def new_config() -> TrainConfig:
             """The run these widgets describe (raises ValueError for a bad combination)."""
@@ -196,7 +200,7 @@ else:
                 weights=weights,
                 alpha=alpha,
                 image_size=int(image_size),
-                augmentation=common.augmentation(),
+                augmentation=session.augmentation(),
                 validation_fraction=dataset.validation_fraction,
                 **settings,
             )
@@ -208,16 +212,16 @@ else:
             description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, {HEADS[settings['head']]} head, "
             f"{settings['optimizer']}, batch size {int(settings['batch_size'])}",
         )
-        augmentation = common.augmentation()
+        augmentation = session.augmentation()
         st.caption(
-            common.text(
+            markdown.escape(
                 "Augmentation (set on the Data page): "
                 + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())
             )
         )
         with st.expander("What this strategy trains: the layer stack", expanded=True, key="train_layer_stack"):
             try:
-                stack = common.layer_stack(
+                stack = cached.layer_stack(
                     backbone,
                     int(image_size),
                     strategy,
@@ -227,7 +231,7 @@ else:
                     int(settings["dense_units"]),
                 )
             except ValueError as error:
-                st.error(common.text(error))
+                st.error(markdown.escape(error))
             else:
                 st.markdown("\n".join(f"{number}. {step}" for number, step in enumerate(stack.steps, 1)))
                 for phase in stack.phases:
@@ -246,13 +250,13 @@ else:
             try:
                 config = new_config()
             except ValueError as error:
-                st.error(common.text(error))
+                st.error(markdown.escape(error))
             else:
-                st.session_state["run_id"] = worker.start(config, common.runs_dir()).id
+                st.session_state["run_id"] = worker.start(config, server.runs_dir()).id
                 st.rerun()  # Draw the new run at the top.
 
 st.header("Compare runs")
-table = pd.DataFrame([store.describe(item) for item in store.list_runs(common.runs_dir())])
+table = pd.DataFrame([store.describe(item) for item in store.list_runs(server.runs_dir())])
 if table.empty:
     st.caption("Finished runs appear here.")
     st.stop()
@@ -282,13 +286,13 @@ metric = st.segmented_control(
 histories = {}
 for run_id in selected:
     try:
-        histories[run_id] = store.resolve(run_id, common.runs_dir()).metrics()
+        histories[run_id] = store.resolve(run_id, server.runs_dir()).metrics()
     except ValueError:
         continue  # Deleted since the table was drawn.
 st.altair_chart(charts.compare(histories, metric), width="stretch")
 if len(selected) == 1:
     try:
-        chosen = store.resolve(selected[0], common.runs_dir())
+        chosen = store.resolve(selected[0], server.runs_dir())
     except ValueError:
         st.stop()  # Deleted since the table was drawn.
     if st.button("Show this run as the current run"):

@@ -8,7 +8,10 @@ from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
 from tlcore.runs import store
 from tlcore.serving import predict
-from views import common, ship_view
+from views import cached, frame, markdown, server, ship_view
+
+frame.draw()
+
 
 # The decoder's own list, as the folder scan and the batch prediction use: a photo that trains can be uploaded.
 PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS]
@@ -24,7 +27,7 @@ def run_label(row: dict) -> str:
 
 st.title("Predict")
 finished = [
-    run for run in store.list_runs(common.runs_dir()) if run.state in ("done", "stopped") and run.model_path.is_file()
+    run for run in store.list_runs(server.runs_dir()) if run.state in ("done", "stopped") and run.model_path.is_file()
 ]
 if not finished:
     st.info("No finished run with a model yet: train one on the Train page.")
@@ -42,12 +45,12 @@ run_id = st.selectbox(
     format_func=lambda key: run_label(rows[key]),
 )
 try:
-    predictor = common.predictor(run_id)
+    predictor = cached.predictor(run_id)
 except (predict.ModelLoadError, ValueError) as error:
-    st.error(common.text(error))
+    st.error(markdown.escape(error))
     st.stop()
 st.caption(
-    common.text(
+    markdown.escape(
         f"{len(predictor.labels)} classes: {', '.join(predictor.labels)}. "
         f"Photos are resized to {predictor.image_size} × {predictor.image_size} pixels, "
         "exactly as in training."
@@ -77,25 +80,25 @@ with photos_tab:
 
     top = min(3, len(predictor.labels))
     with st.spinner("Predicting..."):
-        results = common.predictions(run_id, [(upload.getvalue(), upload.name) for upload in uploads], top)
+        results = cached.predictions(run_id, [(upload.getvalue(), upload.name) for upload in uploads], top)
     for upload, result in zip(uploads, results):
         with st.container(border=True):
             if "error" in result:
-                st.error(common.text(f"{upload.name}: {result['error']}"))
+                st.error(markdown.escape(f"{upload.name}: {result['error']}"))
                 continue
             best = result["top"][0]
             columns = st.columns([1, 1, 2] if explain else [1, 2])
             try:
                 picture, _ = browse.thumbnail(upload.getvalue(), 256, name=upload.name)
-                columns[0].image(picture, caption=common.text(upload.name))
+                columns[0].image(picture, caption=markdown.escape(upload.name))
             except InvalidImageError as error:
-                columns[0].error(common.text(error.reason))
+                columns[0].error(markdown.escape(error.reason))
             if explain:
                 try:
                     with st.spinner("Computing Grad-CAM..."):
-                        overlay = common.gradcam_overlay(run_id, upload.getvalue(), upload.name, best["label"])
-                    columns[1].image(overlay, caption=common.text(f"where it looked for {best['label']}"))
+                        overlay = cached.gradcam_overlay(run_id, upload.getvalue(), upload.name, best["label"])
+                    columns[1].image(overlay, caption=markdown.escape(f"where it looked for {best['label']}"))
                 except (ValueError, InvalidImageError, predict.ModelLoadError) as error:
-                    columns[1].warning(common.text(f"No heatmap: {getattr(error, 'reason', error)}"))
-            columns[-1].markdown(f"Most likely: **{common.text(best['label'])}** ({best['probability']:.0%})")
+                    columns[1].warning(markdown.escape(f"No heatmap: {getattr(error, 'reason', error)}"))
+            columns[-1].markdown(f"Most likely: **{markdown.escape(best['label'])}** ({best['probability']:.0%})")
             columns[-1].altair_chart(charts.prediction_bars(result["top"], height=60 + 34 * top), width="stretch")

@@ -5,9 +5,13 @@ Not a test module (pytest collects `test_*.py` only). The benchmark imports it f
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -50,6 +54,38 @@ def healthy(url: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def streamlit_server(root: Path, environment: dict[str, str], log_path: Path, timeout: float = 90):
+    """Runs `streamlit run app.py` in `root` on a free port of 127.0.0.1 until the block ends.
+
+    Yields:
+        The server's URL, once it answers its health check.
+
+    Raises:
+        RuntimeError: the server exited before it answered (its log's end in the message).
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            command, cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_until(lambda: healthy(url) or server.poll() is not None, timeout, "the Streamlit server")
+            if server.poll() is not None:
+                raise RuntimeError(f"streamlit exited: {log_path.read_text(errors='replace')[-3000:]}")
+            yield url
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
 def settle(page, timeout: float = 90, quiet: float = 1.5) -> float:
     """Waits until Streamlit has finished running the script (its status widget gone for `quiet` s).
 
@@ -70,9 +106,16 @@ def settle(page, timeout: float = 90, quiet: float = 1.5) -> float:
     return time.perf_counter()
 
 
+def sidebar_links(page) -> list[str]:
+    """The labels of the app's page links in the sidebar, in order (a link's text: its icon's name, its label)."""
+    links = page.get_by_test_id("stSidebar").get_by_test_id("stPageLink-NavLink")
+    return [text.split()[-1] for text in links.all_inner_texts()]
+
+
 def go_to(page, name: str) -> None:
-    """Opens a page through the sidebar navigation and waits for it to settle."""
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
+    """Opens a page through the sidebar's links and waits for it to settle."""
+    links = page.get_by_test_id("stSidebar").get_by_test_id("stPageLink-NavLink")
+    links.filter(has_text=name).first.click()
     settle(page)
 
 

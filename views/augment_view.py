@@ -12,7 +12,7 @@ import streamlit as st
 from tlcore.config import AugmentationConfig
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
-from views import common
+from views import cached, markdown, session
 
 # Augmentation sliders: setting -> (label, lowest, highest, step); the ranges AugmentationConfig accepts.
 SLIDERS = {
@@ -33,7 +33,7 @@ def preview(dataset: DatasetScan) -> None:
     for name, key in keys.items():
         st.session_state.setdefault(key, defaults[name])
     train_paths = dataset.paths("train")
-    image_key = common.preview_image_key(dataset)
+    image_key = session.preview_image_key(dataset)
 
     def reset() -> None:
         for name, key in keys.items():
@@ -70,7 +70,7 @@ def preview(dataset: DatasetScan) -> None:
     try:
         settings = AugmentationConfig(**values)
     except ValueError as error:
-        st.error(common.text(error))
+        st.error(markdown.escape(error))
         return
     st.session_state["augmentation"] = settings
 
@@ -78,11 +78,11 @@ def preview(dataset: DatasetScan) -> None:
         size = int(st.session_state.get("train_image_size") or 160)
         st.button("New random draws", on_click=draw_again, icon=":material/casino:")
         try:
-            original, copies = common.preview(
+            original, copies = cached.preview(
                 image, size, settings, count=8, seed=st.session_state.get("preview_seed", 0)
             )
         except (InvalidImageError, OSError) as error:
-            st.error(common.text(error))
+            st.error(markdown.escape(error))
             return
         cells = [column for _ in range(3) for column in st.columns(3)]
         cells[0].image(original, caption=f"original, as training sees it ({size} px)", width="stretch")

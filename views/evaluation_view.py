@@ -16,7 +16,7 @@ from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts, evaluate
 from tlcore.runs import store
 from tlcore.serving import predict
-from views import common
+from views import cached, markdown
 
 PER_PAGE = 12
 SPLITS = ("validation", "test")  # Training never measures the train split.
@@ -54,7 +54,7 @@ def show(run: store.Run, key: str) -> None:
             with st.spinner(f"Predicting every {split} image..."):
                 result = evaluate.evaluate(run, split)
         except (ValueError, DatasetError, predict.ModelLoadError, OSError) as error:
-            st.error(common.text(error))
+            st.error(markdown.escape(error))
             return
         slot.empty()
     render(result, key, pages_key=f"{key}_{run.id}_{split}_mistakes_page", data_dir=data_dir)
@@ -123,16 +123,16 @@ def mistakes(result: evaluate.Evaluation, pages_key: str, data_dir: str | None =
             name = file_name(mistake.path, data_dir)
             # Two lines (a Markdown hard break), each escaped: a file or class name shows as typed.
             caption = (
-                common.text(name)
+                markdown.escape(name)
                 + "  \n"
-                + common.text(
+                + markdown.escape(
                     f"true: {mistake.true_label} · predicted: {mistake.predicted_label} ({mistake.probability:.0%})"
                 )
             )
             try:
-                picture, _ = common.thumbnail(mistake.path)
+                picture, _ = cached.thumbnail(mistake.path)
             except (InvalidImageError, OSError) as error:
-                st.error(common.text(f"{name}: {getattr(error, 'reason', error)}"))
+                st.error(markdown.escape(f"{name}: {getattr(error, 'reason', error)}"))
                 st.caption(caption)
                 continue
             st.image(picture, caption=caption, width="stretch")

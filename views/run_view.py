@@ -10,7 +10,7 @@ import streamlit as st
 
 from tlcore.insight import charts
 from tlcore.runs import monitor, store
-from views import common
+from views import markdown, server, session
 
 STATE_BOXES = {
     "queued": st.info,
@@ -51,16 +51,16 @@ def show(run: store.Run) -> tuple[str, int]:
     """
     status, config, records = run.status(), run.config(), run.metrics()  # Each file read once a draw.
     state = status.get("state", "unknown")
-    st.markdown(common.text(f"{run.id} · {store.model_name(config)} · {config.get('image_size')} px"))
+    st.markdown(markdown.escape(f"{run.id} · {store.model_name(config)} · {config.get('image_size')} px"))
     message = STATE_MESSAGES.get(state) or status.get("error") or ""
-    STATE_BOXES.get(state, st.info)(common.text(f"{state}: {message}"))
-    if state in common.ACTIVE_STATES:
+    STATE_BOXES.get(state, st.info)(markdown.escape(f"{state}: {message}"))
+    if state in session.ACTIVE_STATES:
         # A queued run waits for the run training in its runs folder, if there is one; else its worker is starting.
         training = store.training_run(run.path.parent, exclude=run.id) if state == "queued" else None
         estimate = monitor.estimate(
             config, status, run.progress(), records, waiting_for=training.id if training else None
         )
-        st.progress(estimate.fraction or 0.0, text=common.text(estimate.text))
+        st.progress(estimate.fraction or 0.0, text=markdown.escape(estimate.text))
         st.button(
             "Stop",
             icon=":material/stop_circle:",
@@ -71,7 +71,7 @@ def show(run: store.Run) -> tuple[str, int]:
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
-    if not records and state not in common.ACTIVE_STATES:
+    if not records and state not in session.ACTIVE_STATES:
         # A run that failed or was stopped before its first epoch: no curve is coming.
         st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")
     else:
@@ -88,7 +88,7 @@ def seen(run: store.Run) -> tuple[str, int]:
 def page_is_stale(drawn: tuple[str, int] | None, drawn_at: float, current: tuple[str, int], now: float) -> bool:
     """Whether the page's last full run drew an out-of-date run (`seen` then and now): at once when the
     state changed or the run ended, and only PAGE_REFRESH_SECONDS after that run when only its epochs did."""
-    if drawn is None or current[0] not in common.ACTIVE_STATES or current[0] != drawn[0]:
+    if drawn is None or current[0] not in session.ACTIVE_STATES or current[0] != drawn[0]:
         return True
     return current[1] != drawn[1] and now - drawn_at >= PAGE_REFRESH_SECONDS
 
@@ -96,7 +96,7 @@ def page_is_stale(drawn: tuple[str, int] | None, drawn_at: float, current: tuple
 def live(run_id: str) -> None:
     """The run, redrawn every 2 s while it is queued or training (see `poll`)."""
     try:
-        drawn = seen(store.resolve(run_id, common.runs_dir()))
+        drawn = seen(store.resolve(run_id, server.runs_dir()))
     except ValueError:
         drawn = None  # Deleted meanwhile: `poll` says so.
     poll(run_id, drawn, time.time())
@@ -111,9 +111,9 @@ def poll(run_id: str, drawn: tuple[str, int] | None, drawn_at: float) -> None:
     `page_is_stale`, not on every poll.
     """
     try:
-        run = store.resolve(run_id, common.runs_dir())
+        run = store.resolve(run_id, server.runs_dir())
     except ValueError as error:
-        st.error(common.text(error))
+        st.error(markdown.escape(error))
         return
     if page_is_stale(drawn, drawn_at, show(run), time.time()):
         st.rerun()

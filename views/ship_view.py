@@ -15,7 +15,7 @@ from tlcore.data import browse, zips
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
 from tlcore.serving import predict
-from views import common
+from views import markdown, server
 
 FORMATS = {
     "keras": ("Keras", "the run's .keras model and labels.json, to load with keras.saving.load_model or train on"),
@@ -61,7 +61,7 @@ def batch(run_id: str, predictor) -> None:
             # An upload's error would name "<uploaded archive>": name the file instead. The other
             # messages already name the folder or file typed.
             reason = f"{name}: {error.reason}" if isinstance(error, zips.UnsafeArchiveError) else error
-            st.error(common.text(reason))
+            st.error(markdown.escape(reason))
             st.session_state.pop("batch_result", None)  # Its table would read as this source's.
         else:
             st.session_state["batch_result"] = {"run": run_id, "source": name, "rows": rows}
@@ -71,7 +71,7 @@ def batch(run_id: str, predictor) -> None:
     rows = result["rows"]
     failed = sum(row["error"] is not None for row in rows)
     problems = f", {failed} file(s) could not be used (the error column says why)." if failed else "."
-    st.markdown(common.text(f"{Path(result['source']).name}: {len(rows) - failed} photo(s) predicted{problems}"))
+    st.markdown(markdown.escape(f"{Path(result['source']).name}: {len(rows) - failed} photo(s) predicted{problems}"))
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside
     # 61.23%, and whole percents in "top k" 100% beside 99.7%); cells of the other kind of row are blank,
     # not "None" (the placeholder of the error rows' missing probability).
@@ -118,13 +118,13 @@ def export(run_id: str) -> None:
     for format, (title, description) in FORMATS.items():
         with st.container(border=True):
             left, right = st.columns([3, 2])
-            left.markdown(f"**{title}**: {common.text(description)}")
+            left.markdown(f"**{title}**: {markdown.escape(description)}")
             if right.button(f"Export as {title}", icon=":material/deployed_code:", key=f"export_{format}"):
                 try:
                     with st.spinner(f"Exporting as {title} and checking it on the validation images..."):
-                        made[(run_id, format)] = exporting.export(run_id, format, runs_dir=common.runs_dir()).to_dict()
+                        made[(run_id, format)] = exporting.export(run_id, format, runs_dir=server.runs_dir()).to_dict()
                 except (exporting.ExportError, predict.ModelLoadError, ValueError, OSError) as error:
-                    left.error(common.text(error))
+                    left.error(markdown.escape(error))
             result = made.get((run_id, format))
             if result is None or not Path(result["path"]).exists():
                 continue
@@ -135,7 +135,7 @@ def export(run_id: str) -> None:
                 else path.stat().st_size
             )
             left.success(
-                common.text(
+                markdown.escape(
                     f"{path.name} ({browse.human_size(size)}) agrees with the Keras model on {result['agreement']:.1%} "
                     f"of {result['images']} validation images (largest probability difference "
                     f"{result['max_difference']:.2g})."

@@ -15,7 +15,7 @@ from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import charts
 from tlcore.training import lr_finder
 from tlcore.training.training_context import class_weights_for
-from views import common
+from views import markdown, server
 
 CLASS_WEIGHTS = {"auto": "auto (when imbalanced)", "balanced": "always", "none": "never"}
 PRECISIONS = {
@@ -106,7 +106,7 @@ def options(dataset: DatasetScan, strategy: str, keep: dict) -> tuple[dict, str 
         )
         weighted, note = class_weight_note(dataset, values["class_weight"])
         if not weighted:  # When weighted, the notice says so at the top of the form.
-            st.caption(common.text(note))
+            st.caption(markdown.escape(note))
         st.caption(
             "Augmented views (strategies 2 and 3): with K views, K randomly augmented copies of every "
             "training photo go through the frozen base once and are cached; epoch e trains on copy "
@@ -140,9 +140,9 @@ def learning_rate_finder(
             try:
                 config = new_config()
                 with st.spinner("Extracting features and sweeping the learning rate..."):
-                    sweep = lr_finder.find_learning_rate(config, runs_dir=common.runs_dir(), dataset=dataset)
+                    sweep = lr_finder.find_learning_rate(config, runs_dir=server.runs_dir(), dataset=dataset)
             except (ValueError, DatasetError, OSError) as error:
-                st.error(common.text(error))
+                st.error(markdown.escape(error))
             else:
                 st.session_state["lr_sweep"] = {"sweep": sweep, "for": description}
         found = st.session_state.get("lr_sweep")
@@ -151,7 +151,7 @@ def learning_rate_finder(
         suggestion = found["sweep"].suggestion
         st.altair_chart(charts.learning_rate_sweep(found["sweep"]), width="stretch")
         st.markdown(
-            common.text(
+            markdown.escape(
                 f"Suggested learning rate: {suggestion:.2g} (where the smoothed loss falls fastest), "
                 f"for {found['for']}."
             )

@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.browser_kit import CHROMIUM_ARGS, free_port, go_to, healthy, set_number, settle, wait_until
+from tests.browser_kit import CHROMIUM_ARGS, go_to, set_number, settle, sidebar_links, streamlit_server, wait_until
 from tlcore.runs import store
 
 pytestmark = pytest.mark.browser
@@ -30,45 +28,43 @@ ARTIFACTS = ROOT / "test-artifacts" / "browser"
 BACKBONE = "efficientnet_lite0"  # Bundled weights: works offline.
 
 
+def server_environment(folder: Path) -> dict[str, str]:
+    """The server's environment: runs and data folders of its own under `folder`."""
+    return dict(
+        os.environ, TLCORE_RUNS_DIR=str(folder / "runs"), TLCORE_DATA_DIR=str(folder / "data"), TF_CPP_MIN_LOG_LEVEL="2"
+    )
+
+
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """`streamlit run app.py` on a free port of 127.0.0.1, with its own runs and data folders."""
+def browser():
+    """Debian's Chromium, headless, for the whole module."""
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def app_server(browser, tmp_path_factory):
+    """`streamlit run app.py` on a free port of 127.0.0.1, with its own runs and data folders."""
     folder = tmp_path_factory.mktemp("browser")
-    runs_dir, data_dir = folder / "runs", folder / "data"
-    port = free_port()
-    environment = dict(
-        os.environ, TLCORE_RUNS_DIR=str(runs_dir), TLCORE_DATA_DIR=str(data_dir), TF_CPP_MIN_LOG_LEVEL="2"
-    )
-    log = open(folder / "server.log", "wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.headless",
-            "true",
-        ],
-        cwd=ROOT,
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    runs_dir = folder / "runs"
     try:
-        wait_until(lambda: healthy(url) or server.poll() is not None, 90, "the Streamlit server")
-        if server.poll() is not None:
-            raise AssertionError(f"streamlit exited: {(folder / 'server.log').read_text()[-3000:]}")
-        yield {"url": url, "runs": runs_dir, "log": folder / "server.log"}
+        with streamlit_server(ROOT, server_environment(folder), folder / "server.log") as url:
+            yield {"url": url, "runs": runs_dir, "log": folder / "server.log"}
     finally:
         for run in store.list_runs(runs_dir):  # Leave no training behind, whatever happened.
             if run.state in ("queued", "running", "stopping"):
@@ -79,26 +75,15 @@ def app_server(tmp_path_factory):
                 except TimeoutError:
                     if pid:
                         os.kill(pid, signal.SIGKILL)
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
-def browser_page(app_server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        try:
-            yield page
-        finally:
-            browser.close()
+def browser_page(browser, app_server):
+    page = new_page(browser)
+    try:
+        yield page
+    finally:
+        page.close()
 
 
 def screenshot(page, name: str) -> Path:
@@ -134,11 +119,10 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     page, url, runs_dir = browser_page, app_server["url"], app_server["runs"]
 
     # A fresh server's first visitor opens a bookmark of a page: the app's own navigation and frame.
-    page.goto(f"{url}/predict")
+    page.goto(f"{url}/Predict")
     page.get_by_role("heading", name="Predict").wait_for()
     settle(page)
-    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
-    assert [text.split()[-1] for text in links.all_inner_texts()] == ["Home", "Data", "Train", "Predict"]
+    assert sidebar_links(page) == ["Home", "Data", "Train", "Predict"]
     page.get_by_text("No finished run with a model yet").wait_for()
 
     # Home: what the app does, the backbones with their weight status.
@@ -265,7 +249,7 @@ def test_the_sidebar_follows_a_live_run_as_it_starts_training(app_server, browse
     run = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction", epochs=10), runs_dir)
     sidebar = page.get_by_test_id("stSidebar")
     try:
-        page.goto(f"{url}/train")
+        page.goto(f"{url}/Train")
         sidebar.get_by_text(f"Run: {run.id} (queued)").wait_for()
         page.get_by_text("Queued: ").first.wait_for()  # The progress line of the fragment.
         settle(page)
@@ -316,3 +300,26 @@ def test_the_augmentation_preview_names_an_image_of_the_data_set_just_scanned(
     scan(other)
     assert image_box.locator("input").input_value() == "train/apples/apples_1.jpg"
     no_traceback(page)
+
+
+@pytest.mark.parametrize(
+    "path, heading", [("", "Transfer Learning Studio"), ("Data", "Data"), ("Train", "Train"), ("Predict", "Predict")]
+)
+def test_a_fresh_servers_first_visit_to_any_page_shows_the_apps_navigation_and_frame(browser, tmp_path, path, heading):
+    """A bookmark opened as a new server's very first visit: Streamlit's pages/ folder decides what runs
+    then (with st.navigation in app.py beside a pages/ folder, that visit lost the app's own navigation)."""
+    with streamlit_server(ROOT, server_environment(tmp_path), tmp_path / "server.log") as url:
+        page = new_page(browser)
+        try:
+            page.goto(f"{url}/{path}")
+            page.get_by_role("heading", name=heading, exact=True).wait_for()
+            page.get_by_test_id("stSidebar").get_by_text("Data set: none chosen yet").wait_for()
+            settle(page)
+            assert sidebar_links(page) == ["Home", "Data", "Train", "Predict"]
+            sidebar = page.get_by_test_id("stSidebar")
+            assert not sidebar.get_by_role("link", name="app", exact=True).count(), "Streamlit's label for Home"
+            assert not page.get_by_test_id("stSidebarNav").count(), "Streamlit's own list of pages"
+            assert page.url.rstrip("/") == f"{url}/{path}".rstrip("/"), "the page asked for, not Home"
+            no_traceback(page)
+        finally:
+            page.close()

@@ -300,3 +300,25 @@ def test_natural_order_counts_the_numbers_in_file_names():
         "dog.3.jpg",
     ]
     assert browse.natural_order([]) == []
+
+
+def test_markdown_shows_names_as_typed_in_text_and_tables():
+    from views import markdown
+
+    assert markdown.escape("**cats** :red[x]") == r"\*\*cats\*\* \:red\[x\]"
+    assert markdown.table([{"class": "<b>dogs", "images": 3}, {"class": "cats", "images": None}]).splitlines() == [
+        "| class | images |",
+        "| --- | --- |",
+        r"| \<b\>dogs | 3 |",
+        "| cats |  |",
+    ]
+    with pytest.raises(ValueError, match="at least one row"):
+        markdown.table([])
+
+
+def test_the_server_keeps_runs_and_data_where_the_environment_says(monkeypatch, tmp_path):
+    from views import server
+
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TLCORE_DATA_DIR", str(tmp_path / "data"))
+    assert (server.runs_dir(), server.data_dir()) == (tmp_path / "runs", tmp_path / "data")

@@ -1,19 +1,12 @@
-"""What the pages share: folders, session state, and cached calls into tlcore.
+"""Calls into tlcore whose results Streamlit keeps: scans, thumbnails, loaded models, predictions.
 
-Not a page (app.py does not register it). Session state keys:
-    dataset          the current DatasetScan (set on the Data page)
-    augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
-    run_id           the current run; when absent, the running run (else the newest queued one) is shown
-    lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
-    batch_result     the Predict page's latest batch prediction ({"run", "source", "rows"})
-    exports          the exports made on the Predict page ({(run id, format): ExportResult.to_dict()})
+Each is keyed by what it depends on (a folder's stamp, a file's mtime, a model file's mtime), so a
+rerun reuses the result until that changes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -22,40 +15,7 @@ from tlcore.config import AugmentationConfig
 from tlcore.data import browse, folders
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.runs import store
-
-ACTIVE_STATES = tuple(state for state in store.STATES if state not in store.FINAL_STATES)
-# Characters that Streamlit's Markdown would treat as formatting (":" starts emoji and colour codes).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
-
-
-def text(value: object) -> str:
-    """Escapes a string (a class or folder name) so Markdown shows it as plain text."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
-
-
-def runs_dir() -> Path:
-    return store.default_runs_dir()
-
-
-def data_dir() -> Path:
-    """Where uploads and demo sets go: `$TLCORE_DATA_DIR`, else `data/` in the current folder."""
-    return Path(os.environ.get("TLCORE_DATA_DIR", "data")).expanduser()
-
-
-# The server process.
-
-
-@st.cache_resource(show_spinner="Starting up: loading TensorFlow (once per server start)...")
-def prepare_server() -> int:
-    """Imports what the pages use and freezes it out of the garbage collector's sight, once per process.
-
-    Streamlit runs two full collections after every script run (see views.server); frozen, they cost
-    milliseconds instead of about 0.6 s per page load and per poll of a live run.
-    """
-    from views import server
-
-    return server.import_and_freeze()
-
+from views import server
 
 # Data sets.
 
@@ -77,47 +37,7 @@ def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, see
     return _scan(str(path), browse.folder_stamp(path), validation_fraction, seed)
 
 
-def use_dataset(scan: DatasetScan) -> None:
-    st.session_state["dataset"] = scan
-    st.session_state.pop(preview_image_key(scan), None)  # A new scan starts the preview at its first image.
-
-
-def preview_image_key(scan: DatasetScan) -> str:
-    """The augmentation preview's image selector, one per data set folder.
-
-    With one key for every data set, the browser kept showing the previous set's file name in the
-    box over the new set's first image (a keyed widget keeps its value in the frontend).
-    """
-    return "aug_image_" + hashlib.sha256(str(scan.root).encode()).hexdigest()[:16]
-
-
-def current_dataset() -> DatasetScan | None:
-    return st.session_state.get("dataset")
-
-
-def augmentation() -> AugmentationConfig:
-    return st.session_state.get("augmentation") or AugmentationConfig()
-
-
-# Runs.
-
-
-def current_run() -> store.Run | None:
-    """The session's run; after a reload (empty session), the running run, else the newest queued one."""
-    run_id = st.session_state.get("run_id")
-    if run_id:
-        try:
-            return store.resolve(run_id, runs_dir())
-        except ValueError:  # Deleted meanwhile.
-            st.session_state.pop("run_id", None)
-    # The run training first: runs train one at a time, so a newer queued run is waiting for it
-    # (showing the queued one hid the progress and Stop button).
-    run = store.training_run(runs_dir())
-    if run is None:
-        run = next((run for run in store.list_runs(runs_dir()) if run.state == "queued"), None)  # Newest first.
-    if run is not None:
-        st.session_state["run_id"] = run.id
-    return run
+# Models and predictions.
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
@@ -135,7 +55,7 @@ def _model_key(run_id: str) -> tuple[str, int]:
     """
     from tlcore.serving import predict
 
-    run = store.resolve(run_id, runs_dir())
+    run = store.resolve(run_id, server.runs_dir())
     try:
         return str(run.path), run.model_path.stat().st_mtime_ns
     except OSError:
@@ -246,25 +166,3 @@ def offline_variants(backbone: str) -> list[tuple[float, int]]:
     from tlcore.models import backbones
 
     return backbones.offline_variants(backbone)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    """A Markdown table of `rows` (one dict per row, the first row's keys as the header), each cell escaped.
-
-    For small read-only tables on light pages: st.dataframe's grid is a further 1.2 MB of JavaScript
-    that a first visit's browser has to fetch and compile (about 0.5 s on two busy cores).
-    """
-    if not rows:
-        raise ValueError("markdown_table needs at least one row, received none.")
-    header = list(rows[0])
-    lines = ["| " + " | ".join(text(name) for name in header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(text("" if row[name] is None else row[name]) for name in header) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def dataset_line(scan: DatasetScan) -> str:
-    """'catsdogs: 2 classes (cats, dogs), 40 train / 20 validation images', Markdown-escaped."""
-    counts = {split: len(samples) for split, samples in scan.splits.items()}
-    shown = ", ".join(scan.classes[:6]) + (", ..." if scan.num_classes > 6 else "")
-    parts = " / ".join(f"{count} {split}" for split, count in counts.items())
-    return text(f"{Path(scan.root).name}: {scan.num_classes} classes ({shown}), {parts} images")

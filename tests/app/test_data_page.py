@@ -1,0 +1,169 @@
+"""The Data page: scans, zip uploads, the demo set, the bad-input kit, the augmentation preview."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.app.page_kit import (
+    bad_input_kit,
+    click,
+    metrics,
+    open_page,
+    plain,
+    scan,
+    texts,
+    zip_bytes,
+)
+
+
+def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_catsdogs):
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    assert not at.error, [element.value for element in at.error]
+    assert metrics(at) == {"Classes": "2", "Train images": "24", "Validation images": "12", "Left out": "0"}
+    counts = at.dataframe[0].value
+    assert list(counts.index) == ["cats", "dogs"]
+    assert counts.loc["cats", "train"] == 12 and counts.loc["dogs", "validation"] == 6
+    assert at.session_state["dataset"].classes == ("cats", "dogs")
+    captions = [caption for element in at.image for caption in element.captions]
+    assert sum(caption.startswith("cat.") and "KB" in caption for caption in captions) == 12  # One page of cats.
+    # The grid's six columns list their photos one after the other: photo i is in column i % 6.
+    by_column = [int(caption.split(".")[1]) for caption in captions if caption.startswith("cat.")]
+    numbers = [by_column[column * 2 + row] for row in range(2) for column in range(6)]
+    assert numbers == sorted(numbers), "photos in the order a person counts (cat.2 before cat.10)"
+    at = open_page("app.py", at)
+    assert f"{small_catsdogs.name}: 2 classes (cats, dogs), 24 train / 12 validation images" in texts(at)
+
+
+def test_data_page_lists_bad_files_as_rejected_with_reasons(seeded_bad_catsdogs):
+    folder, expected = seeded_bad_catsdogs
+    at = scan(open_page("pages/1_Data.py"), folder)
+    assert metrics(at)["Left out"] == str(len(expected))
+    rejected = at.dataframe[1].value
+    reasons = dict(zip(rejected["file"], rejected["reason"]))
+    for path, word in expected.items():
+        relative = str(Path(path).relative_to(folder.resolve()))
+        assert word in reasons[relative].lower(), (relative, reasons[relative])
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "one_class", "empty", "nul"])
+def test_data_page_bad_paths_show_an_error_not_an_exception(kind, tmp_path):
+    target = {
+        "missing": str(tmp_path / "no-such-folder"),
+        "file": str(tmp_path / "file.txt"),
+        "one_class": str(tmp_path / "one"),
+        "empty": str(tmp_path / "empty"),
+        "nul": "bad\0path",
+    }[kind]
+    (tmp_path / "file.txt").write_text("not a folder")
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "one" / "cats" / "a.png")
+    (tmp_path / "empty").mkdir()
+    at = scan(open_page("pages/1_Data.py"), target)
+    assert at.error, "a clear error message"
+    assert "dataset" not in at.session_state
+
+
+def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_catsdogs, folders):
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    members = _photo_members(small_catsdogs) | {"__MACOSX/pets/._cat.1.jpg": b"junk", "pets/.DS_Store": b"junk"}
+    at.file_uploader(key="zip_upload").set_value(("pets.zip", zip_bytes(members), "application/zip")).run()
+    click(at, "Extract and scan")
+    assert not at.error, [element.value for element in at.error]
+    assert metrics(at)["Classes"] == "2" and metrics(at)["Train images"] == "24"
+    root = Path(at.session_state["dataset"].root)
+    assert (folders["data"] / "uploads").resolve() in root.parents
+    click(at, "Extract and scan")  # The same upload is not extracted twice.
+    assert len(list((folders["data"] / "uploads").iterdir())) == 1 and not at.error
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("traversal.zip", zip_bytes({"../cats/a.jpg": b"x", "dogs/b.jpg": b"y"})),
+        ("absolute.zip", zip_bytes({"/etc/cats/a.jpg": b"x"})),
+        ("not-a-zip.zip", b"this is not a zip archive"),
+        ("empty.zip", b""),
+    ],
+)
+def test_data_page_refuses_unsafe_or_broken_zips_with_a_message(name, content, folders):
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    at.file_uploader(key="zip_upload").set_value((name, content, "application/zip")).run()
+    click(at, "Extract and scan")
+    assert at.error and name in plain(at.error[0].value)
+    assert "dataset" not in at.session_state
+    uploads = folders["data"] / "uploads"
+    assert not uploads.exists() or not any(path.is_file() for path in uploads.rglob("*")), "nothing left behind"
+
+
+def test_data_page_offline_demo_set(folders):
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Demo set").run()
+    click(at, "Offline demo: brick, grass, gravel")
+    assert not at.error, [element.value for element in at.error]
+    assert at.session_state["dataset"].classes == ("brick", "grass", "gravel")
+    assert (folders["data"] / "demo").resolve() in Path(at.session_state["dataset"].root).parents
+
+
+def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_images(small_catsdogs, tmp_path):
+    root = tmp_path / "kit"
+    shutil.copytree(small_catsdogs, root)
+    kit = bad_input_kit(sorted((small_catsdogs / "validation" / "dogs").iterdir())[0])
+    for name, (content, _) in kit.items():
+        (root / "train" / "cats" / f"kit-{name}").write_bytes(content)
+    for debris in ("__MACOSX/._cat.1.jpg", ".DS_Store", "Thumbs.db", "cats/._cat.1.jpg", "cats/.DS_Store"):
+        (root / "train" / debris).parent.mkdir(parents=True, exist_ok=True)
+        (root / "train" / debris).write_bytes(b"debris")
+    at = scan(open_page("pages/1_Data.py"), root)
+    assert not at.error, [element.value for element in at.error]
+    bad = {name for name, (_, word) in kit.items() if word is not None}
+    rejected = at.dataframe[1].value
+    assert sorted(Path(path).name.removeprefix("kit-") for path in rejected["file"]) == sorted(bad)
+    assert at.session_state["dataset"].classes == ("cats", "dogs"), "debris is neither a class nor an image"
+    at.pagination(key="browse_page_train_0").set_value(2).run()  # The odd but valid images sort last.
+    assert not at.exception and not at.error
+    captions = [caption for element in at.image for caption in element.captions]
+    assert {f"kit-{name}" for name, (_, word) in kit.items() if word is None} <= {
+        caption.split(" · ")[0] for caption in captions
+    }
+
+
+def _photo_members(small_catsdogs: Path) -> dict[str, bytes]:
+    return {
+        f"pets/{path.relative_to(small_catsdogs)}": path.read_bytes() for path in sorted(small_catsdogs.rglob("*.jpg"))
+    }
+
+
+def test_class_names_are_shown_as_text_not_markup(small_catsdogs, tmp_path):
+    root = tmp_path / "odd"
+    shutil.copytree(small_catsdogs / "train" / "cats", root / "<b>bold")
+    shutil.copytree(small_catsdogs / "train" / "dogs", root / "**stars** :red[x]")
+    at = scan(open_page("pages/1_Data.py"), root)
+    assert at.session_state["dataset"].classes == ("**stars** :red[x]", "<b>bold")
+    assert list(at.dataframe[0].value.index) == ["**stars** :red[x]", "<b>bold"]  # A table shows plain text.
+    at = open_page("pages/2_Train.py", at)
+    line = [markdown.value for markdown in at.markdown if "2 classes" in markdown.value][0]
+    assert r"\*\*stars\*\* \:red\[x\]" in line and r"\<b\>bold" in line  # Escaped: shown as typed.
+    assert plain(line).startswith("odd: 2 classes (**stars** :red[x], <b>bold)")
+
+
+def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(small_catsdogs):
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    preview_images = [caption for element in at.image for caption in element.captions if caption.startswith("original")]
+    assert preview_images, "the preview shows the original"
+    at.slider(key="aug_rotation_degrees").set_value(10.0).run()
+    at.toggle(key="aug_vertical_flip").set_value(False).run()
+    assert not at.exception
+    settings = at.session_state["augmentation"]
+    assert settings.rotation_degrees == 10.0 and settings.vertical_flip is False
+    at = open_page("pages/2_Train.py", at)
+    assert "rotation degrees 10.0" in texts(at) and "vertical flip False" in texts(at)
+    at = open_page("pages/1_Data.py", at)
+    assert at.slider(key="aug_rotation_degrees").value == 10.0, "settings survive a page switch"
+    click(at, "Reset to the seed's settings")
+    assert at.session_state["augmentation"].rotation_degrees == 40.0

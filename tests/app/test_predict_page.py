@@ -1,0 +1,190 @@
+"""The Predict page: photos, the bad-input kit, Grad-CAM, exports, batch prediction (one tiny trained run)."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.app.page_kit import (
+    bad_input_kit,
+    click,
+    open_page,
+    plain,
+    texts,
+    trained_run,
+    zip_bytes,
+)
+from tlcore.runs import store
+
+
+def _predict_page(trained_runs: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(trained_runs))
+    return open_page("pages/3_Predict.py")
+
+
+def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    cat = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.file_uploader(key="predict_uploads").set_value(
+        [
+            (cat.name, cat.read_bytes(), "image/jpeg"),
+            ("notes.jpg", b"These are my notes, not a photo.\n", "image/jpeg"),
+        ]
+    ).run()
+    assert not at.exception
+    predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
+    assert len(predictions) == 1 and ("cats" in predictions[0] or "dogs" in predictions[0])
+    assert len(at.error) == 1 and "notes.jpg" in plain(at.error[0].value)
+    assert "text file" in at.error[0].value
+    [run] = store.list_runs(trained_runs)
+    accuracy = store.describe(run)["model_val_accuracy"]
+    assert at.selectbox(key="predict_run").options == [f"{run.id} (done, model's validation accuracy {accuracy:.1%})"]
+
+
+def test_predict_page_survives_the_whole_bad_input_kit(trained_runs, monkeypatch, small_catsdogs):
+    kit = bad_input_kit(sorted((small_catsdogs / "validation" / "dogs").iterdir())[0])
+    at = _predict_page(trained_runs, monkeypatch)
+    at.file_uploader(key="predict_uploads").set_value(
+        [(name, content, "application/octet-stream") for name, (content, _) in kit.items()]
+    ).run()
+    assert not at.exception, [item.message for item in at.exception]
+    errors = [plain(element.value) for element in at.error]
+    for name, (_, word) in kit.items():
+        mine = [error for error in errors if error.startswith(f"{name}:")]
+        if word is None:
+            assert not mine, mine
+        else:
+            assert len(mine) == 1 and word in mine[0].lower(), (name, mine)
+    predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
+    assert len(predictions) == sum(word is None for _, word in kit.values())
+
+
+def test_predict_page_loads_the_model_once_per_run(trained_runs, monkeypatch, small_catsdogs):
+    from tlcore.serving import predict
+    from views import cached
+
+    calls = []
+    original = predict.load
+    monkeypatch.setattr(predict, "load", lambda *args, **kwargs: calls.append(args) or original(*args, **kwargs))
+    cached._predictor.clear()
+    at = _predict_page(trained_runs, monkeypatch)
+    cat = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    for _ in range(3):
+        at.file_uploader(key="predict_uploads").set_value((cat.name, cat.read_bytes(), "image/jpeg")).run()
+    assert len(calls) == 1
+    assert not at.exception
+
+
+def test_predict_page_grad_cam_draws_an_overlay_beside_each_photo(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    photos = [sorted((small_catsdogs / "validation" / name).iterdir())[0] for name in ("cats", "dogs")]
+    at.file_uploader(key="predict_uploads").set_value(
+        [(photo.name, photo.read_bytes(), "image/jpeg") for photo in photos]
+    ).run()
+    assert len(at.image) == 2, "photos only, until asked"
+    at.toggle(key="predict_gradcam").set_value(True).run()
+    assert not at.exception and not at.warning, [element.value for element in at.warning]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert sorted(caption for caption in captions if caption.startswith("where it looked")) == sorted(
+        f"where it looked for {plain(markdown.value).split('**')[1]}"
+        for markdown in at.markdown
+        if markdown.value.startswith("Most likely")
+    )
+    overlays = [element for element in at.image if plain(element.captions[0]).startswith("where it looked")]
+    assert len(overlays) == 2
+
+
+def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monkeypatch):
+    at = _predict_page(trained_runs, monkeypatch)
+    assert not at.download_button, "nothing to download before an export"
+    click(at, "Export as TFLite")
+    assert not at.error, [element.value for element in at.error]
+    assert [button.label for button in at.download_button] == ["Download TFLite"]
+    agreement = r"model\.tflite \([0-9.]+ [KM]B\) agrees with the Keras model on 100\.0% of 12 validation images"
+    assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
+    assert (trained_run(trained_runs).path / "exports" / "model.tflite").is_file()
+
+
+def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    photos = sorted((small_catsdogs / "validation" / "cats").iterdir())[:2]
+    archive = zip_bytes({f"album/{photo.name}": photo.read_bytes() for photo in photos} | {"album/notes.txt": b"notes"})
+    at.file_uploader(key="batch_zip").set_value(("album.zip", archive, "application/zip")).run()
+    click(at, "Predict every photo")
+    assert not at.error, [element.value for element in at.error]
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["file", "top label", "probability", "top k", "error"]
+    assert list(table["file"]) == [f"album/{photo.name}" for photo in photos] + ["album/notes.txt"]
+    assert set(table["top label"][:2]) <= {"cats", "dogs"} and "not an image" in table["error"].iloc[2]
+    assert list(table["error"][:2]) == ["", ""] and table["top label"].iloc[2] == ""
+    assert all(50 <= value <= 100 for value in table["probability"][:2]), "the top label's share, in percent"
+    assert "album.zip: 2 photo(s) predicted, 1 file(s) could not be used" in texts(at)
+    assert [button.label for button in at.download_button] == ["Download the CSV"]
+
+
+def _predict_batch_zip(at: AppTest, small_catsdogs: Path) -> AppTest:
+    """Predicts a zip of two cat photos and a text file on the Predict page's batch tab."""
+    photos = sorted((small_catsdogs / "validation" / "cats").iterdir())[:2]
+    archive = zip_bytes({f"album/{photo.name}": photo.read_bytes() for photo in photos} | {"album/notes.txt": b"notes"})
+    at.file_uploader(key="batch_zip").set_value(("album.zip", archive, "application/zip")).run()
+    return click(at, "Predict every photo")
+
+
+def test_predict_page_batch_table_leaves_error_cells_blank_and_gives_top_k_to_a_tenth(
+    trained_runs, monkeypatch, small_catsdogs
+):
+    at = _predict_batch_zip(_predict_page(trained_runs, monkeypatch), small_catsdogs)
+    element = at.dataframe[0]
+    table = element.value
+    # The error row has no probability; the browser writes "None" in such a cell unless the table says
+    # what to show instead (an unset placeholder reads "" too, hence HasField).
+    assert table["error"].iloc[2] and pd.isna(table["probability"].iloc[2])
+    assert element.proto.HasField("placeholder") and element.proto.placeholder == ""
+    for label, probability, top_k in zip(table["top label"][:2], table["probability"][:2], table["top k"][:2]):
+        items = top_k.split("; ")
+        assert items[0] == f"{label} {probability:.1f}%", "the top label's share, as in the probability column"
+        assert all(re.fullmatch(r"(cats|dogs) \d{1,3}\.\d%", item) for item in items), items
+
+
+def test_predict_page_batch_of_a_missing_folder_names_it_and_clears_the_old_table(
+    trained_runs, monkeypatch, small_catsdogs, tmp_path
+):
+    at = _predict_batch_zip(_predict_page(trained_runs, monkeypatch), small_catsdogs)
+    assert at.dataframe, "the zip's table"
+    missing = tmp_path / "nope"
+    at.segmented_control(key="batch_source").set_value("Folder").run()
+    at.text_input(key="batch_folder").input(str(missing)).run()
+    click(at, "Predict every photo")
+    assert [plain(element.value) for element in at.error] == [
+        f"{missing} does not exist: expected a folder of photos or a .zip archive."
+    ]
+    assert not at.dataframe and not at.download_button, "the zip's table is not this folder's"
+    photo = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.text_input(key="batch_folder").input(str(photo)).run()
+    click(at, "Predict every photo")
+    assert [plain(element.value) for element in at.error] == [
+        f"{photo} is neither a folder nor a .zip archive: expected a folder of photos or a .zip archive."
+    ]
+
+
+def test_predict_page_takes_every_photo_type_the_data_set_scan_takes(trained_runs, monkeypatch, small_catsdogs):
+    from tlcore.data import images
+
+    at = _predict_page(trained_runs, monkeypatch)
+    uploader = at.file_uploader(key="predict_uploads")
+    assert sorted(uploader.allowed_type) == sorted(images.SUPPORTED_EXTENSIONS)
+    photo = Image.open(sorted((small_catsdogs / "validation" / "dogs").iterdir())[0]).convert("RGB")
+    uploads = []
+    for extension in images.SUPPORTED_EXTENSIONS:
+        buffer = io.BytesIO()
+        photo.save(buffer, format={".jpg": "JPEG"}.get(extension, extension[1:].upper()))
+        uploads.append((f"dog{extension}", buffer.getvalue(), "application/octet-stream"))
+    uploader.set_value(uploads).run()  # Streamlit refuses (raises for) a type the uploader does not list.
+    assert not at.exception and not at.error, [element.value for element in at.error]
+    predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
+    assert len(predictions) == len(images.SUPPORTED_EXTENSIONS)

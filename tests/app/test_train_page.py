@@ -1,0 +1,432 @@
+"""The Train page: settings, a live run, reloads, comparisons, evaluation, the learning-rate finder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.page_kit import (
+    APP,
+    TIMEOUT,
+    TINY_BACKBONE,
+    caption_lines,
+    chart_specs,
+    click,
+    fake_finished_run,
+    fake_running_run,
+    markdown_table,
+    metrics,
+    open_page,
+    plain,
+    scan,
+    texts,
+    trained_run,
+)
+from tlcore.runs import store
+
+
+def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    strategy = at.radio(key="train_strategy")
+    assert list(strategy.options) == [
+        "1 · Feature extraction",
+        "2 · Frozen base + augmentation",
+        "3 · Fine-tuning",
+        "Baseline · a small CNN from scratch",
+        "1 → 2 → 3 in sequence",
+    ]
+    assert "parameters trained" in texts(at)
+    strategy.set_value("fine_tuning").run()
+    assert "Unfreeze the base's top block" in texts(at)
+    captions = texts(at)
+    assert "frozen + augmentation: train a head on augmented images" in captions
+    assert "fine-tuning: top block unfrozen, train again" in captions
+    at.segmented_control(key="train_preset").set_value("seed").run()
+    assert at.selectbox(key="train_backbone").value == "vgg16"
+    assert at.number_input(key="train_image_size").value == 150
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(2e-5)
+    assert not at.exception
+
+
+def test_train_page_starts_a_worker_and_shows_it_finished(small_catsdogs, folders):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    backbone, size = TINY_BACKBONE[1], int(TINY_BACKBONE[-1])
+    at.selectbox(key="train_backbone").set_value(backbone).run()
+    if "--weights" in TINY_BACKBONE:
+        at.radio(key="train_weights").set_value("none").run()
+    at.number_input(key="train_image_size").set_value(size)
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_batch_size").set_value(8).run()
+    click(at, "Start training")
+    run_id = at.session_state["run_id"]
+    run = store.resolve(run_id, folders["runs"])
+    assert run.config()["strategy"] == "feature_extraction" and run.config()["epochs"] == 2
+    assert run_id in texts(at)
+    deadline = time.time() + 240
+    while run.state not in store.FINAL_STATES and time.time() < deadline:
+        time.sleep(1)
+    assert run.state == "done", run.status()
+    at.run()
+    assert "done: finished" in texts(at)
+    assert run_id in list(at.dataframe[-1].value["run"]), "the runs table lists it"
+    at = open_page("pages/2_Train.py", open_page("pages/3_Predict.py", at))
+    assert run_id in texts(at) and "done: finished" in texts(at), "away and back: the same run"
+
+
+def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(folders, small_catsdogs):
+    run = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")  # A fresh session, as after a browser reload.
+    assert at.session_state["run_id"] == run.id
+    assert "running: training" in texts(at)
+    assert at.progress and "epoch 3 of 10, batch 2 of 4" in plain(at.progress[0].text)
+    click(at, "Stop")
+    assert run.stop_requested() and run.raw_status()["state"] == "stopping"
+
+
+def _renamed(run: store.Run, stamp: str) -> store.Run:
+    """The run moved to an id with another creation time: run ids sort by it, newest first."""
+    return store.Run(run.path.rename(run.path.with_name(stamp + run.id[len(stamp) :])))
+
+
+def test_after_a_reload_the_running_run_wins_over_newer_queued_ones(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    config = TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction")
+    running = _renamed(fake_running_run(folders["runs"], small_catsdogs), "20000101-000000")
+    older_queued = _renamed(store.create(config, folders["runs"]), "20000101-000001")
+    newest_queued = store.create(config, folders["runs"])  # Waiting for the running run to finish.
+    assert [run.id for run in store.list_runs(folders["runs"])] == [newest_queued.id, older_queued.id, running.id]
+    at = open_page("pages/2_Train.py")  # A fresh session, as after a browser reload.
+    assert at.session_state["run_id"] == running.id
+    assert "running: training" in texts(at) and at.progress
+    running.set_status("done")
+    at = open_page("pages/2_Train.py")  # Nothing trains: the newest queued run is next.
+    assert at.session_state["run_id"] == newest_queued.id
+
+
+def test_a_stage_of_one_epoch_is_not_called_1_epochs(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    run = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="fine_tuning"), folders["runs"])
+    run.append_metrics(
+        {"stage": "frozen_augmented", "epoch": 1, "loss": 0.7, "val_loss": 0.6, "accuracy": 0.6, "val_accuracy": 0.75}
+    )
+    (run.path / "summary.json").write_text(
+        json.dumps(
+            {
+                "results": {
+                    "frozen_augmented": {"best_val_accuracy": 0.75, "epochs": 1, "seconds": 12},
+                    "fine_tuning": {"best_val_accuracy": 0.8, "epochs": 2, "seconds": 30},
+                }
+            }
+        )
+    )
+    run.set_status("done")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert (
+        "frozen + augmentation: best validation accuracy 75.0% after 1 epoch, 12 s · "
+        "fine-tuning: best validation accuracy 80.0% after 2 epochs, 30 s"
+    ) in texts(at)
+
+
+def test_a_queued_run_says_which_run_it_waits_for_or_that_its_process_is_starting(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    running = fake_running_run(folders["runs"], small_catsdogs)
+    queued = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = queued.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert plain(at.progress[0].text) == (
+        f"Queued: waiting for run {running.id} to finish (one training runs at a time)."
+    )
+    running.set_status("done")
+    at.run()
+    assert not at.exception
+    assert plain(at.progress[0].text) == "Queued: the training process is starting."
+
+
+def test_scratch_runs_are_shown_as_a_small_cnn_not_a_backbone(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    scratch = store.create(
+        TrainConfig(data_dir=str(small_catsdogs), strategy="scratch", image_size=96), folders["runs"]
+    )
+    scratch.set_status("done")
+    transfer = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    transfer.set_status("done")
+    home = {row["run"]: row["model"] for row in markdown_table(open_page(), "run")}
+    assert home == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = scratch.id
+    at = open_page("pages/2_Train.py", at.run())
+    table = at.dataframe[-1].value
+    assert dict(zip(table["run"], table["model"])) == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    assert f"{scratch.id} · small CNN · 96 px" in texts(at)
+
+
+def test_a_live_run_reruns_the_page_when_its_state_changes_and_seldom_for_epochs():
+    from views import run_view
+
+    seconds = run_view.PAGE_REFRESH_SECONDS
+    assert 5 <= seconds <= 60, "a full page rerun is not a poll"
+    assert run_view.page_is_stale(("queued", 0), 100.0, ("running", 0), 101.0)
+    assert run_view.page_is_stale(("running", 3), 100.0, ("done", 3), 101.0)
+    assert run_view.page_is_stale(("running", 3), 100.0, ("interrupted", 3), 101.0)
+    assert not run_view.page_is_stale(("running", 3), 100.0, ("running", 3), 100.0 + 10 * seconds)
+    assert not run_view.page_is_stale(("running", 3), 100.0, ("running", 4), 100.0 + seconds - 1)
+    assert run_view.page_is_stale(("running", 3), 100.0, ("running", 4), 100.0 + seconds)
+    assert run_view.page_is_stale(None, 100.0, ("running", 4), 101.0)
+
+
+def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
+    first = fake_running_run(folders["runs"], small_catsdogs)
+    first.set_status("done")
+    second = fake_running_run(folders["runs"], small_catsdogs)
+    second.set_status("stopped")
+    at = open_page("pages/2_Train.py")
+    assert sorted(at.dataframe[-1].value["run"]) == sorted([first.id, second.id])
+    # The run column takes the width of the ids (a "medium" column cut "…-all-efficientnet_lite0-82b5" short).
+    assert "width" not in json.loads(at.dataframe[-1].proto.columns)["run"]
+    assert "Select runs in the table" in texts(at)
+    at.session_state["runs_table"] = {"selection": {"rows": [0, 1], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    chart = at.get("vega_lite_chart")[-1]
+    import pyarrow
+
+    frame = pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
+    assert sorted(frame["run"].unique()) == sorted([first.id, second.id])
+    assert set(frame["metric"]) == {"accuracy"} and set(frame["split"]) == {"validation"}
+
+
+def test_a_killed_or_deleted_run_is_reported_and_the_page_keeps_working(folders, small_catsdogs):
+    run = fake_running_run(folders["runs"], small_catsdogs)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.set_status("running", pid=dead.pid, started=time.time())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert "interrupted: The training process ended without finishing" in texts(at)
+    shutil.rmtree(run.path)
+    at.run()
+    assert not at.exception and "run_id" not in at.session_state
+
+
+def test_a_run_that_failed_before_its_first_epoch_says_no_curves_will_come(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    run = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    run.set_status("failed", error="WeightsUnavailableError: no weights here")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert not at.exception
+    assert "failed: WeightsUnavailableError: no weights here" in texts(at)
+    # Not a chart "waiting for the first epoch": none will come.
+    assert "No epoch finished before the run ended (failed): no curves to show." in texts(at)
+    assert not at.get("vega_lite_chart")
+
+
+def test_evaluation_view_shows_the_confusion_matrix_and_per_class_scores(trained_runs, monkeypatch):
+    run = trained_run(trained_runs)
+    for cached in run.path.glob("evaluation-*.json"):
+        cached.unlink()
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(trained_runs))
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert "done: finished" in texts(at)
+    assert not any('"true class"' in spec for spec in chart_specs(at)), "nothing is computed before the button"
+    click(at, "Evaluate on the validation split")
+    assert not at.error, [element.value for element in at.error]
+    assert (run.path / "evaluation-validation.json").is_file()
+    assert sum('"true class"' in spec for spec in chart_specs(at)) == 1, "one confusion matrix"
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
+    assert list(table["class"]) == ["cats", "dogs"] and list(table["support"]) == [6, 6]
+    shown = metrics(at)
+    assert shown["Validation images"] == "12" and shown["Accuracy"].endswith("%")
+    at.toggle(key="current_normalised").set_value(True).run()
+    assert not at.exception and any('"share of the true class"' in spec for spec in chart_specs(at))
+    later = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    later.session_state["run_id"] = run.id
+    later = open_page("pages/2_Train.py", later.run())
+    assert not [button for button in later.button if button.label.startswith("Evaluate")], "cached: shown at once"
+    assert metrics(later)["Accuracy"] == shown["Accuracy"]
+
+
+def test_mistakes_gallery_pages_through_the_wrong_images_most_confident_first(folders, small_catsdogs):
+    from tlcore.insight import evaluate
+
+    run = fake_finished_run(folders["runs"], small_catsdogs)
+    cats = sorted((small_catsdogs / "validation" / "cats").iterdir())
+    dogs = sorted((small_catsdogs / "validation" / "dogs").iterdir())
+    paths = [str(path) for path in cats + dogs] + [str(cats[0]) + ".gone"]
+    # 13 images, all wrong (the model swaps the classes), ever less confident; one file deleted since.
+    confidence = np.linspace(0.99, 0.51, len(paths))
+    labels = [0] * len(cats) + [1] * (len(dogs) + 1)
+    probabilities = np.where(
+        np.array(labels)[:, None] == 0, np.c_[1 - confidence, confidence], np.c_[confidence, 1 - confidence]
+    )
+    result = evaluate.summarise(
+        "validation",
+        ["cats", "**dogs**"],
+        probabilities,
+        labels,
+        paths,
+        model_mtime_ns=run.model_path.stat().st_mtime_ns,
+    )
+    store.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert metrics(at)["Mistakes"] == "13" and metrics(at)["Accuracy"] == "0.0%"
+    captions = [caption_lines(caption) for element in at.image for caption in element.captions]
+    assert len(captions) == 12, "one page of 12"
+    # Each photo named by its path in the data set, as the CLI's evaluate lists it, and class names as text.
+    assert captions[0] == [f"validation/cats/{cats[0].name}", "true: cats · predicted: **dogs** (99%)"], (
+        "most confident first"
+    )
+    assert captions[-1][0] == f"validation/dogs/{dogs[-1].name}"
+    assert captions[-1][1].startswith("true: **dogs** · predicted: cats")
+    at.pagination(key=f"current_{run.id}_validation_mistakes_page").set_value(2).run()
+    assert not at.exception
+    assert [plain(caption) for element in at.image for caption in element.captions] == []
+    assert len(at.error) == 1 and plain(at.error[0].value).startswith(f"validation/cats/{cats[0].name}.gone: "), (
+        "a deleted photo is named, not a crash"
+    )
+    assert "true: **dogs** · predicted: cats (51%)" in texts(at)
+
+
+def test_a_mistake_is_captioned_with_its_file_name_as_text(folders, small_catsdogs, tmp_path):
+    from tlcore.insight import evaluate
+
+    data_dir = tmp_path / "photos"
+    shutil.copytree(small_catsdogs, data_dir)
+    photo = sorted((data_dir / "validation" / "cats").iterdir())[0]
+    odd = photo.rename(photo.with_name("**bold** [link](x) <b>1.jpg"))
+    run = fake_finished_run(folders["runs"], data_dir)
+    result = evaluate.summarise(
+        "validation",
+        ["cats", "**dogs**"],
+        np.array([[0.1, 0.9]]),
+        [0],
+        [str(odd)],
+        model_mtime_ns=run.model_path.stat().st_mtime_ns,
+    )
+    store.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    [caption] = [caption for element in at.image for caption in element.captions]
+    assert caption_lines(caption) == [
+        "validation/cats/**bold** [link](x) <b>1.jpg",
+        "true: cats · predicted: **dogs** (90%)",
+    ]
+    assert "\\*\\*bold\\*\\* \\[link\\]\\(x\\) \\<b\\>" in caption, "escaped: shown as typed, not as Markdown"
+
+
+def test_a_single_run_picked_in_the_table_shows_its_evaluation(folders, small_catsdogs):
+    from tlcore.insight import evaluate
+
+    picked = fake_finished_run(folders["runs"], small_catsdogs)
+    photo = str(sorted((small_catsdogs / "validation" / "cats").iterdir())[0])
+    result = evaluate.summarise(
+        "validation",
+        ["cats", "**dogs**"],
+        np.array([[0.8, 0.2], [0.3, 0.7]]),
+        [0, 1],
+        [photo, photo],
+        model_mtime_ns=picked.model_path.stat().st_mtime_ns,
+    )
+    store.write_json(evaluate.cache_path(picked, "validation"), result.to_dict())
+    current = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    assert at.session_state["run_id"] == current.id and "Mistakes" not in metrics(at)
+    rows = list(at.dataframe[-1].value["run"])
+    at.session_state["runs_table"] = {"selection": {"rows": [rows.index(picked.id)], "columns": [], "cells": []}}
+    at.run()
+    assert not at.exception
+    assert metrics(at)["Accuracy"] == "100.0%" and metrics(at)["Mistakes"] == "0"
+    assert "None: the model classifies every image of this split correctly." in texts(at)
+
+
+def test_learning_rate_finder_draws_the_sweep_and_uses_its_suggestion(small_catsdogs, folders):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    at.selectbox(key="train_backbone").set_value(TINY_BACKBONE[1]).run()
+    if "--weights" in TINY_BACKBONE:
+        at.radio(key="train_weights").set_value("none").run()
+    at.number_input(key="train_image_size").set_value(int(TINY_BACKBONE[-1]))
+    at.number_input(key="train_batch_size").set_value(8).run()
+    click(at, "Find a learning rate")
+    assert not at.error, [element.value for element in at.error]
+    assert any('"learning rate (log scale)"' in spec for spec in chart_specs(at))
+    sweep = at.session_state["lr_sweep"]["sweep"]
+    assert 1e-6 <= sweep.suggestion <= 1.0
+    assert f"Suggested learning rate: {sweep.suggestion:.2g}" in texts(at)
+    assert (folders["runs"] / ".cache" / "features").is_dir(), "the features are cached for training"
+    click(at, f"Use {sweep.suggestion:.2g} as the learning rate")
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(float(f"{sweep.suggestion:.2g}"))
+    assert "set to the suggestion" in texts(at)
+
+
+@pytest.fixture
+def imbalanced(tmp_path, small_catsdogs) -> Path:
+    """12 cats against 4 dogs for training, 6 + 6 for validation (links to the small set's photos)."""
+    root = tmp_path / "imbalanced"
+    for split, counts in (("train", {"cats": 12, "dogs": 4}), ("validation", {"cats": 6, "dogs": 6})):
+        for name, count in counts.items():
+            (root / split / name).mkdir(parents=True)
+            for photo in sorted((small_catsdogs / split / name).iterdir())[:count]:
+                (root / split / name / photo.name).symlink_to(photo)
+    return root
+
+
+def test_training_options_reach_the_started_runs_config(imbalanced, folders, monkeypatch):
+    from tlcore.runs import worker
+
+    monkeypatch.setattr(worker, "start", lambda config, runs_dir: store.create(config, runs_dir))  # No process.
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), imbalanced))
+    notice = [plain(box.value) for box in at.info if "imbalanced" in box.value]
+    assert notice and "12 training images in the largest class, 4 in the smallest" in notice[0]
+    assert "cats ×0.67, dogs ×2.00" in notice[0], "said so, with the weights"
+    at.radio(key="train_strategy").set_value("frozen_augmented").run()
+    at.number_input(key="train_early_stopping_patience").set_value(3)
+    at.number_input(key="train_augmented_views").set_value(4)
+    at.selectbox(key="train_class_weight").set_value("none").run()
+    assert not [box for box in at.info if "imbalanced" in box.value], "no notice once weighting is off"
+    click(at, "Start training")
+    config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
+    assert (
+        config["strategy"],
+        config["early_stopping_patience"],
+        config["class_weight"],
+        config["augmented_views"],
+    ) == ("frozen_augmented", 3, "none", 4)
+    at.selectbox(key="train_class_weight").set_value("balanced").run()
+    assert 'Class weights "always" weight each class\'s loss' in texts(at)
+
+
+def test_a_new_run_on_the_same_data_set_names_it_in_the_sidebar_at_once(folders, small_catsdogs):
+    finished = fake_running_run(folders["runs"], small_catsdogs)
+    finished.set_status("done")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = finished.id  # The session's run; no data set chosen yet.
+    at = open_page("pages/2_Train.py", at.run())
+    assert plain(at.sidebar.caption[0].value) == "Data set: none chosen yet"
+    click(at, "New run on the same data set")
+    # The page goes on to "Select runs in the table" and stops there, before its bottom.
+    assert "Select runs in the table" in texts(at)
+    assert plain(at.sidebar.caption[0].value).startswith(f"Data set: {small_catsdogs.name}: 2 classes")

@@ -1,0 +1,51 @@
+"""The frame every page draws first: page settings, the server's preparation, the sidebar.
+
+Each page script (app.py for Home, pages/*.py for the others) calls `draw()` as its first line:
+with Streamlit's pages/ folder, a page runs on its own, without app.py around it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from views import markdown, server, session
+
+# (script, label, icon) of each page, in the sidebar's order. Streamlit's own list is hidden
+# (client.showSidebarNavigation): it would label Home "app", after the entry script's file name.
+PAGES = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Data.py", "Data", ":material/photo_library:"),
+    ("pages/2_Train.py", "Train", ":material/model_training:"),
+    ("pages/3_Predict.py", "Predict", ":material/label:"),
+)
+
+
+class SessionLines:
+    """The sidebar's two lines: the session's data set and its run."""
+
+    def __init__(self) -> None:
+        self.dataset_line = st.sidebar.empty()
+        self.run_line = st.sidebar.empty()
+
+    def draw(self) -> None:
+        """Writes (again) what the session's data set and run are now."""
+        dataset = session.current_dataset()
+        self.dataset_line.caption("Data set: " + (markdown.dataset_line(dataset) if dataset else "none chosen yet"))
+        run = session.current_run()
+        self.run_line.caption("Run: " + (markdown.escape(f"{run.id} ({run.state})") if run else "none running"))
+
+
+def draw() -> SessionLines:
+    """Sets up the page and draws the sidebar: the links to every page, then the session's lines.
+
+    Returns:
+        The session's lines, for a page to draw again right after it changes the data set (a
+        st.stop() further down would end the script before anything drawn at its bottom).
+    """
+    st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/model_training:", layout="wide")
+    server.prepare()
+    for script, label, icon in PAGES:
+        st.sidebar.page_link(script, label=label, icon=icon)
+    lines = SessionLines()
+    lines.draw()
+    return lines

@@ -1,0 +1,63 @@
+"""What this browser session is working with: its data set, augmentation settings and run.
+
+Session state keys:
+    dataset          the current DatasetScan (set on the Data page)
+    augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
+    run_id           the current run; when absent, the running run (else the newest queued one) is shown
+    lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
+    batch_result     the Predict page's latest batch prediction ({"run", "source", "rows"})
+    exports          the exports made on the Predict page ({(run id, format): ExportResult.to_dict()})
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import streamlit as st
+
+from tlcore.config import AugmentationConfig
+from tlcore.data.dataset import DatasetScan
+from tlcore.runs import store
+from views import server
+
+ACTIVE_STATES = tuple(state for state in store.STATES if state not in store.FINAL_STATES)
+
+
+def use_dataset(scan: DatasetScan) -> None:
+    st.session_state["dataset"] = scan
+    st.session_state.pop(preview_image_key(scan), None)  # A new scan starts the preview at its first image.
+
+
+def preview_image_key(scan: DatasetScan) -> str:
+    """The augmentation preview's image selector, one per data set folder.
+
+    With one key for every data set, the browser kept showing the previous set's file name in the
+    box over the new set's first image (a keyed widget keeps its value in the frontend).
+    """
+    return "aug_image_" + hashlib.sha256(str(scan.root).encode()).hexdigest()[:16]
+
+
+def current_dataset() -> DatasetScan | None:
+    return st.session_state.get("dataset")
+
+
+def augmentation() -> AugmentationConfig:
+    return st.session_state.get("augmentation") or AugmentationConfig()
+
+
+def current_run() -> store.Run | None:
+    """The session's run; after a reload (empty session), the running run, else the newest queued one."""
+    run_id = st.session_state.get("run_id")
+    if run_id:
+        try:
+            return store.resolve(run_id, server.runs_dir())
+        except ValueError:  # Deleted meanwhile.
+            st.session_state.pop("run_id", None)
+    # The run training first: runs train one at a time, so a newer queued run is waiting for it
+    # (showing the queued one hid the progress and Stop button).
+    run = store.training_run(server.runs_dir())
+    if run is None:
+        run = next((run for run in store.list_runs(server.runs_dir()) if run.state == "queued"), None)  # Newest first.
+    if run is not None:
+        st.session_state["run_id"] = run.id
+    return run
