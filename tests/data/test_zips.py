@@ -14,7 +14,7 @@ from PIL import Image
 from tlcore.data.dataset import DatasetError
 from tlcore.data import folders
 from tlcore.data import images
-from tlcore.data import zips
+from tlcore.data import zip_names, zips
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "catsdogs"
 
@@ -258,7 +258,7 @@ def test_folder_names_sanitised_and_collisions(tmp_path):
     report = zips.extract_dataset(archive_path, tmp_path / "out")
 
     folders = {path.name for path in (tmp_path / "out").iterdir() if path.is_dir()}
-    assert {"Cats", "cats_2", "dogs_big_", "x" * zips.MAX_FOLDER_NAME} <= folders
+    assert {"Cats", "cats_2", "dogs_big_", "x" * zip_names.MAX_FOLDER_NAME} <= folders
     assert report.files_written == 6
     for relative in report.files:
         assert (tmp_path / "out" / relative).is_file()

@@ -243,6 +243,7 @@ def layer_stack(
     Raises:
         ValueError: an unknown backbone or strategy, or an image size the backbone refuses.
     """
+    # Heavy: each imports Keras (the stack is read off a model built for the purpose).
     from tlcore.data import augment
     from tlcore.models import backbones, heads
 

@@ -11,6 +11,7 @@ lock when a worker dies, even from SIGKILL.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import subprocess
@@ -19,6 +20,8 @@ import threading
 import time
 import traceback
 from pathlib import Path
+
+import psutil
 
 from tlcore.runs import store
 
@@ -48,8 +51,6 @@ def limit_malloc_arenas() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
         return ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1
     except (OSError, AttributeError):  # Another C library (musl) or no libc.so.6.
         return False
@@ -77,8 +78,6 @@ def lower_priority() -> str:
 
 
 def _process_start_time() -> float:
-    import psutil
-
     return psutil.Process(os.getpid()).create_time()
 
 
@@ -111,8 +110,6 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
     # Collect the worker's exit status when it ends, however it ends: a parent that never waits
     # keeps a killed worker as a zombie (<defunct>) for as long as the parent (the Streamlit server) lives.
     threading.Thread(target=process.wait, name=f"tlcore-reap-{run.id}", daemon=True).start()
-    import psutil
-
     try:
         started = psutil.Process(process.pid).create_time()
     except psutil.NoSuchProcess:
@@ -149,6 +146,7 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
     Returns:
         The final status, with "results" when training produced any.
     """
+    # Heavy: imports TensorFlow (the worker process is started before it may configure it).
     from tlcore.training import trainer
 
     runs_dir = Path(runs_dir) if runs_dir is not None else run.path.parent

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from tlcore.data import folders, images, zips
+from tlcore.serving import predict
 
 Source = Union[str, os.PathLike, bytes]
 COLUMNS = ("file", "top_label", "probability", "top_k", "error")
@@ -61,8 +62,6 @@ def row_from_result(result: dict) -> dict:
 
 def predict_files(predictor, paths: Sequence[Path], names: Sequence[str], top: int = 3) -> list[dict]:
     """Rows for files (a non-image extension is an error row, without decoding), in chunks."""
-    from tlcore.serving import predict
-
     rows: list[dict | None] = [None] * len(paths)
     candidates = []
     for position, (path, name) in enumerate(zip(paths, names)):
