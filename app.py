@@ -6,7 +6,7 @@ The other pages are the scripts in pages/ (Streamlit's pages folder); each draws
 
 import streamlit as st
 
-from tlcore.models.backbones import BACKBONES
+from tlcore.models.registry import BACKBONES
 from tlcore.runs import store
 from views import cached, frame, markdown, server, session
 

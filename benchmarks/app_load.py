@@ -119,6 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--predictions", type=int, default=50, help="uploads to predict (default 50)")
     parser.add_argument("--trainings", type=int, default=5, help="short trainings to start (default 5)")
     arguments = parser.parse_args(argv)
+    # Optional: only this benchmark needs Playwright.
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="tlcore-app-load-"))

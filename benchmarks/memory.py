@@ -24,13 +24,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from tlcore.config import TrainConfig
+from tlcore.data import folders
 
 DISTINCT_IMAGES = 400
 
 
 def make_photo(rng: np.random.Generator, width: int = 320, height: int = 240):
     """A smooth, photo-like RGB image: a colour gradient, an ellipse and noise (JPEG-friendly)."""
-    from PIL import Image, ImageDraw, ImageFilter
 
     vertical = np.linspace(0, 1, height)[:, None, None]
     horizontal = np.linspace(0, 1, width)[None, :, None]
@@ -70,13 +73,12 @@ def generate(folder: Path, count: int, seed: int = 0) -> None:
 def child(folder: str, backbone: str, image_size: int, runs_dir: str) -> None:
     """Scan + feature extraction in this process; prints seconds and this process's peak memory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from tlcore.data import folders
+    # Heavy: imports TensorFlow.
     from tlcore.models import backbones, heads
     from tlcore.runs import worker
     from tlcore.training import extraction, training_context
 
     worker.limit_malloc_arenas()  # As a training process does (tlcore.runs.worker, the CLI).
-    from tlcore.config import TrainConfig
 
     started = time.perf_counter()
     dataset = folders.scan(folder)
@@ -148,6 +150,7 @@ def main(argv=None) -> int:
         if arguments.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     smallest = rows[0]
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     print(f"Command: python -m benchmarks.memory {' '.join(argv if argv is not None else sys.argv[1:])}")

@@ -44,7 +44,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from benchmarks.throughput import table
+from benchmarks.throughput import extract_from_files, table
+from tlcore.config import PRECISIONS, TrainConfig
+from tlcore.data import decoders, folders, pipeline
+from tlcore.data.dataset import DatasetError
+from tlcore.models.inference import inference_function
+from tlcore.models.registry import BACKBONES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -72,7 +77,6 @@ def say(message: str) -> None:
 
 def parse_backbones(text: str) -> list[tuple[str, int]]:
     """'name:size,name:size' -> [(name, size)], each checked against the registry."""
-    from tlcore.models.backbones import BACKBONES
 
     chosen = []
     for part in (piece.strip() for piece in text.split(",")):
@@ -92,7 +96,6 @@ def parse_backbones(text: str) -> list[tuple[str, int]]:
 
 def parse_precisions(text: str) -> list[str]:
     """'float32,mixed_bfloat16' -> ['float32', 'mixed_bfloat16'], each one of config.PRECISIONS."""
-    from tlcore.config import PRECISIONS
 
     chosen = [part.strip() for part in text.split(",") if part.strip()]
     if not chosen or any(precision not in PRECISIONS for precision in chosen):
@@ -102,20 +105,24 @@ def parse_precisions(text: str) -> list[str]:
 
 def device_description() -> str:
     """The Keras backend, its version and the devices it computes on."""
+    # Heavy: imports Keras.
     import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
+        # Heavy: imports TensorFlow.
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
         names = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
         return f"TensorFlow {tf.__version__}; devices: {', '.join(names) or 'CPU only'}"
     if backend == "jax":
+        # Optional: only under the JAX backend.
         import jax
 
         return f"JAX {jax.__version__}; devices: {', '.join(device.device_kind for device in jax.devices())}"
     if backend == "torch":
+        # Optional: only under the PyTorch backend.
         import torch
 
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
@@ -137,11 +144,10 @@ def images_per_second(step: Callable[[], object], batch_size: int, steps: int) -
 def forward_function(model, xla: bool) -> Callable[[object], object]:
     """The forward pass feature extraction runs (pixel batch -> numpy features): the product's own
     under TensorFlow, Keras' `predict_on_batch` under another backend."""
+    # Heavy: imports Keras.
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        from tlcore.models.inference import inference_function
-
         return inference_function(model, jit_compile=xla)
     model.compile(jit_compile=xla)  # Only sets how predict_on_batch runs (no loss needed).
     return lambda batch: model.predict_on_batch(batch.astype("float32"))
@@ -150,8 +156,6 @@ def forward_function(model, xla: bool) -> Callable[[object], object]:
 def extraction_rate(forward, dataset, config) -> tuple[float, int]:
     """Images/s of the product's extraction from the data set's JPEG files (`bench.extract_from_files`);
     the second of two passes, so that every batch shape has been compiled before the timed one."""
-    from benchmarks.throughput import extract_from_files
-
     feature_shape = forward(np.zeros((1, config.image_size, config.image_size, 3), "uint8")).shape[1:]
     extract_from_files(config, dataset, forward, feature_shape)
     started = time.perf_counter()
@@ -161,6 +165,7 @@ def extraction_rate(forward, dataset, config) -> tuple[float, int]:
 
 def train_step(model, inputs, targets, xla: bool) -> tuple[Callable[[], object], bool]:
     """A training step as training compiles it; returns (step, whether Keras compiled it with XLA)."""
+    # Heavy: imports TensorFlow.
     from tlcore.models import heads
 
     heads.compile_model(model, 2, "rmsprop", 1e-5, jit_compile=xla)
@@ -169,9 +174,11 @@ def train_step(model, inputs, targets, xla: bool) -> tuple[Callable[[], object],
 
 def set_determinism(xla: bool) -> None:
     """As training does under TensorFlow: deterministic ops without XLA, not with it."""
+    # Heavy: imports Keras.
     import keras
 
     if keras.backend.backend() == "tensorflow":
+        # Heavy: imports TensorFlow.
         from tlcore.training.trainer import set_determinism as set_tensorflow_determinism
 
         set_tensorflow_determinism(not xla)
@@ -179,9 +186,9 @@ def set_determinism(xla: bool) -> None:
 
 def measure_backbone(name: str, size: int, precision: str, arguments, dataset=None) -> list[Measurement]:
     """Every model row of one backbone under one dtype policy (and extraction from its files, with a data set)."""
+    # Heavy: imports Keras.
     import keras
 
-    from tlcore.config import TrainConfig
     from tlcore.data import augment, decoders
     from tlcore.models import backbones, heads
 
@@ -275,7 +282,6 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
 
 def decoder_settings() -> list[str]:
     """The decoders to measure: this machine's default, and threads beside it where that is processes."""
-    from tlcore.data import decoders
 
     return ["default", "threads"] if decoders.decoder_processes() else ["default"]
 
@@ -298,7 +304,6 @@ def decoding_with(setting: str):
 def measure_decoding(dataset, sizes: Sequence[int], arguments) -> list[Measurement]:
     """The decoder's rate on this machine's cores, as feature extraction feeds a model: in this machine's
     default decoders, and in threads too where the default is processes."""
-    from tlcore.data import decoders, pipeline
 
     paths = [path for split in ("train", "validation") for path in dataset.paths(split)]
     rows = []
@@ -389,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.data is not None and not arguments.data.is_dir():
         print(f"error: --data {arguments.data} is not a folder.", file=sys.stderr)
         return 2
+    # Heavy: imports Keras.
     import keras
 
     header = [
@@ -399,9 +405,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     dataset = None
     if arguments.data is not None:
-        from tlcore.data import folders
-        from tlcore.data.dataset import DatasetError
-
         try:
             dataset = folders.scan(arguments.data)
         except DatasetError as error:

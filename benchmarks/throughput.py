@@ -37,6 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import psutil
+
+from tlcore.config import WEIGHTS, TrainConfig, from_preset
+from tlcore.data import decoder_processes, folders, pipeline
+from tlcore.data.dataset import DatasetError
+from tlcore.models.inference import inference_function
+from tlcore.models.registry import BACKBONES
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "catsdogs"
@@ -70,8 +79,8 @@ def verdict(passed: bool) -> str:
 
 
 def machine_description() -> str:
+    # Heavy: imports Keras.
     import keras
-    import psutil
     import tensorflow as tf
 
     cpu = platform.processor() or platform.machine()
@@ -107,7 +116,7 @@ def link_subset(dataset, destination: Path, limit: int | None) -> Path:
 
 def seed_loop(extractor, root: Path, image_size: int, num_classes: int) -> int:
     """The seed notebook's extraction: a generator of batches of 20, one `predict` per batch."""
-    import numpy as np
+    # Optional, and heavy: tf_keras is the seed notebook's Keras 2 (called only where it is installed).
     from tf_keras.preprocessing.image import ImageDataGenerator
 
     done = 0
@@ -138,8 +147,8 @@ def seed_loop(extractor, root: Path, image_size: int, num_classes: int) -> int:
 
 def load_img_loop(extractor, paths: Sequence[str], image_size: int) -> int:
     """The seed's loop without tf_keras: `keras.utils.load_img` per file, `predict` per batch of 20."""
+    # Heavy: imports Keras.
     import keras
-    import numpy as np
 
     for start in range(0, len(paths), SEED_BATCH_SIZE):
         batch = np.stack(
@@ -156,6 +165,7 @@ def extract_from_files(config, dataset, forward, feature_shape) -> int:
     """The data set's train and validation photos through the product's extraction function,
     `strategies.extract_to_file` (decoders filling batches ahead of `forward`, rows streamed to a
     temporary .npy file); returns how many photos it extracted."""
+    # Heavy: imports TensorFlow.
     from tlcore.training import extraction, feature_cache, training_context
 
     context = training_context.TrainingContext(config=config, dataset=dataset, runs_dir=None)
@@ -173,19 +183,15 @@ def extract_from_files(config, dataset, forward, feature_shape) -> int:
 
 def cpu_time() -> float:
     """CPU seconds used so far by this process's threads and by its decoder processes, if any."""
-    from tlcore.data import decoder_processes
 
     return time.process_time() + decoder_processes.cpu_seconds()
 
 
 def section_throughput(dataset, root: Path, arguments) -> list[Row]:
+    # Heavy: imports Keras.
     import keras
-    import numpy as np
 
-    from tlcore.config import TrainConfig
-    from tlcore.data import pipeline
     from tlcore.models import backbones
-    from tlcore.models.inference import inference_function
     from tlcore.training.training_context import EXTRACTION_BATCH_SIZE
 
     size, splits = arguments.image_size, ("train", "validation")
@@ -222,6 +228,7 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
         return total
 
     try:
+        # Optional, and heavy: tf_keras is the seed notebook's Keras 2.
         import tf_keras  # noqa: F401
 
         seed_name = "seed loop: tf_keras ImageDataGenerator.flow_from_directory, predict per batch of 20"
@@ -313,7 +320,6 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
 
 
 def train_config(root: Path, arguments, strategy: str, **overrides):
-    from tlcore.config import from_preset
 
     values = dict(
         data_dir=str(root),
@@ -330,6 +336,7 @@ def train_config(root: Path, arguments, strategy: str, **overrides):
 
 def timed_train(config, runs_dir: Path, label: str) -> tuple[dict, float]:
     """Trains one config (nothing saved but the feature cache); returns (summary, wall seconds)."""
+    # Heavy: imports Keras.
     import keras
 
     from tlcore.training import trainer
@@ -503,8 +510,6 @@ def parse_sections(text: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tlcore.config import WEIGHTS
-    from tlcore.models.backbones import BACKBONES
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.throughput",
@@ -540,9 +545,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     arguments = build_parser().parse_args(argv)
-    from tlcore.config import TrainConfig
-    from tlcore.data import folders
-    from tlcore.data.dataset import DatasetError
 
     defaults = TrainConfig(data_dir="-")
     arguments.epochs = arguments.epochs if arguments.epochs is not None else defaults.epochs

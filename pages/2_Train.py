@@ -8,7 +8,7 @@ import streamlit as st
 from tlcore.config import PRESETS, STRATEGIES, TrainConfig
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
-from tlcore.models.backbones import BACKBONES
+from tlcore.models.registry import BACKBONES
 from tlcore.runs import monitor, store, worker
 from views import cached, evaluation_view, frame, markdown, run_view, server, session, train_options
 

@@ -416,7 +416,7 @@ def command_explore(arguments: argparse.Namespace) -> int:
 def add_explore_parser(commands) -> None:
     """Registers `explore` (kept in one function, apart from the other commands)."""
     from tlcore.insight import explore
-    from tlcore.models.backbones import BACKBONES
+    from tlcore.models.registry import BACKBONES
 
     exploring = commands.add_parser(
         "explore",
@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
         STRATEGY_CHOICES,
         WEIGHTS,
     )
-    from tlcore.models.backbones import BACKBONES
+    from tlcore.models.registry import BACKBONES
 
     train = commands.add_parser(
         "train",

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tlcore.models.registry import BACKBONES
+
 HEADS = ("flatten", "global_average")
 OPTIMIZERS = ("rmsprop", "adam")
 WEIGHTS = ("imagenet", "none")
@@ -205,7 +207,7 @@ class TrainConfig:
         data_dir: the data set folder (either layout, see `tlcore.data.folders.scan`).
         strategy: one of STRATEGY_CHOICES; "all" runs feature extraction, frozen + augmentation
             and fine-tuning in sequence.
-        backbone: a key of `tlcore.models.backbones.BACKBONES`.
+        backbone: a key of `tlcore.models.registry.BACKBONES`.
         weights: "imagenet" for pretrained weights, "none" for random initialisation.
         alpha: width multiplier for MobileNet and MobileNetV2 (1.0 elsewhere); with ImageNet weights,
             one of the backbone's `weights_alphas`.
@@ -273,9 +275,6 @@ class TrainConfig:
     jit_compile: bool = False
 
     def __post_init__(self) -> None:
-        # Imported here: backbones imports Keras, and a config must be cheap to validate.
-        from tlcore.models.backbones import BACKBONES
-
         if not isinstance(self.data_dir, str) or not self.data_dir:
             raise ValueError(f"data_dir must be a folder path, received {self.data_dir!r}.")
         if self.strategy not in STRATEGY_CHOICES:

@@ -12,9 +12,12 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.config import AugmentationConfig
-from tlcore.data import browse, folders
+from tlcore.data import browse, folders, images
 from tlcore.data.dataset import DatasetError, DatasetScan
+from tlcore.insight import gradcam
+from tlcore.models import registry
 from tlcore.runs import store
+from tlcore.serving import predict
 from views import server
 
 # Data sets.
@@ -42,8 +45,6 @@ def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, see
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
 def _predictor(run_path: str, model_mtime_ns: int):
-    from tlcore.serving import predict
-
     return predict.load(store.Run(Path(run_path)))
 
 
@@ -53,8 +54,6 @@ def _model_key(run_id: str) -> tuple[str, int]:
     Raises:
         ValueError: no such run. ModelLoadError: the run has no model file.
     """
-    from tlcore.serving import predict
-
     run = store.resolve(run_id, server.runs_dir())
     try:
         return str(run.path), run.model_path.stat().st_mtime_ns
@@ -73,8 +72,6 @@ def predictor(run_id: str):
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _prediction(run_path: str, model_mtime_ns: int, content: bytes, name: str, top: int, _model) -> dict:
-    from tlcore.serving import predict
-
     return predict.predict_sources(_model, [content], names=[name], top=top)[0]
 
 
@@ -97,8 +94,6 @@ def predictions(run_id: str, photos: list[tuple[bytes, str]], top: int) -> list[
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _gradcam(run_path: str, model_mtime_ns: int, content: bytes, name: str, label: str, max_side: int, _model):
-    from tlcore.insight import gradcam
-
     # The heatmap of the model's own input (the upload decoded as for its prediction); `overlay`
     # stretches it back onto the display picture, which lines up: that input is the photo stretched.
     heatmap, _, _ = gradcam.explain_source(_model, content, _model.labels.index(label), name=name)
@@ -132,7 +127,8 @@ def thumbnail(path: str, max_side: int = 192):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _preview(path: str, mtime_ns: int, image_size: int, settings: dict, count: int, seed: int):
-    from tlcore.data import augment, images
+    # Heavy: imports Keras.
+    from tlcore.data import augment
 
     image = images.load_resized(path, image_size)
     return image, augment.preview(image, AugmentationConfig.from_dict(settings), count=count, seed=seed)
@@ -147,6 +143,7 @@ def preview(path: str, image_size: int, settings: AugmentationConfig, count: int
 def layer_stack(
     backbone: str, image_size: int, strategy: str, alpha: float, num_classes: int, head: str, dense_units: int
 ):
+    # Here, not at the top: this function has the module's name.
     from tlcore.insight import layer_stack
 
     return layer_stack.layer_stack(
@@ -156,13 +153,9 @@ def layer_stack(
 
 @st.cache_data(show_spinner=False, ttl=60)
 def weights_status(backbone: str, image_size: int | None = None, alpha: float = 1.0):
-    from tlcore.models import backbones
-
-    return backbones.weights_status(backbone, image_size, alpha)
+    return registry.weights_status(backbone, image_size, alpha)
 
 
 @st.cache_data(show_spinner=False, ttl=60)
 def offline_variants(backbone: str) -> list[tuple[float, int]]:
-    from tlcore.models import backbones
-
-    return backbones.offline_variants(backbone)
+    return registry.offline_variants(backbone)

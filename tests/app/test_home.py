@@ -20,7 +20,7 @@ from tlcore.runs import store
 def test_home_lists_every_backbone_with_its_weight_status():
     at = open_page()
     table = markdown_table(at, "backbone")
-    from tlcore.models.backbones import BACKBONES
+    from tlcore.models.registry import BACKBONES
 
     assert sorted(row["backbone"] for row in table) == sorted(backbone.display_name for backbone in BACKBONES.values())
     assert all(

@@ -21,7 +21,7 @@ from PIL import Image
 
 from tests.helpers.images import declared_png, encoded
 from tests.helpers.paths import PROJECT_ROOT
-from tlcore.data import decoder_processes, decoders, folders, images, pipeline
+from tlcore.data import decoder_processes, decoders, folders, images, pipeline, shared_batches
 from tlcore.data.dataset import DatasetError, DatasetScan, fingerprint
 
 
@@ -458,9 +458,9 @@ def _one_by_one(paths, image_size: int) -> np.ndarray:
 def _shared_files() -> list[str]:
     return sorted(
         name
-        for folder in decoder_processes.SHARED_FOLDERS
+        for folder in shared_batches.SHARED_FOLDERS
         for name in os.listdir(folder)
-        if name.startswith(f"{decoder_processes.FILE_PREFIX}{os.getpid()}-")
+        if name.startswith(f"{shared_batches.FILE_PREFIX}{os.getpid()}-")
     )
 
 
@@ -618,9 +618,9 @@ def test_decoder_processes_run_the_callers_tlcore_on_paths_relative_to_the_calle
 def test_decoder_processes_remove_the_batches_of_a_killed_caller(small_catsdogs):
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    folder = decoder_processes.SHARED_FOLDERS[0]
-    orphan = Path(folder) / f"{decoder_processes.FILE_PREFIX}{ended.pid}-abc"
-    alive = Path(folder) / f"{decoder_processes.FILE_PREFIX}{os.getppid()}-abc"  # pytest's parent runs.
+    folder = shared_batches.SHARED_FOLDERS[0]
+    orphan = Path(folder) / f"{shared_batches.FILE_PREFIX}{ended.pid}-abc"
+    alive = Path(folder) / f"{shared_batches.FILE_PREFIX}{os.getppid()}-abc"  # pytest's parent runs.
     orphan.write_bytes(b"batches")
     alive.write_bytes(b"batches")
     try:
@@ -648,7 +648,7 @@ def test_decoder_processes_use_the_next_folder_when_shared_memory_has_no_room(sm
             raise OSError(errno.ENOSPC, "No space left on device")
         return reserve(descriptor, offset, length)
 
-    monkeypatch.setattr(decoder_processes, "SHARED_FOLDERS", ("/dev/shm", tempfile.gettempdir()))
+    monkeypatch.setattr(shared_batches, "SHARED_FOLDERS", ("/dev/shm", tempfile.gettempdir()))
     monkeypatch.setattr(os, "posix_fallocate", full_first)
     batches = list(pipeline.decoded_batches(paths, 32, batch_size=4, workers=2, processes=True))
     assert np.array_equal(np.concatenate(batches), _one_by_one(paths, 32))

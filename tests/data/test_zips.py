@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcore.data import folders, images, zips
+from tlcore.data import folders, images, zip_names, zips
 from tlcore.data.dataset import DatasetError
 
 MEGABYTE = 1024 * 1024
@@ -278,7 +278,7 @@ def test_folder_names_sanitised_and_collisions(tmp_path):
     report = zips.extract_dataset(archive_path, tmp_path / "out")
 
     folders = {path.name for path in (tmp_path / "out").iterdir() if path.is_dir()}
-    assert {"Cats", "cats_2", "dogs_big_", "x" * zips.MAX_FOLDER_NAME} <= folders
+    assert {"Cats", "cats_2", "dogs_big_", "x" * zip_names.MAX_FOLDER_NAME} <= folders
     assert report.files_written == 6
     for relative in report.files:
         assert (tmp_path / "out" / relative).is_file()

@@ -1,4 +1,4 @@
-"""The backbone registry: weights status, cache-first ImageNet loading, preprocessing, top blocks."""
+"""The backbone registry and the bases built from it: weights status, cache-first loading, preprocessing, top blocks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.paths import PROJECT_ROOT, shared_path
-from tlcore.models import backbones, heads
+from tlcore.models import backbones, heads, registry
 from tlcore.models.layers import Preprocess
 
 MOBILENET_WEIGHTS = ("weights", "mobilenet_2_5_224_tf_no_top.h5")
@@ -48,28 +48,28 @@ def run_offline(code: str, keras_home: Path) -> dict:
 def test_registry_has_the_documented_keys():
     expected = {"vgg16", "vgg19", "resnet50", "inception_v3", "mobilenet", "mobilenet_v2", "efficientnet_lite0"}
     expected |= {f"efficientnet_b{index}" for index in range(7)}
-    assert set(backbones.BACKBONES) == expected
-    assert backbones.BACKBONES["vgg16"].default_size == 150
+    assert set(registry.BACKBONES) == expected
+    assert registry.BACKBONES["vgg16"].default_size == 150
     with pytest.raises(ValueError, match="Unknown backbone 'vgg17'"):
-        backbones.get_backbone("vgg17")
+        registry.get_backbone("vgg17")
 
 
 def test_weights_file_names_match_keras_applications():
-    assert backbones.weights_file_name("vgg16") == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    assert backbones.weights_file_name("mobilenet", 224, 0.25) == "mobilenet_2_5_224_tf_no_top.h5"
-    assert backbones.weights_file_name("mobilenet", 150, 1.0) == "mobilenet_1_0_224_tf_no_top.h5"
-    assert backbones.weights_file_name("mobilenet_v2", 160, 1.0) == (
+    assert registry.weights_file_name("vgg16") == "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert registry.weights_file_name("mobilenet", 224, 0.25) == "mobilenet_2_5_224_tf_no_top.h5"
+    assert registry.weights_file_name("mobilenet", 150, 1.0) == "mobilenet_1_0_224_tf_no_top.h5"
+    assert registry.weights_file_name("mobilenet_v2", 160, 1.0) == (
         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_160_no_top.h5"
     )
-    assert backbones.weights_file_name("efficientnet_b3") == "efficientnetb3_notop.h5"
-    assert backbones.weights_file_name("efficientnet_lite0") is None
+    assert registry.weights_file_name("efficientnet_b3") == "efficientnetb3_notop.h5"
+    assert registry.weights_file_name("efficientnet_lite0") is None
 
 
 def test_lite0_weights_are_bundled_and_others_need_a_download(tmp_path):
     code = """
 import json
-from tlcore.models import backbones
-print(json.dumps({name: backbones.weights_status(name, 224).__dict__ for name in backbones.BACKBONES}))
+from tlcore.models import registry
+print(json.dumps({name: registry.weights_status(name, 224).__dict__ for name in registry.BACKBONES}))
 """
     statuses = run_offline(code, tmp_path)
     assert statuses["efficientnet_lite0"]["available"] is True
@@ -102,10 +102,10 @@ print(json.dumps(accepted))
 """
     accepted = run_offline(code, tmp_path)
     for name in ("mobilenet", "mobilenet_v2"):
-        assert tuple(accepted[name]) == backbones.BACKBONES[name].weights_alphas, name
+        assert tuple(accepted[name]) == registry.BACKBONES[name].weights_alphas, name
     assert not any(
         backbone.supports_alpha
-        for name, backbone in backbones.BACKBONES.items()
+        for name, backbone in registry.BACKBONES.items()
         if name not in ("mobilenet", "mobilenet_v2")
     )
 
@@ -132,11 +132,11 @@ def test_mobilenet_imagenet_weights_load_from_a_seeded_keras_home_without_networ
     code = """
 import json
 import numpy as np
-from tlcore.models import backbones
-status = backbones.weights_status("mobilenet", 224, alpha=0.25)
+from tlcore.models import backbones, registry
+status = registry.weights_status("mobilenet", 224, alpha=0.25)
 base = backbones.build_base("mobilenet", 224, weights="imagenet", alpha=0.25)
 kernel = base.get_layer("conv1").get_weights()[0]
-variants = {name: backbones.offline_variants(name) for name in ("mobilenet", "mobilenet_v2", "vgg16")}
+variants = {name: registry.offline_variants(name) for name in ("mobilenet", "mobilenet_v2", "vgg16")}
 print(json.dumps({"status": status.__dict__, "output": list(base.output.shape[1:]), "variants": variants,
                   "kernel_sum": float(np.sum(kernel)), "kernel_shape": list(kernel.shape)}))
 """
@@ -183,9 +183,9 @@ def test_preprocessing_matches_keras_applications():
         Preprocess("bgr")
 
 
-@pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
+@pytest.mark.parametrize("name", sorted(registry.BACKBONES))
 def test_every_backbone_builds_and_splits_at_its_top_block(name):
-    size = max(backbones.BACKBONES[name].min_size, 75)
+    size = max(registry.BACKBONES[name].min_size, 75)
     base = backbones.build_base(name, size, weights=None)
     base.trainable = False
     bottom, top = heads.split_base(base, name)

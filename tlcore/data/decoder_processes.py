@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import itertools
 import os
 import pickle
-import re
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -38,13 +35,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from tlcore.data import images
-
-# Where the batches live while the processes fill them: memory (tmpfs) where there is room, else the
-# temp folder. A container's /dev/shm can be as small as 64 MB, which a batch of 256 photos at 224 px
-# outgrows: the room is reserved up front (a process writing to a tmpfs without room dies of SIGBUS).
-SHARED_FOLDERS = tuple(folder for folder in ("/dev/shm", tempfile.gettempdir()) if os.path.isdir(folder))
-FILE_PREFIX = "tlcore-decoding-"
+from tlcore.data import decoders, images, shared_batches
 
 # A decoder process idle this long after its last pass exits, so an app server that decoded once does
 # not keep a process per core. The caller reuses a set only within half of it, so it never sends a task
@@ -165,15 +156,13 @@ def decoded_batches(
         DecoderProcessError: a decoder process ended while it had work.
         OSError: no folder has room for the shared batches.
     """
-    from tlcore.data import decoders
-
     # Names as given, for the errors; absolute paths for the processes, which started in another folder.
     names = [str(path) for path in paths]
     if not names:
         return
     files = [os.path.abspath(name) for name in names]
     shape = (ahead, batch_size, image_size, image_size, 3)
-    memory_path = _shared_file(int(np.prod(shape)))
+    memory_path = shared_batches.new_file(int(np.prod(shape)))
     pool = _take(processes)
     pending: list[tuple[int, int, list[subprocess.Popen]]] = []
     slots = None
@@ -250,52 +239,6 @@ def _error(failure: tuple) -> BaseException:
     if failure[0] == "invalid":
         return images.InvalidImageError(failure[1], failure[2])
     return failure[1]
-
-
-def _shared_file(size: int) -> str:
-    """A new file of `size` bytes for a pass's batches, its room reserved, in the first folder that has it.
-
-    Its name holds this process's id, so that the files of a process that was killed can be found
-    and removed (`_remove_orphans`).
-    """
-    _remove_orphans()
-    problems = []
-    for folder in SHARED_FOLDERS:
-        descriptor, path = tempfile.mkstemp(prefix=f"{FILE_PREFIX}{os.getpid()}-", dir=folder)
-        try:
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(descriptor, 0, size)  # ENOSPC here, rather than SIGBUS in a process.
-            else:
-                os.ftruncate(descriptor, size)
-            return path
-        except OSError as error:
-            os.unlink(path)
-            problems.append(f"{folder}: {error.strerror or error}")
-        finally:
-            os.close(descriptor)
-    raise OSError(errno.ENOSPC, f"no room for {size / 1e6:.1f} MB of decoded batches ({'; '.join(problems)})")
-
-
-def _remove_orphans() -> None:
-    """Removes the batch files of processes that no longer run (killed before they could remove them)."""
-    pattern = re.compile(re.escape(FILE_PREFIX) + r"(\d+)-")
-    for folder in SHARED_FOLDERS:
-        with contextlib.suppress(OSError):
-            for name in os.listdir(folder):
-                match = pattern.match(name)
-                if match and not _running(int(match.group(1))):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(folder, name))
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # Someone else's process, or a platform that cannot tell: leave its files alone.
-    return True
 
 
 def cpu_seconds() -> float:

@@ -9,7 +9,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from tlcore.data import decoders, images
+from tlcore.data import decoder_processes, decoders, images
 
 # Batches a file pipeline decodes ahead of the model.
 PREFETCH_BATCHES = 2
@@ -89,9 +89,7 @@ def decoded_batches(
     if processes is None:
         processes = decoders.decoder_processes() > 0
     if processes:
-        from tlcore.data import decoder_processes as pool_of_processes
-
-        yield from pool_of_processes.decoded_batches(
+        yield from decoder_processes.decoded_batches(
             paths, image_size, batch_size, ahead, workers or decoders.decoder_processes() or decoders.decoder_threads()
         )
         return
@@ -170,6 +168,7 @@ def make_dataset(
     Returns:
         A batched, prefetched `tf.data.Dataset`.
     """
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     paths = [str(path) for path in paths]

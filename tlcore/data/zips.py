@@ -12,10 +12,7 @@ import io
 import json
 import lzma
 import os
-import re
 import shutil
-import stat
-import unicodedata
 import uuid
 import zipfile
 import zlib
@@ -23,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
-from tlcore.data import folders, images
+from tlcore.data import images, zip_names
 from tlcore.data.dataset import ARCHIVE_NAMES_FILE
 
 Archive = Union[str, os.PathLike, bytes, BinaryIO]
@@ -35,14 +32,6 @@ CHUNK_BYTES = 1024 * 1024
 # Members that expand to no more than this are never refused for their ratio: a small flat-coloured
 # BMP legitimately compresses 300x, and many small members are bounded by the count and total caps.
 RATIO_FREE_BYTES = 1024 * 1024
-# Folder levels accepted in a member name; real data sets use 2 to 4.
-MAX_DEPTH = 32
-# Longest folder name written (class names come from folder names and are shown in the app).
-MAX_FOLDER_NAME = 64
-# Characters that are separators or invalid in file names on some operating system.
-_UNSAFE_CHARACTERS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
-# Names Windows reserves for devices, whatever the extension.
-_RESERVED_NAMES = {"con", "prn", "aux", "nul"} | {f"{port}{digit}" for port in ("com", "lpt") for digit in range(1, 10)}
 
 
 class UnsafeArchiveError(Exception):
@@ -121,54 +110,6 @@ def _archive_label(archive: Archive, name: str | None) -> str:
     return str(getattr(archive, "name", None) or "<uploaded archive>")
 
 
-def _unsafe_reason(name: str) -> str | None:
-    """Why a member name could write outside the destination, or is not a valid name; None if fine."""
-    if not name:
-        return "has an empty name"
-    if "\x00" in name:
-        return "contains a NUL character"
-    if "\\" in name:
-        return "contains a backslash (a Windows path separator that could hide '..' components)"
-    if name.startswith("/"):
-        return "is an absolute path"
-    if re.match(r"^[A-Za-z]:", name):
-        return "starts with a drive letter"
-    parts = name.rstrip("/").split("/")
-    if ".." in parts:
-        return "has a '..' component (it would be written outside the destination folder)"
-    if len(parts) > MAX_DEPTH:
-        return f"has {len(parts)} levels; at most {MAX_DEPTH} are accepted"
-    return None
-
-
-def _parts(name: str) -> list[str]:
-    """The components of a checked member name; '.' and empty components mean nothing."""
-    return [part for part in name.split("/") if part not in ("", ".")]
-
-
-def _is_debris(parts: list[str]) -> bool:
-    # Same rule as the folder scanner: a hidden or OS-debris component anywhere leaves the file out.
-    return any(folders.is_ignored(Path(part)) for part in parts)
-
-
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(info.external_attr >> 16)
-
-
-def _sanitise_folder(name: str) -> str:
-    """A folder name safe on every operating system, close to the original."""
-    name = unicodedata.normalize("NFC", name)
-    name = _UNSAFE_CHARACTERS.sub("_", name)
-    # Leading dots would hide the folder (and '.'/'..' mean something); trailing dots and spaces are
-    # dropped by Windows.
-    name = name.strip().lstrip(".").rstrip(". ")[:MAX_FOLDER_NAME].rstrip(". ")
-    if not name:
-        return "folder"
-    if name.split(".")[0].lower() in _RESERVED_NAMES:
-        name = f"{name}_"
-    return name
-
-
 class _Planner:
     """Chooses the output path of every member before anything is written.
 
@@ -193,7 +134,7 @@ class _Planner:
     def folder(self, parts: tuple[str, ...]) -> str:
         if parts not in self.folders:
             parent = self.folder(parts[:-1])
-            name = self._unique(parent, _sanitise_folder(parts[-1]))
+            name = self._unique(parent, zip_names.sanitise_folder(parts[-1]))
             self.folders[parts] = f"{parent}/{name}" if parent else name
         return self.folders[parts]
 
@@ -239,7 +180,7 @@ def _plan(
             f"the archive has {len(members):,} entries, above the limit max_members={limits.max_members:,}",
         )
     for info in members:
-        reason = _unsafe_reason(info.orig_filename)
+        reason = zip_names.unsafe_reason(info.orig_filename)
         if reason is not None:
             raise UnsafeArchiveError(label, f"entry {info.orig_filename!r} {reason}; the archive was refused")
 
@@ -248,10 +189,10 @@ def _plan(
     skipped: list[tuple[str, str]] = []
     debris = 0
     for info in members:
-        parts = _parts(info.filename)
+        parts = zip_names.parts(info.filename)
         if info.is_dir() or not parts:
             continue  # Folders are created for the files they hold; empty ones would be empty classes.
-        if _is_debris(parts):
+        if zip_names.is_debris(parts):
             debris += 1
             continue
         extension = Path(parts[-1]).suffix.lower()
@@ -266,7 +207,7 @@ def _plan(
                 )
             )
             continue
-        if _is_symlink(info):
+        if zip_names.is_symlink(info):
             skipped.append((info.filename, "a symbolic link, not a file"))
             continue
         if info.flag_bits & 0x1:

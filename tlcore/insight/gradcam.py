@@ -65,6 +65,7 @@ def resize_heatmap(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def inference_layers(model) -> list:
     """The model's top-level layers in order, without its input and the "augmentation" block."""
+    # Heavy: imports Keras.
     import keras
 
     return [
@@ -80,6 +81,7 @@ def _is_spatial(layer) -> bool:
 
 
 def _is_nested_base(layer) -> bool:
+    # Heavy: imports Keras.
     import keras
 
     return isinstance(layer, keras.Model) and _is_spatial(layer)
@@ -110,6 +112,7 @@ def find_target(layers: list) -> tuple[int, str | None]:
 
 def _base_with_feature_map(base, layer_name: str):
     """The base as a model returning (its feature map at `layer_name`, its output)."""
+    # Heavy: imports Keras.
     import keras
 
     return keras.Model(base.inputs, [base.get_layer(layer_name).output, base.output], name=f"{base.name}_gradcam")
@@ -117,6 +120,7 @@ def _base_with_feature_map(base, layer_name: str):
 
 def _class_scores(outputs):
     """(batch, num_classes) probabilities from the model's outputs (one sigmoid unit = two classes)."""
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     if outputs.shape[-1] == 1:
@@ -126,6 +130,7 @@ def _class_scores(outputs):
 
 def _output_activation(layer) -> str | None:
     """ "sigmoid" or "softmax" when the layer is a Dense output with that activation, else None."""
+    # Heavy: imports Keras.
     import keras
 
     if not isinstance(layer, keras.layers.Dense):
@@ -141,6 +146,7 @@ def _split_output(layer):
     the head, a nested model that ends in it (the transfer models): then the part of the head before
     the Dense is a model of its own. (None, None, None) for any other last layer.
     """
+    # Heavy: imports Keras.
     import keras
 
     activation = _output_activation(layer)
@@ -157,6 +163,7 @@ def _split_output(layer):
 
 def _logits(layer, values):
     """The Dense output layer's scores before its activation, in float32."""
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     values = tf.cast(values, layer.compute_dtype)
@@ -168,6 +175,7 @@ def _logits(layer, values):
 
 def _class_logits(logits, activation: str):
     """(batch, num_classes) scores before the activation: one sigmoid unit's z is -z and z for two classes."""
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     if activation == "sigmoid":
@@ -189,6 +197,7 @@ class Explainer:
     """
 
     def __init__(self, model):
+        # Heavy: imports TensorFlow.
         import tensorflow as tf
 
         self.model = model
@@ -217,6 +226,7 @@ class Explainer:
 
     def _gradients(self, inputs, class_index):
         """(feature map, its gradients, the chain's scores, the model's own scores, the class); -1 = top class."""
+        # Heavy: imports TensorFlow.
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
@@ -364,7 +374,7 @@ def jet(values: np.ndarray) -> np.ndarray:
 def colormap(values: np.ndarray) -> np.ndarray:
     """Matplotlib's "jet" when matplotlib is installed, else `jet`; RGB floats in [0, 1]."""
     try:
-        import matplotlib
+        import matplotlib  # Optional: not a dependency of tlcore.
     except ImportError:
         return jet(values)
     return np.asarray(matplotlib.colormaps["jet"](np.clip(values, 0.0, 1.0)))[..., :3]

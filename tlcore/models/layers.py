@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tlcore.models.backbones import PREPROCESSING_MODES
+from tlcore.models.registry import PREPROCESSING_MODES
 
 # ImageNet channel means in BGR order, as keras.applications' "caffe" mode subtracts them.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

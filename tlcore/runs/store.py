@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from tlcore.config import TrainConfig
+
 STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interrupted")
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -120,8 +124,6 @@ def process_alive(pid: int | None, started: float | None = None) -> bool:
     """Whether the process that wrote a status still exists (and is not a recycled pid)."""
     if not pid:
         return False
-    import psutil
-
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
@@ -149,8 +151,6 @@ class Run:
         return read_json(self.path / "config.json", {}) or {}
 
     def train_config(self):
-        from tlcore.config import TrainConfig
-
         return TrainConfig.from_dict(self.config())
 
     def labels(self) -> list[str]:

@@ -15,6 +15,7 @@ CLI ask it to stop through a file of its own (`Run.request_stop`).
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import signal
@@ -24,6 +25,8 @@ import threading
 import time
 import traceback
 from pathlib import Path
+
+import psutil
 
 from tlcore.runs import store
 
@@ -56,8 +59,6 @@ def limit_malloc_arenas() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
         return ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1
     except (OSError, AttributeError):  # Another C library (musl) or no libc.so.6.
         return False
@@ -85,8 +86,6 @@ def lower_priority() -> str:
 
 
 def _process_start_time() -> float:
-    import psutil
-
     return psutil.Process(os.getpid()).create_time()
 
 
@@ -188,8 +187,8 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         return run.status()
     # Holding the lock, no other training of this runs folder writes: what a killed one left is removed.
     store.clean_partials(runs_dir)
-    # Imported once this run holds the lock: a queued worker stays a small process, not a whole
-    # TensorFlow runtime waiting for its turn.
+    # Heavy: imports TensorFlow, once this run holds the lock: a queued worker stays a small process,
+    # not a whole TensorFlow runtime waiting for its turn.
     from tlcore.training import trainer
 
     try:

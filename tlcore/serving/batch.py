@@ -22,7 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Sequence, Union
 
+from tlcore import progress
 from tlcore.data import browse, folders, images, zips
+from tlcore.serving import predict
 
 Source = Union[str, os.PathLike, bytes]
 COLUMNS = ("file", "top_label", "probability", "top_k", "error")
@@ -80,8 +82,6 @@ def predict_files(predictor, paths: Sequence[Path], names: Sequence[str], top: i
 
     `display` (a `tlcore.progress.Display`) shows a bar of the images predicted.
     """
-    from tlcore import progress
-    from tlcore.serving import predict
 
     rows: list[dict | None] = [None] * len(paths)
     candidates = []

@@ -36,9 +36,13 @@ from typing import Callable
 
 import numpy as np
 
+from tlcore import progress
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetError
+from tlcore.insight import evaluate
+from tlcore.models.inference import inference_function
 from tlcore.runs import store
+from tlcore.serving import predict
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
 # The share of validation images whose top-1 class must match the Keras model's.
@@ -145,6 +149,7 @@ def inference_model(model):
 
     Returns the model itself when it has no augmentation.
     """
+    # Heavy: imports Keras.
     import keras
 
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -173,6 +178,7 @@ def _write_savedmodel(model, run: store.Run, labels: list[str], target: Path) ->
 
 
 def _tflite_bytes(model, quantise: bool) -> bytes:
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
@@ -200,18 +206,15 @@ WRITERS: dict[str, Callable] = {
 
 
 def _load_keras(path: Path) -> Callable:
-    from tlcore.serving import predict
-
     with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
         with zipfile.ZipFile(path) as archive:
             archive.extract("model.keras", folder)
         model = predict.load_model_file(Path(folder) / "model.keras")  # Fully in memory once loaded.
-    from tlcore.models.inference import inference_function
-
     return inference_function(model)
 
 
 def _load_savedmodel(path: Path) -> Callable:
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
@@ -321,10 +324,6 @@ def export(
         ExportError: the validation images are not available, the conversion failed, or the export
             disagrees with the Keras model (the artefact is deleted).
     """
-    from tlcore import progress
-    from tlcore.insight import evaluate
-    from tlcore.serving import predict
-
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
     if not isinstance(run, store.Run):

@@ -60,6 +60,7 @@ def load_model_file(path: str | os.PathLike):
         ModelLoadError: the file is missing, not a Keras archive, damaged, or needs unsafe code
             (a Lambda layer, say).
     """
+    # Heavy: imports Keras.
     import keras
 
     import tlcore.models.layers  # noqa: F401 - registers tlcore's own layers for deserialisation.

@@ -17,6 +17,7 @@ def configure_cpu_replicas(count: int) -> None:
         RuntimeError: TensorFlow was already initialised in this process (start a new one, as
             the worker and the CLI do).
     """
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")
@@ -34,6 +35,7 @@ def configure_cpu_replicas(count: int) -> None:
 
 def strategy_for(config: TrainConfig):
     """The `tf.distribute` strategy for a config (call `configure_cpu_replicas` first if needed)."""
+    # Heavy: imports TensorFlow.
     import tensorflow as tf
 
     if config.cpu_replicas:

@@ -7,11 +7,14 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
+from tlcore import framework_private
 from tlcore.config import TrainConfig, stages_for
 from tlcore.data import folders
 from tlcore.models import heads
-from tlcore.training import augmented, extraction, training_context
+from tlcore.runs.store import write_json
+from tlcore.training import augmented, distribute, extraction, training_context
 
 STAGES = {
     "feature_extraction": extraction.run_feature_extraction,
@@ -35,8 +38,6 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     Returns:
         The summary: per stage its results, plus totals.
     """
-    from tlcore.training import distribute
-
     # First: splitting the CPU into logical devices must happen before TensorFlow starts up.
     strategy = distribute.strategy_for(config)
     set_determinism(not config.jit_compile)
@@ -52,8 +53,6 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         display=display,
     )
     if run is not None:
-        from tlcore.runs.store import write_json
-
         write_json(run.path / "labels.json", list(dataset.classes))
         write_json(run.path / "dataset.json", dataset.to_json())
     context.say(
@@ -90,13 +89,10 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
 def set_determinism(enabled: bool) -> None:
     """Same seed, same result on the CPU; off with XLA, whose GPU kernels are not all deterministic
     (TensorFlow refuses them under determinism) and which is asked for speed, not reproducibility."""
-    import tensorflow as tf
-    from tensorflow.python.framework import config as framework_config
-
     if enabled:
         tf.config.experimental.enable_op_determinism()
     else:
-        framework_config.disable_op_determinism()
+        framework_private.disable_op_determinism()
 
 
 def _run_stages(context: training_context.TrainingContext) -> bool:
@@ -136,8 +132,6 @@ def _finish(context: training_context.TrainingContext, run, started: float, stop
         "jit_compile": context.config.jit_compile,
     }
     if run is not None:
-        from tlcore.runs.store import write_json
-
         if context.model is not None:
             save_model(context.model, run.model_path)
             summary["parameters"] = heads.count_parameters(context.model)

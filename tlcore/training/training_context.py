@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tlcore import progress
-from tlcore.config import TrainConfig
+from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
 from tlcore.models import heads
-from tlcore.training import feature_cache
+from tlcore.training import distribute, feature_cache
 from tlcore.training.callbacks import RunRecorder, StopOnRequest
 
 if TYPE_CHECKING:  # Only for the annotation: augmented imports this module.
@@ -55,8 +56,6 @@ def class_weights_for(labels: np.ndarray, num_classes: int, mode: str) -> dict[i
     Returns:
         A Keras `class_weight` dict, or None for unweighted training.
     """
-    from tlcore.config import IMBALANCE_RATIO
-
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
     if mode == "none" or counts.min() == 0:
         return None
@@ -93,14 +92,10 @@ class TrainingContext:
     @property
     def batch_size(self) -> int:
         """The global batch size (all replicas together)."""
-        from tlcore.training import distribute
-
         return distribute.scaled(self.config, self.replicas)[0]
 
     def learning_rate(self, rate: float) -> float:
         """A configured learning rate, scaled for the replica count."""
-        from tlcore.training import distribute
-
         return rate * distribute.scaled(self.config, self.replicas)[1]
 
     def compile(self, model: keras.Model, rate: float) -> None:
@@ -192,8 +187,6 @@ class TrainingContext:
 
     def image_pipeline(self, split: str, shuffle: bool):
         """(images, targets) batches for end-to-end training; decoded once when they fit in memory."""
-        import tensorflow as tf
-
         config = self.config
         paths = self.dataset.paths(split)
         size_bytes = len(paths) * config.image_size**2 * 3

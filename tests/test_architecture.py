@@ -1,0 +1,299 @@
+"""The architecture rules of the repository, each a test that names what breaks it.
+
+- tlcore has no import cycle;
+- no module of tlcore/, views/ or pages/ is over MAX_MODULE_LINES lines;
+- an import inside a function says why on its line or the line above (heavy, optional, ...);
+- tlcore imports no framework internals (`keras.src`, `tensorflow.python`) but in one wrapper;
+- tlcore never imports the app (Streamlit, pages, views); the app never imports TensorFlow or Keras;
+- the modules the pages poll, the configuration and the CLI's light commands load without TensorFlow.
+
+Imports are read with `ast`, so the rules hold for every file, imported by a test or not.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PACKAGE = "tlcore"
+APP_FOLDERS = ("views", "pages")
+APP_FILES = ("app.py",)
+
+MAX_MODULE_LINES = 400
+# Files allowed to break the size and function-level import rules, with the reason.
+KNOWN_EXCEPTIONS = {
+    "tlcore/cli.py": "being split by the settings change",
+}
+# The one file allowed to import framework internals (see its docstring).
+FRAMEWORK_PRIVATE_FILE = "tlcore/framework_private.py"
+PRIVATE_FRAMEWORK_MODULES = ("keras.src", "tensorflow.python")
+FRAMEWORKS = ("tensorflow", "keras", "tf_keras")
+APP_MODULES = ("streamlit", "pages", "views")
+
+
+def python_files(*folders: str) -> list[Path]:
+    """Every .py file under the folders (recursively), and the named files, sorted."""
+    files = []
+    for folder in folders:
+        path = REPOSITORY / folder
+        files += [path] if path.is_file() else sorted(path.rglob("*.py"))
+    return [path for path in files if ".venv" not in path.parts]
+
+
+def relative(path: Path) -> str:
+    return path.relative_to(REPOSITORY).as_posix()
+
+
+def module_name(path: Path) -> str:
+    """tlcore/data/zips.py -> tlcore.data.zips; tlcore/data/__init__.py -> tlcore.data."""
+    parts = list(path.relative_to(REPOSITORY).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+def import_statements(tree: ast.Module) -> list[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """(statement, whether it is inside a function) for every import, `if TYPE_CHECKING:` blocks left out."""
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _is_type_checking_block(child):
+                for other in child.orelse:
+                    visit_statement(other, in_function)
+                continue
+            visit_statement(child, in_function)
+
+    def visit_statement(node: ast.AST, in_function: bool) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append((node, in_function))
+        visit(node, in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(tree, False)
+    return found
+
+
+def imported_names(statement: ast.Import | ast.ImportFrom, module: str, is_package: bool) -> list[str]:
+    """The dotted names a statement may import: `from a.b import c` gives a.b and a.b.c (c may be a module)."""
+    if isinstance(statement, ast.Import):
+        return [alias.name for alias in statement.names]
+    base = statement.module or ""
+    if statement.level:
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        package = package[: len(package) - statement.level + 1]
+        base = ".".join(package + ([statement.module] if statement.module else []))
+    return [base] + [f"{base}.{alias.name}" for alias in statement.names]
+
+
+def parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def names_imported_by(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of every import of a file, at any level."""
+    module = module_name(path)
+    return [
+        (statement.lineno, name)
+        for statement, _ in import_statements(parsed(path))
+        for name in imported_names(statement, module, path.name == "__init__.py")
+    ]
+
+
+def import_graph(package: str = PACKAGE) -> dict[str, set[str]]:
+    """Each module of the package -> the modules of the package it imports (module level or in a function)."""
+    paths = {module_name(path): path for path in python_files(package)}
+    graph = {}
+    for module, path in paths.items():
+        targets = set()
+        for _, name in names_imported_by(path):
+            while name and name not in paths:  # `from a.b import function` -> a.b
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                targets.add(name)
+        graph[module] = targets
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as [a, b, ..., a], or None (a depth-first search, in sorted order)."""
+    finished, path = set(), []
+
+    def search(node: str) -> list[str] | None:
+        if node in path:
+            return path[path.index(node) :] + [node]
+        if node in finished:
+            return None
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            cycle = search(target)
+            if cycle:
+                return cycle
+        path.pop()
+        finished.add(node)
+        return None
+
+    for node in sorted(graph):
+        cycle = search(node)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_find_cycle_reports_the_cycle_and_accepts_a_tree():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_tlcore_has_no_import_cycle():
+    graph = import_graph()
+    assert "tlcore.models.registry" in graph["tlcore.models.layers"], "the graph sees imports"
+    cycle = find_cycle(graph)
+    assert cycle is None, f"Import cycle in tlcore: {' -> '.join(cycle)}"
+
+
+def test_no_module_is_over_the_size_limit():
+    sizes = {
+        relative(path): len(path.read_text(encoding="utf-8").splitlines())
+        for path in python_files(PACKAGE, *APP_FOLDERS, *APP_FILES)
+    }
+    oversized = {
+        name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES and name not in KNOWN_EXCEPTIONS
+    }
+    assert not oversized, f"Over {MAX_MODULE_LINES} lines (split by concept): {oversized}"
+
+
+def uncommented_function_imports(path: Path) -> list[str]:
+    """Imports inside functions with no comment on their line, nor on the line above them.
+
+    Consecutive imports (blank lines between them too, as ruff groups them) are one block: a comment
+    above the block's first line covers all of it.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    statements = [statement for statement, in_function in import_statements(parsed(path)) if in_function]
+    start_of_statement_ending_on = {statement.end_lineno: statement.lineno for statement in statements}
+
+    def commented(line_number: int) -> bool:
+        return "#" in lines[line_number - 1]
+
+    missing = []
+    for statement in statements:
+        block_start = statement.lineno
+        while True:
+            line_above = block_start - 1
+            while line_above >= 1 and not lines[line_above - 1].strip():
+                line_above -= 1
+            if line_above not in start_of_statement_ending_on:
+                break
+            block_start = start_of_statement_ending_on[line_above]
+        comment_above = block_start > 1 and lines[block_start - 2].strip().startswith("#")
+        comment_on_it = any(commented(line) for line in range(statement.lineno, statement.end_lineno + 1))
+        if not comment_above and not comment_on_it:
+            missing.append(f"{relative(path)}:{statement.lineno}: {lines[statement.lineno - 1].strip()}")
+    return missing
+
+
+def test_imports_inside_functions_say_why():
+    missing = [
+        line
+        for path in python_files(PACKAGE, "benchmarks", *APP_FOLDERS, *APP_FILES)
+        if relative(path) not in KNOWN_EXCEPTIONS
+        for line in uncommented_function_imports(path)
+    ]
+    assert not missing, (
+        "Imports inside functions need a reason on their line or the line above (`# Heavy: imports TensorFlow.`, "
+        "an optional dependency, ...); light ones belong at the top of the module:\n" + "\n".join(missing)
+    )
+
+
+def test_tlcore_imports_no_framework_internals_but_in_one_wrapper():
+    found = [
+        f"{relative(path)}:{line}: {name}"
+        for path in python_files(PACKAGE)
+        if relative(path) != FRAMEWORK_PRIVATE_FILE
+        for line, name in names_imported_by(path)
+        if name.startswith(tuple(f"{private}." for private in PRIVATE_FRAMEWORK_MODULES))
+        or name in PRIVATE_FRAMEWORK_MODULES
+    ]
+    assert not found, f"Framework internals outside {FRAMEWORK_PRIVATE_FILE}: {found}"
+
+
+def top_level_names(path: Path) -> set[tuple[int, str]]:
+    return {(line, name.split(".")[0]) for line, name in names_imported_by(path)}
+
+
+def test_tlcore_never_imports_the_app():
+    files = python_files(PACKAGE)
+    assert any(path.parent.parent.name == PACKAGE for path in files), "subfolders are searched"
+    found = [
+        f"{relative(path)}:{line}: {name}"
+        for path in files
+        for line, name in top_level_names(path)
+        if name in APP_MODULES
+    ]
+    assert not found, f"tlcore must not import the app: {found}"
+
+
+def test_the_app_never_imports_tensorflow_or_keras():
+    found = [
+        f"{relative(path)}:{line}: {name}"
+        for path in python_files(*APP_FOLDERS, *APP_FILES)
+        for line, name in top_level_names(path)
+        if name in FRAMEWORKS
+    ]
+    assert not found, f"Pages and views reach TensorFlow through tlcore only: {found}"
+
+
+def frameworks_loaded_by(code: str, tmp_path: Path) -> list[str]:
+    """Runs code in a fresh interpreter; returns the frameworks in its sys.modules afterwards."""
+    # The runs folder comes from $TLCORE_RUNS_DIR, so nothing is written into the repository.
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(set({FRAMEWORKS!r}) & set(sys.modules))))"
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPOSITORY), TLCORE_RUNS_DIR=str(tmp_path / "runs")),
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# What the pages and the configuration do on every rerun, each of which must not start TensorFlow.
+LIGHT_USES = {
+    "config": "from tlcore.config import TrainConfig, from_preset\n"
+    "TrainConfig(data_dir='photos', backbone='mobilenet_v2')\nfrom_preset('seed', data_dir='photos')",
+    "registry": "from tlcore.models import registry\n"
+    "registry.get_backbone('vgg16')\nregistry.weights_file_name('mobilenet', 160, 0.5)",
+    "store and monitor": "from tlcore.config import TrainConfig\nfrom tlcore.runs import monitor, store\n"
+    "run = store.create(TrainConfig(data_dir='photos'))\n"
+    "run.append_metrics({'stage': 'feature_extraction', 'epoch': 0, 'accuracy': 0.5})\n"
+    "[store.describe(each) for each in store.list_runs()]\nrun.train_config()\n"
+    "monitor.estimate(run.config(), run.status(), run.progress(), run.metrics())",
+}
+
+
+@pytest.mark.parametrize("use", sorted(LIGHT_USES))
+def test_what_the_pages_poll_loads_without_tensorflow(use, tmp_path):
+    assert frameworks_loaded_by(LIGHT_USES[use], tmp_path) == []
+
+
+def test_the_cli_lists_and_stops_runs_without_tensorflow(tmp_path):
+    code = (
+        "from tlcore.cli import main\nfrom tlcore.config import TrainConfig\nfrom tlcore.runs import store\n"
+        f"run = store.create(TrainConfig(data_dir='photos'), {str(tmp_path)!r})\n"
+        f"assert main(['runs', '--json', '--runs-dir', {str(tmp_path)!r}]) == 0\n"
+        f"assert main(['stop', run.id, '--runs-dir', {str(tmp_path)!r}]) == 0"
+    )
+    assert frameworks_loaded_by(code, tmp_path) == []
