@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tlcore.data.dataset import DatasetScan
+from tlcore.models.registry import BACKBONES
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 DEFAULT_IMAGE_SIZE = 160
@@ -57,8 +58,6 @@ class ExploreSettings:
     seed: int = 1337
 
     def __post_init__(self) -> None:
-        from tlcore.models.backbones import BACKBONES
-
         if self.backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {self.backbone!r}. Expected one of {sorted(BACKBONES)}.")
         minimum = BACKBONES[self.backbone].min_size

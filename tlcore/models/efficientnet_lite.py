@@ -41,6 +41,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from tlcore.framework_private import keras_home
 from tlcore.models import torch_pickle
 
 WEIGHTS_PATH_HINT = (
@@ -278,8 +279,6 @@ def file_sha256(path) -> str:
 
 def converted_weights_path(source_sha256: str, include_top: bool) -> pathlib.Path:
     """Where the Keras weights converted from a source file of this sha256 are cached ($KERAS_HOME/models)."""
-    from tlcore.models.backbones import keras_home
-
     variant = "" if include_top else "_notop"
     return keras_home() / "models" / f"{MODEL_NAME}{variant}_converted-{source_sha256[:16]}.weights.h5"
 
