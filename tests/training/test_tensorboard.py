@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from tests.training.test_trainer import tiny_config, train_run
+from tests.helpers.runs import finished_run, train_config
 from tlcore.training import training_context
 
 
@@ -27,7 +27,7 @@ def test_a_run_writes_the_epoch_scalars_of_each_stage(tmp_path, catsdogs_subset)
     if not training_context.tensorboard_installed():
         pytest.skip("tensorboard (the optional extra) is not installed")
     data = catsdogs_subset("tensorboard", train=6, validation=3)
-    run = train_run(tiny_config(data, strategy="all", epochs=2, fine_tuning_epochs=2, augmented_views=2), tmp_path)
+    run = finished_run(train_config(data, strategy="all", epochs=2, fine_tuning_epochs=2, augmented_views=2), tmp_path)
     metrics = run.metrics()
     for stage in ("feature_extraction", "frozen_augmented", "fine_tuning"):
         folder = run.path / "tensorboard" / stage
