@@ -108,3 +108,33 @@ def test_the_config_module_imports_no_tensorflow_or_keras():
     code = "import sys, tlcore.config; print(sorted({m.split('.')[0] for m in sys.modules} & {'keras', 'tensorflow'}))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_the_train_page_draws_every_setting_marked_for_it_from_the_metadata(small_catsdogs, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tlcore.data import folders
+
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=120)
+    at.session_state["dataset"] = folders.scan(str(small_catsdogs))
+    at.run()
+    at.selectbox(key="train_backbone").set_value("mobilenet_v2").run()  # The width multiplier shows for MobileNets.
+    assert not at.exception, [item.message for item in at.exception]
+    widgets = {
+        widget.key: widget
+        for kind in (at.selectbox, at.number_input, at.toggle, at.radio, at.select_slider)
+        for widget in kind
+        if widget.key and widget.key.startswith("train_")
+    }
+    marked = [item for item in settings_of(TrainConfig) if item.metadata.get("page")]
+    assert {"epochs", "learning_rate", "jit_compile", "augmented_views"} <= {item.name for item in marked}
+    for item in marked:
+        widget = widgets.get(f"train_{item.name}")
+        assert widget is not None, f"no widget for {item.name}"
+        assert widget.label == item.metadata["label"], item.name
+        if widget.type == "number_input" and item.name != "image_size":  # Its minimum is the backbone's.
+            assert (widget.min, widget.max) == (item.metadata.get("min"), item.metadata.get("max")), item.name
+            assert widget.help.startswith(item.metadata["help"][0].upper() + item.metadata["help"][1:]), item.name
+        if widget.type in ("selectbox", "radio"):
+            assert len(widget.options) == len(item.metadata["choices"]), item.name
