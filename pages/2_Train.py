@@ -15,7 +15,6 @@ from views import cached, evaluation_view, frame, markdown, run_view, server, se
 session_lines = frame.draw()
 
 
-HEADS = {"global_average": "pooling + Dense", "flatten": "Flatten + Dense"}
 CURVES = {
     "val_accuracy": "validation accuracy",
     "val_loss": "validation loss",
@@ -23,26 +22,8 @@ CURVES = {
     "loss": "training loss",
 }
 PRESET_TITLES = {"default": "CPU-friendly default", "seed": "The seed's exact settings"}
-# Settings a preset fills in (the strategy stays the person's choice).
-PRESET_FIELDS = (
-    "backbone",
-    "weights",
-    "alpha",
-    "image_size",
-    "epochs",
-    "fine_tuning_epochs",
-    "batch_size",
-    "learning_rate",
-    "fine_tuning_learning_rate",
-    "optimizer",
-    "head",
-    "dense_units",
-    "dropout",
-    "seed",
-    "early_stopping_patience",
-    "class_weight",
-    "augmented_views",
-)
+# Settings a preset fills in: every setting on the page but the strategy, which stays the person's choice.
+PRESET_FIELDS = tuple(name for name in train_options.PAGE_FIELDS if name != "strategy")
 
 
 def chosen_alpha(key: str) -> float:
@@ -108,7 +89,7 @@ else:
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
-        for name in train_options.OPTION_FIELDS:  # Sessions older than these options.
+        for name in PRESET_FIELDS:  # Sessions older than some of the settings.
             st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
         keep = {"persist_state": "session"}
         st.segmented_control(
@@ -125,15 +106,18 @@ else:
         backbone = left.selectbox("Backbone", list(BACKBONES), format_func=backbone_label, key="train_backbone", **keep)
         weights = right.radio(
             "Weights",
-            ["imagenet", "none"],
+            list(train_options.metadata("weights")["choices"]),
             key="train_weights",
             horizontal=True,
             **keep,
-            format_func={"imagenet": "ImageNet (pretrained)", "none": "random (no download)"}.get,
+            format_func=train_options.CHOICE_TITLES["weights"].get,
         )
         minimum = BACKBONES[backbone].min_size
         st.session_state["train_image_size"] = max(minimum, int(st.session_state.get("train_image_size") or minimum))
-        image_size = left.number_input("Image size (pixels)", minimum, 600, step=8, key="train_image_size", **keep)
+        sizes = train_options.metadata("image_size")
+        image_size = left.number_input(
+            sizes["label"], minimum, sizes["max"], step=sizes["step"], key="train_image_size", **keep
+        )
         if BACKBONES[backbone].supports_alpha:
             # The multipliers its ImageNet weights exist for (MobileNetV2's are not MobileNet's).
             st.session_state["train_alpha"] = chosen_alpha(backbone)
@@ -160,31 +144,7 @@ else:
             **keep,
         )
         with st.expander("Hyperparameters", key="train_hyperparameters"):
-            one, two, three = st.columns(3)
-            settings = {
-                "epochs": one.number_input("Epochs", 1, 1000, key="train_epochs", **keep),
-                "fine_tuning_epochs": two.number_input(
-                    "Fine-tuning epochs", 1, 1000, key="train_fine_tuning_epochs", **keep
-                ),
-                "batch_size": three.number_input("Batch size", 1, 512, key="train_batch_size", **keep),
-                "learning_rate": one.number_input(
-                    "Learning rate", 1e-7, 0.5, format="%.6f", step=1e-5, key="train_learning_rate", **keep
-                ),
-                "fine_tuning_learning_rate": two.number_input(
-                    "Fine-tuning learning rate",
-                    1e-7,
-                    0.5,
-                    format="%.6f",
-                    step=1e-6,
-                    key="train_fine_tuning_learning_rate",
-                    **keep,
-                ),
-                "optimizer": three.selectbox("Optimizer", ["rmsprop", "adam"], key="train_optimizer", **keep),
-                "head": one.selectbox("Head", list(HEADS), format_func=HEADS.get, key="train_head", **keep),
-                "dense_units": two.number_input("Dense units", 1, 4096, key="train_dense_units", **keep),
-                "dropout": three.number_input("Dropout", 0.0, 0.95, step=0.05, key="train_dropout", **keep),
-                "seed": one.number_input("Seed", 0, 2**31 - 1, key="train_seed", **keep),
-            }
+            settings = train_options.settings_widgets("hyperparameters", keep)
 
         options, notice = train_options.options(dataset, strategy, keep)
         settings.update(options)
@@ -205,12 +165,13 @@ else:
                 **settings,
             )
 
+        head_title = train_options.CHOICE_TITLES["head"][settings["head"]]
         train_options.learning_rate_finder(
             dataset,
             new_config,
             disabled=weights == "imagenet" and not status.available,
-            description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, {HEADS[settings['head']]} head, "
-            f"{settings['optimizer']}, batch size {int(settings['batch_size'])}",
+            description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, "
+            f"{head_title} head, {settings['optimizer']}, batch size {int(settings['batch_size'])}",
         )
         augmentation = session.augmentation()
         st.caption(

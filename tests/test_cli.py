@@ -1,11 +1,21 @@
-"""`python -m tlcore scan DIR [--json]` run as a person or a script would run it."""
+"""`python -m tlcore ...` run as a person or a script would run it, and the flags generated from TrainConfig."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import tlcore
+from tlcore import cli, cli_flags
+from tlcore.config import AugmentationConfig, TrainConfig, from_preset
+from tlcore.settings import setting, settings_of
 
 from tests.helpers.paths import PROJECT_ROOT
 
@@ -101,3 +111,127 @@ def test_bad_validation_fraction_fails_with_a_message(flat_small):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "1.5" in result.stderr
+
+
+# Flags the train command had before they were generated: scripts still pass them.
+FLAGS_BEFORE = (
+    "--data --strategy --backbone --preset --weights --alpha --image-size --epochs --fine-tuning-epochs --batch-size "
+    "--learning-rate --fine-tuning-learning-rate --optimizer --head --dense-units --dropout --validation-fraction "
+    "--seed --augmented-views --end-to-end --early-stopping --class-weight --rotation --width-shift --height-shift "
+    "--zoom --horizontal-flip --no-horizontal-flip --vertical-flip --no-vertical-flip --brightness --contrast "
+    "--distribution --cpu-replicas --replica-scaling --precision --xla --no-xla --runs-dir --json"
+).split()
+
+
+def _command(name: str) -> argparse.ArgumentParser:
+    commands = next(action for action in cli.build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    return commands.choices[name]
+
+
+def _setting_flags(parser: argparse.ArgumentParser) -> dict[str, list[argparse.Action]]:
+    """dest -> the flags that set it, leaving out shorthands with a fixed value (--end-to-end)."""
+    flags: dict[str, list[argparse.Action]] = {}
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._StoreConstAction):
+            flags.setdefault(action.dest, []).append(action)
+    return flags
+
+
+def _train_settings() -> dict[str, object]:
+    """dest -> the field behind it, for TrainConfig's settings and AugmentationConfig's."""
+    fields = {item.name: item for item in settings_of(TrainConfig)}
+    fields.update({f"augmentation_{item.name}": item for item in settings_of(AugmentationConfig)})
+    return fields
+
+
+def test_every_setting_has_exactly_one_train_flag():
+    flags = _setting_flags(_command("train"))
+    for dest, item in _train_settings().items():
+        assert len(flags.get(dest, [])) == 1, dest
+        assert flags[dest][0].option_strings[0] == cli_flags.flag_name(item), dest
+    given = {option for action in _command("train")._actions for option in action.option_strings}
+    assert set(FLAGS_BEFORE) <= given
+
+
+def test_lr_find_flags_are_the_train_flags_it_needs():
+    train, finder = _setting_flags(_command("train")), _setting_flags(_command("lr-find"))
+    settings = set(finder) & set(_train_settings())
+    assert settings == set(cli.LR_FIND_SETTINGS)
+    for dest in settings:
+        made, reference = finder[dest][0], train[dest][0]
+        assert (made.option_strings, made.type, made.choices, made.help) == (
+            reference.option_strings,
+            reference.type,
+            reference.choices,
+            reference.help,
+        )
+
+
+def test_every_help_text_shows_the_real_default():
+    flags = _setting_flags(_command("train"))
+    for dest, item in _train_settings().items():
+        if item.default is not None and dest != "data_dir":
+            assert f"(default {cli_flags.describe(item.default)}" in flags[dest][0].help, dest
+    assert flags["epochs"][0].help.endswith("(default 30)")
+    assert flags["learning_rate"][0].help.endswith("(default 0.001; seed preset: 2e-05)")
+    assert flags["jit_compile"][0].help.endswith("(default off)")
+    assert flags["augmentation_rotation_degrees"][0].help.endswith("(default 40)")
+    assert flags["data_dir"][0].required
+
+
+def test_presets_fill_in_and_explicit_flags_win():
+    arguments = cli.build_parser().parse_args(
+        ["train", "--data", "photos", "--preset", "seed", "--batch-size", "8", "--zoom", "0.5", "--no-vertical-flip"]
+    )
+    config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+    assert (config.backbone, config.image_size, config.batch_size, config.epochs) == ("vgg16", 150, 8, 30)
+    assert config.augmentation == AugmentationConfig(zoom=0.5, vertical_flip=False)
+    arguments = cli.build_parser().parse_args(["train", "--data", "photos", "--end-to-end", "--xla"])
+    config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+    assert (config.augmented_views, config.jit_compile, config.augmentation) == (0, True, AugmentationConfig())
+
+
+@dataclass(frozen=True)
+class WithMomentum(TrainConfig):
+    momentum: float = setting(0.9, "momentum of the optimizer", min=0.0, max=1.0)
+
+
+def test_a_field_added_to_train_config_becomes_a_flag_without_touching_the_cli():
+    parser = argparse.ArgumentParser()
+    cli_flags.add_setting_flags(parser, config_class=WithMomentum)
+    momentum = _setting_flags(parser)["momentum"][0]
+    assert momentum.option_strings == ["--momentum"] and momentum.type is float
+    assert momentum.help == "momentum of the optimizer (default 0.9)"
+    values = cli_flags.settings_from(parser.parse_args(["--data", "photos", "--momentum", "0.5"]), WithMomentum)
+    assert values == {"data_dir": "photos", "momentum": 0.5}
+    assert WithMomentum(**values).momentum == 0.5
+    with pytest.raises(ValueError, match=r"momentum must be a number in \[0.0, 1.0\], received 1.5"):
+        WithMomentum(data_dir="photos", momentum=1.5)
+
+
+def test_version_prints_the_package_version(capsys):
+    result = _tlcore("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"tlcore {tlcore.__version__}"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == f"tlcore {tlcore.__version__}"
+
+
+def test_lr_find_json_sweeps_with_the_generated_flags(small_catsdogs, tmp_path):
+    result = _tlcore(
+        *("lr-find", "--data", str(small_catsdogs), "--backbone", "vgg16", "--weights", "none", "--image-size", "32"),
+        *("--batch-size", "8", "--head", "flatten", "--steps", "10", "--runs-dir", str(tmp_path), "--json"),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    sweep = _json(result)
+    assert sweep["learning_rates"][0] == pytest.approx(1e-6)
+    assert len(sweep["losses"]) == len(sweep["learning_rates"]) >= 3
+    assert 1e-6 <= sweep["suggestion"] <= 1.0
+
+
+def test_a_setting_out_of_bounds_fails_with_a_message_naming_it(tmp_path):
+    result = _tlcore("train", "--data", str(tmp_path), "--epochs", "0", "--runs-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "epochs must be an integer >= 1, received 0" in result.stderr

@@ -6,11 +6,11 @@ Plain types only, so a config round-trips through JSON into a run folder and bac
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from tlcore.models.registry import BACKBONES
+from tlcore.settings import check_settings, setting
 
 HEADS = ("flatten", "global_average")
 OPTIMIZERS = ("rmsprop", "adam")
@@ -24,14 +24,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 IMBALANCE_RATIO = 1.5
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}], received {value!r}.")
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, received {value!r}.")
+FILL_MODES = ("nearest", "reflect", "constant", "wrap")
 
 
 @dataclass(frozen=True)
@@ -136,42 +129,70 @@ def stages_for(strategy: str) -> tuple[str, ...]:
 class AugmentationConfig:
     """Random transformations applied to training images (the seed's settings by default).
 
-    Attributes:
-        rotation_degrees: maximum rotation either way, in degrees.
-        width_shift: maximum horizontal shift, as a fraction of the width.
-        height_shift: maximum vertical shift, as a fraction of the height.
-        zoom: maximum zoom in or out, as a fraction (0.2 means 80% to 120%).
-        horizontal_flip: flip left-right half of the time.
-        vertical_flip: flip upside down half of the time.
-        brightness: maximum brightness change, as a fraction of the value range (0 = off).
-        contrast: maximum contrast change, as a fraction (0 = off).
-        fill_mode: how pixels outside the image are filled ("nearest", "reflect", "constant", "wrap").
+    Each field's metadata describes it (see `tlcore.settings.SETTING_KEYS`); each transformation is drawn
+    anew for every image, a flip half of the time.
     """
 
-    rotation_degrees: float = 40.0
-    width_shift: float = 0.1
-    height_shift: float = 0.1
-    zoom: float = 0.2
-    horizontal_flip: bool = True
-    vertical_flip: bool = True
-    brightness: float = 0.0
-    contrast: float = 0.0
-    fill_mode: str = "nearest"
+    rotation_degrees: float = setting(
+        40.0,
+        "maximum rotation either way, in degrees",
+        label="Rotation (degrees, either way)",
+        min=0.0,
+        max=180.0,
+        step=5.0,
+        flag="--rotation",
+    )
+    width_shift: float = setting(
+        0.1,
+        "maximum horizontal shift, as a share of the width",
+        label="Horizontal shift (share of the width)",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+    )
+    height_shift: float = setting(
+        0.1,
+        "maximum vertical shift, as a share of the height",
+        label="Vertical shift (share of the height)",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+    )
+    zoom: float = setting(
+        0.2,
+        "maximum zoom in or out, as a share (0.2: 80% to 120%)",
+        label="Zoom in or out",
+        min=0.0,
+        max=0.9,
+        step=0.05,
+    )
+    horizontal_flip: bool = setting(True, "random left-right flips", label="Flip left-right")
+    vertical_flip: bool = setting(True, "random upside-down flips", label="Flip upside down")
+    brightness: float = setting(
+        0.0,
+        "maximum brightness change, as a share of the value range (0 turns it off)",
+        label="Brightness change",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+    )
+    contrast: float = setting(
+        0.0,
+        "maximum contrast change, as a share (0 turns it off)",
+        label="Contrast change",
+        min=0.0,
+        max=1.0,
+        step=0.05,
+    )
+    fill_mode: str = setting(
+        "nearest",
+        "how the pixels a rotation, shift or zoom uncovers are filled",
+        label="Fill the uncovered corners by",
+        choices=FILL_MODES,
+    )
 
     def __post_init__(self) -> None:
-        _check_range("rotation_degrees", self.rotation_degrees, 0, 180)
-        _check_range("width_shift", self.width_shift, 0, 1)
-        _check_range("height_shift", self.height_shift, 0, 1)
-        _check_range("zoom", self.zoom, 0, 0.9)
-        _check_range("brightness", self.brightness, 0, 1)
-        _check_range("contrast", self.contrast, 0, 1)
-        for name in ("horizontal_flip", "vertical_flip"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, received {getattr(self, name)!r}.")
-        if self.fill_mode not in ("nearest", "reflect", "constant", "wrap"):
-            raise ValueError(
-                f"fill_mode must be one of 'nearest', 'reflect', 'constant', 'wrap', received {self.fill_mode!r}."
-            )
+        check_settings(self)
 
     @property
     def is_identity(self) -> bool:
@@ -203,93 +224,204 @@ class AugmentationConfig:
 class TrainConfig:
     """Everything that defines one training run.
 
-    Attributes:
-        data_dir: the data set folder (either layout, see `tlcore.data.folders.scan`).
-        strategy: one of STRATEGY_CHOICES; "all" runs feature extraction, frozen + augmentation
-            and fine-tuning in sequence.
-        backbone: a key of `tlcore.models.registry.BACKBONES`.
-        weights: "imagenet" for pretrained weights, "none" for random initialisation.
-        alpha: width multiplier for MobileNet and MobileNetV2 (1.0 elsewhere); with ImageNet weights,
-            one of the backbone's `weights_alphas`.
-        image_size: side of the square input images, in pixels.
-        epochs: epochs of feature extraction, frozen + augmentation and scratch training.
-        fine_tuning_epochs: epochs of the fine-tuning stage.
-        batch_size: images per training step.
-        learning_rate: learning rate of the head (strategies 1, 2 and scratch).
-        fine_tuning_learning_rate: the lower learning rate once the top block is unfrozen.
-        optimizer: "rmsprop" (the seed's) or "adam".
-        head: "flatten" (the seed's Flatten + Dense) or "global_average" (pooling + Dense).
-        dense_units: units of the head's hidden Dense layer.
-        dropout: dropout rate before the output layer.
-        validation_fraction: share of each class held out when the data set has no validation split.
-        seed: seeds the split, the augmentation, the weights' initialisation and the shuffling.
-        augmentation: random transformations for the augmented strategies.
-        augmented_views: for frozen + augmentation and fine-tuning, how many augmented views of
-            each training image are pushed through the frozen part of the base once and cached
-            (epoch e trains on view e mod K); 0 trains end to end, augmenting every epoch anew.
-        early_stopping_patience: stop a stage when the validation loss has not improved for this
-            many epochs, and restore the best weights; 0 turns it off.
-        class_weight: "auto" weights classes inversely to their counts when the largest class has
-            at least 1.5x the images of the smallest, "balanced" always, "none" never.
-        distribution: "default" (one device), "mirrored" (`tf.distribute.MirroredStrategy` over
-            the local GPUs, or the logical CPUs of `cpu_replicas`) or "multi_worker"
-            (`MultiWorkerMirroredStrategy` across machines described by `$TF_CONFIG`).
-        cpu_replicas: split the CPU into this many logical devices (0: don't), so "mirrored"
-            runs with several replicas on a machine without GPUs.
-        replica_scaling: with R replicas, "linear" trains with a global batch of
-            batch_size x R and learning rates x R (the linear scaling rule); "none" keeps the
-            global batch at batch_size (split across replicas) and the learning rates as given.
-        precision: the Keras dtype policy: "float32", or "mixed_float16" (for NVIDIA GPUs with
-            tensor cores; the loss is scaled against underflow) or "mixed_bfloat16" (TPUs, recent
-            GPUs and CPUs): computations in 16 bits, weights and the output layer in float32.
-        jit_compile: compile training steps and forward passes with XLA where every layer of the
-            model supports it (random zoom and translation don't: models that augment inside
-            train without XLA); the run is then not bit-for-bit reproducible.
+    Each field's metadata describes it (see `tlcore.settings.SETTING_KEYS`): its help text, choices and
+    bounds are what the CLI, the Train page and `__post_init__` use. The details the help texts leave out:
+
+    - strategy "all" runs feature extraction, frozen + augmentation and fine-tuning in sequence.
+    - alpha: with ImageNet weights, one of the backbone's `weights_alphas`; other backbones take 1.0 only.
+    - image_size: at least the backbone's `min_size`.
+    - augmented_views: epoch e trains on view e mod K; 0 trains end to end, augmenting every epoch anew.
+    - class_weight "auto" weights the classes when the largest has IMBALANCE_RATIO times the images of the
+      smallest or more.
+    - distribution "mirrored" runs `tf.distribute.MirroredStrategy` over the local GPUs (or the logical CPUs
+      of `cpu_replicas`); "multi_worker" runs `MultiWorkerMirroredStrategy` across the machines `$TF_CONFIG`
+      describes.
+    - replica_scaling "linear" trains R replicas with a global batch of batch_size x R and learning rates x R
+      (the linear scaling rule); "none" splits batch_size across the replicas and keeps the rates.
+    - precision "mixed_float16" scales the loss against underflow; both mixed policies keep the weights and
+      the output layer in float32.
+    - jit_compile leaves out models that augment inside (random zoom and translation have no XLA kernel).
     """
 
-    data_dir: str
-    strategy: str = "all"
-    backbone: str = "efficientnet_lite0"
-    weights: str = "imagenet"
-    alpha: float = 1.0
-    image_size: int = 160
-    epochs: int = 30
-    fine_tuning_epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    fine_tuning_learning_rate: float = 1e-5
-    optimizer: str = "rmsprop"
-    head: str = "global_average"
-    dense_units: int = 256
-    dropout: float = 0.5
-    validation_fraction: float = 0.2
-    seed: int = 1337
+    data_dir: str = field(
+        metadata={"help": "the data set folder (either layout, see tlcore.data.folders.scan)", "flag": "--data"}
+    )
+    strategy: str = setting(
+        "all",
+        "how to train: feature_extraction, frozen_augmented, fine_tuning (after frozen_augmented), scratch "
+        "(a baseline CNN) or all (1, 2 and 3 in sequence)",
+        label="Strategy",
+        choices=STRATEGY_CHOICES,
+        page="model",
+    )
+    backbone: str = setting(
+        "efficientnet_lite0", "the pretrained base", label="Backbone", choices=tuple(BACKBONES), page="model"
+    )
+    weights: str = setting(
+        "imagenet",
+        "imagenet for pretrained weights, none for random initialisation",
+        label="Weights",
+        choices=WEIGHTS,
+        page="model",
+    )
+    alpha: float = setting(
+        1.0,
+        "MobileNet and MobileNetV2 width multiplier; ImageNet weights exist for 0.25, 0.5, 0.75, 1 (MobileNet) "
+        "and 0.35, 0.5, 0.75, 1, 1.3, 1.4 (MobileNetV2)",
+        label="Width multiplier (alpha)",
+        min=0.25,
+        max=1.4,
+        page="model",
+    )
+    image_size: int = setting(
+        160,
+        "side of the square input images, in pixels",
+        label="Image size (pixels)",
+        min=min(backbone.min_size for backbone in BACKBONES.values()),
+        max=600,
+        step=8,
+        page="model",
+    )
+    epochs: int = setting(
+        30,
+        "epochs of feature extraction, frozen + augmentation and scratch training",
+        label="Epochs",
+        min=1,
+        page="hyperparameters",
+    )
+    fine_tuning_epochs: int = setting(
+        30, "epochs of the fine-tuning stage", label="Fine-tuning epochs", min=1, page="hyperparameters"
+    )
+    batch_size: int = setting(32, "images per training step", label="Batch size", min=1, page="hyperparameters")
+    learning_rate: float = setting(
+        1e-3,
+        "learning rate of the head (feature extraction, frozen + augmentation and scratch)",
+        label="Learning rate",
+        min=1e-7,
+        max=0.5,
+        step=1e-5,
+        page="hyperparameters",
+    )
+    fine_tuning_learning_rate: float = setting(
+        1e-5,
+        "the lower learning rate once the top block is unfrozen",
+        label="Fine-tuning learning rate",
+        min=1e-7,
+        max=0.5,
+        step=1e-6,
+        page="hyperparameters",
+    )
+    optimizer: str = setting(
+        "rmsprop", "rmsprop (the seed's) or adam", label="Optimizer", choices=OPTIMIZERS, page="hyperparameters"
+    )
+    head: str = setting(
+        "global_average",
+        "flatten (the seed's Flatten + Dense) or global_average (pooling + Dense)",
+        label="Head",
+        choices=HEADS,
+        page="hyperparameters",
+    )
+    dense_units: int = setting(
+        256, "units of the head's hidden Dense layer", label="Dense units", min=1, page="hyperparameters"
+    )
+    dropout: float = setting(
+        0.5,
+        "dropout rate before the output layer",
+        label="Dropout",
+        min=0.0,
+        max=0.95,
+        step=0.05,
+        page="hyperparameters",
+    )
+    validation_fraction: float = setting(
+        0.2, "share of each class held out when the data set has no validation folder", min=0.05, max=0.5
+    )
+    # At most 2**32 - 1: Keras seeds NumPy's global generator with it.
+    seed: int = setting(
+        1337,
+        "seeds the split, the augmentation, the weights' initialisation and the shuffling",
+        label="Seed",
+        min=0,
+        max=2**32 - 1,
+        page="hyperparameters",
+    )
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
-    augmented_views: int = 10
-    early_stopping_patience: int = 0
-    class_weight: str = "auto"
-    distribution: str = "default"
-    cpu_replicas: int = 0
-    replica_scaling: str = "linear"
-    precision: str = "float32"
-    jit_compile: bool = False
+    augmented_views: int = setting(
+        10,
+        "augmented views of each training image that frozen_augmented and fine_tuning push through the frozen "
+        "base once and cache (0 trains end to end, augmenting every epoch anew)",
+        label="Augmented views (0 = end to end)",
+        min=0,
+        page="options",
+    )
+    early_stopping_patience: int = setting(
+        0,
+        "stop a stage after this many epochs without a better validation loss and keep the weights of its best "
+        "epoch (0 turns it off)",
+        label="Early stopping patience (epochs)",
+        min=0,
+        page="options",
+        flag="--early-stopping",
+        metavar="PATIENCE",
+    )
+    class_weight: str = setting(
+        "auto",
+        "weight each class's loss inversely to its number of training images: auto (when the largest "
+        f"class has {IMBALANCE_RATIO}x the images of the smallest), balanced (always) or none",
+        label="Class weights",
+        choices=CLASS_WEIGHTS,
+        page="options",
+    )
+    distribution: str = setting(
+        "default",
+        "default (one device), mirrored (all local GPUs, or the logical CPUs of cpu_replicas) or "
+        "multi_worker (the machines $TF_CONFIG describes)",
+        choices=DISTRIBUTIONS,
+        group="devices",
+    )
+    cpu_replicas: int = setting(
+        0,
+        "split the CPU into this many logical devices, for example to run mirrored with 2 replicas on a CPU (0: don't)",
+        min=0,
+        group="devices",
+        metavar="N",
+    )
+    replica_scaling: str = setting(
+        "linear",
+        "linear: global batch = batch size x replicas and learning rates x replicas; none: global "
+        "batch = batch size, learning rates unchanged",
+        choices=REPLICA_SCALING,
+        group="devices",
+    )
+    precision: str = setting(
+        "float32",
+        "the Keras dtype policy: float32, mixed_float16 (NVIDIA GPUs with tensor cores) or "
+        "mixed_bfloat16 (TPUs, recent GPUs and CPUs), which compute in 16 bits",
+        label="Precision",
+        choices=PRECISIONS,
+        group="speed",
+        page="options",
+    )
+    jit_compile: bool = setting(
+        False,
+        "compile training steps and forward passes with XLA where every layer allows it (faster on GPUs; "
+        "such runs are not bit-for-bit reproducible)",
+        label="XLA compilation",
+        group="speed",
+        page="options",
+        flag="--xla",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.data_dir, str) or not self.data_dir:
             raise ValueError(f"data_dir must be a folder path, received {self.data_dir!r}.")
-        if self.strategy not in STRATEGY_CHOICES:
-            raise ValueError(f"Unknown strategy {self.strategy!r}. Expected one of {list(STRATEGY_CHOICES)}.")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"Unknown backbone {self.backbone!r}. Expected one of {sorted(BACKBONES)}.")
-        if self.weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {list(WEIGHTS)}, received {self.weights!r}.")
-        backbone = BACKBONES[self.backbone]
-        if self.alpha != 1.0 and not backbone.supports_alpha:
+        backbone = BACKBONES.get(self.backbone)
+        if backbone is not None and self.alpha != 1.0 and not backbone.supports_alpha:
             raise ValueError(
                 f"alpha applies to MobileNet and MobileNetV2 only, received alpha={self.alpha!r} "
                 f"for backbone {self.backbone!r}."
             )
-        _check_range("alpha", self.alpha, 0.25, 1.4)
+        check_settings(self)
         if self.weights == "imagenet" and backbone.supports_alpha and self.alpha not in backbone.weights_alphas:
             # Keras would refuse it only once the worker builds the model.
             raise ValueError(
@@ -297,40 +429,11 @@ class TrainConfig:
                 f"{', '.join(f'{alpha:g}' for alpha in backbone.weights_alphas)}, received alpha={self.alpha!r} "
                 "(random weights take any alpha from 0.25 to 1.4)."
             )
-        _check_positive_int("image_size", self.image_size, minimum=BACKBONES[self.backbone].min_size)
-        if self.image_size > 600:
-            raise ValueError(f"image_size must be at most 600, received {self.image_size!r}.")
-        _check_positive_int("epochs", self.epochs)
-        _check_positive_int("fine_tuning_epochs", self.fine_tuning_epochs)
-        _check_positive_int("batch_size", self.batch_size)
-        _check_positive_int("dense_units", self.dense_units)
-        for name in ("learning_rate", "fine_tuning_learning_rate"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value < 1:
-                raise ValueError(f"{name} must be a number in (0, 1), received {value!r}.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, received {self.optimizer!r}.")
-        if self.head not in HEADS:
-            raise ValueError(f"head must be one of {list(HEADS)}, received {self.head!r}.")
-        _check_range("dropout", self.dropout, 0, 0.95)
-        _check_range("validation_fraction", self.validation_fraction, 0.05, 0.5)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, received {self.seed!r}.")
-        _check_positive_int("augmented_views", self.augmented_views, minimum=0)
-        _check_positive_int("early_stopping_patience", self.early_stopping_patience, minimum=0)
-        if self.distribution not in DISTRIBUTIONS:
-            raise ValueError(f"distribution must be one of {list(DISTRIBUTIONS)}, received {self.distribution!r}.")
-        _check_positive_int("cpu_replicas", self.cpu_replicas, minimum=0)
-        if self.replica_scaling not in REPLICA_SCALING:
+        if self.image_size < backbone.min_size:
             raise ValueError(
-                f"replica_scaling must be one of {list(REPLICA_SCALING)}, received {self.replica_scaling!r}."
+                f"image_size must be at least {backbone.min_size} for backbone {self.backbone!r}, "
+                f"received {self.image_size!r}."
             )
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, received {self.precision!r}.")
-        if not isinstance(self.jit_compile, bool):
-            raise ValueError(f"jit_compile must be True or False, received {self.jit_compile!r}.")
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ValueError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, received {self.class_weight!r}.")
         if not isinstance(self.augmentation, AugmentationConfig):
             raise ValueError(
                 f"augmentation must be an AugmentationConfig, received {type(self.augmentation).__name__}."

@@ -12,17 +12,16 @@ import streamlit as st
 from tlcore.config import AugmentationConfig
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
+from tlcore.settings import settings_of
 from views import cached, markdown, session
 
-# Augmentation sliders: setting -> (label, lowest, highest, step); the ranges AugmentationConfig accepts.
+# Augmentation sliders: setting -> (label, lowest, highest, step), from AugmentationConfig's field metadata.
 SLIDERS = {
-    "rotation_degrees": ("Rotation (degrees, either way)", 0.0, 180.0, 5.0),
-    "width_shift": ("Horizontal shift (share of the width)", 0.0, 1.0, 0.05),
-    "height_shift": ("Vertical shift (share of the height)", 0.0, 1.0, 0.05),
-    "zoom": ("Zoom in or out", 0.0, 0.9, 0.05),
-    "brightness": ("Brightness change", 0.0, 1.0, 0.05),
-    "contrast": ("Contrast change", 0.0, 1.0, 0.05),
+    item.name: (item.metadata["label"], item.metadata["min"], item.metadata["max"], item.metadata["step"])
+    for item in settings_of(AugmentationConfig)
+    if "min" in item.metadata
 }
+FIELDS = AugmentationConfig.__dataclass_fields__
 
 
 @st.fragment
@@ -61,11 +60,10 @@ def preview(dataset: DatasetScan) -> None:
             name: st.slider(label, low, high, step=step, key=keys[name], **keep)
             for name, (label, low, high, step) in SLIDERS.items()
         }
-        values["horizontal_flip"] = st.toggle("Flip left-right", key=keys["horizontal_flip"], **keep)
-        values["vertical_flip"] = st.toggle("Flip upside down", key=keys["vertical_flip"], **keep)
-        values["fill_mode"] = st.selectbox(
-            "Fill the uncovered corners by", ["nearest", "reflect", "constant", "wrap"], key=keys["fill_mode"], **keep
-        )
+        for name in ("horizontal_flip", "vertical_flip"):
+            values[name] = st.toggle(FIELDS[name].metadata["label"], key=keys[name], **keep)
+        fill_mode = FIELDS["fill_mode"].metadata
+        values["fill_mode"] = st.selectbox(fill_mode["label"], fill_mode["choices"], key=keys["fill_mode"], **keep)
         st.button("Reset to the seed's settings", on_click=reset, icon=":material/restart_alt:")
     try:
         settings = AugmentationConfig(**values)

@@ -1,32 +1,101 @@
-"""The Train page's training options (early stopping, class weights, augmented views, precision, XLA) and
-learning-rate finder.
+"""The Train page's setting widgets, its training options (early stopping, class weights, augmented views,
+precision, XLA) and learning-rate finder.
 
-Not a page. `options` draws the option widgets and returns their TrainConfig fields;
+Not a page. `settings_widgets` draws the widgets of one part of the page from TrainConfig's field metadata
+(label, choices, bounds, help); `options` draws the option widgets and returns their TrainConfig fields;
 `learning_rate_finder` runs `tlcore.training.lr_finder` on request (in this process) and keeps its sweep in
 `st.session_state["lr_sweep"]` ({"sweep", "for"}), drawn until the next sweep replaces it.
 """
 
-from typing import Callable
+import dataclasses
+from typing import Any, Callable
 
 import streamlit as st
 
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import charts
+from tlcore.settings import setting_type, settings_of
 from tlcore.training import lr_finder
 from tlcore.training.training_context import class_weights_for
 from views import markdown, server
 
-CLASS_WEIGHTS = {"auto": "auto (when imbalanced)", "balanced": "always", "none": "never"}
-PRECISIONS = {
-    "float32": "float32 (default)",
-    "mixed_float16": "mixed float16 (NVIDIA GPUs)",
-    "mixed_bfloat16": "mixed bfloat16 (TPUs, recent GPUs and CPUs)",
+# How the page names a choice; the choices themselves, like every bound, label and help text, are
+# TrainConfig's field metadata (a choice missing here shows as itself).
+CHOICE_TITLES = {
+    "weights": {"imagenet": "ImageNet (pretrained)", "none": "random (no download)"},
+    "head": {"global_average": "pooling + Dense", "flatten": "Flatten + Dense"},
+    "class_weight": {"auto": "auto (when imbalanced)", "balanced": "always", "none": "never"},
+    "precision": {
+        "float32": "float32 (default)",
+        "mixed_float16": "mixed float16 (NVIDIA GPUs)",
+        "mixed_bfloat16": "mixed bfloat16 (TPUs, recent GPUs and CPUs)",
+    },
 }
-# The TrainConfig fields `options` draws (the Train page gives new sessions their defaults).
-OPTION_FIELDS = ("early_stopping_patience", "class_weight", "augmented_views", "precision", "jit_compile")
+# Learning rates need more digits than a number input's default two.
+NUMBER_FORMATS = {"learning_rate": "%.6f", "fine_tuning_learning_rate": "%.6f"}
+# The TrainConfig fields the Train page sets, by the part of the page that draws them (field metadata "page").
+PAGE_FIELDS = {
+    item.name: item.metadata["page"] for item in settings_of(TrainConfig) if item.metadata.get("page") is not None
+}
 # Strategies that train on augmented views of the photos (the others ignore `augmented_views`).
 VIEW_STRATEGIES = ("frozen_augmented", "fine_tuning", "all")
+
+
+def metadata(name: str) -> dict[str, Any]:
+    """A TrainConfig field's metadata: help, label, choices, bounds (see tlcore.settings)."""
+    return dict(TrainConfig.__dataclass_fields__[name].metadata)
+
+
+def help_sentence(name: str) -> str:
+    """The field's help text as a sentence for a widget's tooltip."""
+    text = metadata(name)["help"]
+    return text[0].upper() + text[1:] + "."
+
+
+def setting_widget(container, setting: dataclasses.Field, keep: dict, **extra: Any):
+    """One TrainConfig setting's widget, keyed train_<field>: a selectbox, a toggle or a number input.
+
+    Args:
+        container: where to draw it (a column, an expander, `st`).
+        setting: the TrainConfig field; its metadata gives the label, choices, bounds and help.
+        keep: widget arguments every Train page widget takes.
+        **extra: further widget arguments (e.g. `disabled`).
+
+    Returns:
+        The widget's value.
+    """
+    options = {"key": f"train_{setting.name}", "help": help_sentence(setting.name), **keep, **extra}
+    label = setting.metadata.get("label", setting.name)
+    if "choices" in setting.metadata:
+        titles = CHOICE_TITLES.get(setting.name, {})
+        return container.selectbox(
+            label, list(setting.metadata["choices"]), format_func=lambda choice: titles.get(choice, choice), **options
+        )
+    kind = setting_type(setting)
+    if kind is bool:
+        return container.toggle(label, **options)
+    # Bounds, step and value of one type: Streamlit refuses an int bound on a float input.
+    low, high, step = (setting.metadata.get(key) for key in ("min", "max", "step"))
+    return container.number_input(
+        label,
+        None if low is None else kind(low),
+        None if high is None else kind(high),
+        step=None if step is None else kind(step),
+        format=NUMBER_FORMATS.get(setting.name),
+        **options,
+    )
+
+
+def settings_widgets(part: str, keep: dict, extras: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The widgets of one part of the page (field metadata "page"), three to a row: field -> value."""
+    extras = extras or {}
+    settings = [item for item in settings_of(TrainConfig) if PAGE_FIELDS.get(item.name) == part]
+    columns = st.columns(3)
+    return {
+        item.name: setting_widget(columns[index % 3], item, keep, **extras.get(item.name, {}))
+        for index, item in enumerate(settings)
+    }
 
 
 def class_weight_note(dataset: DatasetScan, mode: str) -> tuple[bool, str]:
@@ -53,57 +122,7 @@ def options(dataset: DatasetScan, strategy: str, keep: dict) -> tuple[dict, str 
     with st.expander(
         "Training options: early stopping, class weights, augmented views, precision", key="train_options"
     ):
-        one, two, three = st.columns(3)
-        values = {
-            "early_stopping_patience": one.number_input(
-                "Early stopping patience (epochs)",
-                0,
-                1000,
-                key="train_early_stopping_patience",
-                **keep,
-                help="Stop a stage once the validation loss has not improved for this many epochs, and keep the "
-                "weights of its best epoch. 0 turns early stopping off.",
-            ),
-            "class_weight": two.selectbox(
-                "Class weights",
-                list(CLASS_WEIGHTS),
-                format_func=CLASS_WEIGHTS.get,
-                key="train_class_weight",
-                **keep,
-                help="Weight each class's loss inversely to its number of training images, so a rare class counts "
-                f'as much as a common one. "auto" does so when the largest class has {IMBALANCE_RATIO}× '
-                "the images of the smallest or more.",
-            ),
-            "augmented_views": three.number_input(
-                "Augmented views (0 = end to end)",
-                0,
-                1000,
-                key="train_augmented_views",
-                **keep,
-                disabled=strategy not in VIEW_STRATEGIES,
-                help="For frozen base + augmentation and fine-tuning: epoch e trains on view e mod K. A run of "
-                "fewer epochs than views caches one view per epoch.",
-            ),
-        }
-        four, five = st.columns([2, 1])
-        values["precision"] = four.selectbox(
-            "Precision",
-            list(PRECISIONS),
-            format_func=PRECISIONS.get,
-            key="train_precision",
-            **keep,
-            help="Mixed precision computes in 16 bits and keeps the weights and the output layer in float32: "
-            "on an NVIDIA H200 (measured under Keras on JAX; TensorFlow's GPU path not yet), bfloat16 ran "
-            "EfficientNet-Lite0 1.4x faster at a batch of 256, hardly faster at 32; on a CPU without "
-            "bfloat16 units it is slower.",
-        )
-        values["jit_compile"] = five.toggle(
-            "XLA compilation",
-            key="train_jit_compile",
-            **keep,
-            help="Compile training steps and forward passes with XLA where every layer allows it (models that "
-            "augment inside train without it). Faster on GPUs; such runs are not bit-for-bit reproducible.",
-        )
+        values = settings_widgets("options", keep, {"augmented_views": {"disabled": strategy not in VIEW_STRATEGIES}})
         weighted, note = class_weight_note(dataset, values["class_weight"])
         if not weighted:  # When weighted, the notice says so at the top of the form.
             st.caption(markdown.escape(note))
@@ -118,7 +137,8 @@ def options(dataset: DatasetScan, strategy: str, keep: dict) -> tuple[dict, str 
 
 def rounded_rate(rate: float) -> float:
     """A suggested learning rate to 2 significant digits, within the learning rate input's range."""
-    return float(f"{min(max(rate, 1e-7), 0.5):.2g}")
+    bounds = metadata("learning_rate")
+    return float(f"{min(max(rate, bounds['min']), bounds['max']):.2g}")
 
 
 def use_suggested_rate(rate: float) -> None:

@@ -1,0 +1,349 @@
+"""What each CLI command does (`tlcore.cli` builds the parser): the functions the dashboard calls, for headless use.
+
+Each `command_*` takes the parsed arguments and returns the process exit status: 0 success, 1 a failure
+the command reports (a run that failed, an image that could not be read), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tlcore import console, progress
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=None, sort_keys=False))
+
+
+def command_scan(arguments: argparse.Namespace) -> int:
+    from tlcore.data import folders
+    from tlcore.data.dataset import DatasetError
+
+    try:
+        dataset = folders.scan(arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
+    except (DatasetError, ValueError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        _print_json(dataset.to_json())
+        return 0
+    counts = dataset.counts()
+    print(f"Data set: {dataset.root} ({dataset.layout} layout)")
+    print(f"Classes ({dataset.num_classes}): {', '.join(dataset.classes)}")
+    width = max(len(name) for name in dataset.classes)
+    for split, per_class in counts.items():
+        total = sum(per_class.values())
+        print(f"  {split}: {total} images")
+        for name, count in per_class.items():
+            print(f"    {name:<{width}}  {count}")
+    if dataset.rejected:
+        print(f"Rejected ({len(dataset.rejected)}):")
+        for item in dataset.rejected:
+            print(f"  {item.name}: {item.reason}")
+    else:
+        print("Rejected: none")
+    return 0
+
+
+def command_train(arguments: argparse.Namespace) -> int:
+    from tlcore import cli_flags
+    from tlcore import config as config_module
+    from tlcore.runs import store, worker
+
+    try:
+        config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs_dir = arguments.runs_dir or store.default_runs_dir()
+    run = store.create(config, runs_dir)
+    worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
+    console.import_tensorflow_quietly(arguments.verbose)
+    print(f"Run: {run.path}", file=sys.stderr, flush=True)
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
+    try:
+        status, exit_code = worker.execute_at_terminal(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
+    finally:
+        display.close()
+    results = {
+        stage: {key: result.get(key) for key in ("val_accuracy", "val_loss", "best_val_accuracy", "epochs", "seconds")}
+        for stage, result in (status.get("results") or {}).items()
+    }
+    if arguments.json:
+        summary = run.summary()
+        _print_json(
+            {
+                "run": str(run.path),
+                "status": status["state"],
+                "error": status.get("error"),
+                "results": results,
+                "replicas": summary.get("replicas"),
+                "global_batch_size": summary.get("global_batch_size"),
+            }
+        )
+    else:
+        print(f"Run {run.id}: {status['state']}" + (f" ({status['error']})" if status.get("error") else ""))
+        for stage, result in results.items():
+            accuracy = result["val_accuracy"]
+            print(
+                f"  {stage}: val_accuracy={accuracy if accuracy is None else round(accuracy, 4)} "
+                f"val_loss={result['val_loss'] if result['val_loss'] is None else round(result['val_loss'], 4)} "
+                f"({result['seconds']:.0f} s)"
+            )
+    return exit_code
+
+
+def command_lr_find(arguments: argparse.Namespace) -> int:
+    from tlcore import cli_flags
+    from tlcore import config as config_module
+    from tlcore.data.dataset import DatasetError
+    from tlcore.runs import store
+    from tlcore.training import lr_finder
+
+    console.import_tensorflow_quietly(arguments.verbose)
+    try:
+        config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+        sweep = lr_finder.find_learning_rate(
+            config,
+            runs_dir=arguments.runs_dir or store.default_runs_dir(),
+            start=arguments.start,
+            end=arguments.end,
+            steps=arguments.steps,
+        )
+    except (ValueError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        _print_json(sweep.to_json())
+    else:
+        for rate, loss in zip(
+            sweep.learning_rates[:: max(1, len(sweep.learning_rates) // 20)],
+            sweep.losses[:: max(1, len(sweep.losses) // 20)],
+        ):
+            print(f"  learning rate {rate:9.2e}  loss {loss:.4f}")
+        print(f"Suggested learning rate for the head: {sweep.suggestion:.2e}")
+    return 0
+
+
+def command_worker(arguments: argparse.Namespace) -> int:
+    from tlcore.runs import store, worker
+
+    run = store.Run(Path(arguments.run_folder))
+    # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
+    worker.lower_priority()
+    worker.limit_malloc_arenas()
+    status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
+    return 0 if status["state"] in ("done", "stopped") else 1
+
+
+def command_predict(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
+    from tlcore.runs import store
+    from tlcore.serving import predict
+
+    try:
+        predictor = predict.load(arguments.run, arguments.runs_dir)
+    except (ValueError, predict.ModelLoadError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
+    try:
+        results = _predict_arguments(predictor, arguments.images, arguments.top, display)
+    except ValueError as error:  # Includes zips.UnsafeArchiveError's message via _predict_arguments.
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        display.close()
+    if arguments.csv:
+        from tlcore.serving import batch
+
+        store.write_atomic(Path(arguments.csv), batch.to_csv([batch.row_from_result(item) for item in results]))
+        print(f"Wrote {len(results)} rows to {arguments.csv}", file=sys.stderr)
+    if arguments.json:
+        _print_json(results)
+    else:
+        for result in results:
+            if "error" in result:
+                print(f"{result['image']}: error: {result['error']}")
+            else:
+                ranking = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
+                print(f"{result['image']}: {ranking}")
+    return 1 if any("error" in result for result in results) else 0
+
+
+def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> list[dict]:
+    """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
+    from tlcore.data import zips
+    from tlcore.serving import batch, predict
+
+    results = []
+    for argument in arguments:
+        if Path(argument).is_dir() or batch.is_zip(argument):
+            try:
+                rows = batch.predict_folder(predictor, argument, top=top, display=display)
+            except zips.UnsafeArchiveError as error:
+                raise ValueError(str(error)) from None
+            for row in rows:
+                name = f"{argument.rstrip('/')}/{row['file']}"
+                results.append(
+                    {"image": name, "error": row["error"]} if row["error"] else {"image": name, "top": row["top_k"]}
+                )
+        else:
+            results += predict.predict_sources(predictor, [Path(argument)], names=[argument], top=top)
+    return results
+
+
+def command_evaluate(arguments: argparse.Namespace) -> int:
+    from tlcore.data.dataset import DatasetError
+    from tlcore.insight import evaluate
+    from tlcore.serving import predict
+
+    console.import_tensorflow_quietly(arguments.verbose)
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
+    try:
+        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir, display=display)
+    except (ValueError, DatasetError, predict.ModelLoadError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        display.close()
+    if arguments.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"{result.split}: {result.images} images, accuracy {result.accuracy:.4f}")
+    width = max(len(name) for name in result.classes)
+    print(f"Confusion matrix (rows: true class, columns: predicted class in the order {', '.join(result.classes)}):")
+    for name, row in zip(result.classes, result.confusion):
+        print(f"  {name:<{width}}  " + " ".join(f"{count:>5}" for count in row))
+    print(f"  {'class':<{width}}  precision  recall     f1  support")
+    for row in result.per_class():
+        print(
+            f"  {row['class']:<{width}}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  {row['f1']:>5.4f}  "
+            f"{row['support']:>7}"
+        )
+    print(f"Mistakes ({len(result.mistakes)}), most confident first:")
+    for mistake in result.mistakes[: arguments.mistakes]:
+        print(
+            f"  {mistake.path}: {mistake.true_label} predicted as {mistake.predicted_label} "
+            f"({mistake.probability:.3f}, loss {mistake.loss:.3f})"
+        )
+    if len(result.mistakes) > arguments.mistakes:
+        print(f"  ... and {len(result.mistakes) - arguments.mistakes} more (--json lists them all)")
+    return 0
+
+
+def command_export(arguments: argparse.Namespace) -> int:
+    from tlcore.serving import export, predict
+
+    console.import_tensorflow_quietly(arguments.verbose)
+    display = progress.for_stream(sys.stderr, plain=arguments.json)
+    try:
+        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir, display=display)
+    except (ValueError, predict.ModelLoadError, export.ExportError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if isinstance(error, export.ExportError) else 2
+    finally:
+        display.close()
+    if arguments.json:
+        _print_json(result.to_dict())
+        return 0
+    print(f"Exported {result.format}: {result.path}")
+    print("Labels: labels.json inside the zip" if result.format == "keras" else f"Labels: {result.labels_path}")
+    print(
+        f"Checked on {result.images} validation images: same top-1 class for {result.agreement:.2%} "
+        f"(required {export.REQUIRED_AGREEMENT[result.format]:.0%}), largest probability difference "
+        f"{result.max_difference:.6f}"
+    )
+    return 0
+
+
+def command_runs(arguments: argparse.Namespace) -> int:
+    from tlcore.runs import store
+
+    rows = [store.describe(run) for run in store.list_runs(arguments.runs_dir)]
+    if arguments.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"No runs in {arguments.runs_dir or store.default_runs_dir()}.")
+        return 0
+
+    def value(number: float | None) -> str:
+        return "-" if number is None else f"{number:.4f}"
+
+    def text(cell) -> str:
+        return "-" if cell is None else str(cell)  # A half-written run folder has no strategy, backbone ...
+
+    # Columns as wide as their longest cell: run ids differ in length with their strategy and backbone.
+    widths = {key: max(len(text(row[key])) for row in rows) for key in ("run", "state", "strategy", "model")}
+    for row in rows:
+        # The model's own accuracy beside the best of any epoch: after 1 -> 2 -> 3 they can differ.
+        columns = "  ".join(text(row[key]).ljust(width) for key, width in widths.items())
+        print(
+            f"{columns}  {text(row['image_size'])} px  epochs={row['epochs']}  "
+            f"best_val_accuracy={value(row['best_val_accuracy'])}  "
+            f"model_val_accuracy={value(row['model_val_accuracy'])}"
+        )
+    return 0
+
+
+def command_stop(arguments: argparse.Namespace) -> int:
+    from tlcore.runs import store
+
+    try:
+        run = store.resolve(arguments.run, arguments.runs_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    state = run.state
+    if state in store.FINAL_STATES:
+        print(f"Run {run.id} already ended ({state}).")
+        return 0
+    run.request_stop()
+    print(f"Asked run {run.id} to stop; it ends after its current batch.")
+    return 0
+
+
+def command_explore(arguments: argparse.Namespace) -> int:
+    from tlcore.data import folders
+    from tlcore.data.dataset import DatasetError
+    from tlcore.insight import explore
+    from tlcore.runs import store
+
+    try:
+        settings = explore.ExploreSettings(
+            backbone=arguments.backbone, image_size=arguments.image_size, threshold=arguments.threshold
+        )
+        dataset = folders.scan(arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
+    except (DatasetError, ValueError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    runs_dir = arguments.runs_dir or store.default_runs_dir()
+    exploration = explore.explore(dataset, settings, runs_dir=runs_dir, stream=sys.stderr)
+    if arguments.json:
+        _print_json(exploration.to_json())
+    else:
+        print(explore.summary(exploration, top=arguments.top))
+    return 0

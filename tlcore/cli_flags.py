@@ -1,0 +1,143 @@
+"""The `train` and `lr-find` flags, generated from the settings' metadata (see `tlcore.settings`).
+
+One flag per setting of TrainConfig, and per setting of a nested config (AugmentationConfig); a field
+added to TrainConfig becomes a flag without a change here. Every flag defaults to None, "not given", so
+that `config.from_preset` can tell a preset's value from an explicit one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any, Iterable
+
+from tlcore.config import PRESETS, TrainConfig
+from tlcore.settings import setting_type, settings_of
+
+# Titles of the flag groups a setting's metadata "group" names (a nested config's flags group under its field).
+GROUP_TITLES = {
+    "augmentation": "augmentation (frozen_augmented, fine_tuning, scratch)",
+    "devices": "devices (tf.distribute; see README, Scaling up)",
+    "speed": "speed on a GPU (see README, Speed)",
+}
+
+
+def flag_name(setting: dataclasses.Field) -> str:
+    """The setting's flag: its metadata's "flag", else --field-name."""
+    return setting.metadata.get("flag") or "--" + setting.name.replace("_", "-")
+
+
+def describe(value: Any) -> str:
+    """A default as a help text shows it: on/off for a switch, 0.001 or 1e-05 for a number."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def default_text(setting: dataclasses.Field, presets: dict[str, dict[str, Any]]) -> str:
+    """'default 32; seed preset: 64': the field's default, then each preset that changes it."""
+    parts = [f"default {describe(setting.default)}"]
+    for preset, values in presets.items():
+        if setting.name in values and values[setting.name] != setting.default:
+            parts.append(f"{preset} preset: {describe(values[setting.name])}")
+    return "; ".join(parts)
+
+
+def nested_configs(config_class: type) -> dict[str, type]:
+    """Fields holding a config of their own (TrainConfig.augmentation): field name -> config class."""
+    return {
+        item.name: item.default_factory
+        for item in dataclasses.fields(config_class)
+        if item.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(item.default_factory)
+    }
+
+
+def add_setting(parser, setting: dataclasses.Field, dest: str, presets: dict[str, dict[str, Any]]) -> None:
+    """Adds the setting's flag to a parser or flag group: its type or switch, choices, help and default."""
+    options: dict[str, Any] = {"dest": dest, "default": None}
+    help_text = setting.metadata["help"]
+    if setting.default is dataclasses.MISSING:
+        options["required"] = True
+    else:
+        help_text += f" ({default_text(setting, presets)})"
+    options["help"] = help_text.replace("%", "%%")  # argparse formats help texts with %.
+    if setting_type(setting) is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    else:
+        options["type"] = setting_type(setting)
+    if "choices" in setting.metadata:
+        options["choices"] = setting.metadata["choices"]
+    if "metavar" in setting.metadata:
+        options["metavar"] = setting.metadata["metavar"]
+    elif "type" in options and "choices" not in options:
+        # argparse would name the placeholder after `dest` (AUGMENTATION_ROTATION_DEGREES for --rotation).
+        options["metavar"] = flag_name(setting).lstrip("-").replace("-", "_").upper()
+    parser.add_argument(flag_name(setting), **options)
+
+
+def add_setting_flags(
+    parser: argparse.ArgumentParser,
+    names: Iterable[str] | None = None,
+    config_class: type = TrainConfig,
+    presets: dict[str, dict[str, Any]] = PRESETS,
+) -> None:
+    """Adds a flag for each setting of `config_class` and of its nested configs, in field order.
+
+    Args:
+        parser: the command's parser.
+        names: only these fields (a nested config's name takes all its settings); None: every setting.
+        config_class: the config the flags fill in.
+        presets: the presets whose values the help texts show beside the defaults.
+    """
+    wanted = None if names is None else set(names)
+    groups = {}
+
+    def group_for(name: str | None):
+        if name is None:
+            return parser
+        if name not in groups:
+            groups[name] = parser.add_argument_group(GROUP_TITLES.get(name, name))
+        return groups[name]
+
+    nested = nested_configs(config_class)
+    for item in dataclasses.fields(config_class):
+        if wanted is not None and item.name not in wanted:
+            continue
+        if item.name in nested:
+            for inner in settings_of(nested[item.name]):
+                add_setting(group_for(item.name), inner, f"{item.name}_{inner.name}", {})
+        elif "help" in item.metadata:
+            add_setting(group_for(item.metadata.get("group")), item, item.name, presets)
+
+
+def add_preset_flag(parser: argparse.ArgumentParser, presets: dict[str, dict[str, Any]] = PRESETS) -> None:
+    parser.add_argument(
+        "--preset",
+        choices=sorted(presets),
+        default="default",
+        help="starting settings: a flag not given takes the preset's value (default: default)",
+    )
+
+
+def settings_from(arguments: argparse.Namespace, config_class: type = TrainConfig) -> dict[str, Any]:
+    """The config fields of the flags given; a flag not given is left out, for the preset or the default.
+
+    Raises:
+        ValueError: a nested config refuses the values given.
+    """
+    values = {
+        item.name: getattr(arguments, item.name)
+        for item in settings_of(config_class)
+        if getattr(arguments, item.name, None) is not None
+    }
+    for name, nested_class in nested_configs(config_class).items():
+        given = {
+            inner.name: getattr(arguments, f"{name}_{inner.name}")
+            for inner in settings_of(nested_class)
+            if getattr(arguments, f"{name}_{inner.name}", None) is not None
+        }
+        if given:
+            values[name] = nested_class(**given)
+    return values
