@@ -8,16 +8,14 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 import tlcore
+from tests.helpers.paths import PROJECT_ROOT
 from tlcore import cli, cli_flags
 from tlcore.config import AugmentationConfig, TrainConfig, from_preset
 from tlcore.settings import setting, settings_of
-
-from tests.helpers.paths import PROJECT_ROOT
 
 
 def _tlcore(*arguments: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tlcore.config import PRESETS, AugmentationConfig, TrainConfig
-from tlcore.models.backbones import BACKBONES
+from tlcore.models.registry import BACKBONES
 from tlcore.settings import SETTING_KEYS, setting, setting_type, settings_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,14 +111,13 @@ def test_the_config_module_imports_no_tensorflow_or_keras():
 
 
 def test_the_train_page_draws_every_setting_marked_for_it_from_the_metadata(small_catsdogs, tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
+    from tests.app.page_kit import open_page
     from tlcore.data import folders
 
     monkeypatch.setenv("TLCORE_RUNS_DIR", str(tmp_path / "runs"))
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=120)
+    at = open_page()
     at.session_state["dataset"] = folders.scan(str(small_catsdogs))
-    at.run()
+    at = open_page("pages/2_Train.py", at)
     at.selectbox(key="train_backbone").set_value("mobilenet_v2").run()  # The width multiplier shows for MobileNets.
     assert not at.exception, [item.message for item in at.exception]
     widgets = {

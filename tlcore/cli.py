@@ -23,6 +23,9 @@ from typing import Sequence
 
 import tlcore
 from tlcore import cli_commands, cli_flags
+from tlcore.insight import explore
+from tlcore.models.registry import BACKBONES
+from tlcore.serving.export import FORMATS
 
 # The settings `lr-find` needs: what builds the frozen base and the head, and what the sweep trains with.
 LR_FIND_SETTINGS = (
@@ -51,8 +54,6 @@ def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
 
 def add_explore_parser(commands) -> None:
     """Registers `explore` (kept in one function, apart from the other commands)."""
-    from tlcore.insight import explore
-    from tlcore.models.registry import BACKBONES
 
     exploring = commands.add_parser(
         "explore",
@@ -216,8 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one JSON object: classes, confusion, normalised, per_class, accuracy, mistakes",
     )
     evaluation.set_defaults(handler=cli_commands.command_evaluate)
-
-    from tlcore.serving.export import FORMATS
 
     exporting = commands.add_parser(
         "export",

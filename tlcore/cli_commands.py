@@ -12,7 +12,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tlcore import console, progress
+from tlcore import cli_flags, console, progress
+from tlcore import config as config_module
+from tlcore.data import folders, zips
+from tlcore.data.dataset import DatasetError
+from tlcore.insight import evaluate, explore
+from tlcore.runs import store, worker
+from tlcore.serving import batch, export, predict
 
 
 def _print_json(value) -> None:
@@ -20,8 +26,6 @@ def _print_json(value) -> None:
 
 
 def command_scan(arguments: argparse.Namespace) -> int:
-    from tlcore.data import folders
-    from tlcore.data.dataset import DatasetError
 
     try:
         dataset = folders.scan(arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
@@ -53,9 +57,6 @@ def command_scan(arguments: argparse.Namespace) -> int:
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-    from tlcore import cli_flags
-    from tlcore import config as config_module
-    from tlcore.runs import store, worker
 
     try:
         config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
@@ -101,10 +102,7 @@ def command_train(arguments: argparse.Namespace) -> int:
 
 
 def command_lr_find(arguments: argparse.Namespace) -> int:
-    from tlcore import cli_flags
-    from tlcore import config as config_module
-    from tlcore.data.dataset import DatasetError
-    from tlcore.runs import store
+    # Heavy: imports TensorFlow (the sweep builds the frozen base).
     from tlcore.training import lr_finder
 
     console.import_tensorflow_quietly(arguments.verbose)
@@ -133,7 +131,6 @@ def command_lr_find(arguments: argparse.Namespace) -> int:
 
 
 def command_worker(arguments: argparse.Namespace) -> int:
-    from tlcore.runs import store, worker
 
     run = store.Run(Path(arguments.run_folder))
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
@@ -145,8 +142,6 @@ def command_worker(arguments: argparse.Namespace) -> int:
 
 def command_predict(arguments: argparse.Namespace) -> int:
     console.import_tensorflow_quietly(arguments.verbose)
-    from tlcore.runs import store
-    from tlcore.serving import predict
 
     try:
         predictor = predict.load(arguments.run, arguments.runs_dir)
@@ -168,8 +163,6 @@ def command_predict(arguments: argparse.Namespace) -> int:
     finally:
         display.close()
     if arguments.csv:
-        from tlcore.serving import batch
-
         store.write_atomic(Path(arguments.csv), batch.to_csv([batch.row_from_result(item) for item in results]))
         print(f"Wrote {len(results)} rows to {arguments.csv}", file=sys.stderr)
     if arguments.json:
@@ -186,8 +179,6 @@ def command_predict(arguments: argparse.Namespace) -> int:
 
 def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> list[dict]:
     """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
-    from tlcore.data import zips
-    from tlcore.serving import batch, predict
 
     results = []
     for argument in arguments:
@@ -207,9 +198,6 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=No
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:
-    from tlcore.data.dataset import DatasetError
-    from tlcore.insight import evaluate
-    from tlcore.serving import predict
 
     console.import_tensorflow_quietly(arguments.verbose)
     display = progress.for_stream(sys.stderr, plain=arguments.json)
@@ -249,7 +237,6 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
 
 
 def command_export(arguments: argparse.Namespace) -> int:
-    from tlcore.serving import export, predict
 
     console.import_tensorflow_quietly(arguments.verbose)
     display = progress.for_stream(sys.stderr, plain=arguments.json)
@@ -277,7 +264,6 @@ def command_export(arguments: argparse.Namespace) -> int:
 
 
 def command_runs(arguments: argparse.Namespace) -> int:
-    from tlcore.runs import store
 
     rows = [store.describe(run) for run in store.list_runs(arguments.runs_dir)]
     if arguments.json:
@@ -307,7 +293,6 @@ def command_runs(arguments: argparse.Namespace) -> int:
 
 
 def command_stop(arguments: argparse.Namespace) -> int:
-    from tlcore.runs import store
 
     try:
         run = store.resolve(arguments.run, arguments.runs_dir)
@@ -324,10 +309,6 @@ def command_stop(arguments: argparse.Namespace) -> int:
 
 
 def command_explore(arguments: argparse.Namespace) -> int:
-    from tlcore.data import folders
-    from tlcore.data.dataset import DatasetError
-    from tlcore.insight import explore
-    from tlcore.runs import store
 
     try:
         settings = explore.ExploreSettings(
