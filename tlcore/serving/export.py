@@ -234,8 +234,10 @@ def tflite_interpreter(path: Path):
         (the interpreter, "ai_edge_litert" or "tensorflow").
     """
     try:
+        # Optional: ai-edge-litert has no wheel for some platforms.
         from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # Not installed (no wheel for this platform): tf.lite.Interpreter runs the same files.
+    except ImportError:
+        # Heavy: imports TensorFlow, whose deprecated tf.lite.Interpreter runs the same files.
         import tensorflow as tf
 
         with warnings.catch_warnings():
