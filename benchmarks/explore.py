@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from tlcore.data import folders
+from tlcore.insight import explore
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "catsdogs"
 LEAK_QUALITY = 70
@@ -51,8 +55,6 @@ def _photos(folder: Path) -> list[Path]:
 
 def reencode(source: Path, target: Path, quality: int = LEAK_QUALITY, scale: float = LEAK_SCALE) -> None:
     """Writes a photo again as a JPEG of another quality and size: a copy no byte comparison finds."""
-    from PIL import Image
-
     with Image.open(source) as image:
         image = image.convert("RGB")
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
@@ -138,9 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-other-pairs", type=int, default=5, help="pairs allowed besides the leaks (5)")
     arguments = parser.parse_args(argv)
 
+    # Before the explorer imports TensorFlow (on its first extraction).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tlcore.data import folders
-    from tlcore.insight import explore
 
     work = Path(tempfile.mkdtemp(prefix="tlcore-explore-benchmark-"))
     try:

@@ -43,6 +43,7 @@ class Display:
 
     def epoch_callback(self, stage: str, epochs: int, epoch_offset: int = 0):
         """A Keras callback that shows a stage's epochs, or None when nothing is shown."""
+        # Heavy: imports Keras (see the module's comment).
         from tlcore.training.callbacks import PrintProgress
 
         if self.stream is None:
@@ -73,6 +74,8 @@ class RichDisplay(Display):
 
     def __init__(self, stream):
         super().__init__(stream)
+        # Deferred: only a terminal draws bars, and rich (installed with Keras) is slower to import than
+        # the light commands (`tlcore runs`, `tlcore stop`) take to run.
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -102,6 +105,7 @@ class RichDisplay(Display):
         return RichTask(self.progress, description, total)
 
     def epoch_callback(self, stage: str, epochs: int, epoch_offset: int = 0):
+        # Heavy: imports Keras (see the module's comment).
         from tlcore.training.callbacks import BarProgress
 
         return BarProgress(self, stage, epochs, epoch_offset)

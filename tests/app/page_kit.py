@@ -29,9 +29,10 @@ TIMEOUT = 180
 
 def efficientnet_lite_available() -> bool:
     try:
-        import tlcore.models.efficientnet_lite as lite
+        import tlcore.models.efficientnet_lite  # noqa: F401 - the model must import, not only its weights.
+        from tlcore.models import efficientnet_lite_weights
 
-        return lite.weights_file() is not None
+        return efficientnet_lite_weights.weights_file() is not None
     except Exception:  # noqa: BLE001 - any import problem means "use the fallback backbone".
         return False
 

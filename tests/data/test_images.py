@@ -21,7 +21,7 @@ from PIL import Image, ImageFile
 
 from tests.helpers.images import bomb_png, declared_png, encoded, png_chunk
 from tests.helpers.paths import PROJECT_ROOT
-from tlcore.data import images
+from tlcore.data import image_limits, images
 
 ENTRY_POINTS = ("decode", "load_resized", "decode-bytes", "load_resized-bytes")
 RESIZED = 24
@@ -200,7 +200,7 @@ def test_pixel_cap_holds_without_pillows_own_guard(tmp_path, monkeypatch, no_dec
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     error = _refused(entry, _write(tmp_path, "bomb.png", bomb_png()))
     assert "20000 x 20000" in error.reason
-    assert f"{images.MAX_PIXELS:,}" in error.reason
+    assert f"{image_limits.MAX_PIXELS:,}" in error.reason
 
 
 def _declaring(image_format: str, width: int, height: int) -> bytes:
@@ -575,12 +575,12 @@ def test_rgba_compositing_matches_the_whole_image_composite(tmp_path):
 
 
 def test_decoded_bytes_counts_what_pillow_allocates():
-    assert images.decoded_bytes("I;16", (100, 10)) == 2000
-    assert images.decoded_bytes("L", (100, 10)) == 1000
-    assert images.decoded_bytes("RGB", (100, 10)) == 4000  # Pillow pads RGB to 4 bytes a pixel
-    assert images.decoded_bytes("RGBA", (100, 10)) == 4000
+    assert image_limits.decoded_bytes("I;16", (100, 10)) == 2000
+    assert image_limits.decoded_bytes("L", (100, 10)) == 1000
+    assert image_limits.decoded_bytes("RGB", (100, 10)) == 4000  # Pillow pads RGB to 4 bytes a pixel
+    assert image_limits.decoded_bytes("RGBA", (100, 10)) == 4000
     with pytest.raises(ValueError, match="'XYZ'"):
-        images.decoded_bytes("XYZ", (1, 1))
+        image_limits.decoded_bytes("XYZ", (1, 1))
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads the mapped memory from /proc")

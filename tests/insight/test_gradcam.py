@@ -9,7 +9,7 @@ import pytest
 from tests.helpers.runs import LITE0_SETTINGS, trained_run
 from tlcore.config import AugmentationConfig, TrainConfig
 from tlcore.data import augment, images
-from tlcore.insight import gradcam
+from tlcore.insight import gradcam, gradcam_chain
 from tlcore.models import backbones, heads
 from tlcore.serving import predict
 
@@ -103,7 +103,7 @@ def test_one_sigmoid_unit_in_a_nested_head_explains_both_classes(confidence):
     batch = gradcam.resize_image(image, 32)[np.newaxis].astype("float32")
     probability = float(keras.ops.convert_to_numpy(model(batch))[0, 0])
     assert probability < 0.5 and (confidence < 1 or probability == 0.0)  # More red than green; saturated at 1000.
-    _, _, probabilities, chosen = gradcam.feature_map_and_gradients(model, batch)
+    _, _, probabilities, chosen = gradcam_chain.feature_map_and_gradients(model, batch)
     np.testing.assert_allclose(probabilities, [1.0 - probability, probability], atol=1e-6)
     assert chosen == 0
     red, green = (gradcam.gradcam(model, image, class_index=index) for index in (0, 1))
@@ -141,8 +141,8 @@ def test_every_kind_of_model_gives_a_heatmap_of_the_images_shape(name, target):
         base.trainable = False
         head = heads.build_head(base.output.shape[1:], 3, TrainConfig(data_dir="unused"))
         model = heads.assemble(64, base, head, backbones.preprocessing_layer(name), augmentation)
-    position, inner = gradcam.find_target(gradcam.inference_layers(model))
-    layer = gradcam.inference_layers(model)[position]
+    position, inner = gradcam_chain.find_target(gradcam_chain.inference_layers(model))
+    layer = gradcam_chain.inference_layers(model)[position]
     assert layer is base and inner == target
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     for class_index in (None, 2):

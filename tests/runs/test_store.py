@@ -1,4 +1,4 @@
-"""The run folder on disk: file permissions, atomic writes, what a listing includes."""
+"""The run folder on disk: file permissions, atomic writes, what a listing includes, stale partials cleaned."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tlcore.runs import store
+from tlcore.runs import partials, store
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_stale_partials_of_gone_processes_are_removed_and_nothing_else(tmp_path)
     run = _run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa")
     cache_entry = runs_dir / ".cache" / "features" / "0123456789abcdef0123"
     cache_entry.mkdir(parents=True)
-    dead, alive, old = _dead_pid(), os.getpid(), store.STALE_PARTIAL_SECONDS + 60
+    dead, alive, old = _dead_pid(), os.getpid(), partials.STALE_PARTIAL_SECONDS + 60
     # A Keras save killed midway leaves a folder or a file, depending on the Keras version.
     partial_model_folder = run / f".partial-{dead}-model.keras"
     (partial_model_folder / "assets").mkdir(parents=True)
@@ -123,7 +123,7 @@ def test_stale_partials_of_gone_processes_are_removed_and_nothing_else(tmp_path)
         _aged(_write(run / "model.keras"), old),
         _aged(_write(run / "notes.partial"), old),
     ]
-    removed = store.clean_partials(runs_dir)
+    removed = partials.clean_partials(runs_dir)
     assert sorted(removed) == sorted(stale)
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)

@@ -16,7 +16,7 @@ from tests.helpers.runs import LITE0_SETTINGS, trained_run
 from tlcore.data import pipeline
 from tlcore.insight import evaluate
 from tlcore.runs import store
-from tlcore.serving import export, predict
+from tlcore.serving import export, export_check, predict
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +42,11 @@ def validation_batch(trained) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_agreement_and_probabilities_are_pure_functions():
-    np.testing.assert_allclose(export.as_probabilities(np.array([[0.2], [0.9]])), [[0.8, 0.2], [0.1, 0.9]])
-    same, difference = export.agreement(np.array([[0.9, 0.1], [0.4, 0.6]]), np.array([[0.8, 0.2], [0.6, 0.4]]))
+    np.testing.assert_allclose(export_check.as_probabilities(np.array([[0.2], [0.9]])), [[0.8, 0.2], [0.1, 0.9]])
+    same, difference = export_check.agreement(np.array([[0.9, 0.1], [0.4, 0.6]]), np.array([[0.8, 0.2], [0.6, 0.4]]))
     assert same == 0.5 and difference == pytest.approx(0.2)
     with pytest.raises(ValueError, match="received"):
-        export.agreement(np.zeros((2, 2)), np.zeros((3, 2)))
+        export_check.agreement(np.zeros((2, 2)), np.zeros((3, 2)))
 
 
 def test_inference_model_drops_only_the_augmentation(trained, validation_batch):
@@ -56,7 +56,7 @@ def test_inference_model_drops_only_the_augmentation(trained, validation_batch):
     clean = export.inference_model(model)
     assert [layer.name for layer in clean.layers] == ["image", "preprocess", "efficientnet_lite0", "head"]
     batch, expected = validation_batch
-    np.testing.assert_allclose(export.as_probabilities(clean.predict(batch, verbose=0)), expected, atol=1e-6)
+    np.testing.assert_allclose(export_check.as_probabilities(clean.predict(batch, verbose=0)), expected, atol=1e-6)
     assert export.inference_model(clean) is clean
 
 
@@ -91,7 +91,7 @@ def test_serving_exports_agree_with_the_keras_model(trained, validation_batch, f
     assert result.max_difference <= tolerance
     assert json.loads(result.labels_path.read_text()) == ["cats", "dogs"]
     batch, expected = validation_batch
-    outputs = export.as_probabilities(_independent_outputs(format, result.path, batch))
+    outputs = export_check.as_probabilities(_independent_outputs(format, result.path, batch))
     np.testing.assert_allclose(outputs, expected, atol=tolerance)
     assert (outputs.argmax(axis=1) == expected.argmax(axis=1)).all()
     if format == "tflite-int8":  # Weights stored as int8: about a quarter of the float model.
@@ -116,7 +116,7 @@ def test_keras_export_is_the_run_model_and_its_labels(trained, tmp_path):
 def test_a_disagreeing_export_raises_and_is_deleted(trained, tmp_path, monkeypatch):
     run, _ = trained
     # An export that answers "dogs" for everything: what a broken conversion could do.
-    monkeypatch.setitem(export.LOADERS, "keras", lambda path: lambda batch: np.ones((len(batch), 1)))
+    monkeypatch.setitem(export_check.LOADERS, "keras", lambda path: lambda batch: np.ones((len(batch), 1)))
     with pytest.raises(export.ExportError, match=r"disagrees.*expected at least 100%"):
         export.export(run, "keras", destination=tmp_path / "broken.zip")
     assert list(tmp_path.iterdir()) == []  # Neither the artefact nor its temporary.
@@ -148,7 +148,7 @@ def test_cli_exports_a_float_tflite_file_that_agrees(trained, validation_batch, 
     assert printed["runtime"] == "ai_edge_litert"
     assert json.loads((tmp_path / "shipped" / "classifier.labels.json").read_text()) == ["cats", "dogs"]
     batch, expected = validation_batch
-    outputs = export.as_probabilities(_independent_outputs("tflite", output, batch))
+    outputs = export_check.as_probabilities(_independent_outputs("tflite", output, batch))
     np.testing.assert_allclose(outputs, expected, atol=1e-4)
     completed = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert completed.returncode == 2 and "already exists" in completed.stderr

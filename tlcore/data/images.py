@@ -3,6 +3,7 @@
 Every reader in tlcore (folder scan, zip ingest, training pipeline, prediction upload) goes
 through `decode` or `load_resized`, so training and prediction can never disagree about what a
 file contains: same format whitelist, same EXIF orientation, same colour conversion, same resize.
+What a file may declare and how much memory decodes may hold at once is `tlcore.data.image_limits`.
 """
 
 from __future__ import annotations
@@ -11,36 +12,19 @@ import contextlib
 import io
 import os
 import struct
-import threading
 import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
-from PIL import Image, ImageMode, ImageOps
+from PIL import Image, ImageOps
+
+from tlcore.data import image_limits
 
 # Formats we accept. Pillow would try every plugin it has; limiting the list keeps odd formats
 # (PSD, EPS via Ghostscript, ...) out of a teaching tool's attack surface.
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 SUPPORTED_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
-
-# 100 megapixels: an 8000 x 6000 photo (48 MP) decodes, a 20000 x 20000 "bomb" (400 MP) does not.
-MAX_PIXELS = 100_000_000
-
-# The pixel cap alone does not bound memory: what the decoder allocates is pixels x bytes per pixel,
-# and Pillow keeps every multi-band 8-bit mode (RGB, RGBA, LA, CMYK, ...) in 4 bytes a pixel and
-# 16-bit greyscale in 2. This cap is checked from the header, before decoding: an 8000 x 6000 photo
-# (48 MP x 4 bytes) decodes, a 100 MP RGB or RGBA image (400 MB once decoded) does not.
-MAX_DECODED_BYTES = 256 * 2**20
-
-# Working memory all the decodes of one process may hold at once (the folder scan decodes on up to
-# 8 threads). A decode that would go past it waits for the others to finish; a decode alone always
-# runs, so one image at the cap still decodes.
-DECODE_MEMORY_BUDGET = 1024 * 2**20
-
-# Bytes a pixel may take while it is converted to RGB: an RGBA intermediate (palette or LA images)
-# and the RGB result, each 4 bytes a pixel in Pillow.
-CONVERSION_BYTES_PER_PIXEL = 8
 
 # Conversions work on bands of rows this many pixels large, so no whole-image temporary is made.
 CONVERSION_CHUNK_PIXELS = 1 << 20
@@ -85,85 +69,21 @@ def _open(stream, source: Source, label: str) -> Image.Image:
             f"not a supported image ({_sniff(source)}); expected one of {', '.join(SUPPORTED_FORMATS)}",
         ) from None
     width, height = image.size
-    if width * height > MAX_PIXELS:
+    if width * height > image_limits.MAX_PIXELS:
         raise _too_large(label, image.size)
     return image
 
 
-def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
-    """The bytes Pillow allocates for an image of this mode and size once it is decoded.
-
-    Args:
-        mode: a Pillow mode, such as "RGB", "RGBA", "I;16" or "P".
-        size: (width, height) in pixels.
-
-    Returns:
-        width x height x bytes per pixel, where every multi-band mode takes 4 bytes a pixel (Pillow
-        pads RGB to 4) and a single-band mode takes the size of its band.
-
-    Raises:
-        ValueError: the mode is not one Pillow knows.
-    """
-    try:
-        mode_description = ImageMode.getmode(mode)
-    except KeyError:
-        raise ValueError(f"mode must be a Pillow image mode, received {mode!r}.") from None
-    if len(mode_description.bands) > 1:
-        bytes_per_pixel = 4
-    else:
-        bytes_per_pixel = np.dtype(mode_description.typestr).itemsize
-    width, height = size
-    return width * height * bytes_per_pixel
-
-
-def _check_decoded_bytes(image: Image.Image, label: str) -> int:
-    """Refuses an image whose decoded pixels would exceed MAX_DECODED_BYTES; returns that size."""
-    size_in_memory = decoded_bytes(image.mode, image.size)
-    if size_in_memory > MAX_DECODED_BYTES:
-        width, height = image.size
-        raise InvalidImageError(
-            label,
-            f"image is {width} x {height} in mode {image.mode}, {size_in_memory / 2**20:,.0f} MiB once "
-            f"decoded, above the limit of {MAX_DECODED_BYTES / 2**20:,.0f} MiB",
-        )
-    return size_in_memory
-
-
-class _MemoryBudget:
-    """Bytes that the threads of this process may hold at once; a request alone always goes through."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.in_use = 0
-        self._condition = threading.Condition()
-
-    @contextlib.contextmanager
-    def reserve(self, amount: int):
-        with self._condition:
-            while self.in_use > 0 and self.in_use + amount > self.limit:
-                self._condition.wait()
-            self.in_use += amount
-        try:
-            yield
-        finally:
-            with self._condition:
-                self.in_use -= amount
-                self._condition.notify_all()
-
-
-_decode_memory = _MemoryBudget(DECODE_MEMORY_BUDGET)
+def _check_decoded_bytes(image: Image.Image, label: str) -> None:
+    """Refuses an image whose decoded pixels would exceed `image_limits.MAX_DECODED_BYTES`."""
+    reason = image_limits.too_many_decoded_bytes_reason(image.mode, image.size)
+    if reason is not None:
+        raise InvalidImageError(label, reason)
 
 
 def _too_large(label: str, size: tuple[int, int] | None) -> InvalidImageError:
-    """The error for an image above MAX_PIXELS, naming its size when the header could be read."""
-    if size is None:
-        declared = "image is"
-    else:
-        width, height = size
-        declared = f"image is {width} x {height} = {width * height:,} pixels,"
-    return InvalidImageError(
-        label, f"{declared} above the limit of {MAX_PIXELS:,} pixels (possible decompression bomb)"
-    )
+    """The error for an image above `image_limits.MAX_PIXELS`, naming its size when the header could be read."""
+    return InvalidImageError(label, image_limits.too_many_pixels_reason(size))
 
 
 def _declared_size(stream) -> tuple[int, int] | None:
@@ -313,10 +233,8 @@ def _decode_array(source: Source, label: str, image_size: int | None) -> np.ndar
                 # then never exists in memory at full size, and decoding is several times faster.
                 image.draft("RGB", (image_size, image_size))
             # Checked after draft: what counts is what the decoder will allocate, not the header.
-            size_in_memory = _check_decoded_bytes(image, label)
-            width, height = image.size
-            working_memory = size_in_memory + width * height * CONVERSION_BYTES_PER_PIXEL
-            with _decode_memory.reserve(working_memory):
+            _check_decoded_bytes(image, label)
+            with image_limits.decode_memory.reserve(image_limits.working_memory(image.mode, image.size)):
                 image.load()  # Decode fully: a truncated file fails here, not later in training.
                 # In place: without an orientation tag, exif_transpose would return a whole copy.
                 ImageOps.exif_transpose(image, in_place=True)

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tlcore import progress
 from tlcore.config import TrainConfig
 from tlcore.data import folders, pipeline
 from tlcore.data.dataset import DatasetScan, fingerprint
@@ -300,8 +301,6 @@ def probabilities_for(predictor, paths: Sequence[str], display=None) -> np.ndarr
 
     `display` (a `tlcore.progress.Display`) shows a bar of the images done.
     """
-    from tlcore import progress
-
     chunks = []
     bar = (display or progress.Display()).task("Evaluating", len(paths))
     try:

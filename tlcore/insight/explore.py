@@ -20,7 +20,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
+from tlcore.config import from_preset
 from tlcore.data.dataset import DatasetScan
 from tlcore.models.registry import BACKBONES
 
@@ -161,11 +163,11 @@ def pooled_features(
     Returns:
         (an (images, channels) float32 array, whether every split came from the cache).
     """
-    from tlcore import config as config_module
+    # Heavy: import TensorFlow and Keras, which the pages that only show an exploration never need.
     from tlcore.models import backbones, heads
     from tlcore.training import extraction, training_context
 
-    config = config_module.from_preset(
+    config = from_preset(
         "default",
         data_dir=dataset.root,
         backbone=settings.backbone,
@@ -212,6 +214,7 @@ def project_2d(vectors: np.ndarray) -> np.ndarray:
     From the eigenvectors of the channels' covariance: a channels x channels problem whatever the
     number of images, where a singular value decomposition of all the vectors grows with it.
     """
+    # Heavy: scipy.linalg is slow to import, and only the map needs it.
     import scipy.linalg
 
     centred = vectors - vectors.mean(axis=0)
@@ -268,9 +271,9 @@ def out_of_fold_probabilities(
         (images, classes) probabilities, or None when a class has fewer than 2 images (no fold
         could hold one out and still train on it).
     """
+    # Heavy: scikit-learn is slow to import, and only the label check needs it.
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
-    from threadpoolctl import threadpool_limits
 
     smallest = np.bincount(labels, minlength=num_classes).min()
     folds = min(folds, int(smallest))
@@ -289,6 +292,7 @@ def out_of_fold_probabilities(
 
 def label_issues(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Indices of the likely wrong labels, likeliest first (confident learning, ranked by self-confidence)."""
+    # Heavy: cleanlab imports scikit-learn and pandas, and only the label check needs it.
     from cleanlab.filter import find_label_issues
 
     # One process: on a small machine cleanlab's worker pool costs more than it saves.

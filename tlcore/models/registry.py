@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcore import framework_private
+from tlcore.models import efficientnet_lite_weights
 
 # Modes of `tlcore.models.layers.Preprocess` (kept here, where `Backbone` checks them, without Keras).
 PREPROCESSING_MODES = ("caffe", "tf", "normalize", "none")
@@ -230,10 +231,7 @@ def weights_status(name: str, image_size: int | None = None, alpha: float = 1.0)
     """
     backbone = get_backbone(name)
     if backbone.weights_file is None:
-        # Heavy: imports Keras (the bundled file's locator lives beside the model it loads into).
-        from tlcore.models import efficientnet_lite
-
-        path = efficientnet_lite.weights_file()
+        path = efficientnet_lite_weights.weights_file()
         if path is not None and Path(path).is_file():
             return WeightsStatus(True, "bundled", str(path), "ImageNet weights bundled (offline).")
         return WeightsStatus(

@@ -14,7 +14,8 @@ Layout of `<runs_dir>/<run_id>/`:
 
 Every file is written to a temporary name and renamed into place, so a reader (the dashboard,
 another process) never sees half a file. Readers are also tolerant of missing or damaged files:
-a run folder being written or deleted never breaks the runs table.
+a run folder being written or deleted never breaks the runs table. What killed writers leave behind
+is removed by `tlcore.runs.partials`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +42,7 @@ SCRATCH_MODEL = "small CNN"
 # A queued run's worker writes its pid into the status as its first act, before it imports anything
 # heavy. A queued run without a pid this long after it was created has a worker that never started.
 QUEUED_WITHOUT_PROCESS_SECONDS = 60
-# Partial files (a model being saved, features being extracted) younger than this are never removed,
-# whatever their process: a pid alone could have been recycled, a fresh mtime means work in progress.
-STALE_PARTIAL_SECONDS = 600
-# The temporary names writers in a runs folder use, with the pid of the process that writes them.
-PARTIAL_PATTERNS = (
-    re.compile(r"^\.partial-(?P<pid>\d+)-.+$"),  # training.trainer.save_model
-    re.compile(r"^\..+\.(?P<pid>\d+)\.partial$"),  # training.feature_cache.FeatureWriter
-)
-# write_atomic's temporaries: no pid, but a write holds one for a moment only.
+# write_atomic's temporaries: no pid, but a write holds one for a moment only (`tlcore.runs.partials` cleans them).
 ATOMIC_TEMPORARY_PATTERN = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
@@ -251,67 +243,6 @@ class Run:
 
     def stop_requested(self) -> bool:
         return (self.path / "stop").exists()
-
-
-def _is_stale_partial(path: Path, now: float) -> bool:
-    """Whether a runs-folder entry is a temporary left behind by a process that is gone."""
-    try:
-        age = now - path.lstat().st_mtime
-    except OSError:
-        return False
-    if age < STALE_PARTIAL_SECONDS:
-        return False
-    if ATOMIC_TEMPORARY_PATTERN.match(path.name):
-        return True
-    for pattern in PARTIAL_PATTERNS:
-        match = pattern.match(path.name)
-        if match:
-            return not process_alive(int(match.group("pid")))
-    return False
-
-
-def clean_partials(runs_dir: str | os.PathLike | None = None, now: float | None = None) -> list[Path]:
-    """Removes the temporaries that killed or failed writers left in a runs folder.
-
-    Looked at: the runs folder itself, each run folder, and each feature cache entry. Removed: a
-    partial model or feature file whose process is gone, and an atomic write's temporary, each
-    once it is older than STALE_PARTIAL_SECONDS. Symbolic links are removed as links, never
-    followed.
-
-    Args:
-        runs_dir: the runs folder (default `default_runs_dir()`).
-        now: the time to judge ages by (default: the current time).
-
-    Returns:
-        The paths removed.
-    """
-    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    now = time.time() if now is None else now
-    folders = [runs_dir]
-    folders += [path for path in _entries(runs_dir) if path.is_dir() and not path.is_symlink()]
-    cache = runs_dir / ".cache" / "features"
-    folders += [path for path in _entries(cache) if path.is_dir() and not path.is_symlink()]
-    removed = []
-    for folder in folders:
-        for path in _entries(folder):
-            if not _is_stale_partial(path, now):
-                continue
-            try:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            except OSError:
-                continue  # Gone already, or not ours to remove: the next clean-up tries again.
-            removed.append(path)
-    return removed
-
-
-def _entries(folder: Path) -> list[Path]:
-    try:
-        return list(folder.iterdir())
-    except OSError:
-        return []
 
 
 def new_run_id(strategy: str, backbone: str) -> str:

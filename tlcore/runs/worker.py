@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from tlcore.runs import store
+from tlcore.runs import partials, store
 
 LOCK_NAME = ".training.lock"
 QUEUE_POLL_SECONDS = 0.5
@@ -186,7 +186,7 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         run.set_status("stopped", error=None, finished=time.time())
         return run.status()
     # Holding the lock, no other training of this runs folder writes: what a killed one left is removed.
-    store.clean_partials(runs_dir)
+    partials.clean_partials(runs_dir)
     # Heavy: imports TensorFlow, once this run holds the lock: a queued worker stays a small process,
     # not a whole TensorFlow runtime waiting for its turn.
     from tlcore.training import trainer

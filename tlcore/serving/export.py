@@ -9,10 +9,10 @@ Formats (written under `<run>/exports/` unless a destination is given):
                  and `model-int8.labels.json` beside it.
 
 Every export is loaded back right after it is written (Keras `load_model` with safe_mode, SavedModel through
-its serving signature, TFLite through `tf.lite.Interpreter`) and run on the run's validation images: the
-top-1 class must match the Keras model's for every image (99% for tflite-int8), or the artefact is deleted
-and `ExportError` says by how much it disagreed. The artefact is built under a hidden temporary name and
-renamed into place only once it passed.
+its serving signature, TFLite through LiteRT; see `tlcore.serving.export_check`) and run on the run's
+validation images: the top-1 class must match the Keras model's for every image (99% for tflite-int8), or
+the artefact is deleted and `ExportError` says by how much it disagreed. The artefact is built under a
+hidden temporary name and renamed into place only once it passed.
 
 The SavedModel and TFLite exports contain the inference model only: the same layers after the "image" input,
 without the "augmentation" block. The augmentation's random layers do nothing at inference, but their
@@ -28,21 +28,16 @@ import os
 import shutil
 import tempfile
 import uuid
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from tlcore import progress
-from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import evaluate
-from tlcore.models.inference import inference_function
 from tlcore.runs import store
-from tlcore.serving import predict
+from tlcore.serving import export_check, predict
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
 # The share of validation images whose top-1 class must match the Keras model's.
@@ -54,8 +49,6 @@ DEFAULT_NAMES = {
     "tflite-int8": "model-int8.tflite",
 }
 EXPORTS_FOLDER = "exports"
-# Validation images run per step through both models.
-CHUNK_SIZE = 32
 
 
 class ExportError(Exception):
@@ -105,32 +98,6 @@ class ExportResult:
             "required_agreement": REQUIRED_AGREEMENT[self.format],
             "runtime": self.runtime,
         }
-
-
-# Pure functions.
-
-
-def as_probabilities(outputs: np.ndarray) -> np.ndarray:
-    """(N, num_classes) probabilities from a model's outputs; one sigmoid unit is two classes."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    if outputs.ndim == 1:
-        outputs = outputs[:, np.newaxis]
-    if outputs.shape[-1] == 1:
-        return np.concatenate([1.0 - outputs, outputs], axis=-1)
-    return outputs
-
-
-def agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(share of rows with the same top-1 class, largest absolute probability difference)."""
-    reference, candidate = np.asarray(reference), np.asarray(candidate)
-    if reference.shape != candidate.shape or reference.ndim != 2:
-        raise ValueError(
-            f"expected two (N, num_classes) arrays of one shape, received {reference.shape} and {candidate.shape}."
-        )
-    if len(reference) == 0:
-        return 1.0, 0.0
-    same = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
-    return same, float(np.max(np.abs(reference - candidate)))
 
 
 def labels_path_for(path: Path, format: str) -> Path:
@@ -202,72 +169,6 @@ WRITERS: dict[str, Callable] = {
 }
 
 
-# Loaders: artefact path -> a function from a float32 batch to the model's outputs.
-
-
-def _load_keras(path: Path) -> Callable:
-    with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
-        with zipfile.ZipFile(path) as archive:
-            archive.extract("model.keras", folder)
-        model = predict.load_model_file(Path(folder) / "model.keras")  # Fully in memory once loaded.
-    return inference_function(model)
-
-
-def _load_savedmodel(path: Path) -> Callable:
-    # Heavy: imports TensorFlow.
-    import tensorflow as tf
-
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-    (input_name,) = signature.structured_input_signature[1]
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        (output,) = signature(**{input_name: tf.constant(batch, dtype=tf.float32)}).values()
-        return output.numpy()
-
-    return run
-
-
-def tflite_interpreter(path: Path):
-    """An interpreter of a .tflite file: LiteRT's (`ai-edge-litert`), else TensorFlow's deprecated one.
-
-    Returns:
-        (the interpreter, "ai_edge_litert" or "tensorflow").
-    """
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # Not installed (no wheel for this platform): tf.lite.Interpreter runs the same files.
-        import tensorflow as tf
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
-            return tf.lite.Interpreter(model_path=str(path)), "tensorflow"
-    return Interpreter(model_path=str(path)), "ai_edge_litert"
-
-
-def _load_tflite(path: Path) -> Callable:
-    interpreter, runtime = tflite_interpreter(path)
-    (input_details,) = interpreter.get_input_details()
-    output_index = interpreter.get_output_details()[0]["index"]
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        interpreter.resize_tensor_input(input_details["index"], list(batch.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(input_details["index"], batch.astype(input_details["dtype"]))
-        interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
-
-    run.runtime = runtime
-    return run
-
-
-LOADERS: dict[str, Callable[[Path], Callable]] = {
-    "keras": _load_keras,
-    "savedmodel": _load_savedmodel,
-    "tflite": _load_tflite,
-    "tflite-int8": _load_tflite,
-}
-
-
 # Export.
 
 
@@ -285,17 +186,6 @@ def _destination(run: store.Run, format: str, destination: str | os.PathLike | N
     if path.exists() or path.is_symlink():
         raise ValueError(f"destination must be a new path, received {str(destination)!r}, which already exists.")
     return path
-
-
-def _compare(predictor, runner: Callable, paths: list[str], bar) -> tuple[float, float]:
-    """Runs the Keras model and the export on the images, chunk by chunk; returns `agreement`'s figures."""
-    references, candidates = [], []
-    for start in range(0, len(paths), CHUNK_SIZE):
-        batch = pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size).astype("float32")
-        references.append(predictor.probabilities(batch))
-        candidates.append(as_probabilities(runner(batch)))
-        bar.advance(len(batch))
-    return agreement(np.concatenate(references), np.concatenate(candidates))
 
 
 def export(
@@ -345,7 +235,7 @@ def export(
             WRITERS[format](predictor.model, run, labels, temporary)
             if beside:
                 store.write_json(temporary_labels, labels)
-            runner = LOADERS[format](temporary)
+            runner = export_check.LOADERS[format](temporary)
         except (ExportError, KeyboardInterrupt):
             raise
         except Exception as error:  # noqa: BLE001 - converters raise many types.
@@ -354,7 +244,7 @@ def export(
             ) from None
         bar = (display or progress.Display()).task(f"Checking the {format} export", len(paths))
         try:
-            same, difference = _compare(predictor, runner, paths, bar)
+            same, difference = export_check.compare(predictor, runner, paths, bar)
         finally:
             bar.close()
         if same < REQUIRED_AGREEMENT[format]:

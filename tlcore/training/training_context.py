@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -36,8 +37,6 @@ TENSORBOARD_FOLDER = "tensorboard"
 
 def tensorboard_installed() -> bool:
     """Whether the `tensorboard` package (an optional extra) is there: tf.summary needs it to write logs."""
-    import importlib.util
-
     return importlib.util.find_spec("tensorboard") is not None
 
 
