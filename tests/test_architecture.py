@@ -12,14 +12,20 @@ Imports are read with `ast`, so the rules hold for every file, imported by a tes
 
 from __future__ import annotations
 
+import argparse
 import ast
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
+
+from tlcore import cli
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PACKAGE = "tlcore"
@@ -295,3 +301,37 @@ def test_the_cli_lists_and_stops_runs_without_tensorflow(tmp_path):
         f"assert main(['stop', run.id, '--runs-dir', {str(tmp_path)!r}]) == 0"
     )
     assert frameworks_loaded_by(code, tmp_path) == []
+
+
+# A measurement in prose: a rate, a duration per unit, a speed-up or a share faster. Those go stale as the code
+# and the machines change, so they belong in the README and benchmarks/RESULTS.md, where they are dated.
+MEASUREMENT = re.compile(
+    r"\d[\d,.]*\s*(?:photos/s|images/s|img/s|photos per second|images per second|ms\b)"
+    r"|\b\d+(?:\.\d+)?x (?:faster|slower|for|as fast|the speed)"
+    r"|\b\d+(?:\.\d+)?\s*(?:s|seconds) (?:a|per|on|with|in)\b"
+    r"|\b\d+(?:\.\d+)?% (?:faster|slower|of the)"
+)
+
+
+def measurements_in(text: str) -> list[str]:
+    return [match.group(0) for match in MEASUREMENT.finditer(text)]
+
+
+def test_the_measurement_pattern_finds_rates_and_speed_ups_but_not_sizes():
+    assert measurements_in("8 threads decoded 3,646 photos/s at 160 px") == ["3,646 photos/s"]
+    assert measurements_in("1.25x for 20,000 images, 0.3 s per collection") == ["1.25x for", "0.3 s per"]
+    assert measurements_in("a 20000 x 20000 bomb, 64 MiB blocks, at most 8 threads") == []
+    assert measurements_in("weighted when the largest class has 1.5x the images of the smallest") == []
+
+
+def test_comments_and_help_texts_hold_no_measured_numbers():
+    found = []
+    for path in python_files(PACKAGE, "views", "pages", "app.py"):
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type in (tokenize.COMMENT, tokenize.STRING) and measurements_in(token.string):
+                found.append(f"{relative(path)}:{token.start[0]}: {measurements_in(token.string)}")
+    parser = cli.build_parser()
+    (commands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    helps = [parser.format_help()] + [command.format_help() for command in commands.choices.values()]
+    found += [f"--help: {measurements_in(text)}" for text in helps if measurements_in(text)]
+    assert not found, "Measured numbers belong in README.md and benchmarks/RESULTS.md, not in:\n" + "\n".join(found)

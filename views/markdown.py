@@ -20,7 +20,7 @@ def table(rows: list[dict]) -> str:
     """A Markdown table of `rows` (one dict per row, the first row's keys as the header), each cell escaped.
 
     For small read-only tables on light pages: st.dataframe's grid is a further 1.2 MB of JavaScript
-    that a first visit's browser has to fetch and compile (about 0.5 s on two busy cores).
+    that a first visit's browser has to fetch and compile.
     """
     if not rows:
         raise ValueError("markdown.table needs at least one row, received none.")

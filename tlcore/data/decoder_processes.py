@@ -1,9 +1,9 @@
 """Decoding in worker processes, for machines with many cores (a GPU machine's CPUs feeding the GPU).
 
 Decoder threads share one GIL, and decoding holds it for part of every photo (file checks, JPEG
-markers and EXIF are parsed in Python), so threads stop paying off past a few. On a 16-core GPU
-machine, in one probe, 8 threads decoded 1,594-1,824 photos/s at 160 px and 16 processes 5,792-7,165
-(README "On a GPU"). There the GPU waits for the decoders, so `data.decoded_batches` decodes in
+markers and EXIF are parsed in Python), so threads stop paying off past a few. On a GPU machine's
+many cores processes decode several times faster than threads (README "On a GPU" has the
+measurements); there the GPU waits for the decoders, so `pipeline.decoded_batches` decodes in
 processes on such machines.
 
 Each process runs the one decoder (`images.load_resized`) and writes its slice of every batch

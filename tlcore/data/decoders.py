@@ -10,11 +10,11 @@ import threading
 import numpy as np
 
 # Decoding holds the GIL for part of every photo (file checks, JPEG markers and EXIF parsed in
-# Python), so decoder threads stop paying off past a few: on a 16-core machine (the GPU machine of
-# README "Speed") 4 threads decoded 3,378 photos/s at 160 px, 8 threads 3,646 and 16 threads 1,917.
+# Python), so decoder threads stop paying off past a few: on a 16-core machine 16 threads decoded
+# slower than 8 (README "On a GPU" has the measurements).
 MAX_DECODER_THREADS = 8
 # From this many cores on, `decoded_batches` decodes in processes, one per core (see
-# tlcore.data.decoder_processes: 8 processes decoded twice as fast as 8 threads on a 16-core machine).
+# tlcore.data.decoder_processes: processes outrun threads there, README "On a GPU").
 # Below it threads do as well and start at once, so the laptops and 2-core machines that section 1
 # of benchmarks.throughput measures keep them.
 DECODER_PROCESSES_FROM_CORES = 8

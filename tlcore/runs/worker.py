@@ -50,7 +50,7 @@ def limit_malloc_arenas() -> bool:
     glibc gives busy threads arenas of their own, up to 8 per core; with TensorFlow's thread pools
     and the decoders each allocating batch-sized buffers, the freed space stays scattered over
     those arenas and the peak memory of a long extraction drifts with the number of images
-    (1.25x for 20,000 vs 2,000 images in one run of `benchmarks.memory`, 1.03x with two arenas).
+    (`python -m benchmarks.memory` measures it; README "More data than memory" has the figures).
     Call it first thing, before threads start.
 
     Returns:
