@@ -56,8 +56,9 @@ def decoded_batches(
     split into memory): a pool of decoders of its own decodes each batch in one slice per worker,
     straight into the batch's array, `ahead` batches before they are asked for. Decoding alone, that
     spends less CPU per image than a `tf.data` map (`make_dataset`: a Python call per image through
-    `tf.numpy_function`, a float32 copy and the batching): CPU time the model has instead (`python -m benchmarks.throughput`, section 1). The decoders run at the lowest
-    priority, as `make_dataset`'s do. They are threads, or, on a machine of
+    `tf.numpy_function`, a float32 copy and the batching): CPU time the model has instead
+    (`python -m benchmarks.throughput`, section 1). The decoders run at the lowest priority, as
+    `make_dataset`'s do. They are threads, or, on a machine of
     `DECODER_PROCESSES_FROM_CORES` cores or more, processes writing into shared memory
     (`tlcore.data.decoder_processes`), which the GIL does not hold back.
 
