@@ -9,17 +9,14 @@ from __future__ import annotations
 import io
 import os
 import re
-import struct
 import time
 import zipfile
-import zlib
 from pathlib import Path
 
-import numpy as np
 import psutil
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.helpers.images import bad_input_kit as bad_input_kit
 from tlcore.runs import store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,57 +93,12 @@ def markdown_table(at: AppTest, first_column: str) -> list[dict]:
     raise AssertionError(f"no table starting with {first_column!r} in {[element.value for element in at.markdown]}")
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def bomb_png(width: int = 20000, height: int = 20000) -> bytes:
-    """A tiny PNG whose header declares width x height pixels."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
-
-
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in members.items():
             archive.writestr(name, content)
     return buffer.getvalue()
-
-
-def bad_input_kit(photo: Path) -> dict[str, tuple[bytes, str | None]]:
-    """Upload name -> (bytes, a word the error must contain, or None when it must be predicted)."""
-    original = photo.read_bytes()
-    rgb = Image.open(photo).convert("RGB")
-    cmyk, rotated, webp = io.BytesIO(), io.BytesIO(), io.BytesIO()
-    rgb.convert("CMYK").save(cmyk, format="JPEG")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # Rotated 90 degrees.
-    rgb.save(rotated, format="JPEG", exif=exif)
-    rgb.save(webp, format="WEBP")
-    grey16 = Image.fromarray((np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).astype(np.uint16))
-    png = png_bytes(rgb)
-    return {
-        "zero.jpg": (b"", "empty"),
-        "text.jpg": (b"just some words\n", "text"),
-        "page.png": (b"<!DOCTYPE html><html><body>hi</body></html>", "html"),
-        "truncated.jpg": (original[: len(original) // 2], "truncated"),
-        "truncated.png": (png[: len(png) // 2], "decode"),
-        "bomb.png": (bomb_png(), "pixels"),
-        "cmyk.jpg": (cmyk.getvalue(), None),
-        "grey16.png": (png_bytes(grey16), None),
-        "rgba.png": (png_bytes(rgb.convert("RGBA")), None),
-        "rotated.jpg": (rotated.getvalue(), None),
-        "photo.webp": (webp.getvalue(), None),
-    }
 
 
 def fake_running_run(runs_dir: Path, data_dir: Path) -> store.Run:
