@@ -7,7 +7,7 @@ The other pages are the scripts in pages/ (Streamlit's pages folder); each draws
 import streamlit as st
 
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import store
+from tlcore.runs import catalog, store
 from views import cached, frame, markdown, server, session
 
 frame.draw()
@@ -56,7 +56,7 @@ else:
     st.markdown(markdown.dataset_line(dataset))
 
 st.subheader("Latest runs")
-latest = [store.describe(run) for run in store.list_runs(server.runs_dir())[:5]]
+latest = [catalog.describe(run) for run in store.list_runs(server.runs_dir())[:5]]
 if not latest:
     st.info("No runs yet: train one on the Train page.")
 else:
@@ -70,9 +70,9 @@ else:
                     "model": row["model"],
                     "size (px)": row["image_size"],
                     "epochs": row["epochs"],
-                    "best validation accuracy": ""
-                    if row["best_val_accuracy"] is None
-                    else f"{row['best_val_accuracy']:.1%}",
+                    # The saved model's, what Predict and the exports use; an earlier stage's peak beside it.
+                    "validation accuracy": catalog.percent(row["accuracy"]),
+                    "best stage": catalog.best_stage_text(row),
                 }
                 for row in latest
             ]

@@ -9,7 +9,7 @@ from tlcore.config import PRESETS, STRATEGIES, TrainConfig
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import monitor, store, worker
+from tlcore.runs import catalog, monitor, store, worker
 from views import cached, evaluation_view, frame, markdown, run_view, server, session, train_options
 
 session_lines = frame.draw()
@@ -256,15 +256,14 @@ else:
                 st.rerun()  # Draw the new run at the top.
 
 st.header("Compare runs")
-table = pd.DataFrame([store.describe(item) for item in store.list_runs(server.runs_dir())])
+rows = [catalog.describe(item) for item in store.list_runs(server.runs_dir())]
+table = pd.DataFrame([{**row, "best stage": catalog.best_stage_text(row)} for row in rows])
 if table.empty:
     st.caption("Finished runs appear here.")
     st.stop()
 table["time"] = [monitor.format_seconds(value) if pd.notna(value) else "" for value in table.pop("seconds")]
 picked = st.dataframe(
-    table[
-        ["run", "state", "strategy", "model", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy", "time"]
-    ],
+    table[["run", "state", "strategy", "model", "image_size", "epochs", "accuracy", "best stage", "time"]],
     hide_index=True,
     on_select="rerun",
     selection_mode="multi-row",
@@ -272,8 +271,8 @@ picked = st.dataframe(
     column_config={
         "run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
         "image_size": st.column_config.NumberColumn("size (px)"),
-        "best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
-        "final_val_accuracy": st.column_config.NumberColumn("final val. accuracy", format="percent"),
+        # The saved model's (what Predict and the exports use), not an earlier stage's peak.
+        "accuracy": st.column_config.NumberColumn("val. accuracy", format="percent"),
     },
 )
 selected = [table["run"].iloc[row] for row in picked.selection.rows]

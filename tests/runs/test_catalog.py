@@ -1,0 +1,45 @@
+"""What the app says about runs: the saved model's accuracy as the headline, the best stage beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tlcore.config import TrainConfig
+from tlcore.runs import catalog, store
+
+# A 1 -> 2 -> 3 run whose first stage peaked above the fine-tuned model it saved.
+SEQUENCE_SUMMARY = {
+    "results": {
+        "feature_extraction": {"val_accuracy": 0.9, "best_val_accuracy": 0.92, "epochs": 2, "seconds": 3},
+        "frozen_augmented": {"val_accuracy": 0.8, "best_val_accuracy": 0.85, "epochs": 2, "seconds": 5},
+        "fine_tuning": {"val_accuracy": 0.75, "best_val_accuracy": 0.8, "epochs": 2, "seconds": 9},
+    },
+    "final_stage": "fine_tuning",
+    "seconds": 17,
+}
+
+
+def sequence_run(runs_dir: Path, data_dir: Path, summary: dict = SEQUENCE_SUMMARY) -> store.Run:
+    """A done 1 -> 2 -> 3 run folder with the summary given and one epoch record per stage peak."""
+    run = store.create(TrainConfig(data_dir=str(data_dir), strategy="all"), runs_dir)
+    for epoch, (stage, result) in enumerate(summary["results"].items(), 1):
+        run.append_metrics({"stage": stage, "epoch": epoch, "val_accuracy": result["best_val_accuracy"]})
+    store.write_json(run.path / "summary.json", summary)
+    run.set_status("done")
+    return run
+
+
+def test_the_headline_is_the_saved_models_accuracy_and_the_best_stage_is_named_beside_it(tmp_path):
+    row = catalog.describe(sequence_run(tmp_path / "runs", tmp_path))
+    assert row["accuracy"] == 0.75, "the fine-tuned model that model.keras holds, not stage 1's peak"
+    assert (row["best_stage"], row["best_stage_accuracy"]) == ("feature_extraction", 0.92)
+    assert catalog.percent(row["accuracy"]) == "75.0%"
+    assert catalog.best_stage_text(row) == "92.0% in 1 · Feature extraction"
+
+
+def test_a_single_stage_or_queued_run_names_no_best_stage(tmp_path):
+    single = {"results": {"scratch": {"val_accuracy": 0.6, "best_val_accuracy": 0.7}}, "final_stage": "scratch"}
+    row = catalog.describe(sequence_run(tmp_path / "runs", tmp_path, single))
+    assert row["accuracy"] == 0.6 and row["best_stage"] is None and catalog.best_stage_text(row) == "—"
+    queued = catalog.describe(store.create(TrainConfig(data_dir=str(tmp_path)), tmp_path / "runs"))
+    assert queued["accuracy"] is None and catalog.percent(queued["accuracy"]) == "—"

@@ -1,0 +1,64 @@
+"""What the app says about runs: each run's headline accuracy and its best stage, in words.
+
+The headline of a run is its saved model's validation accuracy: the weights in model.keras, which
+Predict and the exports use. For 1 -> 2 -> 3 that is the last stage's, which can be below an
+earlier stage's best; the best stage is named beside it, never in its place. No Streamlit here.
+"""
+
+from __future__ import annotations
+
+from tlcore.config import STRATEGIES
+from tlcore.runs import store
+
+# A value that is not there (a queued run's accuracy, a running run's time), as every table shows it.
+MISSING = "—"
+
+
+def percent(value: float | None) -> str:
+    """'87.5%', the one accuracy format of the app's tables; MISSING for no value."""
+    return MISSING if value is None else f"{value:.1%}"
+
+
+def strategy_title(strategy: str | None) -> str:
+    """A strategy as people read it ("1 · Feature extraction"); an unknown key as it is."""
+    return STRATEGIES[strategy].title if strategy in STRATEGIES else str(strategy or MISSING)
+
+
+def best_stage(summary: dict) -> tuple[str, float] | None:
+    """(stage, its best validation accuracy) of the stage that peaked highest, from a run's summary.
+
+    Returns:
+        None for a run without stage results (queued, running, failed before its first stage ended).
+    """
+    results = summary.get("results")
+    if not isinstance(results, dict):
+        return None
+    peaks = [
+        (stage, float(result["best_val_accuracy"]))
+        for stage, result in results.items()
+        if isinstance(result, dict) and isinstance(result.get("best_val_accuracy"), (int, float))
+    ]
+    return max(peaks, key=lambda peak: peak[1]) if peaks else None
+
+
+def describe(run: store.Run) -> dict:
+    """store.describe's row plus the headline: "accuracy" (the saved model's), "best_stage" and its accuracy.
+
+    "best_stage" is named only when the run trained more than one stage: a single stage's best is
+    its own epoch, already on its curves.
+    """
+    row = store.describe(run)
+    summary = run.summary()
+    peak = best_stage(summary)
+    several = isinstance(summary.get("results"), dict) and len(summary["results"]) > 1
+    row["accuracy"] = row["model_val_accuracy"]
+    row["best_stage"] = peak[0] if peak and several else None
+    row["best_stage_accuracy"] = peak[1] if peak and several else None
+    return row
+
+
+def best_stage_text(row: dict) -> str:
+    """'91.2% in 1 · Feature extraction' for a run of several stages (a `describe` row); else MISSING."""
+    if row.get("best_stage") is None:
+        return MISSING
+    return f"{percent(row['best_stage_accuracy'])} in {strategy_title(row['best_stage'])}"
