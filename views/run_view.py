@@ -36,9 +36,11 @@ PAGE_REFRESH_SECONDS = 20
 def stage_result(stage: str, result: dict) -> str:
     """'feature extraction: best validation accuracy 91.7% after 1 epoch, 12 s' (one stage of a summary)."""
     epochs = result.get("epochs", 0)
+    # A stop inside an epoch: that epoch's batches trained the model, but it is no full epoch.
+    partial = " and part of another (stopped)" if result.get("partial_epoch") else ""
     return (
         f"{monitor.stage_name(stage)}: best validation accuracy "
-        f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}, "
+        f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}{partial}, "
         f"{monitor.format_seconds(result.get('seconds') or 0)}"
     )
 
@@ -71,6 +73,7 @@ def show(run: store.Run) -> tuple[str, int]:
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
+    records = [record for record in records if not record.get("partial")]  # Never drawn as an epoch.
     if not records and state not in session.ACTIVE_STATES:
         # A run that failed or was stopped before its first epoch: no curve is coming.
         st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")

@@ -30,6 +30,8 @@ def history_frame(records: Iterable[dict], run: str | None = None) -> pd.DataFra
     """
     rows = []
     for record in records:
+        if record.get("partial"):
+            continue  # An epoch cut short by a stop: its training metrics are of a few batches only.
         for key, metric, split in (
             ("loss", "loss", "training"),
             ("val_loss", "loss", "validation"),
