@@ -6,7 +6,7 @@ import streamlit as st
 from tlcore.data import browse
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
-from tlcore.runs import store
+from tlcore.runs import catalog, store
 from tlcore.serving import predict
 from views import cached, frame, markdown, server, ship_view
 
@@ -34,13 +34,14 @@ if not finished:
     st.page_link("pages/2_Train.py", label="Go to the Train page", icon=":material/model_training:")
     st.stop()
 
-rows = {run.id: store.describe(run) for run in finished}
+rows = {run.id: catalog.describe(run) for run in finished}
 ids = list(rows)
-current = st.session_state.get("run_id")
+# The best finished model, not the newest run (which may be a stopped or a scratch one).
+best = catalog.best_finished(list(rows.values()))
 run_id = st.selectbox(
     "Run",
     ids,
-    index=ids.index(current) if current in ids else 0,
+    index=ids.index(best),
     key="predict_run",
     format_func=lambda key: run_label(rows[key]),
 )

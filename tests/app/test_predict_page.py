@@ -188,3 +188,21 @@ def test_predict_page_takes_every_photo_type_the_data_set_scan_takes(trained_run
     assert not at.exception and not at.error, [element.value for element in at.error]
     predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
     assert len(predictions) == len(images.SUPPORTED_EXTENSIONS)
+
+
+def test_predict_page_defaults_to_the_best_finished_run_not_the_newest(folders, small_catsdogs):
+    from tests.app.page_kit import fake_finished_run
+
+    good = fake_finished_run(folders["runs"], small_catsdogs)
+    store.write_json(
+        good.path / "summary.json",
+        {"results": {"feature_extraction": {"val_accuracy": 0.9}}, "final_stage": "feature_extraction"},
+    )
+    newest = fake_finished_run(folders["runs"], small_catsdogs)
+    newest.set_status("stopped")
+    store.write_json(
+        newest.path / "summary.json", {"results": {"scratch": {"val_accuracy": 0.48}}, "final_stage": "scratch"}
+    )
+    newest.path.rename(newest.path.with_name("29991231-235959-scratch-ffff"))  # Sorts first: the newest.
+    at = open_page("pages/3_Predict.py")
+    assert at.selectbox(key="predict_run").value == good.id

@@ -43,3 +43,15 @@ def test_a_single_stage_or_queued_run_names_no_best_stage(tmp_path):
     assert row["accuracy"] == 0.6 and row["best_stage"] is None and catalog.best_stage_text(row) == "—"
     queued = catalog.describe(store.create(TrainConfig(data_dir=str(tmp_path)), tmp_path / "runs"))
     assert queued["accuracy"] is None and catalog.percent(queued["accuracy"]) == "—"
+
+
+def test_predict_defaults_to_the_most_accurate_done_run_not_the_newest():
+    rows = [
+        {"run": "newest-stopped-scratch", "state": "stopped", "accuracy": 0.48},
+        {"run": "done-unmeasured", "state": "done", "accuracy": None},
+        {"run": "done-good", "state": "done", "accuracy": 0.91},
+        {"run": "done-fair", "state": "done", "accuracy": 0.8},
+    ]
+    assert catalog.best_finished(rows) == "done-good"
+    assert catalog.best_finished(rows[:2]) == "newest-stopped-scratch", "a measured model before an unmeasured one"
+    assert catalog.best_finished([]) is None

@@ -62,3 +62,25 @@ def best_stage_text(row: dict) -> str:
     if row.get("best_stage") is None:
         return MISSING
     return f"{percent(row['best_stage_accuracy'])} in {strategy_title(row['best_stage'])}"
+
+
+def best_finished(rows: list[dict]) -> str | None:
+    """The run to predict with by default: the done run whose saved model is most accurate.
+
+    A stopped run (a model cut short) or one without a measured accuracy comes after every done run
+    with one; among equals, the first of `rows` (list_runs gives the newest first).
+
+    Args:
+        rows: `describe` rows of the runs that have a model.
+
+    Returns:
+        The run id, or None when `rows` is empty.
+    """
+    if not rows:
+        return None
+
+    def rank(row: dict) -> tuple[bool, float]:
+        accuracy = row.get("accuracy")
+        return row.get("state") == "done" and accuracy is not None, -1.0 if accuracy is None else accuracy
+
+    return max(rows, key=rank)["run"]
