@@ -66,7 +66,7 @@ else:
                 {
                     "run": row["run"],
                     "state": row["state"],
-                    "strategy": row["strategy"],
+                    "strategy": catalog.strategy_title(row["strategy"]),
                     "model": row["model"],
                     "size (px)": row["image_size"],
                     "epochs": row["epochs"],

@@ -9,7 +9,7 @@ from tlcore.config import PRESETS, STRATEGIES, TrainConfig
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import catalog, monitor, store, worker
+from tlcore.runs import catalog, store, worker
 from views import cached, evaluation_view, frame, markdown, run_view, server, session, train_options
 
 session_lines = frame.draw()
@@ -256,24 +256,17 @@ else:
                 st.rerun()  # Draw the new run at the top.
 
 st.header("Compare runs")
-rows = [catalog.describe(item) for item in store.list_runs(server.runs_dir())]
-table = pd.DataFrame([{**row, "best stage": catalog.best_stage_text(row)} for row in rows])
+table = pd.DataFrame([catalog.compare_row(catalog.describe(item)) for item in store.list_runs(server.runs_dir())])
 if table.empty:
     st.caption("Finished runs appear here.")
     st.stop()
-table["time"] = [monitor.format_seconds(value) if pd.notna(value) else "" for value in table.pop("seconds")]
 picked = st.dataframe(
-    table[["run", "state", "strategy", "model", "image_size", "epochs", "accuracy", "best stage", "time"]],
+    table,
     hide_index=True,
     on_select="rerun",
     selection_mode="multi-row",
     key="runs_table",
-    column_config={
-        "run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
-        "image_size": st.column_config.NumberColumn("size (px)"),
-        # The saved model's (what Predict and the exports use), not an earlier stage's peak.
-        "accuracy": st.column_config.NumberColumn("val. accuracy", format="percent"),
-    },
+    column_config={"run": st.column_config.TextColumn("run")},  # Sized to the ids: they are what the CLI takes.
 )
 selected = [table["run"].iloc[row] for row in picked.selection.rows]
 if not selected:

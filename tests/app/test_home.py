@@ -75,7 +75,7 @@ def test_home_lists_the_latest_runs_with_their_state(folders, small_catsdogs):
     queued = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
     table = markdown_table(open_page(), "run")
     assert [(row["run"], row["state"], row["strategy"]) for row in table] == [
-        (queued.id, "queued", "feature_extraction")
+        (queued.id, "queued", "1 · Feature extraction")
     ]
     assert table[0]["validation accuracy"] == "—"
 

@@ -430,3 +430,29 @@ def test_a_new_run_on_the_same_data_set_names_it_in_the_sidebar_at_once(folders,
     # The page goes on to "Select runs in the table" and stops there, before its bottom.
     assert "Select runs in the table" in texts(at)
     assert plain(at.sidebar.caption[0].value).startswith(f"Data set: {small_catsdogs.name}: 2 classes")
+
+
+def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_overlay_tells_stages_apart(
+    folders, small_catsdogs
+):
+    from tests.runs.test_catalog import sequence_run
+    from tlcore.config import TrainConfig
+
+    sequence = sequence_run(folders["runs"], small_catsdogs)
+    queued = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    at = open_page("pages/2_Train.py")
+    table = at.dataframe[-1].value
+    assert list(table.columns)[:3] == ["val. accuracy", "best stage", "time"], "visible without scrolling"
+    rows = {row["run"]: row for row in table.to_dict("records")}
+    assert rows[sequence.id]["val. accuracy"] == "75.0%" and rows[sequence.id]["time"] == "17 s"
+    assert rows[sequence.id]["best stage"] == "92.0% in 1 · Feature extraction"
+    assert rows[sequence.id]["strategy"] == "1 → 2 → 3 in sequence"
+    assert rows[queued.id]["val. accuracy"] == "—" and rows[queued.id]["time"] == "—"
+    assert "None" not in table.to_string()
+    at.session_state["runs_table"] = {
+        "selection": {"rows": [list(table["run"]).index(sequence.id)], "columns": [], "cells": []}
+    }
+    at.run()
+    spec = json.loads(at.get("vega_lite_chart")[-1].proto.spec)
+    assert spec["encoding"]["y"]["title"] == "validation accuracy"
+    assert spec["encoding"]["strokeDash"]["field"] == "stage", "the stages of one run told apart"

@@ -8,7 +8,7 @@ earlier stage's best; the best stage is named beside it, never in its place. No 
 from __future__ import annotations
 
 from tlcore.config import STRATEGIES
-from tlcore.runs import store
+from tlcore.runs import monitor, store
 
 # A value that is not there (a queued run's accuracy, a running run's time), as every table shows it.
 MISSING = "—"
@@ -84,3 +84,23 @@ def best_finished(rows: list[dict]) -> str | None:
         return row.get("state") == "done" and accuracy is not None, -1.0 if accuracy is None else accuracy
 
     return max(rows, key=rank)["run"]
+
+
+def compare_row(row: dict) -> dict:
+    """A `describe` row as the compare table shows it: accuracy and time first, then what the run was.
+
+    Every cell is text in the app's one format (percent to 0.1%, MISSING for no value), so a narrow
+    screen sees the headline without scrolling and a queued run reads "—", not "None".
+    """
+    seconds = row.get("seconds")
+    return {
+        "val. accuracy": percent(row.get("accuracy")),
+        "best stage": best_stage_text(row),
+        "time": MISSING if not isinstance(seconds, (int, float)) else monitor.format_seconds(seconds),
+        "strategy": strategy_title(row.get("strategy")),
+        "model": row.get("model") or MISSING,
+        "state": row.get("state") or MISSING,
+        "size (px)": MISSING if row.get("image_size") is None else str(row["image_size"]),
+        "epochs": str(row.get("epochs") or 0),
+        "run": row["run"],
+    }
