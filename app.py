@@ -6,6 +6,7 @@ The other pages are the scripts in pages/ (Streamlit's pages folder); each draws
 
 import streamlit as st
 
+from tlcore import wording
 from tlcore.models.registry import BACKBONES
 from tlcore.runs import catalog, store
 from views import cached, frame, markdown, server, session
@@ -90,7 +91,10 @@ for key, backbone in BACKBONES.items():
         {
             "backbone": backbone.display_name,
             "weights": weights_cell(key, backbone.default_size),
-            "default size (px)": backbone.default_size,
+            # The size a new run starts at: the default preset trains EfficientNet-Lite0 below its native size.
+            "default size (px)": backbone.default_size
+            if wording.preset_size(key) in (None, backbone.default_size)
+            else f"{wording.preset_size(key)} (native {backbone.default_size})",
             "about": backbone.description,
         }
     )

@@ -5,6 +5,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
+from tlcore import wording
 from tlcore.config import PRESETS, STRATEGIES, TrainConfig
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
@@ -212,12 +213,8 @@ else:
             description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, {HEADS[settings['head']]} head, "
             f"{settings['optimizer']}, batch size {int(settings['batch_size'])}",
         )
-        augmentation = session.augmentation()
         st.caption(
-            markdown.escape(
-                "Augmentation (set on the Data page): "
-                + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())
-            )
+            markdown.escape(f"Augmentation (set on the Data page): {wording.augmentation(session.augmentation())}")
         )
         with st.expander("What this strategy trains: the layer stack", expanded=True, key="train_layer_stack"):
             try:

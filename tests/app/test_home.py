@@ -27,8 +27,9 @@ def test_home_lists_every_backbone_with_its_weight_status():
         row["weights"] in ("available offline", "needs a download") or row["weights"].startswith("offline for alpha")
         for row in table
     )
-    sizes = {str(backbone.default_size) for backbone in BACKBONES.values()}
-    assert {row["default size (px)"] for row in table} == sizes
+    sizes = {backbone.display_name: str(backbone.default_size) for backbone in BACKBONES.values()}
+    sizes["EfficientNet-Lite0"] = "160 (native 224)"  # The default preset's size, the native one beside it.
+    assert {row["backbone"]: row["default size (px)"] for row in table} == sizes
     if efficientnet_lite_available():
         lite = next(row for row in table if row["backbone"] == "EfficientNet-Lite0")
         assert lite["weights"] == "available offline"
@@ -90,3 +91,8 @@ def test_a_sequence_runs_headline_is_its_saved_model_with_the_best_stage_beside_
         "75.0%",
         "92.0% in 1 · Feature extraction",
     )
+
+
+def test_home_gives_the_size_the_default_preset_trains_efficientnet_lite0_at():
+    rows = {row["backbone"]: row for row in markdown_table(open_page(), "backbone")}
+    assert rows["EfficientNet-Lite0"]["default size (px)"] == "160 (native 224)"

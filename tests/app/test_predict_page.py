@@ -123,7 +123,7 @@ def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatc
     assert set(table["top label"][:2]) <= {"cats", "dogs"} and "not an image" in table["error"].iloc[2]
     assert list(table["error"][:2]) == ["", ""] and table["top label"].iloc[2] == ""
     assert all(50 <= value <= 100 for value in table["probability"][:2]), "the top label's share, in percent"
-    assert "album.zip: 2 photo(s) predicted, 1 file(s) could not be used" in texts(at)
+    assert "album.zip: 2 photos predicted, 1 file could not be used" in texts(at)
     assert [button.label for button in at.download_button] == ["Download the CSV"]
 
 
