@@ -287,5 +287,6 @@ if len(selected) == 1:
     if st.button("Show this run as the current run"):
         st.session_state["run_id"] = chosen.id
         st.rerun()
+    run_view.manage(chosen)
     if (run is None or chosen.id != run.id) and evaluation_view.evaluable(chosen):
         evaluation_view.show(chosen, key="selected")

@@ -456,3 +456,27 @@ def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_ov
     spec = json.loads(at.get("vega_lite_chart")[-1].proto.spec)
     assert spec["encoding"]["y"]["title"] == "validation accuracy"
     assert spec["encoding"]["strokeDash"]["field"] == "stage", "the stages of one run told apart"
+
+
+def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unless_it_runs(folders, small_catsdogs):
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    running = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    ids = list(at.dataframe[-1].value["run"])
+    at.session_state["runs_table"] = {"selection": {"rows": [ids.index(done.id)], "columns": [], "cells": []}}
+    at.run()
+    at.text_input(key=f"run_name_{done.id}").set_value("**first** try")
+    at = click(at, "Save the name")
+    assert not at.exception
+    row = at.dataframe[-1].value.set_index("run").loc[done.id]
+    assert row["name"] == "**first** try"
+    delete = next(button for button in at.button if button.label == "Delete this run")
+    assert delete.disabled, "not before the confirmation"
+    at.checkbox(key=f"delete_confirmed_{done.id}").check().run()
+    at = click(at, "Delete this run")
+    assert not at.exception and not done.path.exists()
+    assert list(at.dataframe[-1].value["run"]) == [running.id]
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert next(button for button in at.button if button.label == "Delete this run").disabled
+    assert at.checkbox(key=f"delete_confirmed_{running.id}").disabled and running.path.is_dir()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tlcore.config import TrainConfig
 from tlcore.runs import catalog, store
 
@@ -55,3 +57,35 @@ def test_predict_defaults_to_the_most_accurate_done_run_not_the_newest():
     assert catalog.best_finished(rows) == "done-good"
     assert catalog.best_finished(rows[:2]) == "newest-stopped-scratch", "a measured model before an unmeasured one"
     assert catalog.best_finished([]) is None
+
+
+def test_a_run_is_named_beside_its_id_and_the_name_can_be_removed(tmp_path):
+    run = store.create(TrainConfig(data_dir=str(tmp_path)), tmp_path / "runs")
+    assert catalog.rename(run, "  Lite0 at   160 px\n") == "Lite0 at 160 px"
+    row = catalog.describe(store.resolve(run.id, tmp_path / "runs"))
+    assert (row["run"], row["label"], catalog.compare_row(row)["name"]) == (
+        run.id,
+        "Lite0 at 160 px",
+        "Lite0 at 160 px",
+    )
+    assert len(catalog.rename(run, "x" * 500)) == catalog.LABEL_MAX_CHARACTERS
+    assert catalog.rename(run, "  ") is None and catalog.label(run) is None
+
+
+def test_deleting_a_run_removes_its_folder_but_not_the_shared_caches_and_never_a_live_run(tmp_path):
+    import os
+
+    import psutil
+
+    runs_dir = tmp_path / "runs"
+    cache = runs_dir / ".cache" / "features" / "entry"
+    cache.mkdir(parents=True)
+    finished = store.create(TrainConfig(data_dir=str(tmp_path)), runs_dir)
+    finished.set_status("done")
+    running = store.create(TrainConfig(data_dir=str(tmp_path)), runs_dir)
+    running.set_status("running", pid=os.getpid(), started=psutil.Process().create_time())
+    catalog.delete(finished)
+    assert not finished.path.exists() and cache.is_dir()
+    with pytest.raises(ValueError, match="is running"):
+        catalog.delete(running)
+    assert running.path.is_dir()

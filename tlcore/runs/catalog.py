@@ -1,4 +1,4 @@
-"""What the app says about runs: each run's headline accuracy and its best stage, in words.
+"""What the app says about runs and does to them: headline accuracy, best stage, names, deletion.
 
 The headline of a run is its saved model's validation accuracy: the weights in model.keras, which
 Predict and the exports use. For 1 -> 2 -> 3 that is the last stage's, which can be below an
@@ -7,9 +7,16 @@ earlier stage's best; the best stage is named beside it, never in its place. No 
 
 from __future__ import annotations
 
+import shutil
+
 from tlcore.config import STRATEGIES
 from tlcore.runs import monitor, store
 
+# The file of a run's name, given by a person; the id stays what the CLI and the folder use.
+LABEL_FILE = "label.json"
+LABEL_MAX_CHARACTERS = 80
+# States whose worker may still write the folder: such a run is stopped before it can be deleted.
+ACTIVE_STATES = ("queued", "running", "stopping")
 # A value that is not there (a queued run's accuracy, a running run's time), as every table shows it.
 MISSING = "—"
 
@@ -48,6 +55,7 @@ def describe(run: store.Run) -> dict:
     its own epoch, already on its curves.
     """
     row = store.describe(run)
+    row["label"] = label(run)
     summary = run.summary()
     peak = best_stage(summary)
     several = isinstance(summary.get("results"), dict) and len(summary["results"]) > 1
@@ -102,5 +110,43 @@ def compare_row(row: dict) -> dict:
         "state": row.get("state") or MISSING,
         "size (px)": MISSING if row.get("image_size") is None else str(row["image_size"]),
         "epochs": str(row.get("epochs") or 0),
+        "name": row.get("label") or "",
         "run": row["run"],
     }
+
+
+def label(run: store.Run) -> str | None:
+    """The name a person gave the run (`rename`), or None."""
+    value = store.read_json(run.path / LABEL_FILE, {})
+    text = value.get("label") if isinstance(value, dict) else None
+    return text if isinstance(text, str) and text else None
+
+
+def rename(run: store.Run, text: str) -> str | None:
+    """Names a run (stored in its folder beside the id, which stays); an empty name removes the name.
+
+    Args:
+        run: the run.
+        text: the name; surrounding spaces and line breaks go, and it is cut to LABEL_MAX_CHARACTERS.
+
+    Returns:
+        The name stored, or None when it was removed.
+    """
+    name = " ".join(str(text).split())[:LABEL_MAX_CHARACTERS]
+    if not name:
+        (run.path / LABEL_FILE).unlink(missing_ok=True)
+        return None
+    store.write_json(run.path / LABEL_FILE, {"label": name})
+    return name
+
+
+def delete(run: store.Run) -> None:
+    """Removes a run's folder (model, metrics, logs). The runs folder's shared caches stay for other runs.
+
+    Raises:
+        ValueError: the run is queued, running or stopping: its worker still writes the folder.
+    """
+    state = run.state
+    if state in ACTIVE_STATES:
+        raise ValueError(f"Run {run.id} is {state}: stop it and wait for it to end before deleting it.")
+    shutil.rmtree(run.path)
