@@ -75,11 +75,33 @@ with photos_tab:
         help="A heatmap over each photo of the regions that most raised the score of its top class, "
         "from the last convolutional feature map of the base.",
     )
+    left, right = st.columns(2)
+    top = left.number_input(
+        "Top predictions to show",
+        1,
+        len(predictor.labels),
+        value=min(3, len(predictor.labels)),
+        key="predict_top",
+        help="How many of the most likely classes each photo lists, with their probabilities.",
+    )
+    opacity = (
+        right.slider(
+            "Heatmap opacity",
+            0.0,
+            1.0,
+            cached.GRADCAM_OPACITY,
+            step=0.05,
+            key="predict_gradcam_opacity",
+            help="0 shows the photo alone, 1 the heatmap alone.",
+        )
+        if explain
+        else cached.GRADCAM_OPACITY
+    )
     if not uploads:
         st.info("Upload one or several photos to see what the model thinks they are.")
         st.stop()
 
-    top = min(3, len(predictor.labels))
+    top = int(top)
     with st.spinner("Predicting..."):
         results = cached.predictions(run_id, [(upload.getvalue(), upload.name) for upload in uploads], top)
     for upload, result in zip(uploads, results):
@@ -97,7 +119,9 @@ with photos_tab:
             if explain:
                 try:
                     with st.spinner("Computing Grad-CAM..."):
-                        overlay = cached.gradcam_overlay(run_id, upload.getvalue(), upload.name, best["label"])
+                        overlay = cached.gradcam_overlay(
+                            run_id, upload.getvalue(), upload.name, best["label"], opacity=opacity
+                        )
                     columns[1].image(overlay, caption=markdown.escape(f"where it looked for {best['label']}"))
                 except (ValueError, InvalidImageError, predict.ModelLoadError) as error:
                     columns[1].warning(markdown.escape(f"No heatmap: {getattr(error, 'reason', error)}"))

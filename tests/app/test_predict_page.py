@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -206,3 +207,28 @@ def test_predict_page_defaults_to_the_best_finished_run_not_the_newest(folders, 
     newest.path.rename(newest.path.with_name("29991231-235959-scratch-ffff"))  # Sorts first: the newest.
     at = open_page("pages/3_Predict.py")
     assert at.selectbox(key="predict_run").value == good.id
+
+
+def test_predict_page_lists_the_top_k_asked_for_and_blends_the_heatmap_at_the_opacity_set(
+    trained_runs, monkeypatch, small_catsdogs
+):
+    import pyarrow
+
+    at = _predict_page(trained_runs, monkeypatch)
+    photo = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.file_uploader(key="predict_uploads").set_value([(photo.name, photo.read_bytes(), "image/jpeg")]).run()
+
+    def bars() -> int:
+        chart = at.get("vega_lite_chart")[-1]
+        return len(pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas())
+
+    assert at.number_input(key="predict_top").value == 2 and bars() == 2, "3, or every class of fewer"
+    at.number_input(key="predict_top").set_value(1).run()
+    assert not at.exception and bars() == 1
+    at.toggle(key="predict_gradcam").set_value(True).run()
+    assert at.slider(key="predict_gradcam_opacity").value == pytest.approx(0.45)
+    shown = [element.proto.imgs[0].url for element in at.image]
+    at.slider(key="predict_gradcam_opacity").set_value(0.9).run()
+    assert not at.exception and not at.warning
+    again = [element.proto.imgs[0].url for element in at.image]
+    assert again[0] == shown[0] and again[1] != shown[1], "the photo stays, the overlay is blended anew"
