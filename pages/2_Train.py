@@ -1,6 +1,7 @@
 """Train: choose the settings, start a run in a worker process, watch it live, compare runs."""
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -251,6 +252,19 @@ else:
             else:
                 st.session_state["run_id"] = worker.start(config, server.runs_dir()).id
                 st.rerun()  # Draw the new run at the top.
+
+if dataset is not None:
+    transfer, has_baseline = catalog.transfer_rows(store.list_runs(server.runs_dir()), dataset.root)
+    if transfer:
+        st.header("What transfer bought")
+        st.caption(
+            markdown.escape(
+                f"The finished runs on {Path(dataset.root).name}, the most accurate saved model first, beside the "
+                "small CNN trained from scratch."
+                + ("" if has_baseline else " No scratch baseline on this data set yet: train one to compare.")
+            )
+        )
+        st.markdown(markdown.table(transfer))
 
 st.header("Compare runs")
 table = pd.DataFrame([catalog.compare_row(catalog.describe(item)) for item in store.list_runs(server.runs_dir())])

@@ -480,3 +480,19 @@ def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unle
     at.run()
     assert next(button for button in at.button if button.label == "Delete this run").disabled
     assert at.checkbox(key=f"delete_confirmed_{running.id}").disabled and running.path.is_dir()
+
+
+def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseline(folders, small_catsdogs):
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    summary = {"results": {"feature_extraction": {"val_accuracy": 0.8}}, "final_stage": "feature_extraction"}
+    store.write_json(done.path / "summary.json", {**summary, "parameters": {"trainable": 1281, "frozen": 9}})
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    at = open_page("pages/2_Train.py", at)
+    (row,) = markdown_table(at, "strategy")
+    assert (row["val. accuracy"], row["trained parameters"], row["frozen parameters"], row["run"]) == (
+        "80.0%",
+        "1,281",
+        "9",
+        done.id,
+    )
+    assert row["vs scratch"] == "—" and "No scratch baseline on this data set yet" in texts(at)

@@ -89,3 +89,39 @@ def test_deleting_a_run_removes_its_folder_but_not_the_shared_caches_and_never_a
     with pytest.raises(ValueError, match="is running"):
         catalog.delete(running)
     assert running.path.is_dir()
+
+
+def test_what_transfer_bought_puts_each_run_of_the_data_set_beside_the_scratch_baseline(tmp_path):
+    runs_dir, data, other = tmp_path / "runs", tmp_path / "data", tmp_path / "other"
+
+    def done(strategy: str, data_dir: Path, accuracy: float, trainable: int, frozen: int) -> store.Run:
+        run = store.create(TrainConfig(data_dir=str(data_dir), strategy=strategy), runs_dir)
+        summary = {
+            "results": {strategy: {"val_accuracy": accuracy, "best_val_accuracy": accuracy}},
+            "final_stage": strategy,
+            "seconds": 30,
+            "parameters": {"trainable": trainable, "frozen": frozen, "total": trainable + frozen},
+        }
+        store.write_json(run.path / "summary.json", summary)
+        run.set_status("done")
+        return run
+
+    transfer = done("feature_extraction", data, 0.9, 1_281, 3_413_024)
+    scratch = done("scratch", data, 0.625, 120_000, 0)
+    done("feature_extraction", other, 0.99, 1, 1)  # Another data set: left out.
+    store.create(TrainConfig(data_dir=str(data)), runs_dir)  # Queued: no model yet, left out.
+    rows, has_baseline = catalog.transfer_rows(store.list_runs(runs_dir), str(data))
+    assert has_baseline and [row["run"] for row in rows] == [transfer.id, scratch.id]
+    assert rows[0] == {
+        "strategy": "1 · Feature extraction",
+        "model": TrainConfig.backbone,
+        "val. accuracy": "90.0%",
+        "vs scratch": "+27.5 points",
+        "trained parameters": "1,281",
+        "frozen parameters": "3,413,024",
+        "time": "30 s",
+        "run": transfer.id,
+    }
+    assert (rows[1]["model"], rows[1]["vs scratch"]) == ("small CNN", "+0.0 points")
+    rows, has_baseline = catalog.transfer_rows([transfer], str(data))
+    assert not has_baseline and rows[0]["vs scratch"] == "—"

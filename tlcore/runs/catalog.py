@@ -8,6 +8,7 @@ earlier stage's best; the best stage is named beside it, never in its place. No 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 from tlcore.config import STRATEGIES
 from tlcore.runs import monitor, store
@@ -150,3 +151,57 @@ def delete(run: store.Run) -> None:
     if state in ACTIVE_STATES:
         raise ValueError(f"Run {run.id} is {state}: stop it and wait for it to end before deleting it.")
     shutil.rmtree(run.path)
+
+
+def _same_folder(first: str | None, second: str | None) -> bool:
+    if not first or not second:
+        return False
+    try:
+        return Path(first).resolve() == Path(second).resolve()
+    except OSError:
+        return first == second
+
+
+def _parameter_count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else MISSING
+
+
+def transfer_rows(runs: list[store.Run], data_dir: str) -> tuple[list[dict], bool]:
+    """What transfer bought on one data set: its finished runs beside the scratch baseline.
+
+    One row per done run trained on `data_dir`, the most accurate saved model first: strategy,
+    model, the saved model's validation accuracy, its difference to the best scratch run's (in
+    percentage points), the parameters it trained and kept frozen, and its time.
+
+    Args:
+        runs: the runs to look through (`store.list_runs`).
+        data_dir: the data set's folder; runs of other folders are left out.
+
+    Returns:
+        (rows, whether a scratch baseline is among them: without one the difference column is MISSING).
+    """
+    described = []
+    for run in runs:
+        if _same_folder(run.config().get("data_dir"), data_dir) and run.state == "done":
+            row = describe(run)
+            if row["accuracy"] is not None:
+                described.append((row, run.summary().get("parameters") or {}))
+    scratch = [row["accuracy"] for row, _ in described if row["strategy"] == "scratch"]
+    baseline = max(scratch) if scratch else None
+    described.sort(key=lambda item: -item[0]["accuracy"])
+    rows = []
+    for row, parameters in described:
+        seconds = row.get("seconds")
+        rows.append(
+            {
+                "strategy": strategy_title(row["strategy"]),
+                "model": row["model"] or MISSING,
+                "val. accuracy": percent(row["accuracy"]),
+                "vs scratch": MISSING if baseline is None else f"{(row['accuracy'] - baseline) * 100:+.1f} points",
+                "trained parameters": _parameter_count(parameters.get("trainable")),
+                "frozen parameters": _parameter_count(parameters.get("frozen")),
+                "time": MISSING if not isinstance(seconds, (int, float)) else monitor.format_seconds(seconds),
+                "run": row["run"],
+            }
+        )
+    return rows, baseline is not None
