@@ -65,15 +65,17 @@ else:
         markdown.table(
             [
                 {
-                    "run": row["run"],
+                    # The name a person gave the run, beside the id the CLI takes.
+                    "run": row["run"] if not row["label"] else f"{row['run']} ({row['label']})",
+                    # The saved model's, what Predict and the exports use; an earlier stage's peak beside it.
+                    # Next to the run, so a narrow screen sees them without scrolling the table.
+                    "validation accuracy": catalog.percent(row["accuracy"]),
+                    "best stage": catalog.best_stage_text(row),
                     "state": row["state"],
                     "strategy": catalog.strategy_title(row["strategy"]),
                     "model": row["model"],
                     "size (px)": row["image_size"],
                     "epochs": row["epochs"],
-                    # The saved model's, what Predict and the exports use; an earlier stage's peak beside it.
-                    "validation accuracy": catalog.percent(row["accuracy"]),
-                    "best stage": catalog.best_stage_text(row),
                 }
                 for row in latest
             ]
