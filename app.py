@@ -6,8 +6,9 @@ The other pages are the scripts in pages/ (Streamlit's pages folder); each draws
 
 import streamlit as st
 
+from tlcore import wording
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import store
+from tlcore.runs import catalog, store
 from views import cached, frame, markdown, server, session
 
 frame.draw()
@@ -56,7 +57,7 @@ else:
     st.markdown(markdown.dataset_line(dataset))
 
 st.subheader("Latest runs")
-latest = [store.describe(run) for run in store.list_runs(server.runs_dir())[:5]]
+latest = [catalog.describe(run) for run in store.list_runs(server.runs_dir())[:5]]
 if not latest:
     st.info("No runs yet: train one on the Train page.")
 else:
@@ -64,15 +65,17 @@ else:
         markdown.table(
             [
                 {
-                    "run": row["run"],
+                    # The name a person gave the run, beside the id the CLI takes.
+                    "run": row["run"] if not row["label"] else f"{row['run']} ({row['label']})",
+                    # The saved model's, what Predict and the exports use; an earlier stage's peak beside it.
+                    # Next to the run, so a narrow screen sees them without scrolling the table.
+                    "validation accuracy": catalog.percent(row["accuracy"]),
+                    "best stage": catalog.best_stage_text(row),
                     "state": row["state"],
-                    "strategy": row["strategy"],
+                    "strategy": catalog.strategy_title(row["strategy"]),
                     "model": row["model"],
                     "size (px)": row["image_size"],
                     "epochs": row["epochs"],
-                    "best validation accuracy": ""
-                    if row["best_val_accuracy"] is None
-                    else f"{row['best_val_accuracy']:.1%}",
                 }
                 for row in latest
             ]
@@ -90,7 +93,10 @@ for key, backbone in BACKBONES.items():
         {
             "backbone": backbone.display_name,
             "weights": weights_cell(key, backbone.default_size),
-            "default size (px)": backbone.default_size,
+            # The size a new run starts at: the default preset trains EfficientNet-Lite0 below its native size.
+            "default size (px)": backbone.default_size
+            if wording.preset_size(key) in (None, backbone.default_size)
+            else f"{wording.preset_size(key)} (native {backbone.default_size})",
             "about": backbone.description,
         }
     )

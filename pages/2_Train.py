@@ -1,15 +1,17 @@
 """Train: choose the settings, start a run in a worker process, watch it live, compare runs."""
 
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from tlcore import wording
 from tlcore.config import PRESETS, STRATEGIES, TrainConfig
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import monitor, store, worker
+from tlcore.runs import catalog, store, worker
 from views import cached, evaluation_view, frame, markdown, run_view, server, session, train_options
 
 session_lines = frame.draw()
@@ -173,12 +175,8 @@ else:
             description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, "
             f"{head_title} head, {settings['optimizer']}, batch size {int(settings['batch_size'])}",
         )
-        augmentation = session.augmentation()
         st.caption(
-            markdown.escape(
-                "Augmentation (set on the Data page): "
-                + ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in augmentation.to_dict().items())
-            )
+            markdown.escape(f"Augmentation (set on the Data page): {wording.augmentation(session.augmentation())}")
         )
         with st.expander("What this strategy trains: the layer stack", expanded=True, key="train_layer_stack"):
             try:
@@ -216,26 +214,31 @@ else:
                 st.session_state["run_id"] = worker.start(config, server.runs_dir()).id
                 st.rerun()  # Draw the new run at the top.
 
+if dataset is not None:
+    transfer, has_baseline = catalog.transfer_rows(store.list_runs(server.runs_dir()), dataset.root)
+    if transfer:
+        st.header("What transfer bought")
+        st.caption(
+            markdown.escape(
+                f"The finished runs on {Path(dataset.root).name}, the most accurate saved model first, beside the "
+                "small CNN trained from scratch."
+                + ("" if has_baseline else " No scratch baseline on this data set yet: train one to compare.")
+            )
+        )
+        st.markdown(markdown.table(transfer))
+
 st.header("Compare runs")
-table = pd.DataFrame([store.describe(item) for item in store.list_runs(server.runs_dir())])
+table = pd.DataFrame([catalog.compare_row(catalog.describe(item)) for item in store.list_runs(server.runs_dir())])
 if table.empty:
     st.caption("Finished runs appear here.")
     st.stop()
-table["time"] = [monitor.format_seconds(value) if pd.notna(value) else "" for value in table.pop("seconds")]
 picked = st.dataframe(
-    table[
-        ["run", "state", "strategy", "model", "image_size", "epochs", "best_val_accuracy", "final_val_accuracy", "time"]
-    ],
+    table,
     hide_index=True,
     on_select="rerun",
     selection_mode="multi-row",
     key="runs_table",
-    column_config={
-        "run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
-        "image_size": st.column_config.NumberColumn("size (px)"),
-        "best_val_accuracy": st.column_config.NumberColumn("best val. accuracy", format="percent"),
-        "final_val_accuracy": st.column_config.NumberColumn("final val. accuracy", format="percent"),
-    },
+    column_config={"run": st.column_config.TextColumn("run")},  # Sized to the ids: they are what the CLI takes.
 )
 selected = [table["run"].iloc[row] for row in picked.selection.rows]
 if not selected:
@@ -259,5 +262,6 @@ if len(selected) == 1:
     if st.button("Show this run as the current run"):
         st.session_state["run_id"] = chosen.id
         st.rerun()
+    run_view.manage(chosen)
     if (run is None or chosen.id != run.id) and evaluation_view.evaluable(chosen):
         evaluation_view.show(chosen, key="selected")

@@ -6,7 +6,7 @@ import streamlit as st
 from tlcore.data import browse
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
-from tlcore.runs import store
+from tlcore.runs import catalog, store
 from tlcore.serving import predict
 from views import cached, frame, markdown, server, ship_view
 
@@ -34,13 +34,14 @@ if not finished:
     st.page_link("pages/2_Train.py", label="Go to the Train page", icon=":material/model_training:")
     st.stop()
 
-rows = {run.id: store.describe(run) for run in finished}
+rows = {run.id: catalog.describe(run) for run in finished}
 ids = list(rows)
-current = st.session_state.get("run_id")
+# The best finished model, not the newest run (which may be a stopped or a scratch one).
+best = catalog.best_finished(list(rows.values()))
 run_id = st.selectbox(
     "Run",
     ids,
-    index=ids.index(current) if current in ids else 0,
+    index=ids.index(best),
     key="predict_run",
     format_func=lambda key: run_label(rows[key]),
 )
@@ -74,11 +75,33 @@ with photos_tab:
         help="A heatmap over each photo of the regions that most raised the score of its top class, "
         "from the last convolutional feature map of the base.",
     )
+    left, right = st.columns(2)
+    top = left.number_input(
+        "Top predictions to show",
+        1,
+        len(predictor.labels),
+        value=min(3, len(predictor.labels)),
+        key="predict_top",
+        help="How many of the most likely classes each photo lists, with their probabilities.",
+    )
+    opacity = (
+        right.slider(
+            "Heatmap opacity",
+            0.0,
+            1.0,
+            cached.GRADCAM_OPACITY,
+            step=0.05,
+            key="predict_gradcam_opacity",
+            help="0 shows the photo alone, 1 the heatmap alone.",
+        )
+        if explain
+        else cached.GRADCAM_OPACITY
+    )
     if not uploads:
         st.info("Upload one or several photos to see what the model thinks they are.")
         st.stop()
 
-    top = min(3, len(predictor.labels))
+    top = int(top)
     with st.spinner("Predicting..."):
         results = cached.predictions(run_id, [(upload.getvalue(), upload.name) for upload in uploads], top)
     for upload, result in zip(uploads, results):
@@ -96,7 +119,9 @@ with photos_tab:
             if explain:
                 try:
                     with st.spinner("Computing Grad-CAM..."):
-                        overlay = cached.gradcam_overlay(run_id, upload.getvalue(), upload.name, best["label"])
+                        overlay = cached.gradcam_overlay(
+                            run_id, upload.getvalue(), upload.name, best["label"], opacity=opacity
+                        )
                     columns[1].image(overlay, caption=markdown.escape(f"where it looked for {best['label']}"))
                 except (ValueError, InvalidImageError, predict.ModelLoadError) as error:
                     columns[1].warning(markdown.escape(f"No heatmap: {getattr(error, 'reason', error)}"))

@@ -98,18 +98,28 @@ def _gradcam(run_path: str, model_mtime_ns: int, content: bytes, name: str, labe
     # stretches it back onto the display picture, which lines up: that input is the photo stretched.
     heatmap, _, _ = gradcam.explain_source(_model, content, _model.labels.index(label), name=name)
     picture, _ = browse.thumbnail(content, max_side, name=name)
-    return gradcam.overlay(picture, heatmap, alpha=0.45)
+    return picture, heatmap
 
 
-def gradcam_overlay(run_id: str, content: bytes, name: str, label: str, max_side: int = 256):
-    """The photo (longest side `max_side`) with the Grad-CAM heatmap of one label over it, cached per model.
+# The heatmap's weight over the photo unless the person sets another.
+GRADCAM_OPACITY = 0.45
+
+
+def gradcam_overlay(
+    run_id: str, content: bytes, name: str, label: str, max_side: int = 256, opacity: float = GRADCAM_OPACITY
+):
+    """The photo (longest side `max_side`) with the Grad-CAM heatmap of one label over it.
+
+    The heatmap is cached per model; the blend at `opacity` (0: the photo, 1: the heatmap) is not,
+    so moving the opacity slider computes no gradient again.
 
     Raises:
         ValueError: no such run, an unknown label, or a model Grad-CAM cannot explain.
         ModelLoadError, InvalidImageError.
     """
     key = _model_key(run_id)
-    return _gradcam(*key, content, name, label, max_side, _predictor(*key))
+    picture, heatmap = _gradcam(*key, content, name, label, max_side, _predictor(*key))
+    return gradcam.overlay(picture, heatmap, alpha=float(opacity))
 
 
 # Cached pictures and facts.

@@ -9,7 +9,7 @@ import time
 import streamlit as st
 
 from tlcore.insight import charts
-from tlcore.runs import monitor, store
+from tlcore.runs import catalog, monitor, store
 from views import markdown, server, session
 
 STATE_BOXES = {
@@ -36,9 +36,11 @@ PAGE_REFRESH_SECONDS = 20
 def stage_result(stage: str, result: dict) -> str:
     """'feature extraction: best validation accuracy 91.7% after 1 epoch, 12 s' (one stage of a summary)."""
     epochs = result.get("epochs", 0)
+    # A stop inside an epoch: that epoch's batches trained the model, but it is no full epoch.
+    partial = " and part of another (stopped)" if result.get("partial_epoch") else ""
     return (
         f"{monitor.stage_name(stage)}: best validation accuracy "
-        f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}, "
+        f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}{partial}, "
         f"{monitor.format_seconds(result.get('seconds') or 0)}"
     )
 
@@ -51,7 +53,9 @@ def show(run: store.Run) -> tuple[str, int]:
     """
     status, config, records = run.status(), run.config(), run.metrics()  # Each file read once a draw.
     state = status.get("state", "unknown")
-    st.markdown(markdown.escape(f"{run.id} · {store.model_name(config)} · {config.get('image_size')} px"))
+    name = catalog.label(run)
+    title = f"{run.id} ({name})" if name else run.id
+    st.markdown(markdown.escape(f"{title} · {store.model_name(config)} · {config.get('image_size')} px"))
     message = STATE_MESSAGES.get(state) or status.get("error") or ""
     STATE_BOXES.get(state, st.info)(markdown.escape(f"{state}: {message}"))
     if state in session.ACTIVE_STATES:
@@ -71,6 +75,7 @@ def show(run: store.Run) -> tuple[str, int]:
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
+    records = [record for record in records if not record.get("partial")]  # Never drawn as an epoch.
     if not records and state not in session.ACTIVE_STATES:
         # A run that failed or was stopped before its first epoch: no curve is coming.
         st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")
@@ -117,3 +122,36 @@ def poll(run_id: str, drawn: tuple[str, int] | None, drawn_at: float) -> None:
         return
     if page_is_stale(drawn, drawn_at, show(run), time.time()):
         st.rerun()
+
+
+def manage(run: store.Run) -> None:
+    """Renaming and deleting one run (picked alone in the runs table); deleting asks for a confirmation."""
+    with st.expander("Rename or delete this run", key="manage_run"):
+        name_key = f"run_name_{run.id}"
+        st.text_input(
+            "Name, shown beside the id",
+            value=catalog.label(run) or "",
+            max_chars=catalog.LABEL_MAX_CHARACTERS,
+            key=name_key,
+        )
+        # Read from the session in the callback: arguments bound at draw time would hold the name before the edit.
+        st.button("Save the name", on_click=lambda: catalog.rename(run, st.session_state.get(name_key, "")))
+        active = run.state in catalog.ACTIVE_STATES
+        confirmed = st.checkbox(
+            f"Yes, delete run {run.id}: its model, curves and logs",
+            key=f"delete_confirmed_{run.id}",
+            disabled=active,
+            help="Feature caches stay: other runs on the same data share them.",
+        )
+        if active:
+            st.caption("A queued or training run cannot be deleted: stop it first.")
+        if st.button("Delete this run", type="primary", icon=":material/delete:", disabled=active or not confirmed):
+            try:
+                catalog.delete(run)
+            except (ValueError, OSError) as error:
+                st.error(markdown.escape(error))
+                return
+            if st.session_state.get("run_id") == run.id:
+                del st.session_state["run_id"]
+            st.session_state.pop("runs_table", None)  # Its rows counted the deleted run.
+            st.rerun()

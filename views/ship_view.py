@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from tlcore import wording
 from tlcore.data import browse, zips
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
@@ -70,8 +71,9 @@ def batch(run_id: str, predictor) -> None:
         return
     rows = result["rows"]
     failed = sum(row["error"] is not None for row in rows)
-    problems = f", {failed} file(s) could not be used (the error column says why)." if failed else "."
-    st.markdown(markdown.escape(f"{Path(result['source']).name}: {len(rows) - failed} photo(s) predicted{problems}"))
+    problems = f", {wording.count(failed, 'file')} could not be used (the error column says why)." if failed else "."
+    predicted = wording.count(len(rows) - failed, "photo")
+    st.markdown(markdown.escape(f"{Path(result['source']).name}: {predicted} predicted{problems}"))
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside
     # 61.23%, and whole percents in "top k" 100% beside 99.7%); cells of the other kind of row are blank,
     # not "None" (the placeholder of the error rows' missing probability).

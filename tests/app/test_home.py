@@ -27,8 +27,9 @@ def test_home_lists_every_backbone_with_its_weight_status():
         row["weights"] in ("available offline", "needs a download") or row["weights"].startswith("offline for alpha")
         for row in table
     )
-    sizes = {str(backbone.default_size) for backbone in BACKBONES.values()}
-    assert {row["default size (px)"] for row in table} == sizes
+    sizes = {backbone.display_name: str(backbone.default_size) for backbone in BACKBONES.values()}
+    sizes["EfficientNet-Lite0"] = "160 (native 224)"  # The default preset's size, the native one beside it.
+    assert {row["backbone"]: row["default size (px)"] for row in table} == sizes
     if efficientnet_lite_available():
         lite = next(row for row in table if row["backbone"] == "EfficientNet-Lite0")
         assert lite["weights"] == "available offline"
@@ -75,6 +76,23 @@ def test_home_lists_the_latest_runs_with_their_state(folders, small_catsdogs):
     queued = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
     table = markdown_table(open_page(), "run")
     assert [(row["run"], row["state"], row["strategy"]) for row in table] == [
-        (queued.id, "queued", "feature_extraction")
+        (queued.id, "queued", "1 · Feature extraction")
     ]
-    assert table[0]["best validation accuracy"] == ""
+    assert table[0]["validation accuracy"] == "—"
+
+
+def test_a_sequence_runs_headline_is_its_saved_model_with_the_best_stage_beside_it(folders, small_catsdogs):
+    from tests.runs.test_catalog import sequence_run
+
+    run = sequence_run(folders["runs"], small_catsdogs)
+    (row,) = markdown_table(open_page(), "run")
+    assert (row["run"], row["validation accuracy"], row["best stage"]) == (
+        run.id,
+        "75.0%",
+        "92.0% in 1 · Feature extraction",
+    )
+
+
+def test_home_gives_the_size_the_default_preset_trains_efficientnet_lite0_at():
+    rows = {row["backbone"]: row for row in markdown_table(open_page(), "backbone")}
+    assert rows["EfficientNet-Lite0"]["default size (px)"] == "160 (native 224)"

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -123,7 +124,7 @@ def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatc
     assert set(table["top label"][:2]) <= {"cats", "dogs"} and "not an image" in table["error"].iloc[2]
     assert list(table["error"][:2]) == ["", ""] and table["top label"].iloc[2] == ""
     assert all(50 <= value <= 100 for value in table["probability"][:2]), "the top label's share, in percent"
-    assert "album.zip: 2 photo(s) predicted, 1 file(s) could not be used" in texts(at)
+    assert "album.zip: 2 photos predicted, 1 file could not be used" in texts(at)
     assert [button.label for button in at.download_button] == ["Download the CSV"]
 
 
@@ -188,3 +189,46 @@ def test_predict_page_takes_every_photo_type_the_data_set_scan_takes(trained_run
     assert not at.exception and not at.error, [element.value for element in at.error]
     predictions = [markdown.value for markdown in at.markdown if markdown.value.startswith("Most likely")]
     assert len(predictions) == len(images.SUPPORTED_EXTENSIONS)
+
+
+def test_predict_page_defaults_to_the_best_finished_run_not_the_newest(folders, small_catsdogs):
+    from tests.app.page_kit import fake_finished_run
+
+    good = fake_finished_run(folders["runs"], small_catsdogs)
+    store.write_json(
+        good.path / "summary.json",
+        {"results": {"feature_extraction": {"val_accuracy": 0.9}}, "final_stage": "feature_extraction"},
+    )
+    newest = fake_finished_run(folders["runs"], small_catsdogs)
+    newest.set_status("stopped")
+    store.write_json(
+        newest.path / "summary.json", {"results": {"scratch": {"val_accuracy": 0.48}}, "final_stage": "scratch"}
+    )
+    newest.path.rename(newest.path.with_name("29991231-235959-scratch-ffff"))  # Sorts first: the newest.
+    at = open_page("pages/3_Predict.py")
+    assert at.selectbox(key="predict_run").value == good.id
+
+
+def test_predict_page_lists_the_top_k_asked_for_and_blends_the_heatmap_at_the_opacity_set(
+    trained_runs, monkeypatch, small_catsdogs
+):
+    import pyarrow
+
+    at = _predict_page(trained_runs, monkeypatch)
+    photo = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.file_uploader(key="predict_uploads").set_value([(photo.name, photo.read_bytes(), "image/jpeg")]).run()
+
+    def bars() -> int:
+        chart = at.get("vega_lite_chart")[-1]
+        return len(pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas())
+
+    assert at.number_input(key="predict_top").value == 2 and bars() == 2, "3, or every class of fewer"
+    at.number_input(key="predict_top").set_value(1).run()
+    assert not at.exception and bars() == 1
+    at.toggle(key="predict_gradcam").set_value(True).run()
+    assert at.slider(key="predict_gradcam_opacity").value == pytest.approx(0.45)
+    shown = [element.proto.imgs[0].url for element in at.image]
+    at.slider(key="predict_gradcam_opacity").set_value(0.9).run()
+    assert not at.exception and not at.warning
+    again = [element.proto.imgs[0].url for element in at.image]
+    assert again[0] == shown[0] and again[1] != shown[1], "the photo stays, the overlay is blended anew"

@@ -430,3 +430,69 @@ def test_a_new_run_on_the_same_data_set_names_it_in_the_sidebar_at_once(folders,
     # The page goes on to "Select runs in the table" and stops there, before its bottom.
     assert "Select runs in the table" in texts(at)
     assert plain(at.sidebar.caption[0].value).startswith(f"Data set: {small_catsdogs.name}: 2 classes")
+
+
+def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_overlay_tells_stages_apart(
+    folders, small_catsdogs
+):
+    from tests.runs.test_catalog import sequence_run
+    from tlcore.config import TrainConfig
+
+    sequence = sequence_run(folders["runs"], small_catsdogs)
+    queued = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
+    at = open_page("pages/2_Train.py")
+    table = at.dataframe[-1].value
+    assert list(table.columns)[:3] == ["val. accuracy", "best stage", "time"], "visible without scrolling"
+    rows = {row["run"]: row for row in table.to_dict("records")}
+    assert rows[sequence.id]["val. accuracy"] == "75.0%" and rows[sequence.id]["time"] == "17 s"
+    assert rows[sequence.id]["best stage"] == "92.0% in 1 · Feature extraction"
+    assert rows[sequence.id]["strategy"] == "1 → 2 → 3 in sequence"
+    assert rows[queued.id]["val. accuracy"] == "—" and rows[queued.id]["time"] == "—"
+    assert "None" not in table.to_string()
+    at.session_state["runs_table"] = {
+        "selection": {"rows": [list(table["run"]).index(sequence.id)], "columns": [], "cells": []}
+    }
+    at.run()
+    spec = json.loads(at.get("vega_lite_chart")[-1].proto.spec)
+    assert spec["encoding"]["y"]["title"] == "validation accuracy"
+    assert spec["encoding"]["strokeDash"]["field"] == "stage", "the stages of one run told apart"
+
+
+def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unless_it_runs(folders, small_catsdogs):
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    running = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    ids = list(at.dataframe[-1].value["run"])
+    at.session_state["runs_table"] = {"selection": {"rows": [ids.index(done.id)], "columns": [], "cells": []}}
+    at.run()
+    at.text_input(key=f"run_name_{done.id}").set_value("**first** try")
+    at = click(at, "Save the name")
+    assert not at.exception
+    row = at.dataframe[-1].value.set_index("run").loc[done.id]
+    assert row["name"] == "**first** try"
+    delete = next(button for button in at.button if button.label == "Delete this run")
+    assert delete.disabled, "not before the confirmation"
+    at.checkbox(key=f"delete_confirmed_{done.id}").check().run()
+    at = click(at, "Delete this run")
+    assert not at.exception and not done.path.exists()
+    assert list(at.dataframe[-1].value["run"]) == [running.id]
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert next(button for button in at.button if button.label == "Delete this run").disabled
+    assert at.checkbox(key=f"delete_confirmed_{running.id}").disabled and running.path.is_dir()
+
+
+def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseline(folders, small_catsdogs):
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    summary = {"results": {"feature_extraction": {"val_accuracy": 0.8}}, "final_stage": "feature_extraction"}
+    store.write_json(done.path / "summary.json", {**summary, "parameters": {"trainable": 1281, "frozen": 9}})
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    at = open_page("pages/2_Train.py", at)
+    (row,) = markdown_table(at, "strategy")
+    assert (row["val. accuracy"], row["trained parameters"], row["frozen parameters"], row["run"]) == (
+        "80.0%",
+        "1,281",
+        "9",
+        done.id,
+    )
+    assert row["vs scratch"] == "—" and "No scratch baseline on this data set yet" in texts(at)

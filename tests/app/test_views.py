@@ -322,3 +322,23 @@ def test_the_server_keeps_runs_and_data_where_the_environment_says(monkeypatch, 
     monkeypatch.setenv("TLCORE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("TLCORE_DATA_DIR", str(tmp_path / "data"))
     assert (server.runs_dir(), server.data_dir()) == (tmp_path / "runs", tmp_path / "data")
+
+
+def test_no_time_is_estimated_until_the_stages_first_epoch_has_ended():
+    """Recorded progress of a run whose first batches compiled the step and filled the caches."""
+    config = {"strategy": "feature_extraction", "epochs": 6}
+    first_batches = {"stage": "feature_extraction", "epoch": 1, "epochs": 6, "batch": 6, "steps": 100}
+    progress = {**first_batches, "stage_elapsed": 40.0, "time": 1040.0}
+    estimate = monitor.estimate(config, {"state": "running"}, progress, [], now=1040.0)
+    assert estimate.seconds_left is None, "40 s for 6 batches of 100 timed compilation, not the epochs"
+    assert "known after this stage's first epoch" in estimate.text
+    # Epoch 1 ended at 1045 s (45 s, compilation included); epoch 2's first half took 2.5 s.
+    first = {"stage": "feature_extraction", "epoch": 1, "stage_epoch": 1, "seconds": 45.0, "time": 1045.0}
+    halfway = {**first_batches, "epoch": 2, "batch": 50, "stage_elapsed": 47.5, "time": 1047.5}
+    estimate = monitor.estimate(config, {"state": "running"}, halfway, [first], now=1047.5)
+    assert estimate.seconds_left == pytest.approx(5.0 * 4.5), "5 s an epoch, 4.5 epochs to go"
+    # Once two epochs are recorded, the epochs after the first time the rest.
+    second = {**first, "epoch": 2, "stage_epoch": 2, "seconds": 6.0, "time": 1051.0}
+    third = {**halfway, "epoch": 3, "batch": 50, "stage_elapsed": 54.0, "time": 1054.0}
+    estimate = monitor.estimate(config, {"state": "running"}, third, [first, second], now=1054.0)
+    assert estimate.seconds_left == pytest.approx(6.0 * 3.5)

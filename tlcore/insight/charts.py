@@ -30,6 +30,8 @@ def history_frame(records: Iterable[dict], run: str | None = None) -> pd.DataFra
     """
     rows = []
     for record in records:
+        if record.get("partial"):
+            continue  # An epoch cut short by a stop: its training metrics are of a few batches only.
         for key, metric, split in (
             ("loss", "loss", "training"),
             ("val_loss", "loss", "validation"),
@@ -147,6 +149,8 @@ def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", heig
         metric: "val_accuracy", "val_loss", "accuracy" or "loss".
     """
     split = "validation" if metric.startswith("val_") else "training"
+    # The stages of a 1 -> 2 -> 3 run share its colour: the dash tells them apart, in the training order.
+    stages = [title for key, title in STAGE_TITLES.items() if key != "scratch"] + [STAGE_TITLES["scratch"]]
     name = metric.removeprefix("val_")
     frames = [history_frame(records, run) for run, records in histories.items()]
     frame = pd.concat(frames, ignore_index=True) if frames else history_frame([])
@@ -157,9 +161,14 @@ def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", heig
         .mark_line(point=True)
         .encode(
             x=alt.X("epoch:Q", axis=EPOCH_AXIS),
-            y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False), axis=formats["axis"]),
+            y=alt.Y("value:Q", title=f"{split} {name}", scale=alt.Scale(zero=False), axis=formats["axis"]),
             color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
-            detail="stage:N",
+            strokeDash=alt.StrokeDash(
+                "stage:N",
+                title="stage",
+                scale=alt.Scale(domain=stages),
+                legend=alt.Legend(orient="bottom", **DASH_LEGEND_SYMBOLS),
+            ),
             tooltip=["run", "stage", "epoch", alt.Tooltip("value:Q", format=formats["tooltip"])],
         )
         .properties(height=height)

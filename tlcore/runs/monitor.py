@@ -58,6 +58,41 @@ def _count(value) -> int | None:
         return None
 
 
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _seconds_per_epoch(stage: str, metrics: list[dict], progress: dict, done_in_stage: float) -> float | None:
+    """What one epoch of the stage costs, once that can be told; None before.
+
+    A stage's first epoch also builds and compiles the training step, and fills the caches: timed by
+    it, a run that needed a minute was once said to have a quarter of an hour left. So nothing is
+    said before the first epoch ends; then the epochs after the first are timed (the epoch records'
+    seconds), and while only the first has ended, the batches of the second since it ended.
+
+    Args:
+        stage: the stage training now.
+        metrics: the run's epoch records.
+        progress: its latest progress record (epoch, batch, steps, time, stage_elapsed).
+        done_in_stage: epochs of this stage done, counting the current epoch's share of batches.
+    """
+    if done_in_stage < 1:
+        return None
+    full = [record for record in metrics if record.get("stage") == stage and not record.get("partial")]
+    later = [_number(record.get("seconds")) for record in full[1:]]
+    if later and None not in later:
+        return sum(later) / len(later)
+    batch, steps = _count(progress.get("batch")), _count(progress.get("steps"))
+    if full and all(_number(record.get("time")) is not None for record in full):
+        ended, latest = _number(full[0].get("time")), _number(progress.get("time"))
+        if len(full) == 1 and batch and steps and ended is not None and latest is not None and latest > ended:
+            return (latest - ended) / min(1.0, batch / steps)
+        return None
+    # No timed epoch records (made-up progress, an old run folder): the stage's whole time per epoch.
+    elapsed = _number(progress.get("stage_elapsed"))
+    return elapsed / done_in_stage if elapsed else None
+
+
 def estimate(
     config: dict,
     status: dict,
@@ -150,9 +185,8 @@ def estimate(
     fraction = min(1.0, (done_before + done_in_stage) / total)
 
     seconds_left = None
-    elapsed = progress.get("stage_elapsed")
-    if elapsed and done_in_stage > 0 and state in ("running", "stopping"):
-        per_epoch = elapsed / done_in_stage
+    per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage)
+    if per_epoch is not None and state in ("running", "stopping"):
         since = max(0.0, now - float(progress.get("time") or now))
         seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
         later = stages[index + 1 :]
@@ -168,6 +202,8 @@ def estimate(
         text += " (stopping after this batch)"
     elif seconds_left is not None:
         text += f", about {format_seconds(seconds_left)} left"
+    elif done_in_stage < 1 and state == "running":
+        text += ", the time left is known after this stage's first epoch"
     elif index + 1 < len(stages):
         text += ", the later stages are not timed yet"
     return Estimate(fraction, seconds_left, text + ".")

@@ -357,7 +357,7 @@ def describe(run: Run) -> dict:
     config = run.config()
     status = run.status()
     summary = run.summary()
-    metrics = run.metrics()
+    metrics = [record for record in run.metrics() if not record.get("partial")]  # A stop's cut-short epoch.
     validation = [record["val_accuracy"] for record in metrics if record.get("val_accuracy") is not None]
     return {
         "run": run.id,

@@ -10,6 +10,10 @@ import keras
 class RunRecorder(keras.callbacks.Callback):
     """Writes each epoch's logs to the run's metrics, and batch progress every few batches.
 
+    An epoch cut short by a stop request is recorded with "partial": True and the batches it
+    trained: its training metrics are of those batches only, so no curve may draw it as an epoch.
+    The History that `fit` returns is marked too (`partial_epoch`), for the stage's epoch count.
+
     Args:
         run: the `tlcore.runs.store.Run` to write to.
         stage: the strategy being trained ("feature_extraction", ...).
@@ -27,6 +31,7 @@ class RunRecorder(keras.callbacks.Callback):
         self.total_epochs = total_epochs
         self.every_batches = every_batches
         self.epoch = 0
+        self.batches = 0
         self.started = time.time()
         self.epoch_started = time.time()
 
@@ -35,9 +40,11 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.batches = 0
         self.epoch_started = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
         if batch % self.every_batches:
             return
         steps = self.params.get("steps") if self.params else None
@@ -58,6 +65,11 @@ class RunRecorder(keras.callbacks.Callback):
         record = {"stage": self.stage, "epoch": self.epoch_offset + epoch + 1, "stage_epoch": epoch + 1}
         record.update({key: _number(value) for key, value in (logs or {}).items()})
         record["seconds"] = time.time() - self.epoch_started
+        if self._partial():
+            record.update({"partial": True, "batches": self.batches, "steps": self.params.get("steps")})
+            history = getattr(self.model, "history", None)  # Keras's History, which `fit` returns.
+            if history is not None:
+                history.partial_epoch = True
         record["time"] = time.time()
         self.run.append_metrics(record)
         self.run.set_progress(
@@ -71,6 +83,15 @@ class RunRecorder(keras.callbacks.Callback):
                 "time": time.time(),
             }
         )
+
+    def _partial(self) -> bool:
+        """Whether the epoch ending now was cut short by a stop request (not all its batches trained)."""
+        steps = self.params.get("steps") if self.params else None
+        if steps:
+            return self.batches < steps
+        # Without a known step count: a stop set during the batches (StopOnRequest checks the epoch's end
+        # after this callback) ended it early, or at its last batch, which cannot be told apart.
+        return bool(getattr(self.model, "stop_training", False))
 
 
 class StopOnRequest(keras.callbacks.Callback):

@@ -212,8 +212,10 @@ def history_result(
     """A stage's results from its Keras history.
 
     With early stopping the best weights (lowest validation loss) were restored, so the final
-    model's metrics are that epoch's, not the last one's.
+    model's metrics are that epoch's, not the last one's. An epoch cut short by a stop request
+    (RunRecorder marks the history) is not counted among the stage's epochs.
     """
+    partial = bool(getattr(history, "partial_epoch", False))
     values = history.history
     validation = values.get("val_accuracy") or []
     losses = values.get("val_loss") or []
@@ -223,7 +225,8 @@ def history_result(
         "val_loss": float(losses[final]) if losses else None,
         "best_val_accuracy": float(max(validation)) if validation else None,
         "accuracy": float(values["accuracy"][final]) if values.get("accuracy") else None,
-        "epochs": len(validation),
+        "epochs": len(validation) - partial if validation else 0,
+        "partial_epoch": partial,
         "final_epoch": final + 1 if validation else None,
         "seconds": seconds,
         "stopped": stopped,

@@ -1,0 +1,207 @@
+"""What the app says about runs and does to them: headline accuracy, best stage, names, deletion.
+
+The headline of a run is its saved model's validation accuracy: the weights in model.keras, which
+Predict and the exports use. For 1 -> 2 -> 3 that is the last stage's, which can be below an
+earlier stage's best; the best stage is named beside it, never in its place. No Streamlit here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tlcore.config import STRATEGIES
+from tlcore.runs import monitor, store
+
+# The file of a run's name, given by a person; the id stays what the CLI and the folder use.
+LABEL_FILE = "label.json"
+LABEL_MAX_CHARACTERS = 80
+# States whose worker may still write the folder: such a run is stopped before it can be deleted.
+ACTIVE_STATES = ("queued", "running", "stopping")
+# A value that is not there (a queued run's accuracy, a running run's time), as every table shows it.
+MISSING = "—"
+
+
+def percent(value: float | None) -> str:
+    """'87.5%', the one accuracy format of the app's tables; MISSING for no value."""
+    return MISSING if value is None else f"{value:.1%}"
+
+
+def strategy_title(strategy: str | None) -> str:
+    """A strategy as people read it ("1 · Feature extraction"); an unknown key as it is."""
+    return STRATEGIES[strategy].title if strategy in STRATEGIES else str(strategy or MISSING)
+
+
+def best_stage(summary: dict) -> tuple[str, float] | None:
+    """(stage, its best validation accuracy) of the stage that peaked highest, from a run's summary.
+
+    Returns:
+        None for a run without stage results (queued, running, failed before its first stage ended).
+    """
+    results = summary.get("results")
+    if not isinstance(results, dict):
+        return None
+    peaks = [
+        (stage, float(result["best_val_accuracy"]))
+        for stage, result in results.items()
+        if isinstance(result, dict) and isinstance(result.get("best_val_accuracy"), (int, float))
+    ]
+    return max(peaks, key=lambda peak: peak[1]) if peaks else None
+
+
+def describe(run: store.Run) -> dict:
+    """store.describe's row plus the headline: "accuracy" (the saved model's), "best_stage" and its accuracy.
+
+    "best_stage" is named only when the run trained more than one stage: a single stage's best is
+    its own epoch, already on its curves.
+    """
+    row = store.describe(run)
+    row["label"] = label(run)
+    summary = run.summary()
+    peak = best_stage(summary)
+    several = isinstance(summary.get("results"), dict) and len(summary["results"]) > 1
+    row["accuracy"] = row["model_val_accuracy"]
+    row["best_stage"] = peak[0] if peak and several else None
+    row["best_stage_accuracy"] = peak[1] if peak and several else None
+    return row
+
+
+def best_stage_text(row: dict) -> str:
+    """'91.2% in 1 · Feature extraction' for a run of several stages (a `describe` row); else MISSING."""
+    if row.get("best_stage") is None:
+        return MISSING
+    return f"{percent(row['best_stage_accuracy'])} in {strategy_title(row['best_stage'])}"
+
+
+def best_finished(rows: list[dict]) -> str | None:
+    """The run to predict with by default: the done run whose saved model is most accurate.
+
+    A stopped run (a model cut short) or one without a measured accuracy comes after every done run
+    with one; among equals, the first of `rows` (list_runs gives the newest first).
+
+    Args:
+        rows: `describe` rows of the runs that have a model.
+
+    Returns:
+        The run id, or None when `rows` is empty.
+    """
+    if not rows:
+        return None
+
+    def rank(row: dict) -> tuple[bool, float]:
+        accuracy = row.get("accuracy")
+        return row.get("state") == "done" and accuracy is not None, -1.0 if accuracy is None else accuracy
+
+    return max(rows, key=rank)["run"]
+
+
+def compare_row(row: dict) -> dict:
+    """A `describe` row as the compare table shows it: accuracy and time first, then what the run was.
+
+    Every cell is text in the app's one format (percent to 0.1%, MISSING for no value), so a narrow
+    screen sees the headline without scrolling and a queued run reads "—", not "None".
+    """
+    seconds = row.get("seconds")
+    return {
+        "val. accuracy": percent(row.get("accuracy")),
+        "best stage": best_stage_text(row),
+        "time": MISSING if not isinstance(seconds, (int, float)) else monitor.format_seconds(seconds),
+        "strategy": strategy_title(row.get("strategy")),
+        "model": row.get("model") or MISSING,
+        "state": row.get("state") or MISSING,
+        "size (px)": MISSING if row.get("image_size") is None else str(row["image_size"]),
+        "epochs": str(row.get("epochs") or 0),
+        "name": row.get("label") or "",
+        "run": row["run"],
+    }
+
+
+def label(run: store.Run) -> str | None:
+    """The name a person gave the run (`rename`), or None."""
+    value = store.read_json(run.path / LABEL_FILE, {})
+    text = value.get("label") if isinstance(value, dict) else None
+    return text if isinstance(text, str) and text else None
+
+
+def rename(run: store.Run, text: str) -> str | None:
+    """Names a run (stored in its folder beside the id, which stays); an empty name removes the name.
+
+    Args:
+        run: the run.
+        text: the name; surrounding spaces and line breaks go, and it is cut to LABEL_MAX_CHARACTERS.
+
+    Returns:
+        The name stored, or None when it was removed.
+    """
+    name = " ".join(str(text).split())[:LABEL_MAX_CHARACTERS]
+    if not name:
+        (run.path / LABEL_FILE).unlink(missing_ok=True)
+        return None
+    store.write_json(run.path / LABEL_FILE, {"label": name})
+    return name
+
+
+def delete(run: store.Run) -> None:
+    """Removes a run's folder (model, metrics, logs). The runs folder's shared caches stay for other runs.
+
+    Raises:
+        ValueError: the run is queued, running or stopping: its worker still writes the folder.
+    """
+    state = run.state
+    if state in ACTIVE_STATES:
+        raise ValueError(f"Run {run.id} is {state}: stop it and wait for it to end before deleting it.")
+    shutil.rmtree(run.path)
+
+
+def _same_folder(first: str | None, second: str | None) -> bool:
+    if not first or not second:
+        return False
+    try:
+        return Path(first).resolve() == Path(second).resolve()
+    except OSError:
+        return first == second
+
+
+def _parameter_count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else MISSING
+
+
+def transfer_rows(runs: list[store.Run], data_dir: str) -> tuple[list[dict], bool]:
+    """What transfer bought on one data set: its finished runs beside the scratch baseline.
+
+    One row per done run trained on `data_dir`, the most accurate saved model first: strategy,
+    model, the saved model's validation accuracy, its difference to the best scratch run's (in
+    percentage points), the parameters it trained and kept frozen, and its time.
+
+    Args:
+        runs: the runs to look through (`store.list_runs`).
+        data_dir: the data set's folder; runs of other folders are left out.
+
+    Returns:
+        (rows, whether a scratch baseline is among them: without one the difference column is MISSING).
+    """
+    described = []
+    for run in runs:
+        if _same_folder(run.config().get("data_dir"), data_dir) and run.state == "done":
+            row = describe(run)
+            if row["accuracy"] is not None:
+                described.append((row, run.summary().get("parameters") or {}))
+    scratch = [row["accuracy"] for row, _ in described if row["strategy"] == "scratch"]
+    baseline = max(scratch) if scratch else None
+    described.sort(key=lambda item: -item[0]["accuracy"])
+    rows = []
+    for row, parameters in described:
+        seconds = row.get("seconds")
+        rows.append(
+            {
+                "strategy": strategy_title(row["strategy"]),
+                "model": row["model"] or MISSING,
+                "val. accuracy": percent(row["accuracy"]),
+                "vs scratch": MISSING if baseline is None else f"{(row['accuracy'] - baseline) * 100:+.1f} points",
+                "trained parameters": _parameter_count(parameters.get("trainable")),
+                "frozen parameters": _parameter_count(parameters.get("frozen")),
+                "time": MISSING if not isinstance(seconds, (int, float)) else monitor.format_seconds(seconds),
+                "run": row["run"],
+            }
+        )
+    return rows, baseline is not None
