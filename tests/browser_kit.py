@@ -5,16 +5,13 @@ Not a test module (pytest collects `test_*.py` only). The benchmark imports it a
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 # Re-exported: the browser test and the benchmark import them from here.
 from tests.helpers.server import free_port as free_port
 from tests.helpers.server import healthy as healthy
 from tests.helpers.server import running_app as running_app
+from tests.helpers.server import streamlit_server as streamlit_server
 from tests.helpers.server import wait_until as wait_until
 
 CHROMIUM_ARGS = [
@@ -25,38 +22,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-@contextlib.contextmanager
-def streamlit_server(root: Path, environment: dict[str, str], log_path: Path, timeout: float = 90):
-    """Runs `streamlit run app.py` in `root` on a free port of 127.0.0.1 until the block ends.
-
-    Yields:
-        The server's URL, once it answers its health check.
-
-    Raises:
-        RuntimeError: the server exited before it answered (its log's end in the message).
-    """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            command, cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            wait_until(lambda: healthy(url) or server.poll() is not None, timeout, "the Streamlit server")
-            if server.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {log_path.read_text(errors='replace')[-3000:]}")
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
 
 
 def settle(page, timeout: float = 90, quiet: float = 1.5) -> float:

@@ -89,6 +89,44 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
+def streamlit_process(
+    root: Path, environment: dict[str, str], log_path: Path, timeout: float = 90
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Runs `streamlit run app.py` in `root` on a free port of 127.0.0.1 until the block ends.
+
+    Yields:
+        The server's URL, once it answers its health check, and its process.
+
+    Raises:
+        AssertionError: with the end of the server's log, when it exits before answering.
+        TimeoutError: when it does not answer within `timeout` seconds.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
+    with open(log_path, "wb") as log:
+        # A session of its own: the server and whatever it starts can be signalled apart from pytest.
+        process = subprocess.Popen(
+            command, cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            wait_until(lambda: healthy(url) or process.poll() is not None, timeout, "the Streamlit server")
+            if process.poll() is not None:
+                raise AssertionError(f"streamlit exited: {log_path.read_text(errors='replace')[-3000:]}")
+            yield url, process
+        finally:
+            _stop(process)
+
+
+@contextlib.contextmanager
+def streamlit_server(root: Path, environment: dict[str, str], log_path: Path, timeout: float = 90) -> Iterator[str]:
+    """`streamlit_process`, yielding the server's URL alone."""
+    with streamlit_process(root, environment, log_path, timeout) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
 def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
     """Runs the app on a free port of 127.0.0.1 with its own runs and data folders under `folder`.
 
@@ -100,23 +138,11 @@ def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
     """
     folder.mkdir(parents=True, exist_ok=True)
     runs_dir, data_dir, log_path = folder / "runs", folder / "data", folder / "server.log"
-    port = free_port()
     environment = dict(
         os.environ, TLCORE_RUNS_DIR=str(runs_dir), TLCORE_DATA_DIR=str(data_dir), TF_CPP_MIN_LOG_LEVEL="2"
     )
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-    command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
-    with open(log_path, "wb") as log:
-        # A session of its own: the server and whatever it starts can be signalled apart from pytest.
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        server = AppServer(f"http://127.0.0.1:{port}", process, runs_dir, data_dir, log_path)
+    with streamlit_process(PROJECT_ROOT, environment, log_path, timeout) as (url, process):
         try:
-            wait_until(lambda: healthy(server.url) or process.poll() is not None, timeout, "the Streamlit server")
-            if process.poll() is not None:
-                raise AssertionError(f"streamlit exited: {log_path.read_text(errors='replace')[-3000:]}")
-            yield server
+            yield AppServer(url, process, runs_dir, data_dir, log_path)
         finally:
             _stop_live_runs(runs_dir)
-            _stop(process)
