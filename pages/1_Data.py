@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from tlcore.data import browse, zips
+from tlcore.data import browse, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
@@ -41,9 +41,13 @@ if source == "Folder":
             placeholder="/path/to/photos (class folders, or train/ and validation/)",
         )
         if st.form_submit_button("Scan folder", type="primary"):
-            folder = typed.strip() or None
-            if folder is None:
+            if not typed.strip():
                 st.warning("Type the path of a folder first.")
+            else:
+                try:  # Only folders under the allowed data roots are listed and decoded.
+                    folder = str(roots.resolve_under_roots(typed.strip()))
+                except ValueError as error:  # Outside the roots, or a path the system cannot hold (a NUL).
+                    st.error(markdown.escape(error))
 elif source == "Zip upload":
     archive = st.file_uploader("A zip archive of class folders", type=["zip"], key="zip_upload")
     extracted = st.session_state.setdefault("extracted_uploads", {})  # Upload id -> its folder.
@@ -156,7 +160,8 @@ for index, path in enumerate(paths[(page - 1) * PER_PAGE : page * PER_PAGE]):
             st.error(markdown.escape(f"{Path(path).name}: {getattr(error, 'reason', error)}"))
             continue
         size = browse.human_size(Path(path).stat().st_size)
-        st.image(picture, caption=f"{Path(path).name} · {size} · {width}×{height}")
+        # Captions are Markdown: a file name is escaped so it shows as named (never a link or formatting).
+        st.image(picture, caption=markdown.escape(f"{Path(path).name} · {size} · {width}×{height}"))
 
 st.header("Augmentation preview")
 st.caption(

@@ -28,7 +28,7 @@ def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_cats
     assert list(counts.index) == ["cats", "dogs"]
     assert counts.loc["cats", "train"] == 12 and counts.loc["dogs", "validation"] == 6
     assert at.session_state["dataset"].classes == ("cats", "dogs")
-    captions = [caption for element in at.image for caption in element.captions]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
     assert sum(caption.startswith("cat.") and "KB" in caption for caption in captions) == 12  # One page of cats.
     # The grid's six columns list their photos one after the other: photo i is in column i % 6.
     by_column = [int(caption.split(".")[1]) for caption in captions if caption.startswith("cat.")]
@@ -127,7 +127,7 @@ def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_i
     assert at.session_state["dataset"].classes == ("cats", "dogs"), "debris is neither a class nor an image"
     at.pagination(key="browse_page_train_0").set_value(2).run()  # The odd but valid images sort last.
     assert not at.exception and not at.error
-    captions = [caption for element in at.image for caption in element.captions]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
     assert {f"kit-{name}" for name, (_, word) in kit.items() if word is None} <= {
         caption.split(" · ")[0] for caption in captions
     }
@@ -154,7 +154,9 @@ def test_class_names_are_shown_as_text_not_markup(small_catsdogs, tmp_path):
 
 def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(small_catsdogs):
     at = scan(open_page("pages/1_Data.py"), small_catsdogs)
-    preview_images = [caption for element in at.image for caption in element.captions if caption.startswith("original")]
+    preview_images = [
+        caption for element in at.image for caption in element.captions if plain(caption).startswith("original")
+    ]
     assert preview_images, "the preview shows the original"
     at.slider(key="aug_rotation_degrees").set_value(10.0).run()
     at.toggle(key="aug_vertical_flip").set_value(False).run()
@@ -167,3 +169,23 @@ def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(
     assert at.slider(key="aug_rotation_degrees").value == 10.0, "settings survive a page switch"
     click(at, "Reset to the seed's settings")
     assert at.session_state["augmentation"].rotation_degrees == 40.0
+
+
+def test_a_typed_folder_outside_the_data_roots_is_refused_with_the_roots_named(folders):
+    at = scan(open_page("pages/1_Data.py"), "/etc")
+    [error] = [plain(element.value) for element in at.error]
+    assert error.startswith("/etc (resolved to /etc) is outside the allowed data folders")
+    assert "TLCORE_DATA_ROOTS" in error
+    assert "dataset" not in at.session_state
+
+
+def test_file_names_in_image_captions_are_text_not_links(small_catsdogs, tmp_path):
+    root = tmp_path / "odd"
+    shutil.copytree(small_catsdogs, root)
+    photo = root / "train" / "cats" / "cat.1.jpg"
+    photo.rename(photo.with_name("[x](https:\\evil).jpg"))
+    at = scan(open_page("pages/1_Data.py"), root)
+    captions = [caption for element in at.image for caption in element.captions]
+    [odd] = [caption for caption in captions if "evil" in caption]
+    assert odd.startswith(r"\[x\]\(https\:\\evil\)\.jpg · "), odd  # Escaped: no link.
+    assert plain(odd).startswith("[x](https:\\evil).jpg · ")
