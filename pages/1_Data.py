@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from tlcore.data import browse, roots, zips
+from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
-from views import augment_view, cached, frame, markdown, server, session
+from views import augment_view, cached, frame, library_view, markdown, server, session
 
 session_lines = frame.draw()
 
@@ -25,13 +25,14 @@ st.caption(
 
 source = st.segmented_control(
     "Where are the photos?",
-    ["Folder", "Zip upload", "Demo set"],
+    ["Folder", "Zip upload", "Demo set", "Library"],
     default="Folder",
     required=True,
     key="data_source",
     persist_state="session",
 )
-folder = None
+folder, kind = None, "folder"  # The folder to scan, and how it came (for the library).
+fraction, seed = 0.2, 1337
 if source == "Folder":
     with st.form("folder_form", border=False):
         typed = st.text_input(
@@ -63,10 +64,11 @@ elif source == "Zip upload":
                 st.error(markdown.escape(error))
             else:
                 folder = extracted[archive.file_id] = str(report.destination)
+                kind = "upload"
                 if report.skipped_files:
                     with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
                         st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
-else:
+elif source == "Demo set":
     st.caption(
         "The offline set needs no network: patches of three textures photographed in scikit-image. "
         "Cats vs dogs (the TensorFlow tutorial's 3,000 photos) is downloaded once, about 65 MB."
@@ -77,7 +79,7 @@ else:
 
         try:
             with st.spinner("Building the offline demo set..."):
-                folder = str(demo.build_offline_demo(server.data_dir() / "demo" / "textures"))
+                folder, kind = str(demo.build_offline_demo(server.data_dir() / "demo" / "textures")), "demo"
         except (ValueError, OSError) as error:
             st.error(markdown.escape(error))
     if online.button("Download cats vs dogs"):
@@ -85,18 +87,34 @@ else:
 
         try:
             with st.spinner("Downloading cats vs dogs..."):
-                folder = str(demo.download_cats_and_dogs())
+                folder, kind = str(demo.download_cats_and_dogs()), "demo"
         except (demo.DemoDataError, OSError) as error:
             st.error(markdown.escape(error))
+elif source == "Library":
+    picked = library_view.choose()
+    if picked is not None:
+        folder, kind, fraction, seed = picked.path, picked.kind, picked.validation_fraction, picked.seed
+
+if folder is None and not st.session_state.get("library_reopened"):
+    # A reload starts an empty session: reopen the data set of the link, else the last one used (once).
+    st.session_state["library_reopened"] = True
+    remembered = library.find(server.data_dir(), st.query_params.get("dataset")) or library.last_used(server.data_dir())
+    if remembered is not None and session.current_dataset() is None and Path(remembered.path).is_dir():
+        folder, kind, fraction, seed = remembered.path, remembered.kind, remembered.validation_fraction, remembered.seed
 
 if folder is not None:
     try:
         with st.spinner("Scanning: every image is decoded once to find damaged files..."):
-            session.use_dataset(cached.scan_folder(folder))
+            scanned = cached.scan_folder(folder, fraction, seed)
+        session.use_dataset(scanned)
     except (DatasetError, ValueError, OSError) as error:
         st.error(markdown.escape(error))
     else:
         session_lines.draw()  # The sidebar names the new data set at once.
+        try:
+            st.query_params["dataset"] = library.record(server.data_dir(), scanned, kind).id
+        except OSError as error:  # The data set is usable; only the library could not note it.
+            st.warning(markdown.escape(f"Not added to the library: {error}"))
 
 dataset = session.current_dataset()
 if dataset is None:

@@ -18,6 +18,7 @@ from tests.app.page_kit import (
     texts,
     zip_bytes,
 )
+from tlcore.data import library
 
 
 def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_catsdogs):
@@ -189,3 +190,47 @@ def test_file_names_in_image_captions_are_text_not_links(small_catsdogs, tmp_pat
     [odd] = [caption for caption in captions if "evil" in caption]
     assert odd.startswith(r"\[x\]\(https\:\\evil\)\.jpg · "), odd  # Escaped: no link.
     assert plain(odd).startswith("[x](https:\\evil).jpg · ")
+
+
+def test_the_library_lists_scans_reopens_the_last_one_after_a_reload_and_picks_renames_deletes(
+    small_catsdogs, tmp_path, folders
+):
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(small_catsdogs, first)
+    shutil.copytree(small_catsdogs / "train", second)  # Flat: two class folders.
+    at = scan(scan(open_page("pages/1_Data.py"), first), second)
+    assert at.session_state["dataset"].root == str(second.resolve())
+    ids = {Path(entry.path).name: entry.id for entry in library.entries(folders["data"])}
+    assert at.query_params["dataset"] == ids["second"]
+
+    at = open_page("pages/1_Data.py")  # A reload: a new, empty session reopens the last data set used.
+    assert at.session_state["dataset"].root == str(second.resolve()) and not at.error
+    at.segmented_control(key="data_source").set_value("Library").run()
+    choice = at.selectbox(key="library_choice")
+    assert [option.split(":")[0] for option in choice.options] == ["second", "first"]
+    choice.set_value(ids["first"]).run()
+    click(at, "Use this data set")
+    assert at.session_state["dataset"].root == str(first.resolve())
+    at.text_input(key=f"library_name_{ids['first']}").input("my *pets*").run()
+    click(at, "Rename")
+    assert at.selectbox(key="library_choice").options[0].startswith("my *pets*: 2 classes, 24 train / 12 validation")
+
+    click(at, "Delete")  # A folder of the user's own: forgotten, never removed.
+    assert (first / "train" / "cats").is_dir() and "dataset" not in at.session_state
+    assert [entry.id for entry in library.entries(folders["data"])] == [ids["second"]]
+    assert "my *pets*: deleted (0 folder(s) removed)." in texts(at)
+
+
+def test_deleting_an_uploaded_data_set_from_the_library_removes_its_extracted_folder(small_catsdogs, folders):
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    at.file_uploader(key="zip_upload").set_value(("pets.zip", zip_bytes(_photo_members(small_catsdogs)), "x")).run()
+    click(at, "Extract and scan")
+    uploads = folders["data"] / "uploads"
+    assert len(list(uploads.iterdir())) == 1
+    at.segmented_control(key="data_source").set_value("Library").run()
+    assert at.selectbox(key="library_choice").options[0].startswith("pets: 2 classes")
+    assert "(upload, used just now)" in at.selectbox(key="library_choice").options[0]
+    click(at, "Delete")
+    assert list(uploads.iterdir()) == [] and "dataset" not in at.session_state
+    assert "The library is empty" in texts(at)

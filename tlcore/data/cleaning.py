@@ -1,7 +1,7 @@
 """Cleaning decisions: keep, drop or relabel each file of a data set, without ever touching the photos.
 
 The decisions of a data set are a JSON file in the app's data folder (`$TLCORE_DATA_DIR`, else
-`data/`), under `cleaning/`, beside the data set's record (`DatasetScan.to_json`) they were made on.
+`data/` of `tlcore.home`), under `cleaning/`, beside the data set's record (`DatasetScan.to_json`) they were made on.
 `apply_decisions` gives the cleaned view of a scan, which `tlcore.training.trainer.train(config,
 dataset=...)` trains on as it is; `write_cleaned_copy` writes it as a new folder (hard links where
 the file system allows, else copies) that any run, or the app's worker, can scan.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from tlcore import home
 from tlcore.data.dataset import DatasetScan, Sample
 from tlcore.runs.store import write_json
 
@@ -55,8 +56,8 @@ class Decision:
 
 
 def default_data_dir() -> Path:
-    """The app's data folder: `$TLCORE_DATA_DIR`, else `data/` in the current folder."""
-    return Path(os.environ.get("TLCORE_DATA_DIR", "data")).expanduser()
+    """The app's data folder: `$TLCORE_DATA_DIR`, else `data/` of tlcore's home folder (see `tlcore.home`)."""
+    return home.default_folder("data")
 
 
 def decisions_path(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> Path:
