@@ -136,7 +136,11 @@ if dataset.layout == "flat":
     )
 chart, table = st.columns([3, 2])
 chart.altair_chart(charts.split_counts(counts), width="stretch")
-table.dataframe(pd.DataFrame(counts).rename_axis("class"))
+# The class column is as wide as its longest name (the grid's default cut "dandelion" to "dandeli").
+table.dataframe(
+    pd.DataFrame(counts).rename_axis("class"),
+    column_config={"_index": st.column_config.TextColumn("class", width=markdown.text_width(dataset.classes))},
+)
 if dataset.rejected:
     st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")
     st.dataframe(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -234,3 +235,13 @@ def test_deleting_an_uploaded_data_set_from_the_library_removes_its_extracted_fo
     click(at, "Delete")
     assert list(uploads.iterdir()) == [] and "dataset" not in at.session_state
     assert "The library is empty" in texts(at)
+
+
+def test_the_count_table_gives_class_names_room_to_show_whole(small_catsdogs, tmp_path):
+    root = tmp_path / "flowers"
+    shutil.copytree(small_catsdogs / "train" / "cats", root / "dandelion")
+    shutil.copytree(small_catsdogs / "train" / "dogs", root / "sunflowers_in_the_evening")
+    at = scan(open_page("pages/1_Data.py"), root)
+    config = json.loads(at.dataframe[0].proto.columns)["_index"]
+    assert config["label"] == "class"
+    assert config["width"] >= 9 * len("sunflowers_in_the_evening"), config  # Pixels: the longest name, whole.
