@@ -31,8 +31,10 @@ source = st.segmented_control(
     key="data_source",
     persist_state="session",
 )
+# Drawn here, filled once the source has said which split a picked data set was scanned with.
+split_area = st.expander("Validation split (for a data set without a validation folder)")
 folder, kind = None, "folder"  # The folder to scan, and how it came (for the library).
-fraction, seed = 0.2, 1337
+split = None  # (fraction, seed) a data set from the library was scanned with.
 if source == "Folder":
     with st.form("folder_form", border=False):
         typed = st.text_input(
@@ -93,14 +95,47 @@ elif source == "Demo set":
 elif source == "Library":
     picked = library_view.choose()
     if picked is not None:
-        folder, kind, fraction, seed = picked.path, picked.kind, picked.validation_fraction, picked.seed
+        folder, kind, split = picked.path, picked.kind, (picked.validation_fraction, picked.seed)
 
 if folder is None and not st.session_state.get("library_reopened"):
     # A reload starts an empty session: reopen the data set of the link, else the last one used (once).
     st.session_state["library_reopened"] = True
     remembered = library.find(server.data_dir(), st.query_params.get("dataset")) or library.last_used(server.data_dir())
     if remembered is not None and session.current_dataset() is None and Path(remembered.path).is_dir():
-        folder, kind, fraction, seed = remembered.path, remembered.kind, remembered.validation_fraction, remembered.seed
+        folder, kind, split = remembered.path, remembered.kind, (remembered.validation_fraction, remembered.seed)
+
+if split is not None:  # The widgets below show the split the picked data set is scanned with.
+    st.session_state["split_fraction"], st.session_state["split_seed"] = split
+with split_area:
+    left, right = st.columns(2)
+    fraction = round(
+        left.slider(
+            "Validation fraction",
+            0.05,
+            0.5,
+            0.2,
+            step=0.05,
+            key="split_fraction",
+            persist_state="session",
+            help="Share of each class held out for validation when the data set has no validation/ folder.",
+        ),
+        2,
+    )  # Slider steps add float noise (0.15000000000000002).
+    seed = int(
+        right.number_input(
+            "Split seed",
+            0,
+            2**31 - 1,
+            1337,
+            key="split_seed",
+            persist_state="session",
+            help="The same seed gives the same split; training uses the data set's split as scanned here.",
+        )
+    )
+current = session.current_dataset()
+if folder is None and current is not None and current.layout == "flat":
+    if (round(current.validation_fraction, 4), current.seed) != (round(fraction, 4), seed):
+        folder = current.root  # A new split of the data set shown: scanned again (cached per split).
 
 if folder is not None:
     try:

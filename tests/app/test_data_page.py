@@ -245,3 +245,22 @@ def test_the_count_table_gives_class_names_room_to_show_whole(small_catsdogs, tm
     config = json.loads(at.dataframe[0].proto.columns)["_index"]
     assert config["label"] == "class"
     assert config["width"] >= 9 * len("sunflowers_in_the_evening"), config  # Pixels: the longest name, whole.
+
+
+def test_the_validation_fraction_and_split_seed_split_a_flat_data_set_and_the_library_keeps_them(flat_small, folders):
+    at = scan(open_page("pages/1_Data.py"), flat_small)
+    assert metrics(at)["Validation images"] == "6"  # 20% of 10 per class, 3 classes.
+    before = set(at.session_state["dataset"].paths("validation"))
+    at.slider(key="split_fraction").set_value(0.5).run()
+    assert metrics(at)["Validation images"] == "15" and not at.error
+    at.number_input(key="split_seed").set_value(7).run()
+    dataset = at.session_state["dataset"]
+    assert (dataset.validation_fraction, dataset.seed) == (0.5, 7) and set(dataset.paths("validation")) != before
+    assert "No validation folder: 50% of each class is held out for validation (seed 7)." in texts(at)
+    [entry] = library.entries(folders["data"])
+    assert (entry.validation_fraction, entry.seed, entry.images["validation"]) == (0.5, 7, 15)
+    at = open_page("pages/1_Data.py")  # A reload: the data set comes back with its split, and so do the widgets.
+    assert (at.session_state["dataset"].validation_fraction, at.session_state["dataset"].seed) == (0.5, 7)
+    assert (at.slider(key="split_fraction").value, at.number_input(key="split_seed").value) == (0.5, 7)
+    at = open_page("pages/2_Train.py", at)
+    assert not at.exception
