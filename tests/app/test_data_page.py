@@ -264,3 +264,17 @@ def test_the_validation_fraction_and_split_seed_split_a_flat_data_set_and_the_li
     assert (at.slider(key="split_fraction").value, at.number_input(key="split_seed").value) == (0.5, 7)
     at = open_page("pages/2_Train.py", at)
     assert not at.exception
+
+
+def test_at_full_brightness_every_preview_copy_is_framed_and_numbered(small_catsdogs, monkeypatch):
+    from tlcore.data import browse
+
+    shown = []
+    original = browse.framed
+    monkeypatch.setattr(browse, "framed", lambda picture, *args, **kwargs: shown.append(picture) or original(picture))
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    at.slider(key="aug_brightness").set_value(1.0).run()
+    assert not at.exception and not at.error
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert [caption for caption in captions if caption.startswith("copy ")] == [f"copy {n}" for n in range(1, 9)]
+    assert len(shown) % 9 == 0 and shown, "the original and its 8 copies, each framed, on every draw"

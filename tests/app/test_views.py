@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -322,3 +323,16 @@ def test_the_server_keeps_runs_and_data_where_the_environment_says(monkeypatch, 
     monkeypatch.setenv("TLCORE_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("TLCORE_DATA_DIR", str(tmp_path / "data"))
     assert (server.runs_dir(), server.data_dir()) == (tmp_path / "runs", tmp_path / "data")
+
+
+def test_framed_puts_a_grey_frame_around_an_all_white_image():
+    white = np.full((6, 5, 3), 255, dtype=np.uint8)
+    result = browse.framed(white, thickness=2)
+    assert result.shape == (10, 9, 3)
+    assert (result[2:-2, 2:-2] == 255).all()
+    border = np.concatenate([result[:2].reshape(-1, 3), result[-2:].reshape(-1, 3), result[:, :2].reshape(-1, 3)])
+    assert (border == browse.FRAME).all()
+    with pytest.raises(ValueError, match="shape"):
+        browse.framed(white[..., 0])
+    with pytest.raises(ValueError, match="thickness"):
+        browse.framed(white, thickness=0)
