@@ -10,7 +10,7 @@ from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
-from views import augment_view, cached, frame, library_view, markdown, server, session
+from views import augment_view, cached, explore_view, frame, library_view, markdown, server, session
 
 session_lines = frame.draw()
 
@@ -227,5 +227,7 @@ st.caption(
     "training uses; the settings chosen here are the ones the Train page uses."
 )
 
-
 augment_view.preview(dataset)
+
+st.header("Explore")
+explore_view.explorer(dataset)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.app.page_kit import (
     bad_input_kit,
+    chart_specs,
     click,
     metrics,
     open_page,
@@ -278,3 +279,48 @@ def test_at_full_brightness_every_preview_copy_is_framed_and_numbered(small_cats
     captions = [plain(caption) for element in at.image for caption in element.captions]
     assert [caption for caption in captions if caption.startswith("copy ")] == [f"copy {n}" for n in range(1, 9)]
     assert len(shown) % 9 == 0 and shown, "the original and its 8 copies, each framed, on every draw"
+
+
+def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(small_catsdogs, folders, monkeypatch):
+    from tlcore.data import cleaning
+    from tlcore.insight import explore
+
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    dataset = at.session_state["dataset"]
+    cats, dogs = dataset.paths("train")[:1], dataset.paths("validation")[-1:]
+    found = explore.Exploration(
+        map=tuple(
+            explore.MapPoint(path, dataset.classes[label], split, float(index), 0.0)
+            for index, (path, label, split) in enumerate(zip(*explore.dataset_items(dataset)))
+        ),
+        duplicates=(explore.DuplicatePair(cats[0], dogs[0], 0.97, True),),
+        suspects=(explore.Suspect(cats[0], "cats", "dogs", 0.9), explore.Suspect(dogs[0], "dogs", "cats", 0.8)),
+        seconds=1.0,
+        features_from_cache=False,
+    )
+    calls = []
+    monkeypatch.setattr(explore, "explore", lambda scanned, **kwargs: calls.append(kwargs) or found)
+    click(at, "Explore this data set")
+    assert calls == [{"runs_dir": folders["runs"]}] and not at.error
+    spec = json.loads([chart for chart in chart_specs(at) if '"shape"' in chart][0])
+    assert spec["encoding"]["color"]["field"] == "class" and spec["encoding"]["shape"]["field"] == "split"
+    pairs = [frame.value for frame in at.dataframe if "twin" in frame.value.columns][0]
+    assert pairs.to_dict("records") == [
+        {
+            "photo": "train/cats/" + Path(cats[0]).name,
+            "twin": "validation/dogs/" + Path(dogs[0]).name,
+            "similarity": 0.97,
+            "leak": True,
+        }
+    ]
+    assert at.selectbox(key="explore_choice_0").options == ["keep", "drop", "relabel to cats", "relabel to dogs"]
+    at.selectbox(key="explore_choice_0").set_value("relabel to dogs")
+    at.selectbox(key="explore_choice_1").set_value("drop")
+    click(at, "Save decisions")
+    assert cleaning.load_decisions(dataset, folders["data"]) == {
+        cats[0]: cleaning.Decision(cats[0], "relabel", "dogs"),
+        dogs[0]: cleaning.Decision(dogs[0], "drop"),
+    }
+    assert "2 photo(s) to drop or relabel" in texts(at)
+    at.run()  # The saved decisions are what the explorer shows next.
+    assert at.selectbox(key="explore_choice_0").value == "relabel to dogs" and len(calls) == 1

@@ -55,6 +55,32 @@ class Decision:
         return {"path": self.path, "action": self.action, "label": self.label}
 
 
+RELABEL_PREFIX = "relabel to "
+
+
+def choices(classes: Iterable[str]) -> list[str]:
+    """What a person can pick for one file: "keep", "drop", or "relabel to <class>" for each class."""
+    return ["keep", "drop"] + [f"{RELABEL_PREFIX}{name}" for name in classes]
+
+
+def decision_for(path: str, choice: str) -> Decision:
+    """The decision a choice of `choices` stands for.
+
+    Raises:
+        ValueError: a choice that is none of them (or an empty path).
+    """
+    if choice.startswith(RELABEL_PREFIX):
+        return Decision(path, "relabel", choice.removeprefix(RELABEL_PREFIX))
+    return Decision(path, choice)
+
+
+def choice_of(decision: Decision | None) -> str:
+    """The choice that shows a saved decision ("keep" for none)."""
+    if decision is None:
+        return "keep"
+    return f"{RELABEL_PREFIX}{decision.label}" if decision.action == "relabel" else decision.action
+
+
 def default_data_dir() -> Path:
     """The app's data folder: `$TLCORE_DATA_DIR`, else `data/` of tlcore's home folder (see `tlcore.home`)."""
     return home.default_folder("data")
