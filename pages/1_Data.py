@@ -104,6 +104,9 @@ if folder is None and not st.session_state.get("library_reopened"):
     if remembered is not None and session.current_dataset() is None and Path(remembered.path).is_dir():
         folder, kind, split = remembered.path, remembered.kind, (remembered.validation_fraction, remembered.seed)
 
+# Defaults through the state, not the widgets: a widget given both a value and state logs a warning.
+st.session_state.setdefault("split_fraction", 0.2)
+st.session_state.setdefault("split_seed", 1337)
 if split is not None:  # The widgets below show the split the picked data set is scanned with.
     st.session_state["split_fraction"], st.session_state["split_seed"] = split
 with split_area:
@@ -113,7 +116,6 @@ with split_area:
             "Validation fraction",
             0.05,
             0.5,
-            0.2,
             step=0.05,
             key="split_fraction",
             persist_state="session",
@@ -126,7 +128,6 @@ with split_area:
             "Split seed",
             0,
             2**31 - 1,
-            1337,
             key="split_seed",
             persist_state="session",
             help="The same seed gives the same split; training uses the data set's split as scanned here.",
@@ -169,7 +170,7 @@ if dataset.layout == "flat":
         f"No validation folder: {dataset.validation_fraction:.0%} of each class is held out for "
         f"validation (seed {dataset.seed})."
     )
-chart, table = st.columns([3, 2])
+chart, table = st.columns(2)
 chart.altair_chart(charts.split_counts(counts), width="stretch")
 # The class column is as wide as its longest name (the grid's default cut "dandelion" to "dandeli").
 table.dataframe(

@@ -246,6 +246,8 @@ def test_the_count_table_gives_class_names_room_to_show_whole(small_catsdogs, tm
     config = json.loads(at.dataframe[0].proto.columns)["_index"]
     assert config["label"] == "class"
     assert config["width"] >= 9 * len("sunflowers_in_the_evening"), config  # Pixels: the longest name, whole.
+    spec = json.loads([chart for chart in chart_specs(at) if '"yOffset"' in chart][0])
+    assert spec["encoding"]["y"]["axis"]["labelLimit"] >= 9 * len("sunflowers_in_the_evening")
 
 
 def test_the_validation_fraction_and_split_seed_split_a_flat_data_set_and_the_library_keeps_them(flat_small, folders):
