@@ -90,7 +90,8 @@ def _stop(process: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
-    """Runs the app on a free port of 127.0.0.1 with its own runs and data folders under `folder`.
+    """Runs the app on a free port of 127.0.0.1 with its own runs and data folders under `folder`, where
+    typed folder paths are allowed (TLCORE_DATA_ROOTS).
 
     On leaving, stops the runs still live, then the server.
 
@@ -101,8 +102,13 @@ def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
     folder.mkdir(parents=True, exist_ok=True)
     runs_dir, data_dir, log_path = folder / "runs", folder / "data", folder / "server.log"
     port = free_port()
+    # Typed paths are allowed under `folder` only: the benchmark's photos are there.
     environment = dict(
-        os.environ, TLCORE_RUNS_DIR=str(runs_dir), TLCORE_DATA_DIR=str(data_dir), TF_CPP_MIN_LOG_LEVEL="2"
+        os.environ,
+        TLCORE_RUNS_DIR=str(runs_dir),
+        TLCORE_DATA_DIR=str(data_dir),
+        TLCORE_DATA_ROOTS=str(folder),
+        TF_CPP_MIN_LOG_LEVEL="2",
     )
     command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     command += ["--server.address", "127.0.0.1", "--server.headless", "true"]
