@@ -91,3 +91,10 @@ def test_the_feature_cache_folder_is_the_trainers():
     from tlcore.training import feature_cache  # Loads Keras: only this test needs it.
 
     assert feature_cache.cache_dir("runs") == Path("runs") / library.FEATURE_CACHE_FOLDER
+
+
+def test_a_data_set_scanned_as_a_whole_folder_of_the_data_folder_is_only_forgotten(small_catsdogs, tmp_path):
+    data = tmp_path / "data"
+    entry = library.record(data, _scan(small_catsdogs, data / "uploads"), "folder")  # uploads/ itself.
+    assert library.delete(data, entry.id, tmp_path / "runs") == []
+    assert (data / "uploads" / "train" / "cats").is_dir()

@@ -177,9 +177,12 @@ def delete(data_dir: str | os.PathLike, wanted: str, runs_dir: str | os.PathLike
             raise ValueError(f"No data set {wanted!r} in the library.")
         entry = current.pop(wanted)
     removed = []
-    if is_owned(data_dir, entry.path):
-        relative = Path(entry.path).resolve().relative_to(Path(data_dir).resolve())
-        copy = Path(data_dir).resolve().joinpath(*relative.parts[:2])  # uploads/<name>, demo/<name>, ...
+    relative = (
+        Path(entry.path).resolve().relative_to(Path(data_dir).resolve()) if is_owned(data_dir, entry.path) else None
+    )
+    # A copy is uploads/<name>, demo/<name>, ...: a set scanned as uploads/ itself would take every upload with it.
+    if relative is not None and len(relative.parts) >= 2:
+        copy = Path(data_dir).resolve().joinpath(*relative.parts[:2])
         if copy.is_dir():
             shutil.rmtree(copy, ignore_errors=True)
             removed.append(copy)
