@@ -6,11 +6,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from tlcore.data import browse, zips
+from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
-from views import augment_view, cached, frame, markdown, server, session
+from views import augment_view, cached, explore_view, frame, library_view, markdown, server, session
 
 session_lines = frame.draw()
 
@@ -25,13 +25,16 @@ st.caption(
 
 source = st.segmented_control(
     "Where are the photos?",
-    ["Folder", "Zip upload", "Demo set"],
+    ["Folder", "Zip upload", "Demo set", "Library"],
     default="Folder",
     required=True,
     key="data_source",
     persist_state="session",
 )
-folder = None
+# Drawn here, filled once the source has said which split a picked data set was scanned with.
+split_area = st.expander("Validation split (for a data set without a validation folder)")
+folder, kind = None, "folder"  # The folder to scan, and how it came (for the library).
+split = None  # (fraction, seed) a data set from the library was scanned with.
 if source == "Folder":
     with st.form("folder_form", border=False):
         typed = st.text_input(
@@ -41,9 +44,13 @@ if source == "Folder":
             placeholder="/path/to/photos (class folders, or train/ and validation/)",
         )
         if st.form_submit_button("Scan folder", type="primary"):
-            folder = typed.strip() or None
-            if folder is None:
+            if not typed.strip():
                 st.warning("Type the path of a folder first.")
+            else:
+                try:  # Only folders under the allowed data roots are listed and decoded.
+                    folder = str(roots.resolve_under_roots(typed.strip()))
+                except ValueError as error:  # Outside the roots, or a path the system cannot hold (a NUL).
+                    st.error(markdown.escape(error))
 elif source == "Zip upload":
     archive = st.file_uploader("A zip archive of class folders", type=["zip"], key="zip_upload")
     extracted = st.session_state.setdefault("extracted_uploads", {})  # Upload id -> its folder.
@@ -59,10 +66,11 @@ elif source == "Zip upload":
                 st.error(markdown.escape(error))
             else:
                 folder = extracted[archive.file_id] = str(report.destination)
+                kind = "upload"
                 if report.skipped_files:
                     with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
                         st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
-else:
+elif source == "Demo set":
     st.caption(
         "The offline set needs no network: patches of three textures photographed in scikit-image. "
         "Cats vs dogs (the TensorFlow tutorial's 3,000 photos) is downloaded once, about 65 MB."
@@ -73,7 +81,7 @@ else:
 
         try:
             with st.spinner("Building the offline demo set..."):
-                folder = str(demo.build_offline_demo(server.data_dir() / "demo" / "textures"))
+                folder, kind = str(demo.build_offline_demo(server.data_dir() / "demo" / "textures")), "demo"
         except (ValueError, OSError) as error:
             st.error(markdown.escape(error))
     if online.button("Download cats vs dogs"):
@@ -81,18 +89,68 @@ else:
 
         try:
             with st.spinner("Downloading cats vs dogs..."):
-                folder = str(demo.download_cats_and_dogs())
+                folder, kind = str(demo.download_cats_and_dogs()), "demo"
         except (demo.DemoDataError, OSError) as error:
             st.error(markdown.escape(error))
+elif source == "Library":
+    picked = library_view.choose()
+    if picked is not None:
+        folder, kind, split = picked.path, picked.kind, (picked.validation_fraction, picked.seed)
+
+if folder is None and not st.session_state.get("library_reopened"):
+    # A reload starts an empty session: reopen the data set of the link, else the last one used (once).
+    st.session_state["library_reopened"] = True
+    remembered = library.find(server.data_dir(), st.query_params.get("dataset")) or library.last_used(server.data_dir())
+    if remembered is not None and session.current_dataset() is None and Path(remembered.path).is_dir():
+        folder, kind, split = remembered.path, remembered.kind, (remembered.validation_fraction, remembered.seed)
+
+# Defaults through the state, not the widgets: a widget given both a value and state logs a warning.
+st.session_state.setdefault("split_fraction", 0.2)
+st.session_state.setdefault("split_seed", 1337)
+if split is not None:  # The widgets below show the split the picked data set is scanned with.
+    st.session_state["split_fraction"], st.session_state["split_seed"] = split
+with split_area:
+    left, right = st.columns(2)
+    fraction = round(
+        left.slider(
+            "Validation fraction",
+            0.05,
+            0.5,
+            step=0.05,
+            key="split_fraction",
+            persist_state="session",
+            help="Share of each class held out for validation when the data set has no validation/ folder.",
+        ),
+        2,
+    )  # Slider steps add float noise (0.15000000000000002).
+    seed = int(
+        right.number_input(
+            "Split seed",
+            0,
+            2**31 - 1,
+            key="split_seed",
+            persist_state="session",
+            help="The same seed gives the same split; training uses the data set's split as scanned here.",
+        )
+    )
+current = session.current_dataset()
+if folder is None and current is not None and current.layout == "flat":
+    if (round(current.validation_fraction, 4), current.seed) != (round(fraction, 4), seed):
+        folder = current.root  # A new split of the data set shown: scanned again (cached per split).
 
 if folder is not None:
     try:
         with st.spinner("Scanning: every image is decoded once to find damaged files..."):
-            session.use_dataset(cached.scan_folder(folder))
+            scanned = cached.scan_folder(folder, fraction, seed)
+        session.use_dataset(scanned)
     except (DatasetError, ValueError, OSError) as error:
         st.error(markdown.escape(error))
     else:
         session_lines.draw()  # The sidebar names the new data set at once.
+        try:
+            st.query_params["dataset"] = library.record(server.data_dir(), scanned, kind).id
+        except OSError as error:  # The data set is usable; only the library could not note it.
+            st.warning(markdown.escape(f"Not added to the library: {error}"))
 
 dataset = session.current_dataset()
 if dataset is None:
@@ -112,9 +170,13 @@ if dataset.layout == "flat":
         f"No validation folder: {dataset.validation_fraction:.0%} of each class is held out for "
         f"validation (seed {dataset.seed})."
     )
-chart, table = st.columns([3, 2])
+chart, table = st.columns(2)
 chart.altair_chart(charts.split_counts(counts), width="stretch")
-table.dataframe(pd.DataFrame(counts).rename_axis("class"))
+# The class column is as wide as its longest name (the grid's default cut "dandelion" to "dandeli").
+table.dataframe(
+    pd.DataFrame(counts).rename_axis("class"),
+    column_config={"_index": st.column_config.TextColumn("class", width=markdown.text_width(dataset.classes))},
+)
 if dataset.rejected:
     st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")
     st.dataframe(
@@ -156,7 +218,8 @@ for index, path in enumerate(paths[(page - 1) * PER_PAGE : page * PER_PAGE]):
             st.error(markdown.escape(f"{Path(path).name}: {getattr(error, 'reason', error)}"))
             continue
         size = browse.human_size(Path(path).stat().st_size)
-        st.image(picture, caption=f"{Path(path).name} · {size} · {width}×{height}")
+        # Captions are Markdown: a file name is escaped so it shows as named (never a link or formatting).
+        st.image(picture, caption=markdown.escape(f"{Path(path).name} · {size} · {width}×{height}"))
 
 st.header("Augmentation preview")
 st.caption(
@@ -165,5 +228,7 @@ st.caption(
     "training uses; the settings chosen here are the ones the Train page uses."
 )
 
-
 augment_view.preview(dataset)
+
+st.header("Explore")
+explore_view.explorer(dataset)

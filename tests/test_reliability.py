@@ -98,6 +98,7 @@ def test_server_settings_keep_protections_on_and_tracebacks_off():
     assert settings["server"]["enableXsrfProtection"] is True
     assert settings["server"]["enableCORS"] is True
     assert settings["server"]["headless"] is True
+    assert settings["server"]["address"] == "127.0.0.1"  # Reachable from this machine only, unless shared on purpose.
     assert 1 <= settings["server"]["maxUploadSize"] <= 1000  # Megabytes: room for a zipped data set, not unbounded.
     assert settings["client"]["showErrorDetails"] in ("none", False)
     assert settings["browser"]["gatherUsageStats"] is False

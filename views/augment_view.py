@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.config import AugmentationConfig
+from tlcore.data import browse
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
 from tlcore.settings import settings_of
@@ -83,8 +84,9 @@ def preview(dataset: DatasetScan) -> None:
             st.error(markdown.escape(error))
             return
         cells = [column for _ in range(3) for column in st.columns(3)]
-        cells[0].image(original, caption=f"original, as training sees it ({size} px)", width="stretch")
-        for cell, copy in zip(cells[1:], copies):
-            cell.image(copy, width="stretch")
+        # Framed and numbered: at brightness 1.0 a copy can be all white, which looked like a missing image.
+        cells[0].image(browse.framed(original), caption=f"original, as training sees it ({size} px)", width="stretch")
+        for number, (cell, copy) in enumerate(zip(cells[1:], copies), start=1):
+            cell.image(browse.framed(copy), caption=f"copy {number}", width="stretch")
         if settings.is_identity:
             st.caption("Every transformation is off: training would see the photos unchanged.")

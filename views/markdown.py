@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterable
 
 from tlcore.data.dataset import DatasetScan
 
@@ -14,6 +15,15 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 def escape(value: object) -> str:
     """Escapes a string (a class or folder name) so Markdown shows it as plain text."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+
+
+def text_width(names: Iterable[object], widest: int = 360) -> int:
+    """Pixels a data grid's column needs to show every name whole, up to `widest` (then it scrolls).
+
+    Average-width glyphs of the grid's font, the column's padding, and room for its sort arrow.
+    """
+    longest = max((len(str(name)) for name in names), default=0)
+    return min(widest, max(80, 40 + 9 * longest))
 
 
 def table(rows: list[dict]) -> str:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import gc
 import importlib
-import os
 from pathlib import Path
 from typing import Iterable
 
 import streamlit as st
 
-from tlcore.runs import store
+from tlcore import home
 
 # What the app's pages reach for: TensorFlow and Keras come with them.
 SERVER_MODULES = (
@@ -71,10 +70,10 @@ def prepare() -> int:
 
 
 def runs_dir() -> Path:
-    """Where runs go: `$TLCORE_RUNS_DIR`, else tlcore's default."""
-    return store.default_runs_dir()
+    """Where runs go: `$TLCORE_RUNS_DIR`, else `runs/` of tlcore's home folder (`tlcore.home`)."""
+    return home.default_folder("runs")
 
 
 def data_dir() -> Path:
-    """Where uploads and demo sets go: `$TLCORE_DATA_DIR`, else `data/` in the current folder."""
-    return Path(os.environ.get("TLCORE_DATA_DIR", "data")).expanduser()
+    """Where uploads, demo sets and the library go: `$TLCORE_DATA_DIR`, else `data/` of tlcore's home folder."""
+    return home.default_folder("data")

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import wording
-from tlcore.data import browse, zips
+from tlcore.data import browse, roots, zips
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
 from tlcore.serving import predict
@@ -56,8 +56,13 @@ def batch(run_id: str, predictor) -> None:
         disabled=target is None,
     ):
         try:
+            # A typed folder is read only under the allowed data roots (refused with their names otherwise).
+            source = target if isinstance(target, bytes) else roots.resolve_under_roots(target)
             with st.spinner("Predicting..."):
-                rows = batch_prediction.predict_folder(predictor, target, top=int(top))
+                rows = batch_prediction.predict_folder(predictor, source, top=int(top))
+        except browse.FolderTooLargeError as error:
+            st.error(markdown.escape(f"Too many files to predict. {error}"))
+            st.session_state.pop("batch_result", None)
         except (zips.UnsafeArchiveError, ValueError, OSError) as error:
             # An upload's error would name "<uploaded archive>": name the file instead. The other
             # messages already name the folder or file typed.

@@ -12,11 +12,16 @@ from tests.app.page_kit import ROOT, TINY_BACKBONE
 
 
 @pytest.fixture(autouse=True)
-def folders(tmp_path, monkeypatch) -> dict[str, Path]:
-    """Fresh runs and data folders for every test, and an empty model cache."""
+def folders(tmp_path, tmp_path_factory, monkeypatch) -> dict[str, Path]:
+    """Fresh runs and data folders for every test, and an empty model cache.
+
+    Typed paths are allowed under pytest's temporary folder only (where the fixtures' data sets are),
+    so a test typing /etc sees the refusal a visitor would.
+    """
     paths = {"runs": tmp_path / "runs", "data": tmp_path / "data"}
     monkeypatch.setenv("TLCORE_RUNS_DIR", str(paths["runs"]))
     monkeypatch.setenv("TLCORE_DATA_DIR", str(paths["data"]))
+    monkeypatch.setenv("TLCORE_DATA_ROOTS", str(tmp_path_factory.getbasetemp()))
     return paths
 
 

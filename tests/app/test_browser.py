@@ -29,9 +29,14 @@ BACKBONE = "efficientnet_lite0"  # Bundled weights: works offline.
 
 
 def server_environment(folder: Path) -> dict[str, str]:
-    """The server's environment: runs and data folders of its own under `folder`."""
+    """The server's environment: runs and data folders of its own under `folder`, typed paths allowed
+    under pytest's temporary folder (where the fixtures' data sets are)."""
     return dict(
-        os.environ, TLCORE_RUNS_DIR=str(folder / "runs"), TLCORE_DATA_DIR=str(folder / "data"), TF_CPP_MIN_LOG_LEVEL="2"
+        os.environ,
+        TLCORE_RUNS_DIR=str(folder / "runs"),
+        TLCORE_DATA_DIR=str(folder / "data"),
+        TLCORE_DATA_ROOTS=str(folder.parent),
+        TF_CPP_MIN_LOG_LEVEL="2",
     )
 
 

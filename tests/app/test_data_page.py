@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from PIL import Image
 
 from tests.app.page_kit import (
     bad_input_kit,
+    chart_specs,
     click,
     metrics,
     open_page,
@@ -18,6 +20,7 @@ from tests.app.page_kit import (
     texts,
     zip_bytes,
 )
+from tlcore.data import library
 
 
 def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_catsdogs):
@@ -28,7 +31,7 @@ def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_cats
     assert list(counts.index) == ["cats", "dogs"]
     assert counts.loc["cats", "train"] == 12 and counts.loc["dogs", "validation"] == 6
     assert at.session_state["dataset"].classes == ("cats", "dogs")
-    captions = [caption for element in at.image for caption in element.captions]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
     assert sum(caption.startswith("cat.") and "KB" in caption for caption in captions) == 12  # One page of cats.
     # The grid's six columns list their photos one after the other: photo i is in column i % 6.
     by_column = [int(caption.split(".")[1]) for caption in captions if caption.startswith("cat.")]
@@ -127,7 +130,7 @@ def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_i
     assert at.session_state["dataset"].classes == ("cats", "dogs"), "debris is neither a class nor an image"
     at.pagination(key="browse_page_train_0").set_value(2).run()  # The odd but valid images sort last.
     assert not at.exception and not at.error
-    captions = [caption for element in at.image for caption in element.captions]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
     assert {f"kit-{name}" for name, (_, word) in kit.items() if word is None} <= {
         caption.split(" · ")[0] for caption in captions
     }
@@ -154,7 +157,9 @@ def test_class_names_are_shown_as_text_not_markup(small_catsdogs, tmp_path):
 
 def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(small_catsdogs):
     at = scan(open_page("pages/1_Data.py"), small_catsdogs)
-    preview_images = [caption for element in at.image for caption in element.captions if caption.startswith("original")]
+    preview_images = [
+        caption for element in at.image for caption in element.captions if plain(caption).startswith("original")
+    ]
     assert preview_images, "the preview shows the original"
     at.slider(key="aug_rotation_degrees").set_value(10.0).run()
     at.toggle(key="aug_vertical_flip").set_value(False).run()
@@ -167,3 +172,157 @@ def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(
     assert at.slider(key="aug_rotation_degrees").value == 10.0, "settings survive a page switch"
     click(at, "Reset to the seed's settings")
     assert at.session_state["augmentation"].rotation_degrees == 40.0
+
+
+def test_a_typed_folder_outside_the_data_roots_is_refused_with_the_roots_named(folders):
+    at = scan(open_page("pages/1_Data.py"), "/etc")
+    [error] = [plain(element.value) for element in at.error]
+    assert error.startswith("/etc (resolved to /etc) is outside the allowed data folders")
+    assert "TLCORE_DATA_ROOTS" in error
+    assert "dataset" not in at.session_state
+
+
+def test_file_names_in_image_captions_are_text_not_links(small_catsdogs, tmp_path):
+    root = tmp_path / "odd"
+    shutil.copytree(small_catsdogs, root)
+    photo = root / "train" / "cats" / "cat.1.jpg"
+    photo.rename(photo.with_name("[x](https:\\evil).jpg"))
+    at = scan(open_page("pages/1_Data.py"), root)
+    captions = [caption for element in at.image for caption in element.captions]
+    [odd] = [caption for caption in captions if "evil" in caption]
+    assert odd.startswith(r"\[x\]\(https\:\\evil\)\.jpg · "), odd  # Escaped: no link.
+    assert plain(odd).startswith("[x](https:\\evil).jpg · ")
+
+
+def test_the_library_lists_scans_reopens_the_last_one_after_a_reload_and_picks_renames_deletes(
+    small_catsdogs, tmp_path, folders
+):
+    first, second = tmp_path / "first", tmp_path / "second"
+    shutil.copytree(small_catsdogs, first)
+    shutil.copytree(small_catsdogs / "train", second)  # Flat: two class folders.
+    at = scan(scan(open_page("pages/1_Data.py"), first), second)
+    assert at.session_state["dataset"].root == str(second.resolve())
+    ids = {Path(entry.path).name: entry.id for entry in library.entries(folders["data"])}
+    assert at.query_params["dataset"] == ids["second"]
+
+    at = open_page("pages/1_Data.py")  # A reload: a new, empty session reopens the last data set used.
+    assert at.session_state["dataset"].root == str(second.resolve()) and not at.error
+    at.segmented_control(key="data_source").set_value("Library").run()
+    choice = at.selectbox(key="library_choice")
+    assert [option.split(":")[0] for option in choice.options] == ["second", "first"]
+    choice.set_value(ids["first"]).run()
+    click(at, "Use this data set")
+    assert at.session_state["dataset"].root == str(first.resolve())
+    at.text_input(key=f"library_name_{ids['first']}").input("my *pets*").run()
+    click(at, "Rename")
+    assert at.selectbox(key="library_choice").options[0].startswith("my *pets*: 2 classes, 24 train / 12 validation")
+
+    click(at, "Delete")  # A folder of the user's own: forgotten, never removed.
+    assert (first / "train" / "cats").is_dir() and "dataset" not in at.session_state
+    assert [entry.id for entry in library.entries(folders["data"])] == [ids["second"]]
+    assert "my *pets*: deleted (0 folder(s) removed)." in texts(at)
+
+
+def test_deleting_an_uploaded_data_set_from_the_library_removes_its_extracted_folder(small_catsdogs, folders):
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    at.file_uploader(key="zip_upload").set_value(("pets.zip", zip_bytes(_photo_members(small_catsdogs)), "x")).run()
+    click(at, "Extract and scan")
+    uploads = folders["data"] / "uploads"
+    assert len(list(uploads.iterdir())) == 1
+    at.segmented_control(key="data_source").set_value("Library").run()
+    assert at.selectbox(key="library_choice").options[0].startswith("pets: 2 classes")
+    assert "(upload, used just now)" in at.selectbox(key="library_choice").options[0]
+    click(at, "Delete")
+    assert list(uploads.iterdir()) == [] and "dataset" not in at.session_state
+    assert "The library is empty" in texts(at)
+
+
+def test_the_count_table_gives_class_names_room_to_show_whole(small_catsdogs, tmp_path):
+    root = tmp_path / "flowers"
+    shutil.copytree(small_catsdogs / "train" / "cats", root / "dandelion")
+    shutil.copytree(small_catsdogs / "train" / "dogs", root / "sunflowers_in_the_evening")
+    at = scan(open_page("pages/1_Data.py"), root)
+    config = json.loads(at.dataframe[0].proto.columns)["_index"]
+    assert config["label"] == "class"
+    assert config["width"] >= 9 * len("sunflowers_in_the_evening"), config  # Pixels: the longest name, whole.
+    spec = json.loads([chart for chart in chart_specs(at) if '"yOffset"' in chart][0])
+    assert spec["encoding"]["y"]["axis"]["labelLimit"] >= 9 * len("sunflowers_in_the_evening")
+
+
+def test_the_validation_fraction_and_split_seed_split_a_flat_data_set_and_the_library_keeps_them(flat_small, folders):
+    at = scan(open_page("pages/1_Data.py"), flat_small)
+    assert metrics(at)["Validation images"] == "6"  # 20% of 10 per class, 3 classes.
+    before = set(at.session_state["dataset"].paths("validation"))
+    at.slider(key="split_fraction").set_value(0.5).run()
+    assert metrics(at)["Validation images"] == "15" and not at.error
+    at.number_input(key="split_seed").set_value(7).run()
+    dataset = at.session_state["dataset"]
+    assert (dataset.validation_fraction, dataset.seed) == (0.5, 7) and set(dataset.paths("validation")) != before
+    assert "No validation folder: 50% of each class is held out for validation (seed 7)." in texts(at)
+    [entry] = library.entries(folders["data"])
+    assert (entry.validation_fraction, entry.seed, entry.images["validation"]) == (0.5, 7, 15)
+    at = open_page("pages/1_Data.py")  # A reload: the data set comes back with its split, and so do the widgets.
+    assert (at.session_state["dataset"].validation_fraction, at.session_state["dataset"].seed) == (0.5, 7)
+    assert (at.slider(key="split_fraction").value, at.number_input(key="split_seed").value) == (0.5, 7)
+    at = open_page("pages/2_Train.py", at)
+    assert not at.exception
+
+
+def test_at_full_brightness_every_preview_copy_is_framed_and_numbered(small_catsdogs, monkeypatch):
+    from tlcore.data import browse
+
+    shown = []
+    original = browse.framed
+    monkeypatch.setattr(browse, "framed", lambda picture, *args, **kwargs: shown.append(picture) or original(picture))
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    at.slider(key="aug_brightness").set_value(1.0).run()
+    assert not at.exception and not at.error
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert [caption for caption in captions if caption.startswith("copy ")] == [f"copy {n}" for n in range(1, 9)]
+    assert len(shown) % 9 == 0 and shown, "the original and its 8 copies, each framed, on every draw"
+
+
+def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(small_catsdogs, folders, monkeypatch):
+    from tlcore.data import cleaning
+    from tlcore.insight import explore
+
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    dataset = at.session_state["dataset"]
+    cats, dogs = dataset.paths("train")[:1], dataset.paths("validation")[-1:]
+    found = explore.Exploration(
+        map=tuple(
+            explore.MapPoint(path, dataset.classes[label], split, float(index), 0.0)
+            for index, (path, label, split) in enumerate(zip(*explore.dataset_items(dataset)))
+        ),
+        duplicates=(explore.DuplicatePair(cats[0], dogs[0], 0.97, True),),
+        suspects=(explore.Suspect(cats[0], "cats", "dogs", 0.9), explore.Suspect(dogs[0], "dogs", "cats", 0.8)),
+        seconds=1.0,
+        features_from_cache=False,
+    )
+    calls = []
+    monkeypatch.setattr(explore, "explore", lambda scanned, **kwargs: calls.append(kwargs) or found)
+    click(at, "Explore this data set")
+    assert calls == [{"runs_dir": folders["runs"]}] and not at.error
+    spec = json.loads([chart for chart in chart_specs(at) if '"shape"' in chart][0])
+    assert spec["encoding"]["color"]["field"] == "class" and spec["encoding"]["shape"]["field"] == "split"
+    pairs = [frame.value for frame in at.dataframe if "twin" in frame.value.columns][0]
+    assert pairs.to_dict("records") == [
+        {
+            "photo": "train/cats/" + Path(cats[0]).name,
+            "twin": "validation/dogs/" + Path(dogs[0]).name,
+            "similarity": 0.97,
+            "leak": True,
+        }
+    ]
+    assert at.selectbox(key="explore_choice_0").options == ["keep", "drop", "relabel to cats", "relabel to dogs"]
+    at.selectbox(key="explore_choice_0").set_value("relabel to dogs")
+    at.selectbox(key="explore_choice_1").set_value("drop")
+    click(at, "Save decisions")
+    assert cleaning.load_decisions(dataset, folders["data"]) == {
+        cats[0]: cleaning.Decision(cats[0], "relabel", "dogs"),
+        dogs[0]: cleaning.Decision(dogs[0], "drop"),
+    }
+    assert "2 photo(s) to drop or relabel" in texts(at)
+    at.run()  # The saved decisions are what the explorer shows next.
+    assert at.selectbox(key="explore_choice_0").value == "relabel to dogs" and len(calls) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -342,3 +343,16 @@ def test_no_time_is_estimated_until_the_stages_first_epoch_has_ended():
     third = {**halfway, "epoch": 3, "batch": 50, "stage_elapsed": 54.0, "time": 1054.0}
     estimate = monitor.estimate(config, {"state": "running"}, third, [first, second], now=1054.0)
     assert estimate.seconds_left == pytest.approx(6.0 * 3.5)
+
+
+def test_framed_puts_a_grey_frame_around_an_all_white_image():
+    white = np.full((6, 5, 3), 255, dtype=np.uint8)
+    result = browse.framed(white, thickness=2)
+    assert result.shape == (10, 9, 3)
+    assert (result[2:-2, 2:-2] == 255).all()
+    border = np.concatenate([result[:2].reshape(-1, 3), result[-2:].reshape(-1, 3), result[:, :2].reshape(-1, 3)])
+    assert (border == browse.FRAME).all()
+    with pytest.raises(ValueError, match="shape"):
+        browse.framed(white[..., 0])
+    with pytest.raises(ValueError, match="thickness"):
+        browse.framed(white, thickness=0)

@@ -64,7 +64,7 @@ def test_real_photos_extract_and_scan(tmp_path, catsdogs_dir):
     assert scan.rejected == ()
     for relative, original in report.files.items():
         assert (tmp_path / "out" / relative).read_bytes() == members[original]
-        assert Path(relative).name.startswith("img_")
+        assert relative == original, "members keep their names"
         images.decode(tmp_path / "out" / relative)
     assert zips.original_names(tmp_path / "out") == report.files
     assert json.loads((tmp_path / "out" / zips.NAMES_FILE).read_text()) == report.files
@@ -242,7 +242,7 @@ def test_debris_and_non_images_skipped(tmp_path):
     assert dict(report.skipped_files).keys() == {"README.txt", "cats/notes.PDF"}
     assert "not an image file (extension '.pdf')" in dict(report.skipped_files)["cats/notes.PDF"]
     assert report.files_written == 7
-    assert any(name.endswith(".jpeg") and original == "cats/CAT.JPEG" for name, original in report.files.items())
+    assert report.files["cats/CAT.JPEG"] == "cats/CAT.JPEG", "the member's own name, extension as it was"
     scan = folders.scan(tmp_path / "out")
     assert scan.classes == ("cats", "dogs")
     assert scan.rejected == ()
@@ -258,7 +258,7 @@ def test_nested_wrapper_folder(tmp_path):
 
     report = zips.extract_dataset(archive_path, tmp_path / "out")
 
-    assert any(name.startswith("my archive/cats_and_dogs/train/cats/img_") for name in report.files)
+    assert set(report.files) == set(members)
     scan = folders.scan(tmp_path / "out")
     assert scan.layout == "splits"
     assert scan.counts() == {"train": {"cats": 2, "dogs": 2}, "validation": {"cats": 2, "dogs": 2}}
@@ -283,6 +283,33 @@ def test_folder_names_sanitised_and_collisions(tmp_path):
     for relative in report.files:
         assert (tmp_path / "out" / relative).is_file()
     assert len({relative.lower() for relative in report.files}) == 6
+
+
+def test_real_photos_keep_their_names_and_same_names_in_different_folders_both_survive(tmp_path, catsdogs_dir):
+    cats = sorted((catsdogs_dir / "train" / "cats").glob("*.jpg"))[:4]
+    dogs = sorted((catsdogs_dir / "train" / "dogs").glob("*.jpg"))[:2]
+    members = {
+        "album/train/cats/holiday.jpg": cats[0].read_bytes(),
+        "album/validation/cats/holiday.jpg": cats[1].read_bytes(),  # Same name, another folder.
+        "album/train/cats/HOLIDAY.jpg": cats[2].read_bytes(),  # Meets holiday.jpg on a case-insensitive disk.
+        "album/train/cats/sofa: 2?.JPG": cats[3].read_bytes(),
+        "album/train/dogs/holiday.jpg": dogs[0].read_bytes(),
+        "album/validation/dogs/park.jpeg": dogs[1].read_bytes(),
+    }
+    report = zips.extract_dataset(make_zip(tmp_path / "album.zip", members), tmp_path / "out")
+    assert report.files == {
+        "album/train/cats/holiday.jpg": "album/train/cats/holiday.jpg",
+        "album/validation/cats/holiday.jpg": "album/validation/cats/holiday.jpg",
+        "album/train/cats/HOLIDAY_2.jpg": "album/train/cats/HOLIDAY.jpg",
+        "album/train/cats/sofa_ 2_.JPG": "album/train/cats/sofa: 2?.JPG",
+        "album/train/dogs/holiday.jpg": "album/train/dogs/holiday.jpg",
+        "album/validation/dogs/park.jpeg": "album/validation/dogs/park.jpeg",
+    }
+    for relative, original in report.files.items():
+        assert (tmp_path / "out" / relative).read_bytes() == members[original]
+    scan = folders.scan(tmp_path / "out")
+    assert scan.counts() == {"train": {"cats": 3, "dogs": 1}, "validation": {"cats": 1, "dogs": 1}}
+    assert not any("img_" in path for path in scan.paths("train") + scan.paths("validation"))
 
 
 def test_one_class_extracts_but_scan_refuses(tmp_path):

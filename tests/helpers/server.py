@@ -128,7 +128,8 @@ def streamlit_server(root: Path, environment: dict[str, str], log_path: Path, ti
 
 @contextlib.contextmanager
 def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
-    """Runs the app on a free port of 127.0.0.1 with its own runs and data folders under `folder`.
+    """Runs the app on a free port of 127.0.0.1 with its own runs and data folders under `folder`, where
+    typed folder paths are allowed (TLCORE_DATA_ROOTS).
 
     On leaving, stops the runs still live, then the server.
 
@@ -138,8 +139,13 @@ def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
     """
     folder.mkdir(parents=True, exist_ok=True)
     runs_dir, data_dir, log_path = folder / "runs", folder / "data", folder / "server.log"
+    # Typed paths are allowed under `folder` only: the benchmark's photos are there.
     environment = dict(
-        os.environ, TLCORE_RUNS_DIR=str(runs_dir), TLCORE_DATA_DIR=str(data_dir), TF_CPP_MIN_LOG_LEVEL="2"
+        os.environ,
+        TLCORE_RUNS_DIR=str(runs_dir),
+        TLCORE_DATA_DIR=str(data_dir),
+        TLCORE_DATA_ROOTS=str(folder),
+        TF_CPP_MIN_LOG_LEVEL="2",
     )
     with streamlit_process(PROJECT_ROOT, environment, log_path, timeout) as (url, process):
         try:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tlcore.data import folders
-from tlcore.insight import charts, evaluate
+from tlcore.insight import charts, evaluate, explore_chart
 from tlcore.serving import export
 from tlcore.training.lr_finder import LearningRateSweep
 
@@ -176,3 +176,16 @@ def test_training_curves_label_epochs_as_whole_numbers_and_accuracy_in_percent()
         assert encoding["y"]["axis"]["format"] == "%" and encoding["tooltip"][-1]["format"] == ".1%"
     for encoding in (loss, compared_loss):  # A loss is not a share.
         assert "format" not in encoding["y"].get("axis", {}) and encoding["tooltip"][-1]["format"] == ".4f"
+
+
+def test_exploration_map_colours_by_class_shapes_by_split_and_names_files_relative_to_the_root():
+    from tlcore.insight.explore import MapPoint
+
+    points = [
+        MapPoint("/d/train/cats/a.jpg", "cats", "train", 0.1, 0.2),
+        MapPoint("/d/validation/dogs/b.jpg", "dogs", "validation", -1.0, 0.5),
+    ]
+    spec = explore_chart.exploration_map(points, "/d").to_dict()
+    assert spec["encoding"]["color"]["field"] == "class" and spec["encoding"]["shape"]["field"] == "split"
+    data = next(iter(spec["datasets"].values()))
+    assert [row["file"] for row in data] == ["train/cats/a.jpg", "validation/dogs/b.jpg"]

@@ -24,6 +24,8 @@ from tlcore.data import images
 MAX_FILES = 200_000
 # Background of square thumbnails.
 PADDING = (240, 242, 246)
+# Frame of preview images: a mid grey, seen around a white copy (brightness 1.0) and a black one alike.
+FRAME = (128, 128, 128)
 
 
 class FolderTooLargeError(ValueError):
@@ -128,3 +130,28 @@ def human_size(count: int) -> str:
     if count < 1024**2:
         return f"{count / 1024:.1f} KB"
     return f"{count / 1024**2:.1f} MB"
+
+
+def framed(picture: np.ndarray, thickness: int = 2, colour: tuple[int, int, int] = FRAME) -> np.ndarray:
+    """An RGB uint8 image with a frame around it, so a blank white or black image still reads as an image.
+
+    Args:
+        picture: an RGB uint8 array (height, width, 3).
+        thickness: the frame's width in pixels.
+        colour: the frame's RGB colour.
+
+    Returns:
+        A new array, 2 * thickness pixels taller and wider.
+
+    Raises:
+        ValueError: the picture is not (height, width, 3) or the thickness is below 1.
+    """
+    if picture.ndim != 3 or picture.shape[-1] != 3:
+        raise ValueError(f"picture must have shape (height, width, 3), received {picture.shape}.")
+    if not isinstance(thickness, int) or thickness < 1:
+        raise ValueError(f"thickness must be an integer >= 1, received {thickness!r}.")
+    height, width = picture.shape[:2]
+    result = np.empty((height + 2 * thickness, width + 2 * thickness, 3), dtype=np.uint8)
+    result[...] = np.asarray(colour, dtype=np.uint8)
+    result[thickness:-thickness, thickness:-thickness] = picture
+    return result

@@ -1,7 +1,7 @@
 """Cleaning decisions: keep, drop or relabel each file of a data set, without ever touching the photos.
 
 The decisions of a data set are a JSON file in the app's data folder (`$TLCORE_DATA_DIR`, else
-`data/`), under `cleaning/`, beside the data set's record (`DatasetScan.to_json`) they were made on.
+`data/` of `tlcore.home`), under `cleaning/`, beside the data set's record (`DatasetScan.to_json`) they were made on.
 `apply_decisions` gives the cleaned view of a scan, which `tlcore.training.trainer.train(config,
 dataset=...)` trains on as it is; `write_cleaned_copy` writes it as a new folder (hard links where
 the file system allows, else copies) that any run, or the app's worker, can scan.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from tlcore import home
 from tlcore.data.dataset import DatasetScan, Sample
 from tlcore.runs.store import write_json
 
@@ -54,9 +55,35 @@ class Decision:
         return {"path": self.path, "action": self.action, "label": self.label}
 
 
+RELABEL_PREFIX = "relabel to "
+
+
+def choices(classes: Iterable[str]) -> list[str]:
+    """What a person can pick for one file: "keep", "drop", or "relabel to <class>" for each class."""
+    return ["keep", "drop"] + [f"{RELABEL_PREFIX}{name}" for name in classes]
+
+
+def decision_for(path: str, choice: str) -> Decision:
+    """The decision a choice of `choices` stands for.
+
+    Raises:
+        ValueError: a choice that is none of them (or an empty path).
+    """
+    if choice.startswith(RELABEL_PREFIX):
+        return Decision(path, "relabel", choice.removeprefix(RELABEL_PREFIX))
+    return Decision(path, choice)
+
+
+def choice_of(decision: Decision | None) -> str:
+    """The choice that shows a saved decision ("keep" for none)."""
+    if decision is None:
+        return "keep"
+    return f"{RELABEL_PREFIX}{decision.label}" if decision.action == "relabel" else decision.action
+
+
 def default_data_dir() -> Path:
-    """The app's data folder: `$TLCORE_DATA_DIR`, else `data/` in the current folder."""
-    return Path(os.environ.get("TLCORE_DATA_DIR", "data")).expanduser()
+    """The app's data folder: `$TLCORE_DATA_DIR`, else `data/` of tlcore's home folder (see `tlcore.home`)."""
+    return home.default_folder("data")
 
 
 def decisions_path(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> Path:

@@ -5,7 +5,7 @@ process can read would otherwise be listable and decodable through it, so a type
 (symbolic links and `..` followed) and kept only when it lies under an allowed root.
 
 The roots come from `$TLCORE_DATA_ROOTS` (paths separated by `os.pathsep`), else the app's data folder
-(`$TLCORE_DATA_DIR`, default `data`) and the user's home folder.
+(`$TLCORE_DATA_DIR`, default `data/` of `tlcore.home`) and the user's home folder.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from tlcore import home
+
 ROOTS_VARIABLE = "TLCORE_DATA_ROOTS"
-DATA_DIR_VARIABLE = "TLCORE_DATA_DIR"
-DEFAULT_DATA_DIR = "data"
+DATA_DIR_VARIABLE = home.DATA_DIR_VARIABLE
 
 
 class OutsideRootsError(ValueError):
@@ -37,7 +38,7 @@ def allowed_roots(environment: Mapping[str, str] | None = None) -> tuple[Path, .
     if configured:
         candidates = configured
     else:
-        candidates = [environment.get(DATA_DIR_VARIABLE, DEFAULT_DATA_DIR), "~"]
+        candidates = [str(home.default_folder("data", environment)), "~"]
     roots: list[Path] = []
     for candidate in candidates:
         root = Path(candidate.strip()).expanduser().resolve()

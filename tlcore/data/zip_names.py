@@ -57,6 +57,16 @@ def is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def sanitise_file(name: str) -> tuple[str, str]:
+    """(stem, extension) of a file name safe on every operating system, close to the original.
+
+    The extension is kept as it is (it was checked against the supported image types); the stem
+    follows the folder rule, and a stem of only dots or spaces becomes "image".
+    """
+    path = Path(name)
+    return (sanitise_folder(path.stem) if path.stem.strip(". ") else "image"), path.suffix
+
+
 def sanitise_folder(name: str) -> str:
     """A folder name safe on every operating system, close to the original."""
     name = unicodedata.normalize("NFC", name)

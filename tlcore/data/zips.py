@@ -2,8 +2,9 @@
 
 Python's `ZipFile.extractall` is never used: it silently rewrites names such as `../x.jpg` or
 `C:\\x.jpg` (which would put images under the wrong class) and does not bound what a tiny archive
-expands to. Here every member name is checked before anything is written, files are written under
-generated names, and the bytes actually decompressed are counted against caps while streaming.
+expands to. Here every member name is checked before anything is written, files keep their own
+names made safe (a name taken in its folder gets a number), and the bytes actually decompressed are
+counted against caps while streaming.
 """
 
 from __future__ import annotations
@@ -114,13 +115,12 @@ class _Planner:
     """Chooses the output path of every member before anything is written.
 
     Names are unique per folder, compared case-insensitively (macOS and Windows disks), across
-    both generated file names and folder names.
+    both file names and folder names.
     """
 
     def __init__(self):
         self.folders: dict[tuple[str, ...], str] = {(): ""}
         self.used: dict[str, set[str]] = {}
-        self.counter = 0
 
     def _unique(self, parent: str, name: str) -> str:
         used = self.used.setdefault(parent, set())
@@ -138,15 +138,17 @@ class _Planner:
             self.folders[parts] = f"{parent}/{name}" if parent else name
         return self.folders[parts]
 
-    def file(self, folder_parts: tuple[str, ...], extension: str) -> str:
+    def file(self, folder_parts: tuple[str, ...], member_name: str) -> str:
+        """The member's own name, made safe; a name taken in its folder gets _2, _3, ... before the extension."""
         parent = self.folder(folder_parts)
+        stem, suffix = zip_names.sanitise_file(member_name)
         used = self.used.setdefault(parent, set())
-        while True:
-            self.counter += 1
-            name = f"img_{self.counter:06d}{extension}"
-            if name not in used:
-                used.add(name)
-                return f"{parent}/{name}" if parent else name
+        candidate, number = f"{stem}{suffix}", 1
+        while candidate.lower() in used:
+            number += 1
+            candidate = f"{stem}_{number}{suffix}"
+        used.add(candidate.lower())
+        return f"{parent}/{candidate}" if parent else candidate
 
 
 def _open_archive(archive: Archive, label: str) -> zipfile.ZipFile:
@@ -215,7 +217,7 @@ def _plan(
             continue
         # Declared sizes can lie, so they are only used to refuse early; the streaming counts decide.
         _check_member(label, info, info.file_size, limits, declared=True)
-        to_extract.append((info, planner.file(tuple(parts[:-1]), extension)))
+        to_extract.append((info, planner.file(tuple(parts[:-1]), parts[-1])))
     declared_total = sum(info.file_size for info, _ in to_extract)
     if declared_total > limits.max_total_bytes:
         raise UnsafeArchiveError(label, _total_message(declared_total, limits, declared=True))
@@ -301,12 +303,13 @@ def extract_dataset(
     """Extracts the images of a zip archive into a new data set folder, or refuses the archive.
 
     Every member name is checked first: one name with a '..' component, an absolute path, a
-    backslash or a drive letter refuses the whole archive, and nothing is written. Images are
-    written under generated names (`img_000001.jpg`) inside the archive's folders (names made
-    safe), so `train/cats/` or `<class>/` layouts survive. OS debris and non-image files are left
-    out. The bytes actually decompressed are counted against `limits` while streaming; breaking a
-    cap refuses the archive. Extraction happens in a hidden temporary folder beside `destination`,
-    renamed into place at the end, so a refused archive leaves nothing behind.
+    backslash or a drive letter refuses the whole archive, and nothing is written. Images keep
+    their names inside the archive's folders (names made safe; `cat_2.jpg` where two names would
+    meet on a case-insensitive disk), so `train/cats/` or `<class>/` layouts survive. OS debris
+    and non-image files are left out. The bytes actually decompressed are counted against
+    `limits` while streaming; breaking a cap refuses the archive. Extraction happens in a hidden
+    temporary folder beside `destination`, renamed into place at the end, so a refused archive
+    leaves nothing behind.
 
     Args:
         archive: a path to a .zip file, its bytes (an upload), or a seekable binary file object.

@@ -8,6 +8,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+# Pixels a class name may take in a chart's axis or legend before it is cut.
+CLASS_LABEL_LIMIT = 240
+
 STAGE_TITLES = {
     "feature_extraction": "1 feature extraction",
     "frozen_augmented": "2 frozen + augmentation",
@@ -205,7 +208,8 @@ def split_counts(counts: dict[str, dict[str, int]], height: int | None = None) -
         .mark_bar()
         .encode(
             x=alt.X("images:Q"),
-            y=alt.Y("class:N", title=None),
+            # Whole class names up to a limit (Vega-Lite's default cut "sunflowers" to "sunflo...").
+            y=alt.Y("class:N", title=None, axis=alt.Axis(labelLimit=CLASS_LABEL_LIMIT)),
             color=alt.Color("split:N"),
             yOffset="split:N",
             tooltip=["split", "class", "images"],

@@ -31,12 +31,12 @@ from typing import Any
 
 import psutil
 
+from tlcore import home
 from tlcore.config import TrainConfig
 
 STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interrupted")
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-DEFAULT_RUNS_DIR = "runs"
 # The backbone column of a scratch run: it trains a small CNN of its own, no backbone.
 SCRATCH_MODEL = "small CNN"
 # A queued run's worker writes its pid into the status as its first act, before it imports anything
@@ -47,8 +47,8 @@ ATOMIC_TEMPORARY_PATTERN = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 def default_runs_dir() -> Path:
-    """`$TLCORE_RUNS_DIR`, else `runs/` in the current folder."""
-    return Path(os.environ.get("TLCORE_RUNS_DIR", DEFAULT_RUNS_DIR)).expanduser()
+    """`$TLCORE_RUNS_DIR`, else `runs/` of tlcore's home folder (see `tlcore.home`)."""
+    return home.default_folder("runs")
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -34,13 +34,13 @@ CHUNK_SIZE = 64
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def find_files(folder: Path, max_files: int = browse.MAX_FILES) -> list[Path]:
+def find_files(folder: Path, max_files: int | None = None) -> list[Path]:
     """Every file below a folder, sorted by relative path, OS debris and hidden files left out.
 
     Args:
         folder: the folder to walk.
-        max_files: refuse folders with more files than this (the data set browser's cap: someone
-            typed "/" or their home folder).
+        max_files: refuse folders with more files than this (default browse.MAX_FILES, read at call
+            time: the data set browser's cap, for someone who typed "/" or their home folder).
 
     Returns:
         The files' paths.
@@ -48,6 +48,7 @@ def find_files(folder: Path, max_files: int = browse.MAX_FILES) -> list[Path]:
     Raises:
         browse.FolderTooLargeError: more than `max_files` files, found before the walk goes further.
     """
+    max_files = browse.MAX_FILES if max_files is None else max_files
     found = []
     for directory, subfolders, names in os.walk(folder):
         subfolders[:] = sorted(name for name in subfolders if not folders.is_ignored(Path(name)))

@@ -166,6 +166,7 @@ def extract_views(
             "backbone": config.backbone,
             "image_size": config.image_size,
             "head": config.head,
+            "data": dataset.root,  # Lets the data set library remove a deleted set's caches.
             "views": views,
             "boundary": list(boundary_shape),
             "data_fingerprint": data_fingerprint,

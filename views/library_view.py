@@ -1,0 +1,74 @@
+"""The Data page's library: every data set this app has scanned, extracted or built, to use again,
+rename or delete (`tlcore.data.library`).
+
+Not a page. Names are shown as text (selectbox labels and metrics are never Markdown).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from tlcore.data import library
+from views import markdown, server, session
+
+
+def describe(entry: library.Entry) -> str:
+    """'pets: 2 classes, 24 train / 12 validation images (upload, used 5 min ago)'."""
+    images = " / ".join(f"{count} {split}" for split, count in entry.images.items())
+    return f"{entry.name}: {len(entry.classes)} classes, {images} images ({entry.kind}, used {ago(entry.used)})"
+
+
+def ago(moment: float) -> str:
+    seconds = max(0.0, time.time() - moment)
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}{'s' if unit != 'min' and seconds >= 2 * size else ''} ago"
+    return "just now"
+
+
+def choose() -> library.Entry | None:
+    """Lists the library with Use, Rename and Delete; returns the entry to use when Use was pressed."""
+    data_dir = server.data_dir()
+    known = {entry.id: entry for entry in library.entries(data_dir)}
+    if not known:
+        st.info("The library is empty: every folder scanned, zip extracted or demo set built is added here.")
+        return None
+    wanted = st.selectbox("Data set", list(known), key="library_choice", format_func=lambda key: describe(known[key]))
+    entry = known[wanted]
+    st.caption(markdown.escape(f"{entry.path} · classes: {', '.join(entry.classes)}"))
+    owned = library.is_owned(data_dir, entry.path)
+    use, rename, delete = st.columns([1, 2, 1], vertical_alignment="bottom")
+    chosen = entry if use.button("Use this data set", type="primary", key="library_use") else None
+    new_name = rename.text_input("Name", value=entry.name, key=f"library_name_{entry.id}")
+    if rename.button("Rename", key="library_rename") and new_name != entry.name:
+        try:
+            library.rename(data_dir, entry.id, new_name)
+        except (ValueError, OSError) as error:
+            st.error(markdown.escape(error))
+        else:
+            st.rerun()
+    if delete.button(
+        "Delete",
+        icon=":material/delete:",
+        key="library_delete",
+        help="Removes the app's copy (an extracted upload, a demo set) and its cached features."
+        if owned
+        else "Forgets it and its cached features; your folder stays as it is.",
+    ):
+        try:
+            removed = library.delete(data_dir, entry.id, server.runs_dir())
+        except (ValueError, OSError) as error:
+            st.error(markdown.escape(error))
+        else:
+            current = session.current_dataset()
+            if current is not None and Path(current.root).resolve() == Path(entry.path):
+                st.session_state.pop("dataset", None)
+                st.query_params.pop("dataset", None)
+            st.session_state["library_deleted"] = f"{entry.name}: deleted ({len(removed)} folder(s) removed)."
+            st.rerun()
+    if "library_deleted" in st.session_state:
+        st.success(markdown.escape(st.session_state.pop("library_deleted")))
+    return chosen
