@@ -23,7 +23,7 @@ from typing import Sequence
 
 import tlcore
 from tlcore import cli_commands, cli_flags
-from tlcore.insight import explore
+from tlcore.insight import explore, orientation
 from tlcore.models.registry import BACKBONES
 from tlcore.serving.export import FORMATS
 
@@ -42,10 +42,6 @@ LR_FIND_SETTINGS = (
     "validation_fraction",
     "seed",
 )
-
-
-def _add_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run id (folder name in the runs folder) or its path")
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +85,41 @@ def add_explore_parser(commands) -> None:
         'leak}], "suspects": [{path, label, suggested, score}]}',
     )
     exploring.set_defaults(handler=cli_commands.command_explore)
+
+
+def add_suggest_parser(commands) -> None:
+    """Registers `suggest`: the augmentation settings measured on a data set's photos."""
+    suggesting = commands.add_parser(
+        "suggest",
+        help="measure which flips suit a data set's photos, and print the train flags that follow",
+        description="For each flip, train a logistic regression on a pretrained backbone's features to tell "
+        "flipped copies of a sample of the training photos from the originals, scored out of fold. A flip "
+        f"is suggested when that accuracy stays under {orientation.TELLING_APART_LIMIT:.0%} (50%% is chance): "
+        "flipped copies then look like more photos of the set.",
+    )
+    suggesting.add_argument("--data", required=True, help="the data set folder")
+    suggesting.add_argument(
+        "--backbone", choices=sorted(BACKBONES), default=orientation.DEFAULT_BACKBONE, help="the pretrained base"
+    )
+    suggesting.add_argument(
+        "--image-size",
+        type=int,
+        default=orientation.DEFAULT_IMAGE_SIZE,
+        help=f"input side in pixels (default {orientation.DEFAULT_IMAGE_SIZE})",
+    )
+    suggesting.add_argument(
+        "--per-class",
+        type=int,
+        default=orientation.DEFAULT_PER_CLASS,
+        help=f"training photos sampled per class (default {orientation.DEFAULT_PER_CLASS})",
+    )
+    suggesting.add_argument("--seed", type=int, default=1337, help="seed of the sample and the folds (default 1337)")
+    suggesting.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"flips": [{setting, suggested, accuracy, images, reason}], "flags": [...]}',
+    )
+    suggesting.set_defaults(handler=cli_commands.command_suggest)
 
 
 def _add_run(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop.set_defaults(handler=cli_commands.command_stop)
 
     add_explore_parser(commands)
+    add_suggest_parser(commands)
     for command in commands.choices.values():
         command.add_argument(
             "--verbose", action="store_true", help="also show TensorFlow's start-up and log lines on standard error"

@@ -16,7 +16,7 @@ from tlcore import cli_flags, console, progress
 from tlcore import config as config_module
 from tlcore.data import folders, zips
 from tlcore.data.dataset import DatasetError
-from tlcore.insight import evaluate, explore
+from tlcore.insight import evaluate, explore, orientation
 from tlcore.runs import store, worker
 from tlcore.serving import batch, export, predict
 
@@ -327,4 +327,26 @@ def command_explore(arguments: argparse.Namespace) -> int:
         _print_json(exploration.to_json())
     else:
         print(explore.summary(exploration, top=arguments.top))
+    return 0
+
+
+def command_suggest(arguments: argparse.Namespace) -> int:
+    try:
+        dataset = folders.scan(arguments.data)
+        suggestions = orientation.suggest_flips(
+            dataset, arguments.backbone, arguments.image_size, arguments.per_class, arguments.seed
+        )
+    except (DatasetError, ValueError) as error:
+        if arguments.json:
+            _print_json({"error": str(error)})
+        else:
+            print(f"error: {error}", file=sys.stderr)
+        return 2
+    flags = [orientation.train_flag(suggestion) for suggestion in suggestions]
+    if arguments.json:
+        _print_json({"flips": [vars(suggestion) for suggestion in suggestions], "flags": flags})
+        return 0
+    for suggestion in suggestions:
+        print(f"{suggestion.setting.replace('_', ' ')}: {suggestion.reason}")
+    print("Train with: " + " ".join(flags))
     return 0

@@ -13,6 +13,7 @@ from tlcore.config import AugmentationConfig
 from tlcore.data import browse
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
+from tlcore.insight import orientation
 from tlcore.settings import settings_of
 from views import cached, markdown, session
 
@@ -63,6 +64,7 @@ def preview(dataset: DatasetScan) -> None:
         }
         for name in ("horizontal_flip", "vertical_flip"):
             values[name] = st.toggle(FIELDS[name].metadata["label"], key=keys[name], **keep)
+        flip_check(dataset, keys)
         fill_mode = FIELDS["fill_mode"].metadata
         values["fill_mode"] = st.selectbox(fill_mode["label"], fill_mode["choices"], key=keys["fill_mode"], **keep)
         st.button("Reset to the seed's settings", on_click=reset, icon=":material/restart_alt:")
@@ -90,3 +92,31 @@ def preview(dataset: DatasetScan) -> None:
             cell.image(browse.framed(copy), caption=f"copy {number}", width="stretch")
         if settings.is_identity:
             st.caption("Every transformation is off: training would see the photos unchanged.")
+
+
+def flip_check(dataset: DatasetScan, keys: dict[str, str]) -> None:
+    """A button that measures which flips suit these photos, what it found, and a button that applies it."""
+    key = (dataset.root, dataset.validation_fraction, dataset.seed)
+    if st.button("Check which flips suit these photos", icon=":material/flip:", key="flip_check_run"):
+        try:
+            with st.spinner("Telling flipped copies of a sample of the photos from the originals..."):
+                suggestions = orientation.suggest_flips(dataset, seed=dataset.seed)
+        except (ValueError, OSError, InvalidImageError) as error:
+            st.error(markdown.escape(error))
+            return
+        st.session_state["flip_suggestions"] = {"for": key, "result": suggestions}
+    found = st.session_state.get("flip_suggestions")
+    if not found or found["for"] != key:
+        return
+    suggestions = found["result"]
+    for suggestion in suggestions:
+        st.caption(markdown.escape(f"{FIELDS[suggestion.setting].metadata['label']}: {suggestion.reason}"))
+
+    def apply() -> None:
+        for suggestion in suggestions:
+            st.session_state[keys[suggestion.setting]] = suggestion.suggested
+
+    if any(st.session_state[keys[suggestion.setting]] != suggestion.suggested for suggestion in suggestions):
+        st.button("Apply the suggested flips", on_click=apply, icon=":material/check:", key="flip_check_apply")
+    else:
+        st.caption("The flips are set as suggested.")

@@ -327,3 +327,17 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
     assert "2 photo(s) to drop or relabel" in texts(at)
     at.run()  # The saved decisions are what the explorer shows next.
     assert at.selectbox(key="explore_choice_0").value == "relabel to dogs" and len(calls) == 1
+
+
+def test_the_flip_check_measures_the_photos_and_applies_its_suggestion(small_catsdogs):
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    assert at.toggle(key="aug_vertical_flip").value is True, "the seed's settings flip upside down"
+    click(at, "Check which flips suit these photos")
+    assert not at.exception
+    findings = [plain(caption.value) for caption in at.caption if "copies of these photos" in caption.value]
+    assert findings[0].startswith("Flip upside down: off: a classifier on the backbone's features tells upside-down")
+    assert findings[1].startswith("Flip left-right: on: ")
+    click(at, "Apply the suggested flips")
+    assert at.toggle(key="aug_vertical_flip").value is False and at.toggle(key="aug_horizontal_flip").value is True
+    assert at.session_state["augmentation"].vertical_flip is False
+    assert "The flips are set as suggested." in texts(at)
