@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from tlcore.augmentation_settings import FILL_MODES, AugmentationConfig  # noqa: F401  (re-exported)
 from tlcore.models.registry import BACKBONES
 from tlcore.settings import check_settings, setting
 
@@ -19,110 +20,14 @@ HEADS = ("flatten", "global_average")
 OPTIMIZERS = ("rmsprop", "adam")
 WEIGHTS = ("imagenet", "none")
 CLASS_WEIGHTS = ("auto", "balanced", "none")
+# Which epoch's weights a stage keeps: its last, or its lowest validation loss.
+KEEP_WEIGHTS = ("last", "best")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 REPLICA_SCALING = ("linear", "none")
 # Keras dtype policies: float32 everywhere, or float16/bfloat16 computation with float32 weights.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # "auto" class weighting starts at this ratio between the largest and the smallest class.
 IMBALANCE_RATIO = 1.5
-
-
-FILL_MODES = ("nearest", "reflect", "constant", "wrap")
-
-
-@dataclass(frozen=True)
-class AugmentationConfig:
-    """Random transformations applied to training images (the seed's settings by default).
-
-    Each field's metadata describes it (see `tlcore.settings.SETTING_KEYS`); each transformation is drawn
-    anew for every image, a flip half of the time.
-    """
-
-    rotation_degrees: float = setting(
-        40.0,
-        "maximum rotation either way, in degrees",
-        label="Rotation (degrees, either way)",
-        min=0.0,
-        max=180.0,
-        step=5.0,
-        flag="--rotation",
-    )
-    width_shift: float = setting(
-        0.1,
-        "maximum horizontal shift, as a share of the width",
-        label="Horizontal shift (share of the width)",
-        min=0.0,
-        max=1.0,
-        step=0.05,
-    )
-    height_shift: float = setting(
-        0.1,
-        "maximum vertical shift, as a share of the height",
-        label="Vertical shift (share of the height)",
-        min=0.0,
-        max=1.0,
-        step=0.05,
-    )
-    zoom: float = setting(
-        0.2,
-        "maximum zoom in or out, as a share (0.2: 80% to 120%)",
-        label="Zoom in or out",
-        min=0.0,
-        max=0.9,
-        step=0.05,
-    )
-    horizontal_flip: bool = setting(True, "random left-right flips", label="Flip left-right")
-    vertical_flip: bool = setting(True, "random upside-down flips", label="Flip upside down")
-    brightness: float = setting(
-        0.0,
-        "maximum brightness change, as a share of the value range (0 turns it off)",
-        label="Brightness change",
-        min=0.0,
-        max=1.0,
-        step=0.05,
-    )
-    contrast: float = setting(
-        0.0,
-        "maximum contrast change, as a share (0 turns it off)",
-        label="Contrast change",
-        min=0.0,
-        max=1.0,
-        step=0.05,
-    )
-    fill_mode: str = setting(
-        "nearest",
-        "how the pixels a rotation, shift or zoom uncovers are filled",
-        label="Fill the uncovered corners by",
-        choices=FILL_MODES,
-    )
-
-    def __post_init__(self) -> None:
-        check_settings(self)
-
-    @property
-    def is_identity(self) -> bool:
-        """True when no transformation is enabled."""
-        return not (
-            self.rotation_degrees
-            or self.width_shift
-            or self.height_shift
-            or self.zoom
-            or self.horizontal_flip
-            or self.vertical_flip
-            or self.brightness
-            or self.contrast
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "AugmentationConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown augmentation settings {unknown}. Expected some of {sorted(known)}.")
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -269,6 +174,15 @@ class TrainConfig:
         flag="--early-stopping",
         metavar="PATIENCE",
     )
+    keep_weights: str = setting(
+        "last",
+        "the weights each stage keeps: last (its last epoch's) or best (its epoch of lowest validation loss, as "
+        "early stopping always keeps); best lets the validation split both choose and score the model, so its "
+        "accuracy reads a little high",
+        label="Weights each stage keeps",
+        choices=KEEP_WEIGHTS,
+        page="options",
+    )
     class_weight: str = setting(
         "auto",
         "weight each class's loss inversely to its number of training images: auto (when the largest "
@@ -343,6 +257,11 @@ class TrainConfig:
             raise ValueError(
                 f"augmentation must be an AugmentationConfig, received {type(self.augmentation).__name__}."
             )
+
+    @property
+    def keeps_best_weights(self) -> bool:
+        """Whether each stage keeps its epoch of lowest validation loss (asked for, or early stopping)."""
+        return self.keep_weights == "best" or self.early_stopping_patience > 0
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

@@ -34,14 +34,24 @@ PAGE_REFRESH_SECONDS = 20
 
 
 def stage_result(stage: str, result: dict) -> str:
-    """'feature extraction: best validation accuracy 91.7% after 1 epoch, 12 s' (one stage of a summary)."""
+    """'feature extraction: 91.2% saved (epoch 7 of 10, lowest validation loss), best epoch 92.0%, 12 s'."""
     epochs = result.get("epochs", 0)
     # A stop inside an epoch: that epoch's batches trained the model, but it is no full epoch.
     partial = " and part of another (stopped)" if result.get("partial_epoch") else ""
+    seconds = monitor.format_seconds(result.get("seconds") or 0)
+    saved = result.get("val_accuracy")
+    if saved is None:  # Results written before the saved epoch was recorded.
+        return (
+            f"{monitor.stage_name(stage)}: best validation accuracy {result.get('best_val_accuracy') or 0:.1%} "
+            f"after {epochs} epoch{'' if epochs == 1 else 's'}{partial}, {seconds}"
+        )
+    if result.get("kept_weights") == "best":
+        which = f"epoch {result.get('final_epoch')} of {epochs}{partial}, lowest validation loss"
+    else:
+        which = f"last of {epochs} epoch{'' if epochs == 1 else 's'}{partial}"
     return (
-        f"{monitor.stage_name(stage)}: best validation accuracy "
-        f"{result.get('best_val_accuracy') or 0:.1%} after {epochs} epoch{'' if epochs == 1 else 's'}{partial}, "
-        f"{monitor.format_seconds(result.get('seconds') or 0)}"
+        f"{monitor.stage_name(stage)}: {saved:.1%} saved ({which}), "
+        f"best epoch {result.get('best_val_accuracy') or 0:.1%}, {seconds}"
     )
 
 

@@ -139,6 +139,26 @@ def test_a_stage_of_one_epoch_is_not_called_1_epochs(folders, small_catsdogs):
     ) in texts(at)
 
 
+def test_each_stage_says_which_epoch_it_saved_and_why(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    run = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="fine_tuning"), folders["runs"])
+    kept = {"val_accuracy": 0.78, "best_val_accuracy": 0.8, "seconds": 30}
+    results = {
+        "frozen_augmented": {**kept, "epochs": 5, "final_epoch": 3, "kept_weights": "best"},
+        "fine_tuning": {**kept, "epochs": 1, "final_epoch": 1, "kept_weights": "last"},
+    }
+    (run.path / "summary.json").write_text(json.dumps({"results": results}))
+    run.set_status("done")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert (
+        "frozen + augmentation: 78.0% saved (epoch 3 of 5, lowest validation loss), best epoch 80.0%, 30 s · "
+        "fine-tuning: 78.0% saved (last of 1 epoch), best epoch 80.0%, 30 s"
+    ) in texts(at)
+
+
 def test_a_queued_run_says_which_run_it_waits_for_or_that_its_process_is_starting(folders, small_catsdogs):
     from tlcore.config import TrainConfig
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.helpers.runs import train_config
 from tlcore.config import TrainConfig
+from tlcore.insight import evaluate
 from tlcore.models import heads
 from tlcore.runs import store, worker
 from tlcore.training import augmented, lr_finder, training_context
@@ -60,6 +61,24 @@ def test_early_stopping_stops_and_restores_the_best_epoch(imbalanced, tmp_path):
     assert result["epochs"] < 30
     assert result["val_loss"] == pytest.approx(min(losses))
     assert result["final_epoch"] == int(np.argmin(losses)) + 1
+
+
+def test_keep_weights_best_saves_the_epoch_of_lowest_validation_loss_and_says_so(imbalanced, tmp_path):
+    # A learning rate this high makes the validation loss move from epoch to epoch; every epoch runs.
+    settings = {"epochs": 6, "learning_rate": 0.05, "optimizer": "adam"}
+    best = store.create(config_for(imbalanced, keep_weights="best", **settings), tmp_path / "best")
+    last = store.create(config_for(imbalanced, **settings), tmp_path / "last")
+    for run in (best, last):
+        assert worker.execute(run, runs_dir=run.path.parent)["state"] == "done"
+    losses = [record["val_loss"] for record in best.metrics()]
+    result = best.summary()["results"]["feature_extraction"]
+    assert result["epochs"] == 6 and result["kept_weights"] == "best"
+    assert result["final_epoch"] == int(np.argmin(losses)) + 1 and result["val_loss"] == pytest.approx(min(losses))
+    # The headline is what the saved model scores, whichever epoch it kept.
+    assert evaluate.evaluate(best).accuracy == pytest.approx(result["val_accuracy"], abs=1e-6)
+    kept_last = last.summary()["results"]["feature_extraction"]
+    assert kept_last["kept_weights"] == "last" and kept_last["final_epoch"] == 6
+    assert evaluate.evaluate(last).accuracy == pytest.approx(kept_last["val_accuracy"], abs=1e-6)
 
 
 def test_learning_rate_finder_sweeps_and_suggests_a_rate_inside_the_range(imbalanced, tmp_path):

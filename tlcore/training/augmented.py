@@ -273,7 +273,7 @@ def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
         history = _fit_staged(context, "frozen_augmented", config.epochs, config.learning_rate, config.seed)
         context.model = _final_model(context, context.staged)
         result = training_context.history_result(
-            history, time.time() - started, context.stop_requested(), bool(config.early_stopping_patience)
+            history, time.time() - started, context.stop_requested(), config.keeps_best_weights
         )
         result.update(
             {
@@ -293,7 +293,7 @@ def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
     history = _fit_end_to_end(context, model, "frozen_augmented", config.epochs)
     context.frozen_model, context.frozen_base, context.model = model, base, model
     result = training_context.history_result(
-        history, time.time() - started, context.stop_requested(), bool(config.early_stopping_patience)
+        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
     )
     result["path"] = "end_to_end"
     return result
@@ -322,7 +322,7 @@ def run_fine_tuning(context: training_context.TrainingContext) -> dict:
         context.model = model
         path = "end_to_end"
     result = training_context.history_result(
-        history, time.time() - started, context.stop_requested(), bool(config.early_stopping_patience)
+        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
     )
     result.update({"unfrozen_layers": unfrozen, "path": path})
     return result
@@ -338,5 +338,5 @@ def run_scratch(context: training_context.TrainingContext) -> dict:
     history = _fit_end_to_end(context, model, "scratch", config.epochs)
     context.model = model
     return training_context.history_result(
-        history, time.time() - started, context.stop_requested(), bool(config.early_stopping_patience)
+        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
     )

@@ -167,7 +167,7 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     context.model = heads.assemble(config.image_size, base, head, preprocess)
     heads.compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
     result = training_context.history_result(
-        history, time.time() - started, context.stop_requested(), bool(config.early_stopping_patience)
+        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
     )
     result.update({"extraction_seconds": extraction_seconds, "features_from_cache": from_cache})
     return result

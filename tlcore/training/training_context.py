@@ -124,11 +124,11 @@ class TrainingContext:
                     update_freq="epoch",
                 )
             )
-        if self.config.early_stopping_patience:
+        if self.config.keeps_best_weights:
+            # Keras restores the best epoch's weights when fit ends; a patience past the last epoch never stops.
+            patience = self.config.early_stopping_patience or epochs + 1
             items.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=self.config.early_stopping_patience, restore_best_weights=True
-                )
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
             )
         return items
 
@@ -211,9 +211,10 @@ def history_result(
 ) -> dict:
     """A stage's results from its Keras history.
 
-    With early stopping the best weights (lowest validation loss) were restored, so the final
-    model's metrics are that epoch's, not the last one's. An epoch cut short by a stop request
-    (RunRecorder marks the history) is not counted among the stage's epochs.
+    When the best weights (lowest validation loss) were restored, by early stopping or
+    `keep_weights="best"`, the final model's metrics are that epoch's, not the last one's, and
+    `kept_weights` says which. An epoch cut short by a stop request (RunRecorder marks the
+    history) is not counted among the stage's epochs.
     """
     partial = bool(getattr(history, "partial_epoch", False))
     values = history.history
@@ -228,6 +229,7 @@ def history_result(
         "epochs": len(validation) - partial if validation else 0,
         "partial_epoch": partial,
         "final_epoch": final + 1 if validation else None,
+        "kept_weights": "best" if restored_best and losses else "last",
         "seconds": seconds,
         "stopped": stopped,
         # Whether Keras really compiled this stage's training step with XLA (see compile_model).
