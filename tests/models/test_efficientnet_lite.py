@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlcore.models import efficientnet_lite, efficientnet_lite_weights, torch_pickle
+from tlcore.data.images import load_resized
+from tlcore.models import efficientnet_lite, efficientnet_lite_layout, efficientnet_lite_weights, torch_pickle
+from tlcore.models.registry import BACKBONES
 
 PHOTOS_PER_CLASS = 40
 # ImageNet class ranges: domestic cats (tabby, tiger cat, Persian, Siamese,
@@ -374,3 +376,51 @@ def test_conversion_requires_every_tensor_and_every_weight(state_dict):
     wrong_shape["_conv_head.weight"] = np.zeros((1280, 321, 1, 1), np.float32)
     with pytest.raises(ValueError, match="'top_conv' received weights of shapes"):
         efficientnet_lite.load_state_dict_into_model(model, wrong_shape)
+
+
+@pytest.fixture(scope="module", params=["efficientnet_lite1", "efficientnet_lite2"])
+def larger_variant(request):
+    path = efficientnet_lite_weights.weights_file(request.param)
+    if path is None:
+        pytest.skip(f"package {efficientnet_lite_weights.PACKAGES[request.param].package} is not installed")
+    return request.param, path
+
+
+def test_the_scaled_layout_is_the_checkpoints(larger_variant):
+    # Widths and repeats come from the width and depth coefficients; the file says what they must be.
+    variant, path = larger_variant
+    state_dict = torch_pickle.load_state_dict(path)
+    widths = [
+        state_dict[f"_blocks.{index}._project_conv.weight"].shape[0]
+        for index in range(len({key.split(".")[1] for key in state_dict if key.startswith("_blocks.")}))
+    ]
+    blocks = efficientnet_lite_layout.scaled_blocks(variant)
+    assert widths == [block["filters_out"] for block in blocks for _ in range(block["repeats"])]
+    assert blocks[0]["repeats"] == 1 and blocks[-1]["repeats"] == 1, "the first and last stages are not deepened"
+
+
+@ignore_tensorflow_array_warning
+def test_larger_variants_load_every_tensor_and_classify_cats_and_dogs(larger_variant, catsdogs_dir):
+    variant, _ = larger_variant
+    size = BACKBONES[variant].default_size
+    model = getattr(efficientnet_lite, f"EfficientNetLite{variant[-1]}")(
+        input_shape=(size, size, 3), include_top=True, weights="imagenet"
+    )
+    assert model.name == variant
+    rates = {}
+    for name, classes in (("cats", CAT_CLASSES), ("dogs", DOG_CLASSES)):
+        files = sorted((catsdogs_dir / "validation" / name).glob("*.jpg"))[:20]
+        photos = np.stack([load_resized(file, size) for file in files]).astype("float32")
+        predicted = model.predict((photos - 127.0) / 128.0, verbose=0).argmax(axis=1)
+        rates[name] = float(np.isin(predicted, classes).mean())
+    assert rates["cats"] >= 0.65 and rates["dogs"] >= 0.9, rates
+
+
+def test_a_larger_variants_file_is_checked_against_its_own_hash(tmp_path):
+    other = tmp_path / "efficientnet-lite2-9656183e.pth"
+    other.write_bytes(b"not the weights")
+    with pytest.raises(ValueError, match="the EfficientNet-Lite2 weights file is damaged or not the one of "):
+        efficientnet_lite_weights.check_weights_file(other, "efficientnet_lite2")
+    assert efficientnet_lite_weights.converted_weights_path("ab" * 32, False, "efficientnet_lite1").name == (
+        "efficientnet_lite1_notop_converted-abababababababab.weights.h5"
+    )

