@@ -28,6 +28,9 @@ IMBALANCE_RATIO = 1.5
 
 
 FILL_MODES = ("nearest", "reflect", "constant", "wrap")
+# The fields of AugmentationConfig that each turn a transformation on (fill_mode only says how).
+TRANSFORMATIONS = ("rotation_degrees", "width_shift", "height_shift", "zoom", "horizontal_flip", "vertical_flip")
+TRANSFORMATIONS += ("brightness", "contrast")
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,7 @@ class AugmentationConfig:
     @property
     def is_identity(self) -> bool:
         """True when no transformation is enabled."""
-        return not (
-            self.rotation_degrees
-            or self.width_shift
-            or self.height_shift
-            or self.zoom
-            or self.horizontal_flip
-            or self.vertical_flip
-            or self.brightness
-            or self.contrast
-        )
+        return not any(getattr(self, name) for name in TRANSFORMATIONS)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -305,6 +299,13 @@ class TrainConfig:
         label="Precision",
         choices=PRECISIONS,
         group="speed",
+        page="options",
+    )
+    cleaned: bool = setting(
+        False,
+        "train on the data set's cleaned view: its saved cleaning decisions (the Data page's explorer) applied; "
+        "the run records which",
+        label="Apply the data set's cleaning decisions",
         page="options",
     )
     jit_compile: bool = setting(
