@@ -19,7 +19,8 @@ from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from views import cached, markdown, server
 
 PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS]
-COLUMNS = 6
+# Pixels of a photo's card: four fit beside each other on a phone.
+THUMBNAIL_WIDTH = 96
 # Thumbnails drawn per class; a set made by hand is small, and the Browse section shows every photo.
 MOST_SHOWN = 24
 
@@ -104,18 +105,21 @@ def _add_photos(folder: Path, names: list[str]) -> None:
             accept_multiple_files=True,
             key=f"builder_uploads_{round_number}",
         )
-        if uploads and st.button(f"Add {len(uploads)} photo(s) to {target}", type="primary", key="builder_add"):
+        if uploads and st.button(
+            f"Add {builder.counted(len(uploads), 'photo')} to {target}", type="primary", key="builder_add"
+        ):
             _report(folder, target, [(upload.getvalue(), upload.name) for upload in uploads])
             st.session_state["builder_upload_round"] = round_number + 1
             st.rerun()
     with camera_tab:
-        shot = st.camera_input(f"A photo for {target}", key="builder_camera")
+        # Half the page on a desktop (full width, the preview was taller than the window); a phone stacks the columns.
+        shot = st.columns(2)[0].camera_input(f"A photo for {target}", key="builder_camera")
         added = st.session_state.setdefault("builder_camera_added", set())
         if shot is not None and shot.file_id not in added:
             added.add(shot.file_id)
             _report(folder, target, [(shot.getvalue(), "camera.jpg")])
         if shot is not None:
-            st.caption(markdown.escape(f"Added to {target}. Clear the photo to take the next one."))
+            st.caption("Clear the photo to take the next one.")
     for message in st.session_state.pop("builder_messages", []):
         (st.success if message.startswith("Added") else st.error)(markdown.escape(message))
 
@@ -127,7 +131,7 @@ def _report(folder: Path, target: str, uploads: list[tuple[bytes, str]]) -> None
     except (ValueError, OSError) as error:
         messages = [str(error)]
     else:
-        messages = [f"Added {len(report.added)} photo(s) to {target}."] if report.added else []
+        messages = [f"Added {builder.counted(len(report.added), 'photo')} to {target}."] if report.added else []
         messages += [f"{name}: {reason}" for name, reason in report.refused]
     st.session_state.setdefault("builder_messages", []).extend(messages)
 
@@ -136,7 +140,7 @@ def _class_box(folder: Path, name: str, found: list[Path]) -> None:
     """One class: its thumbnails, each with a remove button, and renaming or deleting the class."""
     with st.container(border=True):
         title_column, edit_column = st.columns([3, 1], vertical_alignment="center")
-        title_column.markdown(f"**{markdown.escape(name)}** · {len(found)} photo(s)")
+        title_column.markdown(f"**{markdown.escape(name)}** · {builder.counted(len(found), 'photo')}")
         with edit_column.popover("Rename or delete", icon=":material/edit:"):
             renamed = st.text_input("Class name", value=name, key=f"builder_rename_{name}")
             if st.button("Rename", key=f"builder_rename_button_{name}"):
@@ -148,15 +152,22 @@ def _class_box(folder: Path, name: str, found: list[Path]) -> None:
         if not found:
             st.caption("No photos yet.")
             return
-        grid = st.columns(COLUMNS)
-        for index, path in enumerate(found[:MOST_SHOWN]):
-            with grid[index % COLUMNS]:
+        # A wrapping row of fixed-width cards: several to a line on a phone too (columns stack one per line there).
+        row = st.container(horizontal=True, gap="small")
+        for path in found[:MOST_SHOWN]:
+            with row.container(width=THUMBNAIL_WIDTH, gap="small"):
                 try:
                     picture, _ = cached.thumbnail(str(path), 160)
-                    st.image(picture, caption=markdown.escape(path.name))
+                    st.image(picture, caption=markdown.escape(path.name), width="stretch")
                 except (InvalidImageError, OSError) as error:
                     st.error(markdown.escape(f"{path.name}: {getattr(error, 'reason', error)}"))
-                if st.button("Remove", icon=":material/close:", key=f"builder_remove_{name}_{path.name}"):
+                # Text alone: with an icon, "Remove" broke over two lines in a card this narrow.
+                if st.button(
+                    "Remove",
+                    key=f"builder_remove_{name}_{path.name}",
+                    help=markdown.escape(f"Delete {path.name}"),
+                    width="stretch",
+                ):
                     if _act(builder.remove_photo, folder, path):
                         st.rerun()
         if len(found) > MOST_SHOWN:

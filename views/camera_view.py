@@ -19,7 +19,8 @@ TOP = 3
 
 def camera(run_id: str, labels: list[str]) -> None:
     """A camera input; its snapshot's top classes, and the heatmap of the most likely one."""
-    shot = st.camera_input("Take a photo to classify", key="predict_camera")
+    # Half the page on a desktop (full width, the preview was taller than the window); a phone stacks the columns.
+    shot = st.columns(2)[0].camera_input("Take a photo to classify", key="predict_camera")
     if shot is None:
         st.info("Take a photo: the model classifies it and shows where it looked.")
         return

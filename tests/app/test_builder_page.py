@@ -19,7 +19,7 @@ def _upload(at: AppTest, photos: list[Path], extra: list[tuple[str, bytes]] = ()
     files = [(photo.name, photo.read_bytes(), "image/jpeg") for photo in photos]
     files += [(name, content, "image/jpeg") for name, content in extra]
     at.file_uploader(key=f"builder_uploads_{at.session_state['builder_upload_round']}").set_value(files).run()
-    return click(at, f"Add {len(files)} photo(s) to {at.selectbox(key='builder_target').value}")
+    return click(at, f"Add {builder.counted(len(files), 'photo')} to {at.selectbox(key='builder_target').value}")
 
 
 def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_scans_into_the_library(
@@ -31,13 +31,13 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     at.segmented_control(key="data_source").set_value("Build").run()
     at = _make(at, "builder_new_set", "pets", "Create")
     folder = folders["data"] / "built" / "pets"
-    assert folder.is_dir() and "2 more class(es)" in texts(at)
+    assert folder.is_dir() and "2 more classes" in texts(at)
     at = _make(at, "builder_new_class", "cats", "Add class")
     at = _make(at, "builder_new_class", "dogs", "Add class")
     at = _upload(at, cats[:3], [("notes.jpg", b"my notes, not a photo")])
     assert not at.exception
     assert any("notes.jpg" in plain(error.value) and "text" in error.value for error in at.error), texts(at)
-    assert "1 more photo(s) in 'cats' (has 3, needs 4)" in texts(at)
+    assert "1 more photo in 'cats' (it has 3 of 4)" in texts(at)
     assert not [button for button in at.button if button.label == "Use this data set"], "not ready yet"
     # A camera shot goes to the class picked, once: a rerun with the same shot adds nothing.
     at.camera_input(key="builder_camera").set_value(("shot.jpg", cats[3].read_bytes(), "image/jpeg")).run()
@@ -54,7 +54,7 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     captions = [plain(caption) for element in at.image for caption in element.captions]
     assert sorted(captions) == sorted(path.name for found in photos.values() for path in found)
     at = click(at, "Remove")
-    assert "1 more photo(s) in 'cats' (has 3, needs 4)" in texts(at) and not (folder / "cats" / "camera.jpg").exists()
+    assert "1 more photo in 'cats' (it has 3 of 4)" in texts(at) and not (folder / "cats" / "camera.jpg").exists()
     at.selectbox(key="builder_target").set_value("cats").run()
     at.camera_input(key="builder_camera").clear().run()
     at.camera_input(key="builder_camera").set_value(("shot.jpg", cats[4].read_bytes(), "image/jpeg")).run()

@@ -106,12 +106,12 @@ def test_class_names_that_would_change_what_the_scan_sees_are_refused(tmp_path, 
 
 def test_missing_says_what_stands_between_a_set_and_training(tmp_path):
     folder = builder.create_set(tmp_path, "early")
-    assert builder.missing(folder) == ["2 more class(es): training needs at least 2."]
+    assert builder.missing(folder) == ["2 more classes: training needs at least 2."]
     builder.add_class(folder, "red")
     builder.add_photo(folder, "red", encoded(Image.new("RGB", (8, 8), "red"), "PNG"), "r.png")
     assert builder.missing(folder) == [
-        "1 more class(es): training needs at least 2.",
-        "3 more photo(s) in 'red' (has 1, needs 4).",
+        "1 more class: training needs at least 2.",
+        "3 more photos in 'red' (it has 1 of 4).",
     ]
     with pytest.raises(ValueError, match="exists already"):
         builder.create_set(tmp_path, "early")

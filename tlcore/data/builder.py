@@ -220,13 +220,19 @@ def missing(folder: str | os.PathLike) -> list[str]:
     per_class = photos(folder)
     needs = []
     if len(per_class) < MINIMUM_CLASSES:
-        needs.append(f"{MINIMUM_CLASSES - len(per_class)} more class(es): training needs at least {MINIMUM_CLASSES}.")
+        needs.append(
+            f"{counted(MINIMUM_CLASSES - len(per_class), 'more class')}: training needs at least {MINIMUM_CLASSES}."
+        )
     for name, found in per_class.items():
         if len(found) < MINIMUM_PHOTOS:
-            needs.append(
-                f"{MINIMUM_PHOTOS - len(found)} more photo(s) in {name!r} (has {len(found)}, needs {MINIMUM_PHOTOS})."
-            )
+            short = counted(MINIMUM_PHOTOS - len(found), "more photo")
+            needs.append(f"{short} in {name!r} (it has {len(found)} of {MINIMUM_PHOTOS}).")
     return needs
+
+
+def counted(count: int, noun: str) -> str:
+    """'1 photo', '3 photos', '2 more classes'."""
+    return f"{count} {noun}{'' if count == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 def _set_folder(folder: str | os.PathLike) -> Path:
