@@ -16,7 +16,7 @@ import streamlit as st
 
 from tlcore.data import builder
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
-from views import cached, markdown, server
+from views import cached, markdown, server, session
 
 PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS]
 # Pixels of a photo's card: four fit beside each other on a phone.
@@ -87,8 +87,14 @@ def _choose_set() -> Path | None:
     chosen = picked_column.selectbox("Data set being made", list(made), key="builder_set")
     with delete_column.popover("Delete set", icon=":material/delete:"):
         st.caption(markdown.escape(f"Deletes {chosen} and all its photos."))
-        if st.button("Delete it", type="primary", key="builder_delete_set") and _act(builder.delete_set, made[chosen]):
+        if st.button("Delete it", type="primary", key="builder_delete_set") and _act(
+            builder.delete_set, made[chosen], data_dir, server.runs_dir()
+        ):
             st.session_state.pop("builder_set", None)
+            current = session.current_dataset()
+            if current is not None and Path(current.root) == made[chosen].resolve():
+                st.session_state.pop("dataset", None)  # The page would go on showing photos that are gone.
+                st.query_params.pop("dataset", None)
             st.rerun()
     return made[chosen]
 

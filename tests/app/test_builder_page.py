@@ -62,6 +62,10 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     assert metrics(at) == {"Classes": "2", "Train images": "6", "Validation images": "2", "Left out": "0"}
     [entry] = library.entries(folders["data"])
     assert (entry.name, entry.kind, entry.classes) == ("pets", "built", ("cats", "dogs"))
+    # Deleting the set removes its photos, forgets it in the library and stops showing it.
+    at = click(at, "Delete it")
+    assert not folder.exists() and library.entries(folders["data"]) == []
+    assert "dataset" not in at.session_state and "Scan report" not in texts(at)
 
 
 def test_classes_are_renamed_and_deleted_and_a_bad_name_is_refused_with_a_message(folders):

@@ -31,8 +31,8 @@ def test_a_made_set_scans_as_an_ordinary_flat_data_set_and_joins_the_library(cat
     entry = library.record(data, scan, "built")
     assert [item.id for item in library.entries(data)] == [entry.id] and entry.kind == "built"
     assert builder.sets(data) == [folder]
-    library.delete(data, entry.id, tmp_path / "runs")
-    assert not folder.exists(), "deleting it from the library removes the app's own copy"
+    builder.delete_set(folder, data, tmp_path / "runs")
+    assert not folder.exists() and library.entries(data) == [], "deleted with its photos, and forgotten"
 
 
 def test_bad_files_are_refused_with_their_name_and_reason_and_nothing_is_written(catsdogs_dir, tmp_path):
@@ -81,7 +81,7 @@ def test_classes_are_renamed_and_deleted_with_their_photos(tmp_path):
     assert builder.classes(folder) == ["blue"]
     with pytest.raises(ValueError, match="No class 'crimson'"):
         builder.delete_class(folder, "crimson")
-    builder.delete_set(folder)
+    builder.delete_set(folder, tmp_path, tmp_path / "runs")
     assert builder.sets(tmp_path) == []
 
 

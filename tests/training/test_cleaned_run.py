@@ -63,3 +63,20 @@ def test_a_run_on_the_data_set_as_scanned_records_no_cleaning(catsdogs_subset, t
     asked = trained_run(tmp_path / "runs", catsdogs_subset("no_decisions_photos", train=4, validation=2), cleaned=True)
     assert cleaning.applied_in_run(asked.path)["count"] == 0
     assert cleaning.describe_applied(cleaning.applied_in_run(asked.path)).startswith("Cleaned view asked for: no ")
+
+
+def test_the_train_page_option_asks_for_the_cleaned_view(small_catsdogs, tmp_path, monkeypatch):
+    from tests.app.page_kit import click, open_page, scan
+    from tlcore.runs import store, worker
+
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TLCORE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TLCORE_DATA_ROOTS", str(small_catsdogs.parent))
+    monkeypatch.setattr(worker, "start", lambda config, runs_dir: store.create(config, runs_dir))  # No process.
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    toggle = at.toggle(key="train_cleaned")
+    assert toggle.label == "Apply the data set's cleaning decisions" and toggle.value is False
+    toggle.set_value(True).run()
+    click(at, "Start training")
+    config = json.loads((tmp_path / "runs" / at.session_state["run_id"] / "config.json").read_text())
+    assert config["cleaned"] is True

@@ -19,7 +19,7 @@ from typing import Iterable
 
 from PIL import Image
 
-from tlcore.data import folders, images
+from tlcore.data import folders, images, library
 from tlcore.data.images import InvalidImageError
 
 BUILT_FOLDER = "built"
@@ -95,9 +95,18 @@ def create_set(data_dir: str | os.PathLike, name: str) -> Path:
     return folder
 
 
-def delete_set(folder: str | os.PathLike) -> None:
-    """Removes a made set's folder and its photos."""
-    shutil.rmtree(_set_folder(folder))
+def delete_set(folder: str | os.PathLike, data_dir: str | os.PathLike, runs_dir: str | os.PathLike) -> None:
+    """Removes a made set's folder and its photos, and forgets it in the library with its cached features.
+
+    Args:
+        folder: the set's folder.
+        data_dir: the app's data folder (its library).
+        runs_dir: the runs folder (its feature caches).
+    """
+    root = _set_folder(folder)
+    if library.find(data_dir, library.entry_id(root)) is not None:
+        library.delete(data_dir, library.entry_id(root), runs_dir)
+    shutil.rmtree(root, ignore_errors=True)  # Already gone when the library removed it as the app's own copy.
 
 
 def classes(folder: str | os.PathLike) -> list[str]:
