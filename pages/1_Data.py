@@ -10,7 +10,7 @@ from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
-from views import augment_view, cached, explore_view, frame, library_view, markdown, server, session
+from views import augment_view, builder_view, cached, explore_view, frame, library_view, markdown, server, session
 
 session_lines = frame.draw()
 
@@ -25,7 +25,7 @@ st.caption(
 
 source = st.segmented_control(
     "Where are the photos?",
-    ["Folder", "Zip upload", "Demo set", "Library"],
+    ["Folder", "Zip upload", "Demo set", "Build", "Library"],
     default="Folder",
     required=True,
     key="data_source",
@@ -92,6 +92,10 @@ elif source == "Demo set":
                 folder, kind = str(demo.download_cats_and_dogs()), "demo"
         except (demo.DemoDataError, OSError) as error:
             st.error(markdown.escape(error))
+elif source == "Build":
+    made = builder_view.build()
+    if made is not None:
+        folder, kind = made, "built"
 elif source == "Library":
     picked = library_view.choose()
     if picked is not None:
@@ -154,7 +158,7 @@ if folder is not None:
 
 dataset = session.current_dataset()
 if dataset is None:
-    st.info("No data set yet: scan a folder, upload a zip, or build the offline demo set.")
+    st.info("No data set yet: scan a folder, upload a zip, build the offline demo set, or make one under Build.")
     st.stop()
 
 st.header("Scan report")

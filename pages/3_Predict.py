@@ -1,5 +1,5 @@
-"""Predict: a finished run's model on uploaded photos (top predictions, where it looked), a folder or zip
-of photos to a CSV, and the model exported for serving."""
+"""Predict: a finished run's model on uploaded photos or a camera snapshot (top predictions, where it
+looked), a folder or zip of photos to a CSV, and the model exported for serving."""
 
 import streamlit as st
 
@@ -8,7 +8,7 @@ from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
 from tlcore.runs import catalog, store
 from tlcore.serving import predict
-from views import cached, frame, markdown, server, ship_view
+from views import cached, camera_view, frame, markdown, server, ship_view
 
 frame.draw()
 
@@ -58,7 +58,11 @@ st.caption(
     )
 )
 
-photos_tab, batch_tab, export_tab = st.tabs(["Photos", "A folder or zip of photos", "Export the model"])
+photos_tab, camera_tab, batch_tab, export_tab = st.tabs(
+    ["Photos", "Camera", "A folder or zip of photos", "Export the model"]
+)
+with camera_tab:
+    camera_view.camera(run_id, list(predictor.labels))
 with batch_tab:
     ship_view.batch(run_id, predictor)
 with export_tab:

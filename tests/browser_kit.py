@@ -5,7 +5,12 @@ Not a test module (pytest collects `test_*.py` only). The benchmark imports it a
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 # Re-exported: the browser test and the benchmark import them from here.
 from tests.helpers.server import free_port as free_port
@@ -14,6 +19,7 @@ from tests.helpers.server import running_app as running_app
 from tests.helpers.server import streamlit_server as streamlit_server
 from tests.helpers.server import wait_until as wait_until
 
+CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -22,6 +28,25 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+@contextlib.contextmanager
+def chromium(extra_args: tuple[str, ...] = ()) -> Iterator:
+    """Debian's Chromium, headless, through Playwright, with CHROMIUM_ARGS and `extra_args`; skips the calling
+    test when Chromium or the playwright package is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS + list(extra_args)
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def settle(page, timeout: float = 90, quiet: float = 1.5) -> float:

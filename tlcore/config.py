@@ -221,6 +221,13 @@ class TrainConfig:
         group="speed",
         page="options",
     )
+    cleaned: bool = setting(
+        False,
+        "train on the data set's cleaned view: its saved cleaning decisions (the Data page's explorer) applied; "
+        "the run records which",
+        label="Apply the data set's cleaning decisions",
+        page="options",
+    )
     jit_compile: bool = setting(
         False,
         "compile training steps and forward passes with XLA where every layer allows it (faster on GPUs; "

@@ -8,6 +8,7 @@ import time
 
 import streamlit as st
 
+from tlcore.data import cleaning
 from tlcore.insight import charts
 from tlcore.runs import catalog, monitor, store
 from views import markdown, server, session
@@ -85,6 +86,9 @@ def show(run: store.Run) -> tuple[str, int]:
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
+    applied = cleaning.applied_in_run(run.path)  # A run on the cleaned view says which decisions it used.
+    if applied is not None:
+        st.caption(markdown.escape(cleaning.describe_applied(applied)))
     records = [record for record in records if not record.get("partial")]  # Never drawn as an epoch.
     if not records and state not in session.ACTIVE_STATES:
         # A run that failed or was stopped before its first epoch: no curve is coming.

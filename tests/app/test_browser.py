@@ -17,13 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_kit import CHROMIUM_ARGS, go_to, set_number, settle, sidebar_links, streamlit_server, wait_until
+from tests.browser_kit import chromium, go_to, set_number, settle, sidebar_links, streamlit_server, wait_until
 from tlcore.runs import store
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 BACKBONE = "efficientnet_lite0"  # Bundled weights: works offline.
 
@@ -43,17 +42,8 @@ def server_environment(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, headless, for the whole module."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 def new_page(browser):

@@ -20,7 +20,7 @@ from typing import Iterable
 
 from tlcore import home
 from tlcore.data.dataset import DatasetScan, Sample
-from tlcore.runs.store import write_json
+from tlcore.runs.store import read_json, write_json
 
 ACTIONS = ("keep", "drop", "relabel")
 DECISIONS_FOLDER = "cleaning"
@@ -256,3 +256,53 @@ def write_cleaned_copy(
         validation_fraction=cleaned.validation_fraction,
         seed=cleaned.seed,
     )
+
+
+# A run trained on a cleaned view keeps, in this file of its folder, which decisions it applied.
+RUN_FILE = "cleaning.json"
+
+
+def applied_record(dataset: DatasetScan, decisions: dict[str, Decision], source: Path | None) -> dict:
+    """What a run records of the decisions it applied: counts, a digest that names this exact set of
+    decisions (two runs with one digest cleaned alike), the file they came from, and the decisions."""
+    listed = [decision.to_dict() for decision in sorted(decisions.values(), key=lambda decision: decision.path)]
+    actions = [decision["action"] for decision in listed]
+    return {
+        "dataset": dataset.root,
+        "decisions_file": None if source is None else str(source),
+        "count": len(listed),
+        "dropped": actions.count("drop"),
+        "relabelled": actions.count("relabel"),
+        "digest": hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()[:16],
+        "decisions": listed,
+    }
+
+
+def cleaned_for_run(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> tuple[DatasetScan, dict]:
+    """The cleaned view of a data set with its saved decisions, and the record (`applied_record`) a run keeps.
+
+    With no saved decisions the view is the data set as scanned, and the record says 0 decisions.
+
+    Raises:
+        ValueError: as `load_decisions` and `apply_decisions`.
+    """
+    decisions = load_decisions(dataset, data_dir)
+    source = decisions_path(dataset, data_dir) if decisions else None
+    return apply_decisions(dataset, decisions.values()), applied_record(dataset, decisions, source)
+
+
+def describe_applied(record: dict) -> str:
+    """'Cleaned view: 3 decisions applied (2 dropped, 1 relabelled, 0 kept as they were), digest 1a2b...'."""
+    if not record.get("count"):
+        return "Cleaned view asked for: no cleaning decisions were saved, so the data set trained as scanned."
+    kept = record["count"] - record["dropped"] - record["relabelled"]
+    return (
+        f"Cleaned view: {record['count']} decision(s) applied ({record['dropped']} dropped, "
+        f"{record['relabelled']} relabelled, {kept} kept as they were), digest {record['digest']}"
+    )
+
+
+def applied_in_run(run_folder: str | os.PathLike) -> dict | None:
+    """The cleaning record of a run folder, or None for a run on the data set as scanned (or an unreadable record)."""
+    record = read_json(Path(run_folder) / RUN_FILE, default=None)
+    return record if isinstance(record, dict) and isinstance(record.get("count"), int) else None

@@ -40,7 +40,8 @@ class Entry:
         id: a short hash of the folder's path (the same folder is one entry).
         name: what the library shows; the folder's name until renamed.
         path: the scanned folder, resolved.
-        kind: how it came: "folder" (typed), "upload" (a zip), "demo" or "built" (a cleaned copy).
+        kind: how it came: "folder" (typed), "upload" (a zip), "demo" or "built" (made on the Data page,
+            `tlcore.data.builder`, or a cleaned copy).
         classes: the class names.
         images: split -> number of images.
         validation_fraction, seed: the split the scan used when the set has no validation folder.

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tlcore import framework_private
 from tlcore.config import TrainConfig, stages_for
-from tlcore.data import folders
+from tlcore.data import cleaning, folders
 from tlcore.models import heads
 from tlcore.runs.store import write_json
 from tlcore.training import augmented, distribute, extraction, training_context
@@ -32,7 +32,8 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         run: the `tlcore.runs.store.Run` receiving metrics, labels, summary and model (None: nothing saved).
         stream: a text stream for progress lines (the CLI), or None.
         runs_dir: the runs folder, whose `.cache` holds reusable features.
-        dataset: an already scanned data set (scanned from `config.data_dir` when None).
+        dataset: an already scanned data set (scanned from `config.data_dir` when None, then cleaned by its
+            saved decisions when `config.cleaned`, which the run records in `cleaning.json`).
         display: a `tlcore.progress.Display` for messages and bars (default: plain lines on `stream`).
 
     Returns:
@@ -42,8 +43,11 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     strategy = distribute.strategy_for(config)
     set_determinism(not config.jit_compile)
     started = time.time()
+    applied = None  # What a run on the cleaned view records of the decisions it applied.
     if dataset is None:
         dataset = folders.scan(config.data_dir, config.validation_fraction, config.seed)
+        if config.cleaned:
+            dataset, applied = cleaning.cleaned_for_run(dataset)
     context = training_context.TrainingContext(
         config=config,
         dataset=dataset,
@@ -55,6 +59,10 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     if run is not None:
         write_json(run.path / "labels.json", list(dataset.classes))
         write_json(run.path / "dataset.json", dataset.to_json())
+        if applied is not None:
+            write_json(run.path / cleaning.RUN_FILE, applied)
+    if applied is not None:
+        context.say(cleaning.describe_applied(applied))
     context.say(
         f"Data: {dataset.root}: {dataset.num_classes} classes, "
         f"{len(dataset.paths('train'))} train / {len(dataset.paths('validation'))} validation images"

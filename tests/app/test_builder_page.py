@@ -1,0 +1,85 @@
+"""The Data page's builder: a set made from uploads and camera shots, bad files named, then scanned and listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from tests.app.page_kit import click, metrics, open_page, plain, texts
+from tlcore.data import builder, library
+
+
+def _make(at: AppTest, key: str, name: str, button: str) -> AppTest:
+    at.text_input(key=key).input(name)
+    return click(at, button)
+
+
+def _upload(at: AppTest, photos: list[Path], extra: list[tuple[str, bytes]] = ()) -> AppTest:
+    files = [(photo.name, photo.read_bytes(), "image/jpeg") for photo in photos]
+    files += [(name, content, "image/jpeg") for name, content in extra]
+    at.file_uploader(key=f"builder_uploads_{at.session_state['builder_upload_round']}").set_value(files).run()
+    return click(at, f"Add {builder.counted(len(files), 'photo')} to {at.selectbox(key='builder_target').value}")
+
+
+def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_scans_into_the_library(
+    catsdogs_dir, folders
+):
+    cats = sorted((catsdogs_dir / "train" / "cats").iterdir())[:5]
+    dogs = sorted((catsdogs_dir / "train" / "dogs").iterdir())[:4]
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Build").run()
+    at = _make(at, "builder_new_set", "pets", "Create")
+    folder = folders["data"] / "built" / "pets"
+    assert folder.is_dir() and "2 more classes" in texts(at)
+    at = _make(at, "builder_new_class", "cats", "Add class")
+    at = _make(at, "builder_new_class", "dogs", "Add class")
+    at = _upload(at, cats[:3], [("notes.jpg", b"my notes, not a photo")])
+    assert not at.exception
+    assert any("notes.jpg" in plain(error.value) and "text" in error.value for error in at.error), texts(at)
+    assert "1 more photo in 'cats' (it has 3 of 4)" in texts(at)
+    assert not [button for button in at.button if button.label == "Use this data set"], "not ready yet"
+    # A camera shot goes to the class picked, once: a rerun with the same shot adds nothing.
+    at.camera_input(key="builder_camera").set_value(("shot.jpg", cats[3].read_bytes(), "image/jpeg")).run()
+    at.run()
+    assert [path.name for path in builder.photos(folder)["cats"]] == ["camera.jpg"] + [path.name for path in cats[:3]]
+    at.selectbox(key="builder_target").set_value("dogs").run()
+    at = _upload(at, dogs[:3])
+    at.camera_input(key="builder_camera").clear().run()
+    at.camera_input(key="builder_camera").set_value(("shot.jpg", dogs[3].read_bytes(), "image/jpeg")).run()
+    photos = builder.photos(folder)
+    assert [len(found) for found in photos.values()] == [4, 4] and (folder / "dogs" / "camera.jpg").is_file()
+    assert "Before training" not in texts(at)
+    # Thumbnails per class, each removable; removing one makes the set short of a photo again.
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert sorted(captions) == sorted(path.name for found in photos.values() for path in found)
+    at = click(at, "Remove")
+    assert "1 more photo in 'cats' (it has 3 of 4)" in texts(at) and not (folder / "cats" / "camera.jpg").exists()
+    at.selectbox(key="builder_target").set_value("cats").run()
+    at.camera_input(key="builder_camera").clear().run()
+    at.camera_input(key="builder_camera").set_value(("shot.jpg", cats[4].read_bytes(), "image/jpeg")).run()
+    at = click(at, "Use this data set")
+    assert metrics(at) == {"Classes": "2", "Train images": "6", "Validation images": "2", "Left out": "0"}
+    [entry] = library.entries(folders["data"])
+    assert (entry.name, entry.kind, entry.classes) == ("pets", "built", ("cats", "dogs"))
+    # Deleting the set removes its photos, forgets it in the library and stops showing it.
+    at = click(at, "Delete it")
+    assert not folder.exists() and library.entries(folders["data"]) == []
+    assert "dataset" not in at.session_state and "Scan report" not in texts(at)
+
+
+def test_classes_are_renamed_and_deleted_and_a_bad_name_is_refused_with_a_message(folders):
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Build").run()
+    at = _make(at, "builder_new_set", "colours", "Create")
+    at = _make(at, "builder_new_class", "train", "Add class")
+    assert any("names a split folder" in error.value for error in at.error)
+    at = _make(at, "builder_new_class", "red", "Add class")
+    at.text_input(key="builder_rename_red").input("crimson")
+    at = click(at, "Rename")
+    folder = folders["data"] / "built" / "colours"
+    assert builder.classes(folder) == ["crimson"]
+    at = click(at, "Delete class and its photos")
+    assert builder.classes(folder) == [] and "No photos yet." not in texts(at)
+    at = click(at, "Delete it")
+    assert not folder.exists() and "Name a new data set to start." in texts(at)
