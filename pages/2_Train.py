@@ -23,7 +23,11 @@ CURVES = {
     "accuracy": "training accuracy",
     "loss": "training loss",
 }
-PRESET_TITLES = {"default": "CPU-friendly default", "seed": "The seed's exact settings"}
+PRESET_TITLES = {
+    "default": "CPU-friendly default",
+    "quality": "Higher accuracy, slower (Lite1)",
+    "seed": "The seed's exact settings",
+}
 # Settings a preset fills in: every setting on the page but the strategy, which stays the person's choice.
 PRESET_FIELDS = tuple(name for name in train_options.PAGE_FIELDS if name != "strategy")
 

@@ -294,6 +294,9 @@ class TrainConfig:
 # measurements behind the choice).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
+    # "quality": EfficientNet-Lite1 at its native 240 px, weights bundled too; slower, and more accurate
+    # on both measured data sets (benchmarks/RESULTS.md).
+    "quality": {"backbone": "efficientnet_lite1", "image_size": 240},
     "seed": {
         "backbone": "vgg16",
         "image_size": 150,

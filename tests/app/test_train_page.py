@@ -53,6 +53,10 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
     assert at.selectbox(key="train_backbone").value == "vgg16"
     assert at.number_input(key="train_image_size").value == 150
     assert at.number_input(key="train_learning_rate").value == pytest.approx(2e-5)
+    at.segmented_control(key="train_preset").set_value("quality").run()
+    assert at.selectbox(key="train_backbone").value == "efficientnet_lite1"
+    assert at.number_input(key="train_image_size").value == 240
+    assert "ImageNet weights bundled (offline)." in texts(at)
     assert not at.exception
 
 

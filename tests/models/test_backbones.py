@@ -75,6 +75,7 @@ print(json.dumps({name: registry.weights_status(name, 224).__dict__ for name in 
     statuses = run_offline(code, tmp_path)
     assert statuses["efficientnet_lite0"]["available"] is True
     assert statuses["efficientnet_lite0"]["source"] == "bundled"
+    assert statuses["efficientnet_lite1"]["available"] is True, "the quality preset's backbone is installed too"
     for name, status in statuses.items():
         if name.startswith("efficientnet_lite"):
             # Lite1 and Lite2 ship in packages of their own: bundled when installed, never a download.
