@@ -76,7 +76,12 @@ dataset = session.current_dataset()
 previous_data = run.config().get("data_dir") if run is not None else None
 if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
     try:
-        dataset = cached.scan_folder(previous_data)
+        previous = run.config()
+        dataset = cached.scan_folder(
+            previous_data,
+            previous.get("validation_fraction", TrainConfig.validation_fraction),
+            previous.get("split_seed", previous.get("seed", TrainConfig.split_seed)),
+        )
         session.use_dataset(dataset)
         session_lines.draw()  # The sidebar names the data set at once.
     except (DatasetError, ValueError, OSError) as error:
@@ -164,6 +169,7 @@ else:
                 image_size=int(image_size),
                 augmentation=session.augmentation(),
                 validation_fraction=dataset.validation_fraction,
+                split_seed=dataset.seed,  # The split the Data page showed, whatever the Seed.
                 **settings,
             )
 

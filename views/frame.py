@@ -46,6 +46,7 @@ def draw() -> SessionLines:
     server.prepare()
     for script, label, icon in PAGES:
         st.sidebar.page_link(script, label=label, icon=icon)
+    session.reopen_dataset()
     lines = SessionLines()
     lines.draw()
     return lines

@@ -496,3 +496,29 @@ def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseli
         done.id,
     )
     assert row["vs scratch"] == "—" and "No scratch baseline on this data set yet" in texts(at)
+
+
+def test_a_run_started_with_another_seed_keeps_the_data_pages_split_seed(flat_small, folders, monkeypatch):
+    from tlcore.runs import worker
+
+    monkeypatch.setattr(worker, "start", lambda config, runs_dir: store.create(config, runs_dir))  # No process.
+    at = scan(open_page("pages/1_Data.py"), flat_small)
+    at.number_input(key="split_seed").set_value(7).run()
+    at = open_page("pages/2_Train.py", at)
+    at.number_input(key="train_seed").set_value(99)
+    click(at, "Start training")
+    config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
+    assert (config["seed"], config["split_seed"], config["validation_fraction"]) == (99, 7, 0.2)
+
+
+def test_a_link_to_a_run_opens_it_as_the_current_run_and_a_path_is_never_taken(folders, small_catsdogs, tmp_path):
+    linked = fake_finished_run(folders["runs"], small_catsdogs)
+    fake_finished_run(folders["runs"], small_catsdogs)  # Newer: the link's run still wins.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["run"] = linked.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert plain(at.sidebar.caption[1].value) == f"Run: {linked.id} (done)"
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["run"] = str(linked.path)  # A path, not an id of the runs folder.
+    at = open_page("pages/2_Train.py", at.run())
+    assert plain(at.sidebar.caption[1].value) == "Run: none running"

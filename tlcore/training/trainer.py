@@ -43,7 +43,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     set_determinism(not config.jit_compile)
     started = time.time()
     if dataset is None:
-        dataset = folders.scan(config.data_dir, config.validation_fraction, config.seed)
+        dataset = folders.scan(config.data_dir, config.validation_fraction, config.split_seed)
     context = training_context.TrainingContext(
         config=config,
         dataset=dataset,
