@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from tlcore import wording
 from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
@@ -68,7 +69,8 @@ elif source == "Zip upload":
                 folder = extracted[archive.file_id] = str(report.destination)
                 kind = "upload"
                 if report.skipped_files:
-                    with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
+                    skipped = wording.count(len(report.skipped_files), "file")
+                    with st.expander(f"{skipped} in the archive not extracted"):
                         st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
 elif source == "Demo set":
     st.caption(
@@ -172,7 +174,7 @@ table.dataframe(
     column_config={"_index": st.column_config.TextColumn("class", width=markdown.text_width(dataset.classes))},
 )
 if dataset.rejected:
-    st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")
+    st.warning(f"{wording.count(len(dataset.rejected), 'file')} left out; training uses the others.")
     st.dataframe(
         # Files from a zip upload are named as they are in the archive, not by their generated names.
         pd.DataFrame(
