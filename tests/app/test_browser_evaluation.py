@@ -66,31 +66,64 @@ def inside(inner, outer) -> bool:
     return inner[0] >= outer[0] - 1 and inner[2] <= outer[2] + 1
 
 
+@pytest.fixture(scope="module")
+def app_url(six_class_run, tmp_path_factory) -> str:
+    """The app on the six-class run's runs folder."""
+    folder = tmp_path_factory.mktemp("evaluation_server")
+    environment = dict(server_environment(folder), TLCORE_RUNS_DIR=str(six_class_run[0]))
+    with streamlit_server(ROOT, environment, folder / "server.log") as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser):  # noqa: F811 - the fixture imported above.
+    page = new_page(browser)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
 def test_the_confusion_matrix_its_legend_and_the_table_neither_overlap_nor_leave_the_window(
-    browser,  # noqa: F811 - the fixture imported above.
-    six_class_run,
-    tmp_path,
+    page, app_url, six_class_run
 ):
-    runs_dir, run_id = six_class_run
-    environment = dict(server_environment(tmp_path), TLCORE_RUNS_DIR=str(runs_dir))
-    with streamlit_server(ROOT, environment, tmp_path / "server.log") as url:
-        page = new_page(browser)
-        try:
-            page.goto(f"{url}/Train?run={run_id}")
-            page.get_by_text("Per class: precision").wait_for(timeout=120_000)
-            settle(page)
-            for width in WIDTHS:
-                page.set_viewport_size({"width": width, "height": 1000})
-                settle(page)
-                page.get_by_text("Per class: precision").scroll_into_view_if_needed()
-                page.wait_for_timeout(500)
-                boxes = page.evaluate(BOXES)
-                assert "images" in boxes["legend"], f"the colour legend is drawn: {boxes}"
-                for drawn in [boxes["matrix"], *boxes["drawn"]]:
-                    assert not overlap(drawn, boxes["table"]), f"{width} px: the matrix {drawn} under the table {boxes}"
-                    assert inside(drawn, boxes["row"]), f"{width} px: the matrix {drawn} out of the column {boxes}"
-                    assert drawn[2] <= width + 1, f"{width} px: the matrix {drawn} out of the window"
-                assert inside(boxes["table"], boxes["row"]) and boxes["table"][2] <= width + 1, boxes
-                screenshot(page, f"evaluation_six_classes_{width}")
-        finally:
-            page.close()
+    page.goto(f"{app_url}/Train?run={six_class_run[1]}")
+    page.get_by_text("Per class: precision").wait_for(timeout=120_000)
+    settle(page)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 1000})
+        settle(page)
+        page.get_by_text("Per class: precision").scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        boxes = page.evaluate(BOXES)
+        assert "images" in boxes["legend"], f"the colour legend is drawn: {boxes}"
+        for drawn in [boxes["matrix"], *boxes["drawn"]]:
+            assert not overlap(drawn, boxes["table"]), f"{width} px: the matrix {drawn} under the table {boxes}"
+            assert inside(drawn, boxes["row"]), f"{width} px: the matrix {drawn} out of the column {boxes}"
+            assert drawn[2] <= width + 1, f"{width} px: the matrix {drawn} out of the window"
+        assert inside(boxes["table"], boxes["row"]) and boxes["table"][2] <= width + 1, boxes
+        screenshot(page, f"evaluation_six_classes_{width}")
+
+
+# What lies beyond the window's right edge with nothing but the page itself to scroll it there.
+PAST_THE_EDGE = """() => [...document.querySelectorAll('[data-testid=stMain] :is(table, [data-testid])')]
+    .filter(element => {
+        const box = element.getBoundingClientRect();
+        let parent = element.parentElement;
+        while (parent && parent.getAttribute('data-testid') !== 'stMain') {
+            if (['auto', 'scroll'].includes(getComputedStyle(parent).overflowX)) return false;  // Its own scroller.
+            parent = parent.parentElement;
+        }
+        return box.width > 0 && box.right > window.innerWidth + 1;
+    })
+    .map(element => `${element.tagName} ${element.getAttribute('data-testid')}: ${element.innerText.slice(0, 60)}`)"""
+
+
+@pytest.mark.parametrize("path", ["", "Train?run={run}", "Predict"])
+def test_on_a_phones_width_no_table_runs_past_the_windows_edge(page, app_url, six_class_run, path):
+    """Home's tables of runs and backbones, wider than a 420 px window, made the whole page scroll sideways."""
+    page.set_viewport_size({"width": 420, "height": 1000})
+    page.goto(f"{app_url}/{path.format(run=six_class_run[1])}")
+    page.get_by_test_id("stMain").get_by_role("heading").first.wait_for()
+    settle(page)
+    assert page.evaluate(PAST_THE_EDGE) == []

@@ -166,13 +166,17 @@ def test_scratch_runs_are_shown_as_a_small_cnn_not_a_backbone(folders, small_cat
     transfer = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
     transfer.set_status("done")
     home = {row["run"]: row["model"] for row in markdown_table(open_page(), "run")}
-    assert home == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    # The backbone's name as people read it, not its registry key ("efficientnet_lite0").
+    assert home == {scratch.id: "small CNN", transfer.id: "EfficientNet-Lite0"}
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = scratch.id
     at = open_page("pages/2_Train.py", at.run())
     table = at.dataframe[-1].value
-    assert dict(zip(table["run"], table["model"])) == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    assert dict(zip(table["run"], table["model"])) == {scratch.id: "small CNN", transfer.id: "EfficientNet-Lite0"}
     assert f"{scratch.id} · small CNN · 96 px" in texts(at)
+    at.session_state["run_id"] = transfer.id
+    at.run()
+    assert f"{transfer.id} · EfficientNet-Lite0 · 160 px" in texts(at)
 
 
 def test_a_live_run_reruns_the_page_when_its_state_changes_and_seldom_for_epochs():
