@@ -20,6 +20,18 @@ from views import cached, markdown
 
 PER_PAGE = 12
 TABLE_WIDTH = 360  # Pixels of the per-class table: a class name and four numbers, whole.
+# The per-class scores and their column titles, each to 0.1% as the accuracies are everywhere.
+SCORES = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
+
+
+def per_class_table(result: evaluate.Evaluation) -> pd.DataFrame:
+    """The per-class table, its scores in percent."""
+    table = pd.DataFrame(result.per_class())
+    for name, _ in SCORES:
+        table[name] = table[name] * 100
+    return table
+
+
 SPLITS = ("validation", "test")  # Training never measures the train split.
 
 
@@ -93,13 +105,11 @@ def render(result: evaluate.Evaluation, key: str, pages_key: str, data_dir: str 
                 "(of the class's images, the share found) and F1 (their harmonic mean)."
             )
             st.dataframe(
-                pd.DataFrame(result.per_class()),
+                per_class_table(result),
                 hide_index=True,
                 width="stretch",
-                column_config={
-                    name: st.column_config.NumberColumn(name, format="percent")
-                    for name in ("precision", "recall", "f1")
-                },
+                column_config={name: st.column_config.NumberColumn(title, format="%.1f%%") for name, title in SCORES}
+                | {"support": st.column_config.NumberColumn("images")},
             )
     mistakes(result, pages_key, data_dir)
 

@@ -48,7 +48,7 @@ def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, 
     # Strategy and backbone by their names, not their keys ("feature_extraction", "efficientnet_lite0").
     backbone = BACKBONES[run.config()["backbone"]].display_name
     assert at.selectbox(key="predict_run").options == [
-        f"{run.id} · 1 · Feature extraction · {backbone} (done, model's validation accuracy {accuracy:.1%})"
+        f"1 · Feature extraction · {backbone}: model's validation accuracy {accuracy:.1%}, done · {run.id}"
     ]
 
 

@@ -260,6 +260,16 @@ def test_evaluation_view_shows_the_confusion_matrix_and_per_class_scores(trained
     table = at.dataframe[0].value
     assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
     assert list(table["class"]) == ["cats", "dogs"] and list(table["support"]) == [6, 6]
+    # Every score to 0.1%, as the accuracies ("75%" beside "66.67%" before), and titled in words.
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert [columns[name]["label"] for name in ("precision", "recall", "f1", "support")] == [
+        "precision",
+        "recall",
+        "F1",
+        "images",
+    ]
+    assert all(columns[name]["type_config"]["format"] == "%.1f%%" for name in ("precision", "recall", "f1"))
+    assert 0 <= min(table["recall"]) and max(table["recall"]) <= 100 and max(table["recall"]) > 1
     shown = metrics(at)
     assert shown["Validation images"] == "12" and shown["Accuracy"].endswith("%")
     at.toggle(key="current_normalised").set_value(True).run()

@@ -289,7 +289,7 @@ def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
             "predicted:N",
             sort=order,
             title="predicted class",
-            axis=alt.Axis(labelAngle=0 if upright else -45, labelLimit=160, labelOverlap=False),
+            axis=alt.Axis(labelAngle=0 if upright else -45, labelLimit=160, labelOverlap=False, labelFlush=False),
         ),
         y=alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=160, labelOverlap=False)),
         tooltip=[
