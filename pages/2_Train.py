@@ -179,7 +179,8 @@ else:
             new_config,
             disabled=weights == "imagenet" and not status.available,
             description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, "
-            f"{head_title} head, {settings['optimizer']}, batch size {int(settings['batch_size'])}",
+            f"{head_title} head, {train_options.CHOICE_TITLES['optimizer'][settings['optimizer']]}, "
+            f"batch size {int(settings['batch_size'])}",
         )
         st.caption(
             markdown.escape(f"Augmentation (set on the Data page): {wording.augmentation(session.augmentation())}")

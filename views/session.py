@@ -22,7 +22,7 @@ from tlcore.config import AugmentationConfig
 from tlcore.data import library
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.runs import store
-from views import cached, server
+from views import cached, markdown, server
 
 ACTIVE_STATES = tuple(state for state in store.STATES if state not in store.FINAL_STATES)
 
@@ -58,7 +58,8 @@ def reopen_dataset() -> None:
     if remembered is None or not Path(remembered.path).is_dir():
         return
     try:
-        use_dataset(cached.scan_folder(remembered.path, remembered.validation_fraction, remembered.seed))
+        with st.spinner(markdown.escape(f"Reopening {remembered.name}: each image is decoded once, the first time...")):
+            use_dataset(cached.scan_folder(remembered.path, remembered.validation_fraction, remembered.seed))
     except (DatasetError, ValueError, OSError):
         return  # Changed since: the Data page's library offers it again, and says what is wrong when used.
 

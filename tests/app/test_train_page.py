@@ -536,3 +536,10 @@ def test_a_link_to_a_run_opens_it_as_the_current_run_and_a_path_is_never_taken(f
     at.query_params["run"] = str(linked.path)  # A path, not an id of the runs folder.
     at = open_page("pages/2_Train.py", at.run())
     assert plain(at.sidebar.caption[1].value) == "Run: none running"
+
+
+def test_choices_are_shown_by_their_names_not_their_keys(small_catsdogs):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    assert at.selectbox(key="train_optimizer").options == ["RMSprop", "Adam"]
+    assert at.selectbox(key="train_backbone").value == "efficientnet_lite0"
+    assert "EfficientNet-Lite0 (weights offline)" in at.selectbox(key="train_backbone").options
