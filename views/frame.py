@@ -19,7 +19,11 @@ PAGES = (
     ("pages/3_Predict.py", "Predict", ":material/label:"),
 )
 
-TABLE_STYLE = "[data-testid=stMarkdownContainer] table {display: block; max-width: 100%; overflow-x: auto}"
+TABLE_STYLE = (
+    "[data-testid=stMarkdownContainer] table {display: block; max-width: 100%; overflow-x: auto} "
+    # Narrower cells on a phone: a table of a few columns (Home's backbones) then fits whole.
+    "@media (max-width: 640px) {[data-testid=stMarkdownContainer] :is(td, th) {padding: 0.4rem 0.45rem}}"
+)
 
 
 class SessionLines:

@@ -127,3 +127,8 @@ def test_on_a_phones_width_no_table_runs_past_the_windows_edge(page, app_url, si
     page.get_by_test_id("stMain").get_by_role("heading").first.wait_for()
     settle(page)
     assert page.evaluate(PAST_THE_EDGE) == []
+    # A table of four columns (Home's backbones) fits whole; a wider one scrolls in its own box.
+    cut = page.evaluate("""() => [...document.querySelectorAll('[data-testid=stMarkdownContainer] table')]
+        .filter(table => table.querySelectorAll('th').length <= 4 && table.scrollWidth > table.clientWidth + 1)
+        .map(table => table.innerText.slice(0, 60))""")
+    assert cut == []
