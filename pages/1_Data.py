@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from tlcore import wording
 from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
@@ -68,7 +69,8 @@ elif source == "Zip upload":
                 folder = extracted[archive.file_id] = str(report.destination)
                 kind = "upload"
                 if report.skipped_files:
-                    with st.expander(f"{len(report.skipped_files)} file(s) in the archive were not extracted"):
+                    skipped = wording.count(len(report.skipped_files), "file")
+                    with st.expander(f"{skipped} in the archive not extracted"):
                         st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
 elif source == "Demo set":
     st.caption(
@@ -101,16 +103,11 @@ elif source == "Library":
     if picked is not None:
         folder, kind, split = picked.path, picked.kind, (picked.validation_fraction, picked.seed)
 
-if folder is None and not st.session_state.get("library_reopened"):
-    # A reload starts an empty session: reopen the data set of the link, else the last one used (once).
-    st.session_state["library_reopened"] = True
-    remembered = library.find(server.data_dir(), st.query_params.get("dataset")) or library.last_used(server.data_dir())
-    if remembered is not None and session.current_dataset() is None and Path(remembered.path).is_dir():
-        folder, kind, split = remembered.path, remembered.kind, (remembered.validation_fraction, remembered.seed)
-
 # Defaults through the state, not the widgets: a widget given both a value and state logs a warning.
-st.session_state.setdefault("split_fraction", 0.2)
-st.session_state.setdefault("split_seed", 1337)
+# The data set's own split first: one the frame reopened on another page was scanned with it.
+current = session.current_dataset()
+st.session_state.setdefault("split_fraction", current.validation_fraction if current else 0.2)
+st.session_state.setdefault("split_seed", current.seed if current else 1337)
 if split is not None:  # The widgets below show the split the picked data set is scanned with.
     st.session_state["split_fraction"], st.session_state["split_seed"] = split
 with split_area:
@@ -137,7 +134,6 @@ with split_area:
             help="The same seed gives the same split; training uses the data set's split as scanned here.",
         )
     )
-current = session.current_dataset()
 if folder is None and current is not None and current.layout == "flat":
     if (round(current.validation_fraction, 4), current.seed) != (round(fraction, 4), seed):
         folder = current.root  # A new split of the data set shown: scanned again (cached per split).
@@ -182,7 +178,7 @@ table.dataframe(
     column_config={"_index": st.column_config.TextColumn("class", width=markdown.text_width(dataset.classes))},
 )
 if dataset.rejected:
-    st.warning(f"{len(dataset.rejected)} file(s) were left out; training uses the others.")
+    st.warning(f"{wording.count(len(dataset.rejected), 'file')} left out; training uses the others.")
     st.dataframe(
         # Files from a zip upload are named as they are in the archive, not by their generated names.
         pd.DataFrame(

@@ -80,7 +80,12 @@ dataset = session.current_dataset()
 previous_data = run.config().get("data_dir") if run is not None else None
 if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
     try:
-        dataset = cached.scan_folder(previous_data)
+        previous = run.config()
+        dataset = cached.scan_folder(
+            previous_data,
+            previous.get("validation_fraction", TrainConfig.validation_fraction),
+            previous.get("split_seed", previous.get("seed", TrainConfig.split_seed)),
+        )
         session.use_dataset(dataset)
         session_lines.draw()  # The sidebar names the data set at once.
     except (DatasetError, ValueError, OSError) as error:
@@ -168,6 +173,7 @@ else:
                 image_size=int(image_size),
                 augmentation=session.augmentation(),
                 validation_fraction=dataset.validation_fraction,
+                split_seed=dataset.seed,  # The split the Data page showed, whatever the Seed.
                 **settings,
             )
 
@@ -177,7 +183,8 @@ else:
             new_config,
             disabled=weights == "imagenet" and not status.available,
             description=f"{BACKBONES[backbone].display_name} at {int(image_size)} px, "
-            f"{head_title} head, {settings['optimizer']}, batch size {int(settings['batch_size'])}",
+            f"{head_title} head, {train_options.CHOICE_TITLES['optimizer'][settings['optimizer']]}, "
+            f"batch size {int(settings['batch_size'])}",
         )
         st.caption(
             markdown.escape(f"Augmentation (set on the Data page): {wording.augmentation(session.augmentation())}")

@@ -18,11 +18,14 @@ PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS
 
 
 def run_label(row: dict) -> str:
-    """A run and its model's validation accuracy, to 0.1% as on the other pages. The model is its last
-    stage's, which after 1 -> 2 -> 3 can be below an earlier stage's best (what this showed before)."""
+    """A run's strategy and backbone as people read them, its model's validation accuracy (to 0.1%, as on
+    the other pages), its state, and its id (and the name given it). The model is its last stage's, which
+    after 1 -> 2 -> 3 can be below an earlier stage's best (what this showed before)."""
     accuracy = row["model_val_accuracy"]
     measured = "no validation accuracy" if accuracy is None else f"model's validation accuracy {accuracy:.1%}"
-    return f"{row['run']} ({row['state']}, {measured})"
+    name = f"{row['run']} ({row['label']})" if row.get("label") else row["run"]
+    # The words first, the id last: a narrow window's box cuts the end of the line.
+    return f"{catalog.strategy_title(row['strategy'])} · {row['model']}: {measured}, {row['state']} · {name}"
 
 
 st.title("Predict")

@@ -236,3 +236,14 @@ def test_a_setting_out_of_bounds_fails_with_a_message_naming_it(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "epochs must be an integer >= 1, received 0" in result.stderr
+
+
+def test_the_split_seed_has_its_own_flag_apart_from_the_seed():
+    """--seed seeds the training; --split-seed the split of a data set without validation/ (the Data page's)."""
+    for command in ("train", "lr-find"):
+        flags = _setting_flags(_command(command))
+        assert "--split-seed" in flags["split_seed"][0].option_strings
+        assert "split of a data set without a validation folder (default 1337)" in flags["split_seed"][0].help
+    arguments = cli.build_parser().parse_args(["train", "--data", "photos", "--seed", "3", "--split-seed", "7"])
+    config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+    assert (config.seed, config.split_seed) == (3, 7)

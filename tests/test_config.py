@@ -137,3 +137,20 @@ def test_the_train_page_draws_every_setting_marked_for_it_from_the_metadata(smal
             assert widget.help.startswith(item.metadata["help"][0].upper() + item.metadata["help"][1:]), item.name
         if widget.type in ("selectbox", "radio"):
             assert len(widget.options) == len(item.metadata["choices"]), item.name
+
+
+def test_a_config_json_written_before_split_seed_loads_and_splits_with_its_seed(small_catsdogs, tmp_path):
+    """Run folders older than split_seed: their config.json has a seed only, which seeded their split."""
+    import json
+
+    from tlcore.insight import evaluate
+    from tlcore.runs import store
+
+    old = TrainConfig(data_dir=str(small_catsdogs), seed=42).to_dict()
+    del old["split_seed"]
+    run = store.create(TrainConfig(data_dir=str(small_catsdogs)), tmp_path)
+    (run.path / "config.json").write_text(json.dumps(old))
+    loaded = run.train_config()
+    assert (loaded.seed, loaded.split_seed) == (42, 42)
+    assert evaluate._recorded_split(run.config()) == (0.2, 42)
+    assert TrainConfig.from_dict({"data_dir": str(small_catsdogs)}).split_seed == TrainConfig.split_seed == 1337

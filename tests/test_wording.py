@@ -26,3 +26,50 @@ def test_the_augmentation_summary_is_words_not_raw_values():
 def test_the_default_preset_starts_efficientnet_lite0_at_its_own_size():
     assert wording.preset_size("efficientnet_lite0") == 160
     assert wording.preset_size("vgg16") is None
+
+
+def _texts_with_either_number(path) -> list[str]:
+    """The string literals of a source file that hedge a plural, "image(s)"."""
+    import io
+    import re
+    import tokenize
+
+    tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+    strings = [token for token in tokens if token.type in (tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", -1))]
+    return [f"{path}:{token.start[0]}: {token.string}" for token in strings if re.search(r"\w\(s\)", token.string)]
+
+
+def test_no_message_of_the_package_or_the_app_says_image_s():
+    """Counts go through wording.count ("1 image", "3 images"), never "image(s)"."""
+    from tests.helpers.paths import PROJECT_ROOT
+
+    sources = [*PROJECT_ROOT.glob("tlcore/**/*.py"), *PROJECT_ROOT.glob("views/*.py"), *PROJECT_ROOT.glob("pages/*.py")]
+    assert len(sources) > 50
+    assert [text for path in sources for text in _texts_with_either_number(path)] == []
+
+
+def test_the_scan_says_one_image_and_one_class_folder_in_the_singular(tmp_path, small_catsdogs):
+    import shutil
+
+    import pytest
+
+    from tlcore.data import folders
+    from tlcore.data.dataset import DatasetError
+
+    photo = sorted((small_catsdogs / "train" / "cats").iterdir())[0]
+    for name in ("cats", "dogs"):
+        (tmp_path / "flat" / name).mkdir(parents=True)
+        shutil.copy2(photo, tmp_path / "flat" / name / photo.name)
+    shutil.copy2(photo, tmp_path / "flat" / "dogs" / "second.jpg")
+    with pytest.raises(DatasetError, match=r"Class 'cats' has 1 usable image; at least 2"):
+        folders.scan(tmp_path / "flat")
+    (tmp_path / "one" / "cats").mkdir(parents=True)
+    shutil.copy2(photo, tmp_path / "one" / "cats" / photo.name)
+    shutil.copy2(photo, tmp_path / "one" / "cats" / "second.jpg")
+    with pytest.raises(DatasetError, match=r"found 1 class folder \['cats'\]; at least 2"):
+        folders.scan(tmp_path / "one")
+    (tmp_path / "flat" / "birds").mkdir()
+    (tmp_path / "flat" / "birds" / "notes.txt").write_text("no photo here")
+    shutil.copy2(photo, tmp_path / "flat" / "cats" / "second.jpg")
+    with pytest.raises(DatasetError, match=r"1 class folder \['birds'\] contains no usable image"):
+        folders.scan(tmp_path / "flat")

@@ -40,6 +40,7 @@ LR_FIND_SETTINGS = (
     "dropout",
     "optimizer",
     "validation_fraction",
+    "split_seed",
     "seed",
 )
 

@@ -41,8 +41,7 @@ class TrainConfig:
     - alpha: with ImageNet weights, one of the backbone's `weights_alphas`; other backbones take 1.0 only.
     - image_size: at least the backbone's `min_size`.
     - augmented_views: epoch e trains on view e mod K; 0 trains end to end, augmenting every epoch anew.
-    - class_weight "auto" weights the classes when the largest has IMBALANCE_RATIO times the images of the
-      smallest or more.
+    - class_weight "auto" weights the classes when the largest has IMBALANCE_RATIO times the smallest's images.
     - distribution "mirrored" runs `tf.distribute.MirroredStrategy` over the local GPUs (or the logical CPUs
       of `cpu_replicas`); "multi_worker" runs `MultiWorkerMirroredStrategy` across the machines `$TF_CONFIG`
       describes.
@@ -146,10 +145,12 @@ class TrainConfig:
     validation_fraction: float = setting(
         0.2, "share of each class held out when the data set has no validation folder", min=0.05, max=0.5
     )
+    # Apart from `seed`: the Data page shows a split, and a run trains on that split whatever its own seed.
+    split_seed: int = setting(1337, "seeds the split of a data set without a validation folder", min=0, max=2**31 - 1)
     # At most 2**32 - 1: Keras seeds NumPy's global generator with it.
     seed: int = setting(
         1337,
-        "seeds the split, the augmentation, the weights' initialisation and the shuffling",
+        "seeds the augmentation, the weights' initialisation and the shuffling (the split has --split-seed)",
         label="Seed",
         min=0,
         max=2**32 - 1,
@@ -284,14 +285,13 @@ class TrainConfig:
             raise ValueError(f"Unknown training settings {unknown}. Expected some of {sorted(known)}.")
         if isinstance(values.get("augmentation"), dict):
             values["augmentation"] = AugmentationConfig.from_dict(values["augmentation"])
+        # A config.json written before split_seed existed: its run split with its seed.
+        values.setdefault("split_seed", values.get("seed", cls.split_seed))
         return cls(**values)
 
 
-# Presets: named sets of overrides on top of TrainConfig's defaults.
-# "seed" reproduces the classic notebook (Deep Learning with Python, 1st ed.): VGG16 at 150 px,
-# Flatten + Dense 256 head, RMSprop 2e-5 for 30 epochs, then 1e-5 for 30 epochs of fine-tuning.
-# "default" favours a CPU: EfficientNet-Lite0 at 160 px with a pooled head (see README for the
-# measurements behind the choice).
+# Presets: overrides of TrainConfig's defaults. "seed" is the classic notebook's (Deep Learning with Python,
+# 1st ed.); "default" favours a CPU: EfficientNet-Lite0 at 160 px, pooled head (README says why).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     # "quality": EfficientNet-Lite1 at its native 240 px, weights bundled too; slower, and more accurate

@@ -19,6 +19,19 @@ from tlcore.serving import predict
 from views import cached, markdown
 
 PER_PAGE = 12
+TABLE_WIDTH = 360  # Pixels of the per-class table: a class name and four numbers, whole.
+# The per-class scores and their column titles, each to 0.1% as the accuracies are everywhere.
+SCORES = (("precision", "precision"), ("recall", "recall"), ("f1", "F1"))
+
+
+def per_class_table(result: evaluate.Evaluation) -> pd.DataFrame:
+    """The per-class table, its scores in percent."""
+    table = pd.DataFrame(result.per_class())
+    for name, _ in SCORES:
+        table[name] = table[name] * 100
+    return table
+
+
 SPLITS = ("validation", "test")  # Training never measures the train split.
 
 
@@ -73,27 +86,31 @@ def render(result: evaluate.Evaluation, key: str, pages_key: str, data_dir: str 
     first.metric("Accuracy", f"{result.accuracy:.1%}")
     second.metric(f"{result.split.capitalize()} images", result.images)
     third.metric("Mistakes", len(result.mistakes))
-    matrix_column, table_column = st.columns([3, 2])
-    with matrix_column:
-        normalised = st.toggle(
-            "Share of each true class",
-            key=f"{key}_normalised",
-            persist_state="session",
-            help="Colour each row by the share of that class's images, instead of counts.",
-        )
-        st.altair_chart(charts.confusion_matrix(result, normalised), width="content")
-    with table_column:
-        st.caption(
-            "Per class: precision (of the images predicted as the class, the share that are), recall "
-            "(of the class's images, the share found) and F1 (their harmonic mean)."
-        )
-        st.dataframe(
-            pd.DataFrame(result.per_class()),
-            hide_index=True,
-            column_config={
-                name: st.column_config.NumberColumn(name, format="percent") for name in ("precision", "recall", "f1")
-            },
-        )
+    # A row that wraps: the table beside the matrix where there is room, under it where there is not
+    # (side by side in fixed columns, a matrix of 5 classes or more ran under the table). The matrix keeps
+    # its own width where it has it and shrinks, legend and all, in a narrower window.
+    width = int(charts.confusion_matrix(result).width)  # The same counted or shared.
+    with st.container(horizontal=True, gap="medium"):
+        with st.container(width=width, key=f"{key}_confusion_matrix"):
+            normalised = st.toggle(
+                "Share of each true class",
+                key=f"{key}_normalised",
+                persist_state="session",
+                help="Colour each row by the share of that class's images, instead of counts.",
+            )
+            st.altair_chart(charts.confusion_matrix(result, normalised), width="stretch")
+        with st.container(width=TABLE_WIDTH, key=f"{key}_per_class"):
+            st.caption(
+                "Per class: precision (of the images predicted as the class, the share that are), recall "
+                "(of the class's images, the share found) and F1 (their harmonic mean)."
+            )
+            st.dataframe(
+                per_class_table(result),
+                hide_index=True,
+                width="stretch",
+                column_config={name: st.column_config.NumberColumn(title, format="%.1f%%") for name, title in SCORES}
+                | {"support": st.column_config.NumberColumn("images")},
+            )
     mistakes(result, pages_key, data_dir)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from tlcore import wording
 from tlcore.data import cleaning
 from tlcore.data.dataset import DatasetScan
 from tlcore.insight import explore, explore_chart
@@ -44,8 +45,10 @@ def explorer(dataset: DatasetScan) -> None:
     result = found["result"]
     source = "features from the cache" if result.features_from_cache else "features extracted"
     st.caption(
-        f"{len(result.map)} photos, {len(result.duplicates)} near-duplicate pair(s) of which {len(result.leaks)} "
-        f"leak(s), {len(result.suspects)} likely wrong label(s); {result.seconds:.0f} s, {source}."
+        f"{wording.count(len(result.map), 'photo')}, {wording.count(len(result.duplicates), 'near-duplicate pair')}"
+        f" of which {wording.count(len(result.leaks), 'leak')}, "
+        f"{wording.count(len(result.suspects), 'likely wrong label')}; "
+        f"{result.seconds:.0f} s, {source}."
     )
     st.altair_chart(explore_chart.exploration_map(result.map, dataset.root), width="stretch")
 
@@ -114,4 +117,5 @@ def explorer(dataset: DatasetScan) -> None:
                 st.error(markdown.escape(error))
             else:
                 changed = sum(decision.action != "keep" for decision in decisions.values())
-                st.success(markdown.escape(f"{changed} photo(s) to drop or relabel, saved in {path.name}."))
+                saved = f"{wording.count(changed, 'photo')} to drop or relabel, saved in {path.name}."
+                st.success(markdown.escape(saved))

@@ -19,6 +19,12 @@ PAGES = (
     ("pages/3_Predict.py", "Predict", ":material/label:"),
 )
 
+TABLE_STYLE = (
+    "[data-testid=stMarkdownContainer] table {display: block; max-width: 100%; overflow-x: auto} "
+    # Narrower cells on a phone: a table of a few columns (Home's backbones) then fits whole.
+    "@media (max-width: 640px) {[data-testid=stMarkdownContainer] :is(td, th) {padding: 0.4rem 0.45rem}}"
+)
+
 
 class SessionLines:
     """The sidebar's two lines: the session's data set and its run."""
@@ -43,9 +49,13 @@ def draw() -> SessionLines:
         st.stop() further down would end the script before anything drawn at its bottom).
     """
     st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/model_training:", layout="wide")
+    # A Markdown table wider than a narrow window scrolls in its own box: as it was, the whole page scrolled
+    # sideways (titles and all), and the table's right columns lay off screen.
+    st.html(f"<style>{TABLE_STYLE}</style>")
     server.prepare()
     for script, label, icon in PAGES:
         st.sidebar.page_link(script, label=label, icon=icon)
+    session.reopen_dataset()
     lines = SessionLines()
     lines.draw()
     return lines

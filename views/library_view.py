@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from tlcore import wording
 from tlcore.data import library
 from views import markdown, server, session
 
@@ -67,7 +68,8 @@ def choose() -> library.Entry | None:
             if current is not None and Path(current.root).resolve() == Path(entry.path):
                 st.session_state.pop("dataset", None)
                 st.query_params.pop("dataset", None)
-            st.session_state["library_deleted"] = f"{entry.name}: deleted ({len(removed)} folder(s) removed)."
+            removed_text = wording.count(len(removed), "folder")
+            st.session_state["library_deleted"] = f"{entry.name}: deleted ({removed_text} removed)."
             st.rerun()
     if "library_deleted" in st.session_state:
         st.success(markdown.escape(st.session_state.pop("library_deleted")))

@@ -3,7 +3,9 @@
 Session state keys:
     dataset          the current DatasetScan (set on the Data page)
     augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
-    run_id           the current run; when absent, the running run (else the newest queued one) is shown
+    library_reopened set once the session's first page has reopened the link's or the last used data set
+    run_id           the current run; when absent, the link's (?run=<id>), else the running run (else the
+                     newest queued one) is shown
     lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
     batch_result     the Predict page's latest batch prediction ({"run", "source", "rows"})
     exports          the exports made on the Predict page ({(run id, format): ExportResult.to_dict()})
@@ -12,13 +14,15 @@ Session state keys:
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
 from tlcore.config import AugmentationConfig
-from tlcore.data.dataset import DatasetScan
+from tlcore.data import library
+from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.runs import store
-from views import server
+from views import cached, markdown, server
 
 ACTIVE_STATES = tuple(state for state in store.STATES if state not in store.FINAL_STATES)
 
@@ -41,13 +45,41 @@ def current_dataset() -> DatasetScan | None:
     return st.session_state.get("dataset")
 
 
+def reopen_dataset() -> None:
+    """Once per session, whichever page it opens on: the data set of the link (`?dataset=<id>`), else the
+    last one used, scanned again with its split. A reload or a new tab starts an empty session."""
+    if st.session_state.get("library_reopened"):
+        return
+    st.session_state["library_reopened"] = True
+    if current_dataset() is not None:
+        return
+    data_dir = server.data_dir()
+    remembered = library.find(data_dir, st.query_params.get("dataset")) or library.last_used(data_dir)
+    if remembered is None or not Path(remembered.path).is_dir():
+        return
+    try:
+        with st.spinner(markdown.escape(f"Reopening {remembered.name}: each image is decoded once, the first time...")):
+            use_dataset(cached.scan_folder(remembered.path, remembered.validation_fraction, remembered.seed))
+    except (DatasetError, ValueError, OSError):
+        return  # Changed since: the Data page's library offers it again, and says what is wrong when used.
+
+
 def augmentation() -> AugmentationConfig:
     return st.session_state.get("augmentation") or AugmentationConfig()
 
 
+def linked_run() -> str | None:
+    """The run id of the link (`?run=<id>`) when it names a run of the runs folder; never a path."""
+    wanted = st.query_params.get("run")
+    if wanted and wanted in {run.id for run in store.list_runs(server.runs_dir())}:
+        return wanted
+    return None
+
+
 def current_run() -> store.Run | None:
-    """The session's run; after a reload (empty session), the running run, else the newest queued one."""
-    run_id = st.session_state.get("run_id")
+    """The session's run; in a fresh session, the run of the link (`?run=<id>`), else the running run, else
+    the newest queued one."""
+    run_id = st.session_state.get("run_id") or linked_run()
     if run_id:
         try:
             return store.resolve(run_id, server.runs_dir())

@@ -25,6 +25,7 @@ from views import markdown, server
 CHOICE_TITLES = {
     "weights": {"imagenet": "ImageNet (pretrained)", "none": "random (no download)"},
     "head": {"global_average": "pooling + Dense", "flatten": "Flatten + Dense"},
+    "optimizer": {"rmsprop": "RMSprop", "adam": "Adam"},
     "class_weight": {"auto": "auto (when imbalanced)", "balanced": "always", "none": "never"},
     "precision": {
         "float32": "float32 (default)",

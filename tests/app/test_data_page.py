@@ -221,7 +221,7 @@ def test_the_library_lists_scans_reopens_the_last_one_after_a_reload_and_picks_r
     click(at, "Delete")  # A folder of the user's own: forgotten, never removed.
     assert (first / "train" / "cats").is_dir() and "dataset" not in at.session_state
     assert [entry.id for entry in library.entries(folders["data"])] == [ids["second"]]
-    assert "my *pets*: deleted (0 folder(s) removed)." in texts(at)
+    assert "my *pets*: deleted (0 folders removed)." in texts(at)
 
 
 def test_deleting_an_uploaded_data_set_from_the_library_removes_its_extracted_folder(small_catsdogs, folders):
@@ -324,7 +324,7 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
         cats[0]: cleaning.Decision(cats[0], "relabel", "dogs"),
         dogs[0]: cleaning.Decision(dogs[0], "drop"),
     }
-    assert "2 photo(s) to drop or relabel" in texts(at)
+    assert "2 photos to drop or relabel" in texts(at)
     at.run()  # The saved decisions are what the explorer shows next.
     assert at.selectbox(key="explore_choice_0").value == "relabel to dogs" and len(calls) == 1
 

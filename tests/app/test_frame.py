@@ -114,3 +114,40 @@ def test_damaged_run_folders_do_not_break_any_page(folders):
         assert not at.exception
     at = open_page("pages/3_Predict.py")
     assert at.error and "model" in at.error[0].value.lower()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_fresh_session_reopens_the_last_used_data_set_whichever_page_it_opens(page, small_catsdogs, folders):
+    """A reload or a new tab on Home, Train or Predict said "no data set chosen": only the Data page reopened it."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.page_kit import TIMEOUT, texts
+
+    scan(open_page("pages/1_Data.py"), small_catsdogs)  # Now in the library, the last one used.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run() if page == "app.py" else open_page(page)
+    assert not at.exception
+    assert plain(at.sidebar.caption[0].value).startswith(f"Data set: {small_catsdogs.name}: 2 classes")
+    shown = texts(at)
+    assert "none chosen" not in shown and "No data set" not in shown and "Choose a data set" not in shown
+    if page == "pages/2_Train.py":
+        assert "New run" in [element.value for element in at.subheader]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_fresh_session_opened_by_a_link_reopens_the_links_data_set(page, small_catsdogs, tmp_path, folders):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.page_kit import TIMEOUT
+    from tlcore.data import library
+
+    linked, later = tmp_path / "linked", tmp_path / "later"
+    shutil.copytree(small_catsdogs, linked)
+    shutil.copytree(small_catsdogs / "train", later)
+    scan(scan(open_page("pages/1_Data.py"), linked), later)  # "later" is the last one used.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["dataset"] = library.entry_id(linked.resolve())
+    at = at.run() if page == "app.py" else open_page(page, at.run())
+    assert at.session_state["dataset"].root == str(linked.resolve())
+    assert plain(at.sidebar.caption[0].value).startswith("Data set: linked: 2 classes")

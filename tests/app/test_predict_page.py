@@ -20,6 +20,7 @@ from tests.app.page_kit import (
     trained_run,
     zip_bytes,
 )
+from tlcore.models.registry import BACKBONES
 from tlcore.runs import store
 
 
@@ -44,7 +45,11 @@ def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, 
     assert "text file" in at.error[0].value
     [run] = store.list_runs(trained_runs)
     accuracy = store.describe(run)["model_val_accuracy"]
-    assert at.selectbox(key="predict_run").options == [f"{run.id} (done, model's validation accuracy {accuracy:.1%})"]
+    # Strategy and backbone by their names, not their keys ("feature_extraction", "efficientnet_lite0").
+    backbone = BACKBONES[run.config()["backbone"]].display_name
+    assert at.selectbox(key="predict_run").options == [
+        f"1 · Feature extraction · {backbone}: model's validation accuracy {accuracy:.1%}, done · {run.id}"
+    ]
 
 
 def test_predict_page_survives_the_whole_bad_input_kit(trained_runs, monkeypatch, small_catsdogs):

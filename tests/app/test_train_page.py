@@ -190,13 +190,17 @@ def test_scratch_runs_are_shown_as_a_small_cnn_not_a_backbone(folders, small_cat
     transfer = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="feature_extraction"), folders["runs"])
     transfer.set_status("done")
     home = {row["run"]: row["model"] for row in markdown_table(open_page(), "run")}
-    assert home == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    # The backbone's name as people read it, not its registry key ("efficientnet_lite0").
+    assert home == {scratch.id: "small CNN", transfer.id: "EfficientNet-Lite0"}
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = scratch.id
     at = open_page("pages/2_Train.py", at.run())
     table = at.dataframe[-1].value
-    assert dict(zip(table["run"], table["model"])) == {scratch.id: "small CNN", transfer.id: TrainConfig.backbone}
+    assert dict(zip(table["run"], table["model"])) == {scratch.id: "small CNN", transfer.id: "EfficientNet-Lite0"}
     assert f"{scratch.id} · small CNN · 96 px" in texts(at)
+    at.session_state["run_id"] = transfer.id
+    at.run()
+    assert f"{transfer.id} · EfficientNet-Lite0 · 160 px" in texts(at)
 
 
 def test_a_live_run_reruns_the_page_when_its_state_changes_and_seldom_for_epochs():
@@ -280,6 +284,16 @@ def test_evaluation_view_shows_the_confusion_matrix_and_per_class_scores(trained
     table = at.dataframe[0].value
     assert list(table.columns) == ["class", "precision", "recall", "f1", "support"]
     assert list(table["class"]) == ["cats", "dogs"] and list(table["support"]) == [6, 6]
+    # Every score to 0.1%, as the accuracies ("75%" beside "66.67%" before), and titled in words.
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert [columns[name]["label"] for name in ("precision", "recall", "f1", "support")] == [
+        "precision",
+        "recall",
+        "F1",
+        "images",
+    ]
+    assert all(columns[name]["type_config"]["format"] == "%.1f%%" for name in ("precision", "recall", "f1"))
+    assert 0 <= min(table["recall"]) and max(table["recall"]) <= 100 and max(table["recall"]) > 1
     shown = metrics(at)
     assert shown["Validation images"] == "12" and shown["Accuracy"].endswith("%")
     at.toggle(key="current_normalised").set_value(True).run()
@@ -520,3 +534,36 @@ def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseli
         done.id,
     )
     assert row["vs scratch"] == "—" and "No scratch baseline on this data set yet" in texts(at)
+
+
+def test_a_run_started_with_another_seed_keeps_the_data_pages_split_seed(flat_small, folders, monkeypatch):
+    from tlcore.runs import worker
+
+    monkeypatch.setattr(worker, "start", lambda config, runs_dir: store.create(config, runs_dir))  # No process.
+    at = scan(open_page("pages/1_Data.py"), flat_small)
+    at.number_input(key="split_seed").set_value(7).run()
+    at = open_page("pages/2_Train.py", at)
+    at.number_input(key="train_seed").set_value(99)
+    click(at, "Start training")
+    config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
+    assert (config["seed"], config["split_seed"], config["validation_fraction"]) == (99, 7, 0.2)
+
+
+def test_a_link_to_a_run_opens_it_as_the_current_run_and_a_path_is_never_taken(folders, small_catsdogs, tmp_path):
+    linked = fake_finished_run(folders["runs"], small_catsdogs)
+    fake_finished_run(folders["runs"], small_catsdogs)  # Newer: the link's run still wins.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["run"] = linked.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert plain(at.sidebar.caption[1].value) == f"Run: {linked.id} (done)"
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params["run"] = str(linked.path)  # A path, not an id of the runs folder.
+    at = open_page("pages/2_Train.py", at.run())
+    assert plain(at.sidebar.caption[1].value) == "Run: none running"
+
+
+def test_choices_are_shown_by_their_names_not_their_keys(small_catsdogs):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    assert at.selectbox(key="train_optimizer").options == ["RMSprop", "Adam"]
+    assert at.selectbox(key="train_backbone").value == "efficientnet_lite0"
+    assert "EfficientNet-Lite0 (weights offline)" in at.selectbox(key="train_backbone").options

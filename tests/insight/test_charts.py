@@ -55,6 +55,10 @@ def test_confusion_matrix_chart_has_a_cell_per_class_pair_with_counts_or_shares(
         assert spec["layer"][0]["encoding"]["x"]["sort"] == ["cats", "dogs", "<b>x</b>"]  # Label order, not A-Z.
         assert len(layers_data(chart)) == 9
         assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0, 1.0 if normalised else 4.0]
+        # The first class's label under its own column (flush, "buildings" sat a cell's third to the right), and
+        # the legend under the matrix, so that a narrow column gives its room to the cells.
+        assert spec["layer"][0]["encoding"]["x"]["axis"]["labelFlush"] is False
+        assert spec["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
 
 
 def test_class_counts_chart_gives_every_bar_its_height():

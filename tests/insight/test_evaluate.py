@@ -106,7 +106,7 @@ def test_dataset_for_reuses_the_runs_own_split_settings(tmp_path, catsdogs_dir):
     flat = tmp_path / "flat"
     for name in ("cats", "dogs"):
         _link(catsdogs_dir / "train" / name, flat / name, 0, 10)
-    run = store.create(TrainConfig(data_dir=str(flat), validation_fraction=0.3, seed=7), tmp_path / "runs")
+    run = store.create(TrainConfig(data_dir=str(flat), validation_fraction=0.3, split_seed=7), tmp_path / "runs")
     store.write_json(run.path / "labels.json", ["cats", "dogs"])
     dataset = evaluate.dataset_for(run)
     assert dataset.paths("validation") == folders.scan(flat, 0.3, 7).paths("validation")

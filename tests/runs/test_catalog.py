@@ -114,7 +114,7 @@ def test_what_transfer_bought_puts_each_run_of_the_data_set_beside_the_scratch_b
     assert has_baseline and [row["run"] for row in rows] == [transfer.id, scratch.id]
     assert rows[0] == {
         "strategy": "1 · Feature extraction",
-        "model": TrainConfig.backbone,
+        "model": "EfficientNet-Lite0",
         "val. accuracy": "90.0%",
         "vs scratch": "+27.5 points",
         "trained parameters": "1,281",

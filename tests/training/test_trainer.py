@@ -465,7 +465,8 @@ def test_scratch_runs_name_no_backbone_and_old_scratch_folders_still_read(tmp_pa
     assert f"-feature_extraction-{backbone}-" in transfer.id
     assert store.describe(scratch)["model"] == store.SCRATCH_MODEL == "small CNN"
     assert store.describe(scratch)["backbone"] is None  # `runs --json`: a registry key or nothing, for programs.
-    assert store.describe(transfer)["model"] == store.describe(transfer)["backbone"] == backbone
+    assert store.describe(transfer)["backbone"] == backbone  # For programs; "model" is for people.
+    assert store.describe(transfer)["model"] == "EfficientNet-Lite0"
     # A folder from before: the backbone in its id and config; still found, listed and described.
     old = tmp_path / f"20250101-000000-scratch-{backbone}-ab12"
     old.mkdir()
@@ -507,3 +508,21 @@ def test_cli_runs_lines_up_its_columns_and_lists_a_half_written_folder(tmp_path,
     states = [line.index(" queued ") if " queued " in line else line.index(" unknown ") for line in lines]
     assert len(set(states)) == 1, lines  # The state column starts at the same place on every line.
     assert "small CNN" in by_run[short.id] and by_run[damaged.name].split()[1:4] == ["unknown", "-", "-"]
+
+
+def test_a_run_whose_seed_differs_from_its_split_seed_trains_on_the_split_the_data_page_showed(flat_small, tmp_path):
+    """The Train page's Seed seeds the training; the split is the Data page's (its split seed)."""
+    from tlcore.data import folders
+    from tlcore.insight import evaluate
+
+    shown = folders.scan(flat_small, 0.2, 7)  # What the Data page showed with split seed 7.
+    config = train_config(flat_small, seed=99, split_seed=7)
+    assert folders.scan(flat_small, 0.2, 99).paths("validation") != shown.paths("validation"), "another split"
+    run = finished_run(config, tmp_path)
+    recorded = json.loads((run.path / "dataset.json").read_text())
+    assert recorded["seed"] == 7
+    for split in ("train", "validation"):
+        assert sorted(path for per_class in recorded["files"][split].values() for path in per_class) == sorted(
+            shown.paths(split)
+        )
+    assert evaluate.dataset_for(run).paths("validation") == shown.paths("validation")

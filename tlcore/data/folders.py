@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tlcore import wording
 from tlcore.data import decoders, images
 from tlcore.data.dataset import ARCHIVE_NAMES_FILE, SPLIT_NAMES, DatasetError, DatasetScan, Rejected, Sample
 
@@ -108,7 +109,7 @@ def _stratified_split(
     for name, files in sorted(files_per_class.items()):
         if len(files) < 2:
             raise DatasetError(
-                f"Class {name!r} has {len(files)} usable image(s); at least 2 are needed to split it "
+                f"Class {name!r} has {wording.count(len(files), 'usable image')}; at least 2 are needed to split it "
                 "into train and validation."
             )
         # One generator per class, seeded by (seed, class name), so adding a class elsewhere
@@ -253,7 +254,8 @@ def _with_archive_names(rejected: list[Rejected], folder: Path) -> list[Rejected
 def _non_empty(files_per_class: dict[str, list[Path]], root: Path) -> dict[str, list[Path]]:
     empty = sorted(name for name, files in files_per_class.items() if not files)
     if empty:
-        raise DatasetError(f"{root}: class folder(s) {empty} contain no usable image.")
+        verb = "contains" if len(empty) == 1 else "contain"
+        raise DatasetError(f"{root}: {wording.count(len(empty), 'class folder')} {empty} {verb} no usable image.")
     return files_per_class
 
 
@@ -261,7 +263,7 @@ def _check_classes(usable: dict[str, dict[str, list[Path]]], root: Path) -> list
     classes = sorted(set().union(*(set(per_class) for per_class in usable.values())))
     if len(classes) < 2:
         raise DatasetError(
-            f"{root}: found {len(classes)} class folder(s) {classes}; at least 2 are needed. "
+            f"{root}: found {wording.count(len(classes), 'class folder')} {classes}; at least 2 are needed. "
             "Expected train/<class>/ and validation/<class>/, or one folder of <class>/ subfolders."
         )
     for split, per_class in usable.items():

@@ -260,13 +260,18 @@ def confusion_frame(evaluation, normalised: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["true", "predicted", "count", "share", "value", "label"])
 
 
+# The confusion matrix's colour legend, under it: its title and gradient bar.
+LEGEND_HEIGHT = 40
+
+
 def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
     """A heatmap of an evaluation's confusion matrix: true classes down, predicted classes across.
 
     Each cell shows its count (or, normalised, its share of the true class); the diagonal holds the
     correct predictions. Class names are data, drawn as text. The cells shrink as classes are added
     (110 px for two classes, 720 px of cells at most); the chart's size includes its axes and legend,
-    as Streamlit fits a chart into its size.
+    as Streamlit fits a chart into its size. The legend lies under the matrix, so that a narrow column
+    gives its room to the cells.
 
     Args:
         evaluation: a `tlcore.insight.evaluate.Evaluation`.
@@ -284,7 +289,7 @@ def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
             "predicted:N",
             sort=order,
             title="predicted class",
-            axis=alt.Axis(labelAngle=0 if upright else -45, labelLimit=160, labelOverlap=False),
+            axis=alt.Axis(labelAngle=0 if upright else -45, labelLimit=160, labelOverlap=False, labelFlush=False),
         ),
         y=alt.Y("true:N", sort=order, title="true class", axis=alt.Axis(labelLimit=160, labelOverlap=False)),
         tooltip=[
@@ -299,14 +304,14 @@ def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
             "value:Q",
             scale=alt.Scale(scheme="blues", domain=[0, top]),
             title="share of the true class" if normalised else "images",
-            legend=alt.Legend(format=".0%" if normalised else "d"),
+            legend=alt.Legend(format=".0%" if normalised else "d", orient="bottom", direction="horizontal"),
         )
     )
     labels = base.mark_text(fontSize=13 if cell >= 40 else 9).encode(
         text="label:N", color=alt.condition(alt.datum.value > top / 2, alt.value("white"), alt.value("black"))
     )
     below = 40 + (20 if upright else int(0.72 * names))  # The x axis: its labels and its title.
-    return (cells + labels).properties(width=side + names + 40 + 150, height=side + below + 10)
+    return (cells + labels).properties(width=side + names + 40, height=side + below + 10 + LEGEND_HEIGHT)
 
 
 def learning_rate_frame(sweep) -> pd.DataFrame:

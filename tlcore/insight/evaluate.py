@@ -2,7 +2,7 @@
 
 The split is the one training used: the data set recorded in the run's `dataset.json` when its
 files are unchanged on disk (no image is decoded to find them), else the run's data set scanned
-again with the run's own `data_dir`, `validation_fraction` and `seed`. The images go through the
+again with the run's own `data_dir`, `validation_fraction` and `split_seed`. The images go through the
 one decoder (`tlcore.data.images.load_resized`) into the run's saved model, exactly as `tlcore.serving.predict` does.
 
 The metrics are small pure functions on arrays (`tlcore.insight.metrics`, and `find_mistakes`), testable
@@ -249,8 +249,10 @@ def recorded_dataset(run: store.Run) -> DatasetScan | None:
 
 
 def _recorded_split(config: dict) -> tuple[float, int]:
-    """The (validation_fraction, seed) a run's config.json records; TrainConfig's defaults where it has none."""
-    return (config.get("validation_fraction", TrainConfig.validation_fraction), config.get("seed", TrainConfig.seed))
+    """The (validation_fraction, split_seed) a run's config.json records; an older one without split_seed
+    split with its seed; TrainConfig's defaults where it has neither."""
+    seed = config.get("split_seed", config.get("seed", TrainConfig.split_seed))
+    return (config.get("validation_fraction", TrainConfig.validation_fraction), seed)
 
 
 def dataset_for(run: store.Run, split: str | None = None) -> DatasetScan:
@@ -263,7 +265,7 @@ def dataset_for(run: store.Run, split: str | None = None) -> DatasetScan:
 
     Returns:
         `recorded_dataset(run)` when it is usable (and has `split`), else the data set scanned
-        with the run's own `data_dir`, `validation_fraction` and `seed`.
+        with the run's own `data_dir`, `validation_fraction` and `split_seed`.
 
     Raises:
         data.DatasetError: the data set folder is gone or no longer usable.

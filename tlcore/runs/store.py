@@ -33,6 +33,7 @@ import psutil
 
 from tlcore import home
 from tlcore.config import TrainConfig
+from tlcore.models.registry import BACKBONES
 
 STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interrupted")
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
@@ -343,9 +344,12 @@ def _model_val_accuracy(summary: dict) -> float | None:
 
 
 def model_name(config: dict) -> str | None:
-    """What a run trains on, for people: its backbone, or SCRATCH_MODEL for the scratch CNN (whose config
-    still holds the unused default backbone)."""
-    return SCRATCH_MODEL if config.get("strategy") == "scratch" else config.get("backbone")
+    """What a run trains on, for people: its backbone's display name ("EfficientNet-Lite0", an unknown key
+    as it is), or SCRATCH_MODEL for the scratch CNN (whose config still holds the unused default backbone)."""
+    if config.get("strategy") == "scratch":
+        return SCRATCH_MODEL
+    backbone = config.get("backbone")
+    return BACKBONES[backbone].display_name if backbone in BACKBONES else backbone
 
 
 def describe(run: Run) -> dict:

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tlcore import wording
 from tlcore.data import images
 from tlcore.data.images import InvalidImageError
 from tlcore.models.inference import inference_function
@@ -102,7 +103,8 @@ def load(run: str | os.PathLike | store.Run, runs_dir: str | os.PathLike | None 
     outputs = int(model.output_shape[-1])
     if len(labels) < 2 or (outputs != len(labels) and not (outputs == 1 and len(labels) == 2)):
         raise ModelLoadError(
-            f"{run.path}: labels.json ({len(labels)} labels) does not match the model's {outputs} output(s)."
+            f"{run.path}: labels.json ({wording.count(len(labels), 'label')}) does not match the model's "
+            f"{wording.count(outputs, 'output')}."
         )
     return Predictor(model=model, labels=labels, image_size=image_size)
 

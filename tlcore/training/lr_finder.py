@@ -113,7 +113,7 @@ def find_learning_rate(
         raise ValueError(f"steps must be an integer >= 10, received {steps!r}.")
     keras.utils.set_random_seed(config.seed)
     if dataset is None:
-        dataset = folders.scan(config.data_dir, config.validation_fraction, config.seed)
+        dataset = folders.scan(config.data_dir, config.validation_fraction, config.split_seed)
     context = training_context.TrainingContext(
         config=config, dataset=dataset, runs_dir=str(runs_dir) if runs_dir is not None else None
     )

@@ -45,7 +45,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     started = time.time()
     applied = None  # What a run on the cleaned view records of the decisions it applied.
     if dataset is None:
-        dataset = folders.scan(config.data_dir, config.validation_fraction, config.seed)
+        dataset = folders.scan(config.data_dir, config.validation_fraction, config.split_seed)
         if config.cleaned:
             dataset, applied = cleaning.cleaned_for_run(dataset)
     context = training_context.TrainingContext(
