@@ -48,7 +48,7 @@ def test_a_cleaned_run_trains_on_the_view_and_records_the_decisions_it_applied(c
     at = AppTest.from_function(_show_run, args=(str(run.path),), default_timeout=60).run()
     assert not at.exception
     shown = [caption.value.replace("\\", "") for caption in at.caption]
-    expected = "Cleaned view: 4 decision(s) applied (2 dropped, 1 relabelled, 1 kept as they were), digest "
+    expected = "Cleaned view: 4 decisions applied (2 dropped, 1 relabelled, 1 kept as they were), digest "
     assert expected + record["digest"] in shown
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from tlcore import home
+from tlcore import home, wording
 from tlcore.data.dataset import DatasetScan, Sample
 from tlcore.runs.store import read_json, write_json
 
@@ -297,7 +297,7 @@ def describe_applied(record: dict) -> str:
         return "Cleaned view asked for: no cleaning decisions were saved, so the data set trained as scanned."
     kept = record["count"] - record["dropped"] - record["relabelled"]
     return (
-        f"Cleaned view: {record['count']} decision(s) applied ({record['dropped']} dropped, "
+        f"Cleaned view: {wording.count(record['count'], 'decision')} applied ({record['dropped']} dropped, "
         f"{record['relabelled']} relabelled, {kept} kept as they were), digest {record['digest']}"
     )
 
