@@ -10,6 +10,7 @@ on the same data and seed, but for the order of floating-point sums.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from tests.helpers import cli
 from tests.helpers.cli import options
 from tests.helpers.server import free_port
+from tlcore.runs import store
 from tlcore.training import distribute
 
 STAGES = ("feature_extraction", "frozen_augmented", "fine_tuning")
@@ -55,32 +57,47 @@ def two_free_ports() -> list[int]:
     return ports
 
 
-def test_two_workers_train_one_run_that_only_the_chief_keeps(photos, tmp_path):
-    runs_dir = tmp_path / "shared_runs"
+def start_two_workers(photos: Path, runs_dir: Path, settings: list[str]) -> list:
+    """Two `tlcore train` processes, worker 0 (the chief) and worker 1, sharing `runs_dir`."""
     ports = two_free_ports()
-    workers = [
+    return [
         cli.tlcore_started(
-            "train", "--data", str(photos), *SETTINGS, "--runs-dir", str(runs_dir),
+            "train", "--data", str(photos), *settings, "--runs-dir", str(runs_dir),
             environment={"TF_CONFIG": tf_config(ports, index)},
         )
         for index in range(2)
     ]  # fmt: skip
+
+
+def finish(workers: list) -> list[dict]:
+    """Waits for both workers; each must exit 0. Their last JSON lines, chief first."""
     outputs = [worker.communicate(timeout=600) for worker in workers]
-    for index, (worker, (stdout, stderr)) in enumerate(zip(workers, outputs)):
+    for index, (worker, (_, stderr)) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}: {stderr[-3000:]}"
-    chief, other = (json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs)
+    return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+
+
+def only_the_chiefs_run(runs_dir: Path, chief: dict) -> Path:
+    """The chief's run folder, checked to be the only entry of the shared runs folder besides the cache and lock."""
+    run = Path(chief["run"])
+    entries = sorted(path.name for path in runs_dir.iterdir())
+    assert entries == sorted([".cache", ".training.lock", run.name]), entries
+    assert not list(runs_dir.glob(distribute.SCRATCH_PREFIX + "*"))
+    assert (run / "model.keras").stat().st_size > 0
+    return run
+
+
+def test_two_workers_train_one_run_that_only_the_chief_keeps(photos, tmp_path):
+    runs_dir = tmp_path / "shared_runs"
+    chief, other = finish(start_two_workers(photos, runs_dir, SETTINGS))
     assert chief["chief"] and not other["chief"] and other["run"] is None
     assert chief["status"] == other["status"] == "done"
     assert chief["replicas"] == 2 and chief["global_batch_size"] == 8
 
-    # Only the chief's run, with its model and the feature cache; the other worker's scratch folder is gone.
-    entries = sorted(path.name for path in runs_dir.iterdir())
-    run = Path(chief["run"])
-    assert entries == sorted([".cache", ".training.lock", run.name]), entries
-    assert (run / "model.keras").stat().st_size > 0
+    # Only the chief's run, with its model, and the feature cache; the other worker's scratch folder is gone.
+    run = only_the_chiefs_run(runs_dir, chief)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["replicas"] == 2 and list(summary["results"]) == list(STAGES)
-    assert not list(runs_dir.glob(distribute.SCRATCH_PREFIX + "*"))
 
     # One worker alone on the same data and seed (TF_CONFIG unset): the same training.
     alone = cli.tlcore("train", "--data", str(photos), *SETTINGS, "--runs-dir", str(tmp_path / "alone"))
@@ -93,6 +110,29 @@ def test_two_workers_train_one_run_that_only_the_chief_keeps(photos, tmp_path):
         assert together["val_loss"] == pytest.approx(by_itself["val_loss"], rel=1e-3), stage
         # Both workers report the same all-reduced metrics.
         assert other["results"][stage]["val_loss"] == pytest.approx(together["val_loss"], rel=1e-6), stage
+
+
+def test_stopping_the_chief_stops_both_workers_after_the_same_batch(photos, tmp_path):
+    runs_dir = tmp_path / "shared_runs"
+    epochs = 200
+    settings = options(
+        strategy="feature_extraction", image_size=32, epochs=epochs, batch_size=2,
+        distribution="multi_worker", json=True,
+    )  # fmt: skip
+    workers = start_two_workers(photos, runs_dir, settings)
+    # Once the chief has recorded an epoch, both are training; the request reaches the chief's run only.
+    deadline = time.monotonic() + 300
+    while not list(runs_dir.glob("2*/metrics.jsonl")) and time.monotonic() < deadline:
+        assert all(worker.poll() is None for worker in workers), [worker.communicate() for worker in workers]
+        time.sleep(0.5)
+    (run,) = store.list_runs(runs_dir)
+    assert cli.tlcore("stop", str(run.path), "--runs-dir", str(runs_dir)).returncode == 0
+    chief, other = finish(workers)
+    assert chief["status"] == other["status"] == "stopped"
+    assert 1 <= chief["results"]["feature_extraction"]["epochs"] < epochs
+    assert other["results"]["feature_extraction"]["epochs"] == chief["results"]["feature_extraction"]["epochs"]
+    assert only_the_chiefs_run(runs_dir, chief) == run.path
+    assert run.status()["state"] == "stopped"
 
 
 def test_tf_config_names_the_chief_and_refuses_what_it_cannot_read(tmp_path):

@@ -11,6 +11,7 @@ value per replica); everything else is TensorFlow's own collective all-reduce.
 
 from __future__ import annotations
 
+import keras
 import tensorflow as tf
 
 
@@ -44,3 +45,35 @@ class KerasMultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
             return parent.reduce(reduce_op, item, None if _rank(item) == 0 else axis)
 
         return tf.nest.map_structure(reduce_one, value)
+
+
+class StopTogether(keras.callbacks.Callback):
+    """Ends every worker's `fit` after the same batch (or epoch) when any one of them is asked to stop.
+
+    A stop request (the Stop button, `tlcore stop`, Ctrl+C) reaches one worker's run only; a worker
+    that left `fit` alone would leave the others waiting in their next all-reduce, which then fails.
+    After each batch and each epoch every worker adds up whether it wants to stop, through the
+    same collective all-reduce as the gradients; when any does, all do, and each marks its own run
+    as asked to stop, so the stages after `fit` end the same way on every worker. Put it after the
+    callbacks that may set `stop_training`.
+
+    Args:
+        run: this worker's `tlcore.runs.store.Run` (the chief's run, or the scratch run of another), or None.
+    """
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def _stop_if_any_worker_stops(self) -> None:
+        wanted = tf.constant(1.0 if self.model.stop_training else 0.0)
+        if float(self.model.distribute_strategy.reduce("SUM", wanted, axis=None)) > 0:
+            self.model.stop_training = True
+            if self.run is not None and not self.run.stop_requested():
+                self.run.request_stop()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._stop_if_any_worker_stops()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop_if_any_worker_stops()
