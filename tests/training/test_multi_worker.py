@@ -10,6 +10,9 @@ on the same data and seed, but for the order of floating-point sums.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 
 from tests.helpers import cli
 from tests.helpers.cli import options
+from tests.helpers.paths import PROJECT_ROOT
 from tests.helpers.server import free_port
 from tlcore.runs import store
 from tlcore.training import distribute
@@ -150,3 +154,25 @@ def test_tf_config_names_the_chief_and_refuses_what_it_cannot_read(tmp_path):
         distribute.worker_task({"TF_CONFIG": "{not json"})
     with pytest.raises(ValueError, match="lists 2 'worker' addresses"):
         distribute.worker_task({"TF_CONFIG": json.dumps({**two, "task": {"type": "worker", "index": 2}})})
+
+
+def test_workers_wait_longer_than_tensorflows_default_for_a_busy_peer(tmp_path):
+    # In a fresh process (the coordination service is configured once, before TensorFlow starts):
+    # a one-worker cluster is enough to see the configuration the strategy starts with.
+    script = (
+        "from tensorflow.python.eager import context\n"
+        "from tlcore.config import TrainConfig\n"
+        "from tlcore.training import distribute\n"
+        "distribute.strategy_for(TrainConfig(data_dir='x', distribution='multi_worker'))\n"
+        "print(context.context().config.experimental.coordination_config.heartbeat_timeout_in_ms)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config([free_port()], 0)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert int(completed.stdout.strip().splitlines()[-1]) == distribute.HEARTBEAT_TIMEOUT_SECONDS * 1000

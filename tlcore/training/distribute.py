@@ -17,11 +17,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tlcore import framework_private
 from tlcore.config import TrainConfig
 
 # The other workers' scratch folder inside the runs folder, as Keras names it ("workertemp_<index>"),
 # hidden so that the runs table never lists it as a run.
 SCRATCH_PREFIX = ".workertemp_"
+# How long workers wait for a silent peer before the run fails. TensorFlow's default is short enough that a
+# worker starved of CPU for a while on a busy machine failed a whole two-worker run; one that really died is
+# still noticed within this (and at once when its connection closes).
+HEARTBEAT_TIMEOUT_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ def strategy_for(config: TrainConfig):
         # Heavy: imports TensorFlow (as above), only for multi-worker runs.
         from tlcore.training.multi_worker import KerasMultiWorkerStrategy
 
+        framework_private.configure_multi_worker_heartbeat(HEARTBEAT_TIMEOUT_SECONDS)
         return KerasMultiWorkerStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
