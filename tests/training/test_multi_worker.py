@@ -152,6 +152,14 @@ def test_tf_config_names_the_chief_and_refuses_what_it_cannot_read(tmp_path):
     assert distribute.scratch_directory(tmp_path, second) == tmp_path / ".workertemp_worker_1"
     with pytest.raises(ValueError, match="TF_CONFIG must be JSON"):
         distribute.worker_task({"TF_CONFIG": "{not json"})
+    with pytest.raises(ValueError, match="task type 'ps' cannot train"):
+        distribute.worker_task(
+            {
+                "TF_CONFIG": json.dumps(
+                    {**two, "cluster": {**two["cluster"], "ps": ["p:4"]}, "task": {"type": "ps", "index": 0}}
+                )
+            }
+        )
     with pytest.raises(ValueError, match="lists 2 'worker' addresses"):
         distribute.worker_task({"TF_CONFIG": json.dumps({**two, "task": {"type": "worker", "index": 2}})})
 
@@ -176,3 +184,14 @@ def test_workers_wait_longer_than_tensorflows_default_for_a_busy_peer(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert int(completed.stdout.strip().splitlines()[-1]) == distribute.HEARTBEAT_TIMEOUT_SECONDS * 1000
+
+
+def test_train_refuses_an_unreadable_tf_config_with_a_message(photos, tmp_path):
+    process = cli.tlcore_started(
+        "train", "--data", str(photos), "--distribution", "multi_worker", "--runs-dir", str(tmp_path / "runs"),
+        environment={"TF_CONFIG": "{not json"},
+    )  # fmt: skip
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert "TF_CONFIG must be JSON" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()
