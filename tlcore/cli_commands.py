@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +20,7 @@ from tlcore.data.dataset import DatasetError
 from tlcore.insight import evaluate, explore, orientation
 from tlcore.runs import store, worker
 from tlcore.serving import batch, export, predict
+from tlcore.training import distribute
 
 
 def _print_json(value) -> None:
@@ -57,17 +59,30 @@ def command_scan(arguments: argparse.Namespace) -> int:
 
 
 def command_train(arguments: argparse.Namespace) -> int:
-
     try:
         config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+        # A multi-worker run's other workers train in a scratch folder: only the chief writes the run.
+        runs_dir, scratch = distribute.task_runs_dir(config, arguments.runs_dir or store.default_runs_dir())
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    runs_dir = arguments.runs_dir or store.default_runs_dir()
+    try:
+        return _train(arguments, config, runs_dir, is_chief=scratch is None)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(arguments: argparse.Namespace, config, runs_dir, is_chief: bool) -> int:
+    """Trains a run in `runs_dir` and prints how it ended; returns the exit status."""
     run = store.create(config, runs_dir)
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     console.import_tensorflow_quietly(arguments.verbose)
-    print(f"Run: {run.path}", file=sys.stderr, flush=True)
+    print(
+        f"Run: {run.path}" if is_chief else f"Worker run (scratch, removed at the end): {run.path}",
+        file=sys.stderr,
+        flush=True,
+    )
     display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
         status, exit_code = worker.execute_at_terminal(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
@@ -81,7 +96,9 @@ def command_train(arguments: argparse.Namespace) -> int:
         summary = run.summary()
         _print_json(
             {
-                "run": str(run.path),
+                # The run folder; None for a multi-worker run's other workers, whose scratch folder is removed.
+                "run": str(run.path) if is_chief else None,
+                "chief": is_chief,
                 "status": status["state"],
                 "error": status.get("error"),
                 "results": results,
@@ -90,7 +107,8 @@ def command_train(arguments: argparse.Namespace) -> int:
             }
         )
     else:
-        print(f"Run {run.id}: {status['state']}" + (f" ({status['error']})" if status.get("error") else ""))
+        name = f"Run {run.id}" if is_chief else "This worker (the chief keeps the run)"
+        print(f"{name}: {status['state']}" + (f" ({status['error']})" if status.get("error") else ""))
         for stage, result in results.items():
             accuracy = result["val_accuracy"]
             print(

@@ -1,4 +1,4 @@
-"""The two framework internals tlcore needs, which neither Keras nor TensorFlow exports.
+"""The framework internals tlcore needs, which neither Keras nor TensorFlow exports.
 
 Nothing else in tlcore may import `keras.src` or `tensorflow.python` (tests/test_architecture.py
 checks it), so a framework upgrade that moves one of these breaks here, in one small file.
@@ -32,3 +32,35 @@ def disable_op_determinism() -> None:
     from tensorflow.python.framework import config as framework_config
 
     framework_config.disable_op_determinism()
+
+
+def configure_multi_worker_heartbeat(timeout_seconds: int) -> bool:
+    """Sets how long the workers of a `MultiWorkerMirroredStrategy` wait for a silent peer before failing.
+
+    The strategy starts TensorFlow's coordination service with the default heartbeat timeout unless
+    one is configured already, and the timeout has no public setting: this configures the service
+    as the strategy would (same leader, same jobs), with `timeout_seconds`. Call it before the
+    strategy is created and before TensorFlow runs its first operation.
+
+    Returns:
+        Whether it was configured (False without a `TF_CONFIG` cluster, or when a service already is).
+    """
+    # Heavy: imports TensorFlow. Private: the coordination service's configuration is not exported.
+    import tensorflow as tf
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    cluster_spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    jobs = [job for job in ("chief", "worker") if job in cluster_spec.jobs]
+    if not jobs or context.context().coordination_service is not None:
+        return False
+    context.context().configure_coordination_service(
+        service_type="standalone",
+        service_leader=multi_worker_util.coordination_leader(cluster_spec),
+        heartbeat_timeout_in_ms=timeout_seconds * 1000,
+        coordinated_jobs=[
+            coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster_spec.num_tasks(job)) for job in jobs
+        ],
+    )
+    return True

@@ -32,6 +32,19 @@ def tlcore(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess
     )
 
 
+def tlcore_started(*arguments: str, environment: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts `python -m tlcore ARGUMENTS` without waiting (text captured, TensorFlow's logging quiet), with
+    `environment` added to this process's; `communicate()` collects its output."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tlcore", *arguments],
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(environment or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def last_json(completed: subprocess.CompletedProcess):
     """The JSON object a `--json` command printed last."""
     return json.loads(completed.stdout.strip().splitlines()[-1])

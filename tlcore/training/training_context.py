@@ -18,7 +18,7 @@ from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
 from tlcore.models import heads
-from tlcore.training import distribute, feature_cache
+from tlcore.training import distribute, feature_cache, multi_worker
 from tlcore.training.callbacks import RunRecorder, StopOnRequest
 
 if TYPE_CHECKING:  # Only for the annotation: augmented imports this module.
@@ -130,6 +130,9 @@ class TrainingContext:
             items.append(
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
             )
+        if self.config.distribution == "multi_worker":
+            # Last: it makes any other callback's stop every worker's.
+            items.append(multi_worker.StopTogether(self.run))
         return items
 
     def class_weights(self) -> dict[int, float] | None:
