@@ -3,46 +3,21 @@ cannot be resumed say why. The accuracy against an uninterrupted run is `python 
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from benchmarks.resume import kill_after_backup, wait_until_finished
 from tests.helpers.cli import tlcore
 from tests.helpers.runs import LITE0_SETTINGS, train_config
 from tlcore.runs import resumption, store, worker
 
 FIRST_EPOCHS = 4  # feature_extraction's and frozen_augmented's
 FINE_TUNING_EPOCHS = 4
-WAIT_SECONDS = 300
 
 
 def _records(run: store.Run, stage: str) -> list[dict]:
     return [record for record in run.metrics() if record["stage"] == stage]
-
-
-def _kill_after_an_epoch_of(run: store.Run, stage: str) -> float:
-    """SIGKILLs the run's worker as soon as `stage` has a finished epoch backed up; returns when it was killed."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not resumption.backed_up_epochs(run, stage):
-        assert run.status()["state"] in ("queued", "running"), run.status()
-        assert time.monotonic() < deadline, f"no {stage} epoch within {WAIT_SECONDS} s"
-        time.sleep(0.02)
-    os.kill(run.raw_status()["pid"], signal.SIGKILL)
-    killed = time.time()
-    while run.state != "interrupted":
-        time.sleep(0.05)
-    return killed
-
-
-def _wait_until_finished(run: store.Run) -> dict:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while run.state not in store.FINAL_STATES:
-        assert time.monotonic() < deadline, f"the resumed run did not finish within {WAIT_SECONDS} s"
-        time.sleep(0.2)
-    return run.status()
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +44,7 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     run = worker.start(_config(resume_data), runs)
 
     # Killed in the head's fit on cached features, then in fine-tuning: each stage continues from its backup.
-    first_kill = _kill_after_an_epoch_of(run, "feature_extraction")
+    first_kill = kill_after_backup(run, "feature_extraction")
     at_first_kill = _records(run, "feature_extraction")
     assert len(at_first_kill) < FIRST_EPOCHS, "the kill came after the stage finished: nothing to resume mid-stage"
     point = resumption.resume_point(run)
@@ -78,14 +53,14 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     assert backed_up >= len(at_first_kill) - 1 >= 0
 
     worker.resume(run, runs)
-    second_kill = _kill_after_an_epoch_of(run, "fine_tuning")
+    second_kill = kill_after_backup(run, "fine_tuning")
     assert len(_records(run, "fine_tuning")) < FINE_TUNING_EPOCHS, "fine-tuning finished before the kill"
     before_second = [record for record in run.metrics() if record["stage"] != "fine_tuning"]
     point = resumption.resume_point(run)
     assert (point.stage, point.finished) == ("fine_tuning", ("feature_extraction", "frozen_augmented"))
 
     worker.resume(run, runs)
-    status = _wait_until_finished(run)
+    status = wait_until_finished(run)
     assert status["state"] == "done", status
     assert status["resumed"] == 2
     assert run.model_path.is_file() and run.model_path.stat().st_size > 0

@@ -16,6 +16,7 @@ Keras-free: the pages ask `why_not_resumable` to draw the Resume button.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +38,16 @@ class ResumePoint:
     stage: str | None
     epoch: int
 
-    def describe(self) -> str:
-        """'fine_tuning from epoch 3 (done: feature_extraction, frozen_augmented)', for people."""
-        done = f" (done: {', '.join(self.finished)})" if self.finished else ""
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """'fine_tuning from epoch 3 (done: feature_extraction, frozen_augmented)', for people.
+
+        Args:
+            name: how a stage is called (the pages: `monitor.stage_name`).
+        """
+        done = f" (done: {', '.join(map(name, self.finished))})" if self.finished else ""
         if self.stage is None:
             return f"saving the final model{done}"
-        return f"{self.stage} from epoch {self.epoch + 1}{done}"
+        return f"{name(self.stage)} from epoch {self.epoch + 1}{done}"
 
 
 def folder(run: Run) -> Path:
