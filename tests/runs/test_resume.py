@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.resume import kill_after_backup, wait_until_finished
-from tests.helpers.cli import tlcore
+from benchmarks.resume import kill_after_backup
+from tests.helpers.cli import last_json, tlcore
 from tests.helpers.runs import LITE0_SETTINGS, train_config
 from tlcore.runs import resumption, store, worker
 
@@ -59,8 +59,13 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     point = resumption.resume_point(run)
     assert (point.stage, point.finished) == ("fine_tuning", ("feature_extraction", "frozen_augmented"))
 
-    worker.resume(run, runs)
-    status = wait_until_finished(run)
+    # The second resume from the command line, which trains in its own process as `train` does.
+    result = tlcore("train", "--resume", run.id, "--runs-dir", str(runs), "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming run {run.id}: {point.describe()}" in result.stderr
+    assert point.describe().startswith(f"fine_tuning from epoch {point.epoch + 1} (done: feature_extraction, ")
+    assert last_json(result)["status"] == "done"
+    status = run.status()
     assert status["state"] == "done", status
     assert status["resumed"] == 2
     assert run.model_path.is_file() and run.model_path.stat().st_size > 0
