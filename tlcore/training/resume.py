@@ -5,15 +5,16 @@ optimizer state after every finished epoch into the run folder (`tlcore.runs.res
 a fit of the same stage started later begins after that epoch. When a stage finishes, its final weights
 are kept (the next stage or the final model may need them), its results recorded, and its backup removed.
 
-Keras's weight files leave out the random generators' states (dropout masks, augmentation), so they are
-kept beside the backup, per epoch: on the CPU a resumed run then trains exactly as an uninterrupted one
-would have.
+Keras's weight files leave out the random generators' states (dropout masks, augmentation, and Python's
+`random`, with which Keras shuffles the batches of each epoch), so they are kept beside the backup, per
+epoch: on the CPU a resumed run on cached features then trains exactly as an uninterrupted one would have.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import keras
@@ -33,11 +34,22 @@ def generator_variables(model: keras.Model) -> list:
     return [variable for variable in model.variables if id(variable) not in weights]
 
 
+def _generator_states(model: keras.Model) -> dict:
+    """The model's generators' states, and Python's and NumPy's global ones (Keras shuffles the order of
+    the batches of each epoch with Python's `random`)."""
+    numpy_state = np.random.get_state()
+    return {
+        "layers": [np.asarray(variable).tolist() for variable in generator_variables(model)],
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+    }
+
+
 def save_generators(model: keras.Model, path: Path, epochs: int) -> None:
     """Adds the generators' states after `epochs` epochs to a JSON file of the latest few."""
     states = read_json(path, {})
     states = states if isinstance(states, dict) else {}
-    states[str(epochs)] = [np.asarray(variable).tolist() for variable in generator_variables(model)]
+    states[str(epochs)] = _generator_states(model)
     latest = sorted(states, key=int)[-GENERATOR_STATES_KEPT:]
     write_json(path, {key: states[key] for key in latest})
 
@@ -45,12 +57,16 @@ def save_generators(model: keras.Model, path: Path, epochs: int) -> None:
 def restore_generators(model: keras.Model, path: Path, epochs: int) -> bool:
     """Sets the generators to their states after `epochs` epochs, when they were kept for that epoch."""
     states = read_json(path, {})
-    values = states.get(str(epochs)) if isinstance(states, dict) else None
+    state = states.get(str(epochs)) if isinstance(states, dict) else None
     variables = generator_variables(model)
-    if not isinstance(values, list) or len(values) != len(variables):
-        return False  # Not kept (the worker died between the backup and this file): drawn anew.
-    for variable, value in zip(variables, values):
+    if not isinstance(state, dict) or len(state.get("layers", ())) != len(variables):
+        return False  # Not kept (another model, or a damaged file): drawn anew.
+    for variable, value in zip(variables, state["layers"]):
         variable.assign(np.asarray(value, dtype=variable.dtype))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
     return True
 
 
