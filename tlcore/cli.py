@@ -2,6 +2,7 @@
 
 python -m tlcore scan DIR [--json]
 python -m tlcore train --data DIR [--strategy ...] [--backbone ...] [...] [--json]
+python -m tlcore train --resume RUN [--json]
 python -m tlcore lr-find --data DIR [--backbone ...] [...] [--json]
 python -m tlcore predict --run RUN IMAGE_OR_FOLDER_OR_ZIP... [--top N] [--csv OUT.csv] [--json]
 python -m tlcore evaluate --run RUN [--split validation|test] [--json]
@@ -161,14 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a model with one of the strategies (or all three in sequence)",
-        description="Train on a data set folder and record everything in a new run folder. Flags not "
+        description="Train on a data set folder and record everything in a new run folder (or continue an "
+        "interrupted or stopped run with --resume RUN). Flags not "
         "given take the preset's value: 'default' (EfficientNet-Lite0, 160 px, pooled head, CPU friendly), "
         "'quality' (the same with EfficientNet-Lite1 at 240 px: slower, more accurate) "
         "or 'seed' (the classic notebook: VGG16, 150 px, Flatten + Dense 256, RMSprop 2e-5 / 1e-5, 30 + 30 "
         "epochs). Progress goes to standard error.",
     )
     cli_flags.add_preset_flag(train)
-    cli_flags.add_setting_flags(train)
+    # --data is not needed with --resume, which takes the run's own: command_train checks it.
+    cli_flags.add_setting_flags(train, optional={"data_dir": "required unless --resume is given"})
     train.add_argument(
         "--end-to-end",
         dest="augmented_views",
@@ -176,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         const=0,
         help="train frozen_augmented and fine_tuning end to end, augmenting every epoch anew "
         "(exact but much slower; same as --augmented-views 0)",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue an interrupted or stopped run (id or folder) from the last finished epoch of the stage "
+        "it was in, with its own settings; finished stages are not trained again",
     )
     _add_runs_dir(train)
     train.add_argument(

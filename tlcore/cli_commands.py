@@ -59,7 +59,11 @@ def command_scan(arguments: argparse.Namespace) -> int:
 
 
 def command_train(arguments: argparse.Namespace) -> int:
+    if arguments.resume is not None:
+        return _resume(arguments, arguments.runs_dir or store.default_runs_dir())
     try:
+        if arguments.data_dir is None:
+            raise ValueError("--data is required (or --resume RUN to continue a run).")
         config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
         # A multi-worker run's other workers train in a scratch folder: only the chief writes the run.
         runs_dir, scratch = distribute.task_runs_dir(config, arguments.runs_dir or store.default_runs_dir())
@@ -67,15 +71,32 @@ def command_train(arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        return _train(arguments, config, runs_dir, is_chief=scratch is None)
+        return _train(arguments, store.create(config, runs_dir), runs_dir, is_chief=scratch is None)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train(arguments: argparse.Namespace, config, runs_dir, is_chief: bool) -> int:
-    """Trains a run in `runs_dir` and prints how it ended; returns the exit status."""
-    run = store.create(config, runs_dir)
+def _resume(arguments: argparse.Namespace, runs_dir) -> int:
+    """`train --resume RUN`: continues an interrupted or stopped run with its own settings."""
+    given = sorted(cli_flags.settings_from(arguments))
+    try:
+        if given or arguments.preset != "default":
+            raise ValueError(
+                "--resume continues a run with the settings it was started with; received settings too "
+                f"({', '.join(given or ['--preset'])}). Drop them, or start a new run."
+            )
+        run = store.resolve(arguments.resume, runs_dir)
+        point = worker.prepare_resume(run)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Resuming run {run.id}: {point.describe()}", file=sys.stderr, flush=True)
+    return _train(arguments, run, runs_dir)
+
+
+def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bool = True) -> int:
+    """Trains a queued run in this process, with progress on standard error; prints its results."""
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     console.import_tensorflow_quietly(arguments.verbose)
     print(

@@ -54,11 +54,18 @@ def nested_configs(config_class: type) -> dict[str, type]:
     }
 
 
-def add_setting(parser, setting: dataclasses.Field, dest: str, presets: dict[str, dict[str, Any]]) -> None:
-    """Adds the setting's flag to a parser or flag group: its type or switch, choices, help and default."""
+def add_setting(
+    parser, setting: dataclasses.Field, dest: str, presets: dict[str, dict[str, Any]], optional: str | None = None
+) -> None:
+    """Adds the setting's flag to a parser or flag group: its type or switch, choices, help and default.
+
+    A setting without a default is a required flag, unless `optional` says when it is needed (in its help).
+    """
     options: dict[str, Any] = {"dest": dest, "default": None}
     help_text = setting.metadata["help"]
-    if setting.default is dataclasses.MISSING:
+    if setting.default is dataclasses.MISSING and optional is not None:
+        help_text += f" ({optional})"
+    elif setting.default is dataclasses.MISSING:
         options["required"] = True
     else:
         help_text += f" ({default_text(setting, presets)})"
@@ -82,6 +89,7 @@ def add_setting_flags(
     names: Iterable[str] | None = None,
     config_class: type = TrainConfig,
     presets: dict[str, dict[str, Any]] = PRESETS,
+    optional: dict[str, str] | None = None,
 ) -> None:
     """Adds a flag for each setting of `config_class` and of its nested configs, in field order.
 
@@ -90,6 +98,7 @@ def add_setting_flags(
         names: only these fields (a nested config's name takes all its settings); None: every setting.
         config_class: the config the flags fill in.
         presets: the presets whose values the help texts show beside the defaults.
+        optional: settings without a default whose flags are not required -> when they are needed (for the help).
     """
     wanted = None if names is None else set(names)
     groups = {}
@@ -109,7 +118,8 @@ def add_setting_flags(
             for inner in settings_of(nested[item.name]):
                 add_setting(group_for(item.name), inner, f"{item.name}_{inner.name}", {})
         elif "help" in item.metadata:
-            add_setting(group_for(item.metadata.get("group")), item, item.name, presets)
+            when = (optional or {}).get(item.name)
+            add_setting(group_for(item.metadata.get("group")), item, item.name, presets, when)
 
 
 def add_preset_flag(parser: argparse.ArgumentParser, presets: dict[str, dict[str, Any]] = PRESETS) -> None:

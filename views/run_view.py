@@ -1,4 +1,4 @@
-"""One run on screen: its state, progress with the time left, Stop button and live curves.
+"""One run on screen: its state, progress with the time left, Stop or Resume button and live curves.
 
 Not a page: the Train page calls `show` for a finished run and `live` (which polls) for one
 that is queued or running.
@@ -10,7 +10,7 @@ import streamlit as st
 
 from tlcore.data import cleaning
 from tlcore.insight import charts
-from tlcore.runs import catalog, monitor, store
+from tlcore.runs import catalog, monitor, resumption, store, worker
 from views import markdown, server, session
 
 STATE_BOXES = {
@@ -57,7 +57,7 @@ def stage_result(stage: str, result: dict) -> str:
 
 
 def show(run: store.Run) -> tuple[str, int]:
-    """The run's state, progress, Stop button (while it runs) and curves.
+    """The run's state, progress, Stop button (while it runs) or Resume button (when it can be resumed) and curves.
 
     Returns:
         What it drew of the run, as `seen` gives it: (state, epochs recorded).
@@ -83,6 +83,8 @@ def show(run: store.Run) -> tuple[str, int]:
             on_click=run.request_stop,
             help="Ends training after the current batch; the model keeps what it learned so far.",
         )
+    if state in resumption.RESUMABLE_STATES:
+        offer_resume(run)
     results = run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
@@ -97,6 +99,31 @@ def show(run: store.Run) -> tuple[str, int]:
         for chart in charts.history(records):
             st.altair_chart(chart, width="stretch")
     return state, len(records)
+
+
+def offer_resume(run: store.Run) -> None:
+    """A Resume button for an interrupted or stopped run that kept a backup; else why it cannot be resumed."""
+    reason = resumption.why_not_resumable(run)
+    if reason is not None:
+        st.caption(markdown.escape(reason))
+        return
+    point = resumption.resume_point(run)
+    if st.button(
+        "Resume",
+        icon=":material/play_circle:",
+        key=f"resume_{run.id}",
+        help=markdown.escape(
+            f"Continues {point.describe(monitor.stage_name)} in a new training process; "
+            "finished stages are not trained again."
+        ),
+    ):
+        try:
+            worker.resume(run, server.runs_dir())
+        except ValueError as error:  # Resumed meanwhile from another session or the command line.
+            st.error(markdown.escape(error))
+            return
+        st.session_state["run_id"] = run.id
+        st.rerun()  # Drawn again as a live run.
 
 
 def seen(run: store.Run) -> tuple[str, int]:

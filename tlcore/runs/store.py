@@ -224,11 +224,13 @@ class Run:
         write_json(self.path / "status.json", status)
 
     def append_metrics(self, record: dict) -> None:
+        self.rewrite_metrics([*self.metrics(), record])
+
+    def rewrite_metrics(self, records: list[dict]) -> None:
         # Rewritten whole and renamed (a few hundred lines at most), so readers never see a
         # partial line.
-        lines = [json.dumps(item, default=_json_default) for item in self.metrics()]
-        lines.append(json.dumps(record, default=_json_default))
-        write_atomic(self.path / "metrics.jsonl", "\n".join(lines) + "\n")
+        lines = [json.dumps(item, default=_json_default) for item in records]
+        write_atomic(self.path / "metrics.jsonl", "".join(line + "\n" for line in lines))
 
     def set_progress(self, record: dict) -> None:
         write_json(self.path / "progress.json", record)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from tlcore.runs import partials, store
+from tlcore.runs import partials, resumption, store
 
 LOCK_NAME = ".training.lock"
 QUEUE_POLL_SECONDS = 0.5
@@ -109,13 +109,66 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
         ValueError: MAX_QUEUED runs already wait in this runs folder.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else store.default_runs_dir()
+    _check_queue(runs_dir)
+    return _launch(store.create(config, runs_dir), runs_dir)
+
+
+def resume(run: store.Run, runs_dir: str | os.PathLike | None = None) -> store.Run:
+    """Continues an interrupted or stopped run in a new worker process; returns at once.
+
+    The run is queued again and its worker takes the training lock as a new run's does; training goes on
+    from the last finished epoch of the stage it was in (`tlcore.training.resume`).
+
+    Args:
+        run: the run to continue.
+        runs_dir: the runs folder (default: the run's parent folder).
+
+    Returns:
+        The queued Run.
+
+    Raises:
+        ValueError: the run cannot be resumed (`resumption.why_not_resumable` says why), or MAX_QUEUED
+            runs already wait.
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else run.path.parent
+    _check_queue(runs_dir)
+    prepare_resume(run)
+    return _launch(run, runs_dir)
+
+
+def prepare_resume(run: store.Run) -> resumption.ResumePoint:
+    """Queues a resumable run again (its stop request withdrawn); the worker started next continues it.
+
+    Returns:
+        Where it continues.
+
+    Raises:
+        ValueError: the run cannot be resumed, with the reason.
+    """
+    reason = resumption.why_not_resumable(run)
+    if reason is not None:
+        raise ValueError(reason)
+    (run.path / "stop").unlink(missing_ok=True)
+    resumed = run.raw_status().get("resumed", 0)
+    # The old worker is gone: until the new one writes its pid, this is the status's one writer.
+    run.set_status(
+        "queued", created=time.time(), pid=None, started=None, began=None, finished=None, error=None,
+        resumed=(resumed if isinstance(resumed, int) else 0) + 1,
+    )  # fmt: skip
+    return resumption.resume_point(run)
+
+
+def _check_queue(runs_dir: Path) -> None:
     waiting = len(queued_runs(runs_dir))
     if waiting >= MAX_QUEUED:
         raise ValueError(
             f"{waiting} runs already wait in the queue of {runs_dir} (at most {MAX_QUEUED}); "
             "let one finish or stop one before starting another."
         )
-    run = store.create(config, runs_dir)
+
+
+def _launch(run: store.Run, runs_dir: Path) -> store.Run:
+    """Launches the worker process of a queued run."""
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     # The worker must import the same tlcore, wherever the app was started from.
     package_root = str(Path(__file__).resolve().parents[2])
@@ -204,6 +257,8 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
             return run.status()
         state = "stopped" if summary.get("stopped") else "done"
         run.set_status(state, error=None, finished=time.time())
+        if state == "done":
+            resumption.clear(run)  # A done run is not resumed: its backups and stage weights go.
         status = run.status()
         status["results"] = summary.get("results", {})
         return status

@@ -227,15 +227,15 @@ def _fit_staged(context: training_context.TrainingContext, stage: str, epochs: i
         model, train_rows, validation_rows = staged.tail, staged.train_vectors, staged.validation_vectors
     context.compile(model, learning_rate)
     batches = feature_cache.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views)
-    return model.fit(
+    return context.fit(
+        model,
+        stage,
         batches,
+        epochs,
+        [batches.follow()],
         validation_data=feature_cache.RowBatches(
             validation_rows, context.targets("validation"), training_context.EXTRACTION_BATCH_SIZE
         ),
-        epochs=epochs,
-        verbose=0,
-        class_weight=context.class_weights(),
-        callbacks=context.callbacks(stage, epochs) + [batches.follow()],
     )
 
 
@@ -251,14 +251,13 @@ def _final_model(context: training_context.TrainingContext, staged: StagedModels
 
 def _fit_end_to_end(context: training_context.TrainingContext, model: keras.Model, stage: str, epochs: int):
     """Trains a whole model on images, augmented anew every epoch by the model's own layers."""
-    return model.fit(
+    return context.fit(
+        model,
+        stage,
         context.image_pipeline("train", shuffle=True),
+        epochs,
         validation_data=context.image_pipeline("validation", shuffle=False),
-        epochs=epochs,
-        verbose=0,
         shuffle=False,  # The pipeline shuffles.
-        class_weight=context.class_weights(),
-        callbacks=context.callbacks(stage, epochs),
     )
 
 

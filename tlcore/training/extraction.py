@@ -154,15 +154,15 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
         raise training_context.StageStopped()
     # Read back from disk batch by batch: the features never have to fit in memory.
     batches = feature_cache.RowBatches(feature_maps["train"], context.targets("train"), context.batch_size, config.seed)
-    history = head.fit(
+    history = context.fit(
+        head,
+        "feature_extraction",
         batches,
+        config.epochs,
+        [batches.follow()],
         validation_data=feature_cache.RowBatches(
             feature_maps["validation"], context.targets("validation"), training_context.EXTRACTION_BATCH_SIZE
         ),
-        epochs=config.epochs,
-        verbose=0,
-        class_weight=context.class_weights(),
-        callbacks=context.callbacks("feature_extraction", config.epochs) + [batches.follow()],
     )
     context.model = heads.assemble(config.image_size, base, head, preprocess)
     heads.compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)

@@ -13,8 +13,9 @@ from tlcore import framework_private
 from tlcore.config import TrainConfig, stages_for
 from tlcore.data import cleaning, folders
 from tlcore.models import heads
+from tlcore.runs import resumption
 from tlcore.runs.store import write_json
-from tlcore.training import augmented, distribute, extraction, training_context
+from tlcore.training import augmented, distribute, extraction, resume, training_context
 
 STAGES = {
     "feature_extraction": extraction.run_feature_extraction,
@@ -57,6 +58,12 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         display=display,
     )
     if run is not None:
+        trained_on = run.labels()  # Set when the run is resumed.
+        if trained_on and trained_on != list(dataset.classes):
+            raise ValueError(
+                f"The data set {dataset.root} now has the classes {list(dataset.classes)}, but run {run.id} was "
+                f"trained on {trained_on}: it cannot be resumed. Start a new run."
+            )
         write_json(run.path / "labels.json", list(dataset.classes))
         write_json(run.path / "dataset.json", dataset.to_json())
         if applied is not None:
@@ -104,24 +111,51 @@ def set_determinism(enabled: bool) -> None:
 
 
 def _run_stages(context: training_context.TrainingContext) -> bool:
-    """Trains the stages in order; returns whether the run was stopped."""
+    """Trains the stages in order, each from its backup when the run is resumed; returns whether it was stopped.
+
+    A stage that finished before the run was resumed is not trained again: its results are kept, and its
+    final weights loaded when a later stage continues its model (fine-tuning) or the final model is its.
+    """
     run = context.run
-    for stage in stages_for(context.config.strategy):
+    stages = stages_for(context.config.strategy)
+    finished = resumption.finished_stages(run) if run is not None else {}
+    for index, stage in enumerate(stages):
+        if stage in finished:
+            context.results[stage] = finished[stage]
+            if stage == "frozen_augmented":
+                context.frozen_epochs = finished[stage]["epochs"]
+            following = stages[index + 1] if index + 1 < len(stages) else None
+            if following in finished or following not in (None, "fine_tuning"):
+                continue  # Its model is not needed again.
+            context.restoring = stage
         if context.stop_requested():
             return True
         if run is not None:
             run.set_status(run.raw_status().get("state", "running"), stage=stage)
-        context.say(f"[{stage}] starting")
+        context.say(f"[{stage}] " + _starting(run, stage, context.restoring == stage))
         try:
             result = STAGES[stage](context)
         except training_context.StageStopped:
             return True
+        if context.restoring == stage:
+            context.restoring = None
+            continue
         context.results[stage] = result
         if stage == "frozen_augmented":
             context.frozen_epochs = result["epochs"]
         if result["stopped"]:
             return True
+        if run is not None:
+            resume.finish_stage(run, stage, context.fitted, result)
     return False
+
+
+def _starting(run, stage: str, restoring: bool) -> str:
+    """What the progress says as a stage begins: starting, resuming from an epoch, or restoring it."""
+    if restoring:
+        return "finished before the run was resumed: restoring its weights"
+    epochs = resumption.backed_up_epochs(run, stage) if run is not None else 0
+    return f"resuming after epoch {epochs}" if epochs else "starting"
 
 
 def _finish(context: training_context.TrainingContext, run, started: float, stopped: bool) -> dict:

@@ -18,7 +18,7 @@ from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
 from tlcore.models import heads
-from tlcore.training import distribute, feature_cache, multi_worker
+from tlcore.training import distribute, feature_cache, multi_worker, resume
 from tlcore.training.callbacks import RunRecorder, StopOnRequest
 
 if TYPE_CHECKING:  # Only for the annotation: augmented imports this module.
@@ -81,6 +81,10 @@ class TrainingContext:
     staged: StagedModels | None = None
     temporary_directory: str | None = None
     replicas: int = 1
+    # A finished stage whose final weights are loaded instead of training it again (on resume), if any.
+    restoring: str | None = None
+    # The model the latest `fit` trained: what a finished stage keeps for resuming.
+    fitted: keras.Model | None = None
     # Where messages, bars and epoch lines go: plain lines on `stream` unless one is given.
     display: progress.Display | None = None
 
@@ -124,6 +128,9 @@ class TrainingContext:
                     update_freq="epoch",
                 )
             )
+        if self.run is not None:
+            # After RunRecorder: see StageBackup.
+            items.append(resume.StageBackup(self.run, stage))
         if self.config.keeps_best_weights:
             # Keras restores the best epoch's weights when fit ends; a patience past the last epoch never stops.
             patience = self.config.early_stopping_patience or epochs + 1
@@ -134,6 +141,39 @@ class TrainingContext:
             # Last: it makes any other callback's stop every worker's.
             items.append(multi_worker.StopTogether(self.run))
         return items
+
+    def fit(self, model: keras.Model, stage: str, data, epochs: int, extra_callbacks=(), **options):
+        """`model.fit` for one stage, continuing from the stage's backup when the run has one.
+
+        When `restoring` names the stage, it finished before the run was resumed: its final weights are
+        loaded instead, and the History returned is empty.
+
+        Args:
+            model: the compiled model.
+            stage: the stage it trains.
+            data: the training batches.
+            epochs: the stage's epochs.
+            extra_callbacks: callbacks after the run's own (the batches' `follow`).
+            **options: more `fit` arguments (validation_data, shuffle).
+
+        Returns:
+            The History, with the epochs trained before a resume put back in front of the new ones.
+        """
+        self.fitted = model
+        if stage == self.restoring:
+            resume.restore_stage(self.run, stage, model)
+            history = keras.callbacks.History()
+            history.set_model(model)
+            return history
+        callbacks = self.callbacks(stage, epochs) + list(extra_callbacks)
+        history = model.fit(
+            data, epochs=epochs, verbose=0, class_weight=self.class_weights(), callbacks=callbacks, **options
+        )
+        backup = next((item for item in callbacks if isinstance(item, resume.StageBackup)), None)
+        if backup is not None and backup.restored_epochs:
+            for key, values in resume.earlier_epochs(self.run, stage, backup.restored_epochs).items():
+                history.history[key] = values + list(history.history.get(key, []))
+        return history
 
     def class_weights(self) -> dict[int, float] | None:
         """Keras `class_weight` for the training split, or None when classes are not weighted."""

@@ -1,0 +1,149 @@
+"""Resuming interrupted runs: a real worker killed (SIGKILL) mid-stage twice and resumed each time, then
+compared with an uninterrupted run of the same seed; runs that cannot be resumed say why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.resume import kill_after_backup
+from tests.helpers.cli import last_json, tlcore
+from tests.helpers.runs import LITE0_SETTINGS, finished_run, train_config
+from tlcore.runs import resumption, store, worker
+
+FIRST_EPOCHS = 4  # feature_extraction's and frozen_augmented's
+FINE_TUNING_EPOCHS = 4
+
+
+def _records(run: store.Run, stage: str) -> list[dict]:
+    return [record for record in run.metrics() if record["stage"] == stage]
+
+
+@pytest.fixture(scope="module")
+def resume_data(catsdogs_subset) -> Path:
+    return catsdogs_subset("resume_photos", train=30, validation=10)
+
+
+def _config(data: Path):
+    # Small batches: many steps per epoch, so a poll sees a stage's first epoch long before its last.
+    return train_config(
+        data,
+        LITE0_SETTINGS,
+        strategy="all",
+        epochs=FIRST_EPOCHS,
+        fine_tuning_epochs=FINE_TUNING_EPOCHS,
+        batch_size=2,
+        augmented_views=2,
+        seed=7,
+    )
+
+
+def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_path, resume_data):
+    runs = tmp_path / "runs"
+    run = worker.start(_config(resume_data), runs)
+
+    # Killed in the head's fit on cached features, then in fine-tuning: each stage continues from its backup.
+    first_kill = kill_after_backup(run, "feature_extraction")
+    at_first_kill = _records(run, "feature_extraction")
+    assert len(at_first_kill) < FIRST_EPOCHS, "the kill came after the stage finished: nothing to resume mid-stage"
+    point = resumption.resume_point(run)
+    assert point.stage == "feature_extraction" and point.finished == ()
+    backed_up = point.epoch
+    assert backed_up >= len(at_first_kill) - 1 >= 0
+
+    worker.resume(run, runs)
+    second_kill = kill_after_backup(run, "fine_tuning")
+    assert len(_records(run, "fine_tuning")) < FINE_TUNING_EPOCHS, "fine-tuning finished before the kill"
+    before_second = [record for record in run.metrics() if record["stage"] != "fine_tuning"]
+    point = resumption.resume_point(run)
+    assert (point.stage, point.finished) == ("fine_tuning", ("feature_extraction", "frozen_augmented"))
+
+    # The second resume from the command line, which trains in its own process as `train` does.
+    result = tlcore("train", "--resume", run.id, "--runs-dir", str(runs), "--json")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming run {run.id}: {point.describe()}" in result.stderr
+    assert point.describe().startswith(f"fine_tuning from epoch {point.epoch + 1} (done: feature_extraction, ")
+    assert last_json(result)["status"] == "done"
+    status = run.status()
+    assert status["state"] == "done", status
+    assert status["resumed"] == 2
+    assert run.model_path.is_file() and run.model_path.stat().st_size > 0
+    assert not resumption.folder(run).exists()  # A done run keeps no backups.
+
+    records = run.metrics()
+    # Every epoch of every stage once, in order, none cut short; fine-tuning continues frozen_augmented's count.
+    for stage, epochs in (("feature_extraction", FIRST_EPOCHS), ("frozen_augmented", FIRST_EPOCHS)):
+        assert [record["stage_epoch"] for record in _records(run, stage)] == list(range(1, epochs + 1))
+    assert [record["epoch"] for record in _records(run, "fine_tuning")] == list(
+        range(FIRST_EPOCHS + 1, FIRST_EPOCHS + FINE_TUNING_EPOCHS + 1)
+    )
+    assert not any(record.get("partial") for record in records)
+    # The backed-up epochs were not trained again; the first resume trained the epochs after them.
+    feature_records = _records(run, "feature_extraction")
+    assert feature_records[:backed_up] == at_first_kill[:backed_up]
+    assert all(record["time"] > first_kill for record in feature_records[backed_up:])
+    # The second resume did not train feature extraction or frozen_augmented again.
+    assert [record for record in records if record["stage"] != "fine_tuning"] == before_second
+    resumed_fine_tuning = [record for record in _records(run, "fine_tuning") if record["time"] > second_kill]
+    assert resumed_fine_tuning and resumed_fine_tuning[0]["stage_epoch"] > 1
+    results = run.summary()["results"]
+    assert results["feature_extraction"]["features_from_cache"] is True  # The first resume reused the cache.
+    assert {stage: results[stage]["epochs"] for stage in results} == {
+        "feature_extraction": FIRST_EPOCHS,
+        "frozen_augmented": FIRST_EPOCHS,
+        "fine_tuning": FINE_TUNING_EPOCHS,
+    }
+
+    # The same seed uninterrupted (in this process, on the same feature cache): the same curves, exactly.
+    reference = finished_run(_config(resume_data), runs)
+    keys = ("stage", "epoch", "accuracy", "loss", "val_accuracy", "val_loss")
+    assert [{key: record.get(key) for key in keys} for record in records] == [
+        {key: record.get(key) for key in keys} for record in reference.metrics()
+    ]
+    assert results["fine_tuning"]["val_accuracy"] == reference.summary()["results"]["fine_tuning"]["val_accuracy"]
+
+
+def test_a_done_run_is_not_resumable_and_says_so(tiny_trained_run):
+    reason = resumption.why_not_resumable(tiny_trained_run)
+    assert reason == f"Run {tiny_trained_run.id} is done: it finished every stage, so there is nothing to resume."
+    with pytest.raises(ValueError, match="is done"):
+        worker.resume(tiny_trained_run)
+    result = tlcore("train", "--resume", tiny_trained_run.id, "--runs-dir", str(tiny_trained_run.path.parent))
+    assert result.returncode == 2
+    assert reason in result.stderr
+    assert tiny_trained_run.state == "done"
+
+
+def test_a_run_interrupted_before_its_first_epoch_has_nothing_to_resume(tmp_path, catsdogs_subset):
+    run = store.create(train_config(catsdogs_subset("no_backup", train=2, validation=1)), tmp_path)
+    run.set_status("running", pid=2**22 + 1, started=1.0)  # A worker that is gone, before any epoch.
+    assert run.state == "interrupted"
+    reason = resumption.why_not_resumable(run)
+    assert reason.startswith(f"Run {run.id} has nothing to resume from: no epoch of it finished")
+    assert str(resumption.folder(run)) in reason
+    result = tlcore("train", "--resume", str(run.path), "--runs-dir", str(tmp_path))
+    assert (result.returncode, result.stderr.strip()) == (2, f"error: {reason}")
+
+
+def test_resume_refuses_settings_of_its_own(tiny_trained_run):
+    result = tlcore("train", "--resume", tiny_trained_run.id, "--epochs", "3")
+    assert result.returncode == 2
+    assert "--resume continues a run with the settings it was started with" in result.stderr
+    assert "epochs" in result.stderr
+
+
+@pytest.mark.parametrize("keep_weights, resumable", [("best", False), ("last", True)])
+def test_a_run_that_keeps_its_best_epoch_is_not_resumed_mid_stage(tmp_path, catsdogs_subset, keep_weights, resumable):
+    # Its backup holds the last epoch's weights; the best ones from before the interruption are gone.
+    data = catsdogs_subset(f"keeps_{keep_weights}", train=2, validation=1)
+    run = store.create(train_config(data, keep_weights=keep_weights), tmp_path)
+    run.set_status("running", pid=2**22 + 1, started=1.0)
+    stage = resumption.resume_point(run).stage
+    store.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})
+    assert resumption.resume_point(run).epoch == 2
+    reason = resumption.why_not_resumable(run)
+    if resumable:
+        assert reason is None
+    else:
+        assert reason.startswith(f"Run {run.id} keeps each stage's best epoch (keep_weights best or early stopping)")
