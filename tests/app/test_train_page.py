@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -370,8 +372,17 @@ def test_learning_rate_finder_draws_the_sweep_and_uses_its_suggestion(small_cats
         at.radio(key="train_weights").set_value("none").run()
     at.number_input(key="train_image_size").set_value(int(TINY_BACKBONE[-1]))
     at.number_input(key="train_batch_size").set_value(8).run()
+    seeds_before = random.getstate(), np.random.get_state()[1].tolist()
     click(at, "Find a learning rate")
+    deadline = time.monotonic() + TIMEOUT
+    while "lr_sweep" not in at.session_state and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()  # As the page's poll does.
     assert not at.error, [element.value for element in at.error]
+    # The sweep ran in a worker process: the server's global seeds are untouched.
+    assert (random.getstate(), np.random.get_state()[1].tolist()) == seeds_before
+    [job] = store.list_runs(folders["runs"] / ".lr-finds")
+    assert job.raw_status()["pid"] != os.getpid() and job.state == "done"
     assert any('"learning rate (log scale)"' in spec for spec in chart_specs(at))
     sweep = at.session_state["lr_sweep"]["sweep"]
     assert 1e-6 <= sweep.suggestion <= 1.0
