@@ -59,7 +59,7 @@ def small_data_set(source: Path, destination: Path, per_class: int) -> Path:
     return destination
 
 
-PAGES = {"Home": ("", "Transfer Learning Studio"), "Train": ("/train", "Train")}
+PAGES = {"Home": ("", "Transfer Learning Studio"), "Train": ("/Train", "Train")}
 REPEATS = 3
 
 
@@ -289,7 +289,7 @@ def main(argv=None) -> int:
                     first.get_by_role("button", name=re.compile("Start training")).click()
                     settle(first)
                     if index == 0:  # While it trains: a second session sees the same run.
-                        timed_load(second, f"{url}/train", "Train")
+                        timed_load(second, f"{url}/Train", "Train")
                         newest = store.list_runs(work / "runs")[0]
                         seen = second.get_by_text(newest.id).count() > 0
                         rows.append(("second session sees the first session's run", "yes" if seen else "NO"))

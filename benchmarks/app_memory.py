@@ -5,8 +5,9 @@ Each pass opens the Predict page in a fresh browser session and uploads photos o
 joins the earlier ones, so every rerun shows them all); the server's resident memory is read after
 the 1st, FROM_PREDICTION-th, ... TO_PREDICTION-th, and its growth from FROM_PREDICTION to
 TO_PREDICTION is held to GROWTH_TARGET. With `--tracemalloc`, the server (see
-`benchmarks/server_hooks/sitecustomize.py`) writes a tracemalloc snapshot at FROM_PREDICTION and at
-TO_PREDICTION, and the lines whose allocations grew most between them are listed.
+`benchmarks/server_hooks/sitecustomize.py`) writes a tracemalloc snapshot at FROM_PREDICTION (its
+tracing starts at the first one) and at TO_PREDICTION, and the lines whose live allocations grew most
+between them are listed.
 """
 
 from __future__ import annotations
