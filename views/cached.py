@@ -7,6 +7,7 @@ rerun reuses the result until that changes.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import streamlit as st
 from tlcore.config import AugmentationConfig
 from tlcore.data import browse, folders, images
 from tlcore.data.dataset import DatasetError, DatasetScan
-from tlcore.insight import gradcam
+from tlcore.insight import charts, gradcam
 from tlcore.models import registry
 from tlcore.runs import store
 from tlcore.serving import predict
@@ -190,3 +191,21 @@ def weights_status(backbone: str, image_size: int | None = None, alpha: float = 
 @st.cache_data(show_spinner=False, ttl=60)
 def offline_variants(backbone: str) -> list[tuple[float, int]]:
     return registry.offline_variants(backbone)
+
+
+# A run's curves.
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _history_charts(run_path: str, epochs: int, last_record: str, _records: tuple):
+    return charts.history(list(_records))
+
+
+def history_charts(run_path: str | os.PathLike, records: list[dict]):
+    """A run's loss and accuracy charts (`charts.history`), built once per epoch recorded.
+
+    A live run's view redraws every 2 s, and building the charts was the larger part of each
+    redraw while the epochs stay the same; each session that watches shares them.
+    """
+    last_record = json.dumps(records[-1], sort_keys=True, default=str) if records else ""
+    return _history_charts(str(run_path), len(records), last_record, tuple(records))

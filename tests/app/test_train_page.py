@@ -507,3 +507,25 @@ def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseli
         done.id,
     )
     assert row["vs scratch"] == "—" and "No scratch baseline on this data set yet" in texts(at)
+
+
+def test_a_live_runs_curves_are_built_once_per_epoch_not_on_every_poll(folders, small_catsdogs, monkeypatch):
+    import streamlit as st
+
+    from tlcore.insight import charts
+
+    built = []
+    original = charts.history  # Counted, not replaced: the page still draws the real charts.
+    monkeypatch.setattr(
+        charts, "history", lambda records, *rest: built.append(len(records)) or original(records, *rest)
+    )
+    st.cache_resource.clear()
+    run = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    for _ in range(3):  # As the live view's polls and another session's visit redraw it.
+        at.run()
+    open_page("pages/2_Train.py")
+    assert built == [2] and len(chart_specs(at)) == 2
+    run.append_metrics({"stage": "feature_extraction", "epoch": 3, "loss": 0.6, "accuracy": 0.7, "val_loss": 0.5})
+    at.run()
+    assert built == [2, 3], "a new epoch draws new curves"
