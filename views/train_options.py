@@ -158,7 +158,8 @@ def learning_rate_finder(
             "training images once (cached in the runs folder and reused by training): it can take a while. "
             "It runs in a process of its own and waits for its turn while a training runs."
         )
-        pending = st.session_state.get("lr_find")
+        # Settled before the button is drawn: a find that has just ended frees the button in this run.
+        pending, ended = settle_find(st.session_state.get("lr_find"))
         if st.button(
             "Find a learning rate",
             icon=":material/query_stats:",
@@ -168,11 +169,13 @@ def learning_rate_finder(
             try:
                 job = finder_jobs.start(new_config(), server.runs_dir())
             except (ValueError, DatasetError, OSError) as error:
-                st.error(markdown.escape(error))
+                ended = str(error)
             else:
                 st.session_state["lr_find"] = pending = {"job": job.id, "for": description}
+        if ended:
+            st.error(markdown.escape(ended))
         if pending is not None:
-            follow_find(pending["job"], pending["for"])
+            poll_find(pending["job"])
         found = st.session_state.get("lr_sweep")
         if not found:
             return
@@ -202,24 +205,25 @@ FIND_STATE_TEXTS = {
 }
 
 
-def follow_find(job_id: str, description: str) -> None:
-    """Draws a pending find's state; when it ends, keeps its sweep (or shows its error) and forgets the job."""
+def settle_find(pending: dict | None) -> tuple[dict | None, str | None]:
+    """(the find still pending or None, the error it ended with or None); an ended find's sweep is kept
+    in `st.session_state["lr_sweep"]` and the find forgotten."""
+    if pending is None:
+        return None, None
     try:
-        job = finder_jobs.resolve(job_id, server.runs_dir())
+        job = finder_jobs.resolve(pending["job"], server.runs_dir())
     except ValueError as error:
         st.session_state.pop("lr_find", None)
-        st.error(markdown.escape(error))
-        return
+        return None, str(error)
     status = job.status()
     if status["state"] in FIND_STATE_TEXTS:
-        poll_find(job_id)
-        return
+        return pending, None
     st.session_state.pop("lr_find", None)
     sweep = finder_jobs.sweep_of(job)
     if sweep is None:
-        st.error(markdown.escape(f"The learning-rate finder ended {status['state']}: {status.get('error') or ''}"))
-        return
-    st.session_state["lr_sweep"] = {"sweep": sweep, "for": description}
+        return None, f"The learning-rate finder ended {status['state']}: {status.get('error') or ''}"
+    st.session_state["lr_sweep"] = {"sweep": sweep, "for": pending["for"]}
+    return None, None
 
 
 @st.fragment(run_every=1)

@@ -379,6 +379,7 @@ def test_learning_rate_finder_draws_the_sweep_and_uses_its_suggestion(small_cats
         time.sleep(1)
         at.run()  # As the page's poll does.
     assert not at.error, [element.value for element in at.error]
+    assert not at.button(key="train_find_lr").disabled, "the button is free again once the find ended"
     # The sweep ran in a worker process: the server's global seeds are untouched.
     assert (random.getstate(), np.random.get_state()[1].tolist()) == seeds_before
     [job] = store.list_runs(folders["runs"] / ".lr-finds")
