@@ -3,7 +3,6 @@ looked), a folder or zip of photos to a CSV, and the model exported for serving.
 
 import streamlit as st
 
-from tlcore.data import browse
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
 from tlcore.runs import catalog, store
@@ -119,7 +118,7 @@ with photos_tab:
             best = result["top"][0]
             columns = st.columns([1, 1, 2] if explain else [1, 2])
             try:
-                picture, _ = browse.thumbnail(upload.getvalue(), 256, name=upload.name)
+                picture, _ = cached.upload_thumbnail(upload.getvalue(), upload.name, 256)
                 columns[0].image(picture, caption=markdown.escape(upload.name))
             except InvalidImageError as error:
                 columns[0].error(markdown.escape(error.reason))

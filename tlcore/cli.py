@@ -317,10 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
 def build_worker_parser() -> argparse.ArgumentParser:
     """The internal `worker` command the app launches; kept out of the public help."""
     worker = argparse.ArgumentParser(
-        prog="python -m tlcore worker", description="Internal: train an existing run folder (used by the app)."
+        prog="python -m tlcore worker",
+        description="Internal: train an existing run folder, or run a learning-rate find (used by the app).",
     )
     worker.add_argument("run_folder")
     _add_runs_dir(worker)
+    worker.add_argument(
+        "--job", choices=("train", "lr-find"), default="train", help="train the run, or sweep a learning-rate find"
+    )
     worker.set_defaults(handler=cli_commands.command_worker)
     return worker
 

@@ -18,7 +18,7 @@ from tlcore import config as config_module
 from tlcore.data import folders, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import evaluate, explore, orientation
-from tlcore.runs import store, worker
+from tlcore.runs import finder_jobs, store, worker
 from tlcore.serving import batch, export, predict
 from tlcore.training import distribute
 
@@ -141,22 +141,21 @@ def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bo
 
 
 def command_lr_find(arguments: argparse.Namespace) -> int:
-    # Heavy: imports TensorFlow (the sweep builds the frozen base).
-    from tlcore.training import lr_finder
-
-    console.import_tensorflow_quietly(arguments.verbose)
     try:
         config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
-        sweep = lr_finder.find_learning_rate(
-            config,
-            runs_dir=arguments.runs_dir or store.default_runs_dir(),
-            start=arguments.start,
-            end=arguments.end,
-            steps=arguments.steps,
-        )
-    except (ValueError, DatasetError) as error:
+        runs_dir = arguments.runs_dir or store.default_runs_dir()
+        job = finder_jobs.create(config, runs_dir, start=arguments.start, end=arguments.end, steps=arguments.steps)
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
+    console.import_tensorflow_quietly(arguments.verbose)
+    # This command is a process of its own, so the job runs here, as `train` runs its run (same lock, same folder).
+    status = finder_jobs.execute(job, runs_dir)
+    sweep = finder_jobs.sweep_of(job)
+    if sweep is None:
+        print(f"error: {status.get('error') or 'the sweep ended ' + status['state']}", file=sys.stderr)
+        return 2 if status.get("bad_input") else 1
     if arguments.json:
         _print_json(sweep.to_json())
     else:
@@ -175,7 +174,10 @@ def command_worker(arguments: argparse.Namespace) -> int:
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
     worker.lower_priority()
     worker.limit_malloc_arenas()
-    status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
+    if arguments.job == "lr-find":
+        status = finder_jobs.execute(run, arguments.runs_dir or run.path.parent.parent)
+    else:
+        status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
     return 0 if status["state"] in ("done", "stopped") else 1
 
 

@@ -6,6 +6,8 @@ rerun reuses the result until that changes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import streamlit as st
 from tlcore.config import AugmentationConfig
 from tlcore.data import browse, folders, images
 from tlcore.data.dataset import DatasetError, DatasetScan
-from tlcore.insight import gradcam
+from tlcore.insight import charts, gradcam
 from tlcore.models import registry
 from tlcore.runs import store
 from tlcore.serving import predict
@@ -70,14 +72,19 @@ def predictor(run_id: str):
     return _predictor(*_model_key(run_id))
 
 
+def content_digest(content: bytes) -> str:
+    """What an upload's cached pictures and predictions are keyed by: its bytes' SHA-256, not its name."""
+    return hashlib.sha256(content).hexdigest()
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
-def _prediction(run_path: str, model_mtime_ns: int, content: bytes, name: str, top: int, _model) -> dict:
-    return predict.predict_sources(_model, [content], names=[name], top=top)[0]
+def _prediction(run_path: str, model_mtime_ns: int, digest: str, name: str, top: int, _content: bytes, _model) -> dict:
+    return predict.predict_sources(_model, [_content], names=[name], top=top)[0]
 
 
 def predictions(run_id: str, photos: list[tuple[bytes, str]], top: int) -> list[dict]:
-    """Each photo's top labels, or its error, cached per model and photo: a rerun (another upload,
-    a toggle) predicts only the photos not seen yet.
+    """Each photo's top labels, or its error, cached per model and photo content: a rerun (another
+    upload, a toggle) predicts only the photos not seen yet.
 
     Args:
         run_id: the run whose model predicts.
@@ -89,15 +96,30 @@ def predictions(run_id: str, photos: list[tuple[bytes, str]], top: int) -> list[
     """
     key = _model_key(run_id)  # Resolved once: the model and every cached prediction are keyed by it.
     loaded = _predictor(*key)
-    return [_prediction(*key, content, name, top, loaded) for content, name in photos]
+    return [_prediction(*key, content_digest(content), name, top, content, loaded) for content, name in photos]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _upload_thumbnail(digest: str, name: str, max_side: int, _content: bytes):
+    return browse.thumbnail(_content, max_side, name=name)
+
+
+def upload_thumbnail(content: bytes, name: str, max_side: int = 256):
+    """(RGB array, (width, height) of the photo) of an upload, decoded once per content (at a reduced
+    scale where the format allows), not again on every rerun.
+
+    Raises:
+        InvalidImageError: as `tlcore.data.images.decode`.
+    """
+    return _upload_thumbnail(content_digest(content), name, max_side, content)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _gradcam(run_path: str, model_mtime_ns: int, content: bytes, name: str, label: str, max_side: int, _model):
+def _gradcam(run_path: str, model_mtime_ns: int, digest: str, name: str, label: str, max_side: int, _content, _model):
     # The heatmap of the model's own input (the upload decoded as for its prediction); `overlay`
     # stretches it back onto the display picture, which lines up: that input is the photo stretched.
-    heatmap, _, _ = gradcam.explain_source(_model, content, _model.labels.index(label), name=name)
-    picture, _ = browse.thumbnail(content, max_side, name=name)
+    heatmap, _, _ = gradcam.explain_source(_model, _content, _model.labels.index(label), name=name)
+    picture, _ = _upload_thumbnail(digest, name, max_side, _content)
     return picture, heatmap
 
 
@@ -118,7 +140,7 @@ def gradcam_overlay(
         ModelLoadError, InvalidImageError.
     """
     key = _model_key(run_id)
-    picture, heatmap = _gradcam(*key, content, name, label, max_side, _predictor(*key))
+    picture, heatmap = _gradcam(*key, content_digest(content), name, label, max_side, content, _predictor(*key))
     return gradcam.overlay(picture, heatmap, alpha=float(opacity))
 
 
@@ -169,3 +191,21 @@ def weights_status(backbone: str, image_size: int | None = None, alpha: float = 
 @st.cache_data(show_spinner=False, ttl=60)
 def offline_variants(backbone: str) -> list[tuple[float, int]]:
     return registry.offline_variants(backbone)
+
+
+# A run's curves.
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _history_charts(run_path: str, epochs: int, last_record: str, _records: tuple):
+    return charts.history(list(_records))
+
+
+def history_charts(run_path: str | os.PathLike, records: list[dict]):
+    """A run's loss and accuracy charts (`charts.history`), built once per epoch recorded.
+
+    A live run's view redraws every 2 s, and building the charts was the larger part of each
+    redraw while the epochs stay the same; each session that watches shares them.
+    """
+    last_record = json.dumps(records[-1], sort_keys=True, default=str) if records else ""
+    return _history_charts(str(run_path), len(records), last_record, tuple(records))

@@ -9,9 +9,8 @@ import time
 import streamlit as st
 
 from tlcore.data import cleaning
-from tlcore.insight import charts
 from tlcore.runs import catalog, monitor, resumption, store, worker
-from views import markdown, server, session
+from views import cached, markdown, server, session
 
 STATE_BOXES = {
     "queued": st.info,
@@ -96,7 +95,7 @@ def show(run: store.Run) -> tuple[str, int]:
         # A run that failed or was stopped before its first epoch: no curve is coming.
         st.caption(f"No epoch finished before the run ended ({state}): no curves to show.")
     else:
-        for chart in charts.history(records):
+        for chart in cached.history_charts(run.path, records):
             st.altair_chart(chart, width="stretch")
     return state, len(records)
 

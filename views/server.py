@@ -6,7 +6,7 @@ The Streamlit server runs two full garbage collections after every script run, f
 included: its own (`runner.postScriptGC`) and the one inside `keras.backend.clear_session()`,
 which Streamlit calls whenever Keras is imported. A full collection walks every tracked object,
 and importing TensorFlow and Keras leaves hundreds of thousands of them: a noticeable pause per
-collection (README "What the app promises" has the measurement), spent on every page load and on
+collection (README "Reliability" has the measurement), spent on every page load and on
 every poll of a live training's view. Those objects are module state that lives as long as the process, so they are
 moved out of the collector's sight once, at start-up (`gc.freeze`); everything made later is
 collected as before.
@@ -22,6 +22,7 @@ from typing import Iterable
 import streamlit as st
 
 from tlcore import home
+from tlcore.runs import worker
 
 # What the app's pages reach for: TensorFlow and Keras come with them.
 SERVER_MODULES = (
@@ -64,8 +65,12 @@ def prepare() -> int:
     """Imports what the pages use and freezes it out of the garbage collector's sight, once per process.
 
     Streamlit runs two full collections after every script run; frozen, the objects imported here
-    are no longer walked by them on every page load and every poll of a live run.
+    are no longer walked by them on every page load and every poll of a live run. Before the imports,
+    glibc's malloc arenas are capped as in the training workers (`worker.limit_malloc_arenas`): the
+    server's script threads and TensorFlow's pools would otherwise each scatter freed memory over
+    arenas of their own, and a long-lived server's memory would drift up with every prediction.
     """
+    worker.limit_malloc_arenas()
     return import_and_freeze()
 
 

@@ -3,8 +3,9 @@ precision, XLA) and learning-rate finder.
 
 Not a page. `settings_widgets` draws the widgets of one part of the page from TrainConfig's field metadata
 (label, choices, bounds, help); `options` draws the option widgets and returns their TrainConfig fields;
-`learning_rate_finder` runs `tlcore.training.lr_finder` on request (in this process) and keeps its sweep in
-`st.session_state["lr_sweep"]` ({"sweep", "for"}), drawn until the next sweep replaces it.
+`learning_rate_finder` starts a find on request (`tlcore.runs.finder_jobs`: a worker process that waits for
+the training lock), follows it in `st.session_state["lr_find"]` ({"job", "for"}) and, once done, keeps its
+sweep in `st.session_state["lr_sweep"]` ({"sweep", "for"}), drawn until the next sweep replaces it.
 """
 
 import dataclasses
@@ -15,8 +16,8 @@ import streamlit as st
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import charts
+from tlcore.runs import finder_jobs
 from tlcore.settings import setting_type, settings_of
-from tlcore.training import lr_finder
 from tlcore.training.training_context import class_weights_for
 from views import markdown, server
 
@@ -149,23 +150,33 @@ def use_suggested_rate(rate: float) -> None:
 def learning_rate_finder(
     dataset: DatasetScan, new_config: Callable[[], TrainConfig], description: str, disabled: bool
 ) -> None:
-    """A button that sweeps the head's learning rate, the loss chart, and a button to use the suggestion."""
+    """A button that starts a learning-rate find, its progress, the loss chart, and a button to use the suggestion."""
     with st.expander("Learning-rate finder", key="train_lr_finder"):
         st.caption(
             "Trains the head for one short sweep on the frozen base's features while the learning rate "
             "grows from 0.000001 to 1, and plots the loss against the rate: a good rate is where the loss "
             "still falls steeply, well before it shoots up. The first sweep extracts the features of the "
-            "training images once (cached in the runs folder and reused by training): it can take a while."
+            "training images once (cached in the runs folder and reused by training): it can take a while. "
+            "It runs in a process of its own and waits for its turn while a training runs."
         )
-        if st.button("Find a learning rate", icon=":material/query_stats:", key="train_find_lr", disabled=disabled):
+        # Settled before the button is drawn: a find that has just ended frees the button in this run.
+        pending, ended = settle_find(st.session_state.get("lr_find"))
+        if st.button(
+            "Find a learning rate",
+            icon=":material/query_stats:",
+            key="train_find_lr",
+            disabled=disabled or pending is not None,
+        ):
             try:
-                config = new_config()
-                with st.spinner("Extracting features and sweeping the learning rate..."):
-                    sweep = lr_finder.find_learning_rate(config, runs_dir=server.runs_dir(), dataset=dataset)
+                job = finder_jobs.start(new_config(), server.runs_dir())
             except (ValueError, DatasetError, OSError) as error:
-                st.error(markdown.escape(error))
+                ended = str(error)
             else:
-                st.session_state["lr_sweep"] = {"sweep": sweep, "for": description}
+                st.session_state["lr_find"] = pending = {"job": job.id, "for": description}
+        if ended:
+            st.error(markdown.escape(ended))
+        if pending is not None:
+            poll_find(pending["job"])
         found = st.session_state.get("lr_sweep")
         if not found:
             return
@@ -185,3 +196,44 @@ def learning_rate_finder(
         )
         if st.session_state.get("train_learning_rate") == rounded_rate(suggestion):
             st.caption("The learning rate under Hyperparameters is set to the suggestion.")
+
+
+# What a find's state means to the person waiting for it.
+FIND_STATE_TEXTS = {
+    "queued": "Waiting for its turn (a training or another find holds the CPU)...",
+    "running": "Extracting features and sweeping the learning rate...",
+    "stopping": "Stopping...",
+}
+
+
+def settle_find(pending: dict | None) -> tuple[dict | None, str | None]:
+    """(the find still pending or None, the error it ended with or None); an ended find's sweep is kept
+    in `st.session_state["lr_sweep"]` and the find forgotten."""
+    if pending is None:
+        return None, None
+    try:
+        job = finder_jobs.resolve(pending["job"], server.runs_dir())
+    except ValueError as error:
+        st.session_state.pop("lr_find", None)
+        return None, str(error)
+    status = job.status()
+    if status["state"] in FIND_STATE_TEXTS:
+        return pending, None
+    st.session_state.pop("lr_find", None)
+    sweep = finder_jobs.sweep_of(job)
+    if sweep is None:
+        return None, f"The learning-rate finder ended {status['state']}: {status.get('error') or ''}"
+    st.session_state["lr_sweep"] = {"sweep": sweep, "for": pending["for"]}
+    return None, None
+
+
+@st.fragment(run_every=1)
+def poll_find(job_id: str) -> None:
+    """Shows the find's state every second; reruns the page once it has ended, to draw its sweep."""
+    try:
+        state = finder_jobs.resolve(job_id, server.runs_dir()).state
+    except ValueError:
+        state = "gone"
+    if state not in FIND_STATE_TEXTS:
+        st.rerun()
+    st.caption(FIND_STATE_TEXTS[state])

@@ -237,3 +237,36 @@ def test_predict_page_lists_the_top_k_asked_for_and_blends_the_heatmap_at_the_op
     assert not at.exception and not at.warning
     again = [element.proto.imgs[0].url for element in at.image]
     assert again[0] == shown[0] and again[1] != shown[1], "the photo stays, the overlay is blended anew"
+
+
+def test_predict_page_decodes_an_upload_once_across_reruns_and_a_new_file_of_the_same_name_again(
+    trained_runs, monkeypatch, small_catsdogs
+):
+    import streamlit as st
+
+    from tlcore.data import images
+
+    decoded = []
+    original = images._decode_array  # The one decoder every read goes through; counted, not replaced.
+
+    def counted(source, label, *rest, **options):
+        decoded.append(label)
+        return original(source, label, *rest, **options)
+
+    monkeypatch.setattr(images, "_decode_array", counted)
+    st.cache_data.clear()  # Photos an earlier test predicted are decoded afresh here.
+    at = _predict_page(trained_runs, monkeypatch)
+    cat, other = sorted((small_catsdogs / "validation" / "cats").iterdir())[:2]
+    uploads = at.file_uploader(key="predict_uploads")
+    uploads.set_value((cat.name, cat.read_bytes(), "image/jpeg")).run()
+    at.toggle(key="predict_gradcam").set_value(True).run()
+    assert len(at.image) == 2 and not at.warning
+    first = len(decoded)
+    assert first and set(decoded) == {cat.name}
+    for _ in range(3):
+        at.run()
+    at.slider(key="predict_gradcam_opacity").set_value(0.7).run()
+    assert len(at.image) == 2 and len(decoded) == first, "reruns decode nothing again"
+    at.file_uploader(key="predict_uploads").set_value((cat.name, other.read_bytes(), "image/jpeg")).run()
+    assert len(at.image) == 2 and not at.error
+    assert len(decoded) == 2 * first, "another file under the same name is decoded as a new photo"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -408,8 +410,18 @@ def test_learning_rate_finder_draws_the_sweep_and_uses_its_suggestion(small_cats
         at.radio(key="train_weights").set_value("none").run()
     at.number_input(key="train_image_size").set_value(int(TINY_BACKBONE[-1]))
     at.number_input(key="train_batch_size").set_value(8).run()
+    seeds_before = random.getstate(), np.random.get_state()[1].tolist()
     click(at, "Find a learning rate")
+    deadline = time.monotonic() + TIMEOUT
+    while "lr_sweep" not in at.session_state and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()  # As the page's poll does.
     assert not at.error, [element.value for element in at.error]
+    assert not at.button(key="train_find_lr").disabled, "the button is free again once the find ended"
+    # The sweep ran in a worker process: the server's global seeds are untouched.
+    assert (random.getstate(), np.random.get_state()[1].tolist()) == seeds_before
+    [job] = store.list_runs(folders["runs"] / ".lr-finds")
+    assert job.raw_status()["pid"] != os.getpid() and job.state == "done"
     assert any('"learning rate (log scale)"' in spec for spec in chart_specs(at))
     sweep = at.session_state["lr_sweep"]["sweep"]
     assert 1e-6 <= sweep.suggestion <= 1.0
@@ -567,3 +579,25 @@ def test_choices_are_shown_by_their_names_not_their_keys(small_catsdogs):
     assert at.selectbox(key="train_optimizer").options == ["RMSprop", "Adam"]
     assert at.selectbox(key="train_backbone").value == "efficientnet_lite0"
     assert "EfficientNet-Lite0 (weights offline)" in at.selectbox(key="train_backbone").options
+
+
+def test_a_live_runs_curves_are_built_once_per_epoch_not_on_every_poll(folders, small_catsdogs, monkeypatch):
+    import streamlit as st
+
+    from tlcore.insight import charts
+
+    built = []
+    original = charts.history  # Counted, not replaced: the page still draws the real charts.
+    monkeypatch.setattr(
+        charts, "history", lambda records, *rest: built.append(len(records)) or original(records, *rest)
+    )
+    st.cache_resource.clear()
+    run = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    for _ in range(3):  # As the live view's polls and another session's visit redraw it.
+        at.run()
+    open_page("pages/2_Train.py")
+    assert built == [2] and len(chart_specs(at)) == 2
+    run.append_metrics({"stage": "feature_extraction", "epoch": 3, "loss": 0.6, "accuracy": 0.7, "val_loss": 0.5})
+    at.run()
+    assert built == [2, 3], "a new epoch draws new curves"

@@ -605,3 +605,17 @@ def test_running_out_of_memory_is_a_rejection_naming_the_file(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"refused: {path}: not a usable image: not enough memory" in result.stdout
+
+
+def test_decode_reduced_decodes_a_large_jpeg_smaller_but_never_below_the_side_asked_and_keeps_its_upright_size():
+    picture = Image.new("RGB", (2000, 1200), (30, 120, 200))
+    exif = Image.Exif()
+    exif[images.EXIF_ORIENTATION_TAG] = 6  # Shown 1200 wide, 2000 high.
+    pixels, size = images.decode_reduced(encoded(picture, "JPEG", exif=exif), 256, name="large.jpg")
+    assert size == (1200, 2000)
+    assert pixels.shape == (500, 300, 3), "a quarter of each side: the smallest scale still >= 256"
+    assert np.abs(pixels.astype(int).mean(axis=(0, 1)) - (30, 120, 200)).max() <= 3
+    png = encoded(picture, "PNG")
+    assert images.decode_reduced(png, 256)[0].shape == (1200, 2000, 3), "only JPEG decodes at a reduced scale"
+    with pytest.raises(ValueError, match="max_side must be a positive integer, received 0"):
+        images.decode_reduced(png, 0)

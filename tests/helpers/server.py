@@ -127,9 +127,9 @@ def streamlit_server(root: Path, environment: dict[str, str], log_path: Path, ti
 
 
 @contextlib.contextmanager
-def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
+def running_app(folder: Path, timeout: float = 120, extra_environment: dict | None = None) -> Iterator[AppServer]:
     """Runs the app on a free port of 127.0.0.1 with its own runs and data folders under `folder`, where
-    typed folder paths are allowed (TLCORE_DATA_ROOTS).
+    typed folder paths are allowed (TLCORE_DATA_ROOTS), and `extra_environment` set for the server alone.
 
     On leaving, stops the runs still live, then the server.
 
@@ -146,6 +146,7 @@ def running_app(folder: Path, timeout: float = 120) -> Iterator[AppServer]:
         TLCORE_DATA_DIR=str(data_dir),
         TLCORE_DATA_ROOTS=str(folder),
         TF_CPP_MIN_LOG_LEVEL="2",
+        **(extra_environment or {}),
     )
     with streamlit_process(PROJECT_ROOT, environment, log_path, timeout) as (url, process):
         try:

@@ -74,7 +74,8 @@ def _raise(error: OSError) -> None:
 def thumbnail(
     source: images.Source, max_side: int = 192, *, name: str | None = None, square: bool = False
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decodes an image and shrinks it to fit a square, keeping its aspect ratio.
+    """Decodes an image (a JPEG at a reduced scale, see `images.decode_reduced`) and shrinks it to fit a
+    square, keeping its aspect ratio.
 
     Args:
         source: a path, or the bytes of an upload.
@@ -89,10 +90,7 @@ def thumbnail(
         InvalidImageError: as `tlcore.data.images.decode`.
         ValueError: max_side is not a positive integer.
     """
-    if not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 1:
-        raise ValueError(f"max_side must be a positive integer, received {max_side!r}.")
-    pixels = images.decode(source, name=name)
-    height, width = pixels.shape[:2]
+    pixels, (width, height) = images.decode_reduced(source, max_side, name=name)
     picture = Image.fromarray(pixels)
     picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     if square:

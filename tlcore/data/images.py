@@ -209,13 +209,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _decode_array(source: Source, label: str, image_size: int | None) -> np.ndarray:
+def _decode_array(source: Source, label: str, image_size: int | None, draft_side: int | None = None) -> np.ndarray:
     """Opens, checks and fully decodes an image into an RGB uint8 array.
 
     Args:
         source: a path or the bytes of a file.
         label: the name errors show.
         image_size: the side of the square to stretch the image to, or None for its own size.
+        draft_side: with image_size None, a JPEG may be decoded at a reduced scale whose sides stay at
+            least this long (for display; None decodes at full size).
 
     Returns:
         An array of shape (height, width, 3), or (image_size, image_size, 3), dtype uint8.
@@ -228,10 +230,11 @@ def _decode_array(source: Source, label: str, image_size: int | None) -> np.ndar
         try:
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # Animated GIF/WebP: the first frame represents the file.
-            if image_size is not None and image.format == "JPEG":
+            draft = image_size if image_size is not None else draft_side
+            if draft is not None and image.format == "JPEG":
                 # Let libjpeg decode at a reduced scale (still >= the target size): a large photo
                 # then never exists in memory at full size, and decoding is several times faster.
-                image.draft("RGB", (image_size, image_size))
+                image.draft("RGB", (draft, draft))
             # Checked after draft: what counts is what the decoder will allocate, not the header.
             _check_decoded_bytes(image, label)
             with image_limits.decode_memory.reserve(image_limits.working_memory(image.mode, image.size)):
@@ -273,6 +276,47 @@ def decode(source: Source, *, name: str | None = None) -> np.ndarray:
             bytes), damaged, or memory ran out while decoding it.
     """
     return _decode_array(source, _describe(source, name), image_size=None)
+
+
+def decode_reduced(source: Source, max_side: int, *, name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decodes an image to show it with sides of about `max_side`: a JPEG at libjpeg's reduced scale.
+
+    The pixels are as `decode` gives them (EXIF orientation, colour conversion), only smaller where
+    the format can decode smaller: a JPEG comes out at the smallest of its 1/1, 1/2, 1/4 and 1/8
+    scales whose sides are still at least `max_side`, so shrinking it to a thumbnail loses nothing.
+
+    Args:
+        source: a path, or the bytes of an uploaded file.
+        max_side: the side the caller will shrink the picture to, in pixels.
+        name: the name to show in errors.
+
+    Returns:
+        (RGB uint8 array, (width, height) of the whole image, upright).
+
+    Raises:
+        InvalidImageError: as `decode`.
+        ValueError: max_side is not a positive integer.
+    """
+    if not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 1:
+        raise ValueError(f"max_side must be a positive integer, received {max_side!r}.")
+    label = _describe(source, name)
+    pixels = _decode_array(source, label, image_size=None, draft_side=max_side)
+    return pixels, _upright_size(source, label)
+
+
+# EXIF orientations that turn the picture a quarter (5-8: transposed, rotated 90 or 270 degrees, transversed).
+QUARTER_TURN_ORIENTATIONS = (5, 6, 7, 8)
+EXIF_ORIENTATION_TAG = 0x0112
+
+
+def _upright_size(source: Source, label: str) -> tuple[int, int]:
+    """The (width, height) of the whole image as shown upright, from its header (no pixels decoded)."""
+    with _stream(source, label) as stream:
+        image = _open(stream, source, label)
+        width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION_TAG) in QUARTER_TURN_ORIENTATIONS:
+            return height, width
+        return width, height
 
 
 def load_resized(source: Source, image_size: int, *, name: str | None = None) -> np.ndarray:

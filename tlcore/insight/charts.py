@@ -329,7 +329,7 @@ def learning_rate_sweep(sweep, height: int = 260) -> alt.LayerChart:
     """The learning-rate finder's loss against learning rate (log scale), the suggestion marked.
 
     Args:
-        sweep: a `tlcore.training.lr_finder.LearningRateSweep` (learning_rates, losses, suggestion).
+        sweep: a `tlcore.training.learning_rate_sweep.LearningRateSweep` (learning_rates, losses, suggestion).
     """
     frame = learning_rate_frame(sweep)
     rates = frame["learning_rate"] if not frame.empty else pd.Series([float(sweep.suggestion)])

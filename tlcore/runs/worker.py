@@ -109,8 +109,10 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
         ValueError: MAX_QUEUED runs already wait in this runs folder.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else store.default_runs_dir()
-    _check_queue(runs_dir)
-    return _launch(store.create(config, runs_dir), runs_dir)
+    refuse_a_full_queue(runs_dir, "runs")
+    run = store.create(config, runs_dir)
+    launch(run, runs_dir, "train")
+    return run
 
 
 def resume(run: store.Run, runs_dir: str | os.PathLike | None = None) -> store.Run:
@@ -131,9 +133,10 @@ def resume(run: store.Run, runs_dir: str | os.PathLike | None = None) -> store.R
             runs already wait.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else run.path.parent
-    _check_queue(runs_dir)
+    refuse_a_full_queue(runs_dir, "runs")
     prepare_resume(run)
-    return _launch(run, runs_dir)
+    launch(run, runs_dir, "train")
+    return run
 
 
 def prepare_resume(run: store.Run) -> resumption.ResumePoint:
@@ -158,33 +161,36 @@ def prepare_resume(run: store.Run) -> resumption.ResumePoint:
     return resumption.resume_point(run)
 
 
-def _check_queue(runs_dir: Path) -> None:
-    waiting = len(queued_runs(runs_dir))
+def refuse_a_full_queue(folder: Path, what: str) -> None:
+    """Raises ValueError when MAX_QUEUED runs (or learning-rate finds) already wait in `folder`."""
+    waiting = len(queued_runs(folder))
     if waiting >= MAX_QUEUED:
         raise ValueError(
-            f"{waiting} runs already wait in the queue of {runs_dir} (at most {MAX_QUEUED}); "
+            f"{waiting} {what} already wait in the queue of {folder} (at most {MAX_QUEUED}); "
             "let one finish or stop one before starting another."
         )
 
 
-def _launch(run: store.Run, runs_dir: Path) -> store.Run:
-    """Launches the worker process of a queued run."""
+def launch(run: store.Run, runs_dir: Path, job: str) -> None:
+    """Starts `python -m tlcore worker RUN_FOLDER --job JOB` for a queued run folder; returns at once.
+
+    Args:
+        run: the queued folder (a training run, or a learning-rate find of `tlcore.runs.finder_jobs`).
+        runs_dir: the runs folder whose training lock and feature cache the worker uses.
+        job: "train" or "lr-find".
+
+    When the process cannot be started, the folder is marked "failed" with the reason.
+    """
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     # The worker must import the same tlcore, wherever the app was started from.
     package_root = str(Path(__file__).resolve().parents[2])
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, environment.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "tlcore", "worker", str(run.path.resolve())]
+    command += ["--runs-dir", str(Path(runs_dir).resolve()), "--job", job]
     try:
         with open(run.path / "log.txt", "ab") as log:
             process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tlcore",
-                    "worker",
-                    str(run.path.resolve()),
-                    "--runs-dir",
-                    str(runs_dir.resolve()),
-                ],
+                command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -193,13 +199,12 @@ def _launch(run: store.Run, runs_dir: Path) -> store.Run:
             )
     except OSError as error:
         # No worker exists to write the status, so this is still the run's one writer.
-        run.set_status("failed", error=f"The training process could not be started: {error}", finished=time.time())
-        return run
+        run.set_status("failed", error=f"The {job} process could not be started: {error}", finished=time.time())
+        return
     # Collect the worker's exit status when it ends, however it ends: a parent that never waits
     # keeps a killed worker as a zombie (<defunct>) for as long as the parent (the Streamlit server) lives.
     threading.Thread(target=process.wait, name=f"tlcore-reap-{run.id}", daemon=True).start()
     # The worker writes its own pid first thing: from here on it is the one writer of the status.
-    return run
 
 
 def _wait_for_turn(run: store.Run, lock_path: Path):
@@ -217,6 +222,25 @@ def _wait_for_turn(run: store.Run, lock_path: Path):
             time.sleep(QUEUE_POLL_SECONDS)
 
 
+def take_turn(run: store.Run, runs_dir: Path):
+    """Marks the run queued under this process, then waits for the runs folder's training lock.
+
+    Once it holds the lock, no other training of this runs folder writes, so what a killed one left
+    is removed. A stop requested while waiting ends the run "stopped".
+
+    Returns:
+        (the open lock file, closed to release it, or None when stopped while waiting; this process's start time)
+    """
+    started = _process_start_time()
+    run.set_status("queued", pid=os.getpid(), started=started)
+    lock = _wait_for_turn(run, runs_dir / LOCK_NAME)
+    if lock is None:
+        run.set_status("stopped", error=None, finished=time.time())
+        return None, started
+    partials.clean_partials(runs_dir)
+    return lock, started
+
+
 def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None, display=None) -> dict:
     """Trains a run to its end, recording status, metrics, model and summary in its folder.
 
@@ -232,14 +256,9 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         The final status, with "results" when training produced any.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else run.path.parent
-    started = _process_start_time()
-    run.set_status("queued", pid=os.getpid(), started=started)
-    lock = _wait_for_turn(run, runs_dir / LOCK_NAME)
+    lock, started = take_turn(run, runs_dir)
     if lock is None:
-        run.set_status("stopped", error=None, finished=time.time())
         return run.status()
-    # Holding the lock, no other training of this runs folder writes: what a killed one left is removed.
-    partials.clean_partials(runs_dir)
     # Heavy: imports TensorFlow, once this run holds the lock: a queued worker stays a small process,
     # not a whole TensorFlow runtime waiting for its turn.
     from tlcore.training import trainer

@@ -3,11 +3,12 @@
 The head is trained on cached features for one short sweep while the learning rate grows
 exponentially from `start` to `end`; the loss against the rate shows where training is fast and
 where it diverges. The suggestion is the rate of steepest descent of the smoothed loss.
+
+It sets global seeds and fills the feature cache: call it in a process of its own, as
+`tlcore.runs.finder_jobs` does (the app and the CLI go through that job).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -17,24 +18,7 @@ from tlcore.data import folders
 from tlcore.data.dataset import DatasetScan
 from tlcore.models import backbones, heads
 from tlcore.training import extraction, training_context
-
-
-@dataclass(frozen=True)
-class LearningRateSweep:
-    """The finder's result.
-
-    Attributes:
-        learning_rates: the rate of each step.
-        losses: the smoothed training loss after each step.
-        suggestion: the suggested learning rate (steepest descent of the smoothed loss).
-    """
-
-    learning_rates: tuple[float, ...]
-    losses: tuple[float, ...]
-    suggestion: float
-
-    def to_json(self) -> dict:
-        return {"learning_rates": list(self.learning_rates), "losses": list(self.losses), "suggestion": self.suggestion}
+from tlcore.training.learning_rate_sweep import LearningRateSweep
 
 
 class _ExponentialSweep(keras.callbacks.Callback):
