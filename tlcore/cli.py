@@ -50,6 +50,20 @@ def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", default=None, help="the runs folder (default: $TLCORE_RUNS_DIR, else ./runs)")
 
 
+def _add_data_and_backbone(parser: argparse.ArgumentParser) -> None:
+    """--data, --backbone and --image-size of the commands that read a data set through a pretrained base."""
+    parser.add_argument("--data", required=True, help="the data set folder")
+    parser.add_argument(
+        "--backbone", choices=sorted(BACKBONES), default=explore.DEFAULT_BACKBONE, help="the pretrained base"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=explore.DEFAULT_IMAGE_SIZE,
+        help=f"input side in pixels (default {explore.DEFAULT_IMAGE_SIZE})",
+    )
+
+
 def add_explore_parser(commands) -> None:
     """Registers `explore` (kept in one function, apart from the other commands)."""
 
@@ -61,13 +75,7 @@ def add_explore_parser(commands) -> None:
         "--threshold alike (a leak when they join train to validation/test, or two classes), and the likely "
         "wrong labels (confident learning on out-of-fold probabilities) with a suggested class.",
     )
-    exploring.add_argument("--data", required=True, help="the data set folder")
-    exploring.add_argument(
-        "--backbone", choices=sorted(BACKBONES), default=explore.DEFAULT_BACKBONE, help="the pretrained base"
-    )
-    exploring.add_argument(
-        "--image-size", type=int, default=explore.DEFAULT_IMAGE_SIZE, help="input side in pixels (default 160)"
-    )
+    _add_data_and_backbone(exploring)
     exploring.add_argument(
         "--threshold",
         type=float,
@@ -96,19 +104,10 @@ def add_suggest_parser(commands) -> None:
         help="measure which flips suit a data set's photos, and print the train flags that follow",
         description="For each flip, train a logistic regression on a pretrained backbone's features to tell "
         "flipped copies of a sample of the training photos from the originals, scored out of fold. A flip "
-        f"is suggested when that accuracy stays under {orientation.TELLING_APART_LIMIT:.0%} (50%% is chance): "
+        f"is suggested when that accuracy stays under {orientation.TELLING_APART_LIMIT:.0%} (50% is chance): "
         "flipped copies then look like more photos of the set.",
     )
-    suggesting.add_argument("--data", required=True, help="the data set folder")
-    suggesting.add_argument(
-        "--backbone", choices=sorted(BACKBONES), default=orientation.DEFAULT_BACKBONE, help="the pretrained base"
-    )
-    suggesting.add_argument(
-        "--image-size",
-        type=int,
-        default=orientation.DEFAULT_IMAGE_SIZE,
-        help=f"input side in pixels (default {orientation.DEFAULT_IMAGE_SIZE})",
-    )
+    _add_data_and_backbone(suggesting)
     suggesting.add_argument(
         "--per-class",
         type=int,

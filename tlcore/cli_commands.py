@@ -27,16 +27,21 @@ def _print_json(value) -> None:
     print(json.dumps(value, indent=None, sort_keys=False))
 
 
+def _report_error(arguments: argparse.Namespace, error: Exception, status: int = 2) -> int:
+    """Reports a refused input as {"error": ...} under --json, else on standard error; returns `status`."""
+    if arguments.json:
+        _print_json({"error": str(error)})
+    else:
+        print(f"error: {error}", file=sys.stderr)
+    return status
+
+
 def command_scan(arguments: argparse.Namespace) -> int:
 
     try:
         dataset = folders.scan(arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
     except (DatasetError, ValueError) as error:
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(arguments, error)
     if arguments.json:
         _print_json(dataset.to_json())
         return 0
@@ -187,20 +192,12 @@ def command_predict(arguments: argparse.Namespace) -> int:
     try:
         predictor = predict.load(arguments.run, arguments.runs_dir)
     except (ValueError, predict.ModelLoadError) as error:
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(arguments, error)
     display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
         results = _predict_arguments(predictor, arguments.images, arguments.top, display)
     except ValueError as error:  # Includes zips.UnsafeArchiveError's message via _predict_arguments.
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(arguments, error)
     finally:
         display.close()
     if arguments.csv:
@@ -245,11 +242,7 @@ def command_evaluate(arguments: argparse.Namespace) -> int:
     try:
         result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir, display=display)
     except (ValueError, DatasetError, predict.ModelLoadError) as error:
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(arguments, error)
     finally:
         display.close()
     if arguments.json:
@@ -284,11 +277,7 @@ def command_export(arguments: argparse.Namespace) -> int:
     try:
         result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir, display=display)
     except (ValueError, predict.ModelLoadError, export.ExportError) as error:
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, export.ExportError) else 2
+        return _report_error(arguments, error, 1 if isinstance(error, export.ExportError) else 2)
     finally:
         display.close()
     if arguments.json:
@@ -357,11 +346,7 @@ def command_explore(arguments: argparse.Namespace) -> int:
         )
         dataset = folders.scan(arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
     except (DatasetError, ValueError) as error:
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(arguments, error)
     runs_dir = arguments.runs_dir or store.default_runs_dir()
     exploration = explore.explore(dataset, settings, runs_dir=runs_dir, stream=sys.stderr)
     if arguments.json:
@@ -378,11 +363,7 @@ def command_suggest(arguments: argparse.Namespace) -> int:
             dataset, arguments.backbone, arguments.image_size, arguments.per_class, arguments.seed
         )
     except (DatasetError, ValueError) as error:
-        if arguments.json:
-            _print_json({"error": str(error)})
-        else:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _report_error(arguments, error)
     flags = [orientation.train_flag(suggestion) for suggestion in suggestions]
     if arguments.json:
         _print_json({"flips": [vars(suggestion) for suggestion in suggestions], "flags": flags})

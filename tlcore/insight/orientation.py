@@ -21,10 +21,9 @@ from threadpoolctl import threadpool_limits
 
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import load_resized
+from tlcore.insight.explore import DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE, normalise
 from tlcore.models.registry import BACKBONES
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
-DEFAULT_IMAGE_SIZE = 160
 DEFAULT_PER_CLASS = 40
 # Photos with an "up" score far above it and orientation-free textures far below it (both measured
 # in benchmarks/RESULTS.md, "Which flips suit a data set"); 0.5 is chance.
@@ -152,7 +151,11 @@ def suggest_flips(
 
 
 def pooled_features_function(backbone: str, image_size: int):
-    """A function from uint8 photos to unit-length, spatially averaged features of the frozen backbone."""
+    """A function from uint8 photos to unit-length, spatially averaged features of the frozen backbone.
+
+    Not through the feature cache (`explore.pooled_features`): it holds the photos as they are, and the check
+    needs flipped copies of a small sample, which it computes once and keeps nowhere.
+    """
     # Heavy: import TensorFlow and Keras only when a check runs, never when a page shows its result.
     from tlcore.models import backbones
 
@@ -169,7 +172,6 @@ def pooled_features_function(backbone: str, image_size: int):
             batch = photos[start : start + BATCH_SIZE].astype("float32")
             feature_maps = np.asarray(base(preprocess(batch), training=False))
             batches.append(feature_maps.mean(axis=(1, 2)))
-        vectors = np.concatenate(batches)
-        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return normalise(np.concatenate(batches))
 
     return pooled

@@ -161,17 +161,6 @@ BACKBONES: dict[str, Backbone] = {
         )
         for index, size in enumerate(_EFFICIENTNET_SIZES)
     },
-    "efficientnet_lite0": Backbone(
-        key="efficientnet_lite0",
-        display_name="EfficientNet-Lite0",
-        builder="tlcore.models.efficientnet_lite:EfficientNetLite0",
-        default_size=224,
-        min_size=32,
-        preprocessing="normalize",
-        top_block_prefixes=("block7a", "top_"),
-        weights_file=None,
-        description="EfficientNet without squeeze-excitation, ReLU6: fast on a CPU, weights bundled",
-    ),
     **{
         f"efficientnet_lite{index}": Backbone(
             key=f"efficientnet_lite{index}",
@@ -182,9 +171,13 @@ BACKBONES: dict[str, Backbone] = {
             preprocessing="normalize",
             top_block_prefixes=("block7a", "top_"),
             weights_file=None,
-            description=f"Lite0 {adjective}, native size {size} px: slower, weights bundled",
+            description=description,
         )
-        for index, size, adjective in ((1, 240, "deeper"), (2, 260, "deeper and wider"))
+        for index, size, description in (
+            (0, 224, "EfficientNet without squeeze-excitation, ReLU6: fast on a CPU, weights bundled"),
+            (1, 240, "Lite0 deeper, native size 240 px: slower, weights bundled"),
+            (2, 260, "Lite0 deeper and wider, native size 260 px: slower, weights bundled"),
+        )
     },
 }
 
