@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tlcore import wording
 from tlcore.config import AugmentationConfig
 
@@ -73,3 +75,11 @@ def test_the_scan_says_one_image_and_one_class_folder_in_the_singular(tmp_path, 
     shutil.copy2(photo, tmp_path / "flat" / "cats" / "second.jpg")
     with pytest.raises(DatasetError, match=r"1 class folder \['birds'\] contains no usable image"):
         folders.scan(tmp_path / "flat")
+
+
+def test_strategy_texts_hold_no_formula_letters():
+    # "by default K augmented views" reached the Train page: K is the docstring's name, not a number a person knows.
+    from tlcore.strategies import STRATEGIES
+
+    texts = [text for strategy in STRATEGIES.values() for text in (strategy.description, strategy.phase)]
+    assert not [text for text in texts if re.search(r"\b(?!A\b|I\b)[A-Z]\b", text)], texts

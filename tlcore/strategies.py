@@ -53,8 +53,8 @@ STRATEGIES: dict[str, Strategy] = {
             stage_name="frozen + augmentation",
             phase="frozen + augmentation: train a head on augmented images",
             description="Keep the pretrained base frozen and train a new classifier on top of it on randomly "
-            "augmented images (by default K augmented views cached through the frozen base once; 0 views trains "
-            "end to end): slower, generalises better.",
+            "augmented images (a few augmented views of each image, set under Training options, go through the "
+            "frozen base once and are cached; 0 views trains end to end): slower, generalises better.",
             stages=("frozen_augmented",),
             end_to_end=True,
             augments=True,
