@@ -165,6 +165,13 @@ class TrainConfig:
         min=0,
         page="options",
     )
+    continue_head: bool = setting(
+        True,
+        "in strategy all, frozen_augmented starts from the head feature_extraction trained instead of a new one "
+        "(the classic notebook starts a new one)",
+        label="Frozen + augmentation continues feature extraction's head",
+        page="options",
+    )
     early_stopping_patience: int = setting(
         0,
         "stop a stage after this many epochs without a better validation loss and keep the weights of its best "
@@ -307,6 +314,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "epochs": 30,
         "fine_tuning_epochs": 30,
+        "continue_head": False,
     },
 }
 

@@ -87,7 +87,8 @@ STRATEGIES: dict[str, Strategy] = {
             stage_name="1 → 2 → 3",
             phase="the classic sequence",
             description="Feature extraction, then frozen + augmentation, then fine-tuning, in sequence (the classic "
-            "notebook's schedule).",
+            "notebook's schedule); by default frozen + augmentation continues the classifier feature extraction "
+            "trained (Training options).",
             stages=("feature_extraction", "frozen_augmented", "fine_tuning"),
             augments=True,
         ),

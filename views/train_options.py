@@ -124,7 +124,12 @@ def options(dataset: DatasetScan, strategy: str, keep: dict) -> tuple[dict, str 
     with st.expander(
         "Training options: early stopping, class weights, augmented views, precision", key="train_options"
     ):
-        values = settings_widgets("options", keep, {"augmented_views": {"disabled": strategy not in VIEW_STRATEGIES}})
+        disabled = {
+            "augmented_views": {"disabled": strategy not in VIEW_STRATEGIES},
+            # Only strategy "all" trains feature extraction's head before frozen + augmentation.
+            "continue_head": {"disabled": strategy != "all"},
+        }
+        values = settings_widgets("options", keep, disabled)
         weighted, note = class_weight_note(dataset, values["class_weight"])
         if not weighted:  # When weighted, the notice says so at the top of the form.
             st.caption(markdown.escape(note))

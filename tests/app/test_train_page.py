@@ -467,6 +467,14 @@ def test_training_options_reach_the_started_runs_config(imbalanced, folders, mon
     ) == ("frozen_augmented", 3, "none", 4)
     at.selectbox(key="train_class_weight").set_value("balanced").run()
     assert 'Class weights "always" weight each class\'s loss' in texts(at)
+    # Only strategy "all" trains a feature-extraction head for frozen + augmentation to continue.
+    assert at.toggle(key="train_continue_head").disabled
+    at.radio(key="train_strategy").set_value("all").run()
+    assert not at.toggle(key="train_continue_head").disabled and at.toggle(key="train_continue_head").value
+    at.toggle(key="train_continue_head").set_value(False).run()
+    click(at, "Start training")
+    config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
+    assert (config["strategy"], config["continue_head"]) == ("all", False)
 
 
 def test_a_new_run_on_the_same_data_set_names_it_in_the_sidebar_at_once(folders, small_catsdogs):

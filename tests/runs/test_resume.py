@@ -3,6 +3,7 @@ compared with an uninterrupted run of the same seed; runs that cannot be resumed
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,30 @@ def test_a_run_that_keeps_its_best_epoch_is_not_resumed_mid_stage(tmp_path, cats
         assert reason is None
     else:
         assert reason.startswith(f"Run {run.id} keeps each stage's best epoch (keep_weights best or early stopping)")
+
+
+def test_a_run_stopped_after_feature_extraction_resumes_frozen_augmented_from_its_head(tmp_path, resume_data):
+    """Frozen + augmentation continues feature extraction's head: a resumed run restores that head first."""
+    runs = tmp_path / "runs"
+    run = worker.start(_config(resume_data), runs)
+    deadline = time.monotonic() + 600
+    while "feature_extraction" not in resumption.finished_stages(run):
+        assert run.state in ("queued", "running") and time.monotonic() < deadline, run.status()
+        time.sleep(0.01)
+    run.request_stop()
+    while run.state not in store.FINAL_STATES:
+        time.sleep(0.05)
+    point = resumption.resume_point(run)
+    assert (run.state, point.stage, point.epoch) == ("stopped", "frozen_augmented", 0), run.status()
+
+    result = tlcore("train", "--resume", run.id, "--runs-dir", str(runs), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "[feature_extraction] finished before the run was resumed: restoring its weights" in result.stderr
+    assert "[frozen_augmented] the head starts from the one feature extraction trained" in result.stderr
+
+    # The same seed uninterrupted: the same curves, so frozen + augmentation started from the same head.
+    reference = finished_run(_config(resume_data), runs)
+    keys = ("stage", "epoch", "accuracy", "loss", "val_accuracy", "val_loss")
+    assert [{key: record.get(key) for key in keys} for record in run.metrics()] == [
+        {key: record.get(key) for key in keys} for record in reference.metrics()
+    ]

@@ -165,3 +165,22 @@ def test_suggestion_ignores_the_noisy_start_of_the_sweep():
     losses = 0.7 - 0.5 / (1 + np.exp(-(np.log10(rates) + 3.5) * 3))
     losses[:3] = [0.9, 0.5, 0.72]  # Smoothing not settled yet: a steep drop that means nothing.
     assert 1e-5 < lr_finder.suggest(rates, losses) < 1e-2
+
+
+@pytest.mark.parametrize("continue_head", [True, False])
+def test_frozen_augmented_continues_the_head_feature_extraction_trained(imbalanced, tmp_path, continue_head):
+    from tlcore.data import folders
+    from tlcore.training import extraction
+
+    config = config_for(imbalanced, strategy="all", augmented_views=1, epochs=1, continue_head=continue_head)
+    context = training_context.TrainingContext(config=config, dataset=folders.scan(imbalanced), runs_dir=str(tmp_path))
+    extraction.run_feature_extraction(context)
+    trained = [weights.copy() for weights in context.feature_head.get_weights()]
+    staged = augmented.build_staged(context)
+    starts_from = staged.head.get_weights()
+    same = all(np.array_equal(left, right) for left, right in zip(trained, starts_from))
+    assert same is continue_head
+    # A copy: training frozen + augmentation leaves the model feature extraction saved as it was.
+    assert staged.head is not context.feature_head
+    staged.head.set_weights([weights + 1 for weights in starts_from])
+    assert all(np.array_equal(left, right) for left, right in zip(trained, context.feature_head.get_weights()))

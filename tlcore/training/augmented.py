@@ -1,6 +1,7 @@
 """Strategies 2 and 3 and the scratch baseline: training on augmented images.
 
-Frozen + augmentation trains a new head on top of the frozen base; by default K augmented views of
+Frozen + augmentation trains a head on top of the frozen base (a new one, or in strategy "all" by
+default the one feature extraction trained); by default K augmented views of
 each training image are pushed through the frozen part of the base once and cached (epoch e trains on
 view e mod K), with 0 views it trains end to end. Fine-tuning continues that model with the base's top
 block unfrozen at a lower learning rate. Scratch trains a small CNN from random weights.
@@ -191,12 +192,28 @@ def _augmented_forward(model: keras.Model, forward, augmentation, jit_compile: b
     return augmented_inference_function(model, augmentation)
 
 
+def new_or_continued_head(context: training_context.TrainingContext, base: keras.Model) -> keras.Model:
+    """Frozen + augmentation's head: a copy of the one feature extraction trained, or a new one.
+
+    Feature extraction's head has learned the classes from the same frozen features, without
+    augmentation; continuing it on augmented views keeps what it learned (a new head spends its
+    epochs relearning it, and on scenes ended below feature extraction: benchmarks/RESULTS.md).
+    A copy, so the model feature extraction saved keeps its own weights.
+    """
+    config = context.config
+    head = heads.build_head(base.output.shape[1:], context.dataset.num_classes, config)
+    if config.continue_head and context.feature_head is not None:
+        head.set_weights(context.feature_head.get_weights())
+        context.say("[frozen_augmented] the head starts from the one feature extraction trained")
+    return head
+
+
 def build_staged(context: training_context.TrainingContext) -> StagedModels:
-    config, dataset = context.config, context.dataset
+    config = context.config
     base = heads.build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
     bottom, top = heads.split_base(base, config.backbone)
-    head = heads.build_head(base.output.shape[1:], dataset.num_classes, config)
+    head = new_or_continued_head(context, base)
     head_first, tail = heads.split_head(head)
     cached, seconds, from_cache = extract_views(context, bottom, top, head_first, preprocess)
     boundary = keras.Input(shape=bottom.output.shape[1:], name="boundary")
@@ -262,7 +279,7 @@ def _fit_end_to_end(context: training_context.TrainingContext, model: keras.Mode
 
 
 def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
-    config, dataset = context.config, context.dataset
+    config = context.config
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     if config.augmented_views:
@@ -285,7 +302,7 @@ def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
         return result
     base = heads.build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
-    head = heads.build_head(base.output.shape[1:], dataset.num_classes, config)
+    head = new_or_continued_head(context, base)
     augmentation = augment.build_layers(config.augmentation, seed=config.seed)
     model = heads.assemble(config.image_size, base, head, preprocess, augmentation)
     context.compile(model, config.learning_rate)

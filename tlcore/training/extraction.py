@@ -164,6 +164,7 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
             feature_maps["validation"], context.targets("validation"), training_context.EXTRACTION_BATCH_SIZE
         ),
     )
+    context.feature_head = head
     context.model = heads.assemble(config.image_size, base, head, preprocess)
     heads.compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
     result = training_context.history_result(

@@ -114,7 +114,8 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
     """Trains the stages in order, each from its backup when the run is resumed; returns whether it was stopped.
 
     A stage that finished before the run was resumed is not trained again: its results are kept, and its
-    final weights loaded when a later stage continues its model (fine-tuning) or the final model is its.
+    final weights loaded when a later stage continues its model (fine-tuning, and frozen + augmentation
+    with `continue_head`) or the final model is its.
     """
     run = context.run
     stages = stages_for(context.config.strategy)
@@ -125,7 +126,7 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
             if stage == "frozen_augmented":
                 context.frozen_epochs = finished[stage]["epochs"]
             following = stages[index + 1] if index + 1 < len(stages) else None
-            if following in finished or following not in (None, "fine_tuning"):
+            if following in finished or following not in _continuing(context.config):
                 continue  # Its model is not needed again.
             context.restoring = stage
         if context.stop_requested():
@@ -148,6 +149,11 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
         if run is not None:
             resume.finish_stage(run, stage, context.fitted, result)
     return False
+
+
+def _continuing(config) -> tuple:
+    """The stages that start from the model of the stage before them (None: the final model is its)."""
+    return (None, "fine_tuning", "frozen_augmented") if config.continue_head else (None, "fine_tuning")
 
 
 def _starting(run, stage: str, restoring: bool) -> str:

@@ -78,6 +78,8 @@ class TrainingContext:
     frozen_model: keras.Model | None = None
     frozen_base: keras.Model | None = None
     model: keras.Model | None = None
+    # The head feature extraction trained, which frozen + augmentation continues (config.continue_head).
+    feature_head: keras.Model | None = None
     staged: StagedModels | None = None
     temporary_directory: str | None = None
     replicas: int = 1
