@@ -8,8 +8,10 @@ For each seed, the same `python -m tlcore train --strategy all` runs twice on th
 (the first `--train` / `--validation` photos of each class, linked into a temporary folder):
 once as two worker processes on 127.0.0.1 (a two-worker `TF_CONFIG`, free ports) and once as one
 worker alone (`TF_CONFIG` unset). Both use `--replica-scaling none`, so the global batch and the
-learning rates are the same; the model keeps its dropout, whose draws differ per replica, so the
-two runs are the same training but for those draws and the order of floating-point sums.
+learning rates are the same; the model keeps its dropout. The chief draws the masks one process
+draws, the other worker masks of its own for its rows of each batch
+(`multi_worker.separate_random_streams`), so the two runs are the same training but for those
+masks and the order of floating-point sums.
 
 Prints a table of each stage's final validation accuracy (mean over the seeds) and the wall time
 of each run, and exits 1 when a stage's mean accuracy of the two workers is more than

@@ -16,14 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
 from tests.helpers import cli
 from tests.helpers.cli import options
 from tests.helpers.paths import PROJECT_ROOT
 from tests.helpers.server import free_port
+from tlcore.config import TrainConfig
+from tlcore.data import folders
+from tlcore.models import heads
 from tlcore.runs import store
-from tlcore.training import distribute
+from tlcore.training import distribute, training_context
 
 STAGES = ("feature_extraction", "frozen_augmented", "fine_tuning")
 # Every stage of strategy "all", small: dropout 0 makes the two-worker run comparable to the one-worker run.
@@ -73,9 +78,15 @@ def start_two_workers(photos: Path, runs_dir: Path, settings: list[str]) -> list
     ]  # fmt: skip
 
 
-def finish(workers: list) -> list[dict]:
-    """Waits for both workers; each must exit 0. Their last JSON lines, chief first."""
-    outputs = [worker.communicate(timeout=600) for worker in workers]
+def finish(workers: list, timeout: float = 600) -> list[dict]:
+    """Waits for both workers, `timeout` seconds at most; each must exit 0. Their last JSON lines, chief first."""
+    try:
+        outputs = [worker.communicate(timeout=timeout) for worker in workers]
+    except subprocess.TimeoutExpired:
+        for worker in workers:
+            worker.kill()
+        outputs = [worker.communicate() for worker in workers]
+        raise AssertionError(f"the workers did not end within {timeout} s: {[stderr[-2000:] for _, stderr in outputs]}")
     for index, (worker, (_, stderr)) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}: {stderr[-3000:]}"
     return [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
@@ -139,15 +150,146 @@ def test_stopping_the_chief_stops_both_workers_after_the_same_batch(photos, tmp_
     assert run.status()["state"] == "stopped"
 
 
+def head_trained_as(photos: Path, worker: distribute.WorkerTask | None) -> dict:
+    """The feature-extraction head (Dropout 0.5) as one worker's `TrainingContext.fit` trains it for an
+    epoch, in a process seeded as every worker's is; None: one process alone.
+
+    Returns:
+        Its weights before and after `fit`, and the dropout masks of the next two steps.
+    """
+    config = TrainConfig(data_dir=str(photos), batch_size=4, seed=7, dropout=0.5, dense_units=32)
+    context = training_context.TrainingContext(config=config, dataset=folders.scan(photos), worker=worker)
+    keras.utils.set_random_seed(config.seed)  # As each stage begins, on every worker.
+    head = heads.build_head((2, 2, 8), context.dataset.num_classes, config)
+    before = [np.array(weight) for weight in head.weights]
+    context.compile(head, config.learning_rate)
+    targets = context.targets("train")
+    features = np.random.default_rng(0).normal(size=(len(targets), 2, 2, 8)).astype("float32")
+    context.fit(head, "feature_extraction", features, 1, y=targets, batch_size=4, shuffle=False)
+    dropout = head.get_layer("dropout")
+    ones = np.ones((64, config.dense_units), dtype="float32")
+    masks = [np.array(dropout(ones, training=True)) != 0 for _ in range(2)]
+    return {"before": before, "after": [np.array(weight) for weight in head.weights], "masks": masks}
+
+
+def test_each_worker_draws_its_own_dropout_masks_and_the_chief_those_of_one_process(photos):
+    alone = head_trained_as(photos, None)
+    chief = head_trained_as(photos, distribute.WorkerTask("worker", 0, workers=2, is_chief=True, rank=0))
+    other = head_trained_as(photos, distribute.WorkerTask("worker", 1, workers=2, is_chief=False, rank=1))
+    # Every worker starts from the same weights.
+    for trained in (chief, other):
+        for weight, alone_weight in zip(trained["before"], alone["before"]):
+            np.testing.assert_array_equal(weight, alone_weight)
+    # The chief trains exactly as one process alone: the same masks, so the same weights.
+    for weight, alone_weight in zip(chief["after"], alone["after"]):
+        np.testing.assert_array_equal(weight, alone_weight)
+    for mask, alone_mask in zip(chief["masks"], alone["masks"]):
+        np.testing.assert_array_equal(mask, alone_mask)
+    # The other worker draws masks of its own: other weights after the same epoch, other masks next.
+    assert any(not np.array_equal(weight, chief_weight) for weight, chief_weight in zip(other["after"], chief["after"]))
+    for mask, chief_mask in zip(other["masks"], chief["masks"]):
+        assert 0.3 < mask.mean() < 0.7  # Still dropout 0.5.
+        assert 0.3 < (mask != chief_mask).mean() < 0.7  # As unrelated as two masks of one process.
+
+
+def test_two_workers_train_the_same_weights_and_then_draw_masks_of_their_own(photos):
+    # Under the real strategy: a shifted generator state stays this worker's (no all-reduce touches it).
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from tests.training.test_multi_worker import head_trained_as\n"
+        "from tlcore.config import TrainConfig\n"
+        "from tlcore.training import distribute\n"
+        "config = TrainConfig(data_dir=sys.argv[1], distribution='multi_worker')\n"
+        "with distribute.strategy_for(config).scope():\n"
+        "    trained = head_trained_as(Path(sys.argv[1]), distribute.shared_task(config))\n"
+        "print(json.dumps({key: [value.tolist() for value in trained[key]] for key in ('after', 'masks')}))\n"
+    )
+    ports = two_free_ports()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(photos)],
+            cwd=PROJECT_ROOT,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config(ports, index)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(2)
+    ]
+    chief, other = finish(workers, timeout=300)
+    # One model: the same weights on both workers after every all-reduced step.
+    for weight, chief_weight in zip(other["after"], chief["after"]):
+        np.testing.assert_allclose(weight, chief_weight, rtol=1e-6)
+    # The chief draws one process's masks; the other worker masks of its own.
+    alone = head_trained_as(photos, None)
+    np.testing.assert_array_equal(np.array(chief["masks"]), np.array(alone["masks"]))
+    assert 0.3 < (np.array(other["masks"]) != np.array(chief["masks"])).mean() < 0.7
+
+
+def extracting_run(workers: list, runs_dir: Path) -> store.Run:
+    """The newest run of `runs_dir` once it reports extracting features, which it does as it begins the
+    first batch (that batch also compiles the forward pass)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert all(worker.poll() is None for worker in workers), [worker.communicate() for worker in workers]
+        runs = store.list_runs(runs_dir)
+        if runs and runs[0].progress().get("phase") == "extracting":
+            return runs[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no run of {runs_dir} began extracting within 120 s")
+
+
+EXTRACTION_SETTINGS = options(strategy="feature_extraction", image_size=64, distribution="multi_worker", json=True)
+
+
+def test_a_stop_during_feature_extraction_ends_both_workers(catsdogs_subset, tmp_path):
+    photos = catsdogs_subset("multi_worker_extraction", train=48, validation=4)
+    runs_dir = tmp_path / "shared_runs"
+    workers = start_two_workers(photos, runs_dir, EXTRACTION_SETTINGS)
+    run = extracting_run(workers, runs_dir)
+    run.request_stop()  # As `tlcore stop` does: the chief's run only.
+    # Before, the other worker went on extracting, then failed in training's first all-reduce.
+    chief, other = finish(workers, timeout=120)
+    assert chief["status"] == other["status"] == "stopped"
+    assert chief["results"] == other["results"] == {}  # Stopped before the head trained.
+    assert run.status()["state"] == "stopped"
+    # Stopped inside the extraction of the training features, which are never cached partial.
+    assert not list(runs_dir.glob(".cache/features/*/train.npy"))
+    assert [path.name for path in runs_dir.iterdir() if not path.name.startswith(".")] == [run.path.name]
+    assert not list(runs_dir.glob(distribute.SCRATCH_PREFIX + "*"))
+
+
+def test_a_stop_while_only_the_other_worker_extracts_ends_both_before_training(catsdogs_subset, tmp_path):
+    # The chief has the features from an earlier run on its runs folder; the other worker extracts them
+    # again in its scratch folder, so only it runs the extraction loop.
+    photos = catsdogs_subset("multi_worker_cached", train=48, validation=4)
+    runs_dir = tmp_path / "shared_runs"
+    settings = [*EXTRACTION_SETTINGS, "--epochs", "1", "--runs-dir", str(runs_dir)]
+    alone = cli.tlcore("train", "--data", str(photos), *settings)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    workers = start_two_workers(photos, runs_dir, EXTRACTION_SETTINGS)
+    extracting_run(workers, runs_dir / f"{distribute.SCRATCH_PREFIX}worker_1")
+    (run, _) = store.list_runs(runs_dir)  # Newest first: the chief's, waiting for the other worker.
+    run.request_stop()
+    chief, other = finish(workers, timeout=120)
+    assert chief["status"] == other["status"] == "stopped"
+    assert chief["results"] == other["results"] == {}
+    assert run.status()["state"] == "stopped"
+    assert not list(runs_dir.glob(distribute.SCRATCH_PREFIX + "*"))
+
+
 def test_tf_config_names_the_chief_and_refuses_what_it_cannot_read(tmp_path):
     two = {"cluster": {"worker": ["a:1", "b:2"]}}
     first = distribute.worker_task({"TF_CONFIG": json.dumps({**two, "task": {"type": "worker", "index": 0}})})
     second = distribute.worker_task({"TF_CONFIG": json.dumps({**two, "task": {"type": "worker", "index": 1}})})
     assert first.is_chief and not second.is_chief and first.workers == second.workers == 2
+    assert (first.rank, second.rank) == (0, 1)
     with_chief = {"cluster": {"chief": ["c:3"], "worker": ["a:1"]}}
     chief = distribute.worker_task({"TF_CONFIG": json.dumps({**with_chief, "task": {"type": "chief", "index": 0}})})
     worker = distribute.worker_task({"TF_CONFIG": json.dumps({**with_chief, "task": {"type": "worker", "index": 0}})})
     assert chief.is_chief and not worker.is_chief and chief.workers == 2
+    assert (chief.rank, worker.rank) == (0, 1)  # Worker 0 comes after the chief.
     assert distribute.worker_task({}) is None
     assert distribute.scratch_directory(tmp_path, second) == tmp_path / ".workertemp_worker_1"
     with pytest.raises(ValueError, match="TF_CONFIG must be JSON"):

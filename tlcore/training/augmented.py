@@ -105,7 +105,12 @@ def extract_views(
         "validation_vectors": validation_count,
     }
     cached = {name: feature_cache.load(directory, key, name, count) for name, count in counts.items()}
-    if all(value is not None for value in cached.values()):
+    from_cache = all(value is not None for value in cached.values())
+    # The stop checks after each batch below are all-reduces that every worker must make: only when every
+    # worker computes the views (the chief may have them cached by an earlier run, the others never do).
+    # Else a stop waits for the check after caching (run_frozen_augmented).
+    check_stop = context.every_worker(not from_cache)
+    if from_cache:
         return cached, time.time() - started, True
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 3), name="image")
@@ -150,7 +155,7 @@ def extract_views(
                     writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
                     writers[prefix + "vectors"].write(to_vector(activations))
                     bar.advance(len(batch))
-                    if context.stop_requested():
+                    if check_stop and context.any_worker_stops():
                         raise training_context.StageStopped()  # Partial activations are never cached.
             finally:
                 bar.close()
@@ -284,12 +289,12 @@ def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
     started = time.time()
     if config.augmented_views:
         context.staged = build_staged(context)
-        if context.stop_requested():
+        if context.any_worker_stops():
             raise training_context.StageStopped()
         history = _fit_staged(context, "frozen_augmented", config.epochs, config.learning_rate, config.seed)
         context.model = _final_model(context, context.staged)
         result = training_context.history_result(
-            history, time.time() - started, context.stop_requested(), config.keeps_best_weights
+            history, time.time() - started, context.any_worker_stops(), config.keeps_best_weights
         )
         result.update(
             {
@@ -309,7 +314,7 @@ def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
     history = _fit_end_to_end(context, model, "frozen_augmented", config.epochs)
     context.frozen_model, context.frozen_base, context.model = model, base, model
     result = training_context.history_result(
-        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
+        history, time.time() - started, context.any_worker_stops(), config.keeps_best_weights
     )
     result["path"] = "end_to_end"
     return result
@@ -338,7 +343,7 @@ def run_fine_tuning(context: training_context.TrainingContext) -> dict:
         context.model = model
         path = "end_to_end"
     result = training_context.history_result(
-        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
+        history, time.time() - started, context.any_worker_stops(), config.keeps_best_weights
     )
     result.update({"unfrozen_layers": unfrozen, "path": path})
     return result
@@ -354,5 +359,5 @@ def run_scratch(context: training_context.TrainingContext) -> dict:
     history = _fit_end_to_end(context, model, "scratch", config.epochs)
     context.model = model
     return training_context.history_result(
-        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
+        history, time.time() - started, context.any_worker_stops(), config.keeps_best_weights
     )

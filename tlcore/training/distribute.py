@@ -38,12 +38,15 @@ class WorkerTask:
         index: the task's index within its type.
         workers: how many tasks of type "worker" and "chief" the cluster has.
         is_chief: whether this task writes the run (a "chief" task, else worker 0 when there is no chief).
+        rank: the task's place among all of them, as TensorFlow counts: 0 for the chief, then the workers
+            in order (so worker 0 is 1 when the cluster has a chief).
     """
 
     type: str
     index: int
     workers: int
     is_chief: bool
+    rank: int
 
     def __post_init__(self) -> None:
         if self.type not in ("worker", "chief"):
@@ -82,7 +85,18 @@ def worker_task(environment=None) -> WorkerTask | None:
         )
     workers = len(tasks.get("worker", [])) + len(tasks.get("chief", []))
     is_chief = kind == "chief" or (kind == "worker" and index == 0 and not tasks.get("chief"))
-    return WorkerTask(type=kind, index=index, workers=workers, is_chief=is_chief)
+    rank = 0 if kind == "chief" else index + len(tasks.get("chief", []))
+    return WorkerTask(type=kind, index=index, workers=workers, is_chief=is_chief, rank=rank)
+
+
+def shared_task(config: TrainConfig) -> WorkerTask | None:
+    """This process's task when several workers train the run together, or None when it trains alone.
+
+    Raises:
+        ValueError: `$TF_CONFIG` is set for a multi-worker run but cannot be read.
+    """
+    task = worker_task() if config.distribution == "multi_worker" else None
+    return task if task is not None and task.workers > 1 else None
 
 
 def scratch_directory(runs_dir: str | os.PathLike, task: WorkerTask) -> Path:

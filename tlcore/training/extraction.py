@@ -21,6 +21,7 @@ def extract_to_file(
     paths: list[str],
     writer: feature_cache.FeatureWriter,
     split: str | None = None,
+    check_stop: bool = True,
 ) -> None:
     """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter.
 
@@ -37,6 +38,9 @@ def extract_to_file(
         paths: the image files, in the order the rows are written.
         writer: receives one row per image; closed when all are written, discarded otherwise.
         split: the split these images are ("train", "validation"), named in the progress.
+        check_stop: whether to check for a stop request after each batch. When several workers train
+            together, the check is an all-reduce every worker must make (`any_worker_stops`): False
+            when some worker reads the features from its cache instead.
     """
     total = len(paths)
     reported = 0.0
@@ -65,7 +69,7 @@ def extract_to_file(
         for batch in batches:
             writer.write(forward(batch))
             bar.advance(len(batch))
-            if context.stop_requested():
+            if check_stop and context.any_worker_stops():
                 raise training_context.StageStopped()
             if writer.written == total or time.monotonic() - reported >= training_context.PROGRESS_INTERVAL_SECONDS:
                 report(writer.written)
@@ -110,6 +114,9 @@ def extract_features(
     for split in splits:
         count = len(dataset.paths(split))
         cached = feature_cache.load(directory, key, split, count)
+        # The chief may have these features from an earlier run; the other workers never do (see
+        # extract_to_file's check_stop).
+        every_worker_extracts = context.every_worker(cached is None)
         if cached is not None:
             result[split] = cached
             continue
@@ -124,6 +131,7 @@ def extract_features(
             dataset.paths(split),
             feature_cache.FeatureWriter(path, count, base.output.shape[1:]),
             split=split,
+            check_stop=every_worker_extracts,
         )
         result[split] = feature_cache.FeatureFile(path)
     feature_cache.describe(
@@ -150,7 +158,7 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
     head = heads.build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
     context.compile(head, config.learning_rate)
-    if context.stop_requested():
+    if context.any_worker_stops():
         raise training_context.StageStopped()
     # Read back from disk batch by batch: the features never have to fit in memory.
     batches = feature_cache.RowBatches(feature_maps["train"], context.targets("train"), context.batch_size, config.seed)
@@ -168,7 +176,7 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     context.model = heads.assemble(config.image_size, base, head, preprocess)
     heads.compile_model(context.model, dataset.num_classes, config.optimizer, config.learning_rate)
     result = training_context.history_result(
-        history, time.time() - started, context.stop_requested(), config.keeps_best_weights
+        history, time.time() - started, context.any_worker_stops(), config.keeps_best_weights
     )
     result.update({"extraction_seconds": extraction_seconds, "features_from_cache": from_cache})
     return result

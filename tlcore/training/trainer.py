@@ -56,6 +56,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         stream=stream,
         runs_dir=str(runs_dir) if runs_dir is not None else None,
         display=display,
+        worker=distribute.shared_task(config),
     )
     if run is not None:
         trained_on = run.labels()  # Set when the run is resumed.
@@ -129,7 +130,7 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
             if following in finished or following not in _continuing(context.config):
                 continue  # Its model is not needed again.
             context.restoring = stage
-        if context.stop_requested():
+        if context.any_worker_stops():
             return True
         if run is not None:
             run.set_status(run.raw_status().get("state", "running"), stage=stage)

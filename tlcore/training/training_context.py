@@ -89,6 +89,10 @@ class TrainingContext:
     fitted: keras.Model | None = None
     # Where messages, bars and epoch lines go: plain lines on `stream` unless one is given.
     display: progress.Display | None = None
+    # This process's task when several workers train the run together (`distribute.shared_task`); None alone.
+    worker: distribute.WorkerTask | None = None
+    # The generator states `fit` gave this worker's own random stream so far (a later stage may share them).
+    separated_generators: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.display is None:
@@ -167,6 +171,12 @@ class TrainingContext:
             history = keras.callbacks.History()
             history.set_model(model)
             return history
+        if self.worker is not None:
+            # Every worker seeded Keras alike: without this, each worker's rows of a global batch would get
+            # the same dropout masks (and augmentation) as the chief's rows.
+            self.separated_generators += multi_worker.separate_random_streams(
+                model, self.worker.rank, self.separated_generators
+            )
         callbacks = self.callbacks(stage, epochs) + list(extra_callbacks)
         history = model.fit(
             data, epochs=epochs, verbose=0, class_weight=self.class_weights(), callbacks=callbacks, **options
@@ -182,7 +192,33 @@ class TrainingContext:
         return class_weights_for(self.dataset.labels("train"), self.dataset.num_classes, self.config.class_weight)
 
     def stop_requested(self) -> bool:
+        """Whether this process's run was asked to stop (see `any_worker_stops` when several workers train it)."""
         return self.run is not None and self.run.stop_requested()
+
+    def any_worker_stops(self) -> bool:
+        """Whether the run was asked to stop: on this worker, or on any worker when several train it together.
+
+        A stop request (the Stop button, `tlcore stop`, Ctrl+C) reaches one worker's run only. With
+        several workers this is one collective all-reduce, so every worker must ask at the same point
+        (after the same batch of the same loop); when any was asked, each marks its own run, so that
+        all of them end the stage alike. Inside `fit`, `multi_worker.StopTogether` does the same.
+        """
+        wanted = self.stop_requested()
+        # The run's strategy: every stage runs inside its scope.
+        if self.worker is None or not multi_worker.any_worker(wanted, tf.distribute.get_strategy()):
+            return wanted
+        if self.run is not None and not wanted:
+            self.run.request_stop()
+        return True
+
+    def every_worker(self, condition: bool) -> bool:
+        """Whether a condition holds on every worker training the run (on this process, when it trains alone).
+
+        With several workers this is one collective all-reduce, at the same point on every worker.
+        """
+        if self.worker is None:
+            return condition
+        return not multi_worker.any_worker(not condition, tf.distribute.get_strategy())
 
     def feature_directory(self) -> Path:
         """The feature cache of the runs folder, or a temporary folder removed by `close`."""
