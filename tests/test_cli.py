@@ -173,7 +173,7 @@ def test_every_help_text_shows_the_real_default():
     assert flags["epochs"][0].help.endswith("(default 30)")
     assert flags["learning_rate"][0].help.endswith("(default 0.001; seed preset: 2e-05)")
     assert flags["jit_compile"][0].help.endswith("(default off)")
-    assert flags["augmentation_rotation_degrees"][0].help.endswith("(default 40)")
+    assert flags["augmentation_rotation_degrees"][0].help.endswith("(default 10)")
     # Not required by the parser, since --resume RUN needs none; command_train asks for it otherwise.
     assert flags["data_dir"][0].help.endswith("(required unless --resume is given)")
 

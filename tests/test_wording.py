@@ -14,7 +14,7 @@ def test_counts_take_the_right_number():
 
 
 def test_the_augmentation_summary_is_words_not_raw_values():
-    text = wording.augmentation(AugmentationConfig())
+    text = wording.augmentation(AugmentationConfig(rotation_degrees=40, zoom=0.2, vertical_flip=True))
     assert text == (
         "rotation up to 40°, shift up to 10% across and 10% down, zoom in or out up to 20%, "
         "flips left-right and upside down; edges filled with the nearest pixels"

@@ -67,7 +67,7 @@ def preview(dataset: DatasetScan) -> None:
         flip_check(dataset, keys)
         fill_mode = FIELDS["fill_mode"].metadata
         values["fill_mode"] = st.selectbox(fill_mode["label"], fill_mode["choices"], key=keys["fill_mode"], **keep)
-        st.button("Reset to the seed's settings", on_click=reset, icon=":material/restart_alt:")
+        st.button("Reset to the defaults", on_click=reset, icon=":material/restart_alt:")
     try:
         settings = AugmentationConfig(**values)
     except ValueError as error:

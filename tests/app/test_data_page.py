@@ -20,6 +20,7 @@ from tests.app.page_kit import (
     texts,
     zip_bytes,
 )
+from tlcore.config import AugmentationConfig
 from tlcore.data import library
 
 
@@ -161,18 +162,18 @@ def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(
         caption for element in at.image for caption in element.captions if plain(caption).startswith("original")
     ]
     assert preview_images, "the preview shows the original"
-    at.slider(key="aug_rotation_degrees").set_value(10.0).run()
-    at.toggle(key="aug_vertical_flip").set_value(False).run()
+    at.slider(key="aug_rotation_degrees").set_value(25.0).run()
+    at.toggle(key="aug_vertical_flip").set_value(True).run()
     assert not at.exception
     settings = at.session_state["augmentation"]
-    assert settings.rotation_degrees == 10.0 and settings.vertical_flip is False
+    assert settings.rotation_degrees == 25.0 and settings.vertical_flip is True
     at = open_page("pages/2_Train.py", at)
     [line] = [text for text in texts(at).splitlines() if text.startswith("Augmentation (set on the Data page)")]
-    assert "rotation up to 10°" in line and "flips left-right" in line and "upside down" not in line
+    assert "rotation up to 25°" in line and "flips left-right" in line and "upside down" in line
     at = open_page("pages/1_Data.py", at)
-    assert at.slider(key="aug_rotation_degrees").value == 10.0, "settings survive a page switch"
-    click(at, "Reset to the seed's settings")
-    assert at.session_state["augmentation"].rotation_degrees == 40.0
+    assert at.slider(key="aug_rotation_degrees").value == 25.0, "settings survive a page switch"
+    click(at, "Reset to the defaults")
+    assert at.session_state["augmentation"] == AugmentationConfig()
 
 
 def test_a_typed_folder_outside_the_data_roots_is_refused_with_the_roots_named(folders):
@@ -331,7 +332,7 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
 
 def test_the_flip_check_measures_the_photos_and_applies_its_suggestion(small_catsdogs):
     at = scan(open_page("pages/1_Data.py"), small_catsdogs)
-    assert at.toggle(key="aug_vertical_flip").value is True, "the seed's settings flip upside down"
+    at.toggle(key="aug_vertical_flip").set_value(True).run()  # The defaults already leave it off.
     click(at, "Check which flips suit these photos")
     assert not at.exception
     findings = [plain(caption.value) for caption in at.caption if "copies of these photos" in caption.value]
