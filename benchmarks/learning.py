@@ -39,6 +39,8 @@ TIE_POINTS = 0.5
 SCENES_BEST = 0.927
 CATSDOGS_FLOORS = {"feature_extraction": 0.974, "frozen_augmented": 0.982, "fine_tuning": 0.978}
 SCHEDULE_SECONDS = 300.0
+# Keras reports accuracies in float32: 487 of 500 is 0.97399998, which must count as 0.974.
+FLOAT32_SLACK = 1e-6
 
 
 def say(message: str) -> None:
@@ -101,13 +103,13 @@ def misses(name: str, runs: list[dict]) -> list[str]:
     missed = []
     if name == "scenes":
         for earlier, later in zip(STRATEGIES, STRATEGIES[1:]):
-            if means[later] < means[earlier] - TIE_POINTS / 100:
+            if means[later] < means[earlier] - TIE_POINTS / 100 - FLOAT32_SLACK:
                 missed.append(f"{later} {means[later]:.3f} below {earlier} {means[earlier]:.3f}")
-        if max(means.values()) < SCENES_BEST:
+        if max(means.values()) < SCENES_BEST - FLOAT32_SLACK:
             missed.append(f"best mean {max(means.values()):.3f} below {SCENES_BEST}")
     if name == "catsdogs":
         for strategy, floor in CATSDOGS_FLOORS.items():
-            if means[strategy] < floor:
+            if means[strategy] < floor - FLOAT32_SLACK:
                 missed.append(f"{strategy} {means[strategy]:.3f} below {floor}")
         slowest = max(run["total_seconds"] for run in runs)
         if slowest > SCHEDULE_SECONDS:
