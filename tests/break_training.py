@@ -2,7 +2,7 @@
 
 For each breakage: copy the repository to a temporary folder (with ../shared linked beside it, as
 the tests expect), patch tlcore there by exact string replacements, and run
-`python -m pytest tests/training/test_learning.py -q -x` in the copy. A breakage is caught (PASS)
+`python -m pytest tests/training/test_learning.py -q -x -n 0` in the copy. A breakage is caught (PASS)
 when at least one test fails; the unbroken copy runs first as the control, where every test must
 pass. Prints a table breakage -> failing tests -> PASS/FAIL and exits 1 if any breakage goes
 unnoticed (or the control fails). Takes about 8 minutes on two cores:
@@ -128,7 +128,9 @@ def apply(patch: Patch, copy: Path) -> None:
 
 def run_tests(copy: Path, stop_at_first: bool) -> tuple[int, list[str], str]:
     """(pytest's exit code, the failing or erroring test ids, pytest's last line)."""
-    command = [sys.executable, "-m", "pytest", TEST_FILE, "-q", "-p", "no:cacheprovider"]
+    # In one process (`-n 0` over pytest.ini's two workers): one file needs no second worker, and the output
+    # stays the plain pytest output parsed below.
+    command = [sys.executable, "-m", "pytest", TEST_FILE, "-q", "-n", "0", "-p", "no:cacheprovider"]
     if stop_at_first:
         command.append("-x")
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

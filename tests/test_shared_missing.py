@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.paths import PROJECT_ROOT, SHARED_DIR_VARIABLE, SHARED_MISSING
 
 TINY_TESTS = """
@@ -30,11 +32,12 @@ def test_without_the_shared_folder():
 """
 
 
-def run_tiny_tests(tmp_path: Path, shared: Path) -> subprocess.CompletedProcess:
-    """Runs TINY_TESTS under tests/conftest.py (as a plugin) with the shared folder pointed at `shared`."""
+def run_tiny_tests(tmp_path: Path, shared: Path, workers: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Runs TINY_TESTS under tests/conftest.py (as a plugin) with the shared folder pointed at `shared`, and
+    `workers` (pytest-xdist's options) added."""
     (tmp_path / "test_tiny.py").write_text(TINY_TESTS)
     environment = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), **{SHARED_DIR_VARIABLE: str(shared)})
-    command = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-rs", "-q"]
+    command = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-rs", "-q", *workers]
     return subprocess.run(
         [*command, "--rootdir", str(tmp_path), str(tmp_path / "test_tiny.py")],
         cwd=tmp_path,
@@ -45,9 +48,11 @@ def run_tiny_tests(tmp_path: Path, shared: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_without_shared_every_skip_gives_one_reason_and_one_line_counts_them(tmp_path):
+# In pytest's own process, and in two workers as pytest.ini runs the suite: the skips reach the counting line.
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "two workers"])
+def test_without_shared_every_skip_gives_one_reason_and_one_line_counts_them(tmp_path, workers):
     nowhere = tmp_path / "no-shared-here"
-    completed = run_tiny_tests(tmp_path, nowhere)
+    completed = run_tiny_tests(tmp_path, nowhere, workers)
     output = completed.stdout
     assert completed.returncode == 0, output + completed.stderr
     assert "1 passed, 3 skipped" in output, output
