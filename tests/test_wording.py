@@ -83,3 +83,15 @@ def test_strategy_texts_hold_no_formula_letters():
 
     texts = [text for strategy in STRATEGIES.values() for text in (strategy.description, strategy.phase)]
     assert not [text for text in texts if re.search(r"\b(?!A\b|I\b)[A-Z]\b", text)], texts
+
+
+def test_the_train_pages_toggles_have_labels_short_enough_for_their_column():
+    """A toggle's label is cut with an ellipsis past its third of the options row (seen in the browser at 1400 px:
+    "Frozen + augmentation continues f…"); the help tooltip holds the explanation."""
+    from tlcore.config import TrainConfig
+    from tlcore.settings import setting_type, settings_of
+
+    toggles = [item for item in settings_of(TrainConfig) if item.metadata.get("page") and setting_type(item) is bool]
+    assert toggles, "the page has toggles"
+    too_long = {item.name: item.metadata["label"] for item in toggles if len(item.metadata["label"]) > 30}
+    assert too_long == {}

@@ -169,7 +169,7 @@ class TrainConfig:
         True,
         "in strategy all, frozen_augmented starts from the head feature_extraction trained instead of a new one "
         "(the classic notebook starts a new one)",
-        label="Frozen + augmentation continues feature extraction's head",
+        label="Continue stage 1's head",
         page="options",
     )
     early_stopping_patience: int = setting(
@@ -233,7 +233,7 @@ class TrainConfig:
         False,
         "train on the data set's cleaned view: its saved cleaning decisions (the Data page's explorer) applied; "
         "the run records which",
-        label="Apply the data set's cleaning decisions",
+        label="Use the cleaning decisions",
         page="options",
     )
     jit_compile: bool = setting(

@@ -75,7 +75,7 @@ def test_the_train_page_option_asks_for_the_cleaned_view(small_catsdogs, tmp_pat
     monkeypatch.setattr(worker, "start", lambda config, runs_dir: store.create(config, runs_dir))  # No process.
     at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
     toggle = at.toggle(key="train_cleaned")
-    assert toggle.label == "Apply the data set's cleaning decisions" and toggle.value is False
+    assert toggle.label == "Use the cleaning decisions" and toggle.value is False
     toggle.set_value(True).run()
     click(at, "Start training")
     config = json.loads((tmp_path / "runs" / at.session_state["run_id"] / "config.json").read_text())
