@@ -98,9 +98,7 @@ def recorded_run(record: Path | None, name: str, seed: int, preset: str, extra: 
 def misses(name: str, runs: list[dict]) -> list[str]:
     """What a data set's runs miss of the default preset's targets (empty: every target met)."""
     # Rounded: Keras reports accuracies in float32, and 487 of 500 photos (0.97399998) must meet a 0.974 floor.
-    means = {
-        strategy: round(statistics.mean(run["accuracy"][strategy] for run in runs), 6) for strategy in STRATEGIES
-    }
+    means = {strategy: round(statistics.mean(run["accuracy"][strategy] for run in runs), 6) for strategy in STRATEGIES}
     missed = []
     if name == "scenes":
         for earlier, later in zip(STRATEGIES, STRATEGIES[1:]):
