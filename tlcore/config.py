@@ -130,6 +130,18 @@ class TrainConfig:
         choices=HEADS,
         page="hyperparameters",
     )
+    # 1 by default: 3 lifted every strategy on scenes, but its int8 TFLite export disagreed with the Keras
+    # model (the stacked stages share one quantisation scale; benchmarks/RESULTS.md).
+    feature_levels: int = setting(
+        1,
+        "how many of the base's last stages the features come from: 1 is its output alone (the classic "
+        "notebook's), 2 and 3 stack the stages before it too, pooled to its size; a backbone with fewer "
+        "registered stages uses all it has (the EfficientNets 3, the others 1)",
+        label="Feature levels",
+        min=1,
+        max=3,
+        page="hyperparameters",
+    )
     dense_units: int = setting(
         256, "units of the head's hidden Dense layer", label="Dense units", min=1, page="hyperparameters"
     )
@@ -274,6 +286,11 @@ class TrainConfig:
             )
 
     @property
+    def stacked_levels(self) -> int:
+        """The feature levels the base stacks: `feature_levels`, at most what the backbone registers."""
+        return min(self.feature_levels, BACKBONES[self.backbone].max_feature_levels)
+
+    @property
     def keeps_best_weights(self) -> bool:
         """Whether each stage keeps its epoch of lowest validation loss (asked for, or early stopping)."""
         return self.keep_weights == "best" or self.early_stopping_patience > 0
@@ -294,6 +311,8 @@ class TrainConfig:
             values["augmentation"] = AugmentationConfig.from_dict(values["augmentation"])
         # A config.json written before split_seed existed: its run split with its seed.
         values.setdefault("split_seed", values.get("seed", cls.split_seed))
+        # One written before feature_levels existed: its base had one level.
+        values.setdefault("feature_levels", 1)
         return cls(**values)
 
 

@@ -193,7 +193,8 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     no_traceback(page)
 
     # A second, longer run: reload the browser while it trains, then stop it.
-    page.get_by_text("2 · Frozen base + augmentation").click()
+    # Exact: a table of runs may name the stage inside a longer text ("83.3% in 2 · ...").
+    page.get_by_text("2 · Frozen base + augmentation", exact=True).click()
     settle(page)
     set_number(page, "Epochs", 300)
     page.get_by_role("button", name=re.compile("Start training")).click()

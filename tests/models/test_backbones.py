@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.paths import PROJECT_ROOT, shared_path
+from tlcore.config import TrainConfig
 from tlcore.models import backbones, heads, registry
 from tlcore.models.layers import Preprocess
 
@@ -203,3 +204,49 @@ def test_every_backbone_builds_and_splits_at_its_top_block(name):
     assert trainable_layers == set(unfrozen)
     # The top block is a small part of the network.
     assert len(base.trainable_weights) < len(base.weights) / 2
+
+
+@pytest.mark.parametrize("name", sorted(key for key, entry in registry.BACKBONES.items() if entry.stage_prefixes))
+def test_stacked_bases_hold_each_stage_and_split_exactly(name):
+    size = 96
+    plain = backbones.build_base(name, size, weights=None)
+    pixels = np.random.default_rng(2).uniform(0, 1, size=(2, size, size, 3)).astype("float32")
+    block7_input = heads.top_block_input(plain, name)
+    stage5 = plain.get_layer([layer.name for layer in plain.layers if layer.name.startswith("block5")][-1]).output
+    stage_outputs = keras.Model(plain.input, [stage5, block7_input, plain.output])(pixels)
+    for levels in (2, 3):
+        base = heads.stack_stages(plain, name, levels)
+        stacked = np.asarray(base(pixels))
+        # The base's own output comes last, the stage before it (the top block's input) just before.
+        channels = [stage_outputs[2].shape[-1], stage_outputs[1].shape[-1]]
+        np.testing.assert_allclose(stacked[..., -channels[0] :], stage_outputs[2], atol=1e-5)
+        np.testing.assert_allclose(stacked[..., -sum(channels) : -channels[0]], stage_outputs[1], atol=1e-5)
+        if levels == 3:
+            # Stage 5 at twice the resolution, average-pooled 2 x 2 onto the base's grid.
+            pooled = np.asarray(keras.layers.AveragePooling2D(2, padding="same")(stage_outputs[0]))
+            np.testing.assert_allclose(stacked[..., : -sum(channels)], pooled, atol=1e-5)
+        assert stacked.shape[-1] == sum(channels) + (stage_outputs[0].shape[-1] if levels == 3 else 0)
+        bottom, top = heads.split_base(base, name)
+        np.testing.assert_allclose(top(bottom(pixels)), stacked, atol=1e-5)
+        # Stacking adds no weights: fine-tuning unfreezes the same layers as on the plain base.
+        assert len(base.weights) == len(plain.weights)
+        assert heads.unfreeze_top_block(base, name) == heads.unfreeze_top_block(plain, name)
+
+
+def test_stacking_refuses_levels_its_backbone_has_not():
+    base = backbones.build_base("efficientnet_lite0", 96, weights=None)
+    with pytest.raises(ValueError, match="levels must be from 2 to 3 for EfficientNet-Lite0, received 4"):
+        heads.stack_stages(base, "efficientnet_lite0", 4)
+    vgg = backbones.build_base("vgg16", 64, weights=None)
+    with pytest.raises(ValueError, match="levels must be from 2 to 1 for VGG16"):
+        heads.stack_stages(vgg, "vgg16", 2)
+
+
+def test_feature_levels_fall_back_to_what_the_backbone_has():
+    assert TrainConfig(data_dir="photos").stacked_levels == 1
+    assert TrainConfig(data_dir="photos", feature_levels=3).stacked_levels == 3
+    assert TrainConfig(data_dir="photos", feature_levels=3, backbone="vgg16", image_size=150).stacked_levels == 1
+    assert TrainConfig(data_dir="photos", feature_levels=2).stacked_levels == 2
+    assert TrainConfig.from_dict({"data_dir": "photos"}).feature_levels == 1  # A run from before the setting.
+    with pytest.raises(ValueError, match="feature_levels"):
+        TrainConfig(data_dir="photos", feature_levels=0)

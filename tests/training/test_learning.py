@@ -94,6 +94,12 @@ CASES = [
         floor=0.65,
     ),
     LearningCase(
+        "fine_tuning-cached-stacked",  # Features from three stages (feature_levels), through the cached split.
+        **CATSDOGS,
+        settings=dict(TRANSFER, strategy="fine_tuning", augmented_views=3, fine_tuning_epochs=2, feature_levels=3),
+        floor=0.65,
+    ),
+    LearningCase(
         "fine_tuning-end_to_end",
         **CATSDOGS,
         settings=dict(TRANSFER, strategy="fine_tuning", augmented_views=0, fine_tuning_epochs=2),

@@ -173,6 +173,7 @@ def pooled_features(
         backbone=settings.backbone,
         image_size=settings.image_size,
         seed=settings.seed,
+        feature_levels=1,  # The explorer's neighbours and outliers were tuned on the base's output alone.
     )
     context = training_context.TrainingContext(
         config=config, dataset=dataset, stream=stream, runs_dir=None if runs_dir is None else str(runs_dir)

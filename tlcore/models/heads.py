@@ -140,21 +140,88 @@ def count_parameters(model: keras.Model) -> dict:
     return {"trainable": trainable, "frozen": total - trainable, "total": total}
 
 
+# The layers stack_stages adds: the earlier stages' outputs side by side, then those with the base's own.
+STAGES_LAYER = "stage_outputs"
+STACKED_LAYER = "stacked_features"
+
+
 def build_frozen_base(config: TrainConfig) -> keras.Model:
-    """The config's backbone with `trainable = False`."""
+    """The config's backbone with `trainable = False`, its output stacked over `config.stacked_levels` stages."""
     base = backbones.build_base(config.backbone, config.image_size, config.weights, config.alpha)
+    if config.stacked_levels > 1:
+        base = stack_stages(base, config.backbone, config.stacked_levels)
     base.trainable = False
     return base
 
 
-def split_base(base: keras.Model, backbone: str) -> tuple[keras.Model, keras.Model]:
-    """Splits a base into (bottom, top) at the input of its top block; top(bottom(x)) == base(x)."""
+def top_block_input(base: keras.Model, backbone: str):
+    """The tensor entering the base's top block (where fine-tuning begins)."""
+    return base.get_layer(backbones.top_block_layer_names(base, backbone)[0]).input
+
+
+def stack_stages(base: keras.Model, backbone: str, levels: int) -> keras.Model:
+    """The base with the outputs of its last `levels` stages stacked along the channels.
+
+    A frozen ImageNet network's last stage is the most specific to ImageNet's classes; the stages
+    before it describe textures and parts that other photos (scenes, say) share. Each earlier
+    stage's output is average-pooled to the base's output size and concatenated before it, so the
+    heads, pooling and Grad-CAM see one feature map. The layers are the base's own (shared weights).
+
+    Args:
+        base: a model built by `backbones.build_base(backbone, ...)`.
+        backbone: its registry key; its `stage_prefixes` name the stages.
+        levels: 2 or more, at most the backbone's `max_feature_levels`.
+
+    Returns:
+        A model from the base's input to (rows, cols, earlier stages' channels + the base's channels).
+
+    Raises:
+        ValueError: levels out of range, or the nearest stage does not end where the top block begins.
+    """
+    entry = backbones.get_backbone(backbone)
+    if not 2 <= levels <= entry.max_feature_levels:
+        raise ValueError(
+            f"levels must be from 2 to {entry.max_feature_levels} for {entry.display_name}, received {levels!r}."
+        )
     names = [layer.name for layer in base.layers]
-    first_top = backbones.top_block_layer_names(base, backbone)[0]
-    boundary = base.get_layer(names[names.index(first_top) - 1]).output
-    bottom = keras.Model(base.input, boundary, name="bottom")
-    top = keras.Model(boundary, base.output, name="top_block")
-    return bottom, top
+    ends = []
+    for prefix in entry.stage_prefixes[: levels - 1]:
+        in_stage = [name for name in names if name.startswith(prefix)]
+        if not in_stage:
+            raise ValueError(f"{entry.display_name} has no layer starting with {prefix!r}.")
+        ends.append(base.get_layer(in_stage[-1]).output)
+    # The nearest stage's output is the top block's input, so that split_base can cache it (strategies 2 and 3).
+    if ends[0] is not top_block_input(base, backbone):
+        raise ValueError(f"{entry.display_name}: stage {entry.stage_prefixes[0]!r} does not end at the top block.")
+    rows = base.output.shape[1]
+    pooled = []
+    for end in reversed(ends):  # Shallowest first.
+        factor = -(-end.shape[1] // rows)  # "same" pooling by the ceiling keeps rows exactly.
+        if factor > 1:
+            end = keras.layers.AveragePooling2D(factor, padding="same", name=f"pool_{end.name}")(end)
+        pooled.append(end)
+    stages = keras.layers.Concatenate(name=STAGES_LAYER)(pooled) if len(pooled) > 1 else pooled[0]
+    stacked = keras.layers.Concatenate(name=STACKED_LAYER)([stages, base.output])
+    return keras.Model(base.input, stacked, name=base.name)
+
+
+def split_base(base: keras.Model, backbone: str) -> tuple[keras.Model, keras.Model]:
+    """Splits a base into (bottom, top) at the input of its top block; top(bottom(x)) == base(x).
+
+    For a stacked base (`stack_stages`) the bottom's output also carries the earlier stages'
+    pooled outputs, the top block reads its input from the last channels, and the top passes
+    the rest through: what strategies 2 and 3 cache still holds everything the head reads.
+    """
+    boundary = top_block_input(base, backbone)
+    if STACKED_LAYER not in [layer.name for layer in base.layers]:
+        return keras.Model(base.input, boundary, name="bottom"), keras.Model(boundary, base.output, name="top_block")
+    stages, block_output = base.get_layer(STACKED_LAYER).input
+    block = keras.Model(boundary, block_output, name="top_block_only")
+    bottom = keras.Model(base.input, stages, name="bottom")
+    carried = keras.Input(shape=stages.shape[1:], name="boundary")
+    block_input = carried[..., -boundary.shape[-1] :]
+    outputs = keras.layers.Concatenate(name=STACKED_LAYER)([carried, block(block_input)])
+    return bottom, keras.Model(carried, outputs, name="top_block")
 
 
 def split_head(head: keras.Model) -> tuple[keras.layers.Layer, keras.Model]:

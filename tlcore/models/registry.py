@@ -32,6 +32,9 @@ class Backbone:
         preprocessing: a `tlcore.models.layers.Preprocess` mode.
         top_block_prefixes: fine-tuning unfreezes the layers whose names start with these...
         top_block_after: ...or every layer after the layer of this name.
+        stage_prefixes: the stages before the top block whose outputs multi-level features add,
+            nearest first (`TrainConfig.feature_levels`): the last layer whose name starts with
+            each one ends that stage. The nearest stage's output must be the top block's input.
         weights_file: the no-top ImageNet weights file name in `$KERAS_HOME/models`, with
             `{alpha}`, `{alpha_text}` and `{rows}` filled in for the MobileNets; None when the
             weights are bundled.
@@ -49,6 +52,7 @@ class Backbone:
     preprocessing: str
     top_block_prefixes: tuple[str, ...] = ()
     top_block_after: str | None = None
+    stage_prefixes: tuple[str, ...] = ()
     weights_file: str | None = None
     weights_rows: tuple[int, ...] = ()
     weights_alphas: tuple[float, ...] = ()
@@ -65,6 +69,11 @@ class Backbone:
                 f"Backbone {self.key!r}: give exactly one of top_block_prefixes and top_block_after, "
                 f"received {self.top_block_prefixes!r} and {self.top_block_after!r}."
             )
+
+    @property
+    def max_feature_levels(self) -> int:
+        """How many stages' outputs its features can stack: the top block's and `stage_prefixes`'."""
+        return 1 + len(self.stage_prefixes)
 
     @property
     def supports_alpha(self) -> bool:
@@ -156,6 +165,7 @@ BACKBONES: dict[str, Backbone] = {
             min_size=32,
             preprocessing="none",  # Rescaling and Normalization are inside the Keras model.
             top_block_prefixes=("block7", "top_"),
+            stage_prefixes=("block6", "block5"),
             weights_file=f"efficientnetb{index}_notop.h5",
             description=f"compound-scaled EfficientNet, native size {size} px",
         )
@@ -170,6 +180,7 @@ BACKBONES: dict[str, Backbone] = {
             min_size=32,
             preprocessing="normalize",
             top_block_prefixes=("block7a", "top_"),
+            stage_prefixes=("block6", "block5"),
             weights_file=None,
             description=description,
         )

@@ -95,7 +95,15 @@ def extract_views(
         config.alpha,
         config.image_size,
         data_fingerprint,
-        extra=[boundary_shape, config.head, config.augmentation.to_dict(), views, config.seed, config.precision],
+        extra=[
+            boundary_shape,
+            config.head,
+            config.augmentation.to_dict(),
+            views,
+            config.seed,
+            config.precision,
+            config.stacked_levels,
+        ],
     )
     train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
     counts = {

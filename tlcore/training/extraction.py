@@ -105,7 +105,12 @@ def extract_features(
     directory = context.feature_directory()
     data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
     key = feature_cache.cache_key(
-        config.backbone, config.weights, config.alpha, config.image_size, data_fingerprint, extra=[config.precision]
+        config.backbone,
+        config.weights,
+        config.alpha,
+        config.image_size,
+        data_fingerprint,
+        extra=[config.precision, config.stacked_levels],
     )
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
     extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
