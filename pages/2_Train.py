@@ -199,6 +199,7 @@ else:
                     dataset.num_classes,
                     settings["head"],
                     int(settings["dense_units"]),
+                    int(settings["feature_levels"]),
                 )
             except ValueError as error:
                 st.error(markdown.escape(error))

@@ -173,13 +173,27 @@ def preview(path: str, image_size: int, settings: AugmentationConfig, count: int
 
 @st.cache_data(show_spinner="Building the layer stack...", max_entries=32)
 def layer_stack(
-    backbone: str, image_size: int, strategy: str, alpha: float, num_classes: int, head: str, dense_units: int
+    backbone: str,
+    image_size: int,
+    strategy: str,
+    alpha: float,
+    num_classes: int,
+    head: str,
+    dense_units: int,
+    feature_levels: int = 1,
 ):
     # Here, not at the top: this function has the module's name.
     from tlcore.insight import layer_stack
 
     return layer_stack.layer_stack(
-        backbone, image_size, strategy, alpha=alpha, num_classes=num_classes, head=head, dense_units=dense_units
+        backbone,
+        image_size,
+        strategy,
+        alpha=alpha,
+        num_classes=num_classes,
+        head=head,
+        dense_units=dense_units,
+        feature_levels=feature_levels,
     )
 
 

@@ -46,6 +46,26 @@ def test_batch_normalization_keeps_a_fine_tuned_block_partly_frozen():
     assert stack.blocks[-1].name == "head: output" and stack.blocks[-1].parameters == 256 * 3 + 3
 
 
+def test_stacked_feature_levels_widen_the_head_and_say_so():
+    plain = layer_stack.layer_stack("efficientnet_lite0", 96, "fine_tuning", dense_units=16)
+    stacked = layer_stack.layer_stack("efficientnet_lite0", 96, "fine_tuning", dense_units=16, feature_levels=3)
+    dense = [next(block for block in stack.blocks if block.name == "head: dense") for stack in (plain, stacked)]
+    assert dense[0].parameters == 1280 * 16 + 16
+    # Blocks 5 (112 channels) and 6 (192) stacked before the base's 1280.
+    assert dense[1].parameters == (112 + 192 + 1280) * 16 + 16
+    assert stacked.steps[0] == "Add a new classifier head on the outputs of the base's last 3 stages."
+    assert stacked.steps[1:] == plain.steps[1:] and plain.steps == layer_stack.FIVE_STEPS
+    # The stacking adds no weights to the base, and fine-tuning unfreezes the same layers.
+    base_parameters = [
+        sum(block.parameters for block in stack.blocks if block.part == "base") for stack in (plain, stacked)
+    ]
+    assert base_parameters[0] == base_parameters[1]
+    assert stacked.unfrozen_layers == plain.unfrozen_layers
+    # A backbone without registered stages falls back to its output, as TrainConfig.stacked_levels does.
+    vgg = layer_stack.layer_stack("vgg16", 32, "feature_extraction", dense_units=16, feature_levels=3)
+    assert vgg.steps[0] == layer_stack.FIVE_STEPS[0]
+
+
 def test_scratch_stack_trains_every_layer_with_weights():
     stack = layer_stack.layer_stack("vgg16", 64, "scratch")
     assert stack.phases == ("scratch",)

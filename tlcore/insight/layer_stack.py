@@ -19,6 +19,7 @@ import altair as alt
 import pandas as pd
 
 from tlcore.config import STRATEGIES, AugmentationConfig, stages_for
+from tlcore.models.registry import BACKBONES
 
 # The classic fine-tuning recipe (Deep Learning with Python), step by step.
 FIVE_STEPS = (
@@ -224,6 +225,7 @@ def layer_stack(
     head: str = "global_average",
     dense_units: int = 256,
     dropout: float = 0.5,
+    feature_levels: int = 1,
 ) -> LayerStack:
     """The blocks of the model a strategy trains, and which of them each phase trains.
 
@@ -236,6 +238,8 @@ def layer_stack(
         head: "flatten" or "global_average", as in TrainConfig.
         dense_units: units of the head's Dense layer.
         dropout: the head's dropout rate.
+        feature_levels: stages whose outputs the head reads, as in TrainConfig (at most what the
+            backbone has; the stacking adds no weights, but the head's Dense layer grows).
 
     Returns:
         A LayerStack.
@@ -262,6 +266,9 @@ def layer_stack(
         return LayerStack("scratch", image_size, strategy, phases, tuple(blocks), steps)
 
     base = backbones.build_base(backbone, image_size, weights=None, alpha=alpha)
+    levels = min(feature_levels, BACKBONES[backbone].max_feature_levels)
+    if levels > 1:
+        base = heads.stack_stages(base, backbone, levels)
     classifier = heads.build_head(base.output.shape[1:], num_classes, _head_settings(head, dense_units, dropout))
     head_rows = _without_inputs(heads.layer_table(classifier))
     base_rows: dict[str, list[dict]] = {}
@@ -273,14 +280,19 @@ def layer_stack(
             base.trainable = False
         base_rows[phase] = _without_inputs(heads.layer_table(base))
     blocks = _blocks(base_rows, "base", group_layers) + _blocks({phase: head_rows for phase in phases}, "head")
+    first_step = (
+        FIVE_STEPS[0]
+        if levels == 1
+        else f"Add a new classifier head on the outputs of the base's last {levels} stages."
+    )
     if "fine_tuning" in phases:
-        steps = FIVE_STEPS
+        steps = (first_step, *FIVE_STEPS[1:])
     elif strategy == "feature_extraction":
-        steps = FIVE_STEPS[:2] + (
+        steps = (first_step, FIVE_STEPS[1]) + (
             "Run the frozen base once over every image, then train the head on the saved features.",
         )
     else:
-        steps = FIVE_STEPS[:2] + ("Train the head on randomly augmented images, through the frozen base.",)
+        steps = (first_step, FIVE_STEPS[1]) + ("Train the head on randomly augmented images, through the frozen base.",)
     return LayerStack(backbone, image_size, strategy, tuple(phases), tuple(blocks), steps, tuple(unfrozen))
 
 
