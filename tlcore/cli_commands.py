@@ -288,7 +288,7 @@ def command_export(arguments: argparse.Namespace) -> int:
     print(
         f"Checked on {result.images} validation images: same top-1 class for {result.agreement:.2%} "
         f"(required {export.REQUIRED_AGREEMENT[result.format]:.0%}), largest probability difference "
-        f"{result.max_difference:.6f}"
+        f"{result.max_difference:.6f}, accuracy {result.accuracy:.2%} (the Keras model's {result.keras_accuracy:.2%})"
     )
     return 0
 

@@ -111,7 +111,10 @@ def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monke
     click(at, "Export as TFLite")
     assert not at.error, [element.value for element in at.error]
     assert [button.label for button in at.download_button] == ["Download TFLite"]
-    agreement = r"model\.tflite \([0-9.]+ [KM]B\) agrees with the Keras model on 100\.0% of 12 validation images"
+    agreement = (
+        r"model\.tflite \([0-9.]+ [KM]B\) agrees with the Keras model on 100\.0% of 12 validation images "
+        r"\(largest probability difference .*\); accuracy ([0-9.]+)%, the Keras model's \1%\.$"
+    )
     assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
     assert (trained_run(trained_runs).path / "exports" / "model.tflite").is_file()
 

@@ -47,6 +47,35 @@ def test_agreement_and_probabilities_are_pure_functions():
     assert same == 0.5 and difference == pytest.approx(0.2)
     with pytest.raises(ValueError, match="received"):
         export_check.agreement(np.zeros((2, 2)), np.zeros((3, 2)))
+    assert export_check.accuracy(np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7]]), [0, 0, 1]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"received \(2, 2\) and \(3,\)"):
+        export_check.accuracy(np.zeros((2, 2)), [0, 1, 1])
+
+
+def _comparison(agreement: float, keras_accuracy: float, export_accuracy: float) -> export_check.Comparison:
+    return export_check.Comparison(595, agreement, 0.7, keras_accuracy, export_accuracy)
+
+
+def test_int8_may_tip_near_ties_but_not_lose_accuracy():
+    # A default run on six classes of scenes: its int8 export tipped 10 of 595 near-tied photos and scored
+    # 0.1 point lower (benchmarks/RESULTS.md). The rule before (99% agreement) refused it.
+    tipped = _comparison(0.9832, 0.914, 0.913)
+    assert export.shortfall("tflite-int8", tipped) is None
+    # The float formats compute what Keras computes: any disagreement is a broken export.
+    assert "disagrees with the Keras model" in export.shortfall("tflite", tipped)
+    assert export.shortfall("tflite", _comparison(1.0, 0.914, 0.914)) is None
+    # Int8 that costs more than a point of accuracy, or that disagrees widely, is refused.
+    less_accurate = export.shortfall("tflite-int8", _comparison(0.985, 0.914, 0.900))
+    assert less_accurate.startswith("it is less accurate than the Keras model")
+    assert "accuracy 90.00% against the Keras model's 91.40%" in less_accurate
+    assert "at most 1 point below" in less_accurate
+    assert "expected the same class for at least 97%" in export.shortfall("tflite-int8", _comparison(0.96, 0.9, 0.9))
+    # Exactly at the limits passes (shares of whole images are not exact in floating point).
+    assert export.shortfall("tflite-int8", _comparison(0.97, 0.92, 0.91)) is None
+    with pytest.raises(ValueError, match="Unknown export format 'onnx'"):
+        export.shortfall("onnx", tipped)
+    with pytest.raises(ValueError, match="export_accuracy must be in"):
+        _comparison(1.0, 0.9, 1.5)
 
 
 def test_inference_model_drops_only_the_augmentation(trained, validation_batch):
@@ -89,6 +118,9 @@ def test_serving_exports_agree_with_the_keras_model(trained, validation_batch, f
     assert result.path == run.path / "exports" / export.DEFAULT_NAMES[format] and Path(result).exists()
     assert result.images == 12 and result.agreement >= export.REQUIRED_AGREEMENT[format]
     assert result.max_difference <= tolerance
+    labels = evaluate.dataset_for(run).labels("validation")
+    assert result.keras_accuracy == export_check.accuracy(validation_batch[1], labels)
+    assert result.accuracy >= result.keras_accuracy - export.ALLOWED_ACCURACY_DROP[format]
     assert json.loads(result.labels_path.read_text()) == ["cats", "dogs"]
     batch, expected = validation_batch
     outputs = export_check.as_probabilities(_independent_outputs(format, result.path, batch))
@@ -117,7 +149,7 @@ def test_a_disagreeing_export_raises_and_is_deleted(trained, tmp_path, monkeypat
     run, _ = trained
     # An export that answers "dogs" for everything: what a broken conversion could do.
     monkeypatch.setitem(export_check.LOADERS, "keras", lambda path: lambda batch: np.ones((len(batch), 1)))
-    with pytest.raises(export.ExportError, match=r"disagrees.*expected at least 100%"):
+    with pytest.raises(export.ExportError, match=r"refused: it disagrees.*expected the same class for at least 100%"):
         export.export(run, "keras", destination=tmp_path / "broken.zip")
     assert list(tmp_path.iterdir()) == []  # Neither the artefact nor its temporary.
 

@@ -10,9 +10,10 @@ Formats (written under `<run>/exports/` unless a destination is given):
 
 Every export is loaded back right after it is written (Keras `load_model` with safe_mode, SavedModel through
 its serving signature, TFLite through LiteRT; see `tlcore.serving.export_check`) and run on the run's
-validation images: the top-1 class must match the Keras model's for every image (99% for tflite-int8), or
-the artefact is deleted and `ExportError` says by how much it disagreed. The artefact is built under a
-hidden temporary name and renamed into place only once it passed.
+validation images: the top-1 class must match the Keras model's for every image; a tflite-int8 export, whose
+8-bit rounding may tip images the model nearly ties on, must match it for 97% of them and be at most one
+point less accurate. Otherwise the artefact is deleted and `ExportError` says by how much it missed. The
+artefact is built under a hidden temporary name and renamed into place only once it passed.
 
 The SavedModel and TFLite exports contain the inference model only: the same layers after the "image" input,
 without the "augmentation" block. The augmentation's random layers do nothing at inference, but their
@@ -40,8 +41,13 @@ from tlcore.runs import store
 from tlcore.serving import export_check, predict
 
 FORMATS = ("keras", "savedmodel", "tflite", "tflite-int8")
-# The share of validation images whose top-1 class must match the Keras model's.
-REQUIRED_AGREEMENT = {"keras": 1.0, "savedmodel": 1.0, "tflite": 1.0, "tflite-int8": 0.99}
+# The share of validation images whose top-1 class must match the Keras model's, and how much less accurate
+# than the Keras model an export may be on them. The float formats compute what Keras does. Int8 rounding
+# moves probabilities, so it tips some images whose two best classes are nearly tied: a rule of "every image"
+# or "99%" refused int8 exports of default runs on six-class photo sets that scored as well as the Keras model
+# (benchmarks/RESULTS.md); what matters to a person shipping it is the accuracy, within the usual point.
+REQUIRED_AGREEMENT = {"keras": 1.0, "savedmodel": 1.0, "tflite": 1.0, "tflite-int8": 0.97}
+ALLOWED_ACCURACY_DROP = {"keras": 0.0, "savedmodel": 0.0, "tflite": 0.0, "tflite-int8": 0.01}
 DEFAULT_NAMES = {
     "keras": "model-keras.zip",
     "savedmodel": "savedmodel",
@@ -66,6 +72,8 @@ class ExportResult:
         images: how many validation images it was checked on.
         agreement: the share of those whose top-1 class matches the Keras model's.
         max_difference: the largest absolute difference of a class probability.
+        keras_accuracy: the Keras model's accuracy on those images.
+        accuracy: the export's.
         runtime: what ran a TFLite export for the check: "ai_edge_litert" (LiteRT) or "tensorflow"
             (tf.lite.Interpreter, deprecated, where LiteRT is not installed); None for other formats.
     """
@@ -76,13 +84,16 @@ class ExportResult:
     images: int
     agreement: float
     max_difference: float
+    keras_accuracy: float
+    accuracy: float
     runtime: str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"Unknown export format {self.format!r}. Expected one of {list(FORMATS)}.")
-        if not 0.0 <= self.agreement <= 1.0:
-            raise ValueError(f"agreement must be in [0, 1], received {self.agreement!r}.")
+        for name in ("agreement", "keras_accuracy", "accuracy"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], received {getattr(self, name)!r}.")
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -96,6 +107,9 @@ class ExportResult:
             "agreement": self.agreement,
             "max_difference": self.max_difference,
             "required_agreement": REQUIRED_AGREEMENT[self.format],
+            "keras_accuracy": self.keras_accuracy,
+            "accuracy": self.accuracy,
+            "allowed_accuracy_drop": ALLOWED_ACCURACY_DROP[self.format],
             "runtime": self.runtime,
         }
 
@@ -106,6 +120,31 @@ def labels_path_for(path: Path, format: str) -> Path:
     if format in ("keras", "savedmodel"):
         return path / "labels.json"
     return path.with_name(f"{path.stem}.labels.json")
+
+
+def shortfall(format: str, comparison: export_check.Comparison) -> str | None:
+    """Why an export with this comparison is refused (a sentence), or None when it passes.
+
+    Raises:
+        ValueError: unknown format.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
+    figures = (
+        f"the same top-1 class for {comparison.agreement:.2%} of {comparison.images} validation images, "
+        f"accuracy {comparison.export_accuracy:.2%} against the Keras model's {comparison.keras_accuracy:.2%}, "
+        f"largest probability difference {comparison.max_difference:.4f}"
+    )
+    required, allowed = REQUIRED_AGREEMENT[format], ALLOWED_ACCURACY_DROP[format]
+    # A tolerance for the float sums behind the shares (12 images: 0.9166... against 11/12).
+    if comparison.agreement < required - 1e-9:
+        return f"it disagrees with the Keras model ({figures}); expected the same class for at least {required:.0%}."
+    if comparison.accuracy_drop > allowed + 1e-9:
+        return (
+            f"it is less accurate than the Keras model ({figures}); expected an accuracy at most "
+            f"{allowed * 100:g} point below the Keras model's."
+        )
+    return None
 
 
 # The inference model.
@@ -221,7 +260,8 @@ def export(
     target = _destination(run, format, destination)
     predictor = predict.load(run)
     try:
-        paths = evaluate.dataset_for(run).paths("validation")
+        dataset = evaluate.dataset_for(run)
+        paths, true_labels = dataset.paths("validation"), dataset.labels("validation")
     except (DatasetError, ValueError) as error:
         raise ExportError(f"Cannot check the export against the run's validation images: {error}") from None
     labels = list(predictor.labels)
@@ -244,15 +284,12 @@ def export(
             ) from None
         bar = (display or progress.Display()).task(f"Checking the {format} export", len(paths))
         try:
-            same, difference = export_check.compare(predictor, runner, paths, bar)
+            comparison = export_check.compare(predictor, runner, paths, true_labels, bar)
         finally:
             bar.close()
-        if same < REQUIRED_AGREEMENT[format]:
-            raise ExportError(
-                f"The {format} export of run {run.id} disagrees with the Keras model: the same top-1 class for "
-                f"{same:.2%} of {len(paths)} validation images, expected at least {REQUIRED_AGREEMENT[format]:.0%} "
-                f"(largest probability difference {difference:.4f}). The export was deleted."
-            )
+        reason = shortfall(format, comparison)
+        if reason is not None:
+            raise ExportError(f"The {format} export of run {run.id} was refused: {reason} The export was deleted.")
         final_labels = labels_path_for(target, format)
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)  # An earlier default export: a folder cannot be replaced by a rename.
@@ -267,9 +304,11 @@ def export(
         path=target,
         format=format,
         labels_path=final_labels,
-        images=len(paths),
-        agreement=same,
-        max_difference=difference,
+        images=comparison.images,
+        agreement=comparison.agreement,
+        max_difference=comparison.max_difference,
+        keras_accuracy=comparison.keras_accuracy,
+        accuracy=comparison.export_accuracy,
         runtime=getattr(runner, "runtime", None),
     )
 

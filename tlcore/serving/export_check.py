@@ -2,8 +2,8 @@
 
 Each format has a loader: the artefact's path in, a function from a float32 batch to the model's outputs
 out. A TFLite file runs in LiteRT (`ai-edge-litert`), else in TensorFlow's deprecated `tf.lite.Interpreter`.
-`compare` runs the Keras model and the export on the same images, a chunk at a time, and `agreement`
-says how often their top-1 classes match.
+`compare` runs the Keras model and the export on the same labelled images, a chunk at a time: how often
+their top-1 classes match (`agreement`), and how accurate each is.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +46,46 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, floa
         return 1.0, 0.0
     same = float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
     return same, float(np.max(np.abs(reference - candidate)))
+
+
+def accuracy(probabilities: np.ndarray, labels) -> float:
+    """The share of rows whose top-1 class is the label (class indices); 1.0 for no rows."""
+    probabilities, labels = np.asarray(probabilities), np.asarray(labels)
+    if probabilities.ndim != 2 or labels.shape != probabilities.shape[:1]:
+        raise ValueError(
+            f"expected (N, num_classes) probabilities and N labels, received {probabilities.shape} and {labels.shape}."
+        )
+    return float(np.mean(probabilities.argmax(axis=1) == labels)) if len(labels) else 1.0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An export against the Keras model it came from, on the same labelled images.
+
+    Attributes:
+        images: how many images both ran on.
+        agreement: the share of them whose top-1 class is the same.
+        max_difference: the largest absolute difference of a class probability.
+        keras_accuracy: the Keras model's accuracy on them.
+        export_accuracy: the export's.
+    """
+
+    images: int
+    agreement: float
+    max_difference: float
+    keras_accuracy: float
+    export_accuracy: float
+
+    def __post_init__(self) -> None:
+        for name in ("agreement", "keras_accuracy", "export_accuracy"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], received {value!r}.")
+
+    @property
+    def accuracy_drop(self) -> float:
+        """How much less accurate the export is (negative when it is more accurate)."""
+        return self.keras_accuracy - self.export_accuracy
 
 
 # Loaders: artefact path -> a function from a float32 batch to the model's outputs.
@@ -115,13 +156,14 @@ LOADERS: dict[str, Callable[[Path], Callable]] = {
 }
 
 
-def compare(predictor, runner: Callable, paths: list[str], bar) -> tuple[float, float]:
-    """Runs the Keras model and the export on the images, chunk by chunk; returns `agreement`'s figures.
+def compare(predictor, runner: Callable, paths: list[str], labels, bar) -> Comparison:
+    """Runs the Keras model and the export on the images, chunk by chunk, and compares them.
 
     Args:
         predictor: the run's `tlcore.serving.predict.Predictor`.
         runner: the export's loader's function (from `LOADERS`).
         paths: the image files.
+        labels: their class indices, in the predictor's class order.
         bar: a `tlcore.progress.Task` advanced by the images done.
     """
     references, candidates = [], []
@@ -130,4 +172,8 @@ def compare(predictor, runner: Callable, paths: list[str], bar) -> tuple[float, 
         references.append(predictor.probabilities(batch))
         candidates.append(as_probabilities(runner(batch)))
         bar.advance(len(batch))
-    return agreement(np.concatenate(references), np.concatenate(candidates))
+    if not references:
+        return Comparison(0, 1.0, 0.0, 1.0, 1.0)
+    references, candidates = np.concatenate(references), np.concatenate(candidates)
+    same, difference = agreement(references, candidates)
+    return Comparison(len(paths), same, difference, accuracy(references, labels), accuracy(candidates, labels))
