@@ -120,7 +120,7 @@ def export(run_id: str) -> None:
     st.caption(
         "Each export is loaded back and run on the run's validation images: its top class must match the "
         "Keras model's for every image, or it is refused. 8-bit rounding may tip images the model nearly ties "
-        "on, so int8 must match 97% of them and be at most one point less accurate."
+        "on, so int8 must give the same class for at least 97% and be at most one point less accurate."
     )
     made = st.session_state.setdefault("exports", {})
     for format, (title, description) in FORMATS.items():

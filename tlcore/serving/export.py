@@ -10,10 +10,11 @@ Formats (written under `<run>/exports/` unless a destination is given):
 
 Every export is loaded back right after it is written (Keras `load_model` with safe_mode, SavedModel through
 its serving signature, TFLite through LiteRT; see `tlcore.serving.export_check`) and run on the run's
-validation images: the top-1 class must match the Keras model's for every image; a tflite-int8 export, whose
-8-bit rounding may tip images the model nearly ties on, must match it for 97% of them and be at most one
-point less accurate. Otherwise the artefact is deleted and `ExportError` says by how much it missed. The
-artefact is built under a hidden temporary name and renamed into place only once it passed.
+validation images: the top-1 class must match the Keras model's for every image; a tflite-int8 export,
+whose 8-bit rounding may tip images the model nearly ties on, must give the same class for at least 97%
+and be at most one point less accurate. Otherwise the artefact is deleted and `ExportError` says by how
+much it missed. The artefact is built under a hidden temporary name and renamed into place only once it
+passed.
 
 The SavedModel and TFLite exports contain the inference model only: the same layers after the "image" input,
 without the "augmentation" block. The augmentation's random layers do nothing at inference, but their
