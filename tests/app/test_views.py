@@ -100,6 +100,8 @@ def test_stack_chart_and_table_cover_every_block_and_phase():
     lines, rest = label_expression.split("[datum.label]")
     assert list(json.loads(lines).values()) == [["frozen +", "augmentation"], ["fine-tuning"]]
     assert rest == " || datum.label"
+    # Vega would hide a title that touches its neighbour (the middle one, at 420 px).
+    assert spec["layer"][0]["encoding"]["x"]["axis"]["labelOverlap"] is False
     assert spec["layer"][0]["encoding"]["color"]["legend"]["columns"] == 2
     table = stack.table()
     assert list(table.columns) == ["block", "layers", "parameters", "frozen + augmentation", "fine-tuning"]

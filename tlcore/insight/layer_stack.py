@@ -321,6 +321,8 @@ def stack_chart(stack: LayerStack, row_height: int = 24, column_width: int = 220
                 labelAngle=0,
                 labelLimit=column_width,
                 labelFontSize=11,
+                # Vega hides a label that touches its neighbour: at 420 px "augmentation" did.
+                labelOverlap=False,
                 labelExpr=f"{json.dumps(title_lines)}[datum.label] || datum.label",
             ),
         ),
