@@ -263,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export a run's model (keras, savedmodel, tflite, tflite-int8), checked against the original",
         description="Export a run's model, load the export back and check it against the Keras model on the "
-        "run's validation images (same top-1 class for all; for tflite-int8 97% and an accuracy at most one "
-        "point lower), else delete it. Written "
+        "run's validation images (same top-1 class for all; for tflite-int8 for at least 97%, and an accuracy at "
+        "most one point lower), else delete it. Written "
         "under <run>/exports/ unless --output is given. SavedModel and TFLite exports leave out the "
         "augmentation layers (inactive at inference).",
     )
@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print one JSON object: path, format, labels_path, images, agreement, max_difference, "
-        "keras_accuracy, accuracy and what is required",
+        "required_agreement, keras_accuracy, accuracy, allowed_accuracy_drop, runtime",
     )
     exporting.set_defaults(handler=cli_commands.command_export)
 

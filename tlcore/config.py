@@ -130,8 +130,9 @@ class TrainConfig:
         choices=HEADS,
         page="hyperparameters",
     )
-    # 1 by default: 3 lifted every strategy on natural scenes but cost cats and dogs' first two a few
-    # tenths of a point over three seeds (benchmarks/RESULTS.md); the default keeps what helps both.
+    # 1 by default: 3 lifted every strategy on natural scenes but cost cats and dogs' feature extraction and
+    # frozen + augmentation a few tenths of a point over three seeds (benchmarks/RESULTS.md); the default keeps
+    # what helps both data sets.
     feature_levels: int = setting(
         1,
         "how many of the base's last stages the features come from: 1 is its output alone (the classic "

@@ -180,7 +180,7 @@ def layer_stack(
     num_classes: int,
     head: str,
     dense_units: int,
-    feature_levels: int = 1,
+    feature_levels: int,
 ):
     # Here, not at the top: this function has the module's name.
     from tlcore.insight import layer_stack

@@ -113,6 +113,8 @@ def test_layer_stack_refuses_bad_arguments():
         layer_stack.layer_stack("vgg16", 64, "everything")
     with pytest.raises(ValueError, match="num_classes"):
         layer_stack.layer_stack("vgg16", 64, "all", num_classes=1)
+    with pytest.raises(ValueError, match="feature_levels must be an integer >= 1, received 0"):
+        layer_stack.layer_stack("efficientnet_lite0", 96, "all", feature_levels=0)
 
 
 # Progress estimates.

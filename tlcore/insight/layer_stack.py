@@ -19,7 +19,7 @@ import altair as alt
 import pandas as pd
 
 from tlcore.config import STRATEGIES, AugmentationConfig, stages_for
-from tlcore.models.registry import BACKBONES
+from tlcore.models.registry import get_backbone
 
 # The classic fine-tuning recipe (Deep Learning with Python), step by step.
 FIVE_STEPS = (
@@ -255,6 +255,8 @@ def layer_stack(
         raise ValueError(f"Unknown strategy {strategy!r}. Expected one of {list(STRATEGIES)}.")
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, received {num_classes!r}.")
+    if isinstance(feature_levels, bool) or not isinstance(feature_levels, int) or feature_levels < 1:
+        raise ValueError(f"feature_levels must be an integer >= 1, received {feature_levels!r}.")
     phases = stages_for(strategy)
     if strategy == "scratch":
         model = heads.build_scratch_model(image_size, num_classes, augment.build_layers(AugmentationConfig()))
@@ -266,7 +268,7 @@ def layer_stack(
         return LayerStack("scratch", image_size, strategy, phases, tuple(blocks), steps)
 
     base = backbones.build_base(backbone, image_size, weights=None, alpha=alpha)
-    levels = min(feature_levels, BACKBONES[backbone].max_feature_levels)
+    levels = min(feature_levels, get_backbone(backbone).max_feature_levels)  # As TrainConfig.stacked_levels.
     if levels > 1:
         base = heads.stack_stages(base, backbone, levels)
     classifier = heads.build_head(base.output.shape[1:], num_classes, _head_settings(head, dense_units, dropout))

@@ -77,6 +77,10 @@ class Comparison:
     export_accuracy: float
 
     def __post_init__(self) -> None:
+        if self.images < 1:
+            raise ValueError(f"images must be at least 1, received {self.images!r}.")
+        if self.max_difference < 0:
+            raise ValueError(f"max_difference must be >= 0, received {self.max_difference!r}.")
         for name in ("agreement", "keras_accuracy", "export_accuracy"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -166,14 +170,14 @@ def compare(predictor, runner: Callable, paths: list[str], labels, bar) -> Compa
         labels: their class indices, in the predictor's class order.
         bar: a `tlcore.progress.Task` advanced by the images done.
     """
+    if not paths:
+        raise ValueError("expected at least one image to compare the export on, received none.")
     references, candidates = [], []
     for start in range(0, len(paths), CHUNK_SIZE):
         batch = pipeline.load_images(paths[start : start + CHUNK_SIZE], predictor.image_size).astype("float32")
         references.append(predictor.probabilities(batch))
         candidates.append(as_probabilities(runner(batch)))
         bar.advance(len(batch))
-    if not references:
-        return Comparison(0, 1.0, 0.0, 1.0, 1.0)
     references, candidates = np.concatenate(references), np.concatenate(candidates)
     same, difference = agreement(references, candidates)
     return Comparison(len(paths), same, difference, accuracy(references, labels), accuracy(candidates, labels))
