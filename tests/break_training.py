@@ -111,7 +111,8 @@ def copy_repository(destination: Path) -> Path:
         return set(anywhere(folder, names)) | top
 
     shutil.copytree(REPOSITORY, copy, ignore=ignore, symlinks=True)
-    shared = REPOSITORY.parent / "shared"
+    # As tests/helpers/paths.shared_dir (this script runs without the repository on its import path).
+    shared = Path(os.environ.get("TLCORE_SHARED_DIR") or REPOSITORY.parent / "shared")
     if shared.is_dir():
         (destination / "shared").symlink_to(shared)
     return copy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,18 @@ def test_with_a_shared_folder_that_has_every_part_nothing_is_skipped_or_counted(
     # The data set fixture fails (no photos), as it should with a shared folder that is there but broken.
     assert "skipped" not in output and "../shared is missing" not in output, output
     assert "3 passed" in output and "1 error" in output, output
+
+
+def test_tests_find_the_shared_folder_only_through_the_helpers():
+    # Three tests once built "<repo>/../shared" themselves: with $TLCORE_SHARED_DIR set (as .ci/run allows)
+    # they skipped, or failed, while the rest of the suite used the folder the variable named.
+    allowed = {PROJECT_ROOT / "tests" / "helpers" / "paths.py", PROJECT_ROOT / "tests" / "break_training.py"}
+    joined = re.compile(r"""(?:parent|parents\[\d\]|ROOT|REPOSITORY)\s*/\s*["']shared["']""")
+    offenders = [
+        f"{path.relative_to(PROJECT_ROOT)}:{number}"
+        for path in sorted((PROJECT_ROOT / "tests").rglob("*.py"))
+        if path not in allowed
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if joined.search(line)
+    ]
+    assert not offenders, "use tests.helpers.paths.shared_dir() or shared_path():\n" + "\n".join(offenders)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_kit import chromium, go_to, set_number, settle, sidebar_links, streamlit_server, wait_until
+from tests.helpers.paths import shared_dir
 from tlcore.runs import store
 
 pytestmark = pytest.mark.browser
@@ -220,7 +221,7 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     go_to(page, "Predict")
     page.get_by_text("Show where the model looked").click()
     settle(page)
-    photo = sorted((ROOT.parent / "shared" / "data" / "catsdogs" / "validation" / "cats").iterdir())[-1]
+    photo = sorted((shared_dir() / "data" / "catsdogs" / "validation" / "cats").iterdir())[-1]
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(photo))  # The Photos tab's.
     prediction = page.get_by_text(re.compile(r"^Most likely: "))
     prediction.wait_for(timeout=120_000)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from tests.app.page_kit import (
     scan,
     texts,
 )
+from tests.helpers.paths import shared_dir, shared_missing_reason
 from tlcore.runs import store
 
 
@@ -38,9 +38,9 @@ def test_home_lists_every_backbone_with_its_weight_status():
 def test_the_mobilenet_weights_on_this_machine_are_named_offline(tmp_path, monkeypatch, small_catsdogs):
     # A MobileNet has a weight file per width multiplier and size: with only alpha 0.25 at 224 px
     # cached, Home and the Train page said "needs a download" for MobileNet however it was set.
-    weights = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+    weights = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
     if not weights.is_file():
-        pytest.skip(f"official MobileNet weights not found at {weights}")
+        pytest.skip(shared_missing_reason())
     (tmp_path / "models").mkdir()
     shutil.copy(weights, tmp_path / "models" / weights.name)
     from keras.src.backend import config as keras_config

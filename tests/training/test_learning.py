@@ -23,12 +23,13 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.paths import shared_dir, shared_missing_reason
 from tlcore.config import AugmentationConfig, TrainConfig, stages_for
 from tlcore.models import backbones, heads
 from tlcore.runs import store, worker
 from tlcore.serving import predict
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = shared_dir() / "data"
 # The seed the tests train with; measure_floors trains this one and four more.
 TEST_SEED = 1
 # Settings every transfer case shares: the offline backbone at a small size, a few epochs.
@@ -225,7 +226,7 @@ def trained_case(tmp_path_factory):
     def get(case: LearningCase) -> TrainedCase:
         if case.name not in done:
             if not (SHARED_DATA / case.data).is_dir():
-                pytest.skip(f"../shared not found: no {case.data} data set at {SHARED_DATA / case.data}")
+                pytest.skip(shared_missing_reason())
             root = tmp_path_factory.mktemp(case.name)
             done[case.name] = train_case(case, make_subset(root / "data", case), root / "runs")
         return done[case.name]
