@@ -27,6 +27,7 @@ from tlcore import cli_commands, cli_flags
 from tlcore.insight import explore, orientation
 from tlcore.models.registry import BACKBONES
 from tlcore.serving.export import FORMATS
+from tlcore.serving.export import rule_in_words as export_rule_in_words
 
 # The settings `lr-find` needs: what builds the frozen base and the head, and what the sweep trains with.
 LR_FIND_SETTINGS = (
@@ -263,8 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export",
         help="export a run's model (keras, savedmodel, tflite, tflite-int8), checked against the original",
         description="Export a run's model, load the export back and check it against the Keras model on the "
-        "run's validation images (same top-1 class for all; for tflite-int8 for at least 97%, and an accuracy at "
-        "most one point lower), else delete it. Written "
+        f"run's validation images ({export_rule_in_words()}), else delete it. Written "
         "under <run>/exports/ unless --output is given. SavedModel and TFLite exports leave out the "
         "augmentation layers (inactive at inference).",
     )

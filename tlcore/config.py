@@ -289,7 +289,7 @@ class TrainConfig:
     @property
     def stacked_levels(self) -> int:
         """The feature levels the base stacks: `feature_levels`, at most what the backbone registers."""
-        return min(self.feature_levels, BACKBONES[self.backbone].max_feature_levels)
+        return BACKBONES[self.backbone].stacked_levels(self.feature_levels)
 
     @property
     def keeps_best_weights(self) -> bool:

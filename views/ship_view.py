@@ -118,9 +118,8 @@ def batch(run_id: str, predictor) -> None:
 def export(run_id: str) -> None:
     """A button per format that exports (and checks) the model, then a download of the artefact."""
     st.caption(
-        "Each export is loaded back and run on the run's validation images: its top class must match the "
-        "Keras model's for every image, or it is refused. 8-bit rounding may tip images the model nearly ties "
-        "on, so int8 must give the same class for at least 97% and be at most one point less accurate."
+        "Each export is loaded back and run on the run's validation images; it is refused unless it gives "
+        f"{exporting.rule_in_words()} (8-bit rounding may tip images the model nearly ties on)."
     )
     made = st.session_state.setdefault("exports", {})
     for format, (title, description) in FORMATS.items():

@@ -74,7 +74,7 @@ def test_int8_may_tip_near_ties_but_not_lose_accuracy():
     assert export.shortfall("tflite-int8", _comparison(0.97, 0.92, 0.91)) is None
     with pytest.raises(ValueError, match="Unknown export format 'onnx'"):
         export.shortfall("onnx", tipped)
-    with pytest.raises(ValueError, match="export_accuracy must be in"):
+    with pytest.raises(ValueError, match="accuracy must be in"):
         _comparison(1.0, 0.9, 1.5)
     with pytest.raises(ValueError, match="images must be at least 1, received 0"):
         export_check.Comparison(0, 1.0, 0.0, 1.0, 1.0)

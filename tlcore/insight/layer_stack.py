@@ -268,7 +268,7 @@ def layer_stack(
         return LayerStack("scratch", image_size, strategy, phases, tuple(blocks), steps)
 
     base = backbones.build_base(backbone, image_size, weights=None, alpha=alpha)
-    levels = min(feature_levels, get_backbone(backbone).max_feature_levels)  # As TrainConfig.stacked_levels.
+    levels = get_backbone(backbone).stacked_levels(feature_levels)
     if levels > 1:
         base = heads.stack_stages(base, backbone, levels)
     classifier = heads.build_head(base.output.shape[1:], num_classes, _head_settings(head, dense_units, dropout))

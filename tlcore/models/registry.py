@@ -75,6 +75,10 @@ class Backbone:
         """How many stages' outputs its features can stack: the top block's and `stage_prefixes`'."""
         return 1 + len(self.stage_prefixes)
 
+    def stacked_levels(self, feature_levels: int) -> int:
+        """The levels a base of this backbone stacks when `feature_levels` are asked for: at most its own."""
+        return min(feature_levels, self.max_feature_levels)
+
     @property
     def supports_alpha(self) -> bool:
         """Whether the architecture has a width multiplier (the MobileNets)."""

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -65,18 +65,14 @@ class ExportError(Exception):
 
 
 @dataclass(frozen=True)
-class ExportResult:
-    """A verified export. Usable as a path (`os.fspath(result)`, `Path(result)`).
+class ExportResult(export_check.Comparison):
+    """A verified export: how it compared with the Keras model (the `Comparison` figures on the validation
+    images), and where it is. Usable as a path (`os.fspath(result)`, `Path(result)`).
 
     Attributes:
         path: the artefact: a .zip, a SavedModel folder or a .tflite file.
         format: one of FORMATS.
         labels_path: the labels.json that goes with it (inside the zip for "keras").
-        images: how many validation images it was checked on.
-        agreement: the share of those whose top-1 class matches the Keras model's.
-        max_difference: the largest absolute difference of a class probability.
-        keras_accuracy: the Keras model's accuracy on those images.
-        accuracy: the export's.
         runtime: what ran a TFLite export for the check: "ai_edge_litert" (LiteRT) or "tensorflow"
             (tf.lite.Interpreter, deprecated, where LiteRT is not installed); None for other formats.
     """
@@ -84,19 +80,12 @@ class ExportResult:
     path: Path
     format: str
     labels_path: Path
-    images: int
-    agreement: float
-    max_difference: float
-    keras_accuracy: float
-    accuracy: float
     runtime: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.format not in FORMATS:
             raise ValueError(f"Unknown export format {self.format!r}. Expected one of {list(FORMATS)}.")
-        for name in ("agreement", "keras_accuracy", "accuracy"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], received {getattr(self, name)!r}.")
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -125,6 +114,15 @@ def labels_path_for(path: Path, format: str) -> Path:
     return path.with_name(f"{path.stem}.labels.json")
 
 
+def rule_in_words() -> str:
+    """What the check asks of an export, from REQUIRED_AGREEMENT and ALLOWED_ACCURACY_DROP (help texts, pages)."""
+    int8 = "tflite-int8"
+    return (
+        f"the same top-1 class as the Keras model for every validation image; for {int8} for at least "
+        f"{REQUIRED_AGREEMENT[int8]:.0%}, and an accuracy at most {ALLOWED_ACCURACY_DROP[int8] * 100:g} point lower"
+    )
+
+
 def shortfall(format: str, comparison: export_check.Comparison) -> str | None:
     """Why an export with this comparison is refused (a sentence), or None when it passes.
 
@@ -135,7 +133,7 @@ def shortfall(format: str, comparison: export_check.Comparison) -> str | None:
         raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
     figures = (
         f"the same top-1 class for {comparison.agreement:.2%} of {comparison.images} validation images, "
-        f"accuracy {comparison.export_accuracy:.2%} against the Keras model's {comparison.keras_accuracy:.2%}, "
+        f"accuracy {comparison.accuracy:.2%} against the Keras model's {comparison.keras_accuracy:.2%}, "
         f"largest probability difference {comparison.max_difference:.4f}"
     )
     required, allowed = REQUIRED_AGREEMENT[format], ALLOWED_ACCURACY_DROP[format]
@@ -306,14 +304,10 @@ def export(
         _remove(temporary_labels)
         raise
     return ExportResult(
+        **asdict(comparison),
         path=target,
         format=format,
         labels_path=final_labels,
-        images=comparison.images,
-        agreement=comparison.agreement,
-        max_difference=comparison.max_difference,
-        keras_accuracy=comparison.keras_accuracy,
-        accuracy=comparison.export_accuracy,
         runtime=getattr(runner, "runtime", None),
     )
 

@@ -67,21 +67,21 @@ class Comparison:
         agreement: the share of them whose top-1 class is the same.
         max_difference: the largest absolute difference of a class probability.
         keras_accuracy: the Keras model's accuracy on them.
-        export_accuracy: the export's.
+        accuracy: the export's.
     """
 
     images: int
     agreement: float
     max_difference: float
     keras_accuracy: float
-    export_accuracy: float
+    accuracy: float
 
     def __post_init__(self) -> None:
         if self.images < 1:
             raise ValueError(f"images must be at least 1, received {self.images!r}.")
         if self.max_difference < 0:
             raise ValueError(f"max_difference must be >= 0, received {self.max_difference!r}.")
-        for name in ("agreement", "keras_accuracy", "export_accuracy"):
+        for name in ("agreement", "keras_accuracy", "accuracy"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], received {value!r}.")
@@ -89,7 +89,7 @@ class Comparison:
     @property
     def accuracy_drop(self) -> float:
         """How much less accurate the export is (negative when it is more accurate)."""
-        return self.keras_accuracy - self.export_accuracy
+        return self.keras_accuracy - self.accuracy
 
 
 # Loaders: artefact path -> a function from a float32 batch to the model's outputs.
