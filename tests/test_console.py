@@ -36,6 +36,19 @@ def test_scan_and_train_keep_tensorflow_start_up_lines_off_standard_error(tmp_pa
     assert "[feature_extraction] epoch 1:" in train.stderr
 
 
+def test_explore_and_suggest_keep_tensorflow_start_up_lines_off_standard_error(tmp_path, catsdogs_subset):
+    # Both import TensorFlow through a pretrained base; they used to leave its start-up lines in.
+    data = catsdogs_subset("quiet_explore", train=6, validation=2)
+    common = ("--data", str(data), "--image-size", "64")
+    explore = _tlcore("explore", *common, "--runs-dir", str(tmp_path / "runs"))
+    suggest = _tlcore("suggest", *common, "--per-class", "6")
+    for result in (explore, suggest):
+        assert result.returncode == 0, result.stderr
+        assert not [word for word in NOISE if word in result.stderr], result.stderr
+    assert "Explored 16 images" in explore.stdout, explore.stdout
+    assert "Train with:" in suggest.stdout, suggest.stdout
+
+
 def test_verbose_shows_what_tensorflow_writes(tmp_path, catsdogs_subset):
     data = catsdogs_subset("verbose", train=4, validation=2)
     train = _tiny_train(data, tmp_path / "runs", "--verbose")

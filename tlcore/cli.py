@@ -10,6 +10,7 @@ python -m tlcore export --run RUN --format {keras,savedmodel,tflite,tflite-int8}
 python -m tlcore runs [--json]
 python -m tlcore stop RUN
 python -m tlcore explore --data DIR [--backbone ...] [--image-size N] [--threshold T] [--json]
+python -m tlcore suggest --data DIR [--backbone ...] [--per-class N] [--json]
 python -m tlcore --version
 
 This module builds the parser; the `train` and `lr-find` settings flags come from TrainConfig's field
@@ -19,11 +20,12 @@ metadata (`tlcore.cli_flags`), and what each command does is in `tlcore.cli_comm
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 import tlcore
-from tlcore import cli_commands, cli_flags
+from tlcore import cli_commands, cli_flags, console
 from tlcore.insight import explore, orientation
 from tlcore.models.registry import BACKBONES
 from tlcore.serving.export import FORMATS
@@ -344,4 +346,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments = build_worker_parser().parse_args(argv[1:])
     else:
         arguments = build_parser().parse_args(argv)
-    return arguments.handler(arguments)
+    return run_interruptibly(arguments.handler, arguments)
+
+
+def run_interruptibly(handler: Callable[[argparse.Namespace], int], arguments: argparse.Namespace) -> int:
+    """Runs a command; Ctrl+C ends it at once with a line and INTERRUPTED_EXIT_CODE, not a traceback.
+
+    The command's temporaries are removed and what it finished stays (`tlcore.console.end_at_once`).
+    `train` handles Ctrl+C itself while it trains: the first press stops the run after its batch
+    (`tlcore.runs.worker.execute_at_terminal`).
+
+    Args:
+        handler: the command's function.
+        arguments: its parsed arguments.
+
+    Returns:
+        The command's exit status (after Ctrl+C the process has ended).
+    """
+
+    def interrupt(signal_number, frame) -> None:
+        console.end_at_once("Interrupted by Ctrl+C.")
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        return handler(arguments)
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from tlcore import cli_flags, console, progress
+from tlcore import cli_flags, console, progress, temporaries
 from tlcore import config as config_module
 from tlcore.data import folders, zips
 from tlcore.data.dataset import DatasetError
@@ -75,11 +76,14 @@ def command_train(arguments: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if scratch is not None:
+        temporaries.register(scratch)  # Removed even when Ctrl+C ends the process at once.
     try:
         return _train(arguments, store.create(config, runs_dir), runs_dir, is_chief=scratch is None)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+            temporaries.release(scratch)
 
 
 def _resume(arguments: argparse.Namespace, runs_dir) -> int:
@@ -110,39 +114,50 @@ def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bo
         flush=True,
     )
     display = progress.for_stream(sys.stderr, plain=arguments.json)
+
+    def report_at_once(status: dict) -> None:
+        # From the second Ctrl+C's signal handler: straight to the descriptor (see execute_at_terminal).
+        os.write(sys.stdout.fileno(), _train_report(arguments, run, status, is_chief).encode())
+
     try:
-        status, exit_code = worker.execute_at_terminal(run, runs_dir=runs_dir, stream=sys.stderr, display=display)
+        status, exit_code = worker.execute_at_terminal(
+            run, runs_dir=runs_dir, stream=sys.stderr, display=display, report=report_at_once
+        )
     finally:
         display.close()
+    sys.stdout.write(_train_report(arguments, run, status, is_chief))
+    return exit_code
+
+
+def _train_report(arguments: argparse.Namespace, run: store.Run, status: dict, is_chief: bool) -> str:
+    """What `train` prints at its end: the run's state and each stage's results, or that as JSON."""
     results = {
         stage: {key: result.get(key) for key in ("val_accuracy", "val_loss", "best_val_accuracy", "epochs", "seconds")}
         for stage, result in (status.get("results") or {}).items()
     }
     if arguments.json:
         summary = run.summary()
-        _print_json(
-            {
-                # The run folder; None for a multi-worker run's other workers, whose scratch folder is removed.
-                "run": str(run.path) if is_chief else None,
-                "chief": is_chief,
-                "status": status["state"],
-                "error": status.get("error"),
-                "results": results,
-                "replicas": summary.get("replicas"),
-                "global_batch_size": summary.get("global_batch_size"),
-            }
+        report = {
+            # The run folder; None for a multi-worker run's other workers, whose scratch folder is removed.
+            "run": str(run.path) if is_chief else None,
+            "chief": is_chief,
+            "status": status["state"],
+            "error": status.get("error"),
+            "results": results,
+            "replicas": summary.get("replicas"),
+            "global_batch_size": summary.get("global_batch_size"),
+        }
+        return json.dumps(report) + "\n"
+    name = f"Run {run.id}" if is_chief else "This worker (the chief keeps the run)"
+    lines = [f"{name}: {status['state']}" + (f" ({status['error']})" if status.get("error") else "")]
+    for stage, result in results.items():
+        accuracy = result["val_accuracy"]
+        loss = result["val_loss"]
+        lines.append(
+            f"  {stage}: val_accuracy={accuracy if accuracy is None else round(accuracy, 4)} "
+            f"val_loss={loss if loss is None else round(loss, 4)} ({result['seconds']:.0f} s)"
         )
-    else:
-        name = f"Run {run.id}" if is_chief else "This worker (the chief keeps the run)"
-        print(f"{name}: {status['state']}" + (f" ({status['error']})" if status.get("error") else ""))
-        for stage, result in results.items():
-            accuracy = result["val_accuracy"]
-            print(
-                f"  {stage}: val_accuracy={accuracy if accuracy is None else round(accuracy, 4)} "
-                f"val_loss={result['val_loss'] if result['val_loss'] is None else round(result['val_loss'], 4)} "
-                f"({result['seconds']:.0f} s)"
-            )
-    return exit_code
+    return "".join(line + "\n" for line in lines)
 
 
 def command_lr_find(arguments: argparse.Namespace) -> int:
@@ -348,6 +363,7 @@ def command_explore(arguments: argparse.Namespace) -> int:
     except (DatasetError, ValueError) as error:
         return _report_error(arguments, error)
     runs_dir = arguments.runs_dir or store.default_runs_dir()
+    console.import_tensorflow_quietly(arguments.verbose)
     exploration = explore.explore(dataset, settings, runs_dir=runs_dir, stream=sys.stderr)
     if arguments.json:
         _print_json(exploration.to_json())
@@ -357,6 +373,7 @@ def command_explore(arguments: argparse.Namespace) -> int:
 
 
 def command_suggest(arguments: argparse.Namespace) -> int:
+    console.import_tensorflow_quietly(arguments.verbose)
     try:
         dataset = folders.scan(arguments.data)
         suggestions = orientation.suggest_flips(

@@ -17,8 +17,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import tempfile
+from typing import NoReturn
+
+from tlcore import temporaries
+
+# The exit status of a command ended by Ctrl+C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+# Shows the terminal's cursor again: rich hides it while it draws progress bars.
+SHOW_CURSOR = "\x1b[?25h"
 
 # absl's pre-initialisation notice, and absl/TensorFlow log lines of severity INFO (I) or WARNING (W):
 # "I0000 00:00:1796475848.647415   29688 port.cc:153] message".
@@ -64,3 +73,27 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+def end_at_once(message: str) -> NoReturn:
+    """Ends the process now with INTERRUPTED_EXIT_CODE, from a Ctrl+C signal handler.
+
+    Raising KeyboardInterrupt instead would unwind through whatever the main thread is running:
+    inside TensorFlow's C++ code that comes out as an unrelated exception (a SystemError, an
+    AttributeError, once in CI a segmentation fault). So the process ends with `os._exit`, after
+    removing the temporaries being written (`tlcore.temporaries`) and writing `message` straight to
+    the standard error's descriptor, with the cursor shown again on a terminal; buffered streams and
+    rich's lock are not touched, since the interrupted code may hold them.
+
+    Args:
+        message: one line saying what happened.
+    """
+    temporaries.remove_all()
+    text = f"\n{message}\n"
+    try:
+        if os.isatty(2):
+            text += SHOW_CURSOR
+        os.write(2, text.encode("utf-8", errors="replace"))
+    except OSError:
+        pass  # Standard error is closed: end all the same.
+    os._exit(INTERRUPTED_EXIT_CODE)

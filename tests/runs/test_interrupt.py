@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.pty_kit import TerminalProcess
-from tlcore.runs import store, worker
+from tlcore import console
+from tlcore.runs import store
 
 EPOCHS = 200
 
@@ -30,7 +31,7 @@ def test_first_control_c_stops_after_the_batch_saves_the_model_and_exits_130(tmp
     runs = tmp_path / "runs"
     process = _start_long_training(data, runs)
     process.press_control_c()
-    assert process.finish() == worker.INTERRUPTED_EXIT_CODE == 130, process.text
+    assert process.finish() == console.INTERRUPTED_EXIT_CODE == 130, process.text
     assert "Ctrl+C: stopping after the current batch" in process.text
     run = _only_run(runs)
     assert run.status()["state"] == "stopped", run.status()
@@ -54,3 +55,19 @@ def test_second_control_c_ends_at_once_as_interrupted(tmp_path, catsdogs_subset)
     assert status["state"] == "interrupted" and "second Ctrl+C" in status["error"], status
     assert not run.model_path.exists()
     assert not (run.path / "summary.json").exists()
+    # Ended from the signal handler (no KeyboardInterrupt unwinding through TensorFlow), with its report and
+    # nothing half-written left behind.
+    assert f"Run {run.id}: interrupted (Ended at once by a second Ctrl+C.)" in process.text
+    assert "Traceback" not in process.text, process.text
+    assert not [path.name for path in run.path.rglob("*") if ".partial" in path.name or path.suffix == ".tmp"]
+
+
+def test_control_c_in_a_command_without_its_own_handling_ends_with_a_line_not_a_traceback(tmp_path, catsdogs_subset):
+    # `explore` extracts features for a while and has no Ctrl+C handling of its own: the CLI's main catches it.
+    data = catsdogs_subset("control_c_explore", train=300, validation=50)
+    process = TerminalProcess("explore", "--data", str(data), "--runs-dir", str(tmp_path / "runs"))
+    process.wait_for("extracting train features")
+    process.press_control_c()
+    assert process.finish() == console.INTERRUPTED_EXIT_CODE, process.text
+    assert "Interrupted by Ctrl+C." in process.text
+    assert "Traceback" not in process.text, process.text

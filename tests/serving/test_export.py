@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 import pytest
 
 from tests.helpers.runs import LITE0_SETTINGS, trained_run
+from tests.pty_kit import TerminalProcess
+from tlcore import console
 from tlcore.data import pipeline
 from tlcore.insight import evaluate
 from tlcore.runs import store
@@ -190,3 +193,19 @@ def test_cli_exports_a_float_tflite_file_that_agrees(trained, validation_batch, 
     np.testing.assert_allclose(outputs, expected, atol=1e-4)
     completed = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert completed.returncode == 2 and "already exists" in completed.stderr
+
+
+def test_control_c_during_an_export_ends_at_once_and_leaves_no_temporary(trained, tmp_path):
+    run, runs_dir = trained
+    output = tmp_path / "shipped" / "classifier"
+    process = TerminalProcess(
+        "export", "--run", run.id, "--runs-dir", str(runs_dir), "--format", "savedmodel", "--output", str(output)
+    )
+    # Pressed while the SavedModel is written or checked under its temporary name.
+    deadline = time.monotonic() + 240
+    while not (output.parent.is_dir() and any(".partial-" in path.name for path in output.parent.iterdir())):
+        assert time.monotonic() < deadline and process.read(0.05), process.text
+    process.press_control_c()
+    assert process.finish() == console.INTERRUPTED_EXIT_CODE, process.text
+    assert "Interrupted by Ctrl+C." in process.text and "Traceback" not in process.text, process.text
+    assert list(output.parent.iterdir()) == []

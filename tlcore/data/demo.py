@@ -16,6 +16,7 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
+from tlcore import temporaries
 from tlcore.data import zips
 
 CATS_AND_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
@@ -193,7 +194,7 @@ def build_offline_demo(destination: str | os.PathLike) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the destination and rename at the end, so a half-built set is never seen.
     # Hidden (the scanner skips it), unique per call, with the usual permissions (mkdtemp: 0700).
-    temporary = destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}"
+    temporary = temporaries.register(destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}")
     temporary.mkdir()
     try:
         for index, (name, load) in enumerate(sorted(OFFLINE_CLASSES.items())):
@@ -212,4 +213,5 @@ def build_offline_demo(destination: str | os.PathLike) -> Path:
                 raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+        temporaries.release(temporary)
     return destination

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
+from tlcore import temporaries
 from tlcore.data import images, zip_names
 from tlcore.data.dataset import ARCHIVE_NAMES_FILE
 
@@ -335,7 +336,7 @@ def extract_dataset(
         _prepare_destination(destination)
         # Beside the destination, so the final rename stays on one disk. Hidden (the scanner skips
         # it), unique per call, and made with the usual permissions (mkdtemp would make it 0700).
-        temporary = destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}"
+        temporary = temporaries.register(destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}")
         temporary.mkdir()
         try:
             total = 0
@@ -353,6 +354,8 @@ def extract_dataset(
         except BaseException:
             shutil.rmtree(temporary, ignore_errors=True)
             raise
+        finally:
+            temporaries.release(temporary)
     return ZipReport(
         destination=destination,
         files=files,

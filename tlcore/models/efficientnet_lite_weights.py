@@ -17,6 +17,7 @@ import os
 import pathlib
 from dataclasses import dataclass
 
+from tlcore import temporaries
 from tlcore.framework_private import keras_home
 
 
@@ -162,7 +163,8 @@ def save_converted_weights(model, cached: pathlib.Path) -> None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         # Keras needs the .weights.h5 suffix; the temporary name keeps it, and the rename is atomic.
         temporary = cached.with_name(f".partial-{os.getpid()}-{cached.name}")
-        model.save_weights(temporary)
-        os.replace(temporary, cached)
+        with temporaries.being_written(temporary):
+            model.save_weights(temporary)
+            os.replace(temporary, cached)
     except OSError:
         pass

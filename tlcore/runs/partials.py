@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
+from tlcore import temporaries
 from tlcore.runs.store import ATOMIC_TEMPORARY_PATTERN, default_runs_dir, process_alive
 
 # Partial files (a model being saved, features being extracted) younger than this are never removed,
@@ -69,10 +69,7 @@ def clean_partials(runs_dir: str | os.PathLike | None = None, now: float | None 
             if not _is_stale_partial(path, now):
                 continue
             try:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+                temporaries.remove(path)
             except OSError:
                 continue  # Gone already, or not ours to remove: the next clean-up tries again.
             removed.append(path)

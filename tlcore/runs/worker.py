@@ -25,9 +25,11 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
+from tlcore import console
 from tlcore.runs import partials, resumption, store
 
 LOCK_NAME = ".training.lock"
@@ -285,22 +287,29 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         lock.close()  # Releases the flock: the next queued worker starts.
 
 
-# The exit status of a command ended by Ctrl+C (128 + SIGINT), as shells report it.
-INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
-
-
-def execute_at_terminal(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None, display=None):
+def execute_at_terminal(
+    run: store.Run,
+    runs_dir: str | os.PathLike | None = None,
+    stream=None,
+    display=None,
+    report: Callable[[dict], None] | None = None,
+):
     """`execute` for `python -m tlcore train`, where Ctrl+C stops the run as the Stop button does.
 
     The first Ctrl+C asks the run to stop: the current batch finishes, the model so far is saved and
-    the run ends "stopped". A second Ctrl+C ends at once: the run is "interrupted", nothing more is
-    saved. Either way the command's exit status is INTERRUPTED_EXIT_CODE. Call it from the main thread.
+    the run ends "stopped". A second Ctrl+C ends the process at once (`tlcore.console.end_at_once`):
+    the run is "interrupted" (unless it finished in between), `report` receives its status, and the
+    model being saved, if any, is removed. Call it from the main thread.
 
     Args:
         run, runs_dir, stream, display: as for `execute`.
+        report: writes what the command prints at its end, given the final status. It is called from
+            the signal handler, so it must write with `os.write`, not through a buffered stream the
+            interrupted code may be in the middle of.
 
     Returns:
-        (the final status, the exit status: 0 done or stopped, 1 failed, INTERRUPTED_EXIT_CODE after Ctrl+C).
+        (the final status, the exit status: 0 done or stopped, 1 failed, INTERRUPTED_EXIT_CODE after
+        Ctrl+C). A second Ctrl+C does not return.
     """
     pressed = []
 
@@ -310,21 +319,24 @@ def execute_at_terminal(run: store.Run, runs_dir: str | os.PathLike | None = Non
         elif stream is not None:
             print(message, file=stream, flush=True)
 
+    def end_at_once(signal_number, frame) -> None:
+        if run.raw_status().get("state") not in store.FINAL_STATES:
+            run.set_status("interrupted", error="Ended at once by a second Ctrl+C.", finished=time.time())
+        if report is not None:
+            report(run.status())
+        console.end_at_once("Ended at once by a second Ctrl+C.")
+
     def stop_after_this_batch(signal_number, frame) -> None:
         pressed.append(time.time())
-        # From now on Python's own handler: the second Ctrl+C raises KeyboardInterrupt where the program is.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, end_at_once)
         run.request_stop()
         say("Ctrl+C: stopping after the current batch and saving the model (Ctrl+C again to end at once)")
 
     previous = signal.signal(signal.SIGINT, stop_after_this_batch)
     try:
         status = execute(run, runs_dir=runs_dir, stream=stream, display=display)
-    except KeyboardInterrupt:
-        run.set_status("interrupted", error="Ended at once by a second Ctrl+C.", finished=time.time())
-        return run.status(), INTERRUPTED_EXIT_CODE
     finally:
         signal.signal(signal.SIGINT, previous)
     if pressed:
-        return status, INTERRUPTED_EXIT_CODE
+        return status, console.INTERRUPTED_EXIT_CODE
     return status, 0 if status["state"] in ("done", "stopped") else 1

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from tlcore import progress
+from tlcore import progress, temporaries
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import evaluate
 from tlcore.runs import store
@@ -273,6 +273,8 @@ def export(
     # TFLite files carry their labels beside them; the zip and the folder carry them inside.
     beside = format.startswith("tflite")
     temporary_labels = temporary.with_name(f"{temporary.name}.labels.json")
+    temporaries.register(temporary)
+    temporaries.register(temporary_labels)
     try:
         try:
             WRITERS[format](predictor.model, run, labels, temporary)
@@ -303,6 +305,9 @@ def export(
         _remove(temporary)
         _remove(temporary_labels)
         raise
+    finally:
+        temporaries.release(temporary)
+        temporaries.release(temporary_labels)
     return ExportResult(
         **asdict(comparison),
         path=target,

@@ -19,6 +19,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from tlcore import temporaries
 from tlcore.runs.store import write_json
 
 CACHE_VERSION = 5  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too;
@@ -59,7 +60,7 @@ class FeatureWriter:
         self.row_shape = tuple(int(size) for size in row_shape)
         self.written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial")
+        self.temporary = temporaries.register(self.path.with_name(f".{self.path.stem}.{os.getpid()}.partial"))
         self.stream = open(self.temporary, "wb")
         header = {
             "descr": np.lib.format.dtype_to_descr(np.dtype("float32")),
@@ -85,10 +86,12 @@ class FeatureWriter:
             self.discard()
             raise ValueError(f"{self.path}: {self.written} rows written, expected {self.count}.")
         os.replace(self.temporary, self.path)
+        temporaries.release(self.temporary)
 
     def discard(self) -> None:
         self.stream.close()
         self.temporary.unlink(missing_ok=True)
+        temporaries.release(self.temporary)
 
 
 class FeatureFile:

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from tlcore import temporaries
 from tlcore.runs import resumption
 from tlcore.runs.store import Run, read_json, write_json
 
@@ -148,8 +149,9 @@ def finish_stage(run: Run, stage: str, model: keras.Model, result: dict) -> None
     path = _weights_path(run, stage)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")  # Keras wants the .weights.h5 ending.
-    model.save_weights(temporary)
-    os.replace(temporary, path)
+    with temporaries.being_written(temporary):
+        model.save_weights(temporary)
+        os.replace(temporary, path)
     save_generators(model, path.with_suffix(".seeds.json"), 0)
     resumption.record_finished(run, stage, json.loads(json.dumps(result, default=float)))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tlcore import framework_private
+from tlcore import framework_private, temporaries
 from tlcore.config import TrainConfig, stages_for
 from tlcore.data import cleaning, folders
 from tlcore.models import heads
@@ -193,5 +193,6 @@ def save_model(model: keras.Model, path) -> None:
 
     path = Path(path)
     temporary = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    model.save(temporary)
-    os.replace(temporary, path)
+    with temporaries.being_written(temporary):
+        model.save(temporary)
+        os.replace(temporary, path)
