@@ -34,6 +34,13 @@ def test_being_written_registers_for_the_block_only(tmp_path):
     assert path not in temporaries.registered()
 
 
+def test_temporary_directory_is_registered_while_it_exists():
+    with temporaries.temporary_directory(prefix="tlcore-test-") as folder:
+        (folder / "extracted.jpg").write_bytes(b"photo")
+        assert folder in temporaries.registered()
+    assert not folder.exists() and folder not in temporaries.registered()
+
+
 def test_control_c_in_a_command_removes_its_temporaries_and_keeps_finished_files(tmp_path):
     # A command writing a file under its temporary name when Ctrl+C comes (SIGINT to itself here).
     program = textwrap.dedent(
@@ -60,3 +67,26 @@ def test_control_c_in_a_command_removes_its_temporaries_and_keeps_finished_files
     assert completed.returncode == console.INTERRUPTED_EXIT_CODE, completed.stderr
     assert completed.stderr.strip() == "Interrupted by Ctrl+C."
     assert [path.name for path in tmp_path.iterdir()] == ["finished.txt"]
+
+
+def test_control_c_while_tensorflow_is_imported_quietly_still_says_so(tmp_path):
+    # The quiet import sends descriptor 2 to a file for a few seconds; the line must reach the real one.
+    program = textwrap.dedent(
+        """
+        import os, signal, sys, threading, time
+        from tlcore import cli, console
+
+        def command(arguments):
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            console.import_tensorflow_quietly()
+            time.sleep(30)
+            return 0
+
+        sys.exit(cli.run_interruptibly(command, None))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", program], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == console.INTERRUPTED_EXIT_CODE, completed.stderr
+    assert "Interrupted by Ctrl+C." in completed.stderr, completed.stderr

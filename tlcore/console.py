@@ -28,6 +28,8 @@ from tlcore import temporaries
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
 # Shows the terminal's cursor again: rich hides it while it draws progress bars.
 SHOW_CURSOR = "\x1b[?25h"
+# The real standard error while `import_tensorflow_quietly` sends descriptor 2 to a file (else None).
+_standard_error_while_captured: int | None = None
 
 # absl's pre-initialisation notice, and absl/TensorFlow log lines of severity INFO (I) or WARNING (W):
 # "I0000 00:00:1796475848.647415   29688 port.cc:153] message".
@@ -57,15 +59,18 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
+    global _standard_error_while_captured
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
+        _standard_error_while_captured = saved
         os.dup2(captured.fileno(), 2)
         try:
             import tensorflow  # noqa: F401
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
+            _standard_error_while_captured = None
             os.close(saved)
             captured.seek(0)
             lines = captured.read().decode("utf-8", errors="replace").splitlines(keepends=True)
@@ -75,25 +80,43 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
                 sys.stderr.flush()
 
 
+def write_to_standard_error(text: str) -> None:
+    """Writes straight to standard error's descriptor, as a signal handler may: no buffer, no lock.
+
+    While `import_tensorflow_quietly` captures descriptor 2, the text goes to the real standard error.
+    A closed standard error is ignored.
+    """
+    descriptor = _standard_error_while_captured
+    descriptor = 2 if descriptor is None else descriptor
+    try:
+        os.write(descriptor, text.encode("utf-8", errors="replace"))
+    except OSError:
+        pass
+
+
 def end_at_once(message: str) -> NoReturn:
     """Ends the process now with INTERRUPTED_EXIT_CODE, from a Ctrl+C signal handler.
 
     Raising KeyboardInterrupt instead would unwind through whatever the main thread is running:
     inside TensorFlow's C++ code that comes out as an unrelated exception (a SystemError, an
     AttributeError, once in CI a segmentation fault). So the process ends with `os._exit`, after
-    removing the temporaries being written (`tlcore.temporaries`) and writing `message` straight to
-    the standard error's descriptor, with the cursor shown again on a terminal; buffered streams and
-    rich's lock are not touched, since the interrupted code may hold them.
+    removing the temporaries being written (`tlcore.temporaries`), passing on what standard output
+    holds, and writing `message` to standard error with the cursor shown again on a terminal. Nothing
+    here may raise: the process ends whatever fails on the way.
 
     Args:
         message: one line saying what happened.
     """
-    temporaries.remove_all()
-    text = f"\n{message}\n"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Another Ctrl+C must not start this again halfway.
     try:
-        if os.isatty(2):
-            text += SHOW_CURSOR
-        os.write(2, text.encode("utf-8", errors="replace"))
-    except OSError:
-        pass  # Standard error is closed: end all the same.
+        sys.stdout.flush()
+    except (OSError, RuntimeError, ValueError):
+        pass  # A closed pipe, or the interrupted code was writing to standard output itself.
+    try:
+        temporaries.remove_all()
+    except Exception:  # noqa: BLE001 - see the docstring.
+        pass
+    descriptor = _standard_error_while_captured
+    show_cursor = os.isatty(2 if descriptor is None else descriptor)
+    write_to_standard_error(f"\n{message}\n" + (SHOW_CURSOR if show_cursor else ""))
     os._exit(INTERRUPTED_EXIT_CODE)

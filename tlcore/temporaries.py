@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -41,6 +42,13 @@ def being_written(path: str | os.PathLike) -> Iterator[Path]:
         yield registered
     finally:
         release(registered)
+
+
+@contextlib.contextmanager
+def temporary_directory(prefix: str) -> Iterator[Path]:
+    """`tempfile.TemporaryDirectory`, registered while it exists: a new folder, removed after the block."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder, being_written(folder) as path:
+        yield path
 
 
 def registered() -> tuple[Path, ...]:

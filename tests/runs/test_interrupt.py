@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from tests.pty_kit import TerminalProcess
+from tests.pty_kit import PROJECT_ROOT, TerminalProcess
 from tlcore import console
 from tlcore.runs import store
 
@@ -71,3 +74,35 @@ def test_control_c_in_a_command_without_its_own_handling_ends_with_a_line_not_a_
     assert process.finish() == console.INTERRUPTED_EXIT_CODE, process.text
     assert "Interrupted by Ctrl+C." in process.text
     assert "Traceback" not in process.text, process.text
+
+
+def test_second_control_c_ends_at_once_even_when_the_report_cannot_be_written(tmp_path, catsdogs_subset):
+    # `train --json | reader` where the reader has gone (a terminal's Ctrl+C ends the whole pipeline): writing
+    # the report fails with a broken pipe, which must neither keep the process alive nor mark the run failed.
+    data = catsdogs_subset("control_c_pipe", train=20, validation=10)
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tlcore", "train", "--data", str(data), "--strategy", "feature_extraction",
+         "--backbone", "vgg16", "--weights", "none", "--image-size", "32", "--epochs", str(EPOCHS),
+         "--batch-size", "2", "--runs-dir", str(runs), "--json"],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    seen = _read_until(process.stderr, "[feature_extraction] epoch 1:")
+    process.stdout.close()
+    process.send_signal(signal.SIGINT)
+    seen += _read_until(process.stderr, "Ctrl+C again to end at once")
+    process.send_signal(signal.SIGINT)
+    seen += process.stderr.read()
+    assert process.wait(timeout=120) == console.INTERRUPTED_EXIT_CODE, seen
+    assert "Ended at once by a second Ctrl+C." in seen
+    status = _only_run(runs).status()
+    assert status["state"] == "interrupted" and "second Ctrl+C" in status["error"], status
+
+
+def _read_until(stream, text: str) -> str:
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if text in line:
+            return "".join(lines)
+    raise AssertionError(f"{text!r} never came; the process wrote:\n{''.join(lines)[-3000:]}")

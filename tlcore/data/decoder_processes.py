@@ -35,6 +35,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
+from tlcore import temporaries
 from tlcore.data import decoders, images, shared_batches
 
 # A decoder process idle this long after its last pass exits, so an app server that decoded once does
@@ -229,6 +230,7 @@ def decoded_batches(
             del slots
             with contextlib.suppress(OSError):
                 os.unlink(memory_path)
+            temporaries.release(memory_path)
             _give_back(processes, pool, broken)
 
 

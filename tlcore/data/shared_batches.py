@@ -12,6 +12,8 @@ import os
 import re
 import tempfile
 
+from tlcore import temporaries
+
 # Where the batches live while the processes fill them: memory (tmpfs) where there is room, else the
 # temp folder. A container's /dev/shm can be as small as 64 MB, which a batch of 256 photos at 224 px
 # outgrows: the room is reserved up front (a process writing to a tmpfs without room dies of SIGBUS).
@@ -34,7 +36,7 @@ def new_file(size: int) -> str:
                 os.posix_fallocate(descriptor, 0, size)  # ENOSPC here, rather than SIGBUS in a process.
             else:
                 os.ftruncate(descriptor, size)
-            return path
+            return str(temporaries.register(path))  # The caller removes it, then releases it.
         except OSError as error:
             os.unlink(path)
             problems.append(f"{folder}: {error.strerror or error}")

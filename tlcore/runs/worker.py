@@ -320,17 +320,26 @@ def execute_at_terminal(
             print(message, file=stream, flush=True)
 
     def end_at_once(signal_number, frame) -> None:
-        if run.raw_status().get("state") not in store.FINAL_STATES:
-            run.set_status("interrupted", error="Ended at once by a second Ctrl+C.", finished=time.time())
-        if report is not None:
-            report(run.status())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # A third Ctrl+C must not start this again halfway.
+        try:
+            if run.raw_status().get("state") not in store.FINAL_STATES:
+                run.set_status("interrupted", error="Ended at once by a second Ctrl+C.", finished=time.time())
+            if report is not None:
+                report(run.status())
+        except Exception:  # noqa: BLE001 - a full disk or a closed pipe must not keep the process alive.
+            pass
         console.end_at_once("Ended at once by a second Ctrl+C.")
 
     def stop_after_this_batch(signal_number, frame) -> None:
         pressed.append(time.time())
         signal.signal(signal.SIGINT, end_at_once)
         run.request_stop()
-        say("Ctrl+C: stopping after the current batch and saving the model (Ctrl+C again to end at once)")
+        message = "Ctrl+C: stopping after the current batch and saving the model (Ctrl+C again to end at once)"
+        try:
+            say(message)
+        except (OSError, RuntimeError):
+            # The interrupted code was writing to standard error itself: a reentrant write raises.
+            console.write_to_standard_error(message + "\n")
 
     previous = signal.signal(signal.SIGINT, stop_after_this_batch)
     try:

@@ -18,11 +18,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence, Union
 
-from tlcore import progress
+from tlcore import progress, temporaries
 from tlcore.data import browse, folders, images, zips
 from tlcore.serving import predict
 
@@ -143,8 +142,8 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3, display=None)
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise ValueError(f"top must be an integer >= 1, received {top!r}.")
     if is_zip(folder_or_zip):
-        with tempfile.TemporaryDirectory(prefix="tlcore-batch-") as temporary:
-            report = zips.extract_dataset(folder_or_zip, Path(temporary) / "images")
+        with temporaries.temporary_directory(prefix="tlcore-batch-") as temporary:
+            report = zips.extract_dataset(folder_or_zip, temporary / "images")
             generated = sorted(report.files)
             rows = predict_files(
                 predictor,

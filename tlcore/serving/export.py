@@ -28,7 +28,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import zipfile
 from dataclasses import asdict, dataclass
@@ -188,8 +187,8 @@ def _tflite_bytes(model, quantise: bool) -> bytes:
     # Heavy: imports TensorFlow.
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
-        saved = Path(folder) / "savedmodel"
+    with temporaries.temporary_directory(prefix="tlcore-export-") as folder:
+        saved = folder / "savedmodel"
         inference_model(model).export(str(saved), verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         if quantise:

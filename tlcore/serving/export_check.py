@@ -8,7 +8,6 @@ their top-1 classes match (`agreement`), and how accurate each is.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from tlcore import temporaries
 from tlcore.data import pipeline
 from tlcore.models.inference import inference_function
 from tlcore.serving import predict
@@ -96,10 +96,10 @@ class Comparison:
 
 
 def _load_keras(path: Path) -> Callable:
-    with tempfile.TemporaryDirectory(prefix="tlcore-export-") as folder:
+    with temporaries.temporary_directory(prefix="tlcore-export-") as folder:
         with zipfile.ZipFile(path) as archive:
             archive.extract("model.keras", folder)
-        model = predict.load_model_file(Path(folder) / "model.keras")  # Fully in memory once loaded.
+        model = predict.load_model_file(folder / "model.keras")  # Fully in memory once loaded.
     return inference_function(model)
 
 

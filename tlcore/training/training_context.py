@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tlcore import progress
+from tlcore import progress, temporaries
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
@@ -225,12 +225,13 @@ class TrainingContext:
         if self.runs_dir is not None:
             return feature_cache.cache_dir(self.runs_dir)
         if self.temporary_directory is None:
-            self.temporary_directory = tempfile.mkdtemp(prefix="tlcore-features-")
+            self.temporary_directory = temporaries.register(tempfile.mkdtemp(prefix="tlcore-features-"))
         return Path(self.temporary_directory)
 
     def close(self) -> None:
         if self.temporary_directory is not None:
             shutil.rmtree(self.temporary_directory, ignore_errors=True)
+            temporaries.release(self.temporary_directory)
             self.temporary_directory = None
 
     def image_batches(self, split: str):
