@@ -11,7 +11,18 @@ from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts
-from views import augment_view, builder_view, cached, explore_view, frame, library_view, markdown, server, session
+from views import (
+    augment_view,
+    builder_view,
+    cached,
+    explore_view,
+    frame,
+    gallery,
+    library_view,
+    markdown,
+    server,
+    session,
+)
 
 session_lines = frame.draw()
 
@@ -209,9 +220,9 @@ paths = browse.natural_order([sample.path for sample in dataset.splits[split] if
 pages = max(1, -(-len(paths) // PER_PAGE))
 page = st.pagination(pages, key=f"browse_page_{split}_{label}") if pages > 1 else 1
 st.caption(f"{len(paths)} images, page {page} of {pages}")
-grid = st.columns(6)
-for index, path in enumerate(paths[(page - 1) * PER_PAGE : page * PER_PAGE]):
-    with grid[index % 6]:
+shown = paths[(page - 1) * PER_PAGE : page * PER_PAGE]
+for cell, path in zip(gallery.cells(len(shown)), shown):
+    with cell:
         try:
             picture, (width, height) = cached.thumbnail(path)
         except (InvalidImageError, OSError) as error:

@@ -16,7 +16,7 @@ from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts, evaluate
 from tlcore.runs import store
 from tlcore.serving import predict
-from views import cached, markdown
+from views import cached, gallery, markdown
 
 PER_PAGE = 12
 TABLE_WIDTH = 360  # Pixels of the per-class table: a class name and four numbers, whole.
@@ -134,9 +134,9 @@ def mistakes(result: evaluate.Evaluation, pages_key: str, data_dir: str | None =
     pages = -(-len(result.mistakes) // PER_PAGE)
     page = st.pagination(pages, key=pages_key) if pages > 1 else 1
     st.caption(f"{len(result.mistakes)} images, page {page} of {pages}")
-    grid = st.columns(6)
-    for index, mistake in enumerate(result.mistakes[(page - 1) * PER_PAGE : page * PER_PAGE]):
-        with grid[index % 6]:
+    shown = result.mistakes[(page - 1) * PER_PAGE : page * PER_PAGE]
+    for cell, mistake in zip(gallery.cells(len(shown)), shown):
+        with cell:
             name = file_name(mistake.path, data_dir)
             # Two lines (a Markdown hard break), each escaped: a file or class name shows as typed.
             caption = (

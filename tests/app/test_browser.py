@@ -144,6 +144,13 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     page.get_by_role("button", name=re.compile("New random draws")).click()
     settle(page)
     screenshot(page, "02_data_scanned_and_augmentation_preview")
+    # On a phone's width the thumbnails still sit side by side: in st.columns(6) they stacked, one per row.
+    page.set_viewport_size({"width": 420, "height": 1000})
+    settle(page)
+    first, second = (preview.nth(index).bounding_box() for index in (0, 1))
+    assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"], (first, second)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    settle(page)
     no_traceback(page)
 
     # Train: the classic schedule in short (1 -> 2 -> 3, two epochs each), watched live until it is done.

@@ -1,0 +1,26 @@
+"""Grids of images that wrap: as many fixed-width cells in a row as the window holds."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+# Six cells across the main column of a 1400 px window beside the sidebar (a page of twelve thumbnails in two
+# rows), two on a 420 px phone.
+CELL_WIDTH = 140
+
+
+def cells(count: int, width: int = CELL_WIDTH) -> list:
+    """`count` containers of `width` pixels, laid out in rows that wrap at the window's edge.
+
+    st.columns stacks its columns one under another on a window at most 640 px wide, so a page of
+    twelve thumbnails in st.columns(6) became one long column of single images on a phone.
+
+    Args:
+        count: how many cells.
+        width: each cell's width in pixels.
+
+    Returns:
+        The cells, in reading order.
+    """
+    row = st.container(horizontal=True, wrap=True, gap="small")
+    return [row.container(width=width) for _ in range(count)]
