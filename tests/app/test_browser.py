@@ -111,6 +111,18 @@ def charts_overflowing(page) -> list[str]:
     })""")
 
 
+def legend_labels_cut_off(page) -> list[str]:
+    """Legend entries drawn past their chart's right edge (Vega draws charts as SVG here)."""
+    return page.evaluate("""() => [...document.querySelectorAll('[data-testid=stVegaLiteChart] svg')].flatMap(svg => {
+        const right = svg.getBoundingClientRect().right;
+        return [...svg.querySelectorAll('.role-legend-label text')].flatMap(label => {
+            const edge = label.getBoundingClientRect().right;
+            const where = `ends at ${Math.round(edge)} px, the chart at ${Math.round(right)}`;
+            return edge > right + 1 ? [`${label.textContent}: ${where}`] : [];
+        });
+    })""")
+
+
 def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser_page, small_catsdogs):
     page, url, runs_dir = browser_page, app_server["url"], app_server["runs"]
 
@@ -183,6 +195,13 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     assert charts.count() >= 3, "the loss and accuracy charts and the layer stack"
     # With fine-tuning in it (its start marked by a rule), a concatenated chart came out wider than its column.
     assert charts_overflowing(page) == []
+    # On a phone's width every legend entry is inside its chart: in one row, "3 fine-tuning", "validation" and
+    # "training" lay past the right edge and were cut off.
+    page.set_viewport_size({"width": 420, "height": 1000})
+    settle(page)
+    assert legend_labels_cut_off(page) == []
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    settle(page)
     first = store.list_runs(runs_dir)[0]
     assert first.state == "done"
     assert [record["stage"] for record in first.metrics()] == (

@@ -162,7 +162,26 @@ def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_be
     assert specs[0]["layer"][0]["encoding"]["color"]["legend"] is None
     assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
     assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"
+    # One entry per row: in one row the five entries ran 670 px wide, past a phone's column.
+    assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["columns"] == 1
+    assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["columns"] == 1
     assert len(charts.history([])) == 1  # A placeholder before the first epoch.
+
+
+def test_compared_runs_keep_the_plots_height_and_list_only_their_own_stages():
+    records = [
+        {"stage": stage, "epoch": epoch, "loss": 0.5, "val_loss": 0.4, "accuracy": 0.8, "val_accuracy": 0.9}
+        for stage, epochs in (("feature_extraction", (1, 2)), ("fine_tuning", (3,)))
+        for epoch in epochs
+    ]
+    spec = charts.compare({"run-a": records, "run-b": records[:2]}).to_dict()
+    # Fitted whole, the plot shrank to a strip under its legends.
+    assert spec["autosize"] == {"type": "fit-x", "contains": "padding"} and spec["height"] == 300
+    stages = spec["encoding"]["strokeDash"]["legend"]
+    assert stages["values"] == ["1 feature extraction", "3 fine-tuning"]  # No "scratch baseline" never trained.
+    assert stages["orient"] == "top" and stages["columns"] == 1
+    runs = spec["encoding"]["color"]["legend"]
+    assert runs["orient"] == "bottom" and runs["columns"] == 1 and runs["labelLimit"] == charts.RUN_LABEL_LIMIT
 
 
 def test_training_curves_label_epochs_as_whole_numbers_and_accuracy_in_percent():
@@ -177,7 +196,8 @@ def test_training_curves_label_epochs_as_whole_numbers_and_accuracy_in_percent()
         assert encoding["x"]["field"] == "epoch"
         assert encoding["x"]["axis"]["format"] == "d" and encoding["x"]["axis"]["tickMinStep"] == 1
     for encoding in (accuracy, compared):  # Percent, as the rest of the app shows accuracy.
-        assert encoding["y"]["axis"]["format"] == "%" and encoding["tooltip"][-1]["format"] == ".1%"
+        # "~%": a run at 100% every epoch was labelled "100.000000%" with "%".
+        assert encoding["y"]["axis"]["format"] == "~%" and encoding["tooltip"][-1]["format"] == ".1%"
     for encoding in (loss, compared_loss):  # A loss is not a share.
         assert "format" not in encoding["y"].get("axis", {}) and encoding["tooltip"][-1]["format"] == ".4f"
 

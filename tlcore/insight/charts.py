@@ -65,10 +65,14 @@ EPOCH_AXIS = alt.Axis(format="d", tickMinStep=1)
 def value_axis(metric: str) -> dict:
     """The y axis and tooltip formats of a metric: accuracy in percent, as everywhere in the app."""
     if metric == "accuracy":
-        return {"axis": alt.Axis(format="%"), "tooltip": ".1%"}
+        # "~%" trims trailing zeros: with "%" a run at 100% every epoch (one value, so ticks a tiny step
+        # apart) was labelled "100.000000%".
+        return {"axis": alt.Axis(format="~%"), "tooltip": ".1%"}
     return {"axis": alt.Axis(), "tooltip": ".4f"}
 
 
+# Pixels a run id may take in the comparison's legend: with its symbol, it fits a phone's column.
+RUN_LABEL_LIMIT = 260
 # The dash legend draws line pieces, not the points of `mark_line(point=True)`, whose filled
 # circles would hide the dashes (and, in Streamlit's theme, came out blank).
 DASH_LEGEND_SYMBOLS = {
@@ -117,13 +121,15 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
                 "stage:N",
                 title="strategy",
                 scale=alt.Scale(domain=stages),
-                legend=alt.Legend(orient="bottom") if with_legends else None,
+                # One entry per row: in a single row the three stages and two splits ran 670 px wide,
+                # past the edge of a phone's 390 px column, and the last entries were cut off.
+                legend=alt.Legend(orient="bottom", columns=1) if with_legends else None,
             ),
             strokeDash=alt.StrokeDash(
                 "split:N",
                 title="data",
                 sort=["validation", "training"],
-                legend=alt.Legend(orient="bottom", **DASH_LEGEND_SYMBOLS) if with_legends else None,
+                legend=alt.Legend(orient="bottom", columns=1, **DASH_LEGEND_SYMBOLS) if with_legends else None,
             ),
             tooltip=["stage", "split", "epoch", alt.Tooltip("value:Q", format=formats["tooltip"])],
         )
@@ -165,16 +171,26 @@ def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", heig
         .encode(
             x=alt.X("epoch:Q", axis=EPOCH_AXIS),
             y=alt.Y("value:Q", title=f"{split} {name}", scale=alt.Scale(zero=False), axis=formats["axis"]),
-            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
+            # Each legend one entry per row, the stages above the plot and the runs below it: side by
+            # side in rows they ran past the edge of a phone's 390 px column. A run id longer than the
+            # label limit ends in an ellipsis (the tooltip has it whole).
+            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=RUN_LABEL_LIMIT)),
             strokeDash=alt.StrokeDash(
                 "stage:N",
                 title="stage",
                 scale=alt.Scale(domain=stages),
-                legend=alt.Legend(orient="bottom", **DASH_LEGEND_SYMBOLS),
+                legend=alt.Legend(
+                    orient="top",
+                    columns=1,
+                    values=[stage for stage in stages if stage in set(frame["stage"])],
+                    **DASH_LEGEND_SYMBOLS,
+                ),
             ),
             tooltip=["run", "stage", "epoch", alt.Tooltip("value:Q", format=formats["tooltip"])],
         )
-        .properties(height=height)
+        # As `history`: the width fits the column, the plot keeps its height (fitted whole, the plot
+        # shrank to a strip under its two legends).
+        .properties(height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
     )
 
 
