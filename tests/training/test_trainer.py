@@ -457,6 +457,26 @@ def test_extraction_progress_is_written_at_most_once_per_batch_and_interval(
     assert run.progress() == records[-1] and run.progress()["total"] == 160
 
 
+def test_an_extraction_that_cannot_start_discards_its_partial_file(tiny_data, tmp_path, monkeypatch):
+    from tlcore import temporaries
+    from tlcore.data import folders
+
+    config = train_config(tiny_data, strategy="feature_extraction")
+    dataset = folders.scan(str(tiny_data), config.validation_fraction, config.seed)
+    run = store.create(config, tmp_path)
+
+    def full_disk(self, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.Run, "set_progress", full_disk)  # The first progress record, before any batch.
+    writer = feature_cache.FeatureWriter(tmp_path / "features.npy", 4, (2,))
+    context = training_context.TrainingContext(config=config, dataset=dataset, run=run)
+    with pytest.raises(OSError, match="No space left"):
+        extraction.extract_to_file(context, lambda batch: np.zeros((len(batch), 2), "float32"), [], writer)
+    # The writer's temporary file was left behind (and registered for removal) when the pass failed to start.
+    assert not writer.temporary.exists() and writer.temporary not in temporaries.registered()
+
+
 def test_scratch_runs_name_no_backbone_and_old_scratch_folders_still_read(tmp_path):
     scratch = store.create(TrainConfig(data_dir=str(tmp_path), strategy="scratch"), tmp_path)
     transfer = store.create(TrainConfig(data_dir=str(tmp_path), strategy="feature_extraction"), tmp_path)

@@ -128,13 +128,11 @@ def extract_views(
     to_vector = inference_function(
         keras.Model(boundary, head_first(top(boundary, training=False))), jit_compile=config.jit_compile
     )
-    writers = {
-        name: feature_cache.FeatureWriter(
-            directory / key / f"{name}.npy", count, vector_shape if name.endswith("vectors") else boundary_shape
-        )
-        for name, count in counts.items()
-    }
+    writers = {}
     try:
+        for name, count in counts.items():
+            shape = vector_shape if name.endswith("vectors") else boundary_shape
+            writers[name] = feature_cache.FeatureWriter(directory / key / f"{name}.npy", count, shape)
         passes = [(view, "train") for view in range(views)] + [(None, "validation")]
         for view, split in passes:
             augmented_boundary = None

@@ -61,10 +61,14 @@ def extract_to_file(
             }
         )
 
-    # At once: the first batch also compiles the forward pass, which takes a while.
-    report(0)
-    batches = pipeline.decoded_batches(paths, context.config.image_size, training_context.EXTRACTION_BATCH_SIZE)
-    bar = context.task(f"[feature_extraction] {split or 'images'} features", total)
+    try:
+        # At once: the first batch also compiles the forward pass, which takes a while.
+        report(0)
+        batches = pipeline.decoded_batches(paths, context.config.image_size, training_context.EXTRACTION_BATCH_SIZE)
+        bar = context.task(f"[feature_extraction] {split or 'images'} features", total)
+    except BaseException:
+        writer.discard()  # "Discarded otherwise": also when the pass could not start.
+        raise
     try:
         for batch in batches:
             writer.write(forward(batch))
