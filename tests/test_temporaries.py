@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.helpers.paths import PROJECT_ROOT
 from tlcore import console, temporaries
 
@@ -32,6 +34,15 @@ def test_being_written_registers_for_the_block_only(tmp_path):
     with temporaries.being_written(path):
         assert path in temporaries.registered()
     assert path not in temporaries.registered()
+
+
+def test_being_written_removes_what_a_failed_writer_left(tmp_path):
+    folder = tmp_path / ".export.partial"
+    with pytest.raises(OSError, match="disk full"):
+        with temporaries.being_written(folder):
+            (folder / "variables").mkdir(parents=True)
+            raise OSError("disk full")
+    assert list(tmp_path.iterdir()) == [] and folder not in temporaries.registered()
 
 
 def test_temporary_directory_is_registered_while_it_exists():

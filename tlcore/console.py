@@ -80,16 +80,19 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
                 sys.stderr.flush()
 
 
+def _standard_error_descriptor() -> int:
+    """Descriptor 2, or the real standard error while `import_tensorflow_quietly` captures descriptor 2."""
+    return 2 if _standard_error_while_captured is None else _standard_error_while_captured
+
+
 def write_to_standard_error(text: str) -> None:
     """Writes straight to standard error's descriptor, as a signal handler may: no buffer, no lock.
 
     While `import_tensorflow_quietly` captures descriptor 2, the text goes to the real standard error.
     A closed standard error is ignored.
     """
-    descriptor = _standard_error_while_captured
-    descriptor = 2 if descriptor is None else descriptor
     try:
-        os.write(descriptor, text.encode("utf-8", errors="replace"))
+        os.write(_standard_error_descriptor(), text.encode("utf-8", errors="replace"))
     except OSError:
         pass
 
@@ -116,7 +119,6 @@ def end_at_once(message: str) -> NoReturn:
         temporaries.remove_all()
     except Exception:  # noqa: BLE001 - see the docstring.
         pass
-    descriptor = _standard_error_while_captured
-    show_cursor = os.isatty(2 if descriptor is None else descriptor)
+    show_cursor = os.isatty(_standard_error_descriptor())
     write_to_standard_error(f"\n{message}\n" + (SHOW_CURSOR if show_cursor else ""))
     os._exit(INTERRUPTED_EXIT_CODE)

@@ -1,10 +1,10 @@
 """The temporary files and folders this process is writing, so that a process ending at once removes them.
 
 Writers build each file (or folder) under a temporary name and rename it into place once it is
-whole; a `finally` block removes the temporary when the writer fails. A process that ends at once,
-with `os._exit` (the command line's answer to Ctrl+C, `tlcore.console.end_at_once`), runs no
-`finally` block: so writers also register their temporaries here while they write them, and the
-ending removes what is registered. What a killed process leaves is another matter
+whole, inside `being_written`: it removes the temporary when the writer fails, and registers it
+meanwhile. A process that ends at once, with `os._exit` (the command line's answer to Ctrl+C,
+`tlcore.console.end_at_once`), runs no `finally` block or context exit: the ending removes what is
+registered instead. What a killed process leaves is another matter
 (`tlcore.runs.partials` cleans a runs folder of it).
 """
 
@@ -36,19 +36,26 @@ def release(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def being_written(path: str | os.PathLike) -> Iterator[Path]:
-    """Registers `path` for the block's duration; the block renames or removes it."""
+    """Registers `path` for the block, which renames it into place; removes what is there if the block raises."""
     registered = register(path)
     try:
         yield registered
+    except BaseException:
+        with contextlib.suppress(OSError):
+            remove(registered)
+        raise
     finally:
         release(registered)
 
 
 @contextlib.contextmanager
 def temporary_directory(prefix: str) -> Iterator[Path]:
-    """`tempfile.TemporaryDirectory`, registered while it exists: a new folder, removed after the block."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as folder, being_written(folder) as path:
-        yield path
+    """A new folder in the temp folder (`tempfile.mkdtemp`), registered while it exists, removed after the block."""
+    with being_written(tempfile.mkdtemp(prefix=prefix)) as folder:
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def registered() -> tuple[Path, ...]:

@@ -194,9 +194,9 @@ def build_offline_demo(destination: str | os.PathLike) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the destination and rename at the end, so a half-built set is never seen.
     # Hidden (the scanner skips it), unique per call, with the usual permissions (mkdtemp: 0700).
-    temporary = temporaries.register(destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}")
-    temporary.mkdir()
-    try:
+    partial = destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}"
+    with temporaries.being_written(partial) as temporary:
+        temporary.mkdir()
         for index, (name, load) in enumerate(sorted(OFFLINE_CLASSES.items())):
             folder = temporary / name
             folder.mkdir()
@@ -208,10 +208,8 @@ def build_offline_demo(destination: str | os.PathLike) -> Path:
         try:
             os.rename(temporary, destination)
         except OSError:
-            # Another session built it at the same time; theirs is as good as ours.
+            # Another session built it at the same time; theirs is as good as ours, and ours goes.
             if not _is_built(destination):
                 raise
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporaries.release(temporary)
+            shutil.rmtree(temporary, ignore_errors=True)
     return destination

@@ -13,7 +13,6 @@ import io
 import json
 import lzma
 import os
-import shutil
 import uuid
 import zipfile
 import zlib
@@ -336,9 +335,9 @@ def extract_dataset(
         _prepare_destination(destination)
         # Beside the destination, so the final rename stays on one disk. Hidden (the scanner skips
         # it), unique per call, and made with the usual permissions (mkdtemp would make it 0700).
-        temporary = temporaries.register(destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}")
-        temporary.mkdir()
-        try:
+        partial = destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:12]}"
+        with temporaries.being_written(partial) as temporary:
+            temporary.mkdir()
             total = 0
             files = {}
             for info, relative in to_extract:
@@ -351,11 +350,6 @@ def extract_dataset(
             if destination.exists():
                 destination.rmdir()  # Empty (checked above); a rename cannot replace a folder.
             os.rename(temporary, destination)
-        except BaseException:
-            shutil.rmtree(temporary, ignore_errors=True)
-            raise
-        finally:
-            temporaries.release(temporary)
     return ZipReport(
         destination=destination,
         files=files,

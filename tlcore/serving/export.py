@@ -211,13 +211,6 @@ WRITERS: dict[str, Callable] = {
 # Export.
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 def _destination(run: store.Run, format: str, destination: str | os.PathLike | None) -> Path:
     if destination is None:
         return run.path / EXPORTS_FOLDER / DEFAULT_NAMES[format]
@@ -272,9 +265,7 @@ def export(
     # TFLite files carry their labels beside them; the zip and the folder carry them inside.
     beside = format.startswith("tflite")
     temporary_labels = temporary.with_name(f"{temporary.name}.labels.json")
-    temporaries.register(temporary)
-    temporaries.register(temporary_labels)
-    try:
+    with temporaries.being_written(temporary), temporaries.being_written(temporary_labels):
         try:
             WRITERS[format](predictor.model, run, labels, temporary)
             if beside:
@@ -300,13 +291,6 @@ def export(
         os.replace(temporary, target)
         if beside:
             os.replace(temporary_labels, final_labels)
-    except BaseException:
-        _remove(temporary)
-        _remove(temporary_labels)
-        raise
-    finally:
-        temporaries.release(temporary)
-        temporaries.release(temporary_labels)
     return ExportResult(
         **asdict(comparison),
         path=target,
