@@ -16,12 +16,16 @@ def test_counts_take_the_right_number():
 def test_the_augmentation_summary_is_words_not_raw_values():
     text = wording.augmentation(AugmentationConfig(rotation_degrees=40, zoom=0.2, vertical_flip=True))
     assert text == (
-        "rotation up to 40°, shift up to 10% across and 10% down, zoom in or out up to 20%, "
+        "rotation up to 40°, shift up to 10% left or right and 10% up or down, zoom in or out up to 20%, "
         "flips left-right and upside down; edges filled with the nearest pixels"
     )
     assert "True" not in text and "0.0" not in text
     flips_only = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0, vertical_flip=False)
     assert wording.augmentation(flips_only) == "flips left-right"
+    vertical_shift_only = AugmentationConfig(**{**flips_only.to_dict(), "height_shift": 0.15})
+    assert wording.augmentation(vertical_shift_only) == (
+        "shift up to 15% up or down, flips left-right; edges filled with the nearest pixels"
+    )
     assert wording.augmentation(AugmentationConfig(**{**flips_only.to_dict(), "horizontal_flip": False})) == "none"
 
 

@@ -25,12 +25,18 @@ def count(number: int, noun: str, plural: str | None = None) -> str:
 
 
 def augmentation(settings: AugmentationConfig) -> str:
-    """'rotation up to 40°, shift up to 10% across and 10% down, ...' or 'none'; switched-off transforms left out."""
+    """'rotation up to 40°, shift up to 10% left or right and 10% up or down, ...' or 'none'; switched-off
+    transforms left out. Each shift and the rotation go either way (Keras draws them from -factor to +factor)."""
     parts = []
     if settings.rotation_degrees:
         parts.append(f"rotation up to {settings.rotation_degrees:g}°")
-    if settings.width_shift or settings.height_shift:
-        parts.append(f"shift up to {settings.width_shift:.0%} across and {settings.height_shift:.0%} down")
+    shifts = [
+        f"{share:.0%} {directions}"
+        for share, directions in ((settings.width_shift, "left or right"), (settings.height_shift, "up or down"))
+        if share
+    ]
+    if shifts:
+        parts.append("shift up to " + " and ".join(shifts))
     if settings.zoom:
         parts.append(f"zoom in or out up to {settings.zoom:.0%}")
     flips = [

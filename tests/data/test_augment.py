@@ -69,6 +69,24 @@ def test_vertical_flip_alone_gives_the_image_or_its_upside_down(image):
         assert np.array_equal(copy, image) or np.array_equal(copy, image[::-1])
 
 
+def _bright_line_offsets(copies: list[np.ndarray], axis: int) -> set[int]:
+    """Where a bright line through the middle of a 64 x 64 image went in each copy: rows (axis 0) or columns."""
+    return {int(np.argmax(copy[..., 0].mean(axis=1 - axis))) - 32 for copy in copies}
+
+
+@pytest.mark.parametrize(("setting", "axis"), [("height_shift", 0), ("width_shift", 1)])
+def test_shifts_go_both_ways_as_the_summary_says(setting, axis):
+    """wording.augmentation says "10% up or down" and "10% left or right": the layers must shift both ways."""
+    line = np.zeros((64, 64, 3), np.uint8)
+    if axis == 0:
+        line[32] = 255
+    else:
+        line[:, 32] = 255
+    copies = augment.preview(line, AugmentationConfig(**{**ALL_OFF, setting: 0.2}), count=12, seed=3)
+    offsets = _bright_line_offsets(copies, axis)
+    assert min(offsets) < 0 < max(offsets), offsets
+
+
 def test_layers_follow_the_settings():
     names = [layer.name for layer in augment.build_layers(AugmentationConfig(brightness=0.2, contrast=0.3)).layers]
     assert names == ["flip", "rotation", "shift", "zoom", "brightness", "contrast"]
