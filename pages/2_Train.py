@@ -49,6 +49,8 @@ def backbone_label(key: str) -> str:
         weights = "weights offline"
     elif cached.offline_variants(key):
         weights = "weights offline for some sizes"
+    elif cached.weights_status(key).source == "bundled":  # Shipped in a pip package, never downloaded.
+        weights = "weight package not installed"
     else:
         weights = "weights need a download"
     return f"{BACKBONES[key].display_name} ({weights})"

