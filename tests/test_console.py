@@ -54,3 +54,25 @@ def test_verbose_shows_what_tensorflow_writes(tmp_path, catsdogs_subset):
     train = _tiny_train(data, tmp_path / "runs", "--verbose")
     assert train.returncode == 0, train.stderr
     assert "oneDNN custom operations" in train.stderr or "absl::InitializeLog" in train.stderr, train.stderr
+
+
+def test_quiet_native_lines_keep_what_is_not_noise_in_order():
+    """C++ code writes to descriptor 2 directly: the block's noise goes, an error line stays, in order."""
+    script = (
+        "import os, sys\n"
+        "from tlcore import console\n"
+        "print('before', file=sys.stderr, flush=True)\n"
+        "with console.quiet_native_lines():\n"
+        "    os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n')\n"
+        "    os.write(2, b'E0000 00:00:1.000000 1 file.cc:1] a real error\\n')\n"
+        "    print('from python', file=sys.stderr)\n"
+        "print('after', file=sys.stderr, flush=True)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.splitlines() == [
+        "before",
+        "E0000 00:00:1.000000 1 file.cc:1] a real error",
+        "from python",
+        "after",
+    ]

@@ -11,6 +11,10 @@ TensorFlow 2.21 writes two kinds of start-up lines to standard error as it is im
   which changes speed and results: not an option. So `import_tensorflow_quietly` imports TensorFlow
   with the process's standard error (file descriptor 2, which C++ writes to) sent to a temporary
   file, then writes back every line that is not such an INFO or WARNING line.
+
+TensorFlow Lite's interpreter (LiteRT) writes "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+the first time it allocates its tensors, through its own logger, which no environment variable
+silences: `quiet_native_lines` keeps it out the same way, while TensorFlow's INFO lines are off.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import re
 import signal
 import sys
 import tempfile
-from typing import NoReturn
+from contextlib import contextmanager
+from typing import Iterator, NoReturn
 
 from tlcore import temporaries
 
@@ -36,6 +41,7 @@ _standard_error_while_captured: int | None = None
 START_UP_NOISE = (
     re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called"),
     re.compile(r"^[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] "),
+    re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
 )
 
 
@@ -59,6 +65,23 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return
+    with quiet_native_lines():
+        import tensorflow  # noqa: F401
+
+
+def informative_lines_hidden() -> bool:
+    """Whether TensorFlow's INFO lines are off (`TF_CPP_MIN_LOG_LEVEL` 1 or more), as a command without
+    --verbose sets them."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() not in ("", "0")
+
+
+@contextmanager
+def quiet_native_lines() -> Iterator[None]:
+    """Runs a block with descriptor 2 sent to a file, then writes back every line but the start-up noise.
+
+    For C++ code that logs to standard error whatever Python asks: TensorFlow's import, the TFLite
+    interpreter's first allocation. Errors and other lines still reach standard error, in order.
+    """
     global _standard_error_while_captured
     sys.stderr.flush()
     saved = os.dup(2)
@@ -66,7 +89,7 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
         _standard_error_while_captured = saved
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            yield
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -184,6 +184,7 @@ def test_cli_exports_a_float_tflite_file_that_agrees(trained, validation_batch, 
     assert completed.returncode == 0, completed.stderr[-3000:]
     printed = json.loads(completed.stdout.strip().splitlines()[-1])
     assert printed["path"] == str(output) and printed["agreement"] == 1.0 and printed["images"] == 12
+    assert "XNNPACK" not in completed.stderr, "LiteRT's INFO line stays out without --verbose, as TensorFlow's do"
     assert printed["max_difference"] < 1e-4
     # Checked with LiteRT (ai-edge-litert, pinned in requirements.txt), not the deprecated tf.lite.Interpreter.
     assert printed["runtime"] == "ai_edge_litert"

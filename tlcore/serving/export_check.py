@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from tlcore import temporaries
+from tlcore import console, temporaries
 from tlcore.data import pipeline
 from tlcore.models.inference import inference_function
 from tlcore.serving import predict
@@ -143,7 +143,11 @@ def _load_tflite(path: Path) -> Callable:
 
     def run(batch: np.ndarray) -> np.ndarray:
         interpreter.resize_tensor_input(input_details["index"], list(batch.shape))
-        interpreter.allocate_tensors()
+        if console.informative_lines_hidden():  # Its first allocation logs an INFO line past TensorFlow's level.
+            with console.quiet_native_lines():
+                interpreter.allocate_tensors()
+        else:
+            interpreter.allocate_tensors()
         interpreter.set_tensor(input_details["index"], batch.astype(input_details["dtype"]))
         interpreter.invoke()
         return interpreter.get_tensor(output_index).copy()
