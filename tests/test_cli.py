@@ -248,3 +248,13 @@ def test_the_split_seed_has_its_own_flag_apart_from_the_seed():
     arguments = cli.build_parser().parse_args(["train", "--data", "photos", "--seed", "3", "--split-seed", "7"])
     config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
     assert (config.seed, config.split_seed) == (3, 7)
+
+
+@pytest.mark.parametrize("command", ["scan", "explore"])
+def test_scan_and_explore_call_their_split_seed_split_seed_as_train_does(command):
+    """Their only seed is the split's: --split-seed, as in train; --seed, the first name, still works."""
+    parser = cli.build_parser()
+    where = ["photos"] if command == "scan" else ["--data", "photos"]
+    assert parser.parse_args([command, *where, "--split-seed", "7"]).split_seed == 7
+    assert parser.parse_args([command, *where, "--seed", "4"]).split_seed == 4
+    assert parser.parse_args([command, *where]).split_seed == 1337

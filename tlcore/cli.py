@@ -50,14 +50,22 @@ LR_FIND_SETTINGS = (
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", default=None, help="the runs folder (default: $TLCORE_RUNS_DIR, else ./runs)")
+    parser.add_argument(
+        "--runs-dir",
+        default=None,
+        help="the runs folder (default: $TLCORE_RUNS_DIR, else runs/ in the tlcore home folder: $TLCORE_HOME, "
+        "else $XDG_DATA_HOME/tlcore, else ~/.local/share/tlcore)",
+    )
 
 
 def _add_data_and_backbone(parser: argparse.ArgumentParser) -> None:
     """--data, --backbone and --image-size of the commands that read a data set through a pretrained base."""
     parser.add_argument("--data", required=True, help="the data set folder")
     parser.add_argument(
-        "--backbone", choices=sorted(BACKBONES), default=explore.DEFAULT_BACKBONE, help="the pretrained base"
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default=explore.DEFAULT_BACKBONE,
+        help=f"the pretrained base (default {explore.DEFAULT_BACKBONE})",
     )
     parser.add_argument(
         "--image-size",
@@ -88,7 +96,10 @@ def add_explore_parser(commands) -> None:
     exploring.add_argument(
         "--validation-fraction", type=float, default=0.2, help="held-out share per class, flat layout (0.2)"
     )
-    exploring.add_argument("--seed", type=int, default=1337, help="seed of that split (default 1337)")
+    # --split-seed as in train (where --seed seeds the training); --seed, its first name, still works.
+    exploring.add_argument(
+        "--split-seed", "--seed", dest="split_seed", type=int, default=1337, help="seed of that split (default 1337)"
+    )
     exploring.add_argument("--top", type=int, default=10, help="pairs and suspects listed in the summary (10)")
     _add_runs_dir(exploring)
     exploring.add_argument(
@@ -153,7 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.2,
         help="share of each class held out for validation in the flat layout (default 0.2)",
     )
-    scan.add_argument("--seed", type=int, default=1337, help="seed of the train/validation split (default 1337)")
+    scan.add_argument(
+        "--split-seed",
+        "--seed",
+        dest="split_seed",
+        type=int,
+        default=1337,
+        help="seed of the train/validation split, as train's --split-seed (default 1337)",
+    )
     scan.add_argument(
         "--json",
         action="store_true",
@@ -192,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--json",
         action="store_true",
-        help="end with one JSON line: run, status and results (strategy -> val_accuracy, val_loss, seconds)",
+        help="end with one JSON line: run, chief, status, error, results (stage -> val_accuracy, val_loss, "
+        "best_val_accuracy, epochs, seconds), replicas and global_batch_size",
     )
     train.set_defaults(handler=cli_commands.command_train)
 

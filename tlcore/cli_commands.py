@@ -40,7 +40,9 @@ def _report_error(arguments: argparse.Namespace, error: Exception, status: int =
 def command_scan(arguments: argparse.Namespace) -> int:
 
     try:
-        dataset = folders.scan(arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
+        dataset = folders.scan(
+            arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.split_seed
+        )
     except (DatasetError, ValueError) as error:
         return _report_error(arguments, error)
     if arguments.json:
@@ -359,7 +361,9 @@ def command_explore(arguments: argparse.Namespace) -> int:
         settings = explore.ExploreSettings(
             backbone=arguments.backbone, image_size=arguments.image_size, threshold=arguments.threshold
         )
-        dataset = folders.scan(arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.seed)
+        dataset = folders.scan(
+            arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.split_seed
+        )
     except (DatasetError, ValueError) as error:
         return _report_error(arguments, error)
     runs_dir = arguments.runs_dir or store.default_runs_dir()
