@@ -14,14 +14,14 @@ random weights (the speed of a network does not depend on its weights) and rando
     - train, end to end: augmentation + base with its top block unfrozen + head on images (the
       `--end-to-end` path of `fine_tuning`), as the product compiles it (XLA only where every layer allows it).
 With `--data` (a data set folder), two more: the image decoder's throughput on this machine's cores
-(`data.decoded_batches`, as feature extraction feeds a model), and per backbone and policy,
-extraction from its JPEG files through `strategies.extract_to_file` with the XLA forward pass:
+(`pipeline.decoded_batches`, as feature extraction feeds a model), and per backbone and policy,
+extraction from its JPEG files through `extraction.extract_to_file` with the XLA forward pass:
 what feature extraction achieves, to read against the forward pass alone. Where this machine
 decodes in processes (`data.decoder_processes`), both are measured with decoder threads too.
 
-The models are built by the functions training uses (`backbones.build_base`, `strategies.build_head`,
-`strategies.split_base`, `strategies.assemble`, `augment.build_layers`) under the policy, and trained
-with `strategies.compile_model`. Under the TensorFlow backend the forward passes are
+The models are built by the functions training uses (`backbones.build_base`, `heads.build_head`,
+`heads.split_base`, `heads.assemble`, `augment.build_layers`) under the policy, and trained
+with `heads.compile_model`. Under the TensorFlow backend the forward passes are
 `inference.inference_function` and op determinism is on without XLA, exactly as in training; under
 another Keras backend (JAX, PyTorch) they are Keras' `predict_on_batch` of the same models, and
 "without XLA" means that backend's eager execution, which the product never uses: the table's header
@@ -233,7 +233,7 @@ def measure_backbone(name: str, size: int, precision: str, arguments, dataset=No
                     with decoding_with(setting):
                         rate, count = extraction_rate(forward, dataset, config)
                         record(
-                            f"extraction from JPEG files (strategies.extract_to_file), batch {batch_size}, "
+                            f"extraction from JPEG files (extraction.extract_to_file), batch {batch_size}, "
                             f"XLA on, {decoders.decoder_description()}",
                             rate,
                             f"{count} photos",

@@ -6,7 +6,7 @@
 
 Sections (one table, one row per measurement: what, value(s), ratio, target, PASS/FAIL):
     1. Feature-extraction throughput of the backbone, in images/s:
-       a. JPEG files through tlcore's own extraction function `strategies.extract_to_file` (the
+       a. JPEG files through tlcore's own extraction function `extraction.extract_to_file` (the
           decoders filling batches ahead in parallel, the compiled forward pass, features streamed to disk
           batch by batch), b. the limit: the same forward pass on decoded in-memory batches, c. the seed
           notebook's loop: `ImageDataGenerator.flow_from_directory` batches of 20, one `predict` call per
@@ -163,7 +163,7 @@ def load_img_loop(extractor, paths: Sequence[str], image_size: int) -> int:
 
 def extract_from_files(config, dataset, forward, feature_shape) -> int:
     """The data set's train and validation photos through the product's extraction function,
-    `strategies.extract_to_file` (decoders filling batches ahead of `forward`, rows streamed to a
+    `extraction.extract_to_file` (decoders filling batches ahead of `forward`, rows streamed to a
     temporary .npy file); returns how many photos it extracted."""
     # Heavy: imports TensorFlow.
     from tlcore.training import extraction, feature_cache, training_context
@@ -199,7 +199,7 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
     base = backbones.build_base(arguments.backbone, size, arguments.weights)
     base.trainable = False
     inputs = keras.Input(shape=(size, size, 3), name="image")
-    # The same extractor as strategies.extract_features builds.
+    # The same extractor as extraction.extract_features builds.
     extractor = keras.Model(
         inputs, base(backbones.preprocessing_layer(arguments.backbone)(inputs), training=False), name="extractor"
     )
@@ -280,7 +280,7 @@ def section_throughput(dataset, root: Path, arguments) -> list[Row]:
     return [
         Row(
             "1a",
-            "extraction from JPEG files: strategies.extract_to_file (parallel decoding, streamed to disk)",
+            "extraction from JPEG files: extraction.extract_to_file (parallel decoding, streamed to disk)",
             f"{rate['a']:.1f} img/s ({counts['a']} images, {detail})",
             f"a/b {rate['a'] / rate['b']:.2f}",
             ">= 0.9",
