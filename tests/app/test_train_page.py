@@ -582,6 +582,21 @@ def test_a_link_to_a_run_opens_it_as_the_current_run_and_a_path_is_never_taken(f
     assert plain(at.sidebar.caption[1].value) == "Run: none running"
 
 
+def test_the_current_run_is_in_the_address_so_a_reload_opens_it_again(folders, small_catsdogs):
+    # A reload starts a fresh session: once its training had ended, the run vanished from the Train page.
+    finished = fake_finished_run(folders["runs"], small_catsdogs)
+    fake_finished_run(folders["runs"], small_catsdogs)  # Newer, and not the one being looked at.
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = finished.id
+    at = open_page("pages/2_Train.py", at.run())
+    assert at.query_params["run"] == finished.id
+    reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    reloaded.query_params["run"] = at.query_params["run"]
+    reloaded = open_page("pages/2_Train.py", reloaded.run())
+    assert plain(reloaded.sidebar.caption[1].value) == f"Run: {finished.id} (done)"
+    assert "Current run" in [header.value for header in reloaded.header]
+
+
 def test_choices_are_shown_by_their_names_not_their_keys(small_catsdogs):
     at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
     assert at.selectbox(key="train_optimizer").options == ["RMSprop", "Adam"]
