@@ -64,3 +64,19 @@ def configure_multi_worker_heartbeat(timeout_seconds: int) -> bool:
         ],
     )
     return True
+
+
+def forget_restored_epoch(model) -> None:
+    """Makes the model's next `fit` start at its own `initial_epoch` again, not at an epoch restored earlier.
+
+    `keras.callbacks.BackupAndRestore` resumes a `fit` by setting the model's private `_initial_epoch`, which
+    every later `fit` of that model prefers to its `initial_epoch` argument, and which Keras never clears. A
+    model that one stage resumed and the next stage trains again (end-to-end fine-tuning continues the
+    frozen stage's model) would start that stage at the restored epoch, and end it early or at once. Call it
+    before each `fit`: a backup of the stage being trained still sets the epoch anew when that `fit` begins.
+
+    Args:
+        model: the Keras model about to be trained.
+    """
+    # Private: Keras has no public way to clear the epoch BackupAndRestore set (keras.src.trainers.trainer).
+    model._initial_epoch = None

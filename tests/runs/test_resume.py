@@ -12,6 +12,7 @@ from benchmarks.resume import kill_after_backup
 from tests.helpers.cli import last_json, tlcore
 from tests.helpers.runs import LITE0_SETTINGS, finished_run, train_config
 from tlcore.runs import resumption, store, worker
+from tlcore.training import resume
 
 FIRST_EPOCHS = 4  # feature_extraction's and frozen_augmented's
 FINE_TUNING_EPOCHS = 4
@@ -175,3 +176,52 @@ def test_a_run_stopped_after_feature_extraction_resumes_frozen_augmented_from_it
     assert [{key: record.get(key) for key in keys} for record in run.metrics()] == [
         {key: record.get(key) for key in keys} for record in reference.metrics()
     ]
+
+
+def test_a_resumed_end_to_end_run_trains_every_fine_tuning_epoch(tmp_path, catsdogs_subset, monkeypatch):
+    """End to end (0 augmented views), fine-tuning trains the model frozen + augmentation resumed: it still
+    trains all its epochs, from its first (Keras once carried the restored epoch over into its fit)."""
+    frozen_epochs, fine_tuning_epochs, stopped_after = 3, 2, 2
+    data = catsdogs_subset("end_to_end_resume", train=4, validation=2)
+    config = train_config(
+        data,
+        strategy="fine_tuning",
+        epochs=frozen_epochs,
+        fine_tuning_epochs=fine_tuning_epochs,
+        augmented_views=0,
+        batch_size=2,
+    )
+    runs = tmp_path / "runs"
+    run = store.create(config, runs)
+
+    # Stopped once frozen_augmented has `stopped_after` epochs backed up, at a known epoch (no polling race).
+    backed_up_epoch_end = resume.StageBackup.on_epoch_end
+
+    def stop_after_backup(backup, epoch, logs=None):
+        backed_up_epoch_end(backup, epoch, logs)
+        if backup.stage == "frozen_augmented" and epoch + 1 == stopped_after:
+            backup.run.request_stop()
+
+    monkeypatch.setattr(resume.StageBackup, "on_epoch_end", stop_after_backup)
+    assert worker.execute(run, runs)["state"] == "stopped"
+    point = resumption.resume_point(run)
+    assert (point.stage, point.epoch, point.finished) == ("frozen_augmented", stopped_after, ())
+
+    monkeypatch.setattr(resume.StageBackup, "on_epoch_end", backed_up_epoch_end)
+    worker.prepare_resume(run)
+    status = worker.execute(run, runs)
+    assert status["state"] == "done", status.get("error", status)
+
+    results = run.summary()["results"]
+    assert results["frozen_augmented"]["path"] == results["fine_tuning"]["path"] == "end_to_end"
+    assert {stage: results[stage]["epochs"] for stage in results} == {
+        "frozen_augmented": frozen_epochs,
+        "fine_tuning": fine_tuning_epochs,
+    }
+    assert results["fine_tuning"]["val_accuracy"] is not None
+    # Fine-tuning's epochs from its first, continuing frozen_augmented's count.
+    fine_tuning = _records(run, "fine_tuning")
+    assert [record["stage_epoch"] for record in fine_tuning] == list(range(1, fine_tuning_epochs + 1))
+    assert [record["epoch"] for record in fine_tuning] == list(
+        range(frozen_epochs + 1, frozen_epochs + fine_tuning_epochs + 1)
+    )

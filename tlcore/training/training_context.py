@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tlcore import progress, temporaries
+from tlcore import framework_private, progress, temporaries
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data import pipeline
 from tlcore.data.dataset import DatasetScan
@@ -178,6 +178,9 @@ class TrainingContext:
                 model, self.worker.rank, self.separated_generators
             )
         callbacks = self.callbacks(stage, epochs) + list(extra_callbacks)
+        # A model an earlier stage resumed keeps that stage's restored epoch; this stage counts from its
+        # own start (or from its own backup, which StageBackup loads when the fit begins).
+        framework_private.forget_restored_epoch(model)
         history = model.fit(
             data, epochs=epochs, verbose=0, class_weight=self.class_weights(), callbacks=callbacks, **options
         )
