@@ -14,6 +14,7 @@ Session state keys:
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -38,7 +39,7 @@ def preview_image_key(scan: DatasetScan) -> str:
     With one key for every data set, the browser kept showing the previous set's file name in the
     box over the new set's first image (a keyed widget keeps its value in the frontend).
     """
-    return "aug_image_" + hashlib.sha256(str(scan.root).encode()).hexdigest()[:16]
+    return "aug_image_" + hashlib.sha256(os.fsencode(scan.root)).hexdigest()[:16]
 
 
 def current_dataset() -> DatasetScan | None:

@@ -380,3 +380,18 @@ def test_framed_puts_a_grey_frame_around_an_all_white_image():
         browse.framed(white[..., 0])
     with pytest.raises(ValueError, match="thickness"):
         browse.framed(white, thickness=0)
+
+
+def test_the_preview_key_of_a_data_set_whose_folder_name_is_not_utf8_is_made(tmp_path, catsdogs_subset):
+    # The key hashed str(root).encode(): a folder name that is not UTF-8 (bytes on disk) broke the Data page.
+    import os
+    import shutil
+
+    from tlcore.data import folders
+    from views import session
+
+    data = catsdogs_subset("utf8_or_not", train=2, validation=1)
+    odd = tmp_path / os.fsdecode(b"photos-\xff\xfe")
+    shutil.copytree(data, odd, symlinks=True)
+    keys = {session.preview_image_key(folders.scan(path)) for path in (data, odd)}
+    assert len(keys) == 2 and all(key.startswith("aug_image_") for key in keys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import pickle
@@ -21,7 +22,17 @@ from PIL import Image
 
 from tests.helpers.images import declared_png, encoded
 from tests.helpers.paths import PROJECT_ROOT
-from tlcore.data import decoder_processes, decoders, folders, images, pipeline, shared_batches
+from tlcore.data import (
+    browse,
+    cleaning,
+    decoder_processes,
+    decoders,
+    folders,
+    images,
+    library,
+    pipeline,
+    shared_batches,
+)
 from tlcore.data.dataset import DatasetError, DatasetScan, fingerprint
 
 
@@ -344,6 +355,59 @@ def test_fingerprint_follows_the_files(tmp_path, small_catsdogs):
 def test_fingerprint_follows_the_split(flat_small):
     assert fingerprint(folders.scan(flat_small, seed=1)) == fingerprint(folders.scan(flat_small, seed=1))
     assert fingerprint(folders.scan(flat_small, seed=1)) != fingerprint(folders.scan(flat_small, seed=2))
+
+
+# A file name that is not valid UTF-8 reaches Python as a str with lone surrogates (os.fsdecode).
+NOT_UTF8_NAME = os.fsdecode(b"bad\xff\xfename.jpg")
+
+
+def _fingerprint_as_first_written(dataset: DatasetScan) -> str:
+    """`fingerprint` as it was before it hashed paths with os.fsencode: it keys the feature caches."""
+    digest = hashlib.sha256()
+    digest.update(repr(dataset.classes).encode())
+    for split in sorted(dataset.splits):
+        for sample in dataset.splits[split]:
+            stat = os.stat(sample.path)
+            digest.update(f"{split}\0{sample.path}\0{sample.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def test_the_fingerprint_of_ordinary_file_names_is_unchanged_so_feature_caches_still_match(tmp_path, small_catsdogs):
+    root = _copy(small_catsdogs, tmp_path / "set")
+    shutil.copy(_photos(root / "train" / "cats")[0], root / "train" / "cats" / "chat-été-猫.jpg")
+    scan = folders.scan(root)
+    assert any(Path(sample.path).name == "chat-été-猫.jpg" for sample in scan.splits["train"])
+    assert fingerprint(scan) == _fingerprint_as_first_written(scan)
+
+
+def test_a_file_name_that_is_not_utf8_is_scanned_fingerprinted_and_decoded(tmp_path, small_catsdogs):
+    """Such a file was listed as usable, then train, explore and lr-find failed with a UnicodeEncodeError
+    naming no file: the fingerprint (and the tf.data pipeline) encoded its name as UTF-8."""
+    root = _copy(small_catsdogs, tmp_path / os.fsdecode(b"set-\xe9"))  # The data set's own folder too.
+    shutil.copy(_photos(root / "train" / "cats")[0], root / "train" / "cats" / NOT_UTF8_NAME)
+    scan = folders.scan(root)
+    odd = [path for path in scan.paths("train") if Path(path).name == NOT_UTF8_NAME]
+    assert len(odd) == 1 and not scan.rejected
+    first = fingerprint(scan)
+    assert len(first) == 16 and fingerprint(folders.scan(root)) == first
+    os.remove(odd[0])
+    assert fingerprint(folders.scan(root)) != first  # The name counts, as any other does.
+    shutil.copy(_photos(root / "train" / "dogs")[0], odd[0])
+    # The other keys made of the data set's paths: the app's folder stamp, library entry and decisions file.
+    assert len(browse.folder_stamp(root)) == 16
+    assert len(library.entry_id(root)) == 12
+    assert cleaning.decisions_path(scan, tmp_path / "data").suffix == ".json"
+    batches = _batches(pipeline.make_dataset(odd, None, num_classes=2, image_size=16, batch_size=1))
+    assert np.array_equal(batches[0].astype(np.uint8), pipeline.load_images(odd, 16))
+
+
+def test_a_class_folder_whose_name_is_not_utf8_is_split_and_fingerprinted(tmp_path, flat_small):
+    root = _copy(flat_small, tmp_path / "set")
+    odd_class = os.fsdecode(b"gr\xe9ys")  # Latin-1 "gréys".
+    (root / "greys").rename(root / odd_class)
+    scan = folders.scan(root, seed=1)
+    assert odd_class in scan.classes
+    assert len(fingerprint(scan)) == 16
 
 
 # --- feeding Keras ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tlcore.runs import partials, store
+from tlcore.runs import catalog, partials, store
 
 
 @pytest.fixture
@@ -133,3 +133,52 @@ def test_stale_partials_of_gone_processes_are_removed_and_nothing_else(tmp_path)
 def _write(path: Path) -> Path:
     path.write_bytes(b"partial")
     return path
+
+
+@pytest.mark.parametrize("content", ["[1]", "[1, 2]", "3", '"text"', "null"])
+def test_valid_json_that_is_not_an_object_is_read_as_damaged_like_unparsable_json(tmp_path, content):
+    """`runs` crashed for every run ('list' object has no attribute 'get') when one run's status.json
+    or summary.json held valid JSON of another type: it must read as a damaged file does."""
+    runs_dir = tmp_path / "runs"
+    normal = _run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa")
+    store.write_json(normal / "summary.json", {"results": {"x": {"val_accuracy": 0.7}}, "final_stage": "x"})
+    reference = _run_folder(runs_dir / "20260102-000000-feature_extraction-vgg16-bbbb")
+    damaged = _run_folder(runs_dir / "20260103-000000-feature_extraction-vgg16-cccc")
+    for name in ("status.json", "summary.json", "progress.json"):
+        (reference / name).write_text("{not json")
+        (damaged / name).write_text(content)
+    for folder in (reference, damaged):
+        (folder / "metrics.jsonl").write_text(f'{{"epoch": 1, "val_accuracy": 0.5}}\n{{"epo\n{content}\n')
+
+    runs = {run.id: run for run in store.list_runs(runs_dir)}
+    assert sorted(runs) == sorted([normal.name, reference.name, damaged.name])
+    rows = {run_id: catalog.describe(run) for run_id, run in runs.items()}
+    assert rows[normal.name]["state"] == "done" and rows[normal.name]["model_val_accuracy"] == 0.7
+    assert rows[damaged.name] == {**rows[reference.name], "run": damaged.name}
+    assert rows[damaged.name]["state"] == "unknown" and rows[damaged.name]["best_val_accuracy"] == 0.5
+    run = runs[damaged.name]
+    assert (run.summary(), run.progress(), run.raw_status()) == ({}, {}, {})
+    # `stop` and the worker read the status before writing it: both work on such a folder too.
+    run.request_stop()
+    assert run.state == "unknown"
+    run.set_status("interrupted")
+    assert run.state == "interrupted"
+
+
+def test_a_config_or_labels_of_the_wrong_json_type_read_as_damaged(tmp_path):
+    run = store.Run(_run_folder(tmp_path / "runs" / "20260101-000000-feature_extraction-vgg16-aaaa"))
+    (run.path / "config.json").write_text("[1]")
+    (run.path / "labels.json").write_text('{"cats": 0}')
+    assert (run.config(), run.labels()) == ({}, [])
+    row = store.describe(run)
+    assert (row["strategy"], row["backbone"], row["state"]) == (None, None, "done")
+
+
+def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes_on_disk(tmp_path):
+    """`predict --csv` on a folder holding such a file failed with a UnicodeEncodeError naming no file."""
+    name = os.fsdecode(b"bad\xff\xfename.jpg")
+    target = tmp_path / "predictions.csv"
+    store.write_atomic(target, f"file\n{name}\n")
+    assert target.read_bytes() == b"file\nbad\xff\xfename.jpg\n"
+    store.write_json(tmp_path / "dataset.json", {"path": name})  # JSON escapes it: still valid UTF-8.
+    assert store.read_json(tmp_path / "dataset.json") == {"path": name}

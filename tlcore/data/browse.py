@@ -47,7 +47,9 @@ def folder_stamp(folder: str | os.PathLike, max_files: int = MAX_FILES) -> str:
         OSError: the folder cannot be listed.
     """
     root = Path(folder)
-    digest = hashlib.sha256(str(root).encode())
+    # Paths as their bytes on disk (`os.fsencode`): a name that is not valid UTF-8 holds lone
+    # surrogates, which `str.encode` refuses; for any other name the bytes are the same as before.
+    digest = hashlib.sha256(os.fsencode(root))
     count = 0
     for directory, subfolders, names in os.walk(root, onerror=_raise):
         subfolders.sort()
@@ -61,9 +63,11 @@ def folder_stamp(folder: str | os.PathLike, max_files: int = MAX_FILES) -> str:
             path = Path(directory) / name
             try:
                 stat = path.stat()
-                digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                digest.update(os.fsencode(path.relative_to(root)))
+                digest.update(f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
             except OSError:
-                digest.update(f"{path.relative_to(root)}\0missing\n".encode())
+                digest.update(os.fsencode(path.relative_to(root)))
+                digest.update(b"\0missing\n")
     return digest.hexdigest()[:16]
 
 

@@ -91,7 +91,7 @@ def decisions_path(dataset: DatasetScan, data_dir: str | os.PathLike | None = No
     folders of one name never share one."""
     root = Path(dataset.root)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", root.name)[:40] or "dataset"
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:12]  # Bytes on disk: any folder name hashes.
     return Path(data_dir if data_dir is not None else default_data_dir()) / DECISIONS_FOLDER / f"{name}-{digest}.json"
 
 

@@ -219,11 +219,17 @@ def fingerprint(dataset: DatasetScan) -> str:
 
     Two scans with the same fingerprint contain the same bytes in the same roles, so features
     computed for one can be reused for the other.
+
+    Paths are hashed as the bytes the file system holds (`os.fsencode`): a file name that is not
+    valid UTF-8 reaches Python as a str with lone surrogates, which `str.encode` refuses. For any
+    other name the bytes are its UTF-8 encoding, as before, so existing feature caches still match.
     """
     digest = hashlib.sha256()
-    digest.update(repr(dataset.classes).encode())
+    digest.update(repr(dataset.classes).encode())  # repr escapes lone surrogates: always encodable.
     for split in sorted(dataset.splits):
         for sample in dataset.splits[split]:
             stat = os.stat(sample.path)
-            digest.update(f"{split}\0{sample.path}\0{sample.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{split}\0".encode())
+            digest.update(os.fsencode(sample.path))
+            digest.update(f"\0{sample.label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -98,8 +98,12 @@ def _check_files(paths: Sequence[Path], workers: int) -> list[str | None]:
 
 
 def _name_seed(name: str) -> int:
-    """A stable integer for a class name (Python's own `hash` of a str changes every run)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    """A stable integer for a class name (Python's own `hash` of a str changes every run).
+
+    The name is a folder name, hashed as its bytes on disk (`os.fsencode`): a name that is not valid
+    UTF-8 holds lone surrogates, which `str.encode` refuses; for any other name the bytes are the same.
+    """
+    return int.from_bytes(hashlib.sha256(os.fsencode(name)).digest()[:8], "big")
 
 
 def _stratified_split(

@@ -67,7 +67,9 @@ class Entry:
 
 
 def entry_id(path: str | os.PathLike) -> str:
-    return hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12]
+    # The bytes on disk (`os.fsencode`): a folder name that is not valid UTF-8 holds lone surrogates,
+    # which `str.encode` refuses; for any other name the bytes, and so the key, are the same as before.
+    return hashlib.sha256(os.fsencode(Path(path).resolve())).hexdigest()[:12]
 
 
 def library_path(data_dir: str | os.PathLike) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator, Sequence
 
@@ -171,11 +172,13 @@ def make_dataset(
     # Heavy: imports TensorFlow.
     import tensorflow as tf
 
-    paths = [str(path) for path in paths]
+    # As the bytes on disk: TensorFlow encodes a str path as UTF-8, which a file name that is not valid
+    # UTF-8 (a str with lone surrogates) cannot be; `os.fsdecode` turns the bytes back into that str.
+    paths = [os.fsencode(path) for path in paths]
 
     def load(path):
         decoders.lower_decoder_thread()
-        return images.load_resized(path.decode() if isinstance(path, bytes) else str(path), image_size)
+        return images.load_resized(os.fsdecode(path) if isinstance(path, bytes) else str(path), image_size)
 
     def decode(path):
         image = tf.numpy_function(load, [path], tf.uint8, stateful=False)

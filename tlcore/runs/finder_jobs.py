@@ -103,7 +103,7 @@ def execute(job: store.Run, runs_dir: str | os.PathLike) -> dict:
         return job.status()
     try:
         job.set_status("running", pid=os.getpid(), started=started, began=time.time())
-        request = store.read_json(job.path / "request.json", {}) or {}
+        request = store.read_json_object(job.path / "request.json")
         try:
             # Heavy: imports TensorFlow, once this job holds the lock (a queued job stays a small process).
             from tlcore.training import lr_finder

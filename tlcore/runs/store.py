@@ -69,7 +69,9 @@ def write_atomic(path: Path, text: str) -> None:
     with temporaries.being_written(temporary):
         # O_EXCL: the random name is ours alone; the kernel applies the umask to 0o666.
         handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        # surrogateescape: a file name that is not valid UTF-8 (in a predictions CSV, say) holds lone
+        # surrogates, which strict UTF-8 refuses; they are written back as the name's bytes on disk.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
@@ -110,6 +112,22 @@ def read_json(path: Path, default: Any = None) -> Any:
         return default
 
 
+def read_json_object(path: Path) -> dict:
+    """Reads a JSON file that should hold an object; a missing or damaged file gives {}.
+
+    Valid JSON of another type (`[1]`, `3`, `"text"`) counts as damaged too: callers call `.get` on
+    the result, and one such file must not break every reader of the runs folder.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The object read, or an empty dict.
+    """
+    value = read_json(path, {})
+    return value if isinstance(value, dict) else {}
+
+
 def process_alive(pid: int | None, started: float | None = None) -> bool:
     """Whether the process that wrote a status still exists (and is not a recycled pid)."""
     if not pid:
@@ -138,22 +156,23 @@ class Run:
         return self.path / "model.keras"
 
     def config(self) -> dict:
-        return read_json(self.path / "config.json", {}) or {}
+        return read_json_object(self.path / "config.json")
 
     def train_config(self):
         return TrainConfig.from_dict(self.config())
 
     def labels(self) -> list[str]:
-        return read_json(self.path / "labels.json", []) or []
+        labels = read_json(self.path / "labels.json", [])
+        return labels if isinstance(labels, list) else []  # Valid JSON of another type is as damaged.
 
     def summary(self) -> dict:
-        return read_json(self.path / "summary.json", {}) or {}
+        return read_json_object(self.path / "summary.json")
 
     def progress(self) -> dict:
-        return read_json(self.path / "progress.json", {}) or {}
+        return read_json_object(self.path / "progress.json")
 
     def raw_status(self) -> dict:
-        return read_json(self.path / "status.json", {}) or {}
+        return read_json_object(self.path / "status.json")
 
     def status(self, now: float | None = None) -> dict:
         """The status as readers should see it.
@@ -204,9 +223,11 @@ class Run:
             return records
         for line in lines:
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(record, dict):  # A line of valid JSON that is not a record is as damaged.
+                records.append(record)
         return records
 
     # Writers, used by the worker process.
