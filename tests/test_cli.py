@@ -258,3 +258,24 @@ def test_scan_and_explore_call_their_split_seed_split_seed_as_train_does(command
     assert parser.parse_args([command, *where, "--split-seed", "7"]).split_seed == 7
     assert parser.parse_args([command, *where, "--seed", "4"]).split_seed == 4
     assert parser.parse_args([command, *where]).split_seed == 1337
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["predict", "--run", "r", "--top", "0", "photo.jpg"],
+            "--top: expected a whole number 1 or more, received '0'",
+        ),
+        (
+            ["evaluate", "--run", "r", "--mistakes", "-1"],
+            "--mistakes: expected a whole number 0 or more, received '-1'",
+        ),
+        (["suggest", "--data", "d", "--image-size", "100000"], "expected a whole number from 32 to 600"),
+        (["explore", "--data", "d", "--top", "many"], "--top: expected a whole number 0 or more, received 'many'"),
+    ],
+)
+def test_counts_and_sizes_out_of_range_are_refused_before_anything_runs(arguments, message):
+    # --top 0 printed one label anyway, --mistakes -1 a wrong count, and suggest --image-size 100000 ran out of memory.
+    result = _tlcore(*arguments)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -25,7 +25,7 @@ import sys
 from typing import Callable, Sequence
 
 import tlcore
-from tlcore import cli_commands, cli_flags, console
+from tlcore import cli_commands, cli_flags, cli_serving, console
 from tlcore.insight import explore, orientation
 from tlcore.models.registry import BACKBONES
 from tlcore.serving.export import FORMATS
@@ -69,7 +69,7 @@ def _add_data_and_backbone(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--image-size",
-        type=int,
+        type=cli_flags.whole_number(*cli_flags.IMAGE_SIZE_BOUNDS),
         default=explore.DEFAULT_IMAGE_SIZE,
         help=f"input side in pixels (default {explore.DEFAULT_IMAGE_SIZE})",
     )
@@ -100,7 +100,9 @@ def add_explore_parser(commands) -> None:
     exploring.add_argument(
         "--split-seed", "--seed", dest="split_seed", type=int, default=1337, help="seed of that split (default 1337)"
     )
-    exploring.add_argument("--top", type=int, default=10, help="pairs and suspects listed in the summary (10)")
+    exploring.add_argument(
+        "--top", type=cli_flags.whole_number(0), default=10, help="pairs and suspects listed in the summary (10)"
+    )
     _add_runs_dir(exploring)
     exploring.add_argument(
         "--json",
@@ -228,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE_OR_FOLDER_OR_ZIP",
         help="image files; folders (searched recursively) and .zip archives expand to their images",
     )
-    predict.add_argument("--top", type=int, default=3, help="labels per image (default 3)")
+    predict.add_argument("--top", type=cli_flags.whole_number(1), default=3, help="labels per image (default 3)")
     predict.add_argument(
         "--csv",
         metavar="OUT.csv",
@@ -241,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON list of {image, top: [{label, probability}]} or {image, error}",
     )
-    predict.set_defaults(handler=cli_commands.command_predict)
+    predict.set_defaults(handler=cli_serving.command_predict)
 
     finder = commands.add_parser(
         "lr-find",
@@ -272,14 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="validation",
         help="validation (default) or test (needs a test/ folder in the data set)",
     )
-    evaluation.add_argument("--mistakes", type=int, default=10, help="mistakes to list (default 10)")
+    evaluation.add_argument(
+        "--mistakes", type=cli_flags.whole_number(0), default=10, help="mistakes to list (default 10)"
+    )
     _add_runs_dir(evaluation)
     evaluation.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object: classes, confusion, normalised, per_class, accuracy, mistakes",
     )
-    evaluation.set_defaults(handler=cli_commands.command_evaluate)
+    evaluation.set_defaults(handler=cli_serving.command_evaluate)
 
     exporting = commands.add_parser(
         "export",
@@ -301,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one JSON object: path, format, labels_path, images, agreement, max_difference, "
         "required_agreement, keras_accuracy, accuracy, allowed_accuracy_drop, runtime",
     )
-    exporting.set_defaults(handler=cli_commands.command_export)
+    exporting.set_defaults(handler=cli_serving.command_export)
 
     listing = commands.add_parser(
         "runs",

@@ -12,26 +12,25 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Sequence
 
-from tlcore import cli_flags, console, progress, temporaries
+from tlcore import cli_flags, console, progress, temporaries, wording
 from tlcore import config as config_module
-from tlcore.data import folders, zips
+from tlcore.data import folders
 from tlcore.data.dataset import DatasetError
-from tlcore.insight import evaluate, explore, orientation
+from tlcore.data.images import InvalidImageError
+from tlcore.insight import explore, orientation
 from tlcore.runs import finder_jobs, store, worker
-from tlcore.serving import batch, export, predict
-from tlcore.training import distribute
+from tlcore.training import distribute, run_data
 
 
-def _print_json(value) -> None:
+def print_json(value) -> None:
     print(json.dumps(value, indent=None, sort_keys=False))
 
 
-def _report_error(arguments: argparse.Namespace, error: Exception, status: int = 2) -> int:
+def report_error(arguments: argparse.Namespace, error: Exception, status: int = 2) -> int:
     """Reports a refused input as {"error": ...} under --json, else on standard error; returns `status`."""
     if arguments.json:
-        _print_json({"error": str(error)})
+        print_json({"error": str(error)})
     else:
         print(f"error: {error}", file=sys.stderr)
     return status
@@ -44,9 +43,9 @@ def command_scan(arguments: argparse.Namespace) -> int:
             arguments.folder, validation_fraction=arguments.validation_fraction, seed=arguments.split_seed
         )
     except (DatasetError, ValueError) as error:
-        return _report_error(arguments, error)
+        return report_error(arguments, error)
     if arguments.json:
-        _print_json(dataset.to_json())
+        print_json(dataset.to_json())
         return 0
     counts = dataset.counts()
     print(f"Data set: {dataset.root} ({dataset.layout} layout)")
@@ -73,11 +72,19 @@ def command_train(arguments: argparse.Namespace) -> int:
         if arguments.data_dir is None:
             raise ValueError("--data is required (or --resume RUN to continue a run).")
         config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+        # Before a run folder is made: a data set that cannot be used is one message, not a "failed" run.
+        dataset, _ = run_data.scan_for_run(config)
         # A multi-worker run's other workers train in a scratch folder: only the chief writes the run.
         runs_dir, scratch = distribute.task_runs_dir(config, arguments.runs_dir or store.default_runs_dir())
-    except ValueError as error:
+    except (DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if dataset.rejected:
+        print(
+            f"{wording.count(len(dataset.rejected), 'file')} of {dataset.root} left out (not usable images); "
+            f"`tlcore scan {dataset.root}` lists each with its reason.",
+            file=sys.stderr,
+        )
     if scratch is not None:
         temporaries.register(scratch)  # Removed even when Ctrl+C ends the process at once.
     try:
@@ -99,7 +106,7 @@ def _resume(arguments: argparse.Namespace, runs_dir) -> int:
             )
         run = store.resolve(arguments.resume, runs_dir)
         point = worker.prepare_resume(run)
-    except ValueError as error:
+    except (DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Resuming run {run.id}: {point.describe()}", file=sys.stderr, flush=True)
@@ -119,7 +126,7 @@ def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bo
 
     def report_at_once(status: dict) -> None:
         # From the second Ctrl+C's signal handler: straight to the descriptor (see execute_at_terminal).
-        os.write(sys.stdout.fileno(), _train_report(arguments, run, status, is_chief).encode())
+        os.write(sys.stdout.fileno(), _train_report(arguments, run, status, is_chief).encode(errors="replace"))
 
     try:
         status, exit_code = worker.execute_at_terminal(
@@ -179,7 +186,7 @@ def command_lr_find(arguments: argparse.Namespace) -> int:
         print(f"error: {status.get('error') or 'the sweep ended ' + status['state']}", file=sys.stderr)
         return 2 if status.get("bad_input") else 1
     if arguments.json:
-        _print_json(sweep.to_json())
+        print_json(sweep.to_json())
     else:
         for rate, loss in zip(
             sweep.learning_rates[:: max(1, len(sweep.learning_rates) // 20)],
@@ -203,118 +210,11 @@ def command_worker(arguments: argparse.Namespace) -> int:
     return 0 if status["state"] in ("done", "stopped") else 1
 
 
-def command_predict(arguments: argparse.Namespace) -> int:
-    console.import_tensorflow_quietly(arguments.verbose)
-
-    try:
-        predictor = predict.load(arguments.run, arguments.runs_dir)
-    except (ValueError, predict.ModelLoadError) as error:
-        return _report_error(arguments, error)
-    display = progress.for_stream(sys.stderr, plain=arguments.json)
-    try:
-        results = _predict_arguments(predictor, arguments.images, arguments.top, display)
-    except ValueError as error:  # Includes zips.UnsafeArchiveError's message via _predict_arguments.
-        return _report_error(arguments, error)
-    finally:
-        display.close()
-    if arguments.csv:
-        store.write_atomic(Path(arguments.csv), batch.to_csv([batch.row_from_result(item) for item in results]))
-        print(f"Wrote {len(results)} rows to {arguments.csv}", file=sys.stderr)
-    if arguments.json:
-        _print_json(results)
-    else:
-        for result in results:
-            if "error" in result:
-                print(f"{result['image']}: error: {result['error']}")
-            else:
-                ranking = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
-                print(f"{result['image']}: {ranking}")
-    return 1 if any("error" in result for result in results) else 0
-
-
-def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> list[dict]:
-    """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
-
-    results = []
-    for argument in arguments:
-        if Path(argument).is_dir() or batch.is_zip(argument):
-            try:
-                rows = batch.predict_folder(predictor, argument, top=top, display=display)
-            except zips.UnsafeArchiveError as error:
-                raise ValueError(str(error)) from None
-            for row in rows:
-                name = f"{argument.rstrip('/')}/{row['file']}"
-                results.append(
-                    {"image": name, "error": row["error"]} if row["error"] else {"image": name, "top": row["top_k"]}
-                )
-        else:
-            results += predict.predict_sources(predictor, [Path(argument)], names=[argument], top=top)
-    return results
-
-
-def command_evaluate(arguments: argparse.Namespace) -> int:
-
-    console.import_tensorflow_quietly(arguments.verbose)
-    display = progress.for_stream(sys.stderr, plain=arguments.json)
-    try:
-        result = evaluate.evaluate(arguments.run, arguments.split, arguments.runs_dir, display=display)
-    except (ValueError, DatasetError, predict.ModelLoadError) as error:
-        return _report_error(arguments, error)
-    finally:
-        display.close()
-    if arguments.json:
-        _print_json(result.to_dict())
-        return 0
-    print(f"{result.split}: {result.images} images, accuracy {result.accuracy:.4f}")
-    width = max(len(name) for name in result.classes)
-    print(f"Confusion matrix (rows: true class, columns: predicted class in the order {', '.join(result.classes)}):")
-    for name, row in zip(result.classes, result.confusion):
-        print(f"  {name:<{width}}  " + " ".join(f"{count:>5}" for count in row))
-    print(f"  {'class':<{width}}  precision  recall     f1  support")
-    for row in result.per_class():
-        print(
-            f"  {row['class']:<{width}}  {row['precision']:>9.4f}  {row['recall']:>6.4f}  {row['f1']:>5.4f}  "
-            f"{row['support']:>7}"
-        )
-    print(f"Mistakes ({len(result.mistakes)}), most confident first:")
-    for mistake in result.mistakes[: arguments.mistakes]:
-        print(
-            f"  {mistake.path}: {mistake.true_label} predicted as {mistake.predicted_label} "
-            f"({mistake.probability:.3f}, loss {mistake.loss:.3f})"
-        )
-    if len(result.mistakes) > arguments.mistakes:
-        print(f"  ... and {len(result.mistakes) - arguments.mistakes} more (--json lists them all)")
-    return 0
-
-
-def command_export(arguments: argparse.Namespace) -> int:
-
-    console.import_tensorflow_quietly(arguments.verbose)
-    display = progress.for_stream(sys.stderr, plain=arguments.json)
-    try:
-        result = export.export(arguments.run, arguments.format, arguments.output, arguments.runs_dir, display=display)
-    except (ValueError, predict.ModelLoadError, export.ExportError) as error:
-        return _report_error(arguments, error, 1 if isinstance(error, export.ExportError) else 2)
-    finally:
-        display.close()
-    if arguments.json:
-        _print_json(result.to_dict())
-        return 0
-    print(f"Exported {result.format}: {result.path}")
-    print("Labels: labels.json inside the zip" if result.format == "keras" else f"Labels: {result.labels_path}")
-    print(
-        f"Checked on {result.images} validation images: same top-1 class for {result.agreement:.2%} "
-        f"(required {export.REQUIRED_AGREEMENT[result.format]:.0%}), largest probability difference "
-        f"{result.max_difference:.6f}, accuracy {result.accuracy:.2%} (the Keras model's {result.keras_accuracy:.2%})"
-    )
-    return 0
-
-
 def command_runs(arguments: argparse.Namespace) -> int:
 
     rows = [store.describe(run) for run in store.list_runs(arguments.runs_dir)]
     if arguments.json:
-        _print_json(rows)
+        print_json(rows)
         return 0
     if not rows:
         print(f"No runs in {arguments.runs_dir or store.default_runs_dir()}.")
@@ -365,12 +265,12 @@ def command_explore(arguments: argparse.Namespace) -> int:
             arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.split_seed
         )
     except (DatasetError, ValueError) as error:
-        return _report_error(arguments, error)
+        return report_error(arguments, error)
     runs_dir = arguments.runs_dir or store.default_runs_dir()
     console.import_tensorflow_quietly(arguments.verbose)
     exploration = explore.explore(dataset, settings, runs_dir=runs_dir, stream=sys.stderr)
     if arguments.json:
-        _print_json(exploration.to_json())
+        print_json(exploration.to_json())
     else:
         print(explore.summary(exploration, top=arguments.top))
     return 0
@@ -383,11 +283,11 @@ def command_suggest(arguments: argparse.Namespace) -> int:
         suggestions = orientation.suggest_flips(
             dataset, arguments.backbone, arguments.image_size, arguments.per_class, arguments.seed
         )
-    except (DatasetError, ValueError) as error:
-        return _report_error(arguments, error)
+    except (DatasetError, ValueError, InvalidImageError) as error:  # A photo changed since the scan: named.
+        return report_error(arguments, error)
     flags = [orientation.train_flag(suggestion) for suggestion in suggestions]
     if arguments.json:
-        _print_json({"flips": [vars(suggestion) for suggestion in suggestions], "flags": flags})
+        print_json({"flips": [vars(suggestion) for suggestion in suggestions], "flags": flags})
         return 0
     for suggestion in suggestions:
         print(f"{suggestion.setting.replace('_', ' ')}: {suggestion.reason}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from tlcore.config import PRESETS, TrainConfig
 from tlcore.settings import setting_type, settings_of
@@ -151,3 +151,29 @@ def settings_from(arguments: argparse.Namespace, config_class: type = TrainConfi
         if given:
             values[name] = nested_class(**given)
     return values
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` (to `high`), refused with what was received otherwise.
+
+    Args:
+        low: the least value accepted.
+        high: the greatest, or None for no bound.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            expected = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"expected a whole number {expected}, received {text!r}")
+        return value
+
+    return parse
+
+
+# The image sizes a run may train at (TrainConfig's own bounds): explore and suggest read images the same way.
+_IMAGE_SIZE_FIELD = next(field for field in dataclasses.fields(TrainConfig) if field.name == "image_size")
+IMAGE_SIZE_BOUNDS = (_IMAGE_SIZE_FIELD.metadata["min"], _IMAGE_SIZE_FIELD.metadata["max"])

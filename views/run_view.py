@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 from tlcore.data import cleaning
+from tlcore.data.dataset import DatasetError
 from tlcore.runs import catalog, monitor, resumption, store, worker
 from views import cached, markdown, server, session
 
@@ -118,7 +119,8 @@ def offer_resume(run: store.Run) -> None:
     ):
         try:
             worker.resume(run, server.runs_dir())
-        except ValueError as error:  # Resumed meanwhile from another session or the command line.
+        # Resumed meanwhile from another session or the command line; or its data set moved or changed.
+        except (ValueError, DatasetError) as error:
             st.error(markdown.escape(error))
             return
         st.session_state["run_id"] = run.id

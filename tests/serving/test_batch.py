@@ -184,3 +184,38 @@ def test_find_files_refuses_a_folder_above_the_cap_naming_it(tmp_path):
     assert len(batch.find_files(tmp_path, max_files=6)) == 6
     with pytest.raises(browse.FolderTooLargeError, match=f"{tmp_path}: holds more than 5 files"):
         batch.find_files(tmp_path, max_files=5)
+
+
+def test_cli_predict_gives_a_refused_archive_its_own_row_and_predicts_the_rest(tiny_trained_run, tmp_path, photos):
+    # The help promises "A file that cannot be read gets its reason; the others are still predicted": one
+    # archive with a '../' entry cancelled the whole command.
+    run, runs_dir = tiny_trained_run, tiny_trained_run.path.parent
+    unsafe = tmp_path / "traversal.zip"
+    with zipfile.ZipFile(unsafe, "w") as archive:
+        archive.writestr("../evil.jpg", photos[0].read_bytes())
+    sources = [str(photos[1]), str(unsafe), str(photos[2])]
+    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir, json=True), *sources)
+    assert completed.returncode == 1, completed.stderr
+    results = json.loads(completed.stdout)
+    assert [result["image"] for result in results] == sources
+    assert "top" in results[0] and "top" in results[2]
+    assert "'..'" in results[1]["error"] and "refused" in results[1]["error"]
+
+
+def test_cli_predict_checks_the_csv_path_first_and_keeps_the_results_when_writing_fails(
+    tiny_trained_run, tmp_path, photos
+):
+    # A CSV path that could not be written ended the command with a traceback after every image was predicted.
+    run, runs_dir = tiny_trained_run, tiny_trained_run.path.parent
+    in_the_way = tmp_path / "notes.txt"
+    in_the_way.write_text("a file where a folder would be made")
+    for target, reason in ((tmp_path, "a folder, expected the path of a file"), (in_the_way / "x.csv", "is a file")):
+        completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir, csv=target), str(photos[1]))
+        assert completed.returncode == 2 and "Traceback" not in completed.stderr, completed.stderr
+        assert completed.stderr.startswith(f"error: {target}: ") and reason in completed.stderr
+        assert completed.stdout == "", "refused before predicting"
+    unwritable = Path("/proc/predictions.csv")  # Its folder exists; writing there fails, even for root.
+    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir, csv=unwritable), str(photos[1]))
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr, completed.stderr
+    assert f"error: {unwritable}: the CSV could not be written" in completed.stderr
+    assert completed.stdout.startswith(f"{photos[1]}: "), "the predictions are still printed"

@@ -31,6 +31,7 @@ import psutil
 
 from tlcore import console
 from tlcore.runs import partials, resumption, store
+from tlcore.training import run_data
 
 LOCK_NAME = ".training.lock"
 QUEUE_POLL_SECONDS = 0.5
@@ -148,11 +149,15 @@ def prepare_resume(run: store.Run) -> resumption.ResumePoint:
         Where it continues.
 
     Raises:
-        ValueError: the run cannot be resumed, with the reason.
+        ValueError: the run cannot be resumed, with the reason (its data set's classes changed included).
+        tlcore.data.dataset.DatasetError: its data set cannot be used any more (moved away, say).
     """
     reason = resumption.why_not_resumable(run)
     if reason is not None:
         raise ValueError(reason)
+    # Before the run is queued: a data set moved away or changed is one message and the run stays resumable,
+    # where the worker would find it and mark the run "failed" for good.
+    run_data.scan_for_run(run.train_config(), trained_on=run.labels())
     (run.path / "stop").unlink(missing_ok=True)
     resumed = run.raw_status().get("resumed", 0)
     # The old worker is gone: until the new one writes its pid, this is the status's one writer.

@@ -11,11 +11,11 @@ import tensorflow as tf
 
 from tlcore import framework_private, temporaries
 from tlcore.config import TrainConfig, stages_for
-from tlcore.data import cleaning, folders
+from tlcore.data import cleaning
 from tlcore.models import heads
 from tlcore.runs import resumption
 from tlcore.runs.store import write_json
-from tlcore.training import augmented, distribute, extraction, resume, training_context
+from tlcore.training import augmented, distribute, extraction, resume, run_data, training_context
 
 STAGES = {
     "feature_extraction": extraction.run_feature_extraction,
@@ -46,9 +46,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     started = time.time()
     applied = None  # What a run on the cleaned view records of the decisions it applied.
     if dataset is None:
-        dataset = folders.scan(config.data_dir, config.validation_fraction, config.split_seed)
-        if config.cleaned:
-            dataset, applied = cleaning.cleaned_for_run(dataset)
+        dataset, applied = run_data.scan_for_run(config)
     context = training_context.TrainingContext(
         config=config,
         dataset=dataset,
@@ -59,12 +57,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         worker=distribute.shared_task(config),
     )
     if run is not None:
-        trained_on = run.labels()  # Set when the run is resumed.
-        if trained_on and trained_on != list(dataset.classes):
-            raise ValueError(
-                f"The data set {dataset.root} now has the classes {list(dataset.classes)}, but run {run.id} was "
-                f"trained on {trained_on}: it cannot be resumed. Start a new run."
-            )
+        run_data.check_classes(dataset, run.labels())  # Its labels are set when the run is resumed.
         write_json(run.path / "labels.json", list(dataset.classes))
         write_json(run.path / "dataset.json", dataset.to_json())
         if applied is not None:
