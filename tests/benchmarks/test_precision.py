@@ -61,8 +61,8 @@ def test_bench_precision_measures_every_row_of_every_policy(tiny_catsdogs: Path)
     expected = [
         "forward, batch 4, XLA off",
         "forward, batch 4, XLA on",
-        "extraction from JPEG files (strategies.extract_to_file), batch 4, XLA on, 2 decoder processes",
-        f"extraction from JPEG files (strategies.extract_to_file), batch 4, XLA on, {threads} decoder thread"
+        "extraction from JPEG files (extraction.extract_to_file), batch 4, XLA on, 2 decoder processes",
+        f"extraction from JPEG files (extraction.extract_to_file), batch 4, XLA on, {threads} decoder thread"
         + ("s" if threads > 1 else ""),
         "forward, batch 8, XLA on",
         "train, staged fine-tuning (top block + head on cached activations), XLA off",

@@ -85,6 +85,7 @@ def test_a_queued_run_can_be_stopped_before_it_starts(photos, tmp_path):
 def test_a_worker_and_every_thread_tensorflow_starts_run_in_the_idle_class():
     code = (
         "import os, json\n"
+        "import numpy\n"  # Starts OpenBLAS's threads before the worker lowers its priority, as the CLI does.
         "from tlcore.runs import worker\n"
         "mode = worker.lower_priority()\n"
         "import tensorflow as tf\n"

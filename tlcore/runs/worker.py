@@ -80,12 +80,26 @@ def lower_priority() -> str:
     """
     if hasattr(os, "SCHED_IDLE"):
         try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            # Every thread already running too: numpy's OpenBLAS starts its own when numpy is imported,
+            # which the command line does before it gets here; threads started later inherit the class.
+            for thread_id in _thread_ids():
+                try:
+                    os.sched_setscheduler(thread_id, os.SCHED_IDLE, os.sched_param(0))
+                except ProcessLookupError:  # Ended since it was listed.
+                    continue
             return "idle"
         except OSError:  # Not permitted in some containers: fall back to niceness.
             pass
     os.nice(WORKER_NICENESS)
     return "nice"
+
+
+def _thread_ids() -> list[int]:
+    """This process's threads (Linux: /proc/self/task), or [0], the calling thread, where it cannot list them."""
+    try:
+        return [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def _process_start_time() -> float:
