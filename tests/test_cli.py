@@ -279,3 +279,12 @@ def test_counts_and_sizes_out_of_range_are_refused_before_anything_runs(argument
     # --top 0 printed one label anyway, --mistakes -1 a wrong count, and suggest --image-size 100000 ran out of memory.
     result = _tlcore(*arguments)
     assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_a_runs_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
+    # train made a run inside it and failed with FileExistsError; runs said "No runs in" the file.
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("a file")
+    for arguments in (["runs"], ["train", "--data", str(tmp_path)], ["explore", "--data", str(tmp_path)]):
+        result = _tlcore(*arguments, "--runs-dir", str(not_a_folder))
+        assert result.returncode == 2 and f"--runs-dir: {not_a_folder}: not a folder" in result.stderr, result.stderr

@@ -76,3 +76,20 @@ def test_quiet_native_lines_keep_what_is_not_noise_in_order():
         "from python",
         "after",
     ]
+
+
+def test_tensorflows_python_warnings_stay_out_unless_verbose():
+    # "WARNING:tensorflow:5 out of the last 7 calls ... triggered tf.function retracing" reached a quiet train.
+    script = (
+        "import sys\n"
+        "from tlcore import console\n"
+        "console.import_tensorflow_quietly(verbose=sys.argv[1] == 'verbose')\n"
+        "import tensorflow as tf\n"
+        "tf.get_logger().warning('a retracing warning')\n"
+    )
+    quiet, verbose = (
+        subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=120)
+        for mode in ("quiet", "verbose")
+    )
+    assert quiet.returncode == 0 and "a retracing warning" not in quiet.stderr, quiet.stderr
+    assert "WARNING:tensorflow:a retracing warning" in verbose.stderr

@@ -52,6 +52,7 @@ LR_FIND_SETTINGS = (
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runs-dir",
+        type=cli_flags.folder_path,
         default=None,
         help="the runs folder (default: $TLCORE_RUNS_DIR, else runs/ in the tlcore home folder: $TLCORE_HOME, "
         "else $XDG_DATA_HOME/tlcore, else ~/.local/share/tlcore)",

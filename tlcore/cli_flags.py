@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from typing import Any, Callable, Iterable
 
 from tlcore.config import PRESETS, TrainConfig
@@ -177,3 +178,10 @@ def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
 # The image sizes a run may train at (TrainConfig's own bounds): explore and suggest read images the same way.
 _IMAGE_SIZE_FIELD = next(field for field in dataclasses.fields(TrainConfig) if field.name == "image_size")
 IMAGE_SIZE_BOUNDS = (_IMAGE_SIZE_FIELD.metadata["min"], _IMAGE_SIZE_FIELD.metadata["max"])
+
+
+def folder_path(text: str) -> str:
+    """An argparse type for a folder to read or make (--runs-dir): refused when something else is at that path."""
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: not a folder")
+    return text

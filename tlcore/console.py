@@ -19,6 +19,7 @@ silences: `quiet_native_lines` keeps it out the same way, while TensorFlow's INF
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -63,6 +64,8 @@ def import_tensorflow_quietly(verbose: bool = False) -> None:
         return
     # Read by TensorFlow's C++ logging once it starts: later INFO and WARNING lines stay out too.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow's Python-side warnings too ("5 out of the last 7 calls ... triggered tf.function retracing").
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if "tensorflow" in sys.modules:
         return
     with quiet_native_lines():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -124,6 +125,16 @@ def test_decisions_round_trip_and_the_cleaned_view(planted_set, tmp_path, monkey
     assert moved.is_file() and not list((tmp_path / "cleaned").rglob(Path(dropped).name))
     assert os.path.samefile(relabelled, moved) or moved.read_bytes() == Path(relabelled).read_bytes()
     assert Path(dropped).is_file() and Path(relabelled).is_file()  # The photos stay where they were.
+
+
+def test_a_damaged_decisions_file_is_named_in_the_refusal(planted_set, tmp_path):
+    # json.loads' own message ("Expecting value: line 2 column 1") named no file.
+    dataset = planted_set["dataset"]
+    path = cleaning.decisions_path(dataset, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("{\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: not a decisions file"):
+        cleaning.load_decisions(dataset, tmp_path)
 
 
 def test_decisions_that_do_not_fit_are_refused(planted_set):

@@ -43,6 +43,24 @@ def test_a_corrupt_model_archive_is_refused(tmp_path):
         predict.load(run.id, tmp_path / "runs")
 
 
+def test_a_run_without_a_model_or_labels_says_which_and_why(tmp_path):
+    run = fake_run(tmp_path / "runs", "no-model-run")
+    with pytest.raises(predict.ModelLoadError, match="no model file: a run saves its model when it ends done or"):
+        predict.load(run.id, tmp_path / "runs")
+    inputs = keras.Input((8, 8, 3))
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))).save(
+        run.model_path
+    )
+    for damaged in (None, "{not json", '"cats"'):
+        if damaged is None:
+            (run.path / "labels.json").unlink()
+        else:
+            (run.path / "labels.json").write_text(damaged)
+        # It said "labels.json (0 labels) does not match the model's 2 outputs".
+        with pytest.raises(predict.ModelLoadError, match="labels.json: missing or damaged, expected the list"):
+            predict.load(run.id, tmp_path / "runs")
+
+
 def test_models_outside_the_runs_folder_are_not_loaded(tiny_trained_run, tmp_path):
     run = tiny_trained_run
     runs_dir = run.path.parent

@@ -150,7 +150,10 @@ def load_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = No
     path = decisions_path(dataset, data_dir)
     if not path.is_file():
         return {}
-    values = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a decisions file ({error}).") from None
     if not isinstance(values, dict) or not isinstance(values.get("decisions"), list):
         raise ValueError(f"{path}: expected a JSON object with a list of decisions, received {str(values)[:200]}.")
     decisions = []

@@ -68,7 +68,10 @@ def load_model_file(path: str | os.PathLike):
 
     path = Path(path)
     if not path.is_file():
-        raise ModelLoadError(f"{path}: no model file (the run may not have finished a stage).")
+        raise ModelLoadError(
+            f"{path}: no model file: a run saves its model when it ends done or stopped, and one that was "
+            "interrupted or failed has none (an interrupted run can be resumed: `tlcore train --resume RUN`)."
+        )
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(f"{path}: not a Keras model archive (.keras files are zip archives).")
     try:
@@ -99,6 +102,8 @@ def load(run: str | os.PathLike | store.Run, runs_dir: str | os.PathLike | None 
         run = store.resolve(run, runs_dir)
     model = load_model_file(run.model_path)
     labels = tuple(run.labels())
+    if not labels:  # Missing or damaged: not a mismatch with the model.
+        raise ModelLoadError(f"{run.path / 'labels.json'}: missing or damaged, expected the list of class names.")
     image_size = int(model.input_shape[1])
     outputs = int(model.output_shape[-1])
     if len(labels) < 2 or (outputs != len(labels) and not (outputs == 1 and len(labels) == 2)):
