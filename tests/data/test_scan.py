@@ -319,6 +319,36 @@ def test_train_without_validation_is_refused(tmp_path, small_catsdogs):
         folders.scan(root)
 
 
+def test_two_folders_for_one_split_are_refused_naming_both(tmp_path, small_catsdogs):
+    # With val/ and validation/ both there, val/ was read and validation/ left out without a word.
+    root = tmp_path / "set"
+    for split in ("train", "validation", "val"):
+        _copy(small_catsdogs / ("train" if split == "train" else "validation"), root / split)
+    with pytest.raises(DatasetError, match="both val/ and validation/ are validation folders; expected one"):
+        folders.scan(root)
+
+
+def test_a_split_folder_among_class_folders_is_refused_not_taken_as_a_class(tmp_path, small_catsdogs):
+    # cats/, dogs/ and test/{cats,dogs}: "test" became a third class of cat and dog photos.
+    root = tmp_path / "set"
+    for name in ("cats", "dogs"):
+        _copy(small_catsdogs / "train" / name, root / name)
+    _copy(small_catsdogs / "validation", root / "test")
+    with pytest.raises(DatasetError, match="test/ holds class folders beside the class folders, but there is no"):
+        folders.scan(root)
+
+
+def test_a_folder_beside_the_split_folders_is_listed_as_not_read(tmp_path, small_catsdogs):
+    root = tmp_path / "set"
+    _copy(small_catsdogs, root)
+    _copy(small_catsdogs / "train", root / "extra")
+    dataset = folders.scan(root)
+    assert [(Path(item.name).name, item.reason) for item in dataset.rejected] == [
+        ("extra", "folder beside train/ and validation/: not a split, not read")
+    ]
+    assert dataset.counts() == folders.scan(small_catsdogs).counts()
+
+
 @pytest.mark.parametrize("fraction", [0, 1, -0.2, 1.5])
 def test_validation_fraction_out_of_range_is_refused(flat_small, fraction):
     with pytest.raises(ValueError, match=repr(fraction).replace(".", r"\.")):

@@ -160,9 +160,22 @@ def scan(
     split_folders = {}
     for item in folders:
         split = SPLIT_ALIASES.get(item.name.lower())
-        if split is not None and split not in split_folders:
-            split_folders[split] = item
+        if split is None:
+            continue
+        if split in split_folders:  # `val/` and `validation/`: which one is meant cannot be guessed.
+            raise DatasetError(
+                f"{root}: both {split_folders[split].name}/ and {item.name}/ are {split} folders; expected one."
+            )
+        split_folders[split] = item
     layout = "splits" if "train" in split_folders else "flat"
+    if layout == "flat":
+        for split, item in split_folders.items():
+            if _children(item)[0]:  # A split's class folders, beside the classes: not a class of its own.
+                raise DatasetError(
+                    f"{root}: {item.name}/ holds class folders beside the class folders, but there is no train "
+                    f"folder. Expected train/<class>/ and validation/<class>/ (test/<class>/ too, if wanted), "
+                    f"or <class>/ folders only."
+                )
     if layout == "splits":
         if "validation" not in split_folders:
             raise DatasetError(
@@ -191,6 +204,10 @@ def scan(
             usable[split][class_name].append(file_path)
         else:
             rejected.append(Rejected(str(file_path), reason))
+    if layout == "splits":  # Folders beside the split folders are not read: said, not silently skipped.
+        for item in folders:
+            if SPLIT_ALIASES.get(item.name.lower()) is None:
+                rejected.append(Rejected(str(item), "folder beside train/ and validation/: not a split, not read"))
     # Loose files beside the class folders cannot be labelled.
     for split_path in [root] if layout == "flat" else list(split_folders.values()):
         for loose in _children(split_path)[1]:
