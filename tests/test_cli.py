@@ -288,3 +288,12 @@ def test_a_runs_dir_that_is_a_file_is_refused_before_anything_runs(tmp_path):
     for arguments in (["runs"], ["train", "--data", str(tmp_path)], ["explore", "--data", str(tmp_path)]):
         result = _tlcore(*arguments, "--runs-dir", str(not_a_folder))
         assert result.returncode == 2 and f"--runs-dir: {not_a_folder}: not a folder" in result.stderr, result.stderr
+
+
+def test_a_refused_setting_is_named_by_its_flag():
+    # The checks name TrainConfig's fields: "rotation_degrees must be ...", a name the command line never shows.
+    result = _tlcore("train", "--data", "photos", "--rotation", "400")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --rotation must be a number in [0.0, 180.0], received 400.0."
+    result = _tlcore("lr-find", "--data", "photos", "--batch-size", "0")
+    assert result.returncode == 2 and result.stderr.startswith("error: --batch-size must be an integer >= 1")

@@ -77,7 +77,7 @@ def command_train(arguments: argparse.Namespace) -> int:
         # A multi-worker run's other workers train in a scratch folder: only the chief writes the run.
         runs_dir, scratch = distribute.task_runs_dir(config, arguments.runs_dir or store.default_runs_dir())
     except (DatasetError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {cli_flags.in_flag_words(str(error))}", file=sys.stderr)
         return 2
     if dataset.rejected:
         print(
@@ -175,7 +175,7 @@ def command_lr_find(arguments: argparse.Namespace) -> int:
         runs_dir = arguments.runs_dir or store.default_runs_dir()
         job = finder_jobs.create(config, runs_dir, start=arguments.start, end=arguments.end, steps=arguments.steps)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {cli_flags.in_flag_words(str(error))}", file=sys.stderr)
         return 2
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     console.import_tensorflow_quietly(arguments.verbose)

@@ -185,3 +185,15 @@ def folder_path(text: str) -> str:
     if os.path.exists(text) and not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text}: not a folder")
     return text
+
+
+def in_flag_words(message: str, config_class: type = TrainConfig) -> str:
+    """A settings error as the command line reads it: "rotation_degrees must be ..." -> "--rotation must be ...".
+
+    The configs' checks name their fields, which a person typing flags never saw.
+    """
+    classes = [config_class, *nested_configs(config_class).values()]
+    for setting in (item for each in classes for item in settings_of(each)):
+        if message.startswith(setting.name + " "):
+            return flag_name(setting) + message[len(setting.name) :]
+    return message
