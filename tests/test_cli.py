@@ -297,3 +297,11 @@ def test_a_refused_setting_is_named_by_its_flag():
     assert result.stderr.strip() == "error: --rotation must be a number in [0.0, 180.0], received 400.0."
     result = _tlcore("lr-find", "--data", "photos", "--batch-size", "0")
     assert result.returncode == 2 and result.stderr.startswith("error: --batch-size must be an integer >= 1")
+
+
+def test_the_worker_command_on_a_folder_that_is_not_a_run_says_so_and_makes_nothing(tmp_path):
+    # It printed a TypeError traceback and made the folder, a status.json and a lock beside it.
+    result = _tlcore("worker", str(tmp_path / "no run here"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: {tmp_path / 'no run here'}: not a run folder (no config.json)."
+    assert list(tmp_path.iterdir()) == []

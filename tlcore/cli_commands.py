@@ -199,6 +199,9 @@ def command_lr_find(arguments: argparse.Namespace) -> int:
 
 def command_worker(arguments: argparse.Namespace) -> int:
 
+    if not (Path(arguments.run_folder) / "config.json").is_file():  # Started by hand on a wrong path.
+        print(f"error: {arguments.run_folder}: not a run folder (no config.json).", file=sys.stderr)
+        return 2
     run = store.Run(Path(arguments.run_folder))
     # A lower priority than the dashboard that launched it: pages stay responsive while it trains.
     worker.lower_priority()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -619,3 +620,10 @@ def test_decode_reduced_decodes_a_large_jpeg_smaller_but_never_below_the_side_as
     assert images.decode_reduced(png, 256)[0].shape == (1200, 2000, 3), "only JPEG decodes at a reduced scale"
     with pytest.raises(ValueError, match="max_side must be a positive integer, received 0"):
         images.decode_reduced(png, 0)
+
+
+def test_a_pipe_named_like_a_photo_is_not_a_regular_file_not_a_missing_one(tmp_path):
+    pipe = tmp_path / "photo.jpg"
+    os.mkfifo(pipe)
+    with pytest.raises(images.InvalidImageError, match="photo.jpg: not a regular file$"):
+        images.load_resized(pipe, 32)

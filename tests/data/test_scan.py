@@ -858,3 +858,11 @@ def test_decoder_threads_stay_few_on_a_machine_with_many_cores(small_catsdogs, m
     assert 1 < len(decoding_threads) <= decoders.MAX_DECODER_THREADS
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert decoders.decoder_threads() == 2  # A small machine keeps one thread per core.
+
+
+def test_a_class_named_with_another_case_in_one_split_is_pointed_out(tmp_path, small_catsdogs):
+    root = tmp_path / "set"
+    _copy(small_catsdogs, root)
+    (root / "train" / "cats").rename(root / "train" / "Cats")
+    with pytest.raises(DatasetError, match=r"'cats' is 'Cats' there: class names must match exactly, case included"):
+        folders.scan(root)

@@ -290,7 +290,11 @@ def _check_classes(usable: dict[str, dict[str, list[Path]]], root: Path) -> list
     for split, per_class in usable.items():
         missing = [name for name in classes if name not in per_class]
         if missing:
-            raise DatasetError(f"{root}: class(es) {missing} missing from the {split} split.")
+            # Cats/ in train and cats/ in validation are two classes to the scan: say which names differ by case.
+            folded = {name.casefold(): name for name in per_class}
+            hints = [f"{name!r} is {folded[name.casefold()]!r} there" for name in missing if name.casefold() in folded]
+            hint = f" ({'; '.join(hints)}: class names must match exactly, case included)" if hints else ""
+            raise DatasetError(f"{root}: class(es) {missing} missing from the {split} split{hint}.")
         empty = [name for name in classes if not per_class[name]]
         if empty:
             raise DatasetError(f"{root}: class(es) {empty} have no usable image in the {split} split.")

@@ -118,7 +118,8 @@ def _stream(source: Source, label: str):
         return
     path = Path(source)
     if not path.is_file():
-        raise InvalidImageError(label, "no such file")
+        # A pipe, a socket or a device named like a photo: it exists, so "no such file" would mislead.
+        raise InvalidImageError(label, "not a regular file" if path.exists() else "no such file")
     if path.stat().st_size == 0:
         raise InvalidImageError(label, "the file is empty (0 bytes)")
     with open(path, "rb") as stream:
