@@ -59,6 +59,25 @@ def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_split(parser: argparse.ArgumentParser) -> None:
+    """--validation-fraction and --split-seed of the commands that scan a data set (as train's flags)."""
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of each class held out for validation in the flat layout (default 0.2)",
+    )
+    # --split-seed as in train (where --seed seeds the training); --seed, its first name, still works.
+    parser.add_argument(
+        "--split-seed",
+        "--seed",
+        dest="split_seed",
+        type=int,
+        default=1337,
+        help="seed of the train/validation split, as train's --split-seed (default 1337)",
+    )
+
+
 def _add_data_and_backbone(parser: argparse.ArgumentParser) -> None:
     """--data, --backbone and --image-size of the commands that read a data set through a pretrained base."""
     parser.add_argument("--data", required=True, help="the data set folder")
@@ -94,13 +113,7 @@ def add_explore_parser(commands) -> None:
         default=explore.DEFAULT_THRESHOLD,
         help=f"cosine similarity from which two images are near-duplicates (default {explore.DEFAULT_THRESHOLD})",
     )
-    exploring.add_argument(
-        "--validation-fraction", type=float, default=0.2, help="held-out share per class, flat layout (0.2)"
-    )
-    # --split-seed as in train (where --seed seeds the training); --seed, its first name, still works.
-    exploring.add_argument(
-        "--split-seed", "--seed", dest="split_seed", type=int, default=1337, help="seed of that split (default 1337)"
-    )
+    _add_split(exploring)
     exploring.add_argument(
         "--top", type=cli_flags.whole_number(0), default=10, help="pairs and suspects listed in the summary (10)"
     )
@@ -161,20 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decoded once; files that cannot be used are listed with their reason.",
     )
     scan.add_argument("folder", help="the data set folder")
-    scan.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=0.2,
-        help="share of each class held out for validation in the flat layout (default 0.2)",
-    )
-    scan.add_argument(
-        "--split-seed",
-        "--seed",
-        dest="split_seed",
-        type=int,
-        default=1337,
-        help="seed of the train/validation split, as train's --split-seed (default 1337)",
-    )
+    _add_split(scan)
     scan.add_argument(
         "--json",
         action="store_true",

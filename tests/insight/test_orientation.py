@@ -53,6 +53,15 @@ def test_the_sample_is_per_class_and_seeded(tmp_path):
         orientation.sample_paths(textures, 2, seed=1)
 
 
+def test_an_image_size_a_run_would_refuse_is_refused_before_any_photo_is_decoded(small_catsdogs, monkeypatch):
+    # suggest --image-size 100000 decoded photos at that size until memory ran out; a run refuses it up front.
+    decoded = []
+    monkeypatch.setattr(orientation, "load_resized", lambda *arguments: decoded.append(arguments))
+    with pytest.raises(ValueError, match="image_size"):
+        orientation.suggest_flips(folders.scan(small_catsdogs), image_size=100_000)
+    assert decoded == []
+
+
 def test_a_suggestion_is_validated():
     with pytest.raises(ValueError, match="setting must be one of"):
         orientation.FlipSuggestion("rotation", True, 0.5, 10, "")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from tlcore.config import from_preset
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import load_resized
 from tlcore.insight.explore import DEFAULT_BACKBONE, DEFAULT_IMAGE_SIZE, normalise
@@ -134,6 +135,8 @@ def suggest_flips(
     """
     if backbone not in BACKBONES:
         raise ValueError(f"Unknown backbone {backbone!r}. Expected one of {sorted(BACKBONES)}.")
+    # The sizes a run accepts for this backbone (TrainConfig's rule), before any photo is decoded at that size.
+    from_preset("default", data_dir=dataset.root, backbone=backbone, image_size=image_size)
     paths = sample_paths(dataset, per_class, seed)
     if len(paths) < FOLDS:
         raise ValueError(f"The flip check needs at least {FOLDS} training photos, received {len(paths)}.")

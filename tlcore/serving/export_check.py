@@ -8,6 +8,7 @@ their top-1 classes match (`agreement`), and how accurate each is.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -143,10 +144,9 @@ def _load_tflite(path: Path) -> Callable:
 
     def run(batch: np.ndarray) -> np.ndarray:
         interpreter.resize_tensor_input(input_details["index"], list(batch.shape))
-        if console.informative_lines_hidden():  # Its first allocation logs an INFO line past TensorFlow's level.
-            with console.quiet_native_lines():
-                interpreter.allocate_tensors()
-        else:
+        # Its first allocation logs an INFO line past TensorFlow's level: kept out while those lines are.
+        quiet = console.quiet_native_lines if console.informative_lines_hidden() else contextlib.nullcontext
+        with quiet():
             interpreter.allocate_tensors()
         interpreter.set_tensor(input_details["index"], batch.astype(input_details["dtype"]))
         interpreter.invoke()
