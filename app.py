@@ -15,20 +15,9 @@ frame.draw()
 
 
 def weights_cell(key: str, default_size: int) -> str:
-    """Whether the backbone's weights are offline; for a MobileNet, which of its weight files are
-    (it has one per width multiplier and size, so alpha 0.25 can be offline while 1.0 is not)."""
-    status = cached.weights_status(key, default_size)
-    if status.available:
-        return "available offline"
-    if status.source == "bundled":  # Shipped in a pip package (Lite2's is an optional extra), never downloaded.
-        return "needs its weight package"
-    offline = cached.offline_variants(key)
-    if not offline:
-        return "needs a download"
-    return (
-        "offline for "
-        + ", ".join(f"alpha {alpha:g} at {size} px" for alpha, size in offline)
-        + "; others need a download"
+    """Whether the backbone's weights are offline; for a MobileNet, which of its weight files are."""
+    return markdown.weights_phrase(
+        cached.weights_status(key, default_size), cached.offline_variants(key), detailed=True
     )
 
 

@@ -230,7 +230,9 @@ for cell, path in zip(gallery.cells(len(shown)), shown):
             continue
         size = browse.human_size(Path(path).stat().st_size)
         # Captions are Markdown: a file name is escaped so it shows as named (never a link or formatting).
-        st.image(picture, caption=markdown.escape(f"{Path(path).name} · {size} · {width}×{height}"))
+        st.image(
+            picture, caption=markdown.file_name(Path(path).name) + markdown.escape(f" · {size} · {width}×{height}")
+        )
 
 st.header("Augmentation preview")
 st.caption(

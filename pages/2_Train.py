@@ -45,14 +45,7 @@ def backbone_label(key: str) -> str:
     see a new selectbox and fall back to its first option. The caption under the widgets gives the
     status of the exact weight file (a MobileNet has one per width multiplier and size).
     """
-    if cached.weights_status(key).available:
-        weights = "weights offline"
-    elif cached.offline_variants(key):
-        weights = "weights offline for some sizes"
-    elif cached.weights_status(key).source == "bundled":  # Shipped in a pip package, never downloaded.
-        weights = "weight package not installed"
-    else:
-        weights = "weights need a download"
+    weights = markdown.weights_phrase(cached.weights_status(key), cached.offline_variants(key), detailed=False)
     return f"{BACKBONES[key].display_name} ({weights})"
 
 
@@ -146,9 +139,9 @@ else:
             markdown.escape(f"{BACKBONES[backbone].display_name}: {BACKBONES[backbone].description}. {status.message}")
         )
         if weights == "imagenet" and not status.available:
-            st.warning(
-                "Without a network this run will fail: choose EfficientNet-Lite0 (weights bundled) or random weights."
-            )
+            # A weight package comes from pip, not from a download at run time: a network alone does not help.
+            when = "Until that package is installed" if status.source == "bundled" else "Without a network"
+            st.warning(f"{when} this run will fail: choose EfficientNet-Lite0 (weights bundled) or random weights.")
         strategy = st.radio(
             "Strategy",
             list(STRATEGIES),

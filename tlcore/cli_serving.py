@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tlcore import cli_commands, console, progress
+from tlcore import cli_commands, console, files, progress
 from tlcore.data import zips
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import evaluate
-from tlcore.runs import store
 from tlcore.serving import batch, export, predict
 
 
@@ -36,7 +35,7 @@ def command_predict(arguments: argparse.Namespace) -> int:
     written = True
     if arguments.csv:
         try:
-            store.write_atomic(Path(arguments.csv), batch.to_csv([batch.row_from_result(item) for item in results]))
+            files.write_atomic(Path(arguments.csv), batch.to_csv([batch.row_from_result(item) for item in results]))
         except (OSError, UnicodeError) as error:  # The results are still printed below.
             written = False
             print(f"error: {arguments.csv}: the CSV could not be written: {error}", file=sys.stderr)

@@ -164,7 +164,7 @@ def _class_box(folder: Path, name: str, found: list[Path]) -> None:
             with row.container(width=THUMBNAIL_WIDTH, gap="small"):
                 try:
                     picture, _ = cached.thumbnail(str(path), 160)
-                    st.image(picture, caption=markdown.escape(path.name), width="stretch")
+                    st.image(picture, caption=markdown.file_name(path.name), width="stretch")
                 except (InvalidImageError, OSError) as error:
                     st.error(markdown.escape(f"{path.name}: {getattr(error, 'reason', error)}"))
                 # Text alone: with an icon, "Remove" broke over two lines in a card this narrow.

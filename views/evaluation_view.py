@@ -140,7 +140,7 @@ def mistakes(result: evaluate.Evaluation, pages_key: str, data_dir: str | None =
             name = file_name(mistake.path, data_dir)
             # Two lines (a Markdown hard break), each escaped: a file or class name shows as typed.
             caption = (
-                markdown.escape(name)
+                markdown.file_name(name)
                 + "  \n"
                 + markdown.escape(
                     f"true: {mistake.true_label} · predicted: {mistake.predicted_label} ({mistake.probability:.0%})"

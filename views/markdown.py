@@ -1,4 +1,5 @@
-"""Text for Streamlit's Markdown: names shown as typed, small tables, the one-line data set summary."""
+"""Text for Streamlit's Markdown: names shown as typed, small tables, the one-line data set summary, and
+the phrase that says whether a backbone's weights are offline."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tlcore.data.dataset import DatasetScan
+from tlcore.models.registry import WeightsStatus
 
 # Characters that Streamlit's Markdown would treat as formatting (":" starts emoji and colour codes).
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
@@ -15,6 +17,22 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 def escape(value: object) -> str:
     """Escapes a string (a class or folder name) so Markdown shows it as plain text."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+
+
+# Where a file name may wrap in a narrow caption: after the separators a person reads as boundaries (not
+# after a dot: "21054." over "jpg" split a name from its extension).
+_NAME_BREAKS = re.compile(r"([/_\-])(?=.)")
+# A zero-width space: a break opportunity the browser takes before it breaks a name mid-word.
+_BREAK_OPPORTUNITY = "\u200b"
+
+
+def file_name(value: object) -> str:
+    """Escapes a file name or relative path for a narrow caption, letting it wrap after / _ and -.
+
+    A thumbnail's caption is as wide as the thumbnail; a path such as "validation/cats/cat.2034.jpg" is wider
+    than that, and the browser broke it wherever the line ran out ("validation/cats/ca" + "t.2034.jpg").
+    """
+    return escape(_NAME_BREAKS.sub(lambda match: match.group(1) + _BREAK_OPPORTUNITY, str(value)))
 
 
 def text_width(names: Iterable[object], widest: int = 360) -> int:
@@ -47,3 +65,29 @@ def dataset_line(scan: DatasetScan) -> str:
     shown = ", ".join(scan.classes[:6]) + (", ..." if scan.num_classes > 6 else "")
     parts = " / ".join(f"{count} {split}" for split, count in counts.items())
     return escape(f"{Path(scan.root).name}: {scan.num_classes} classes ({shown}), {parts} images")
+
+
+def weights_phrase(status: WeightsStatus, offline_variants: list[tuple[float, int]], *, detailed: bool) -> str:
+    """Whether a backbone's ImageNet weights are offline, in the words Home's table and the Train page share.
+
+    Args:
+        status: the weights' status (`registry.weights_status`) at the size a new run starts at.
+        offline_variants: the (alpha, size) pairs of a MobileNet whose weight files are in the Keras cache
+            (`registry.offline_variants`); it has one file per width multiplier and size.
+        detailed: name those pairs (Home's table); otherwise say "some sizes", so that a label does not change
+            with the alpha and size chosen (a changed label makes Streamlit see a new selectbox).
+
+    Returns:
+        "available offline", "needs its weight package" (shipped in a pip package, never downloaded),
+        "offline for some sizes" (or the sizes), or "needs a download".
+    """
+    if status.available:
+        return "available offline"
+    if status.source == "bundled":
+        return "needs its weight package"
+    if not offline_variants:
+        return "needs a download"
+    if not detailed:
+        return "offline for some sizes"
+    pairs = ", ".join(f"alpha {alpha:g} at {size} px" for alpha, size in offline_variants)
+    return f"offline for {pairs}; others need a download"

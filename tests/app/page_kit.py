@@ -17,6 +17,7 @@ import psutil
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers.images import bad_input_kit as bad_input_kit
+from tlcore import files
 from tlcore.runs import store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,8 +63,8 @@ def click(at: AppTest, label: str) -> AppTest:
 
 
 def plain(markdown: str) -> str:
-    """Markdown with its backslash escapes removed: the text a person reads."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown with its backslash escapes and zero-width break opportunities removed: the text a person reads."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
 
 
 def texts(at: AppTest) -> str:
@@ -139,7 +140,7 @@ def fake_finished_run(runs_dir: Path, data_dir: Path) -> store.Run:
 
     run = store.create(TrainConfig(data_dir=str(data_dir), strategy="feature_extraction", epochs=2), runs_dir)
     run.set_status("done")
-    store.write_json(run.path / "labels.json", ["cats", "**dogs**"])
+    files.write_json(run.path / "labels.json", ["cats", "**dogs**"])
     run.model_path.write_bytes(b"PK\x03\x04 a model")
     run.append_metrics(
         {"stage": "feature_extraction", "epoch": 1, "loss": 0.7, "accuracy": 0.6, "val_loss": 0.6, "val_accuracy": 0.5}

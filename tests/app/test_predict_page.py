@@ -20,6 +20,7 @@ from tests.app.page_kit import (
     trained_run,
     zip_bytes,
 )
+from tlcore import files
 from tlcore.models.registry import BACKBONES
 from tlcore.runs import store
 
@@ -203,13 +204,13 @@ def test_predict_page_defaults_to_the_best_finished_run_not_the_newest(folders, 
     from tests.app.page_kit import fake_finished_run
 
     good = fake_finished_run(folders["runs"], small_catsdogs)
-    store.write_json(
+    files.write_json(
         good.path / "summary.json",
         {"results": {"feature_extraction": {"val_accuracy": 0.9}}, "final_stage": "feature_extraction"},
     )
     newest = fake_finished_run(folders["runs"], small_catsdogs)
     newest.set_status("stopped")
-    store.write_json(
+    files.write_json(
         newest.path / "summary.json", {"results": {"scratch": {"val_accuracy": 0.48}}, "final_stage": "scratch"}
     )
     newest.path.rename(newest.path.with_name("29991231-235959-scratch-ffff"))  # Sorts first: the newest.

@@ -32,6 +32,7 @@ from tests.app.page_kit import (
     texts,
     trained_run,
 )
+from tlcore import files
 from tlcore.runs import store
 
 
@@ -328,7 +329,7 @@ def test_mistakes_gallery_pages_through_the_wrong_images_most_confident_first(fo
         paths,
         model_mtime_ns=run.model_path.stat().st_mtime_ns,
     )
-    store.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
+    files.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())
@@ -366,7 +367,7 @@ def test_a_mistake_is_captioned_with_its_file_name_as_text(folders, small_catsdo
         [str(odd)],
         model_mtime_ns=run.model_path.stat().st_mtime_ns,
     )
-    store.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
+    files.write_json(evaluate.cache_path(run, "validation"), result.to_dict())
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())
@@ -391,7 +392,7 @@ def test_a_single_run_picked_in_the_table_shows_its_evaluation(folders, small_ca
         [photo, photo],
         model_mtime_ns=picked.model_path.stat().st_mtime_ns,
     )
-    store.write_json(evaluate.cache_path(picked, "validation"), result.to_dict())
+    files.write_json(evaluate.cache_path(picked, "validation"), result.to_dict())
     current = fake_running_run(folders["runs"], small_catsdogs)
     at = open_page("pages/2_Train.py")
     assert at.session_state["run_id"] == current.id and "Mistakes" not in metrics(at)
@@ -543,7 +544,7 @@ def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unle
 def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseline(folders, small_catsdogs):
     done = fake_finished_run(folders["runs"], small_catsdogs)
     summary = {"results": {"feature_extraction": {"val_accuracy": 0.8}}, "final_stage": "feature_extraction"}
-    store.write_json(done.path / "summary.json", {**summary, "parameters": {"trainable": 1281, "frozen": 9}})
+    files.write_json(done.path / "summary.json", {**summary, "parameters": {"trainable": 1281, "frozen": 9}})
     at = scan(open_page("pages/1_Data.py"), small_catsdogs)
     at = open_page("pages/2_Train.py", at)
     (row,) = markdown_table(at, "strategy")
@@ -601,7 +602,7 @@ def test_choices_are_shown_by_their_names_not_their_keys(small_catsdogs):
     at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
     assert at.selectbox(key="train_optimizer").options == ["RMSprop", "Adam"]
     assert at.selectbox(key="train_backbone").value == "efficientnet_lite0"
-    assert "EfficientNet-Lite0 (weights offline)" in at.selectbox(key="train_backbone").options
+    assert "EfficientNet-Lite0 (available offline)" in at.selectbox(key="train_backbone").options
 
 
 def test_a_live_runs_curves_are_built_once_per_epoch_not_on_every_poll(folders, small_catsdogs, monkeypatch):

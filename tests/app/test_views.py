@@ -341,6 +341,36 @@ def test_markdown_shows_names_as_typed_in_text_and_tables():
         markdown.table([])
 
 
+def test_a_file_name_in_a_narrow_caption_may_wrap_only_after_its_separators():
+    # A 140 px mistake cell broke "validation/cats/cat.2034.jpg" wherever its line ran out, mid-word.
+    from tests.app.page_kit import plain
+    from views import markdown
+
+    caption = markdown.file_name("validation/cats/cat_2034-b.jpg")
+    assert caption.split("\u200b") == ["validation/", "cats/", "cat\\_", "2034\\-", "b\\.jpg"]
+    assert plain(caption) == "validation/cats/cat_2034-b.jpg"
+    # Nothing to break at the end, and a name without separators is only escaped.
+    assert markdown.file_name("cats/") == "cats/" and markdown.file_name("*x*") == r"\*x\*"
+
+
+def test_weights_phrase_is_one_wording_for_home_and_the_train_page():
+    from tlcore.models.registry import WeightsStatus
+    from views import markdown
+
+    offline = WeightsStatus(True, "cache", "/k/models/w.h5", "")
+    package = WeightsStatus(False, "bundled", "", "")
+    download = WeightsStatus(False, "download", "/k/models/w.h5", "")
+    for detailed in (True, False):
+        assert markdown.weights_phrase(offline, [], detailed=detailed) == "available offline"
+        assert markdown.weights_phrase(package, [], detailed=detailed) == "needs its weight package"
+        assert markdown.weights_phrase(download, [], detailed=detailed) == "needs a download"
+    pairs = [(0.25, 128), (0.25, 224)]
+    assert markdown.weights_phrase(download, pairs, detailed=False) == "offline for some sizes"
+    assert markdown.weights_phrase(download, pairs, detailed=True) == (
+        "offline for alpha 0.25 at 128 px, alpha 0.25 at 224 px; others need a download"
+    )
+
+
 def test_the_server_keeps_runs_and_data_where_the_environment_says(monkeypatch, tmp_path):
     from views import server
 

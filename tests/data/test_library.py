@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tlcore.data import folders, library
-from tlcore.runs.store import write_json
+from tlcore.files import write_json
 
 
 def _scan(small_catsdogs: Path, place: Path):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.runs import LITE0_SETTINGS, trained_run
+from tlcore import files
 from tlcore.config import TrainConfig
 from tlcore.data import folders
 from tlcore.data.dataset import DatasetScan, fingerprint
@@ -107,11 +108,11 @@ def test_dataset_for_reuses_the_runs_own_split_settings(tmp_path, catsdogs_dir):
     for name in ("cats", "dogs"):
         _link(catsdogs_dir / "train" / name, flat / name, 0, 10)
     run = store.create(TrainConfig(data_dir=str(flat), validation_fraction=0.3, split_seed=7), tmp_path / "runs")
-    store.write_json(run.path / "labels.json", ["cats", "dogs"])
+    files.write_json(run.path / "labels.json", ["cats", "dogs"])
     dataset = evaluate.dataset_for(run)
     assert dataset.paths("validation") == folders.scan(flat, 0.3, 7).paths("validation")
     assert dataset.paths("validation") != folders.scan(flat).paths("validation")  # Defaults would be another split.
-    store.write_json(run.path / "labels.json", ["cats", "dogs", "birds"])
+    files.write_json(run.path / "labels.json", ["cats", "dogs", "birds"])
     with pytest.raises(ValueError, match="trained on"):
         evaluate.dataset_for(run)
 
@@ -138,9 +139,9 @@ def test_dataset_for_reuses_the_recorded_data_set_until_its_files_change(tmp_pat
     copied = tmp_path / "copied"
     shutil.copytree(photos, copied)  # Real files (not links), so they can be touched and removed.
     run = store.create(TrainConfig(data_dir=str(copied)), tmp_path / "runs")
-    store.write_json(run.path / "labels.json", ["cats", "dogs"])
+    files.write_json(run.path / "labels.json", ["cats", "dogs"])
     recorded = folders.scan(copied)
-    store.write_json(run.path / evaluate.DATASET_FILE, recorded.to_json())
+    files.write_json(run.path / evaluate.DATASET_FILE, recorded.to_json())
     scan, scanned = folders.scan, []
 
     def counting_scan(folder, *arguments, **keyword_arguments):
@@ -155,14 +156,14 @@ def test_dataset_for_reuses_the_recorded_data_set_until_its_files_change(tmp_pat
     os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert evaluate.dataset_for(run).paths("validation") == recorded.paths("validation")
     assert scanned == [str(copied)]  # A modified file: scanned again.
-    store.write_json(run.path / evaluate.DATASET_FILE, folders.scan(copied).to_json())
+    files.write_json(run.path / evaluate.DATASET_FILE, folders.scan(copied).to_json())
     scanned.clear()
     removed = Path(recorded.paths("train")[0])
     removed.unlink()
     assert str(removed) not in evaluate.dataset_for(run).paths("train")
     assert scanned == [str(copied)]  # A removed file: scanned again.
     old = {key: value for key, value in folders.scan(copied).to_json().items() if key != "files"}
-    store.write_json(run.path / evaluate.DATASET_FILE, old)
+    files.write_json(run.path / evaluate.DATASET_FILE, old)
     scanned.clear()
     assert len(evaluate.dataset_for(run).paths("train")) == 15
     assert scanned == [str(copied)]  # A record from before the file lists: scanned.

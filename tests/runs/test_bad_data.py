@@ -7,6 +7,7 @@ import shutil
 
 from tests.helpers.cli import tlcore
 from tests.helpers.runs import TINY_SETTINGS, train_config
+from tlcore import files
 from tlcore.runs import resumption, store, worker
 
 
@@ -26,9 +27,9 @@ def _resumable_run(data, runs_dir) -> store.Run:
     """A run whose worker is gone after backing up epoch 2 of its first stage: interrupted, resumable."""
     run = store.create(train_config(data, TINY_SETTINGS), runs_dir)
     run.set_status("running", pid=2**22 + 1, started=1.0)
-    store.write_json(run.path / "labels.json", ["cats", "dogs"])
+    files.write_json(run.path / "labels.json", ["cats", "dogs"])
     stage = resumption.resume_point(run).stage
-    store.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})
+    files.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})
     assert run.state == "interrupted" and resumption.why_not_resumable(run) is None
     return run
 

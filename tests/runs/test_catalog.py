@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tlcore import files
 from tlcore.config import TrainConfig
 from tlcore.runs import catalog, store
 
@@ -26,7 +27,7 @@ def sequence_run(runs_dir: Path, data_dir: Path, summary: dict = SEQUENCE_SUMMAR
     run = store.create(TrainConfig(data_dir=str(data_dir), strategy="all"), runs_dir)
     for epoch, (stage, result) in enumerate(summary["results"].items(), 1):
         run.append_metrics({"stage": stage, "epoch": epoch, "val_accuracy": result["best_val_accuracy"]})
-    store.write_json(run.path / "summary.json", summary)
+    files.write_json(run.path / "summary.json", summary)
     run.set_status("done")
     return run
 
@@ -102,7 +103,7 @@ def test_what_transfer_bought_puts_each_run_of_the_data_set_beside_the_scratch_b
             "seconds": 30,
             "parameters": {"trainable": trainable, "frozen": frozen, "total": trainable + frozen},
         }
-        store.write_json(run.path / "summary.json", summary)
+        files.write_json(run.path / "summary.json", summary)
         run.set_status("done")
         return run
 

@@ -11,6 +11,7 @@ import pytest
 from benchmarks.resume import kill_after_backup
 from tests.helpers.cli import last_json, tlcore
 from tests.helpers.runs import LITE0_SETTINGS, finished_run, train_config
+from tlcore import files
 from tlcore.runs import resumption, store, worker
 from tlcore.training import resume
 
@@ -142,7 +143,7 @@ def test_a_run_that_keeps_its_best_epoch_is_not_resumed_mid_stage(tmp_path, cats
     run = store.create(train_config(data, keep_weights=keep_weights), tmp_path)
     run.set_status("running", pid=2**22 + 1, started=1.0)
     stage = resumption.resume_point(run).stage
-    store.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})
+    files.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})
     assert resumption.resume_point(run).epoch == 2
     reason = resumption.why_not_resumable(run)
     if resumable:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tlcore import files
 from tlcore.runs import catalog, partials, store
 
 
@@ -34,7 +36,7 @@ def test_written_files_and_folders_get_the_usual_modes_less_the_umask(
 ):
     umask(umask_value)
     target = tmp_path / "runs" / "a-run" / "status.json"
-    store.write_json(target, {"state": "queued"})
+    files.write_json(target, {"state": "queued"})
     assert _mode(target) == file_mode
     assert _mode(target.parent) == folder_mode
     assert json.loads(target.read_text()) == {"state": "queued"}
@@ -43,7 +45,7 @@ def test_written_files_and_folders_get_the_usual_modes_less_the_umask(
 
 def test_a_concurrent_reader_sees_the_old_or_the_new_file_never_a_partial_one(tmp_path):
     target = tmp_path / "status.json"
-    store.write_json(target, {"version": 0, "padding": "x" * 50_000})
+    files.write_json(target, {"version": 0, "padding": "x" * 50_000})
     seen, damaged, writing = set(), [], threading.Event()
     writing.set()
 
@@ -58,7 +60,7 @@ def test_a_concurrent_reader_sees_the_old_or_the_new_file_never_a_partial_one(tm
     reader.start()
     try:
         for version in range(1, 200):
-            store.write_json(target, {"version": version, "padding": "x" * 50_000})
+            files.write_json(target, {"version": version, "padding": "x" * 50_000})
     finally:
         writing.clear()
         reader.join()
@@ -70,8 +72,8 @@ def test_a_concurrent_reader_sees_the_old_or_the_new_file_never_a_partial_one(tm
 
 def _run_folder(path: Path, state: str = "done") -> Path:
     path.mkdir(parents=True)
-    store.write_json(path / "config.json", {"strategy": "feature_extraction", "backbone": "vgg16"})
-    store.write_json(path / "status.json", {"state": state})
+    files.write_json(path / "config.json", {"strategy": "feature_extraction", "backbone": "vgg16"})
+    files.write_json(path / "status.json", {"state": state})
     return path
 
 
@@ -141,7 +143,7 @@ def test_valid_json_that_is_not_an_object_is_read_as_damaged_like_unparsable_jso
     or summary.json held valid JSON of another type: it must read as a damaged file does."""
     runs_dir = tmp_path / "runs"
     normal = _run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa")
-    store.write_json(normal / "summary.json", {"results": {"x": {"val_accuracy": 0.7}}, "final_stage": "x"})
+    files.write_json(normal / "summary.json", {"results": {"x": {"val_accuracy": 0.7}}, "final_stage": "x"})
     reference = _run_folder(runs_dir / "20260102-000000-feature_extraction-vgg16-bbbb")
     damaged = _run_folder(runs_dir / "20260103-000000-feature_extraction-vgg16-cccc")
     for name in ("status.json", "summary.json", "progress.json"):
@@ -178,7 +180,23 @@ def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes_on_disk(tmp_path):
     """`predict --csv` on a folder holding such a file failed with a UnicodeEncodeError naming no file."""
     name = os.fsdecode(b"bad\xff\xfename.jpg")
     target = tmp_path / "predictions.csv"
-    store.write_atomic(target, f"file\n{name}\n")
+    files.write_atomic(target, f"file\n{name}\n")
     assert target.read_bytes() == b"file\nbad\xff\xfename.jpg\n"
-    store.write_json(tmp_path / "dataset.json", {"path": name})  # JSON escapes it: still valid UTF-8.
-    assert store.read_json(tmp_path / "dataset.json") == {"path": name}
+    files.write_json(tmp_path / "dataset.json", {"path": name})  # JSON escapes it: still valid UTF-8.
+    assert files.read_json(tmp_path / "dataset.json") == {"path": name}
+
+
+def test_a_run_writes_nothing_into_a_folder_that_was_deleted(tmp_path):
+    """A worker's writes (status, metrics, progress) re-created a run folder deleted while it trained."""
+    run = store.Run(_run_folder(tmp_path / "runs" / "20260101-000000-feature_extraction-vgg16-aaaa", "running"))
+    shutil.rmtree(run.path)
+    for write in (
+        lambda: run.set_status("failed", error="x"),
+        lambda: run.append_metrics({"epoch": 1}),
+        lambda: run.set_progress({"batch": 1}),
+    ):
+        with pytest.raises(store.RunFolderGone, match="was deleted while it trained"):
+            write()
+    assert not run.path.exists()
+    files.write_json(tmp_path / "elsewhere" / "a.json", {})  # Other writers still make their folders.
+    assert (tmp_path / "elsewhere" / "a.json").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from tests.helpers.paths import PROJECT_ROOT
 from tests.helpers.runs import train_config
 from tests.helpers.server import wait_until
+from tlcore import files
 from tlcore.config import TrainConfig
 from tlcore.runs import store, worker
 from tlcore.serving import predict
@@ -48,6 +50,24 @@ def test_cli_stop_ends_a_running_worker_as_stopped_with_metrics_and_model(photos
     assert run.summary()["stopped"] is True
     predictor = predict.load(run, tmp_path)
     assert predictor.labels == ("cats", "dogs")
+
+
+def test_a_run_folder_deleted_while_it_trains_ends_its_worker_and_stays_deleted(photos, tmp_path):
+    # The worker's next write (metrics, status "failed", a backup) made the deleted folder again.
+    run = worker.start(long_config(photos), tmp_path)
+    wait_until(lambda: len(run.metrics()) >= 1, 120, "an epoch")
+    process = psutil.Process(run.raw_status()["pid"])
+    for _ in range(20):  # The worker may add a file while the folder is being removed: remove again.
+        shutil.rmtree(run.path, ignore_errors=True)
+        if not run.path.exists():
+            break
+        time.sleep(0.1)
+    process.wait(timeout=60)  # Ended (its exit status is collected by the thread worker.launch starts).
+    time.sleep(1)
+    assert not run.path.exists(), sorted(path.name for path in run.path.rglob("*"))
+    # The queue lock was released: the next run trains.
+    after = worker.start(long_config(photos, epochs=1), tmp_path)
+    wait_until(lambda: after.status()["state"] == "done", 180, "the next run to finish")
 
 
 def test_killed_worker_is_reported_as_interrupted_and_releases_the_queue(photos, tmp_path):
@@ -143,7 +163,7 @@ def test_a_queued_run_whose_process_never_started_is_interrupted_after_the_grace
     stale = store.create(long_config(photos), tmp_path)
     status = stale.raw_status()
     status["created"] = time.time() - store.QUEUED_WITHOUT_PROCESS_SECONDS - 1
-    store.write_json(stale.path / "status.json", status)
+    files.write_json(stale.path / "status.json", status)
     assert fresh.status()["state"] == "queued"
     assert stale.status()["state"] == "interrupted"
     assert "did not start" in stale.status()["error"]

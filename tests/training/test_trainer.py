@@ -13,6 +13,7 @@ import pytest
 from tests.helpers import cli
 from tests.helpers.cli import options
 from tests.helpers.runs import finished_run, train_config
+from tlcore import files
 from tlcore.config import AugmentationConfig, TrainConfig, stages_for
 from tlcore.models import backbones, heads
 from tlcore.runs import store, worker
@@ -490,7 +491,7 @@ def test_scratch_runs_name_no_backbone_and_old_scratch_folders_still_read(tmp_pa
     # A folder from before: the backbone in its id and config; still found, listed and described.
     old = tmp_path / f"20250101-000000-scratch-{backbone}-ab12"
     old.mkdir()
-    store.write_json(old / "config.json", TrainConfig(data_dir=str(tmp_path), strategy="scratch").to_dict())
+    files.write_json(old / "config.json", TrainConfig(data_dir=str(tmp_path), strategy="scratch").to_dict())
     store.Run(old).set_status("done")
     assert store.resolve(old.name, tmp_path).path == old.resolve()
     row = next(store.describe(run) for run in store.list_runs(tmp_path) if run.id == old.name)

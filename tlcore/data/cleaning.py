@@ -20,7 +20,7 @@ from typing import Iterable
 
 from tlcore import home, wording
 from tlcore.data.dataset import DatasetScan, Sample
-from tlcore.runs.store import read_json, write_json
+from tlcore.files import read_json, write_json
 
 ACTIONS = ("keep", "drop", "relabel")
 DECISIONS_FOLDER = "cleaning"

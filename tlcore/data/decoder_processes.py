@@ -48,7 +48,9 @@ END_OF_PASS = None
 
 _idle_pools: dict[int, list["DecoderProcesses"]] = {}
 _open_pools: set["DecoderProcesses"] = set()  # Idle or in use: what `cpu_seconds` counts.
-_closed_cpu_seconds = 0.0  # The CPU time of sets already closed.
+# The CPU time of sets already closed, in clock ticks: whole numbers, so adding them in any order is exact
+# and the total never goes down (sums of seconds as floats did: 0.67 became 0.6699999999999999).
+_closed_cpu_ticks = 0
 _pools_lock = threading.Lock()
 
 
@@ -109,12 +111,12 @@ class DecoderProcesses:
 
     def close(self) -> None:
         """Ends the processes: their input closes, they finish what they have and exit."""
-        global _closed_cpu_seconds
-        spent = _processes_cpu_seconds([process.pid for process in self.processes])
+        global _closed_cpu_ticks
+        spent = _processes_cpu_ticks([process.pid for process in self.processes])
         with _pools_lock:
             if self in _open_pools:
                 _open_pools.discard(self)
-                _closed_cpu_seconds += spent
+                _closed_cpu_ticks += spent
         for process in self.processes:
             with contextlib.suppress(OSError):
                 process.stdin.close()
@@ -252,11 +254,11 @@ def cpu_seconds() -> float:
     """
     with _pools_lock:
         pids = [process.pid for pool in _open_pools for process in pool.processes]
-        closed = _closed_cpu_seconds
-    return closed + _processes_cpu_seconds(pids)
+        closed = _closed_cpu_ticks
+    return (closed + _processes_cpu_ticks(pids)) / os.sysconf("SC_CLK_TCK")
 
 
-def _processes_cpu_seconds(pids: list[int]) -> float:
+def _processes_cpu_ticks(pids: list[int]) -> int:
     ticks = 0
     for pid in pids:
         try:
@@ -264,7 +266,7 @@ def _processes_cpu_seconds(pids: list[int]) -> float:
         except (OSError, IndexError):
             continue  # Exited, or not Linux.
         ticks += int(fields[11]) + int(fields[12])  # utime and stime: fields 14 and 15 of proc(5).
-    return ticks / os.sysconf("SC_CLK_TCK") if ticks else 0.0
+    return ticks
 
 
 def _take(processes: int) -> DecoderProcesses:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tlcore.data.dataset import DatasetScan
-from tlcore.runs.store import read_json, write_json
+from tlcore.files import read_json, write_json
 
 LIBRARY_FILE = "library.json"
 LIBRARY_VERSION = 1

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tlcore import progress
+from tlcore import files, progress
 from tlcore.config import TrainConfig
 from tlcore.data import folders, pipeline
 from tlcore.data.dataset import DatasetScan, fingerprint
@@ -226,7 +226,7 @@ def recorded_dataset(run: store.Run) -> DatasetScan | None:
         other split settings than the run's config.json, or a recorded file is gone or has another
         size or modification time (the fingerprint differs).
     """
-    values = store.read_json(run.path / DATASET_FILE)
+    values = files.read_json(run.path / DATASET_FILE)
     try:
         dataset = DatasetScan.from_json(values)
     except ValueError:
@@ -332,7 +332,7 @@ def load_cached(
     """The cached evaluation of a split, or None when there is none or the model changed since."""
     if not isinstance(run, store.Run):
         run = store.resolve(run, runs_dir)
-    values = store.read_json(cache_path(run, split))
+    values = files.read_json(cache_path(run, split))
     mtime = _model_mtime_ns(run)
     if not isinstance(values, dict) or mtime is None or values.get("model_mtime_ns") != mtime:
         return None
@@ -387,5 +387,5 @@ def evaluate(
         paths,
         model_mtime_ns=mtime or 0,
     )
-    store.write_json(cache_path(run, split), result.to_dict())
+    files.write_json(cache_path(run, split), result.to_dict())
     return result

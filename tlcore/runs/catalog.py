@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tlcore import files
 from tlcore.config import STRATEGIES
 from tlcore.runs import monitor, store
 
@@ -118,7 +119,7 @@ def compare_row(row: dict) -> dict:
 
 def label(run: store.Run) -> str | None:
     """The name a person gave the run (`rename`), or None."""
-    value = store.read_json(run.path / LABEL_FILE, {})
+    value = files.read_json(run.path / LABEL_FILE, {})
     text = value.get("label") if isinstance(value, dict) else None
     return text if isinstance(text, str) and text else None
 
@@ -137,7 +138,7 @@ def rename(run: store.Run, text: str) -> str | None:
     if not name:
         (run.path / LABEL_FILE).unlink(missing_ok=True)
         return None
-    store.write_json(run.path / LABEL_FILE, {"label": name})
+    files.write_json(run.path / LABEL_FILE, {"label": name})
     return name
 
 

@@ -25,6 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
+from tlcore import files
 from tlcore.data.dataset import DatasetError
 from tlcore.runs import store, worker
 from tlcore.training.learning_rate_sweep import LearningRateSweep
@@ -63,7 +64,7 @@ def create(config, runs_dir: str | os.PathLike, start: float = 1e-6, end: float 
     remove_finished(folder, time.time())
     worker.refuse_a_full_queue(folder, "learning-rate finds")
     job = store.create(config, folder)
-    store.write_json(job.path / "request.json", {"start": start, "end": end, "steps": steps})
+    files.write_json(job.path / "request.json", {"start": start, "end": end, "steps": steps})
     return job
 
 
@@ -81,7 +82,7 @@ def resolve(job_id: str, runs_dir: str | os.PathLike) -> store.Run:
 
 def sweep_of(job: store.Run) -> LearningRateSweep | None:
     """A finished job's sweep, or None while it has none (not done, or its file damaged)."""
-    value = store.read_json(job.path / "sweep.json")
+    value = files.read_json(job.path / "sweep.json")
     try:
         return LearningRateSweep.from_json(value) if isinstance(value, dict) else None
     except (KeyError, TypeError, ValueError):
@@ -103,7 +104,7 @@ def execute(job: store.Run, runs_dir: str | os.PathLike) -> dict:
         return job.status()
     try:
         job.set_status("running", pid=os.getpid(), started=started, began=time.time())
-        request = store.read_json_object(job.path / "request.json")
+        request = files.read_json_object(job.path / "request.json")
         try:
             # Heavy: imports TensorFlow, once this job holds the lock (a queued job stays a small process).
             from tlcore.training import lr_finder
@@ -122,7 +123,7 @@ def execute(job: store.Run, runs_dir: str | os.PathLike) -> dict:
             traceback.print_exc()
             job.set_status("failed", error=f"{type(error).__name__}: {error}", finished=time.time())
             return job.status()
-        store.write_json(job.path / "sweep.json", sweep.to_json())
+        files.write_json(job.path / "sweep.json", sweep.to_json())
         job.set_status("done", error=None, finished=time.time())
         return job.status()
     finally:

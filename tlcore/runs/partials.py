@@ -1,7 +1,7 @@
 """Cleaning a runs folder of the temporaries that killed or failed writers left behind.
 
 Writers in a runs folder build each file under a temporary name and rename it into place once it is
-whole (`tlcore.runs.store.write_atomic`, a model being saved, features being extracted). A process
+whole (`tlcore.runs.files.write_atomic`, a model being saved, features being extracted). A process
 killed midway leaves that temporary behind; `clean_partials` removes the ones whose writer is gone.
 """
 
@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from tlcore import temporaries
-from tlcore.runs.store import ATOMIC_TEMPORARY_PATTERN, default_runs_dir, process_alive
+from tlcore.files import ATOMIC_TEMPORARY_PATTERN
+from tlcore.runs.store import default_runs_dir, process_alive
 
 # Partial files (a model being saved, features being extracted) younger than this are never removed,
 # whatever their process: a pid alone could have been recycled, a fresh mtime means work in progress.

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlcore.config import stages_for
-from tlcore.runs.store import Run, read_json, write_json
+from tlcore.files import read_json, write_json
+from tlcore.runs.store import Run
 
 RESUME_FOLDER = "resume"
 FINISHED_FILE = "finished.json"

@@ -31,7 +31,7 @@ from typing import Any
 
 import psutil
 
-from tlcore import home, temporaries
+from tlcore import files, home
 from tlcore.config import TrainConfig
 from tlcore.models.registry import BACKBONES
 
@@ -43,89 +43,11 @@ SCRATCH_MODEL = "small CNN"
 # A queued run's worker writes its pid into the status as its first act, before it imports anything
 # heavy. A queued run without a pid this long after it was created has a worker that never started.
 QUEUED_WITHOUT_PROCESS_SECONDS = 60
-# write_atomic's temporaries: no pid, but a write holds one for a moment only (`tlcore.runs.partials` cleans them).
-ATOMIC_TEMPORARY_PATTERN = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 
 
 def default_runs_dir() -> Path:
     """`$TLCORE_RUNS_DIR`, else `runs/` of tlcore's home folder (see `tlcore.home`)."""
     return home.default_folder("runs")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes a text file through a temporary file, an fsync and a rename.
-
-    The file is created with mode 0666 and the folders with 0777, less the umask, as ordinary tools
-    do (tempfile.mkstemp would make it 0600: unreadable to anyone else sharing the runs folder).
-    The data is flushed to disk before the rename and the folder after it, so a crash or power cut
-    leaves the old file or the new one, never an empty file under the final name.
-
-    Args:
-        path: the file to write.
-        text: its whole content.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    with temporaries.being_written(temporary):
-        # O_EXCL: the random name is ours alone; the kernel applies the umask to 0o666.
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        # surrogateescape: a file name that is not valid UTF-8 (in a predictions CSV, say) holds lone
-        # surrogates, which strict UTF-8 refuses; they are written back as the name's bytes on disk.
-        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Flushes a folder's entries (a rename into it) to disk, where the platform allows it."""
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # Windows cannot open a folder: its renames are not made durable this way.
-        return
-    try:
-        os.fsync(handle)
-    except OSError:  # Some file systems refuse fsync on a folder; the rename itself is done.
-        pass
-    finally:
-        os.close(handle)
-
-
-def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=2, default=_json_default))
-
-
-def _json_default(value: Any):
-    # numpy scalars from Keras logs.
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"Not JSON serialisable: {type(value).__name__}")
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    """Reads a JSON file; a missing or damaged file gives `default`."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return default
-
-
-def read_json_object(path: Path) -> dict:
-    """Reads a JSON file that should hold an object; a missing or damaged file gives {}.
-
-    Valid JSON of another type (`[1]`, `3`, `"text"`) counts as damaged too: callers call `.get` on
-    the result, and one such file must not break every reader of the runs folder.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The object read, or an empty dict.
-    """
-    value = read_json(path, {})
-    return value if isinstance(value, dict) else {}
 
 
 def process_alive(pid: int | None, started: float | None = None) -> bool:
@@ -139,6 +61,14 @@ def process_alive(pid: int | None, started: float | None = None) -> bool:
         return started is None or abs(process.create_time() - started) < 1.0
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+class RunFolderGone(FileNotFoundError):
+    """A run's folder was deleted while its worker trained it: the worker ends and writes nothing more."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"The run folder {path} was deleted while it trained; training ended and wrote nothing more.")
+        self.path = Path(path)
 
 
 @dataclass(frozen=True)
@@ -156,23 +86,23 @@ class Run:
         return self.path / "model.keras"
 
     def config(self) -> dict:
-        return read_json_object(self.path / "config.json")
+        return files.read_json_object(self.path / "config.json")
 
     def train_config(self):
         return TrainConfig.from_dict(self.config())
 
     def labels(self) -> list[str]:
-        labels = read_json(self.path / "labels.json", [])
+        labels = files.read_json(self.path / "labels.json", [])
         return labels if isinstance(labels, list) else []  # Valid JSON of another type is as damaged.
 
     def summary(self) -> dict:
-        return read_json_object(self.path / "summary.json")
+        return files.read_json_object(self.path / "summary.json")
 
     def progress(self) -> dict:
-        return read_json_object(self.path / "progress.json")
+        return files.read_json_object(self.path / "progress.json")
 
     def raw_status(self) -> dict:
-        return read_json_object(self.path / "status.json")
+        return files.read_json_object(self.path / "status.json")
 
     def status(self, now: float | None = None) -> dict:
         """The status as readers should see it.
@@ -232,6 +162,19 @@ class Run:
 
     # Writers, used by the worker process.
 
+    def check_present(self) -> None:
+        """Raises RunFolderGone when the run's folder no longer exists (a person deleted it while it trained)."""
+        if not self.path.is_dir():
+            raise RunFolderGone(self.path)
+
+    def _write(self, name: str, text: str) -> None:
+        """Writes one of the run's files; never re-creates a run folder that was deleted."""
+        try:
+            files.write_atomic(self.path / name, text, make_folders=False)
+        except FileNotFoundError:
+            self.check_present()
+            raise
+
     def set_status(self, state: str, **extra: Any) -> None:
         if state not in STATES:
             raise ValueError(f"Unknown run state {state!r}. Expected one of {STATES}.")
@@ -239,7 +182,7 @@ class Run:
         status.update(extra)
         status["state"] = state
         status["updated"] = time.time()
-        write_json(self.path / "status.json", status)
+        self._write("status.json", json.dumps(status, indent=2, default=files.json_default))
 
     def append_metrics(self, record: dict) -> None:
         self.rewrite_metrics([*self.metrics(), record])
@@ -247,11 +190,11 @@ class Run:
     def rewrite_metrics(self, records: list[dict]) -> None:
         # Rewritten whole and renamed (a few hundred lines at most), so readers never see a
         # partial line.
-        lines = [json.dumps(item, default=_json_default) for item in records]
-        write_atomic(self.path / "metrics.jsonl", "".join(line + "\n" for line in lines))
+        lines = [json.dumps(item, default=files.json_default) for item in records]
+        self._write("metrics.jsonl", "".join(line + "\n" for line in lines))
 
     def set_progress(self, record: dict) -> None:
-        write_json(self.path / "progress.json", record)
+        self._write("progress.json", json.dumps(record, indent=2, default=files.json_default))
 
     def request_stop(self) -> None:
         """Asks the worker to stop after its current batch.
@@ -260,7 +203,7 @@ class Run:
         status here could land just after the worker wrote "done" and turn it back into "stopping"
         (then "interrupted", once the worker has exited). Readers see "stopping" through `status`.
         """
-        write_atomic(self.path / "stop", str(time.time()))
+        self._write("stop", str(time.time()))
 
     def stop_requested(self) -> bool:
         return (self.path / "stop").exists()
@@ -287,7 +230,7 @@ def create(config, runs_dir: str | os.PathLike | None = None) -> Run:
     runs_dir.mkdir(parents=True, exist_ok=True)
     path = runs_dir / new_run_id(config.strategy, config.backbone)
     path.mkdir()
-    write_json(path / "config.json", config.to_dict())
+    files.write_json(path / "config.json", config.to_dict())
     run = Run(path)
     run.set_status("queued", created=time.time(), error=None)
     return run

@@ -265,7 +265,8 @@ def take_turn(run: store.Run, runs_dir: Path):
 def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=None, display=None) -> dict:
     """Trains a run to its end, recording status, metrics, model and summary in its folder.
 
-    Never raises for a training error: the run ends as "failed" with the error in its status.
+    Never raises for a training error: the run ends as "failed" with the error in its status. A run
+    whose folder is deleted while it trains ends at its next batch, "failed" in the returned status only.
 
     Args:
         run: the run to train (its config.json says what).
@@ -291,6 +292,8 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         try:
             config = run.train_config()
             summary = trainer.train(config, run=run, stream=stream, runs_dir=runs_dir, display=display)
+        except store.RunFolderGone:
+            raise
         except Exception as error:  # noqa: BLE001 - any failure must end up in the run's status.
             traceback.print_exc()
             run.set_status("failed", error=f"{type(error).__name__}: {error}", finished=time.time())
@@ -302,6 +305,9 @@ def execute(run: store.Run, runs_dir: str | os.PathLike | None = None, stream=No
         status = run.status()
         status["results"] = summary.get("results", {})
         return status
+    except store.RunFolderGone as error:
+        # Deleted by a person while it trained: writing "failed" (or its log) would make the folder again.
+        return {"state": "failed", "error": str(error)}
     finally:
         lock.close()  # Releases the flock: the next queued worker starts.
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from tlcore import progress, temporaries
+from tlcore import files, progress, temporaries
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import evaluate
 from tlcore.runs import store
@@ -180,7 +180,7 @@ def _write_keras(model, run: store.Run, labels: list[str], target: Path) -> None
 
 def _write_savedmodel(model, run: store.Run, labels: list[str], target: Path) -> None:
     inference_model(model).export(str(target), verbose=False)
-    store.write_json(target / "labels.json", labels)
+    files.write_json(target / "labels.json", labels)
 
 
 def _tflite_bytes(model, quantise: bool) -> bytes:
@@ -269,7 +269,7 @@ def export(
         try:
             WRITERS[format](predictor.model, run, labels, temporary)
             if beside:
-                store.write_json(temporary_labels, labels)
+                files.write_json(temporary_labels, labels)
             runner = export_check.LOADERS[format](temporary)
         except (ExportError, KeyboardInterrupt):
             raise

@@ -95,7 +95,8 @@ class RunRecorder(keras.callbacks.Callback):
 
 
 class StopOnRequest(keras.callbacks.Callback):
-    """Ends training after the current batch once the run has been asked to stop.
+    """Ends training after the current batch once the run has been asked to stop (or its folder deleted:
+    then `store.RunFolderGone` is raised, and nothing more is written).
 
     A request that arrives after an epoch's last batch, while that epoch validates, ends training
     with that epoch: it is checked again at the epoch's end, so no batch of another epoch trains.
@@ -108,6 +109,8 @@ class StopOnRequest(keras.callbacks.Callback):
         self.stopped = False
 
     def _stop_training_if_requested(self) -> None:
+        # A run folder deleted while it trains ends training here, before a model or backup re-creates it.
+        self.run.check_present()
         if self.run.stop_requested():
             self.model.stop_training = True
             self.stopped = True
@@ -122,6 +125,7 @@ class StopOnRequest(keras.callbacks.Callback):
 
     def on_predict_batch_end(self, batch, logs=None):
         # Feature extraction is a `predict` pass: stop it too.
+        self.run.check_present()
         if self.run.stop_requested():
             self.model.stop_predicting = True
             self.stopped = True

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from tlcore import temporaries
-from tlcore.runs.store import write_json
+from tlcore.files import write_json
 
 CACHE_VERSION = 5  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too;
 # 5: images shrink by area averaging (images.stretch_to_square).

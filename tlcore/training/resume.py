@@ -21,8 +21,9 @@ import keras
 import numpy as np
 
 from tlcore import temporaries
+from tlcore.files import read_json, write_json
 from tlcore.runs import resumption
-from tlcore.runs.store import Run, read_json, write_json
+from tlcore.runs.store import Run
 
 # Generator states kept per stage: the epoch being backed up, the latest backup's and the one before it
 # (BackupAndRestore's double_checkpoint falls back to that one when the latest cannot be read).

@@ -12,9 +12,9 @@ import tensorflow as tf
 from tlcore import framework_private, temporaries
 from tlcore.config import TrainConfig, stages_for
 from tlcore.data import cleaning
+from tlcore.files import write_json
 from tlcore.models import heads
 from tlcore.runs import resumption
-from tlcore.runs.store import write_json
 from tlcore.training import augmented, distribute, extraction, resume, run_data, training_context
 
 STAGES = {
