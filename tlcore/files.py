@@ -65,11 +65,16 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=2, default=json_default))
+    write_atomic(path, json_text(value))
 
 
-def json_default(value: Any):
-    """`json.dumps`' default for values it cannot write itself: numpy scalars (from Keras logs)."""
+def json_text(value: Any, indent: int | None = 2) -> str:
+    """The JSON every file here holds: indented (or one line, with indent None), numpy scalars as numbers."""
+    return json.dumps(value, indent=indent, default=_json_default)
+
+
+def _json_default(value: Any):
+    # numpy scalars from Keras logs.
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"Not JSON serialisable: {type(value).__name__}")

@@ -182,7 +182,7 @@ class Run:
         status.update(extra)
         status["state"] = state
         status["updated"] = time.time()
-        self._write("status.json", json.dumps(status, indent=2, default=files.json_default))
+        self._write("status.json", files.json_text(status))
 
     def append_metrics(self, record: dict) -> None:
         self.rewrite_metrics([*self.metrics(), record])
@@ -190,11 +190,11 @@ class Run:
     def rewrite_metrics(self, records: list[dict]) -> None:
         # Rewritten whole and renamed (a few hundred lines at most), so readers never see a
         # partial line.
-        lines = [json.dumps(item, default=files.json_default) for item in records]
+        lines = [files.json_text(item, indent=None) for item in records]
         self._write("metrics.jsonl", "".join(line + "\n" for line in lines))
 
     def set_progress(self, record: dict) -> None:
-        self._write("progress.json", json.dumps(record, indent=2, default=files.json_default))
+        self._write("progress.json", files.json_text(record))
 
     def request_stop(self) -> None:
         """Asks the worker to stop after its current batch.
