@@ -79,10 +79,13 @@ def explorer(dataset: DatasetScan) -> None:
         st.caption("No photo's label looks wrong.")
         return
     try:
-        saved = cleaning.load_decisions(dataset, server.data_dir())
-    except (ValueError, OSError) as error:  # Made on files since renamed or removed: start afresh.
+        read = cleaning.read_decisions(dataset, server.data_dir())
+    except (ValueError, OSError) as error:  # A damaged file, or a relabel to a class since renamed.
         st.warning(markdown.escape(f"Earlier decisions were not loaded: {error}"))
-        saved = {}
+        read = cleaning.SavedDecisions({})
+    saved = read.decisions
+    if read.gone:
+        st.caption(markdown.escape(f"{cleaning.describe_set_aside(read.gone)[:-1]}, and left out when you save."))
     options = cleaning.choices(dataset.classes)
     shown = result.suspects[:MOST_SUSPECTS]
     with st.form("explore_decisions", border=False):

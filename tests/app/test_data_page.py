@@ -329,6 +329,49 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
     assert at.selectbox(key="explore_choice_0").value == "relabel to dogs" and len(calls) == 1
 
 
+def test_the_explorer_keeps_the_decisions_that_still_fit_when_a_decided_photo_was_deleted(
+    catsdogs_subset, folders, monkeypatch
+):
+    """It loaded none of them (one file gone refused the whole file), and the next save wrote over them all."""
+    from tlcore.data import cleaning
+    from tlcore.data import folders as data_folders
+    from tlcore.insight import explore
+
+    photos = catsdogs_subset("explorer_deleted_photos", train=4, validation=2)
+    dataset = data_folders.scan(photos)
+    cats, dogs = dataset.paths("train")[:2], dataset.paths("train")[-1:]
+    cleaning.save_decisions(
+        dataset,
+        [cleaning.Decision(cats[0], "relabel", "dogs"), cleaning.Decision(cats[1], "drop")],
+        folders["data"],
+    )
+    Path(cats[1]).unlink()
+    at = scan(open_page("pages/1_Data.py"), photos)
+    rescanned = at.session_state["dataset"]
+    found = explore.Exploration(
+        map=tuple(
+            explore.MapPoint(path, rescanned.classes[label], split, float(index), 0.0)
+            for index, (path, label, split) in enumerate(zip(*explore.dataset_items(rescanned)))
+        ),
+        duplicates=(),
+        suspects=(explore.Suspect(cats[0], "cats", "dogs", 0.9), explore.Suspect(dogs[0], "dogs", "cats", 0.8)),
+        seconds=1.0,
+        features_from_cache=False,
+    )
+    monkeypatch.setattr(explore, "explore", lambda scanned, **kwargs: found)
+    click(at, "Explore this data set")
+    assert not at.error and not at.warning
+    assert at.selectbox(key="explore_choice_0").value == "relabel to dogs"
+    expected = f"1 saved decision names a photo no longer in the data set ({Path(cats[1]).name}): set aside, and"
+    assert any(plain(caption.value).startswith(expected) for caption in at.caption), [c.value for c in at.caption]
+    at.selectbox(key="explore_choice_1").set_value("drop")
+    click(at, "Save decisions")
+    assert cleaning.load_decisions(rescanned, folders["data"]) == {
+        cats[0]: cleaning.Decision(cats[0], "relabel", "dogs"),
+        dogs[0]: cleaning.Decision(dogs[0], "drop"),
+    }
+
+
 def test_the_flip_check_measures_the_photos_and_applies_its_suggestion(small_catsdogs):
     at = scan(open_page("pages/1_Data.py"), small_catsdogs)
     at.toggle(key="aug_vertical_flip").set_value(True).run()  # The defaults already leave it off.

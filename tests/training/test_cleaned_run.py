@@ -52,6 +52,43 @@ def test_a_cleaned_run_trains_on_the_view_and_records_the_decisions_it_applied(c
     assert expected + record["digest"] in shown
 
 
+def test_decisions_on_photos_deleted_since_are_set_aside_and_the_cleaned_run_trains(
+    catsdogs_subset, tmp_path, monkeypatch
+):
+    """Deleting a photo one marked to drop is the obvious next step: the saved decisions must not then refuse
+    the whole cleaned view (they did: "not a file of the data set"), and the others still apply."""
+    from pathlib import Path
+
+    photos = catsdogs_subset("deleted_since_photos", train=6, validation=3)
+    monkeypatch.setenv("TLCORE_DATA_DIR", str(tmp_path / "data"))
+    scan = folders.scan(photos)
+    cats, dogs = ([sample.path for sample in scan.splits["train"] if sample.label == label] for label in (0, 1))
+    cleaning.save_decisions(
+        scan,
+        [
+            cleaning.Decision(cats[0], "drop"),
+            cleaning.Decision(cats[1], "drop"),
+            cleaning.Decision(dogs[0], "relabel", "cats"),
+            cleaning.Decision(dogs[1], "keep"),
+        ],
+    )
+    for deleted in (cats[1], dogs[1]):
+        Path(deleted).unlink()
+
+    run = trained_run(tmp_path / "runs", photos, cleaned=True)
+
+    record = cleaning.applied_in_run(run.path)
+    assert (record["count"], record["dropped"], record["relabelled"]) == (2, 1, 1)
+    assert record["set_aside"] == sorted([cats[1], dogs[1]])
+    trained_on = DatasetScan.from_json(json.loads((run.path / "dataset.json").read_text()))
+    labels = {sample.path: sample.label for sample in trained_on.splits["train"]}
+    assert cats[0] not in labels and labels[dogs[0]] == 0 and len(labels) == 12 - 2 - 1
+    described = cleaning.describe_applied(record)
+    assert described.startswith("Cleaned view: 2 decisions applied (1 dropped, 1 relabelled, 0 kept as they were)")
+    names = f"({Path(cats[1]).name}, {Path(dogs[1]).name})"
+    assert described.endswith(f"2 saved decisions name photos no longer in the data set {names}: set aside.")
+
+
 def test_a_run_on_the_data_set_as_scanned_records_no_cleaning(catsdogs_subset, tmp_path, monkeypatch):
     photos = catsdogs_subset("uncleaned_run_photos", train=4, validation=2)
     monkeypatch.setenv("TLCORE_DATA_DIR", str(tmp_path / "data"))

@@ -140,28 +140,57 @@ def save_decisions(
     return path
 
 
-def load_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> dict[str, Decision]:
-    """The saved decisions of a data set (path -> decision); {} when none were saved.
+@dataclass(frozen=True)
+class SavedDecisions:
+    """A data set's saved decisions as they fit it now.
+
+    Attributes:
+        decisions: path -> decision, for the files the data set still lists.
+        gone: the files other saved decisions name that the data set no longer lists (deleted, moved or
+            renamed since): nothing is left to drop, keep or relabel, so they are set aside, not refused.
+    """
+
+    decisions: dict[str, Decision]
+    gone: tuple[str, ...] = ()
+
+
+def read_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> SavedDecisions:
+    """The saved decisions of a data set, with those naming files since gone set aside.
 
     Raises:
-        ValueError: the file is not a decisions file, or its decisions do not fit the data set
-            (a file gone or a class renamed since they were made).
+        ValueError: the file is not a decisions file, or a decision does not fit the data set
+            (a relabel to a class it no longer has, two decisions for one file).
     """
     path = decisions_path(dataset, data_dir)
     if not path.is_file():
-        return {}
+        return SavedDecisions({})
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a decisions file ({error}).") from None
     if not isinstance(values, dict) or not isinstance(values.get("decisions"), list):
         raise ValueError(f"{path}: expected a JSON object with a list of decisions, received {str(values)[:200]}.")
-    decisions = []
+    listed = {sample.path for samples in dataset.splits.values() for sample in samples}
+    decisions, gone = [], []
     for item in values["decisions"]:
         if not isinstance(item, dict):
             raise ValueError(f"{path}: expected each decision as {{path, action, label}}, received {item!r:.200}.")
-        decisions.append(Decision(item.get("path"), item.get("action"), item.get("label")))
-    return check_decisions(dataset, decisions)
+        decision = Decision(item.get("path"), item.get("action"), item.get("label"))
+        (decisions if decision.path in listed else gone).append(decision)
+    try:
+        checked = check_decisions(dataset, decisions)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return SavedDecisions(checked, tuple(decision.path for decision in gone))
+
+
+def load_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> dict[str, Decision]:
+    """The saved decisions of a data set (path -> decision) for the files it still lists; {} when none were saved.
+
+    Raises:
+        ValueError: as `read_decisions`.
+    """
+    return read_decisions(dataset, data_dir).decisions
 
 
 def apply_decisions(dataset: DatasetScan, decisions: Iterable[Decision]) -> DatasetScan:
@@ -265,9 +294,12 @@ def write_cleaned_copy(
 RUN_FILE = "cleaning.json"
 
 
-def applied_record(dataset: DatasetScan, decisions: dict[str, Decision], source: Path | None) -> dict:
+def applied_record(
+    dataset: DatasetScan, decisions: dict[str, Decision], source: Path | None, gone: Iterable[str] = ()
+) -> dict:
     """What a run records of the decisions it applied: counts, a digest that names this exact set of
-    decisions (two runs with one digest cleaned alike), the file they came from, and the decisions."""
+    decisions (two runs with one digest cleaned alike), the file they came from, the decisions, and the
+    files that saved decisions named but the data set no longer lists (set aside)."""
     listed = [decision.to_dict() for decision in sorted(decisions.values(), key=lambda decision: decision.path)]
     actions = [decision["action"] for decision in listed]
     return {
@@ -278,31 +310,50 @@ def applied_record(dataset: DatasetScan, decisions: dict[str, Decision], source:
         "relabelled": actions.count("relabel"),
         "digest": hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()[:16],
         "decisions": listed,
+        "set_aside": sorted(gone),
     }
 
 
 def cleaned_for_run(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> tuple[DatasetScan, dict]:
     """The cleaned view of a data set with its saved decisions, and the record (`applied_record`) a run keeps.
 
-    With no saved decisions the view is the data set as scanned, and the record says 0 decisions.
+    With no saved decisions the view is the data set as scanned, and the record says 0 decisions. Decisions
+    naming files the data set no longer lists are set aside, and the record names them.
 
     Raises:
-        ValueError: as `load_decisions` and `apply_decisions`.
+        ValueError: as `read_decisions` and `apply_decisions`.
     """
-    decisions = load_decisions(dataset, data_dir)
-    source = decisions_path(dataset, data_dir) if decisions else None
-    return apply_decisions(dataset, decisions.values()), applied_record(dataset, decisions, source)
+    saved = read_decisions(dataset, data_dir)
+    source = decisions_path(dataset, data_dir) if saved.decisions or saved.gone else None
+    applied = applied_record(dataset, saved.decisions, source, saved.gone)
+    return apply_decisions(dataset, saved.decisions.values()), applied
+
+
+def describe_set_aside(gone: Iterable[str]) -> str:
+    """'2 saved decisions name photos no longer in the data set (a.jpg, b.jpg): set aside.', or '' for none."""
+    names = [Path(path).name for path in gone]
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"{wording.count(len(names), 'saved decision')} {'names a photo' if len(names) == 1 else 'name photos'} "
+        f"no longer in the data set ({shown}): set aside."
+    )
 
 
 def describe_applied(record: dict) -> str:
     """'Cleaned view: 3 decisions applied (2 dropped, 1 relabelled, 0 kept as they were), digest 1a2b...'."""
+    set_aside = describe_set_aside(record.get("set_aside") or [])
     if not record.get("count"):
-        return "Cleaned view asked for: no cleaning decisions were saved, so the data set trained as scanned."
+        lead = "no saved decision fits the data set now" if set_aside else "no cleaning decisions were saved"
+        described = f"Cleaned view asked for: {lead}, so the data set trained as scanned."
+        return f"{described} {set_aside}" if set_aside else described
     kept = record["count"] - record["dropped"] - record["relabelled"]
-    return (
+    described = (
         f"Cleaned view: {wording.count(record['count'], 'decision')} applied ({record['dropped']} dropped, "
         f"{record['relabelled']} relabelled, {kept} kept as they were), digest {record['digest']}"
     )
+    return f"{described}. {set_aside}" if set_aside else described
 
 
 def applied_in_run(run_folder: str | os.PathLike) -> dict | None:
