@@ -5,7 +5,7 @@ import streamlit as st
 
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
-from tlcore.runs import catalog, store
+from tlcore.runs import catalog, monitor, saved_model, store
 from tlcore.serving import predict
 from views import cached, camera_view, frame, markdown, server, ship_view
 
@@ -23,14 +23,15 @@ def run_label(row: dict) -> str:
     accuracy = row["model_val_accuracy"]
     measured = "no validation accuracy" if accuracy is None else f"model's validation accuracy {accuracy:.1%}"
     name = f"{row['run']} ({row['label']})" if row.get("label") else row["run"]
+    state = row["state"]
+    if row.get("model_stage"):  # Cut short: the model of the last stage it finished.
+        state = f"{state}, model of {monitor.stage_name(row['model_stage'])}"
     # The words first, the id last: a narrow window's box cuts the end of the line.
-    return f"{catalog.strategy_title(row['strategy'])} · {row['model']}: {measured}, {row['state']} · {name}"
+    return f"{catalog.strategy_title(row['strategy'])} · {row['model']}: {measured}, {state} · {name}"
 
 
 st.title("Predict")
-finished = [
-    run for run in store.list_runs(server.runs_dir()) if run.state in ("done", "stopped") and run.model_path.is_file()
-]
+finished = [run for run in store.list_runs(server.runs_dir()) if saved_model.usable(run)]
 if not finished:
     st.info("No finished run with a model yet: train one on the Train page.")
     st.page_link("pages/2_Train.py", label="Go to the Train page", icon=":material/model_training:")

@@ -14,7 +14,7 @@ from tlcore.data import folders
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts, evaluate
-from tlcore.runs import store
+from tlcore.runs import saved_model, store
 from tlcore.serving import predict
 from views import cached, gallery, markdown
 
@@ -36,8 +36,8 @@ SPLITS = ("validation", "test")  # Training never measures the train split.
 
 
 def evaluable(run: store.Run) -> bool:
-    """Whether a run has ended with a model to evaluate."""
-    return run.state in ("done", "stopped") and run.model_path.is_file()
+    """Whether a run has ended with a model to evaluate (a finished stage's, for a run cut short)."""
+    return saved_model.usable(run)
 
 
 def show(run: store.Run, key: str) -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from tlcore.data import cleaning
 from tlcore.data.dataset import DatasetError
-from tlcore.runs import catalog, monitor, resumption, store, worker
+from tlcore.runs import catalog, monitor, resumption, saved_model, store, worker
 from views import cached, markdown, server, session
 
 STATE_BOXES = {
@@ -85,7 +85,16 @@ def show(run: store.Run) -> tuple[str, int]:
         )
     if state in resumption.RESUMABLE_STATES:
         offer_resume(run)
-    results = run.summary().get("results", {})
+    earlier = saved_model.earlier_stage(run)
+    if earlier is not None:
+        accuracy = earlier.get("val_accuracy")
+        scored = f", {accuracy:.1%} on validation" if isinstance(accuracy, (int, float)) else ""
+        st.caption(
+            f"The model of its last finished stage ({monitor.stage_name(earlier['stage'])}{scored}) is kept: "
+            "Predict and the evaluation use it."
+        )
+    # A run cut short has no summary: the stages it finished say what it reached.
+    results = run.summary().get("results", {}) or resumption.finished_stages(run)
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
     applied = cleaning.applied_in_run(run.path)  # A run on the cleaned view says which decisions it used.

@@ -12,7 +12,7 @@ from benchmarks.resume import kill_after_backup
 from tests.helpers.cli import last_json, tlcore
 from tests.helpers.runs import LITE0_SETTINGS, finished_run, train_config
 from tlcore import files
-from tlcore.runs import resumption, store, worker
+from tlcore.runs import catalog, resumption, saved_model, store, worker
 from tlcore.training import resume
 
 FIRST_EPOCHS = 4  # feature_extraction's and frozen_augmented's
@@ -42,7 +42,40 @@ def _config(data: Path):
     )
 
 
-def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_path, resume_data):
+def _offers_its_last_finished_stage(run: store.Run, stage: str, monkeypatch) -> None:
+    """A run killed after `stage` finished keeps that stage's model: Predict lists it, and it scores what the
+    stage recorded on the validation photos."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.page_kit import APP, TIMEOUT, open_page, texts
+    from tlcore.insight import evaluate
+    from tlcore.serving import predict
+
+    recorded = resumption.finished_stages(run)[stage]["val_accuracy"]
+    assert run.state == "interrupted" and saved_model.usable(run)
+    earlier = saved_model.earlier_stage(run)
+    assert (earlier["stage"], earlier["val_accuracy"]) == (stage, recorded)
+    row = catalog.describe(run)
+    assert (row["model_stage"], row["accuracy"]) == (stage, recorded)
+    validation = evaluate.dataset_for(run)
+    paths = validation.paths("validation")
+    chosen = evaluate.probabilities_for(predict.load(run), paths).argmax(axis=1)
+    scored = float((chosen == list(validation.labels("validation"))).mean())
+    assert abs(scored - recorded) <= 1 / len(paths), (scored, recorded)  # One photo near 0.5 may tip.
+
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(run.path.parent))
+    at = open_page("pages/3_Predict.py")
+    (label,) = at.selectbox(key="predict_run").options
+    assert label.endswith(f"interrupted, model of frozen + augmentation · {run.id}"), label
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    at = open_page("pages/2_Train.py", at.run())
+    kept = f"The model of its last finished stage (frozen + augmentation, {recorded:.1%} on validation) is kept"
+    assert kept in texts(at)
+    assert any(button.label.startswith("Evaluate on the validation") for button in at.button)
+
+
+def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_path, resume_data, monkeypatch):
     runs = tmp_path / "runs"
     run = worker.start(_config(resume_data), runs)
 
@@ -54,6 +87,8 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     assert point.stage == "feature_extraction" and point.finished == ()
     backed_up = point.epoch
     assert backed_up >= len(at_first_kill) - 1 >= 0
+    # No stage finished: no model to offer.
+    assert not run.model_path.exists() and not saved_model.usable(run)
 
     worker.resume(run, runs)
     second_kill = kill_after_backup(run, "fine_tuning")
@@ -61,6 +96,7 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     before_second = [record for record in run.metrics() if record["stage"] != "fine_tuning"]
     point = resumption.resume_point(run)
     assert (point.stage, point.finished) == ("fine_tuning", ("feature_extraction", "frozen_augmented"))
+    _offers_its_last_finished_stage(run, "frozen_augmented", monkeypatch)
 
     # The second resume from the command line, which trains in its own process as `train` does.
     result = tlcore("train", "--resume", run.id, "--runs-dir", str(runs), "--json")
@@ -73,6 +109,7 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     assert status["resumed"] == 2
     assert run.model_path.is_file() and run.model_path.stat().st_size > 0
     assert not resumption.folder(run).exists()  # A done run keeps no backups.
+    assert saved_model.stage_record(run)["stage"] == "fine_tuning" and saved_model.earlier_stage(run) is None
 
     records = run.metrics()
     # Every epoch of every stage once, in order, none cut short; fine-tuning continues frozen_augmented's count.

@@ -69,8 +69,9 @@ def load_model_file(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(
-            f"{path}: no model file: a run saves its model when it ends done or stopped, and one that was "
-            "interrupted or failed has none (an interrupted run can be resumed: `tlcore train --resume RUN`)."
+            f"{path}: no model file: a run saves its model when it ends done or stopped and when a stage before "
+            "its last finishes, so one interrupted or failed in its first stage has none (an interrupted run can "
+            "be resumed: `tlcore train --resume RUN`)."
         )
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(f"{path}: not a Keras model archive (.keras files are zip archives).")

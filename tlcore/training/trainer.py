@@ -14,7 +14,7 @@ from tlcore.config import TrainConfig, stages_for
 from tlcore.data import cleaning
 from tlcore.files import write_json
 from tlcore.models import heads
-from tlcore.runs import resumption
+from tlcore.runs import resumption, saved_model
 from tlcore.training import augmented, distribute, extraction, resume, run_data, training_context
 
 STAGES = {
@@ -142,6 +142,10 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
             return True
         if run is not None:
             resume.finish_stage(run, stage, context.fitted, result)
+            if index + 1 < len(stages) and context.model is not None:
+                # Saved now too (the end saves the final one): a run cut short later keeps this stage's model.
+                save_model(context.model, run.model_path)
+                saved_model.record(run, stage, result.get("val_accuracy"))
     return False
 
 
@@ -176,6 +180,9 @@ def _finish(context: training_context.TrainingContext, run, started: float, stop
     if run is not None:
         if context.model is not None:
             save_model(context.model, run.model_path)
+            final = summary["final_stage"]
+            if final is not None:
+                saved_model.record(run, final, context.results[final].get("val_accuracy"))
             summary["parameters"] = heads.count_parameters(context.model)
         write_json(run.path / "summary.json", summary)
     return summary
