@@ -238,6 +238,7 @@ def command_runs(arguments: argparse.Namespace) -> int:
             f"{columns}  {text(row['image_size'])} px  epochs={row['epochs']}  "
             f"best_val_accuracy={value(row['best_val_accuracy'])}  "
             f"model_val_accuracy={value(row['model_val_accuracy'])}"
+            + (f" (the model of {row['model_stage']})" if row["model_stage"] else "")
         )
     return 0
 

@@ -57,6 +57,8 @@ def _offers_its_last_finished_stage(run: store.Run, stage: str, monkeypatch) -> 
     assert (earlier["stage"], earlier["val_accuracy"]) == (stage, recorded)
     row = catalog.describe(run)
     assert (row["model_stage"], row["accuracy"]) == (stage, recorded)
+    listed = tlcore("runs", "--runs-dir", str(run.path.parent))
+    assert f"model_val_accuracy={recorded:.4f} (the model of {stage})" in listed.stdout, listed.stdout
     validation = evaluate.dataset_for(run)
     paths = validation.paths("validation")
     chosen = evaluate.probabilities_for(predict.load(run), paths).argmax(axis=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tlcore import files
 from tlcore.config import STRATEGIES
-from tlcore.runs import monitor, saved_model, store
+from tlcore.runs import monitor, store
 
 # The file of a run's name, given by a person; the id stays what the CLI and the folder use.
 LABEL_FILE = "label.json"
@@ -53,8 +53,8 @@ def best_stage(summary: dict) -> tuple[str, float] | None:
 def describe(run: store.Run) -> dict:
     """store.describe's row plus the headline: "accuracy" (the saved model's), "best_stage" and its accuracy.
 
-    A run cut short (interrupted, or failed in a later stage) that kept a finished stage's model names that
-    stage as "model_stage", and its headline is that model's accuracy; other runs have None there.
+    A run cut short (interrupted, or failed in a later stage) that kept a finished stage's model has that
+    model's accuracy as its headline (store.describe names the stage as "model_stage").
 
     "best_stage" is named only when the run trained more than one stage: a single stage's best is
     its own epoch, already on its curves.
@@ -64,10 +64,6 @@ def describe(run: store.Run) -> dict:
     summary = run.summary()
     peak = best_stage(summary)
     several = isinstance(summary.get("results"), dict) and len(summary["results"]) > 1
-    earlier = saved_model.earlier_stage(run)
-    row["model_stage"] = earlier["stage"] if earlier else None
-    if earlier and row["model_val_accuracy"] is None:
-        row["model_val_accuracy"] = earlier.get("val_accuracy")
     row["accuracy"] = row["model_val_accuracy"]
     row["best_stage"] = peak[0] if peak and several else None
     row["best_stage_accuracy"] = peak[1] if peak and several else None

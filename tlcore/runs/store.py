@@ -34,6 +34,7 @@ import psutil
 from tlcore import files, home
 from tlcore.config import TrainConfig
 from tlcore.models.registry import BACKBONES
+from tlcore.runs import saved_model
 
 STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interrupted")
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
@@ -319,14 +320,16 @@ def describe(run: Run) -> dict:
     """One row of the runs table: never raises, whatever state the folder is in.
 
     "model" is for people (the backbone, or SCRATCH_MODEL); "backbone" is for programs (`runs --json`):
-    a key of the backbone registry, None for a scratch run, which has no backbone.
+    a key of the backbone registry, None for a scratch run, which has no backbone. "model_stage" names the
+    stage whose model a run cut short kept (`saved_model.earlier_stage`), and "model_val_accuracy" is then
+    that model's; None for every other run.
     """
     config = run.config()
     status = run.status()
     summary = run.summary()
     metrics = [record for record in run.metrics() if not record.get("partial")]  # A stop's cut-short epoch.
     validation = [record["val_accuracy"] for record in metrics if record.get("val_accuracy") is not None]
-    return {
+    row = {
         "run": run.id,
         "state": status.get("state", "unknown"),
         "strategy": config.get("strategy"),
@@ -337,6 +340,13 @@ def describe(run: Run) -> dict:
         "best_val_accuracy": max(validation) if validation else None,
         "final_val_accuracy": validation[-1] if validation else None,
         "model_val_accuracy": _model_val_accuracy(summary),
+        "model_stage": None,
         "seconds": summary.get("seconds"),
         "error": status.get("error"),
     }
+    earlier = saved_model.earlier_stage(run)  # A run cut short: the model of the last stage it finished.
+    if earlier is not None:
+        row["model_stage"] = earlier["stage"]
+        if row["model_val_accuracy"] is None:
+            row["model_val_accuracy"] = earlier.get("val_accuracy")
+    return row
