@@ -92,8 +92,7 @@ def test_xla_is_skipped_for_models_that_augment_inside_and_used_on_cached_views(
         tmp_path / "naive",
     )
     # Cached views train the head's tail (Dense, Dropout, output): XLA. End to end the model holds
-    # the augmentation's RandomAffine (TensorFlow's ImageProjectiveTransform), which XLA cannot compile:
-    # trained without, not refused.
+    # RandomZoom and RandomTranslation, which XLA cannot compile: trained without, not refused.
     assert cached.summary()["results"]["frozen_augmented"]["jit_compile"] is True
     assert naive.summary()["results"]["frozen_augmented"]["jit_compile"] is False
     for run in (cached, naive):

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 
 from tlcore.config import AugmentationConfig
-from tlcore.models.layers import RandomAffine
 
 
 def build_layers(settings: AugmentationConfig, seed: int = 1337) -> keras.Sequential:
@@ -35,17 +34,32 @@ def build_layers(settings: AugmentationConfig, seed: int = 1337) -> keras.Sequen
         else:
             mode = "vertical"
         layers.append(keras.layers.RandomFlip(mode, seed=seed, name="flip"))
-    if settings.rotation_degrees or settings.width_shift or settings.height_shift or settings.zoom:
-        # One layer, one resampling, for the three geometric changes (see layers.RandomAffine).
+    if settings.rotation_degrees:
         layers.append(
-            RandomAffine(
-                rotation_degrees=settings.rotation_degrees,
-                width_shift=settings.width_shift,
-                height_shift=settings.height_shift,
-                zoom=settings.zoom,
+            keras.layers.RandomRotation(
+                settings.rotation_degrees / 360.0,
                 fill_mode=settings.fill_mode,
                 seed=seed + 1,
-                name="rotation_shift_zoom",
+                name="rotation",
+            )
+        )
+    if settings.width_shift or settings.height_shift:
+        layers.append(
+            keras.layers.RandomTranslation(
+                height_factor=settings.height_shift,
+                width_factor=settings.width_shift,
+                fill_mode=settings.fill_mode,
+                seed=seed + 2,
+                name="shift",
+            )
+        )
+    if settings.zoom:
+        layers.append(
+            keras.layers.RandomZoom(
+                height_factor=settings.zoom,
+                fill_mode=settings.fill_mode,
+                seed=seed + 3,
+                name="zoom",
             )
         )
     if settings.brightness:

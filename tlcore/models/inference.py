@@ -46,7 +46,7 @@ def augmented_inference_function(model, augmentation) -> Callable[[object], np.n
     For caching augmented views: the augmentation layers (random flips, rotations, shifts, zooms)
     run inside the same `tf.function` as the frozen model instead of op by op in eager mode, which
     gives the same outputs, bit for bit, a few percent sooner (`python -m benchmarks.throughput`, section 4).
-    Not compiled with XLA: the geometric augmentation (an image projective transform) has no XLA kernel.
+    Not compiled with XLA: Keras' random zoom and translation layers do not allow it.
 
     Args:
         model: a Keras model with one image-like input.
