@@ -80,12 +80,13 @@ def explorer(dataset: DatasetScan) -> None:
         return
     try:
         read = cleaning.read_decisions(dataset, server.data_dir())
-    except (ValueError, OSError) as error:  # A damaged file, or a relabel to a class since renamed.
-        st.warning(markdown.escape(f"Earlier decisions were not loaded: {error}"))
+    except (ValueError, OSError) as error:  # A damaged or hand-edited file.
+        st.warning(markdown.escape(f"Earlier decisions were not loaded, and saving replaces them: {error}"))
         read = cleaning.SavedDecisions({})
     saved = read.decisions
-    if read.gone:
-        st.caption(markdown.escape(f"{cleaning.describe_set_aside(read.gone)[:-1]}, and left out when you save."))
+    if read.set_aside:
+        described = cleaning.describe_set_aside(read.set_aside, dataset.root).removesuffix(".")
+        st.caption(markdown.escape(f"{described}, and left out when you save."))
     options = cleaning.choices(dataset.classes)
     shown = result.suspects[:MOST_SUSPECTS]
     with st.form("explore_decisions", border=False):

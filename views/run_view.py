@@ -56,6 +56,17 @@ def stage_result(stage: str, result: dict) -> str:
     )
 
 
+def kept_model_text(kept: dict) -> str:
+    """What a run cut short kept, from its `saved_model.stage_record`: which stage's model, and its accuracy."""
+    accuracy = kept.get("val_accuracy")
+    scored = f", {accuracy:.1%} on validation" if accuracy is not None else ""
+    stage = monitor.stage_name(kept["stage"])
+    used = "is kept: Predict and the evaluation use it."
+    if kept.get("finished"):
+        return f"The model of its last finished stage ({stage}{scored}) {used}"
+    return f"The model of {stage} as it was when the run was stopped{scored} {used}"
+
+
 def show(run: store.Run) -> tuple[str, int]:
     """The run's state, progress, Stop button (while it runs) or Resume button (when it can be resumed) and curves.
 
@@ -85,16 +96,13 @@ def show(run: store.Run) -> tuple[str, int]:
         )
     if state in resumption.RESUMABLE_STATES:
         offer_resume(run)
-    earlier = saved_model.earlier_stage(run)
-    if earlier is not None:
-        accuracy = earlier.get("val_accuracy")
-        scored = f", {accuracy:.1%} on validation" if isinstance(accuracy, (int, float)) else ""
-        st.caption(
-            f"The model of its last finished stage ({monitor.stage_name(earlier['stage'])}{scored}) is kept: "
-            "Predict and the evaluation use it."
-        )
-    # A run cut short has no summary: the stages it finished say what it reached.
-    results = run.summary().get("results", {}) or resumption.finished_stages(run)
+    kept = saved_model.stage_record(run) if state in saved_model.CUT_SHORT_STATES else None
+    if kept is not None:
+        st.caption(markdown.escape(kept_model_text(kept)))
+    # A run cut short has no summary of its own (one in the folder is from before a resume): the stages it
+    # finished say what it reached.
+    finished = resumption.finished_stages(run) if state in saved_model.CUT_SHORT_STATES else {}
+    results = finished or run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
     applied = cleaning.applied_in_run(run.path)  # A run on the cleaned view says which decisions it used.

@@ -362,7 +362,8 @@ def test_the_explorer_keeps_the_decisions_that_still_fit_when_a_decided_photo_wa
     click(at, "Explore this data set")
     assert not at.error and not at.warning
     assert at.selectbox(key="explore_choice_0").value == "relabel to dogs"
-    expected = f"1 saved decision names a photo no longer in the data set ({Path(cats[1]).name}): set aside, and"
+    gone = f"train/cats/{Path(cats[1]).name}: no longer at its saved path"
+    expected = f"1 saved decision no longer fits the data set ({gone}): set aside, and left out when you save."
     assert any(plain(caption.value).startswith(expected) for caption in at.caption), [c.value for c in at.caption]
     at.selectbox(key="explore_choice_1").set_value("drop")
     click(at, "Save decisions")

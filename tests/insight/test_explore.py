@@ -184,3 +184,31 @@ def test_blockwise_duplicate_search_equals_the_full_matrix(monkeypatch):
     expected = {(i, j) for i in range(50) for j in range(i + 1, 50) if similarities[i, j] >= 0.9}
     found = explore.near_duplicates(vectors, 0.9)
     assert {(i, j) for i, j, _ in found} == expected and {(3, 10), (7, 41)} <= expected
+
+
+def test_saved_decisions_that_no_longer_fit_are_set_aside_once_each_and_the_others_kept(planted_set, tmp_path):
+    """A relabel to a class since renamed, and a file decided twice then deleted: set aside with why, not a
+    refusal of the whole file (the explorer then saved over every decision)."""
+    dataset = planted_set["dataset"]
+    kept, renamed = dataset.paths("train")[:2]
+    gone = str(Path(dataset.root) / "train" / "cats" / "deleted.jpg")
+    path = cleaning.decisions_path(dataset, tmp_path)
+    path.parent.mkdir(parents=True)
+    decisions = [
+        {"path": kept, "action": "drop", "label": None},
+        {"path": renamed, "action": "relabel", "label": "kittens"},
+        {"path": gone, "action": "drop", "label": None},
+        {"path": gone, "action": "keep", "label": None},
+    ]
+    path.write_text(json.dumps({"version": 1, "decisions": decisions}))
+    saved = cleaning.read_decisions(dataset, tmp_path)
+    assert saved.decisions == {kept: cleaning.Decision(kept, "drop")}
+    assert saved.set_aside == (
+        (renamed, "relabel to 'kittens', no longer a class"),
+        (gone, "no longer at its saved path"),
+    )
+    described = cleaning.describe_set_aside(saved.set_aside, dataset.root)
+    assert described == (
+        f"2 saved decisions no longer fit the data set ({Path(renamed).relative_to(dataset.root)}: relabel to "
+        "'kittens', no longer a class; train/cats/deleted.jpg: no longer at its saved path): set aside."
+    )

@@ -53,8 +53,8 @@ def _offers_its_last_finished_stage(run: store.Run, stage: str, monkeypatch) -> 
 
     recorded = resumption.finished_stages(run)[stage]["val_accuracy"]
     assert run.state == "interrupted" and saved_model.usable(run)
-    earlier = saved_model.earlier_stage(run)
-    assert (earlier["stage"], earlier["val_accuracy"]) == (stage, recorded)
+    kept = saved_model.stage_record(run)
+    assert (kept["stage"], kept["val_accuracy"], kept["finished"]) == (stage, recorded, True)
     row = catalog.describe(run)
     assert (row["model_stage"], row["accuracy"]) == (stage, recorded)
     listed = tlcore("runs", "--runs-dir", str(run.path.parent))
@@ -111,7 +111,7 @@ def test_a_killed_worker_resumes_each_stage_from_its_last_backed_up_epoch(tmp_pa
     assert status["resumed"] == 2
     assert run.model_path.is_file() and run.model_path.stat().st_size > 0
     assert not resumption.folder(run).exists()  # A done run keeps no backups.
-    assert saved_model.stage_record(run)["stage"] == "fine_tuning" and saved_model.earlier_stage(run) is None
+    assert saved_model.stage_record(run)["stage"] == "fine_tuning" and catalog.describe(run)["model_stage"] is None
 
     records = run.metrics()
     # Every epoch of every stage once, in order, none cut short; fine-tuning continues frozen_augmented's count.

@@ -49,7 +49,7 @@ def test_a_cleaned_run_trains_on_the_view_and_records_the_decisions_it_applied(c
     assert not at.exception
     shown = [caption.value.replace("\\", "") for caption in at.caption]
     expected = "Cleaned view: 4 decisions applied (2 dropped, 1 relabelled, 1 kept as they were), digest "
-    assert expected + record["digest"] in shown
+    assert expected + record["digest"] + "." in shown
 
 
 def test_decisions_on_photos_deleted_since_are_set_aside_and_the_cleaned_run_trains(
@@ -79,14 +79,15 @@ def test_decisions_on_photos_deleted_since_are_set_aside_and_the_cleaned_run_tra
 
     record = cleaning.applied_in_run(run.path)
     assert (record["count"], record["dropped"], record["relabelled"]) == (2, 1, 1)
-    assert record["set_aside"] == sorted([cats[1], dogs[1]])
+    gone = "no longer at its saved path"
+    assert record["set_aside"] == [{"path": path, "reason": gone} for path in sorted([cats[1], dogs[1]])]
     trained_on = DatasetScan.from_json(json.loads((run.path / "dataset.json").read_text()))
     labels = {sample.path: sample.label for sample in trained_on.splits["train"]}
     assert cats[0] not in labels and labels[dogs[0]] == 0 and len(labels) == 12 - 2 - 1
     described = cleaning.describe_applied(record)
     assert described.startswith("Cleaned view: 2 decisions applied (1 dropped, 1 relabelled, 0 kept as they were)")
-    names = f"({Path(cats[1]).name}, {Path(dogs[1]).name})"
-    assert described.endswith(f"2 saved decisions name photos no longer in the data set {names}: set aside.")
+    named = f"train/cats/{Path(cats[1]).name}: {gone}; train/dogs/{Path(dogs[1]).name}: {gone}"
+    assert described.endswith(f" 2 saved decisions no longer fit the data set ({named}): set aside.")
 
 
 def test_a_run_on_the_data_set_as_scanned_records_no_cleaning(catsdogs_subset, tmp_path, monkeypatch):

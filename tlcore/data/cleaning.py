@@ -146,20 +146,20 @@ class SavedDecisions:
 
     Attributes:
         decisions: path -> decision, for the files the data set still lists.
-        gone: the files other saved decisions name that the data set no longer lists (deleted, moved or
-            renamed since): nothing is left to drop, keep or relabel, so they are set aside, not refused.
+        set_aside: (path, why) for each other file a saved decision names: a file no longer at its saved path
+            (deleted, moved or renamed since), or a relabel to a class the data set no longer has. They
+            can change nothing now, so they are set aside and named, not refused with the others.
     """
 
     decisions: dict[str, Decision]
-    gone: tuple[str, ...] = ()
+    set_aside: tuple[tuple[str, str], ...] = ()
 
 
 def read_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> SavedDecisions:
-    """The saved decisions of a data set, with those naming files since gone set aside.
+    """The saved decisions of a data set, with those that no longer fit it set aside.
 
     Raises:
-        ValueError: the file is not a decisions file, or a decision does not fit the data set
-            (a relabel to a class it no longer has, two decisions for one file).
+        ValueError: the file is not a decisions file, or names one listed file twice.
     """
     path = decisions_path(dataset, data_dir)
     if not path.is_file():
@@ -171,17 +171,22 @@ def read_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = No
     if not isinstance(values, dict) or not isinstance(values.get("decisions"), list):
         raise ValueError(f"{path}: expected a JSON object with a list of decisions, received {str(values)[:200]}.")
     listed = {sample.path for samples in dataset.splits.values() for sample in samples}
-    decisions, gone = [], []
+    fitting, set_aside = [], {}
     for item in values["decisions"]:
         if not isinstance(item, dict):
             raise ValueError(f"{path}: expected each decision as {{path, action, label}}, received {item!r:.200}.")
         decision = Decision(item.get("path"), item.get("action"), item.get("label"))
-        (decisions if decision.path in listed else gone).append(decision)
+        if decision.path not in listed:
+            set_aside.setdefault(decision.path, "no longer at its saved path")
+        elif decision.action == "relabel" and decision.label not in dataset.classes:
+            set_aside.setdefault(decision.path, f"relabel to {decision.label!r}, no longer a class")
+        else:
+            fitting.append(decision)
     try:
-        checked = check_decisions(dataset, decisions)
+        checked = check_decisions(dataset, fitting)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
-    return SavedDecisions(checked, tuple(decision.path for decision in gone))
+    return SavedDecisions(checked, tuple(set_aside.items()))
 
 
 def load_decisions(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> dict[str, Decision]:
@@ -295,11 +300,14 @@ RUN_FILE = "cleaning.json"
 
 
 def applied_record(
-    dataset: DatasetScan, decisions: dict[str, Decision], source: Path | None, gone: Iterable[str] = ()
+    dataset: DatasetScan,
+    decisions: dict[str, Decision],
+    source: Path | None,
+    set_aside: Iterable[tuple[str, str]] = (),
 ) -> dict:
     """What a run records of the decisions it applied: counts, a digest that names this exact set of
     decisions (two runs with one digest cleaned alike), the file they came from, the decisions, and the
-    files that saved decisions named but the data set no longer lists (set aside)."""
+    saved decisions that no longer fit the data set (`SavedDecisions.set_aside`), each with why."""
     listed = [decision.to_dict() for decision in sorted(decisions.values(), key=lambda decision: decision.path)]
     actions = [decision["action"] for decision in listed]
     return {
@@ -310,50 +318,59 @@ def applied_record(
         "relabelled": actions.count("relabel"),
         "digest": hashlib.sha256(json.dumps(listed, sort_keys=True).encode()).hexdigest()[:16],
         "decisions": listed,
-        "set_aside": sorted(gone),
+        "set_aside": [{"path": path, "reason": reason} for path, reason in sorted(set_aside)],
     }
 
 
 def cleaned_for_run(dataset: DatasetScan, data_dir: str | os.PathLike | None = None) -> tuple[DatasetScan, dict]:
     """The cleaned view of a data set with its saved decisions, and the record (`applied_record`) a run keeps.
 
-    With no saved decisions the view is the data set as scanned, and the record says 0 decisions. Decisions
-    naming files the data set no longer lists are set aside, and the record names them.
+    With no saved decisions the view is the data set as scanned, and the record says 0 decisions. Saved
+    decisions that no longer fit the data set are set aside, and the record names them.
 
     Raises:
         ValueError: as `read_decisions` and `apply_decisions`.
     """
     saved = read_decisions(dataset, data_dir)
-    source = decisions_path(dataset, data_dir) if saved.decisions or saved.gone else None
-    applied = applied_record(dataset, saved.decisions, source, saved.gone)
+    source = decisions_path(dataset, data_dir) if saved.decisions or saved.set_aside else None
+    applied = applied_record(dataset, saved.decisions, source, saved.set_aside)
     return apply_decisions(dataset, saved.decisions.values()), applied
 
 
-def describe_set_aside(gone: Iterable[str]) -> str:
-    """'2 saved decisions name photos no longer in the data set (a.jpg, b.jpg): set aside.', or '' for none."""
-    names = [Path(path).name for path in gone]
-    if not names:
+def describe_set_aside(set_aside: Iterable[tuple[str, str]], root: str | os.PathLike | None) -> str:
+    """'2 saved decisions no longer fit the data set (train/cats/1.jpg: no longer at its saved path; ...): set
+    aside.', with paths relative to the data set's `root`; '' for none."""
+    items = list(set_aside)
+    if not items:
         return ""
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return (
-        f"{wording.count(len(names), 'saved decision')} {'names a photo' if len(names) == 1 else 'name photos'} "
-        f"no longer in the data set ({shown}): set aside."
-    )
+
+    def shown(path) -> str:
+        if not root or not isinstance(path, str):
+            return str(path)
+        relative = os.path.relpath(path, root)
+        return path if relative.startswith("..") else relative
+
+    named = "; ".join(f"{shown(path)}: {reason}" for path, reason in items[:3])
+    more = f"; and {len(items) - 3} more" if len(items) > 3 else ""
+    fit = "no longer fits" if len(items) == 1 else "no longer fit"
+    return f"{wording.count(len(items), 'saved decision')} {fit} the data set ({named}{more}): set aside."
 
 
 def describe_applied(record: dict) -> str:
-    """'Cleaned view: 3 decisions applied (2 dropped, 1 relabelled, 0 kept as they were), digest 1a2b...'."""
-    set_aside = describe_set_aside(record.get("set_aside") or [])
+    """'Cleaned view: 3 decisions applied (2 dropped, 1 relabelled, 0 kept as they were), digest 1a2b....'."""
+    entries = record.get("set_aside") or []
+    pairs = [(entry.get("path"), entry.get("reason")) for entry in entries if isinstance(entry, dict)]
+    set_aside = describe_set_aside(pairs, record.get("dataset"))
     if not record.get("count"):
         lead = "no saved decision fits the data set now" if set_aside else "no cleaning decisions were saved"
         described = f"Cleaned view asked for: {lead}, so the data set trained as scanned."
-        return f"{described} {set_aside}" if set_aside else described
-    kept = record["count"] - record["dropped"] - record["relabelled"]
-    described = (
-        f"Cleaned view: {wording.count(record['count'], 'decision')} applied ({record['dropped']} dropped, "
-        f"{record['relabelled']} relabelled, {kept} kept as they were), digest {record['digest']}"
-    )
-    return f"{described}. {set_aside}" if set_aside else described
+    else:
+        kept = record["count"] - record["dropped"] - record["relabelled"]
+        described = (
+            f"Cleaned view: {wording.count(record['count'], 'decision')} applied ({record['dropped']} dropped, "
+            f"{record['relabelled']} relabelled, {kept} kept as they were), digest {record['digest']}."
+        )
+    return f"{described} {set_aside}" if set_aside else described
 
 
 def applied_in_run(run_folder: str | os.PathLike) -> dict | None:

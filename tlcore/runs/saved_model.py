@@ -2,40 +2,57 @@
 
 A run saves its model (`model.keras`) when it ends done or stopped, and also each time a stage finishes
 before the last one: a worker killed in fine-tuning, or a stage that fails, leaves the model of the stage
-before it, which Predict and Evaluate can use. `model.json` beside the model says which stage it holds and
-what that stage scored; it names the model file's modification time and size, so a record that does not
-match the file (the process killed between the two writes) is not believed.
+before it, which Predict and Evaluate can use. `model.json` beside the model says which stage it holds, what
+that stage scored and whether the stage finished (a stopped one did not); it names the model file's
+modification time and size, so a record that does not match the file (the process killed between the two
+writes) is not believed. Written at every save, it is the truth about the model even where an older
+`summary.json` is still in the folder (a stopped run that was resumed, then cut short).
 """
 
 from __future__ import annotations
 
-from tlcore.files import read_json, write_json
+import math
+
+from tlcore.files import json_text, read_json, write_atomic
 
 RECORD_FILE = "model.json"
 # States whose model is the run's own end: done, or stopped by the person (the model cut short there).
 ENDED_STATES = ("done", "stopped")
 # States that can hold the model of an earlier stage: the worker died, or a later stage failed.
 CUT_SHORT_STATES = ("interrupted", "failed")
+# States whose worker may still write a new model: their model file is not what the run will end with.
+ACTIVE_STATES = ("queued", "running", "stopping")
 
 
-def record(run, stage: str, val_accuracy: float | None) -> None:
+def record(run, stage: str, val_accuracy: float | None, finished: bool = True) -> None:
     """Writes which stage the run's model file, just saved, holds and its validation accuracy.
 
     Args:
         run: the `tlcore.runs.store.Run` whose `model_path` was just written.
         stage: the stage whose weights the model holds.
         val_accuracy: that stage's validation accuracy (its kept epoch), or None.
+        finished: False when the stage was stopped partway.
+
+    Raises:
+        OSError: the run folder is gone (it is not made again) or cannot be written.
     """
     stat = run.model_path.stat()
-    write_json(
-        run.path / RECORD_FILE,
-        {"stage": stage, "val_accuracy": val_accuracy, "mtime_ns": stat.st_mtime_ns, "bytes": stat.st_size},
-    )
+    values = {
+        "stage": stage,
+        "val_accuracy": val_accuracy,
+        "finished": finished,
+        "mtime_ns": stat.st_mtime_ns,
+        "bytes": stat.st_size,
+    }
+    write_atomic(run.path / RECORD_FILE, json_text(values), make_folders=False)
 
 
 def stage_record(run) -> dict | None:
-    """The record of the run's model file ({"stage", "val_accuracy", ...}), or None when there is no model,
-    no record, or a record written for another version of the file. Never raises."""
+    """The record of the run's model file ({"stage", "val_accuracy", "finished", ...}), or None when there is
+    no model, no record, or a record written for another version of the file. Never raises.
+
+    "val_accuracy" is a number or None (a damaged value reads as None).
+    """
     values = read_json(run.path / RECORD_FILE, default=None)
     if not isinstance(values, dict) or not isinstance(values.get("stage"), str):
         return None
@@ -45,18 +62,38 @@ def stage_record(run) -> dict | None:
         return None
     if (values.get("mtime_ns"), values.get("bytes")) != (stat.st_mtime_ns, stat.st_size):
         return None
-    return values
+    accuracy = values.get("val_accuracy")
+    valid = isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool) and math.isfinite(accuracy)
+    finished = values.get("finished") is not False  # Records without the key were written at a stage's end.
+    return {**values, "val_accuracy": float(accuracy) if valid else None, "finished": finished}
 
 
-def earlier_stage(run) -> dict | None:
-    """For a run cut short (interrupted, or failed in a later stage), the record of the finished stage its
-    model holds; None for any other run, or one that finished no stage."""
-    return stage_record(run) if run.state in CUT_SHORT_STATES else None
+def usable(run, state: str | None = None) -> bool:
+    """Whether Predict, Evaluate and the exports can use the run's model: a done or stopped run's, or the
+    model of a finished stage that a run cut short kept (a record believed for its file).
 
-
-def usable(run) -> bool:
-    """Whether Predict and Evaluate can use the run's model: a done or stopped run's, or the model of a
-    finished stage that a run cut short kept."""
-    if run.state in ENDED_STATES:
+    Args:
+        run: the run.
+        state: its state, when the caller has read it already (else read here).
+    """
+    state = run.state if state is None else state
+    if state in ENDED_STATES:
         return run.model_path.is_file()
-    return earlier_stage(run) is not None
+    return state in CUT_SHORT_STATES and stage_record(run) is not None
+
+
+def why_not_usable(run, state: str | None = None) -> str | None:
+    """Why the run's model cannot be used yet, in words for people; None when it can, or when its model
+    file is simply missing (`tlcore.serving.predict.load_model_file` says that itself)."""
+    state = run.state if state is None else state
+    if state in ACTIVE_STATES:
+        return (
+            f"Run {run.id} is {state}: its model is used once the run ends (done, or stopped with what it has "
+            "learned); wait for it, or stop it."
+        )
+    if state in CUT_SHORT_STATES and run.model_path.is_file() and stage_record(run) is None:
+        return (
+            f"Run {run.id} is {state}, and which stage its model file holds is not recorded: it is not used. "
+            "Resume the run to finish it."
+        )
+    return None

@@ -7,7 +7,8 @@ Layout of `<runs_dir>/<run_id>/`:
     metrics.jsonl   one JSON object per finished epoch (all stages, epochs counted on)
     progress.json   the latest batch-level progress (overwritten every few batches)
     labels.json     the class names, in label order
-    model.keras     the trained model (also for stopped runs)
+    model.keras     the trained model (also for stopped runs; saved after each stage before the last too)
+    model.json      which stage model.keras holds, its accuracy, and the file's mtime and size
     summary.json    per stage: val_accuracy, val_loss, best_val_accuracy, epochs, seconds
     stop            present when a stop was requested
     log.txt         the worker process's output
@@ -320,9 +321,9 @@ def describe(run: Run) -> dict:
     """One row of the runs table: never raises, whatever state the folder is in.
 
     "model" is for people (the backbone, or SCRATCH_MODEL); "backbone" is for programs (`runs --json`):
-    a key of the backbone registry, None for a scratch run, which has no backbone. "model_stage" names the
-    stage whose model a run cut short kept (`saved_model.earlier_stage`), and "model_val_accuracy" is then
-    that model's; None for every other run.
+    a key of the backbone registry, None for a scratch run, which has no backbone. "model_val_accuracy" is
+    the saved model's (its `saved_model` record, else the summary's last stage), and "model_stage" the stage
+    it holds for a run that did not end done (stopped, interrupted, failed); None otherwise.
     """
     config = run.config()
     status = run.status()
@@ -344,9 +345,10 @@ def describe(run: Run) -> dict:
         "seconds": summary.get("seconds"),
         "error": status.get("error"),
     }
-    earlier = saved_model.earlier_stage(run)  # A run cut short: the model of the last stage it finished.
-    if earlier is not None:
-        row["model_stage"] = earlier["stage"]
-        if row["model_val_accuracy"] is None:
-            row["model_val_accuracy"] = earlier.get("val_accuracy")
+    saved = saved_model.stage_record(run) if row["state"] not in saved_model.ACTIVE_STATES else None
+    if saved is not None:
+        # Written with the model file, it is the truth about it (a summary can be older: a stopped run resumed).
+        row["model_val_accuracy"] = saved["val_accuracy"]
+        if row["state"] != "done":  # Stopped or cut short: the model may be of a stage before the strategy's last.
+            row["model_stage"] = saved["stage"]
     return row

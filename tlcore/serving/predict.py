@@ -14,7 +14,7 @@ from tlcore import wording
 from tlcore.data import images
 from tlcore.data.images import InvalidImageError
 from tlcore.models.inference import inference_function
-from tlcore.runs import store
+from tlcore.runs import saved_model, store
 
 
 class ModelLoadError(Exception):
@@ -90,7 +90,8 @@ def load_model_file(path: str | os.PathLike):
 
 
 def load(run: str | os.PathLike | store.Run, runs_dir: str | os.PathLike | None = None) -> Predictor:
-    """Loads a run's model and labels; only models inside the runs folder are loaded.
+    """Loads a run's model and labels; only models inside the runs folder are loaded, of runs that ended (or
+    were cut short after a stage: `tlcore.runs.saved_model.usable`).
 
     Args:
         run: a Run, or a run id or path inside `runs_dir`.
@@ -101,6 +102,10 @@ def load(run: str | os.PathLike | store.Run, runs_dir: str | os.PathLike | None 
     """
     if not isinstance(run, store.Run):
         run = store.resolve(run, runs_dir)
+    # A live run's model file is a finished stage's, not what the run will end with (saved_model).
+    reason = saved_model.why_not_usable(run)
+    if reason is not None:
+        raise ModelLoadError(reason)
     model = load_model_file(run.model_path)
     labels = tuple(run.labels())
     if not labels:  # Missing or damaged: not a mismatch with the model.

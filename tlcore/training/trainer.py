@@ -143,10 +143,18 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
         if run is not None:
             resume.finish_stage(run, stage, context.fitted, result)
             if index + 1 < len(stages) and context.model is not None:
-                # Saved now too (the end saves the final one): a run cut short later keeps this stage's model.
-                save_model(context.model, run.model_path)
-                saved_model.record(run, stage, result.get("val_accuracy"))
+                _save_stage_model(context, run, stage, result)
     return False
+
+
+def _save_stage_model(context: training_context.TrainingContext, run, stage: str, result: dict) -> None:
+    """Saves the model of a stage before the last (the end saves the final one), so that a run cut short later
+    keeps it (`tlcore.runs.saved_model`). Failing to write it costs only that: the run trains on and says why."""
+    try:
+        save_model(context.model, run.model_path)
+        saved_model.record(run, stage, result.get("val_accuracy"))
+    except OSError as error:
+        context.say(f"[{stage}] its model was not saved for a run cut short later ({error}); training goes on")
 
 
 def _continuing(config) -> tuple:
@@ -182,7 +190,8 @@ def _finish(context: training_context.TrainingContext, run, started: float, stop
             save_model(context.model, run.model_path)
             final = summary["final_stage"]
             if final is not None:
-                saved_model.record(run, final, context.results[final].get("val_accuracy"))
+                result = context.results[final]
+                saved_model.record(run, final, result.get("val_accuracy"), finished=not result.get("stopped"))
             summary["parameters"] = heads.count_parameters(context.model)
         write_json(run.path / "summary.json", summary)
     return summary
