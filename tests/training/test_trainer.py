@@ -18,7 +18,7 @@ from tlcore.config import AugmentationConfig, TrainConfig, stages_for
 from tlcore.models import backbones, heads
 from tlcore.runs import store, worker
 from tlcore.serving import predict
-from tlcore.training import augmented, extraction, feature_cache, trainer, training_context
+from tlcore.training import augmented, extraction, feature_cache, training_context
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +107,9 @@ def test_fine_tuning_keeps_batch_normalization_frozen():
 
 def test_saved_model_reloads_safely_with_identical_probabilities(tiny_data, tmp_path):
     config = train_config(tiny_data, strategy="frozen_augmented", augmentation=AugmentationConfig())
-    run = store.create(config, tmp_path)
-    summary = trainer.train(config, run=run, runs_dir=tmp_path)
-    assert summary["results"]["frozen_augmented"]["epochs"] == 1
+    # Through the worker, as the app and the CLI train: predict.load takes the model of a run that ended.
+    run = finished_run(config, tmp_path)
+    assert run.summary()["results"]["frozen_augmented"]["epochs"] == 1
     predictor = predict.load(run, tmp_path)
     photos = sorted((tiny_data / "validation" / "dogs").iterdir())
     from tlcore.data import pipeline
