@@ -57,6 +57,8 @@ def _offers_its_last_finished_stage(run: store.Run, stage: str, monkeypatch) -> 
     assert (kept["stage"], kept["val_accuracy"], kept["finished"]) == (stage, recorded, True)
     row = catalog.describe(run)
     assert (row["model_stage"], row["accuracy"]) == (stage, recorded)
+    peaks = {name: result["best_val_accuracy"] for name, result in resumption.finished_stages(run).items()}
+    assert (row["best_stage"], row["best_stage_accuracy"]) == max(peaks.items(), key=lambda item: item[1])
     listed = tlcore("runs", "--runs-dir", str(run.path.parent))
     assert f"model_val_accuracy={recorded:.4f} (the model of {stage})" in listed.stdout, listed.stdout
     validation = evaluate.dataset_for(run)

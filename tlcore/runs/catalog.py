@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tlcore import files
 from tlcore.config import STRATEGIES
-from tlcore.runs import monitor, store
+from tlcore.runs import monitor, resumption, saved_model, store
 
 # The file of a run's name, given by a person; the id stays what the CLI and the folder use.
 LABEL_FILE = "label.json"
@@ -54,14 +54,16 @@ def describe(run: store.Run) -> dict:
     """store.describe's row plus the headline: "accuracy" (the saved model's), "best_stage" and its accuracy.
 
     A run cut short (interrupted, or failed in a later stage) that kept a finished stage's model has that
-    model's accuracy as its headline (store.describe names the stage as "model_stage").
+    model's accuracy as its headline (store.describe names the stage as "model_stage"), and its best stage
+    is found among the stages it finished (it has no summary of its own).
 
     "best_stage" is named only when the run trained more than one stage: a single stage's best is
     its own epoch, already on its curves.
     """
     row = store.describe(run)
     row["label"] = label(run)
-    summary = run.summary()
+    finished = resumption.finished_stages(run) if row["state"] in saved_model.CUT_SHORT_STATES else {}
+    summary = {"results": finished} if finished else run.summary()
     peak = best_stage(summary)
     several = isinstance(summary.get("results"), dict) and len(summary["results"]) > 1
     row["accuracy"] = row["model_val_accuracy"]
