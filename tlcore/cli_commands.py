@@ -19,7 +19,7 @@ from tlcore.data import folders
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import explore, orientation
-from tlcore.runs import finder_jobs, store, worker
+from tlcore.runs import catalog, finder_jobs, store, worker
 from tlcore.training import distribute, run_data
 
 
@@ -210,12 +210,12 @@ def command_worker(arguments: argparse.Namespace) -> int:
         status = finder_jobs.execute(run, arguments.runs_dir or run.path.parent.parent)
     else:
         status = worker.execute(run, runs_dir=arguments.runs_dir, stream=sys.stdout)
-    return 0 if status["state"] in ("done", "stopped") else 1
+    return 0 if status["state"] in store.ENDED_STATES else 1
 
 
 def command_runs(arguments: argparse.Namespace) -> int:
 
-    rows = [store.describe(run) for run in store.list_runs(arguments.runs_dir)]
+    rows = [catalog.describe(run) for run in store.list_runs(arguments.runs_dir)]
     if arguments.json:
         print_json(rows)
         return 0

@@ -96,12 +96,12 @@ def show(run: store.Run) -> tuple[str, int]:
         )
     if state in resumption.RESUMABLE_STATES:
         offer_resume(run)
-    kept = saved_model.stage_record(run) if state in saved_model.CUT_SHORT_STATES else None
+    kept = saved_model.stage_record(run) if state in store.CUT_SHORT_STATES else None
     if kept is not None:
         st.caption(markdown.escape(kept_model_text(kept)))
     # A run cut short has no summary of its own (one in the folder is from before a resume): the stages it
     # finished say what it reached.
-    finished = resumption.finished_stages(run) if state in saved_model.CUT_SHORT_STATES else {}
+    finished = resumption.finished_stages(run) if state in store.CUT_SHORT_STATES else {}
     results = finished or run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
@@ -195,7 +195,7 @@ def manage(run: store.Run) -> None:
         )
         # Read from the session in the callback: arguments bound at draw time would hold the name before the edit.
         st.button("Save the name", on_click=lambda: catalog.rename(run, st.session_state.get(name_key, "")))
-        active = run.state in catalog.ACTIVE_STATES
+        active = run.state in store.ACTIVE_STATES
         confirmed = st.checkbox(
             f"Yes, delete run {run.id}: its model, curves and logs",
             key=f"delete_confirmed_{run.id}",

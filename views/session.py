@@ -25,7 +25,7 @@ from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.runs import store
 from views import cached, markdown, server
 
-ACTIVE_STATES = tuple(state for state in store.STATES if state not in store.FINAL_STATES)
+ACTIVE_STATES = store.ACTIVE_STATES
 
 
 def use_dataset(scan: DatasetScan) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from tlcore import files
 from tlcore.config import TrainConfig
-from tlcore.runs import saved_model, store
+from tlcore.runs import catalog, saved_model, store
 from tlcore.serving import predict
 
 
@@ -22,7 +22,7 @@ def run(tmp_path) -> store.Run:
 def _live(run: store.Run, state: str) -> None:
     """Sets a state; a live pid (this test's) for the active ones, so that the store does not read them as
     interrupted."""
-    run.set_status(state, pid=os.getpid() if state in saved_model.ACTIVE_STATES else None)
+    run.set_status(state, pid=os.getpid() if state in store.ACTIVE_STATES else None)
 
 
 def test_the_record_is_believed_for_the_model_file_it_was_written_for_only(run):
@@ -50,7 +50,7 @@ def test_a_hand_edited_accuracy_reads_as_none_and_a_deleted_run_folder_is_not_ma
     (run.path / saved_model.RECORD_FILE).write_text(json.dumps(values))
     assert saved_model.stage_record(run)["val_accuracy"] is None
     run.set_status("interrupted")
-    assert store.describe(run)["model_val_accuracy"] is None  # Not the string, which the tables would format.
+    assert catalog.describe(run)["model_val_accuracy"] is None  # Not the string, which the tables would format.
 
     model = run.model_path
     for path in run.path.iterdir():
@@ -77,7 +77,7 @@ def test_a_run_offers_its_model_when_it_ended_or_was_cut_short_after_a_stage(run
     saved_model.record(run, "feature_extraction", 0.88)
     _live(run, state)
     assert saved_model.usable(run) is offered
-    row = store.describe(run)
+    row = catalog.describe(run)
     assert row["model_stage"] == ("feature_extraction" if stage_named else None)
     assert row["model_val_accuracy"] == (0.88 if offered else None)
 
@@ -88,7 +88,7 @@ def test_the_record_is_what_the_tables_believe_over_an_older_summary(run):
     run.model_path.write_bytes(b"PK\x03\x04 frozen + augmentation's model")
     saved_model.record(run, "frozen_augmented", 0.93)
     run.set_status("interrupted")
-    row = store.describe(run)
+    row = catalog.describe(run)
     assert (row["model_stage"], row["model_val_accuracy"]) == ("frozen_augmented", 0.93)
 
 

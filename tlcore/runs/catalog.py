@@ -17,8 +17,6 @@ from tlcore.runs import monitor, resumption, saved_model, store
 # The file of a run's name, given by a person; the id stays what the CLI and the folder use.
 LABEL_FILE = "label.json"
 LABEL_MAX_CHARACTERS = 80
-# States whose worker may still write the folder: such a run is stopped before it can be deleted.
-ACTIVE_STATES = ("queued", "running", "stopping")
 # A value that is not there (a queued run's accuracy, a running run's time), as every table shows it.
 MISSING = "—"
 
@@ -53,16 +51,23 @@ def best_stage(summary: dict) -> tuple[str, float] | None:
 def describe(run: store.Run) -> dict:
     """store.describe's row plus the headline: "accuracy" (the saved model's), "best_stage" and its accuracy.
 
-    A run cut short (interrupted, or failed in a later stage) that kept a finished stage's model has that
-    model's accuracy as its headline (store.describe names the stage as "model_stage"), and its best stage
-    is found among the stages it finished (it has no summary of its own).
+    The saved model's record (`saved_model.stage_record`), written with the file, gives its accuracy over
+    the summary's (which can be older: a stopped run resumed, then cut short) and, for a run that did not end
+    done, the stage it holds as "model_stage" (None otherwise). A run cut short finds its best stage among the
+    stages it finished (it has no summary of its own).
 
     "best_stage" is named only when the run trained more than one stage: a single stage's best is
     its own epoch, already on its curves.
     """
     row = store.describe(run)
     row["label"] = label(run)
-    finished = resumption.finished_stages(run) if row["state"] in saved_model.CUT_SHORT_STATES else {}
+    row["model_stage"] = None
+    saved = saved_model.stage_record(run) if row["state"] not in store.ACTIVE_STATES else None
+    if saved is not None:
+        row["model_val_accuracy"] = saved["val_accuracy"]
+        if row["state"] != "done":  # Stopped or cut short: the model may be of a stage before the strategy's last.
+            row["model_stage"] = saved["stage"]
+    finished = resumption.finished_stages(run) if row["state"] in store.CUT_SHORT_STATES else {}
     summary = {"results": finished} if finished else run.summary()
     peak = best_stage(summary)
     several = isinstance(summary.get("results"), dict) and len(summary["results"]) > 1
@@ -154,7 +159,7 @@ def delete(run: store.Run) -> None:
         ValueError: the run is queued, running or stopping: its worker still writes the folder.
     """
     state = run.state
-    if state in ACTIVE_STATES:
+    if state in store.ACTIVE_STATES:  # Its worker may still write the folder: stopped before it is deleted.
         raise ValueError(f"Run {run.id} is {state}: stop it and wait for it to end before deleting it.")
     shutil.rmtree(run.path)
 

@@ -1,7 +1,7 @@
 """Cleaning a runs folder of the temporaries that killed or failed writers left behind.
 
 Writers in a runs folder build each file under a temporary name and rename it into place once it is
-whole (`tlcore.runs.files.write_atomic`, a model being saved, features being extracted). A process
+whole (`tlcore.files.write_atomic`, a model being saved, features being extracted). A process
 killed midway leaves that temporary behind; `clean_partials` removes the ones whose writer is gone.
 """
 

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import math
 
-from tlcore.files import json_text, read_json, write_atomic
+from tlcore.files import json_text, read_json
+from tlcore.runs.store import ACTIVE_STATES, CUT_SHORT_STATES, ENDED_STATES
 
 RECORD_FILE = "model.json"
-# States whose model is the run's own end: done, or stopped by the person (the model cut short there).
-ENDED_STATES = ("done", "stopped")
-# States that can hold the model of an earlier stage: the worker died, or a later stage failed.
-CUT_SHORT_STATES = ("interrupted", "failed")
-# States whose worker may still write a new model: their model file is not what the run will end with.
-ACTIVE_STATES = ("queued", "running", "stopping")
 
 
 def record(run, stage: str, val_accuracy: float | None, finished: bool = True) -> None:
@@ -34,7 +29,7 @@ def record(run, stage: str, val_accuracy: float | None, finished: bool = True) -
         finished: False when the stage was stopped partway.
 
     Raises:
-        OSError: the run folder is gone (it is not made again) or cannot be written.
+        OSError: the run folder is gone (`store.RunFolderGone`: it is not made again) or cannot be written.
     """
     stat = run.model_path.stat()
     values = {
@@ -44,7 +39,7 @@ def record(run, stage: str, val_accuracy: float | None, finished: bool = True) -
         "mtime_ns": stat.st_mtime_ns,
         "bytes": stat.st_size,
     }
-    write_atomic(run.path / RECORD_FILE, json_text(values), make_folders=False)
+    run.write_file(RECORD_FILE, json_text(values))
 
 
 def stage_record(run) -> dict | None:

@@ -35,10 +35,15 @@ import psutil
 from tlcore import files, home
 from tlcore.config import TrainConfig
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import saved_model
 
 STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interrupted")
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
+# A worker may still write these runs (and a new model); the others have ended, one way or another.
+ACTIVE_STATES = tuple(state for state in STATES if state not in FINAL_STATES)
+# Ended with the model the run ends with: done, or stopped by the person with what it had learned.
+ENDED_STATES = ("done", "stopped")
+# Ended early: the worker died, or a stage failed (a finished stage's model may be kept: `saved_model`).
+CUT_SHORT_STATES = ("interrupted", "failed")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # The backbone column of a scratch run: it trains a small CNN of its own, no backbone.
 SCRATCH_MODEL = "small CNN"
@@ -169,8 +174,12 @@ class Run:
         if not self.path.is_dir():
             raise RunFolderGone(self.path)
 
-    def _write(self, name: str, text: str) -> None:
-        """Writes one of the run's files; never re-creates a run folder that was deleted."""
+    def write_file(self, name: str, text: str) -> None:
+        """Writes one of the run's files whole; never re-creates a run folder that was deleted.
+
+        Raises:
+            RunFolderGone: the run's folder no longer exists.
+        """
         try:
             files.write_atomic(self.path / name, text, make_folders=False)
         except FileNotFoundError:
@@ -184,7 +193,7 @@ class Run:
         status.update(extra)
         status["state"] = state
         status["updated"] = time.time()
-        self._write("status.json", files.json_text(status))
+        self.write_file("status.json", files.json_text(status))
 
     def append_metrics(self, record: dict) -> None:
         self.rewrite_metrics([*self.metrics(), record])
@@ -193,10 +202,10 @@ class Run:
         # Rewritten whole and renamed (a few hundred lines at most), so readers never see a
         # partial line.
         lines = [files.json_text(item, indent=None) for item in records]
-        self._write("metrics.jsonl", "".join(line + "\n" for line in lines))
+        self.write_file("metrics.jsonl", "".join(line + "\n" for line in lines))
 
     def set_progress(self, record: dict) -> None:
-        self._write("progress.json", files.json_text(record))
+        self.write_file("progress.json", files.json_text(record))
 
     def request_stop(self) -> None:
         """Asks the worker to stop after its current batch.
@@ -205,7 +214,7 @@ class Run:
         status here could land just after the worker wrote "done" and turn it back into "stopping"
         (then "interrupted", once the worker has exited). Readers see "stopping" through `status`.
         """
-        self._write("stop", str(time.time()))
+        self.write_file("stop", str(time.time()))
 
     def stop_requested(self) -> bool:
         return (self.path / "stop").exists()
@@ -322,15 +331,14 @@ def describe(run: Run) -> dict:
 
     "model" is for people (the backbone, or SCRATCH_MODEL); "backbone" is for programs (`runs --json`):
     a key of the backbone registry, None for a scratch run, which has no backbone. "model_val_accuracy" is
-    the saved model's (its `saved_model` record, else the summary's last stage), and "model_stage" the stage
-    it holds for a run that did not end done (stopped, interrupted, failed); None otherwise.
+    the summary's last stage's (`tlcore.runs.catalog.describe` corrects it from the model's own record).
     """
     config = run.config()
     status = run.status()
     summary = run.summary()
     metrics = [record for record in run.metrics() if not record.get("partial")]  # A stop's cut-short epoch.
     validation = [record["val_accuracy"] for record in metrics if record.get("val_accuracy") is not None]
-    row = {
+    return {
         "run": run.id,
         "state": status.get("state", "unknown"),
         "strategy": config.get("strategy"),
@@ -341,14 +349,6 @@ def describe(run: Run) -> dict:
         "best_val_accuracy": max(validation) if validation else None,
         "final_val_accuracy": validation[-1] if validation else None,
         "model_val_accuracy": _model_val_accuracy(summary),
-        "model_stage": None,
         "seconds": summary.get("seconds"),
         "error": status.get("error"),
     }
-    saved = saved_model.stage_record(run) if row["state"] not in saved_model.ACTIVE_STATES else None
-    if saved is not None:
-        # Written with the model file, it is the truth about it (a summary can be older: a stopped run resumed).
-        row["model_val_accuracy"] = saved["val_accuracy"]
-        if row["state"] != "done":  # Stopped or cut short: the model may be of a stage before the strategy's last.
-            row["model_stage"] = saved["stage"]
-    return row

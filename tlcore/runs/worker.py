@@ -373,4 +373,4 @@ def execute_at_terminal(
         signal.signal(signal.SIGINT, previous)
     if pressed:
         return status, console.INTERRUPTED_EXIT_CODE
-    return status, 0 if status["state"] in ("done", "stopped") else 1
+    return status, 0 if status["state"] in store.ENDED_STATES else 1
