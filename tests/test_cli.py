@@ -9,7 +9,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import tlcore
 from tests.helpers.paths import PROJECT_ROOT
@@ -62,6 +64,27 @@ def test_scan_text_report_lists_counts_and_rejected_files(seeded_bad_catsdogs):
     assert "Rejected (3):" in result.stdout
     for path in expected:
         assert path in result.stdout
+
+
+def test_scan_warns_of_a_damaged_exif_in_one_line_naming_the_photo(tmp_path):
+    """Pillow's warning names no file and Python's format adds a source line: the CLI says which photo."""
+    exif = Image.Exif()
+    exif[0x010E] = "a description longer than what is left of the data " * 2
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for class_name in ("cats", "dogs"):
+        (tmp_path / class_name).mkdir()
+        for index in range(4):
+            damaged = class_name == "dogs" and index == 0
+            exif_bytes = exif.tobytes()[:-60] if damaged else b""
+            Image.fromarray(pixels).save(tmp_path / class_name / f"{index}.jpg", exif=exif_bytes)
+
+    result = _tlcore("scan", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    damaged_path = tmp_path / "dogs" / "0.jpg"
+    assert f"warning: {damaged_path}: Tag data larger than file. Skipping tag 270\n" in result.stderr
+    assert "warnings.warn" not in result.stderr and "UserWarning" not in result.stderr
+    assert "Rejected: none" in result.stdout
 
 
 def test_scan_flat_layout_honours_fraction_and_seed(flat_small):

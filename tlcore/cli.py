@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import warnings
 from typing import Callable, Sequence
 
 import tlcore
@@ -366,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = console.format_warning
     if argv[:1] == ["worker"]:
         arguments = build_worker_parser().parse_args(argv[1:])
     else:

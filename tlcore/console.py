@@ -25,6 +25,7 @@ import re
 import signal
 import sys
 import tempfile
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, NoReturn
 
@@ -44,6 +45,21 @@ START_UP_NOISE = (
     re.compile(r"^[IW]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] "),
     re.compile(r"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."),
 )
+
+
+_TLCORE_FOLDER = os.path.dirname(os.path.abspath(__file__))
+_default_format_warning = warnings.formatwarning
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """Formats a warning tlcore raises as "warning: MESSAGE", the way errors read "error: ...".
+
+    tlcore's warnings are for people (a photo's damaged EXIF names the photo): the source line
+    Python adds says nothing to them. Other libraries' warnings keep Python's format.
+    """
+    if os.path.abspath(filename).startswith(_TLCORE_FOLDER + os.sep):
+        return f"warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
 
 
 def is_start_up_noise(line: str) -> bool:

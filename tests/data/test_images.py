@@ -440,6 +440,51 @@ def huge_jpeg(tmp_path_factory) -> Path:
     return path
 
 
+def _damaged_exif(orientation: int) -> bytes:
+    """EXIF whose description tag points past the data's end, as a damaged camera file has."""
+    exif = Image.Exif()
+    exif[0x010E] = "a description longer than what is left of the data " * 2
+    exif[0x0112] = orientation
+    return exif.tobytes()[:-60]
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_a_damaged_exif_warning_names_the_file_and_the_photo_still_turns(tmp_path, entry):
+    data = encoded(_marked(40, 20, 8), "JPEG", quality=95, exif=_damaged_exif(6))
+    path = _write(tmp_path, "damaged-exif.jpg", data)
+    expected_name = str(path) if "bytes" not in entry else f"upload/{path.name}"
+
+    with pytest.warns(UserWarning) as caught:
+        array, _ = _read(entry, path, image_size=40)
+
+    messages = [str(warning.message) for warning in caught]
+    assert any(message.startswith(f"{expected_name}: ") and "Skipping tag 270" in message for message in messages)
+    # The orientation tag before the damage still applies.
+    _rgb(array, (40, 20) if "resized" not in entry else (40, 40))
+    _assert_marker_in(array, "top-right", inset=2)
+
+
+def test_damaged_exif_warnings_name_their_own_files_across_threads_and_leave_the_filters_as_they_were(tmp_path):
+    """Decoder threads read headers at once: each warning names its file, and no thread's filters are left behind."""
+    import concurrent.futures
+    import warnings
+
+    paths = []
+    for index in range(24):
+        exif = _damaged_exif(1) if index % 2 == 0 else _exif(1)
+        paths.append(_write(tmp_path, f"photo-{index}.jpg", encoded(_photo(seed=index), "JPEG", exif=exif)))
+    filters_before = list(warnings.filters)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            list(pool.map(lambda path: images.decode_reduced(path, 32), paths * 4))
+
+    named = {str(warning.message).split(": ", 1)[0] for warning in caught if "Skipping tag 270" in str(warning.message)}
+    assert named == {str(path) for path in paths[::2]}
+    assert warnings.filters == filters_before
+
+
 @pytest.mark.parametrize("entry", ["load_resized", "load_resized-bytes"])
 def test_huge_photo_loads_resized(huge_jpeg, entry):
     array, _ = _read(entry, huge_jpeg, image_size=160)

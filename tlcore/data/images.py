@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import struct
+import threading
 import warnings
 from pathlib import Path
 from typing import Union
@@ -35,6 +36,14 @@ BACKGROUND = (255, 255, 255)
 Source = Union[str, os.PathLike, bytes]
 
 
+# Pillow reports what it skips in a damaged file (an EXIF tag past the file's end, say) with
+# warnings.warn, which names no file. The header and EXIF reads catch those warnings and raise them
+# again with the file's name. Decoding runs in threads, and on Python 3.11 catch_warnings swaps
+# process-wide state, so those short reads take turns under this lock; the pixels decode outside it.
+_WARNINGS_LOCK = threading.RLock()
+_PILLOW_FOLDER = os.path.dirname(Image.__file__)
+
+
 class InvalidImageError(Exception):
     """A file that cannot be used as an image, with the file's name and a human reason."""
 
@@ -52,12 +61,31 @@ def _describe(source: Source, name: str | None) -> str:
     return str(source)
 
 
+@contextlib.contextmanager
+def _warnings_naming(label: str):
+    """Raises the warnings Pillow gives inside the block again, their messages starting with `label`.
+
+    Warnings from elsewhere (another thread's, while the block runs) are raised again unchanged.
+    Pillow's DecompressionBombWarning is dropped: `image_limits` applies a lower cap of its own.
+    """
+    with _WARNINGS_LOCK:
+        with warnings.catch_warnings(record=True) as caught:
+            # Record everything: each warning meets the caller's own filters when it is raised again.
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    for warning in caught:
+        if warning.filename.startswith(_PILLOW_FOLDER + os.sep):
+            warnings.warn(f"{label}: {warning.message}", warning.category)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
 def _open(stream, source: Source, label: str) -> Image.Image:
     """Opens (header only) with the format whitelist and the pixel cap, before any decoding."""
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and above 2x its own limit raises) for huge images; we apply our own cap.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow warns (and above 2x its own limit raises) for huge images; we apply our own cap.
+        with _warnings_naming(label):
             image = Image.open(stream, formats=SUPPORTED_FORMATS)
     except Image.DecompressionBombError:
         # Pillow refuses images above twice its own MAX_IMAGE_PIXELS with a message of its own
@@ -240,6 +268,8 @@ def _decode_array(source: Source, label: str, image_size: int | None, draft_side
             _check_decoded_bytes(image, label)
             with image_limits.decode_memory.reserve(image_limits.working_memory(image.mode, image.size)):
                 image.load()  # Decode fully: a truncated file fails here, not later in training.
+                with _warnings_naming(label):
+                    image.getexif()  # Parsed once here, and kept for exif_transpose.
                 # In place: without an orientation tag, exif_transpose would return a whole copy.
                 ImageOps.exif_transpose(image, in_place=True)
                 image = _to_rgb(image)
@@ -315,7 +345,9 @@ def _upright_size(source: Source, label: str) -> tuple[int, int]:
     with _stream(source, label) as stream:
         image = _open(stream, source, label)
         width, height = image.size
-        if image.getexif().get(EXIF_ORIENTATION_TAG) in QUARTER_TURN_ORIENTATIONS:
+        with _warnings_naming(label):
+            orientation = image.getexif().get(EXIF_ORIENTATION_TAG)
+        if orientation in QUARTER_TURN_ORIENTATIONS:
             return height, width
         return width, height
 
