@@ -12,7 +12,7 @@ from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.registry import BACKBONES
 from tlcore.runs import catalog, store, worker
-from views import cached, evaluation_view, frame, markdown, run_view, server, session, train_options
+from views import cached, evaluation_view, frame, levels_view, markdown, run_view, server, session, train_options
 
 session_lines = frame.draw()
 
@@ -152,6 +152,9 @@ else:
         )
         with st.expander("Hyperparameters", key="train_hyperparameters"):
             settings = train_options.settings_widgets("hyperparameters", keep)
+            levels_view.feature_levels_check(
+                dataset, backbone, int(image_size), disabled=weights != "imagenet" or not status.available
+            )
 
         options, notice = train_options.options(dataset, strategy, keep)
         settings.update(options)

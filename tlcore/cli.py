@@ -14,7 +14,8 @@ python -m tlcore suggest --data DIR [--backbone ...] [--per-class N] [--json]
 python -m tlcore --version
 
 This module builds the parser; the `train` and `lr-find` settings flags come from TrainConfig's field
-metadata (`tlcore.cli_flags`), and what each command does is in `tlcore.cli_commands`.
+metadata (`tlcore.cli_flags`), and what each command does is in `tlcore.cli_commands` (`tlcore.cli_serving`
+for predict, evaluate and export; `tlcore.cli_insight` builds and runs explore and suggest).
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ import warnings
 from typing import Callable, Sequence
 
 import tlcore
-from tlcore import cli_commands, cli_flags, cli_serving, console
-from tlcore.insight import explore, orientation
-from tlcore.models.registry import BACKBONES
+from tlcore import cli_commands, cli_flags, cli_insight, cli_serving, console
 from tlcore.serving.export import FORMATS
 from tlcore.serving.export import rule_in_words as export_rule_in_words
 
@@ -48,110 +47,6 @@ LR_FIND_SETTINGS = (
     "split_seed",
     "seed",
 )
-
-
-def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--runs-dir",
-        type=cli_flags.folder_path,
-        default=None,
-        help="the runs folder (default: $TLCORE_RUNS_DIR, else runs/ in the tlcore home folder: $TLCORE_HOME, "
-        "else $XDG_DATA_HOME/tlcore, else ~/.local/share/tlcore)",
-    )
-
-
-def _add_split(parser: argparse.ArgumentParser) -> None:
-    """--validation-fraction and --split-seed of the commands that scan a data set (as train's flags)."""
-    parser.add_argument(
-        "--validation-fraction",
-        type=float,
-        default=0.2,
-        help="share of each class held out for validation in the flat layout (default 0.2)",
-    )
-    # --split-seed as in train (where --seed seeds the training); --seed, its first name, still works.
-    parser.add_argument(
-        "--split-seed",
-        "--seed",
-        dest="split_seed",
-        type=int,
-        default=1337,
-        help="seed of the train/validation split, as train's --split-seed (default 1337)",
-    )
-
-
-def _add_data_and_backbone(parser: argparse.ArgumentParser) -> None:
-    """--data, --backbone and --image-size of the commands that read a data set through a pretrained base."""
-    parser.add_argument("--data", required=True, help="the data set folder")
-    parser.add_argument(
-        "--backbone",
-        choices=sorted(BACKBONES),
-        default=explore.DEFAULT_BACKBONE,
-        help=f"the pretrained base (default {explore.DEFAULT_BACKBONE})",
-    )
-    parser.add_argument(
-        "--image-size",
-        type=cli_flags.whole_number(*cli_flags.IMAGE_SIZE_BOUNDS),
-        default=explore.DEFAULT_IMAGE_SIZE,
-        help=f"input side in pixels (default {explore.DEFAULT_IMAGE_SIZE})",
-    )
-
-
-def add_explore_parser(commands) -> None:
-    """Registers `explore` (kept in one function, apart from the other commands)."""
-
-    exploring = commands.add_parser(
-        "explore",
-        help="map a data set, find near-duplicates and leaks between splits or classes, and likely wrong labels",
-        description="Explore a data set from a pretrained backbone's pooled features (kept in the runs folder's "
-        "feature cache): a 2-D map of every image (principal components), the pairs of images at least "
-        "--threshold alike (a leak when they join train to validation/test, or two classes), and the likely "
-        "wrong labels (confident learning on out-of-fold probabilities) with a suggested class.",
-    )
-    _add_data_and_backbone(exploring)
-    exploring.add_argument(
-        "--threshold",
-        type=float,
-        default=explore.DEFAULT_THRESHOLD,
-        help=f"cosine similarity from which two images are near-duplicates (default {explore.DEFAULT_THRESHOLD})",
-    )
-    _add_split(exploring)
-    exploring.add_argument(
-        "--top", type=cli_flags.whole_number(0), default=10, help="pairs and suspects listed in the summary (10)"
-    )
-    _add_runs_dir(exploring)
-    exploring.add_argument(
-        "--json",
-        action="store_true",
-        help='print one JSON object: {"map": [{path, label, split, x, y}], "duplicates": [{a, b, similarity, '
-        'leak}], "suspects": [{path, label, suggested, score}]}',
-    )
-    exploring.set_defaults(handler=cli_commands.command_explore)
-
-
-def add_suggest_parser(commands) -> None:
-    """Registers `suggest`: the augmentation settings measured on a data set's photos."""
-    suggesting = commands.add_parser(
-        "suggest",
-        help="measure which flips suit a data set's photos, and print the train flags that follow",
-        description="For each flip, train a logistic regression on a pretrained backbone's features to tell "
-        "flipped copies of a sample of the training photos from the originals, scored out of fold. A flip "
-        f"is suggested when that accuracy stays under {orientation.TELLING_APART_LIMIT:.0%} (50% is chance): "
-        "flipped copies then look like more photos of the set.",
-    )
-    _add_data_and_backbone(suggesting)
-    suggesting.add_argument(
-        "--per-class",
-        type=int,
-        default=orientation.DEFAULT_PER_CLASS,
-        help=f"training photos sampled per class (default {orientation.DEFAULT_PER_CLASS})",
-    )
-    suggesting.add_argument("--seed", type=int, default=1337, help="seed of the sample and the folds (default 1337)")
-    suggesting.add_argument(
-        "--json",
-        action="store_true",
-        help='print one JSON object: {"flips": [{setting, suggested, accuracy, images, reason}], "flags": [...]}',
-    )
-    suggesting.set_defaults(handler=cli_commands.command_suggest)
 
 
 def _add_run(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "decoded once; files that cannot be used are listed with their reason.",
     )
     scan.add_argument("folder", help="the data set folder")
-    _add_split(scan)
+    cli_flags.add_split(scan)
     scan.add_argument(
         "--json",
         action="store_true",
@@ -210,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted or stopped run (id or folder) from the last finished epoch of the stage "
         "it was in, with its own settings; finished stages are not trained again",
     )
-    _add_runs_dir(train)
+    cli_flags.add_runs_dir(train)
     train.add_argument(
         "--json",
         action="store_true",
@@ -239,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write a CSV: file, top_label, probability, top_k (label:prob;...), error",
     )
-    _add_runs_dir(predict)
+    cli_flags.add_runs_dir(predict)
     predict.add_argument(
         "--json",
         action="store_true",
@@ -258,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     finder.add_argument("--start", type=float, default=1e-6, help="first learning rate (default %(default)g)")
     finder.add_argument("--end", type=float, default=1.0, help="last learning rate (default %(default)g)")
     finder.add_argument("--steps", type=int, default=100, help="training steps of the sweep (default %(default)s)")
-    _add_runs_dir(finder)
+    cli_flags.add_runs_dir(finder)
     finder.add_argument("--json", action="store_true", help="print learning_rates, losses and suggestion as JSON")
     finder.set_defaults(handler=cli_commands.command_lr_find)
 
@@ -279,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--mistakes", type=cli_flags.whole_number(0), default=10, help="mistakes to list (default 10)"
     )
-    _add_runs_dir(evaluation)
+    cli_flags.add_runs_dir(evaluation)
     evaluation.add_argument(
         "--json",
         action="store_true",
@@ -300,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument(
         "--output", default=None, metavar="PATH", help="where to write it (a new path; default <run>/exports/)"
     )
-    _add_runs_dir(exporting)
+    cli_flags.add_runs_dir(exporting)
     exporting.add_argument(
         "--json",
         action="store_true",
@@ -314,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the runs, newest first.",
         help="list the runs with their status, the best validation accuracy of any epoch and that of the saved model",
     )
-    _add_runs_dir(listing)
+    cli_flags.add_runs_dir(listing)
     listing.add_argument(
         "--json",
         action="store_true",
@@ -330,11 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         "'stopped', keeping its metrics and a usable model.",
     )
     stop.add_argument("run", help="run id or path")
-    _add_runs_dir(stop)
+    cli_flags.add_runs_dir(stop)
     stop.set_defaults(handler=cli_commands.command_stop)
 
-    add_explore_parser(commands)
-    add_suggest_parser(commands)
+    cli_insight.add_explore_parser(commands)
+    cli_insight.add_suggest_parser(commands)
     for command in commands.choices.values():
         command.add_argument(
             "--verbose", action="store_true", help="also show TensorFlow's start-up and log lines on standard error"
@@ -349,7 +244,7 @@ def build_worker_parser() -> argparse.ArgumentParser:
         description="Internal: train an existing run folder, or run a learning-rate find (used by the app).",
     )
     worker.add_argument("run_folder")
-    _add_runs_dir(worker)
+    cli_flags.add_runs_dir(worker)
     worker.add_argument(
         "--job", choices=("train", "lr-find"), default="train", help="train the run, or sweep a learning-rate find"
     )

@@ -17,8 +17,6 @@ from tlcore import cli_flags, console, progress, temporaries, wording
 from tlcore import config as config_module
 from tlcore.data import folders
 from tlcore.data.dataset import DatasetError
-from tlcore.data.images import InvalidImageError
-from tlcore.insight import explore, orientation
 from tlcore.runs import catalog, finder_jobs, store, worker
 from tlcore.training import distribute, run_data
 
@@ -256,44 +254,4 @@ def command_stop(arguments: argparse.Namespace) -> int:
         return 0
     run.request_stop()
     print(f"Asked run {run.id} to stop; it ends after its current batch.")
-    return 0
-
-
-def command_explore(arguments: argparse.Namespace) -> int:
-
-    try:
-        settings = explore.ExploreSettings(
-            backbone=arguments.backbone, image_size=arguments.image_size, threshold=arguments.threshold
-        )
-        dataset = folders.scan(
-            arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.split_seed
-        )
-    except (DatasetError, ValueError) as error:
-        return report_error(arguments, error)
-    runs_dir = arguments.runs_dir or store.default_runs_dir()
-    console.import_tensorflow_quietly(arguments.verbose)
-    exploration = explore.explore(dataset, settings, runs_dir=runs_dir, stream=sys.stderr)
-    if arguments.json:
-        print_json(exploration.to_json())
-    else:
-        print(explore.summary(exploration, top=arguments.top))
-    return 0
-
-
-def command_suggest(arguments: argparse.Namespace) -> int:
-    console.import_tensorflow_quietly(arguments.verbose)
-    try:
-        dataset = folders.scan(arguments.data)
-        suggestions = orientation.suggest_flips(
-            dataset, arguments.backbone, arguments.image_size, arguments.per_class, arguments.seed
-        )
-    except (DatasetError, ValueError, InvalidImageError) as error:  # A photo changed since the scan: named.
-        return report_error(arguments, error)
-    flags = [orientation.train_flag(suggestion) for suggestion in suggestions]
-    if arguments.json:
-        print_json({"flips": [vars(suggestion) for suggestion in suggestions], "flags": flags})
-        return 0
-    for suggestion in suggestions:
-        print(f"{suggestion.setting.replace('_', ' ')}: {suggestion.reason}")
-    print("Train with: " + " ".join(flags))
     return 0

@@ -2,7 +2,8 @@
 
 One flag per setting of TrainConfig, and per setting of a nested config (AugmentationConfig); a field
 added to TrainConfig becomes a flag without a change here. Every flag defaults to None, "not given", so
-that `config.from_preset` can tell a preset's value from an explicit one.
+that `config.from_preset` can tell a preset's value from an explicit one. Also the flags several commands
+share: --runs-dir and the split of a scanned data set.
 """
 
 from __future__ import annotations
@@ -197,3 +198,33 @@ def in_flag_words(message: str, config_class: type = TrainConfig) -> str:
         if message.startswith(setting.name + " "):
             return flag_name(setting) + message[len(setting.name) :]
     return message
+
+
+def add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    """--runs-dir, of every command that reads or writes the runs folder."""
+    parser.add_argument(
+        "--runs-dir",
+        type=folder_path,
+        default=None,
+        help="the runs folder (default: $TLCORE_RUNS_DIR, else runs/ in the tlcore home folder: $TLCORE_HOME, "
+        "else $XDG_DATA_HOME/tlcore, else ~/.local/share/tlcore)",
+    )
+
+
+def add_split(parser: argparse.ArgumentParser) -> None:
+    """--validation-fraction and --split-seed of the commands that scan a data set (as train's flags)."""
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of each class held out for validation in the flat layout (default 0.2)",
+    )
+    # --split-seed as in train (where --seed seeds the training); --seed, its first name, still works.
+    parser.add_argument(
+        "--split-seed",
+        "--seed",
+        dest="split_seed",
+        type=int,
+        default=1337,
+        help="seed of the train/validation split, as train's --split-seed (default 1337)",
+    )

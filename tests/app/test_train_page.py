@@ -625,3 +625,25 @@ def test_a_live_runs_curves_are_built_once_per_epoch_not_on_every_poll(folders, 
     run.append_metrics({"stage": "feature_extraction", "epoch": 3, "loss": 0.6, "accuracy": 0.7, "val_loss": 0.5})
     at.run()
     assert built == [2, 3], "a new epoch draws new curves"
+
+
+def test_the_feature_levels_check_says_what_it_measured_and_sets_the_levels(small_catsdogs, folders):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    click(at, "Check which feature levels suit these photos")
+    assert not at.error, [element.value for element in at.error]
+    suggestion = at.session_state["levels_suggestion"]["result"]
+    assert suggestion.images == len(list((small_catsdogs / "train").rglob("*.jpg")))
+    assert f"Feature levels: {suggestion.reason}" in texts(at)
+    assert (folders["runs"] / ".cache" / "features").is_dir(), "the features are cached for training"
+    # On 2 x 12 photos of cats and dogs the stack cannot lead by more than chance: 1 level, as set already.
+    assert suggestion.levels == 1 and at.number_input(key="train_feature_levels").value == 1
+    assert "Feature levels are set as suggested." in texts(at)
+
+    at.number_input(key="train_feature_levels").set_value(3).run()
+    click(at, "Use 1 feature level")
+    assert at.number_input(key="train_feature_levels").value == 1
+    assert "Feature levels are set as suggested." in texts(at)
+
+    at.selectbox(key="train_backbone").set_value("vgg16").run()
+    assert "Feature levels: VGG16 registers no stages to stack, so 1." in texts(at)
+    assert not [button for button in at.button if button.label == "Check which feature levels suit these photos"]

@@ -69,8 +69,9 @@ def test_a_suggestion_is_validated():
         orientation.FlipSuggestion("vertical_flip", True, 1.5, 10, "")
 
 
-def test_cli_suggest_prints_json_and_the_train_flags(small_catsdogs):
-    result = tlcore("suggest", "--data", str(small_catsdogs), "--per-class", "12", "--json")
+def test_cli_suggest_prints_json_and_the_train_flags(small_catsdogs, tmp_path):
+    runs = ("--runs-dir", str(tmp_path))
+    result = tlcore("suggest", "--data", str(small_catsdogs), "--per-class", "12", *runs, "--json")
     assert result.returncode == 0, result.stderr
     answer = last_json(result)
     assert [flip["setting"] for flip in answer["flips"]] == ["vertical_flip", "horizontal_flip"]

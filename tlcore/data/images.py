@@ -36,10 +36,8 @@ BACKGROUND = (255, 255, 255)
 Source = Union[str, os.PathLike, bytes]
 
 
-# Pillow reports what it skips in a damaged file (an EXIF tag past the file's end, say) with
-# warnings.warn, which names no file. The header and EXIF reads catch those warnings and raise them
-# again with the file's name. Decoding runs in threads, and on Python 3.11 catch_warnings swaps
-# process-wide state, so those short reads take turns under this lock; the pixels decode outside it.
+# Pillow warns of what it skips in a damaged file (an EXIF tag past its end) without naming the file. On
+# Python 3.11 catch_warnings swaps process-wide state, so the reads that may warn take turns under this lock.
 _WARNINGS_LOCK = threading.RLock()
 _PILLOW_FOLDER = os.path.dirname(Image.__file__)
 

@@ -163,17 +163,47 @@ def pooled_features(
     Returns:
         (an (images, channels) float32 array, whether every split came from the cache).
     """
+    # The explorer's neighbours and outliers were tuned on the base's output alone: one feature level.
+    vectors, from_cache = spatially_averaged_features(
+        dataset, settings.backbone, settings.image_size, 1, tuple(dataset.splits), runs_dir, stream
+    )
+    return normalise(np.concatenate([vectors[split] for split in dataset.splits])), from_cache
+
+
+def spatially_averaged_features(
+    dataset: DatasetScan,
+    backbone: str,
+    image_size: int,
+    feature_levels: int,
+    splits: tuple[str, ...],
+    runs_dir: str | os.PathLike | None = None,
+    stream=None,
+) -> tuple[dict[str, np.ndarray], bool]:
+    """The frozen base's feature maps of the splits' images, averaged over their spatial positions.
+
+    The maps are the feature cache's entries (`tlcore.training.extraction`), the ones a feature-extraction
+    run with the same backbone, size and feature levels reads, so either reuses what the other extracted.
+
+    Args:
+        dataset: the data set.
+        backbone, image_size, feature_levels: as in TrainConfig.
+        splits: the splits to extract.
+        runs_dir: the runs folder whose feature cache is read and filled; None: a temporary cache.
+        stream: where extraction reports what it does (None: silence).
+
+    Returns:
+        ({split: an (images, channels) float32 array in the split's order}, whether every split came
+        from the cache).
+
+    Raises:
+        ValueError: settings a run would refuse (an image size too small for the backbone, say).
+    """
     # Heavy: import TensorFlow and Keras, which the pages that only show an exploration never need.
     from tlcore.models import backbones, heads
     from tlcore.training import extraction, training_context
 
     config = from_preset(
-        "default",
-        data_dir=dataset.root,
-        backbone=settings.backbone,
-        image_size=settings.image_size,
-        seed=settings.seed,
-        feature_levels=1,  # The explorer's neighbours and outliers were tuned on the base's output alone.
+        "default", data_dir=dataset.root, backbone=backbone, image_size=image_size, feature_levels=feature_levels
     )
     context = training_context.TrainingContext(
         config=config, dataset=dataset, stream=stream, runs_dir=None if runs_dir is None else str(runs_dir)
@@ -181,13 +211,10 @@ def pooled_features(
     try:
         base = heads.build_frozen_base(config)
         preprocess = backbones.preprocessing_layer(config.backbone)
-        feature_maps, _, from_cache = extraction.extract_features(
-            context, base, preprocess, splits=tuple(dataset.splits)
-        )
-        vectors = np.concatenate([pool(feature_maps[split]) for split in dataset.splits])
+        feature_maps, _, from_cache = extraction.extract_features(context, base, preprocess, splits=splits)
+        return {split: pool(feature_maps[split]) for split in splits}, from_cache
     finally:
         context.close()
-    return normalise(vectors), from_cache
 
 
 def pool(feature_file) -> np.ndarray:
