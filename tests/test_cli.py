@@ -328,3 +328,15 @@ def test_the_worker_command_on_a_folder_that_is_not_a_run_says_so_and_makes_noth
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {tmp_path / 'no run here'}: not a run folder (no config.json)."
     assert list(tmp_path.iterdir()) == []
+
+
+def test_suggest_takes_the_split_of_the_run_to_follow_and_keeps_its_own_seed_for_the_folds(flat_small, tmp_path):
+    parser = cli.build_parser()
+    arguments = parser.parse_args(["suggest", "--data", "d", "--split-seed", "7", "--seed", "3"])
+    assert (arguments.split_seed, arguments.seed, arguments.validation_fraction) == (7, 3, 0.2)
+
+    split = ("--validation-fraction", "0.3", "--split-seed", "4", "--runs-dir", str(tmp_path))
+    result = _tlcore("suggest", "--data", str(flat_small), "--per-class", "5", *split, "--json")
+    assert result.returncode == 0, result.stderr
+    # The flat set's 10 photos per class, 3 of each held out for validation: the check scores the other 7.
+    assert _json(result)["feature_levels"]["images"] == 3 * 7

@@ -10,7 +10,7 @@ python -m tlcore export --run RUN --format {keras,savedmodel,tflite,tflite-int8}
 python -m tlcore runs [--json]
 python -m tlcore stop RUN
 python -m tlcore explore --data DIR [--backbone ...] [--image-size N] [--threshold T] [--json]
-python -m tlcore suggest --data DIR [--backbone ...] [--per-class N] [--json]
+python -m tlcore suggest --data DIR [--backbone ...] [--image-size N] [--per-class N] [--seed N] [--json]
 python -m tlcore --version
 
 This module builds the parser; the `train` and `lr-find` settings flags come from TrainConfig's field

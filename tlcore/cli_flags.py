@@ -211,8 +211,13 @@ def add_runs_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_split(parser: argparse.ArgumentParser) -> None:
-    """--validation-fraction and --split-seed of the commands that scan a data set (as train's flags)."""
+def add_split(parser: argparse.ArgumentParser, seed_alias: bool = True) -> None:
+    """--validation-fraction and --split-seed of the commands that scan a data set (as train's flags).
+
+    Args:
+        parser: the command's parser.
+        seed_alias: also accept --seed for --split-seed (its first name), for a command with no --seed of its own.
+    """
     parser.add_argument(
         "--validation-fraction",
         type=float,
@@ -222,7 +227,7 @@ def add_split(parser: argparse.ArgumentParser) -> None:
     # --split-seed as in train (where --seed seeds the training); --seed, its first name, still works.
     parser.add_argument(
         "--split-seed",
-        "--seed",
+        *(["--seed"] if seed_alias else []),
         dest="split_seed",
         type=int,
         default=1337,

@@ -1,7 +1,8 @@
 """The commands that read a data set through a pretrained base: `explore` and `suggest`, parsers and actions.
 
 python -m tlcore explore --data DIR [--backbone ...] [--image-size N] [--threshold T] [--json]
-python -m tlcore suggest --data DIR [--backbone ...] [--per-class N] [--json]
+python -m tlcore suggest --data DIR [--backbone ...] [--image-size N] [--per-class N] [--seed N]
+    [--validation-fraction F] [--split-seed N] [--runs-dir DIR] [--json]
 """
 
 from __future__ import annotations
@@ -78,8 +79,9 @@ def add_suggest_parser(commands) -> None:
         "flipped copies then look like more photos of the set. Feature levels (backbones with stages to stack, "
         "the EfficientNets): classify every training photo out of fold from the base's output alone and from "
         "its last stages stacked (logistic regressions, the same folds); the stack is suggested when it is "
-        "right on more photos than chance explains (McNemar's test, one-sided, 5%). The features are kept in "
-        "the runs folder's feature cache, and a run with the suggested levels reuses them.",
+        "right on more photos than chance explains (McNemar's exact test, one-sided, 5%). The features are kept "
+        "in the runs folder's feature cache: a run with the suggested levels and the same split reuses them "
+        "(at float32 precision, without --cleaned).",
     )
     _add_data_and_backbone(suggesting)
     suggesting.add_argument(
@@ -90,6 +92,8 @@ def add_suggest_parser(commands) -> None:
         "feature levels are measured on every training photo",
     )
     suggesting.add_argument("--seed", type=int, default=1337, help="seed of the sample and the folds (default 1337)")
+    # The split the run will train on: the check scores its training photos only, and a run reuses its features.
+    cli_flags.add_split(suggesting, seed_alias=False)
     cli_flags.add_runs_dir(suggesting)
     suggesting.add_argument(
         "--json",
@@ -126,7 +130,9 @@ def command_suggest(arguments: argparse.Namespace) -> int:
     console.import_tensorflow_quietly(arguments.verbose)
     runs_dir = arguments.runs_dir or store.default_runs_dir()
     try:
-        dataset = folders.scan(arguments.data)
+        dataset = folders.scan(
+            arguments.data, validation_fraction=arguments.validation_fraction, seed=arguments.split_seed
+        )
         suggestions = orientation.suggest_flips(
             dataset, arguments.backbone, arguments.image_size, arguments.per_class, arguments.seed
         )

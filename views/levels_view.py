@@ -26,7 +26,9 @@ def feature_levels_check(dataset: DatasetScan, backbone: str, image_size: int, d
     if BACKBONES[backbone].max_feature_levels < 2:
         st.caption(f"Feature levels: {BACKBONES[backbone].display_name} registers no stages to stack, so 1.")
         return
-    key = (dataset.root, dataset.validation_fraction, dataset.seed, backbone, int(image_size))
+    # The photos themselves, not only the folder: a rescan after photos were added or removed measures anew.
+    photos = hash(tuple(dataset.paths("train")))
+    key = (dataset.root, dataset.validation_fraction, dataset.seed, photos, backbone, int(image_size))
     if st.button(
         "Check which feature levels suit these photos",
         icon=":material/layers:",
@@ -34,7 +36,8 @@ def feature_levels_check(dataset: DatasetScan, backbone: str, image_size: int, d
         disabled=disabled,
         help="Classifies every training photo out of fold from the base's output alone and from its last stages "
         "stacked, and suggests the stack when it is right on more photos than chance explains. The features "
-        "are cached: a run with the suggested levels reuses them.",
+        "are cached: a run with the suggested levels reuses them (at float32 precision, on the photos as "
+        "scanned, not cleaned).",
     ):
         try:
             with st.spinner("Extracting the stacked features of the training photos, then comparing..."):

@@ -635,7 +635,8 @@ def test_the_feature_levels_check_says_what_it_measured_and_sets_the_levels(smal
     assert suggestion.images == len(list((small_catsdogs / "train").rglob("*.jpg")))
     assert f"Feature levels: {suggestion.reason}" in texts(at)
     assert (folders["runs"] / ".cache" / "features").is_dir(), "the features are cached for training"
-    # On 2 x 12 photos of cats and dogs the stack cannot lead by more than chance: 1 level, as set already.
+    # On these photos of cats and dogs the stack does not lead by more than chance: 1 level, as set already.
+    assert suggestion.p_value > 0.05
     assert suggestion.levels == 1 and at.number_input(key="train_feature_levels").value == 1
     assert "Feature levels are set as suggested." in texts(at)
 

@@ -12,15 +12,13 @@ import contextlib
 import io
 import os
 import struct
-import threading
-import warnings
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from tlcore.data import image_limits
+from tlcore.data import image_limits, pillow_warnings
 
 # Formats we accept. Pillow would try every plugin it has; limiting the list keeps odd formats
 # (PSD, EPS via Ghostscript, ...) out of a teaching tool's attack surface.
@@ -34,12 +32,6 @@ CONVERSION_CHUNK_PIXELS = 1 << 20
 BACKGROUND = (255, 255, 255)
 
 Source = Union[str, os.PathLike, bytes]
-
-
-# Pillow warns of what it skips in a damaged file (an EXIF tag past its end) without naming the file. On
-# Python 3.11 catch_warnings swaps process-wide state, so the reads that may warn take turns under this lock.
-_WARNINGS_LOCK = threading.RLock()
-_PILLOW_FOLDER = os.path.dirname(Image.__file__)
 
 
 class InvalidImageError(Exception):
@@ -59,41 +51,21 @@ def _describe(source: Source, name: str | None) -> str:
     return str(source)
 
 
-@contextlib.contextmanager
-def _warnings_naming(label: str):
-    """Raises the warnings Pillow gives inside the block again, their messages starting with `label`.
-
-    Warnings from elsewhere (another thread's, while the block runs) are raised again unchanged.
-    Pillow's DecompressionBombWarning is dropped: `image_limits` applies a lower cap of its own.
-    """
-    with _WARNINGS_LOCK:
-        with warnings.catch_warnings(record=True) as caught:
-            # Record everything: each warning meets the caller's own filters when it is raised again.
-            warnings.simplefilter("always")
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    for warning in caught:
-        if warning.filename.startswith(_PILLOW_FOLDER + os.sep):
-            warnings.warn(f"{label}: {warning.message}", warning.category)
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-
-
 def _open(stream, source: Source, label: str) -> Image.Image:
     """Opens (header only) with the format whitelist and the pixel cap, before any decoding."""
-    try:
-        # Pillow warns (and above 2x its own limit raises) for huge images; we apply our own cap.
-        with _warnings_naming(label):
+    # Outside the try: a warning raised again (under an "error" filter) is not a file we cannot read.
+    with pillow_warnings.naming(label):
+        try:
             image = Image.open(stream, formats=SUPPORTED_FORMATS)
-    except Image.DecompressionBombError:
-        # Pillow refuses images above twice its own MAX_IMAGE_PIXELS with a message of its own
-        # ("could be decompression bomb DOS attack"): report them as our cap does, which is lower.
-        raise _too_large(label, _declared_size(stream)) from None
-    except Exception:  # PIL.UnidentifiedImageError, OSError, SyntaxError from broken headers, ...
-        raise InvalidImageError(
-            label,
-            f"not a supported image ({_sniff(source)}); expected one of {', '.join(SUPPORTED_FORMATS)}",
-        ) from None
+        except Image.DecompressionBombError:
+            # Pillow refuses images above twice its own MAX_IMAGE_PIXELS with a message of its own
+            # ("could be decompression bomb DOS attack"): report them as our cap does, which is lower.
+            raise _too_large(label, _declared_size(stream)) from None
+        except Exception:  # PIL.UnidentifiedImageError, OSError, SyntaxError from broken headers, ...
+            raise InvalidImageError(
+                label,
+                f"not a supported image ({_sniff(source)}); expected one of {', '.join(SUPPORTED_FORMATS)}",
+            ) from None
     width, height = image.size
     if width * height > image_limits.MAX_PIXELS:
         raise _too_large(label, image.size)
@@ -266,7 +238,7 @@ def _decode_array(source: Source, label: str, image_size: int | None, draft_side
             _check_decoded_bytes(image, label)
             with image_limits.decode_memory.reserve(image_limits.working_memory(image.mode, image.size)):
                 image.load()  # Decode fully: a truncated file fails here, not later in training.
-                with _warnings_naming(label):
+                with pillow_warnings.naming(label):
                     image.getexif()  # Parsed once here, and kept for exif_transpose.
                 # In place: without an orientation tag, exif_transpose would return a whole copy.
                 ImageOps.exif_transpose(image, in_place=True)
@@ -343,7 +315,7 @@ def _upright_size(source: Source, label: str) -> tuple[int, int]:
     with _stream(source, label) as stream:
         image = _open(stream, source, label)
         width, height = image.size
-        with _warnings_naming(label):
+        with pillow_warnings.naming(label):
             orientation = image.getexif().get(EXIF_ORIENTATION_TAG)
         if orientation in QUARTER_TURN_ORIENTATIONS:
             return height, width
