@@ -9,11 +9,14 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tlcore import files
+from tlcore.config import TrainConfig
 from tlcore.runs import catalog, partials, store
 
 
@@ -200,3 +203,24 @@ def test_a_run_writes_nothing_into_a_folder_that_was_deleted(tmp_path):
     assert not run.path.exists()
     files.write_json(tmp_path / "elsewhere" / "a.json", {})  # Other writers still make their folders.
     assert (tmp_path / "elsewhere" / "a.json").is_file()
+
+
+def test_a_live_process_is_alive_though_its_recorded_start_reads_a_second_off():
+    """Linux gives the boot time in whole seconds of the wall clock, so a second reading of a worker's start can
+    differ by one: the app showed a live training as "interrupted" (killed or crashed) until its next status."""
+    recorded = psutil.Process(os.getpid()).create_time()
+    for drift in (-1.0, 1.0, 2.5):
+        assert store.process_alive(os.getpid(), recorded + drift)
+    assert store.process_alive(os.getpid(), None)
+    # Another process's start (a recycled pid) is minutes away, not seconds.
+    assert not store.process_alive(os.getpid(), recorded - 120)
+    assert not store.process_alive(None, recorded)
+
+
+def test_a_running_run_whose_workers_start_reads_a_second_off_is_still_running(tmp_path):
+    run = store.create(TrainConfig(data_dir=str(tmp_path)), tmp_path / "runs")
+    started = psutil.Process(os.getpid()).create_time() + 1.0
+    run.set_status("running", pid=os.getpid(), started=started, began=time.time())
+    assert run.state == "running"
+    run.set_status("running", pid=os.getpid(), started=started - 600)
+    assert run.state == "interrupted"

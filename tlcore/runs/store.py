@@ -57,15 +57,28 @@ def default_runs_dir() -> Path:
     return home.default_folder("runs")
 
 
+# psutil gives a process's start as its seconds since boot plus the boot time, which Linux reports in whole
+# seconds of the wall clock: two readings of one process's start differ by a second when the clock drifts across
+# one (seen: a live worker judged dead), more when a virtual machine's clock sync steps it. A recycled pid belongs
+# to a process started after the worker ended, in practice long after.
+START_TIME_TOLERANCE_SECONDS = 5.0
+
+
 def process_alive(pid: int | None, started: float | None = None) -> bool:
-    """Whether the process that wrote a status still exists (and is not a recycled pid)."""
+    """Whether the process that wrote a status still exists (and is not a recycled pid).
+
+    Args:
+        pid: the process id the status names (None or 0: no process).
+        started: the process's start time as it recorded it (`psutil.Process.create_time`), or None to
+            accept any process of that id.
+    """
     if not pid:
         return False
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        return started is None or abs(process.create_time() - started) < 1.0
+        return started is None or abs(process.create_time() - started) <= START_TIME_TOLERANCE_SECONDS
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
