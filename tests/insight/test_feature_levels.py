@@ -7,9 +7,10 @@ check that always answered one way, or compared the two on different photos or f
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.helpers.cli import last_json, tlcore
 from tests.helpers.paths import shared_path
 from tlcore import cli
 from tlcore.config import from_preset
@@ -101,14 +102,14 @@ def test_a_suggestion_is_validated():
 def test_cli_suggest_prints_the_levels_and_their_flag(runs_dir, scenes, capsys):
     scenes_dir = str(shared_path() / "data" / "scenes")
     # Few photos for the flips: this test is about the levels, which are measured on every training photo.
-    arguments = ("suggest", "--data", scenes_dir, "--per-class", "5", "--runs-dir", str(runs_dir))
-    result = tlcore(*arguments, "--json")
-    assert result.returncode == 0, result.stderr
-    answer = last_json(result)
+    # In this process, where TensorFlow is imported and the features cached (tests/test_cli.py runs the command).
+    arguments = ["suggest", "--data", scenes_dir, "--per-class", "5", "--runs-dir", str(runs_dir)]
+    assert cli.main([*arguments, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert answer["feature_levels"] == vars(scenes[1])
     assert len(answer["flags"]) == 3 and answer["flags"][-1] == "--feature-levels 3"
 
-    assert cli.main(list(arguments)) == 0  # In this process: TensorFlow is imported, the features cached.
+    assert cli.main(arguments) == 0
     printed = capsys.readouterr().out
     assert f"feature levels: {scenes[1].reason}\n" in printed
     assert printed.rstrip().endswith(" --feature-levels 3")

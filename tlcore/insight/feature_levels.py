@@ -7,8 +7,8 @@ the head then classifies better, on photos like ImageNet's (cats and dogs) it do
 stacked features cost a little (both measured in benchmarks/RESULTS.md).
 
 So the check extracts the stacked features of the training photos once (the feature cache's
-entries, which a run with the same backbone, size and levels then reuses), averages them over their
-positions, and scores two logistic regressions out of fold with the same folds: one on the base's
+entries, which a run with the same backbone, size, levels and split then reuses), averages them over
+their positions, and scores two logistic regressions out of fold with the same folds: one on the base's
 output alone, one on the stack. It counts the photos that only one of the two classifies correctly,
 and suggests the stack only when it wins by more than chance explains (McNemar's exact test, one-sided, at
 5%), so data where both do about as well keeps the single level of the classic notebook. The
