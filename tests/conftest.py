@@ -9,6 +9,7 @@ that counts them (`pytest_terminal_summary`), so that a green run with half the 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,19 @@ from tlcore.runs import store
 SMALL_TRAIN_PER_CLASS = 12
 SMALL_VALIDATION_PER_CLASS = 6
 FLAT_PER_CLASS = 10
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tlcore_home(tmp_path_factory):
+    """A tlcore home folder of the session's own: nothing a test runs (a command without --runs-dir, a page,
+    a worker it starts) writes runs or feature caches into the real one (~/.local/share/tlcore), or into a
+    runs or data folder the shell names. Tests that set these variables themselves still win (monkeypatch)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TLCORE_HOME", str(tmp_path_factory.mktemp("tlcore_home")))
+    patch.delenv("TLCORE_RUNS_DIR", raising=False)
+    patch.delenv("TLCORE_DATA_DIR", raising=False)
+    yield Path(os.environ["TLCORE_HOME"])
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -46,3 +46,9 @@ def test_the_home_follows_xdg_and_tlcore_home_and_each_folder_its_own_variable(t
     assert home.default_folder("data", environment) == tmp_path / "studio" / "data"
     with pytest.raises(ValueError, match="kind must be one of"):
         home.default_folder("photos", {})
+
+
+def test_the_suite_runs_in_a_home_folder_of_its_own(tlcore_home, tmp_path_factory):
+    # `tlcore suggest` without --runs-dir left feature caches in the real ~/.local/share/tlcore at every run.
+    assert tlcore_home.is_relative_to(tmp_path_factory.getbasetemp())
+    assert home.default_folder("runs") == tlcore_home / "runs"
