@@ -19,11 +19,32 @@ PAGES = (
     ("pages/3_Predict.py", "Predict", ":material/label:"),
 )
 
-TABLE_STYLE = (
+# A Markdown table wider than a narrow window scrolls in its own box: as it was, the whole page scrolled
+# sideways (titles and all), and the table's right columns lay off screen.
+PAGE_STYLE = (
     "[data-testid=stMarkdownContainer] table {display: block; max-width: 100%; overflow-x: auto} "
     # Narrower cells on a phone: a table of a few columns (Home's backbones) then fits whole.
-    "@media (max-width: 640px) {[data-testid=stMarkdownContainer] :is(td, th) {padding: 0.4rem 0.45rem}}"
+    "@media (max-width: 640px) {[data-testid=stMarkdownContainer] :is(td, th) {padding: 0.4rem 0.45rem}} "
+    # The sidebar's script (below) draws nothing, but its empty element added a gap under the links.
+    "[data-testid=stSidebar] [data-testid=stElementContainer]:has(> [data-testid=stHtml] > script) {display: none}"
 )
+
+# Streamlit folds its own page list away when a link in it is tapped on a narrow window (its sidebar then
+# lies over the page), but not the st.page_link links this frame draws: the page changed behind a sidebar
+# that stayed open. This folds it the same way, by clicking the sidebar's own collapse button. The width is
+# Streamlit's "md" breakpoint, where the sidebar starts to lie over the page instead of beside it. One
+# listener per browser tab (the script runs again at every page change).
+FOLD_SIDEBAR_ON_NARROW_WINDOWS = """<script>
+if (!window.tlsFoldsSidebarAfterLinks) {
+  window.tlsFoldsSidebarAfterLinks = true;
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest("[data-testid=stSidebar] [data-testid=stPageLink-NavLink]");
+    if (!link || window.innerWidth >= 768) return;
+    const collapse = document.querySelector("[data-testid=stSidebarCollapseButton] button");
+    if (collapse) collapse.click();
+  });
+}
+</script>"""
 
 
 class SessionLines:
@@ -49,12 +70,11 @@ def draw() -> SessionLines:
         st.stop() further down would end the script before anything drawn at its bottom).
     """
     st.set_page_config(page_title="Transfer Learning Studio", page_icon=":material/model_training:", layout="wide")
-    # A Markdown table wider than a narrow window scrolls in its own box: as it was, the whole page scrolled
-    # sideways (titles and all), and the table's right columns lay off screen.
-    st.html(f"<style>{TABLE_STYLE}</style>")
+    st.html(f"<style>{PAGE_STYLE}</style>")
     server.prepare()
     for script, label, icon in PAGES:
         st.sidebar.page_link(script, label=label, icon=icon)
+    st.sidebar.html(FOLD_SIDEBAR_ON_NARROW_WINDOWS, unsafe_allow_javascript=True)
     session.reopen_dataset()
     lines = SessionLines()
     lines.draw()

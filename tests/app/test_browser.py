@@ -346,3 +346,36 @@ def test_a_fresh_servers_first_visit_to_any_page_shows_the_apps_navigation_and_f
             no_traceback(page)
         finally:
             page.close()
+
+
+@pytest.mark.parametrize("width, folds", [(420, True), (1400, False)])
+def test_a_link_in_the_sidebar_folds_it_away_on_a_phones_width_only(browser, app_server, width, folds):
+    """On a narrow window the open sidebar lies over the page: a tapped link must fold it away, as Streamlit's
+    own page list does (the app's links left it open, over the page just opened). On a wide window it stays."""
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(app_server["url"])
+        page.get_by_role("heading", name="Transfer Learning Studio", exact=True).wait_for()
+        settle(page)
+        sidebar = page.get_by_test_id("stSidebar")
+        expand = page.get_by_test_id("stExpandSidebarButton")
+        if expand.count() and expand.is_visible():
+            expand.click()
+        wait_until(lambda: sidebar.get_attribute("data-collapsed") == "false", 10, "the sidebar to open")
+        go_to(page, "Data")
+        page.get_by_role("heading", name="Data", exact=True).wait_for()
+        assert page.url.rstrip("/").endswith("/Data")
+        expected = "true" if folds else "false"
+        wait_until(lambda: sidebar.get_attribute("data-collapsed") == expected, 10, f"data-collapsed={expected}")
+        if folds:
+            assert page.get_by_test_id("stExpandSidebarButton").is_visible(), "the button that opens it again"
+        else:
+            # The script's element draws nothing and leaves no gap: the session's lines follow the links 12 px
+            # below them (28 px with the empty element's gap).
+            links_bottom = sidebar.get_by_test_id("stPageLink-NavLink").last.bounding_box()
+            line_top = sidebar.get_by_text(re.compile("^Data set: ")).bounding_box()
+            assert line_top["y"] - (links_bottom["y"] + links_bottom["height"]) < 20, (links_bottom, line_top)
+        no_traceback(page)
+    finally:
+        page.close()
