@@ -15,7 +15,7 @@ from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
 from tlcore.insight import orientation
 from tlcore.settings import settings_of
-from views import cached, markdown, session
+from views import cached, gallery, markdown, session
 
 # Augmentation sliders: setting -> (label, lowest, highest, step), from AugmentationConfig's field metadata.
 SLIDERS = {
@@ -24,6 +24,10 @@ SLIDERS = {
     if "min" in item.metadata
 }
 FIELDS = AugmentationConfig.__dataclass_fields__
+# The original and its 8 copies in cells that wrap: three to a row beside the settings on a 1400 px window, two
+# on a 1000 px one beside the sidebar and on a 420 px phone (in st.columns(3), which stack on a phone, each
+# filled the window's width: nine screens of scrolling).
+PREVIEW_CELL_WIDTH = 150
 
 
 @st.fragment
@@ -85,7 +89,7 @@ def preview(dataset: DatasetScan) -> None:
         except (InvalidImageError, OSError) as error:
             st.error(markdown.escape(error))
             return
-        cells = [column for _ in range(3) for column in st.columns(3)]
+        cells = gallery.cells(1 + len(copies), width=PREVIEW_CELL_WIDTH)
         # Framed and numbered: at brightness 1.0 a copy can be all white, which looked like a missing image.
         cells[0].image(browse.framed(original), caption=f"original, as training sees it ({size} px)", width="stretch")
         for number, (cell, copy) in enumerate(zip(cells[1:], copies), start=1):

@@ -161,6 +161,10 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     settle(page)
     first, second = (preview.nth(index).bounding_box() for index in (0, 1))
     assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"], (first, second)
+    # So do the augmentation preview's original and its first copy (the last 9 images): in st.columns(3) each
+    # filled the window's width, nine screens of scrolling.
+    original, copy = (preview.nth(preview.count() - 9 + index).bounding_box() for index in (0, 1))
+    assert original["y"] == copy["y"] and copy["x"] > original["x"] + original["width"], (original, copy)
     page.set_viewport_size({"width": 1400, "height": 1000})
     settle(page)
     no_traceback(page)
