@@ -171,11 +171,11 @@ if dataset is None:
 st.header("Scan report")
 st.markdown(markdown.escape(dataset.root))
 counts = dataset.counts()
-columns = st.columns(2 + len(counts))
-columns[0].metric("Classes", dataset.num_classes)
-for column, (split, per_class) in zip(columns[1:], counts.items()):
-    column.metric(f"{split.capitalize()} images", sum(per_class.values()))
-columns[-1].metric("Left out", len(dataset.rejected))
+gallery.metrics(
+    [("Classes", dataset.num_classes)]
+    + [(f"{split.capitalize()} images", sum(per_class.values())) for split, per_class in counts.items()]
+    + [("Left out", len(dataset.rejected))]
+)
 if dataset.layout == "flat":
     st.caption(
         f"No validation folder: {dataset.validation_fraction:.0%} of each class is held out for "

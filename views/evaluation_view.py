@@ -82,10 +82,13 @@ def render(result: evaluate.Evaluation, key: str, pages_key: str, data_dir: str 
         pages_key: the key of the mistakes' page selector.
         data_dir: the data set folder the run trained on, which the mistakes' file names are relative to.
     """
-    first, second, third = st.columns(3)
-    first.metric("Accuracy", f"{result.accuracy:.1%}")
-    second.metric(f"{result.split.capitalize()} images", result.images)
-    third.metric("Mistakes", len(result.mistakes))
+    gallery.metrics(
+        [
+            ("Accuracy", f"{result.accuracy:.1%}"),
+            (f"{result.split.capitalize()} images", result.images),
+            ("Mistakes", len(result.mistakes)),
+        ]
+    )
     # A row that wraps: the table beside the matrix where there is room, under it where there is not
     # (side by side in fixed columns, a matrix of 5 classes or more ran under the table). The matrix keeps
     # its own width where it has it and shrinks, legend and all, in a narrower window.

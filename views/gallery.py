@@ -1,4 +1,4 @@
-"""Grids of images that wrap: as many fixed-width cells in a row as the window holds."""
+"""Grids that wrap, of images or of metrics: as many fixed-width cells in a row as the window holds."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import streamlit as st
 # Six cells across the main column of a 1400 px window beside the sidebar (a page of twelve thumbnails in two
 # rows), two on a 420 px phone.
 CELL_WIDTH = 140
+# Four metrics across that column, two on the phone.
+METRIC_WIDTH = 180
 
 
 def cells(count: int, width: int = CELL_WIDTH) -> list:
@@ -24,3 +26,11 @@ def cells(count: int, width: int = CELL_WIDTH) -> list:
     """
     row = st.container(horizontal=True, wrap=True, gap="small")
     return [row.container(width=width) for _ in range(count)]
+
+
+def metrics(values: list[tuple[str, object]]) -> None:
+    """Draws `(label, value)` pairs as st.metric in a row that wraps (st.columns stacked them one per row on a
+    phone, a screen of large numbers)."""
+    row = st.container(horizontal=True, wrap=True, gap="small")
+    for label, value in values:
+        row.metric(label, value, width=METRIC_WIDTH)

@@ -161,7 +161,11 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     settle(page)
     first, second = (preview.nth(index).bounding_box() for index in (0, 1))
     assert first["y"] == second["y"] and second["x"] > first["x"] + first["width"], (first, second)
-    # So do the augmentation preview's original and its first copy (the last 9 images): in st.columns(3) each
+    # So do the scan report's numbers, two to a row (in st.columns(4) they stacked, one per row) ...
+    metrics = page.get_by_test_id("stMetric")
+    classes, train = (metrics.nth(index).bounding_box() for index in (0, 1))
+    assert classes["y"] == train["y"] and train["x"] > classes["x"], (classes, train)
+    # ... and the augmentation preview's original and its first copy (the last 9 images): in st.columns(3) each
     # filled the window's width, nine screens of scrolling.
     original, copy = (preview.nth(preview.count() - 9 + index).bounding_box() for index in (0, 1))
     assert original["y"] == copy["y"] and copy["x"] > original["x"] + original["width"], (original, copy)

@@ -102,6 +102,12 @@ def test_the_confusion_matrix_its_legend_and_the_table_neither_overlap_nor_leave
             assert inside(drawn, boxes["row"]), f"{width} px: the matrix {drawn} out of the column {boxes}"
             assert drawn[2] <= width + 1, f"{width} px: the matrix {drawn} out of the window"
         assert inside(boxes["table"], boxes["row"]) and boxes["table"][2] <= width + 1, boxes
+        if width == 420:  # Its numbers two to a row: in st.columns(3) they stacked, one per row.
+            accuracy, images = (
+                page.get_by_test_id("stMetric").filter(has_text=label).first.bounding_box()
+                for label in ("Accuracy", "Validation images")
+            )
+            assert accuracy["y"] == images["y"] and images["x"] > accuracy["x"], (accuracy, images)
         screenshot(page, f"evaluation_six_classes_{width}")
 
 
