@@ -29,8 +29,13 @@ def cells(count: int, width: int = CELL_WIDTH) -> list:
 
 
 def metrics(values: list[tuple[str, object]]) -> None:
-    """Draws `(label, value)` pairs as st.metric in a row that wraps (st.columns stacked them one per row on a
-    phone, a screen of large numbers)."""
+    """Draws numbers as st.metric, METRIC_WIDTH pixels each, in a row that wraps.
+
+    In st.columns they stacked one per row on a phone: a screen of large numbers.
+
+    Args:
+        values: `(label, value)` pairs, in reading order.
+    """
     row = st.container(horizontal=True, wrap=True, gap="small")
     for label, value in values:
         row.metric(label, value, width=METRIC_WIDTH)
