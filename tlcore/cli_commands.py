@@ -71,7 +71,7 @@ def command_train(arguments: argparse.Namespace) -> int:
             raise ValueError("--data is required (or --resume RUN to continue a run).")
         config = config_module.from_preset(arguments.preset, **cli_flags.settings_from(arguments))
         # Before a run folder is made: a data set that cannot be used is one message, not a "failed" run.
-        # The worker scans again when its turn comes: a queued run may wait while photos are added or removed.
+        # Training scans again once the run's turn comes: a queued run may wait while photos are added or removed.
         dataset, _ = run_data.scan_for_run(config)
         # A multi-worker run's other workers train in a scratch folder: only the chief writes the run.
         runs_dir, scratch = distribute.task_runs_dir(config, arguments.runs_dir or store.default_runs_dir())

@@ -24,10 +24,6 @@ SLIDERS = {
     if "min" in item.metadata
 }
 FIELDS = AugmentationConfig.__dataclass_fields__
-# The original and its 8 copies in cells that wrap: three to a row beside the settings on a 1400 px window, two
-# on a 1000 px one beside the sidebar and on a 420 px phone (in st.columns(3), which stack on a phone, each
-# filled the window's width: nine screens of scrolling).
-PREVIEW_CELL_WIDTH = 150
 
 
 @st.fragment
@@ -89,7 +85,10 @@ def preview(dataset: DatasetScan) -> None:
         except (InvalidImageError, OSError) as error:
             st.error(markdown.escape(error))
             return
-        cells = gallery.cells(1 + len(copies), width=PREVIEW_CELL_WIDTH)
+        # Three to a row at every window width (in st.columns(3), which stack on a phone, each copy filled the
+        # window's width: nine screens of scrolling; in fixed-width cells that wrap, a window of 800 to 950 px
+        # with the sidebar open had one per row).
+        cells = gallery.grid(rows=3, per_row=3)
         # Framed and numbered: at brightness 1.0 a copy can be all white, which looked like a missing image.
         cells[0].image(browse.framed(original), caption=f"original, as training sees it ({size} px)", width="stretch")
         for number, (cell, copy) in enumerate(zip(cells[1:], copies), start=1):

@@ -19,9 +19,9 @@ PAGES = (
     ("pages/3_Predict.py", "Predict", ":material/label:"),
 )
 
-# A Markdown table wider than a narrow window scrolls in its own box: as it was, the whole page scrolled
-# sideways (titles and all), and the table's right columns lay off screen.
 PAGE_STYLE = (
+    # A Markdown table wider than a narrow window scrolls in its own box: as it was, the whole page scrolled
+    # sideways (titles and all), and the table's right columns lay off screen.
     "[data-testid=stMarkdownContainer] table {display: block; max-width: 100%; overflow-x: auto} "
     # Narrower cells on a phone: a table of a few columns (Home's backbones) then fits whole.
     "@media (max-width: 640px) {[data-testid=stMarkdownContainer] :is(td, th) {padding: 0.4rem 0.45rem}} "
@@ -29,11 +29,11 @@ PAGE_STYLE = (
     "[data-testid=stSidebar] [data-testid=stElementContainer]:has(> [data-testid=stHtml] > script) {display: none}"
 )
 
-# Streamlit folds its own page list away when a link in it is tapped on a narrow window (its sidebar then
-# lies over the page), but not the st.page_link links this frame draws: the page changed behind a sidebar
-# that stayed open. This folds it the same way, by clicking the sidebar's own collapse button. The width is
-# Streamlit's "md" breakpoint, where the sidebar starts to lie over the page instead of beside it. One
-# listener per browser tab (the script runs again at every page change).
+# Streamlit folds the sidebar away after a tap on its own page list on a phone, but not after one on the
+# st.page_link links this frame draws: the page changed behind a sidebar that stayed open over it. This folds
+# it by clicking the sidebar's own collapse button, on any window narrower than Streamlit's "md" breakpoint
+# (768 px), where the open sidebar lies over the page instead of beside it. One listener per browser tab (the
+# script runs again at every page change).
 FOLD_SIDEBAR_ON_NARROW_WINDOWS = """<script>
 if (!window.tlsFoldsSidebarAfterLinks) {
   window.tlsFoldsSidebarAfterLinks = true;

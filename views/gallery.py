@@ -1,4 +1,8 @@
-"""Grids that wrap, of images or of metrics: as many fixed-width cells in a row as the window holds."""
+"""Grids that hold their shape on a phone, where st.columns stacks its columns one under another.
+
+Either cells of a fixed width in rows that wrap (as many in a row as the window holds), or rows that never
+wrap, of cells sharing the row's width.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import streamlit as st
 # Six cells across the main column of a 1400 px window beside the sidebar (a page of twelve thumbnails in two
 # rows), two on a 420 px phone.
 CELL_WIDTH = 140
-# Four metrics across that column, two on the phone.
-METRIC_WIDTH = 180
+# Five metrics across that column, two on a phone of 360 px.
+METRIC_WIDTH = 150
 
 
 def cells(count: int, width: int = CELL_WIDTH) -> list:
@@ -39,3 +43,20 @@ def metrics(values: list[tuple[str, object]]) -> None:
     row = st.container(horizontal=True, wrap=True, gap="small")
     for label, value in values:
         row.metric(label, value, width=METRIC_WIDTH)
+
+
+def grid(rows: int, per_row: int) -> list:
+    """`rows` x `per_row` containers, each row's cells sharing its width, at every window width.
+
+    Args:
+        rows: how many rows.
+        per_row: how many cells in each row.
+
+    Returns:
+        The cells, in reading order.
+    """
+    in_order = []
+    for _ in range(rows):
+        row = st.container(horizontal=True, wrap=False, gap="small")
+        in_order.extend(row.container(width="stretch") for _ in range(per_row))
+    return in_order
