@@ -171,7 +171,7 @@ class TrainConfig:
     )
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     augmented_views: int = setting(
-        10,
+        5,
         "augmented views of each training image that frozen_augmented and fine_tuning push through the frozen "
         "base once and cache (0 trains end to end, augmenting every epoch anew)",
         label="Augmented views (0 = end to end)",

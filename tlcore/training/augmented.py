@@ -63,7 +63,7 @@ def views_to_cache(config: TrainConfig) -> int:
     Epoch e of a cached stage trains on view e mod K, and each stage counts its epochs from 0: a
     run of fewer epochs than K never reads the views past its epoch count. Each view is seeded by
     its index, so caching only those trains exactly as caching all K would, sooner (a 2-epoch run
-    caches 2 views, not 10).
+    caches 2 views, not 5).
     """
     stages = stages_for(config.strategy)
     epochs = [config.epochs] if "frozen_augmented" in stages else []
