@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,19 @@ def tlcore_home(tmp_path_factory):
     patch.delenv("TLCORE_RUNS_DIR", raising=False)
     patch.delenv("TLCORE_DATA_DIR", raising=False)
     yield Path(os.environ["TLCORE_HOME"])
+    patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_folder(tmp_path_factory):
+    """A temporary folder of the session's own ($TMPDIR and `tempfile`'s), inside pytest's base folder, which
+    pytest prunes: what a process a test kills leaves behind does not pile up in /tmp. TensorFlow's autograph,
+    for one, writes a module per converted function there and removes it only when the process exits normally."""
+    folder = tmp_path_factory.mktemp("tmp")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(folder))
+    patch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
     patch.undo()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,13 @@ def test_the_suite_runs_in_a_home_folder_of_its_own(tlcore_home, tmp_path_factor
     # `tlcore suggest` without --runs-dir left feature caches in the real ~/.local/share/tlcore at every run.
     assert tlcore_home.is_relative_to(tmp_path_factory.getbasetemp())
     assert home.default_folder("runs") == tlcore_home / "runs"
+
+
+def test_the_suite_keeps_its_temporary_files_in_a_folder_of_its_own(temporary_folder, tmp_path_factory):
+    # A suite run left autograph modules of the processes its tests killed in /tmp, nine a run.
+    assert temporary_folder.is_relative_to(tmp_path_factory.getbasetemp())
+    child = subprocess.run(
+        [sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"], capture_output=True, text=True
+    )
+    assert Path(child.stdout.strip()) == temporary_folder
+    assert Path(tempfile.gettempdir()) == temporary_folder
