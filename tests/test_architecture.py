@@ -285,6 +285,9 @@ LIGHT_USES = {
     "run.append_metrics({'stage': 'feature_extraction', 'epoch': 0, 'accuracy': 0.5})\n"
     "[store.describe(each) for each in store.list_runs()]\nrun.train_config()\n"
     "monitor.estimate(run.config(), run.status(), run.progress(), run.metrics())",
+    "stage steps": "from tlcore.insight import stage_steps\n"
+    "stage_steps.lines({'feature_extraction': {'val_accuracy': 0.9}, 'frozen_augmented': {'val_accuracy': 0.8}}, "
+    "'frozen_augmented')",
     "learning-rate finds": "from tlcore.config import TrainConfig\nfrom tlcore.runs import finder_jobs, store\n"
     "job = finder_jobs.create(TrainConfig(data_dir='photos'), store.default_runs_dir())\n"
     "finder_jobs.resolve(job.id, store.default_runs_dir()).status()\nfinder_jobs.sweep_of(job)",

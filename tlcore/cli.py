@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "given take the preset's value: 'default' (EfficientNet-Lite0, 160 px, pooled head, CPU friendly), "
         "'quality' (the same with EfficientNet-Lite1 at 240 px: slower, more accurate) "
         "or 'seed' (the classic notebook: VGG16, 150 px, Flatten + Dense 256, RMSprop 2e-5 / 1e-5, 30 + 30 "
-        "epochs). Progress goes to standard error.",
+        "epochs). Progress goes to standard error; at the end each stage's result, and what each stage added to "
+        "the one before it, go to standard output.",
     )
     cli_flags.add_preset_flag(train)
     # --data is not needed with --resume, which takes the run's own: command_train checks it.

@@ -7,6 +7,7 @@ the command reports (a run that failed, an image that could not be read), 2 bad 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from tlcore import cli_flags, console, progress, temporaries, wording
 from tlcore import config as config_module
 from tlcore.data import folders
 from tlcore.data.dataset import DatasetError
+from tlcore.insight import stage_steps
 from tlcore.runs import catalog, finder_jobs, store, worker
 from tlcore.training import distribute, run_data
 
@@ -139,9 +141,10 @@ def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bo
 
 def _train_report(arguments: argparse.Namespace, run: store.Run, status: dict, is_chief: bool) -> str:
     """What `train` prints at its end: the run's state and each stage's results, or that as JSON."""
+    full_results = status.get("results") or {}
     results = {
         stage: {key: result.get(key) for key in ("val_accuracy", "val_loss", "best_val_accuracy", "epochs", "seconds")}
-        for stage, result in (status.get("results") or {}).items()
+        for stage, result in full_results.items()
     }
     if arguments.json:
         summary = run.summary()
@@ -152,6 +155,10 @@ def _train_report(arguments: argparse.Namespace, run: store.Run, status: dict, i
             "status": status["state"],
             "error": status.get("error"),
             "results": results,
+            "stage_steps": [
+                dataclasses.asdict(step)
+                for step in stage_steps.stage_steps(full_results, stage_steps.validation_images(run))
+            ],
             "replicas": summary.get("replicas"),
             "global_batch_size": summary.get("global_batch_size"),
         }
@@ -165,6 +172,8 @@ def _train_report(arguments: argparse.Namespace, run: store.Run, status: dict, i
             f"  {stage}: val_accuracy={accuracy if accuracy is None else round(accuracy, 4)} "
             f"val_loss={loss if loss is None else round(loss, 4)} ({result['seconds']:.0f} s)"
         )
+    if is_chief:
+        lines += [f"  {line}" for line in stage_steps.for_run(run, full_results, status["state"])]
     return "".join(line + "\n" for line in lines)
 
 

@@ -1,4 +1,5 @@
-"""One run on screen: its state, progress with the time left, Stop or Resume button and live curves.
+"""One run on screen: its state, progress with the time left, Stop or Resume button, what each stage added and
+live curves.
 
 Not a page: the Train page calls `show` for a finished run and `live` (which polls) for one
 that is queued or running.
@@ -10,6 +11,7 @@ import streamlit as st
 
 from tlcore.data import cleaning
 from tlcore.data.dataset import DatasetError
+from tlcore.insight import stage_steps
 from tlcore.runs import catalog, monitor, resumption, saved_model, store, worker
 from views import cached, markdown, server, session
 
@@ -68,7 +70,8 @@ def kept_model_text(kept: dict) -> str:
 
 
 def show(run: store.Run) -> tuple[str, int]:
-    """The run's state, progress, Stop button (while it runs) or Resume button (when it can be resumed) and curves.
+    """The run's state, progress, Stop button (while it runs) or Resume button (when it can be resumed), each
+    stage's result with what it added to the stage before it (`insight.stage_steps`), and the curves.
 
     Returns:
         What it drew of the run, as `seen` gives it: (state, epochs recorded).
@@ -105,6 +108,9 @@ def show(run: store.Run) -> tuple[str, int]:
     results = finished or run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
+        lessons = stage_steps.for_run(run, results, state)
+        if lessons:
+            st.markdown("\n".join(f"- {markdown.escape(line)}" for line in lessons))
     applied = cleaning.applied_in_run(run.path)  # A run on the cleaned view says which decisions it used.
     if applied is not None:
         st.caption(markdown.escape(cleaning.describe_applied(applied)))

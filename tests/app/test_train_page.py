@@ -166,6 +166,27 @@ def test_each_stage_says_which_epoch_it_saved_and_why(folders, small_catsdogs):
     ) in texts(at)
 
 
+def test_a_finished_run_says_what_each_stage_added_and_which_beat_its_saved_model(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    run = store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="all"), folders["runs"])
+    scored = {"feature_extraction": 0.926, "frozen_augmented": 0.906, "fine_tuning": 0.904}
+    results = {
+        stage: {"val_accuracy": value, "best_val_accuracy": value, "epochs": 9} for stage, value in scored.items()
+    }
+    (run.path / "summary.json").write_text(json.dumps({"results": results}))
+    run.set_status("done")
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["run_id"] = run.id
+    shown = texts(open_page("pages/2_Train.py", at.run()))
+    assert (
+        "Frozen + augmentation scored 2.0 points below feature extraction: training on augmented copies cost "
+        "accuracy on these photos."
+    ) in shown
+    assert "Fine-tuning scored 0.2 point below frozen + augmentation, within half a point" in shown
+    assert "The saved model is fine-tuning's (90.4%); feature extraction's scored 2.2 points more" in shown
+
+
 def test_a_queued_run_says_which_run_it_waits_for_or_that_its_process_is_starting(folders, small_catsdogs):
     from tlcore.config import TrainConfig
 

@@ -43,6 +43,20 @@ def test_the_record_is_believed_for_the_model_file_it_was_written_for_only(run):
     assert saved_model.stage_record(run) is None
 
 
+def test_the_saved_stage_is_the_records_else_a_done_runs_last_stage(run):
+    results = {"feature_extraction": {}, "frozen_augmented": {}, "fine_tuning": {}}
+    _live(run, "running")
+    assert saved_model.saved_stage(run, results) is None  # Nothing saved yet that a record vouches for.
+    run.set_status("done")
+    assert saved_model.saved_stage(run, results) == "fine_tuning"
+    assert saved_model.saved_stage(run, {}) is None
+    # A run cut short keeps the model of the stage its record names, whatever the results list.
+    run.set_status("interrupted")
+    run.model_path.write_bytes(b"PK\x03\x04 feature extraction's model")
+    saved_model.record(run, "feature_extraction", 0.9)
+    assert saved_model.saved_stage(run, results) == "feature_extraction"
+
+
 def test_a_hand_edited_accuracy_reads_as_none_and_a_deleted_run_folder_is_not_made_again(run):
     run.model_path.write_bytes(b"PK\x03\x04 a model")
     saved_model.record(run, "feature_extraction", 0.9)

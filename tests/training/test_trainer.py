@@ -15,6 +15,8 @@ from tests.helpers.cli import options
 from tests.helpers.runs import finished_run, train_config
 from tlcore import files
 from tlcore.config import AugmentationConfig, TrainConfig, stages_for
+from tlcore.data import folders
+from tlcore.insight import stage_steps
 from tlcore.models import backbones, heads
 from tlcore.runs import store, worker
 from tlcore.serving import predict
@@ -68,6 +70,18 @@ def test_all_runs_the_three_strategies_in_order_with_continuing_fine_tuning_epoc
     row = store.describe(run)
     assert row["model_val_accuracy"] == pytest.approx(evaluate.evaluate(run).accuracy, abs=1e-6)
     assert row["model_val_accuracy"] == pytest.approx(run.metrics()[-1]["val_accuracy"])
+
+    # What the run view promises when feature extraction beat the saved model (insight.stage_steps): feature
+    # extraction alone, same settings and seed, trains that stage's model again, from the features cached.
+    alone = finished_run(train_config(tiny_data, strategy="feature_extraction", epochs=2), tmp_path)
+    assert alone.summary()["results"]["feature_extraction"]["features_from_cache"] is True
+
+    def losses(records):
+        return [(record["loss"], record["val_loss"]) for record in records if record["stage"] == "feature_extraction"]
+
+    assert losses(alone.metrics()) == losses(run.metrics())
+    # Its tie counts the photos that scored the stages (from the run's dataset.json).
+    assert stage_steps.validation_images(run) == len(folders.scan(tiny_data).paths("validation"))
 
 
 def test_multi_class_uses_softmax_and_categorical_targets(flat_small, tmp_path):
@@ -441,8 +455,6 @@ def test_feature_extraction_reports_the_images_it_has_extracted_per_split(tiny_d
 def test_extraction_progress_is_written_at_most_once_per_batch_and_interval(
     tiny_data, tmp_path, monkeypatch, interval, expected
 ):
-    from tlcore.data import folders
-
     config = train_config(tiny_data, strategy="feature_extraction")
     dataset = folders.scan(str(tiny_data), config.validation_fraction, config.seed)
     run = store.create(config, tmp_path)
@@ -460,7 +472,6 @@ def test_extraction_progress_is_written_at_most_once_per_batch_and_interval(
 
 def test_an_extraction_that_cannot_start_discards_its_partial_file(tiny_data, tmp_path, monkeypatch):
     from tlcore import temporaries
-    from tlcore.data import folders
 
     config = train_config(tiny_data, strategy="feature_extraction")
     dataset = folders.scan(str(tiny_data), config.validation_fraction, config.seed)
@@ -533,7 +544,6 @@ def test_cli_runs_lines_up_its_columns_and_lists_a_half_written_folder(tmp_path,
 
 def test_a_run_whose_seed_differs_from_its_split_seed_trains_on_the_split_the_data_page_showed(flat_small, tmp_path):
     """The Train page's Seed seeds the training; the split is the Data page's (its split seed)."""
-    from tlcore.data import folders
     from tlcore.insight import evaluate
 
     shown = folders.scan(flat_small, 0.2, 7)  # What the Data page showed with split seed 7.

@@ -63,6 +63,24 @@ def stage_record(run) -> dict | None:
     return {**values, "val_accuracy": float(accuracy) if valid else None, "finished": finished}
 
 
+def saved_stage(run, results: dict, state: str | None = None) -> str | None:
+    """The stage whose weights the run's model file holds: its record's, else a done run's last stage.
+
+    Args:
+        run: the run.
+        results: its results per stage, in training order (`summary.json`'s "results").
+        state: its state, when the caller has read it already (else read here).
+
+    Returns:
+        The stage, or None when no record is believed and the run is not done.
+    """
+    record = stage_record(run)
+    if record is not None:
+        return record["stage"]
+    state = run.state if state is None else state
+    return list(results)[-1] if state == "done" and results else None  # A done run saves its last stage.
+
+
 def usable(run, state: str | None = None) -> bool:
     """Whether Predict, Evaluate and the exports can use the run's model: a done or stopped run's, or the
     model of a finished stage that a run cut short kept (a record believed for its file).
