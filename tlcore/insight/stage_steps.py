@@ -114,10 +114,9 @@ def stage_steps(results: dict, validation_images: int | None = None) -> list[Sta
     return steps
 
 
-def points_phrase(points: float, signed: bool = True) -> str:
-    """'+0.8 point', '-2.0 points', or unsigned '2.0 points' (British usage: 'point' up to one)."""
-    number = f"{points:+.1f}" if signed else f"{abs(points):.1f}"
-    return f"{number} point{'' if abs(points) <= 1 else 's'}"
+def points_phrase(points: float) -> str:
+    """'0.8 point', '2.0 points' for a difference either way (British usage: 'point' up to one)."""
+    return f"{abs(points):.1f} point{'' if abs(points) <= 1 else 's'}"
 
 
 def describe(step: StageStep) -> str:
@@ -129,9 +128,9 @@ def describe(step: StageStep) -> str:
     if step.points == 0:
         compared = f"the same as {previous}"
     else:
-        compared = f"{points_phrase(step.points, signed=False)} {'above' if step.points > 0 else 'below'} {previous}"
+        compared = f"{points_phrase(step.points)} {'above' if step.points > 0 else 'below'} {previous}"
     if step.verdict == "no clear difference" and step.points != 0:
-        compared += ", within half a point" if step.tie == TIE_POINTS else f", within {points_phrase(step.tie, False)}"
+        compared += ", within half a point" if step.tie == TIE_POINTS else f", within {points_phrase(step.tie)}"
     outcome = {
         "helped": "helped",
         "no clear difference": "made no clear difference",
@@ -177,7 +176,7 @@ def lines(results: dict, saved_stage: str | None, validation_images: int | None 
         stage, points = better
         sentence = (
             f"The saved model is {STRATEGIES[saved_stage].stage_name}'s ({_accuracy(results[saved_stage]):.1%}); "
-            f"{STRATEGIES[stage].stage_name}'s scored {points_phrase(points, signed=False)} more on the same "
+            f"{STRATEGIES[stage].stage_name}'s scored {points_phrase(points)} more on the same "
             "validation photos."
         )
         if stage == "feature_extraction":
