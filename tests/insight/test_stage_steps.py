@@ -92,6 +92,8 @@ def test_a_step_refuses_stages_out_of_order_and_unknown_verdicts():
         stage_steps.StageStep("fine_tuning", "feature_extraction", 1.0, "helped")
     with pytest.raises(ValueError, match="verdict must be one of"):
         stage_steps.StageStep("fine_tuning", "frozen_augmented", 1.0, "better")
+    with pytest.raises(ValueError, match="verdict must be 'helped' for 5.0 points"):
+        stage_steps.StageStep("fine_tuning", "frozen_augmented", 5.0, "cost accuracy")
     with pytest.raises(ValueError, match="finite"):
         stage_steps.StageStep("fine_tuning", "frozen_augmented", float("nan"), "helped")
 

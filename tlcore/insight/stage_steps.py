@@ -70,6 +70,11 @@ class StageStep:
             raise ValueError(f"points must be a finite number, received {self.points!r}.")
         if not TIE_POINTS <= self.tie <= 100:
             raise ValueError(f"tie must lie in [{TIE_POINTS}, 100] points, received {self.tie!r}.")
+        if self.verdict != verdict(self.points, self.tie):
+            raise ValueError(
+                f"verdict must be {verdict(self.points, self.tie)!r} for {self.points!r} points with a tie of "
+                f"{self.tie!r}, received {self.verdict!r}."
+            )
 
 
 def _accuracy(result: dict | None) -> float | None:
