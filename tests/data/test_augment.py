@@ -69,6 +69,42 @@ def test_vertical_flip_alone_gives_the_image_or_its_upside_down(image):
         assert np.array_equal(copy, image) or np.array_equal(copy, image[::-1])
 
 
+@pytest.mark.parametrize(
+    ("flips", "expected"),
+    [
+        ({"horizontal_flip": True}, [(False, False), (True, False)]),
+        ({"vertical_flip": True}, [(False, False), (False, True)]),
+        (
+            {"horizontal_flip": True, "vertical_flip": True},
+            [(False, False), (True, False), (False, True), (True, True)],
+        ),
+        ({}, [(False, False)]),
+    ],
+)
+def test_flip_copies_are_every_image_the_flip_layer_makes(image, flips, expected):
+    """The copies training caches for a flips-only augmentation are exactly what RandomFlip draws, each of them."""
+    settings = AugmentationConfig(**{**ALL_OFF, **flips})
+    copies = augment.flip_copies(settings)
+    assert list(copies) == expected
+    made = [augment.flip_copy(image[np.newaxis], copy)[0] for copy in copies]
+    drawn = augment.preview(image, settings, count=40, seed=3)
+    which = []
+    for copy in drawn:
+        matches = [index for index, candidate in enumerate(made) if np.array_equal(copy, candidate)]
+        assert len(matches) == 1, "each drawn image is one flip copy, and the copies differ"
+        which.append(matches[0])
+    assert set(which) == set(range(len(copies)))  # Every copy is drawn (40 draws of at most 4 copies).
+
+
+def test_flip_copies_are_none_when_anything_but_flips_is_on():
+    assert augment.flip_copies(AugmentationConfig()) is None  # The default rotates, shifts and zooms.
+    for setting in ("rotation_degrees", "width_shift", "height_shift", "zoom", "brightness", "contrast"):
+        settings = AugmentationConfig(**{**ALL_OFF, "horizontal_flip": True, setting: 0.1})
+        assert augment.flip_copies(settings) is None, setting
+    with pytest.raises(ValueError, match=r"images must have shape \(batch, height, width, channels\), received"):
+        augment.flip_copy(np.zeros((8, 8, 3)), (True, False))
+
+
 def _bright_line_offsets(copies: list[np.ndarray], axis: int) -> set[int]:
     """Where a bright line through the middle of a 64 x 64 image went in each copy: rows (axis 0) or columns."""
     return {int(np.argmax(copy[..., 0].mean(axis=1 - axis))) - 32 for copy in copies}
@@ -89,10 +125,12 @@ def test_shifts_go_both_ways_as_the_summary_says(setting, axis):
 
 def test_layers_follow_the_settings():
     names = [layer.name for layer in augment.build_layers(AugmentationConfig(brightness=0.2, contrast=0.3)).layers]
-    assert names == ["flip", "rotation", "shift", "zoom", "brightness", "contrast"]
+    assert names == ["flip_left_right", "rotation", "shift", "zoom", "brightness", "contrast"]
     assert augment.build_layers(AugmentationConfig(**ALL_OFF)).layers == []
     only_zoom = augment.build_layers(AugmentationConfig(**{**ALL_OFF, "zoom": 0.1}))
     assert [layer.name for layer in only_zoom.layers] == ["zoom"]
+    both_flips = augment.build_layers(AugmentationConfig(**{**ALL_OFF, "horizontal_flip": True, "vertical_flip": True}))
+    assert [layer.name for layer in both_flips.layers] == ["flip_left_right", "flip_upside_down"]
 
 
 def test_layers_are_identity_in_inference(image):

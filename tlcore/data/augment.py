@@ -26,14 +26,12 @@ def build_layers(settings: AugmentationConfig, seed: int = 1337) -> keras.Sequen
         A `keras.Sequential` mapping float images in [0, 255] to augmented float images.
     """
     layers = []
-    if settings.horizontal_flip or settings.vertical_flip:
-        if settings.horizontal_flip and settings.vertical_flip:
-            mode = "horizontal_and_vertical"
-        elif settings.horizontal_flip:
-            mode = "horizontal"
-        else:
-            mode = "vertical"
-        layers.append(keras.layers.RandomFlip(mode, seed=seed, name="flip"))
+    # One layer per flip: RandomFlip("horizontal_and_vertical") draws one coin for both axes, so it
+    # turns an image half-way round or leaves it, and never flips it one way only.
+    if settings.horizontal_flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, name="flip_left_right"))
+    if settings.vertical_flip:
+        layers.append(keras.layers.RandomFlip("vertical", seed=seed + 6, name="flip_upside_down"))
     if settings.rotation_degrees:
         layers.append(
             keras.layers.RandomRotation(
@@ -96,3 +94,57 @@ def preview(image: np.ndarray, settings: AugmentationConfig, count: int = 8, see
     else:
         augmented = keras.ops.convert_to_numpy(layers(batch, training=True))
     return [np.clip(copy, 0, 255).round().astype(np.uint8) for copy in augmented]
+
+
+# A flip copy: (flipped left-right, flipped upside down).
+FlipCopy = tuple[bool, bool]
+
+
+def flip_copies(settings: AugmentationConfig) -> tuple[FlipCopy, ...] | None:
+    """Every image the augmentation can make of a photo, when flips are all it does.
+
+    Each flip the settings turn on is drawn half of the time, independently, so the augmented image is
+    each of these copies equally often: training on a random pick among them is training on the
+    augmentation itself.
+
+    Args:
+        settings: the augmentation settings.
+
+    Returns:
+        The (flipped left-right, flipped upside down) copies, the photo as it is first; None when a
+        rotation, shift, zoom, brightness or contrast change is on (those have no end of outcomes).
+    """
+    if (
+        settings.rotation_degrees
+        or settings.width_shift
+        or settings.height_shift
+        or settings.zoom
+        or settings.brightness
+        or settings.contrast
+    ):
+        return None
+    left_right = (False, True) if settings.horizontal_flip else (False,)
+    upside_down = (False, True) if settings.vertical_flip else (False,)
+    return tuple((horizontal, vertical) for vertical in upside_down for horizontal in left_right)
+
+
+def flip_copy(images: np.ndarray, copy: FlipCopy) -> np.ndarray:
+    """A batch of images (batch, height, width, channels) flipped as `copy` says, as RandomFlip flips them."""
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (batch, height, width, channels), received {images.shape}.")
+    left_right, upside_down = copy
+    if left_right:
+        images = images[:, :, ::-1]
+    if upside_down:
+        images = images[:, ::-1]
+    return np.ascontiguousarray(images)
+
+
+def describe_flip_copy(copy: FlipCopy) -> str:
+    """'as they are', 'flipped left-right', 'flipped upside down' or 'flipped both ways'."""
+    return {
+        (False, False): "as they are",
+        (True, False): "flipped left-right",
+        (False, True): "flipped upside down",
+        (True, True): "flipped both ways",
+    }[tuple(copy)]
