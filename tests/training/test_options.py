@@ -12,7 +12,7 @@ from tlcore.config import TrainConfig
 from tlcore.insight import evaluate
 from tlcore.models import heads
 from tlcore.runs import store, worker
-from tlcore.training import augmented, lr_finder, training_context
+from tlcore.training import augmented, cached_views, lr_finder, training_context
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,50 @@ def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
     assert staged.validation.shape[1:] == views[0].shape[1:] == plain.shape[1:]
     for view in views:
         assert not np.allclose(view, plain, atol=1e-3)
+
+
+def test_with_flips_only_the_views_are_drawn_from_two_cached_copies(imbalanced, tmp_path, monkeypatch):
+    """Left-right flips alone make two images of a photo: two passes through the base, not one per view."""
+    from tlcore.config import AugmentationConfig
+    from tlcore.data import folders
+    from tlcore.models import backbones
+
+    flips = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0)
+    config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=3, epochs=3, augmentation=flips)
+
+    def copies_drawn(runs_dir):
+        """The staged models, and for each view which photos it holds mirrored (of those whose mirror differs)."""
+        context = training_context.TrainingContext(config=config, dataset=folders.scan(imbalanced), runs_dir=runs_dir)
+        staged = augmented.build_staged(context)
+        bottom, _ = heads.split_base(staged.base, "vgg16")
+        preprocess = backbones.preprocessing_layer("vgg16")
+        photos = context.decoded("train").astype("float32")
+        plain, mirrored = (np.asarray(bottom(preprocess(images))) for images in (photos, photos[:, :, ::-1]))
+        # At this tiny size some photos' activations equal their mirror's: those cannot tell the copies apart.
+        telling = ~np.isclose(plain, mirrored, atol=1e-4).all(axis=(1, 2, 3))
+        assert telling.sum() >= 8
+        drawn = []
+        for index in range(3):
+            view = staged.view(index)
+            is_plain = np.isclose(view, plain, atol=1e-4).all(axis=(1, 2, 3))
+            is_mirrored = np.isclose(view, mirrored, atol=1e-4).all(axis=(1, 2, 3))
+            assert np.all(is_plain | is_mirrored), "every row is the photo's activations or its mirror's"
+            drawn.append(is_mirrored[telling])
+        return staged, drawn
+
+    staged, drawn = copies_drawn(str(tmp_path / "copies"))
+    assert staged.flip_copies == 2 and len(staged.train_views) == 2 * 16 and staged.views == 3
+    assert all(0 < mirrored.sum() < len(mirrored) for mirrored in drawn), "each view mixes photos and mirrors"
+    assert not np.array_equal(drawn[0], drawn[1]) and not np.array_equal(drawn[1], drawn[2])
+    run = store.create(config, tmp_path / "copies")
+    assert worker.execute(run, runs_dir=tmp_path / "copies")["state"] == "done"
+    result = run.summary()["results"]["frozen_augmented"]
+    assert (result["views"], result["flip_copies"], result["features_from_cache"]) == (3, 2, True)
+    # The augmentation layers, one pass per view, make rows of the same two kinds: the copies are the augmentation.
+    monkeypatch.setattr(cached_views, "cached_copies", lambda config: None)
+    by_layers, drawn = copies_drawn(str(tmp_path / "layers"))
+    assert by_layers.flip_copies is None and len(by_layers.train_views) == 3 * 16
+    assert all(0 < mirrored.sum() < len(mirrored) for mirrored in drawn)
 
 
 @pytest.mark.parametrize("strategy", ["frozen_augmented", "fine_tuning"])

@@ -20,7 +20,7 @@ from tlcore.insight import stage_steps
 from tlcore.models import backbones, heads
 from tlcore.runs import store, worker
 from tlcore.serving import predict
-from tlcore.training import augmented, extraction, feature_cache, training_context
+from tlcore.training import cached_views, extraction, feature_cache, training_context
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_views_to_cache_are_the_views_the_epochs_read(strategy, epochs, fine_tun
     config = TrainConfig(
         data_dir="-", strategy=strategy, epochs=epochs, fine_tuning_epochs=fine_tuning_epochs, augmented_views=views
     )
-    assert augmented.views_to_cache(config) == expected
+    assert cached_views.views_to_cache(config) == expected
 
 
 @pytest.mark.parametrize("distributed", [False, True], ids=["one device", "mirrored"])
@@ -245,6 +245,34 @@ def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path, distributed):
     assert views_read == {0: {0.0}, 1: {1.0}, 2: {2.0}}
 
 
+def test_view_rows_are_blocks_per_view_or_draws_among_copies(tmp_path):
+    assert feature_cache.view_rows(3, 4).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    drawn = feature_cache.view_rows(5, 100, copies=2, seed=1)
+    assert drawn.shape == (5, 100)
+    assert np.all(drawn % 100 == np.arange(100)), "each view of image i is a copy of image i"
+    copies = drawn // 100
+    assert set(np.unique(copies)) == {0, 1} and all(0.3 < row.mean() < 0.7 for row in copies)
+    assert not np.array_equal(copies[0], copies[1])
+    assert np.array_equal(drawn, feature_cache.view_rows(5, 100, copies=2, seed=1))
+    assert not np.array_equal(drawn, feature_cache.view_rows(5, 100, copies=2, seed=2))
+    # A run that reads fewer views (a short run) reads the same first ones.
+    assert np.array_equal(drawn[:3], feature_cache.view_rows(3, 100, copies=2, seed=1))
+    # Batches read each epoch's view where the table says: rows hold copy * 100 + image.
+    writer = feature_cache.FeatureWriter(tmp_path / "copies.npy", 200, (1,))
+    writer.write(np.arange(200, dtype="float32")[:, None])
+    writer.close()
+    features = feature_cache.FeatureFile(tmp_path / "copies.npy")
+    batches = feature_cache.RowBatches(features, np.zeros(100, "float32"), 100, seed=3, views=5, rows_of_views=drawn)
+    batches._next_epoch = 1
+    batches.on_epoch_begin()
+    rows, _ = batches[0]
+    assert rows[:, 0].tolist() == drawn[1].tolist()
+    with pytest.raises(ValueError, match=r"Expected rows of views of shape \(5, 100\) within the file's 200 rows"):
+        feature_cache.RowBatches(features, np.zeros(100, "float32"), 10, views=5, rows_of_views=drawn[:4])
+    with pytest.raises(ValueError, match="up to row 299"):
+        feature_cache.RowBatches(features, np.zeros(100, "float32"), 10, views=5, rows_of_views=drawn + 100)
+
+
 def test_a_short_run_caches_only_the_views_it_reads_and_trains_as_with_all_of_them(tiny_data, tmp_path, monkeypatch):
     config = train_config(tiny_data, strategy="fine_tuning", epochs=2, fine_tuning_epochs=3, augmented_views=10)
     short = finished_run(config, tmp_path / "short")
@@ -252,7 +280,7 @@ def test_a_short_run_caches_only_the_views_it_reads_and_trains_as_with_all_of_th
     assert result["views"] == 3
     cached = list((tmp_path / "short" / ".cache").rglob("train_views.npy"))
     assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[0] == 3 * 16  # 16 training photos.
-    monkeypatch.setattr(augmented, "views_to_cache", lambda config: config.augmented_views)  # All 10, as before.
+    monkeypatch.setattr(cached_views, "views_to_cache", lambda config: config.augmented_views)  # All 10, as before.
     every = finished_run(config, tmp_path / "every")
     assert every.summary()["results"]["frozen_augmented"]["views"] == 10
 

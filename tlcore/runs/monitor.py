@@ -148,6 +148,14 @@ def estimate(
 
     if progress.get("stage") == stage and progress.get("phase") == "caching":
         view, views = int(progress.get("view") or 1), int(progress.get("views") or 1)
+        if isinstance(progress.get("copy"), str):
+            return Estimate(
+                done_before / total,
+                None,
+                f"{position}: caching copy {view} of {views} of the training images ({progress['copy']}): "
+                "flips are the only augmentation, so every augmented view is one of these copies (the epochs "
+                "that follow are quick).",
+            )
         return Estimate(
             done_before / total,
             None,

@@ -1,9 +1,9 @@
 """Strategies 2 and 3 and the scratch baseline: training on augmented images.
 
 Frozen + augmentation trains a head on top of the frozen base (a new one, or in strategy "all" by
-default the one feature extraction trained); by default K augmented views of
-each training image are pushed through the frozen part of the base once and cached (epoch e trains on
-view e mod K), with 0 views it trains end to end. Fine-tuning continues that model with the base's top
+default the one feature extraction trained); by default K augmented views of each training image are
+pushed through the frozen part of the base once and cached (`cached_views`; epoch e trains on view e
+mod K), with 0 views it trains end to end. Fine-tuning continues that model with the base's top
 block unfrozen at a lower learning rate. Scratch trains a small CNN from random weights.
 """
 
@@ -15,12 +15,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from tlcore.config import TrainConfig, stages_for
 from tlcore.data import augment
-from tlcore.data.dataset import fingerprint
 from tlcore.models import backbones, heads
-from tlcore.models.inference import augmented_inference_function, inference_function
-from tlcore.training import feature_cache, training_context
+from tlcore.training import cached_views, feature_cache, training_context
 
 # The classic small CNN from scratch (Deep Learning with Python) learns at RMSprop 1e-4.
 SCRATCH_LEARNING_RATE = 1e-4
@@ -43,164 +40,19 @@ class StagedModels:
     head: keras.Model
     tail: keras.Model
     trainer: keras.Model
-    train_views: feature_cache.FeatureFile  # views blocks of (images, *boundary_shape) rows
+    train_views: feature_cache.FeatureFile  # blocks of (images, *boundary_shape) rows: one per view or flip copy
     validation: feature_cache.FeatureFile  # (images, *boundary_shape)
-    train_vectors: feature_cache.FeatureFile  # views blocks of (images, head input size) rows
+    train_vectors: feature_cache.FeatureFile  # the same blocks of (images, head input size) rows
     validation_vectors: feature_cache.FeatureFile
     views: int
+    view_rows: np.ndarray  # (views, images): the row of each view of each image in the train files
+    flip_copies: int | None  # the flip copies the views are drawn from (cached_views.cached_copies), None: one per view
     seconds: float
     from_cache: bool
 
     def view(self, index: int) -> np.ndarray:
         """The boundary activations of augmented view `index` of every training image."""
-        count = len(self.train_views) // self.views
-        return self.train_views.rows(np.arange(index * count, (index + 1) * count))
-
-
-def views_to_cache(config: TrainConfig) -> int:
-    """How many of the config's `augmented_views` its run reads, and so caches.
-
-    Epoch e of a cached stage trains on view e mod K, and each stage counts its epochs from 0: a
-    run of fewer epochs than K never reads the views past its epoch count. Each view is seeded by
-    its index, so caching only those trains exactly as caching all K would, sooner (a 2-epoch run
-    caches 2 views, not 5).
-    """
-    stages = stages_for(config.strategy)
-    epochs = [config.epochs] if "frozen_augmented" in stages else []
-    if "fine_tuning" in stages:
-        epochs.append(config.fine_tuning_epochs)
-    return min(config.augmented_views, max(epochs, default=config.augmented_views))
-
-
-def extract_views(
-    context: training_context.TrainingContext, bottom: keras.Model, top: keras.Model, head_first, preprocess
-) -> tuple:
-    """Cached activations for strategies 2 and 3, for K augmented views of the training images and
-    for the validation images: the boundary activations (entering the top block) and the head's
-    input vectors. Cached on disk by everything they depend on.
-
-    Returns:
-        (dict name -> FeatureFile, seconds, whether everything came from the cache).
-    """
-    config, dataset = context.config, context.dataset
-    started = time.time()
-    directory = context.feature_directory()
-    boundary_shape = tuple(bottom.output.shape[1:])
-    vector_shape = tuple(head_first.output.shape[1:])
-    data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
-    views = views_to_cache(config)
-    key = feature_cache.cache_key(
-        config.backbone,
-        config.weights,
-        config.alpha,
-        config.image_size,
-        data_fingerprint,
-        extra=[
-            boundary_shape,
-            config.head,
-            config.augmentation.to_dict(),
-            views,
-            config.seed,
-            config.precision,
-            config.stacked_levels,
-        ],
-    )
-    train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
-    counts = {
-        "train_views": views * train_count,
-        "train_vectors": views * train_count,
-        "validation_boundary": validation_count,
-        "validation_vectors": validation_count,
-    }
-    cached = {name: feature_cache.load(directory, key, name, count) for name, count in counts.items()}
-    from_cache = all(value is not None for value in cached.values())
-    # The stop checks after each batch below are all-reduces that every worker must make: only when every
-    # worker computes the views (the chief may have them cached by an earlier run, the others never do).
-    # Else a stop waits for the check after caching (run_frozen_augmented).
-    check_stop = context.every_worker(not from_cache)
-    if from_cache:
-        return cached, time.time() - started, True
-    size = config.image_size
-    inputs = keras.Input(shape=(size, size, 3), name="image")
-    bottom_model = keras.Model(inputs, bottom(preprocess(inputs), training=False))
-    to_boundary = inference_function(bottom_model, jit_compile=config.jit_compile)
-    boundary = keras.Input(shape=boundary_shape, name="boundary")
-    to_vector = inference_function(
-        keras.Model(boundary, head_first(top(boundary, training=False))), jit_compile=config.jit_compile
-    )
-    writers = {}
-    try:
-        for name, count in counts.items():
-            shape = vector_shape if name.endswith("vectors") else boundary_shape
-            writers[name] = feature_cache.FeatureWriter(directory / key / f"{name}.npy", count, shape)
-        passes = [(view, "train") for view in range(views)] + [(None, "validation")]
-        for view, split in passes:
-            augmented_boundary = None
-            if view is not None:
-                context.say(f"[frozen_augmented] caching augmented view {view + 1}/{views}")
-                if context.run is not None:
-                    context.run.set_progress(
-                        {
-                            "stage": "frozen_augmented",
-                            "phase": "caching",
-                            "view": view + 1,
-                            "views": views,
-                            "stage_elapsed": time.time() - started,
-                            "time": time.time(),
-                        }
-                    )
-                # Each view has its own seed, so the K views differ and a rerun draws the same ones.
-                augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (view + 1))
-                augmented_boundary = _augmented_forward(bottom_model, to_boundary, augmentation, config.jit_compile)
-            prefix = "train_" if split == "train" else "validation_"
-            name = f"view {view + 1}/{views}" if view is not None else "validation"
-            bar = context.task(f"[frozen_augmented] caching {name}", len(dataset.paths(split)))
-            try:
-                for batch in context.image_batches(split):
-                    activations = (augmented_boundary or to_boundary)(batch)
-                    writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
-                    writers[prefix + "vectors"].write(to_vector(activations))
-                    bar.advance(len(batch))
-                    if check_stop and context.any_worker_stops():
-                        raise training_context.StageStopped()  # Partial activations are never cached.
-            finally:
-                bar.close()
-        for writer in writers.values():
-            writer.close()
-    except BaseException:
-        for writer in writers.values():
-            writer.discard()
-        raise
-    feature_cache.describe(
-        directory,
-        key,
-        {
-            "backbone": config.backbone,
-            "image_size": config.image_size,
-            "head": config.head,
-            "data": dataset.root,  # Lets the data set library remove a deleted set's caches.
-            "views": views,
-            "boundary": list(boundary_shape),
-            "data_fingerprint": data_fingerprint,
-        },
-    )
-    return (
-        {name: feature_cache.FeatureFile(directory / key / f"{name}.npy") for name in counts},
-        time.time() - started,
-        False,
-    )
-
-
-def _augmented_forward(model: keras.Model, forward, augmentation, jit_compile: bool):
-    """`forward(augmentation(x))` with the augmentation in training mode, as one graph when possible.
-
-    Under XLA the augmentation (which XLA cannot compile) runs eagerly before the compiled forward
-    pass; otherwise both run in one `tf.function`, with the same outputs (`inference.augmented_inference_function`).
-    Either way the layers are called directly: inside `predict` Keras would switch them off.
-    """
-    if jit_compile:
-        return lambda batch: forward(augmentation(batch, training=True))
-    return augmented_inference_function(model, augmentation)
+        return self.train_views.rows(self.view_rows[index])
 
 
 def new_or_continued_head(context: training_context.TrainingContext, base: keras.Model) -> keras.Model:
@@ -226,7 +78,11 @@ def build_staged(context: training_context.TrainingContext) -> StagedModels:
     bottom, top = heads.split_base(base, config.backbone)
     head = new_or_continued_head(context, base)
     head_first, tail = heads.split_head(head)
-    cached, seconds, from_cache = extract_views(context, bottom, top, head_first, preprocess)
+    cached, seconds, from_cache = cached_views.extract_views(context, bottom, top, head_first, preprocess)
+    views, copies = cached_views.views_to_cache(config), cached_views.cached_copies(config)
+    view_rows = feature_cache.view_rows(
+        views, len(context.dataset.paths("train")), None if copies is None else len(copies), config.seed
+    )
     boundary = keras.Input(shape=bottom.output.shape[1:], name="boundary")
     trainer = keras.Model(boundary, head(top(boundary, training=False)), name="staged_classifier")
     return StagedModels(
@@ -239,7 +95,9 @@ def build_staged(context: training_context.TrainingContext) -> StagedModels:
         cached["validation_boundary"],
         cached["train_vectors"],
         cached["validation_vectors"],
-        views_to_cache(config),
+        views,
+        view_rows,
+        None if copies is None else len(copies),
         seconds,
         from_cache,
     )
@@ -254,7 +112,9 @@ def _fit_staged(context: training_context.TrainingContext, stage: str, epochs: i
     else:
         model, train_rows, validation_rows = staged.tail, staged.train_vectors, staged.validation_vectors
     context.compile(model, learning_rate)
-    batches = feature_cache.RowBatches(train_rows, context.targets("train"), context.batch_size, seed, staged.views)
+    batches = feature_cache.RowBatches(
+        train_rows, context.targets("train"), context.batch_size, seed, staged.views, staged.view_rows
+    )
     return context.fit(
         model,
         stage,
@@ -306,6 +166,8 @@ def run_frozen_augmented(context: training_context.TrainingContext) -> dict:
             {
                 "path": "cached_views",
                 "views": context.staged.views,
+                # How many flip copies of each image its views were drawn from (None: one pass per view).
+                "flip_copies": context.staged.flip_copies,
                 "extraction_seconds": context.staged.seconds,
                 "features_from_cache": context.staged.from_cache,
             }

@@ -109,10 +109,7 @@ def extract_features(
     directory = context.feature_directory()
     data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
     key = feature_cache.cache_key(
-        config.backbone,
-        config.weights,
-        config.alpha,
-        config.image_size,
+        config,
         data_fingerprint,
         extra=[config.precision, config.stacked_levels],
     )

@@ -20,23 +20,23 @@ import keras
 import numpy as np
 
 from tlcore import temporaries
+from tlcore.config import TrainConfig
 from tlcore.files import write_json
 
 CACHE_VERSION = 5  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too;
 # 5: images shrink by area averaging (images.stretch_to_square).
 
 
-def cache_key(backbone: str, weights: str, alpha: float, image_size: int, dataset_fingerprint: str, extra=None) -> str:
+def cache_key(config: TrainConfig, dataset_fingerprint: str, extra=None) -> str:
     """A short hash of everything cached activations depend on.
 
     Args:
-        backbone, weights, alpha, image_size: what builds the base.
+        config: the run's settings; its backbone, weights, alpha and image size build the base.
         dataset_fingerprint: `tlcore.data.dataset.fingerprint` of the data set.
         extra: anything else they depend on (augmentation settings, view count, ...), JSON-able.
     """
-    text = json.dumps(
-        [CACHE_VERSION, backbone, weights, float(alpha), image_size, dataset_fingerprint, extra], default=str
-    )
+    base = [config.backbone, config.weights, float(config.alpha), config.image_size]
+    text = json.dumps([CACHE_VERSION, *base, dataset_fingerprint, extra], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -157,27 +157,62 @@ def describe(directory: Path, key: str, description: dict) -> None:
     write_json(Path(directory) / key / "meta.json", description)
 
 
-class RowBatches(keras.utils.PyDataset):
-    """Training batches read from a FeatureFile: rows `offset(epoch) + i`, reshuffled every epoch.
+def view_rows(views: int, count: int, copies: int | None = None, seed: int = 0) -> np.ndarray:
+    """Where each view of each image lies in a file of cached rows: an array (views, count) of row indices.
 
-    With `views` > 1 the file holds `views` blocks of `len(targets)` rows (augmented views of
-    each image) and epoch e reads block e mod views. Training batches (a seed) learn the epoch
-    from the callback `follow()` returns: pass it to `fit`.
+    Args:
+        views: the views an epoch cycles through (epoch e reads view e mod views).
+        count: the images.
+        copies: None when the file holds `views` blocks of `count` rows, one per view; else the number of
+            blocks it holds (flip copies of every image, `augment.flip_copies`), and each view of an image
+            is one of its copies drawn at random.
+        seed: seeds the draws.
+    """
+    images = np.arange(count)
+    if copies is None:
+        return np.arange(views)[:, np.newaxis] * count + images
+    if copies < 1:
+        raise ValueError(f"copies must be at least 1, received {copies!r}.")
+    # Drawn row after row, so the first views are the same whatever the number of views (a short run's).
+    return np.random.default_rng([seed, 7919]).integers(0, copies, size=(views, count)) * count + images
+
+
+class RowBatches(keras.utils.PyDataset):
+    """Training batches read from a FeatureFile: the rows of epoch e's view of each image, reshuffled every epoch.
+
+    With `views` > 1 the file holds rows of several views of each image and epoch e reads view e mod
+    views: block e mod views of `len(targets)` rows, or where `rows_of_views` says. Training batches (a
+    seed) learn the epoch from the callback `follow()` returns: pass it to `fit`.
 
     Args:
         features: the FeatureFile.
         targets: one target per image.
         batch_size: rows per batch.
         seed: the shuffle seed (None: keep the file's order, for validation).
-        views: how many blocks of rows the file holds.
+        views: how many views of each image the file holds.
+        rows_of_views: the row of each view of each image, (views, images) (`view_rows`); None: `views`
+            blocks of rows, one per view.
     """
 
     def __init__(
-        self, features: FeatureFile, targets: np.ndarray, batch_size: int, seed: int | None = None, views: int = 1
+        self,
+        features: FeatureFile,
+        targets: np.ndarray,
+        batch_size: int,
+        seed: int | None = None,
+        views: int = 1,
+        rows_of_views: np.ndarray | None = None,
     ):
         super().__init__()
-        if len(features) != views * len(targets):
-            raise ValueError(f"Expected {views} x {len(targets)} rows, received {len(features)}.")
+        if rows_of_views is None:
+            if len(features) != views * len(targets):
+                raise ValueError(f"Expected {views} x {len(targets)} rows, received {len(features)}.")
+            rows_of_views = view_rows(views, len(targets))
+        elif rows_of_views.shape != (views, len(targets)) or rows_of_views.max(initial=0) >= len(features):
+            raise ValueError(
+                f"Expected rows of views of shape ({views}, {len(targets)}) within the file's {len(features)} "
+                f"rows, received shape {rows_of_views.shape} up to row {rows_of_views.max(initial=0)}."
+            )
         self.features, self.targets, self.batch_size, self.seed, self.views = (
             features,
             targets,
@@ -185,6 +220,7 @@ class RowBatches(keras.utils.PyDataset):
             seed,
             views,
         )
+        self.rows_of_views = rows_of_views
         self.epoch = 0
         self._next_epoch = 0
         self._order()
@@ -200,8 +236,7 @@ class RowBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         images = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
-        block = (self.epoch % self.views) * len(self.targets)
-        return self.features.rows(block + images), self.targets[images]
+        return self.features.rows(self.rows_of_views[self.epoch % self.views, images]), self.targets[images]
 
     def follow(self) -> keras.callbacks.Callback:
         """A callback for `fit(callbacks=...)` that tells these batches which epoch Keras trains.

@@ -1,0 +1,197 @@
+"""Cached views for strategies 2 and 3: the frozen base's activations of augmented views of the training images.
+
+The part of the base that strategies 2 and 3 never train runs once per augmented view of each training
+image, and once on the validation images; `augmented` trains on what is cached here. When flips are all the
+augmentation does, each view is drawn from the few flip copies of each image, cached one pass each.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import keras
+import numpy as np
+
+from tlcore.config import TrainConfig, stages_for
+from tlcore.data import augment
+from tlcore.data.dataset import fingerprint
+from tlcore.models.inference import augmented_inference_function, inference_function
+from tlcore.training import feature_cache, training_context
+
+
+def cached_copies(config: TrainConfig) -> tuple[augment.FlipCopy, ...] | None:
+    """The flip copies of each training image that stand for its augmented views, or None: one pass per view.
+
+    When flips are all the augmentation does, each augmented view of an image is one of its few flip
+    copies (`augment.flip_copies`): caching those, one pass each, and drawing each view from them trains
+    on the same augmentation in fewer passes through the base (2 instead of 5 with left-right flips).
+    """
+    copies = augment.flip_copies(config.augmentation)
+    return copies if copies is not None and len(copies) < views_to_cache(config) else None
+
+
+def views_to_cache(config: TrainConfig) -> int:
+    """How many of the config's `augmented_views` its run reads, and so caches.
+
+    Epoch e of a cached stage trains on view e mod K, and each stage counts its epochs from 0: a
+    run of fewer epochs than K never reads the views past its epoch count. Each view is seeded by
+    its index, so caching only those trains exactly as caching all K would, sooner (a 2-epoch run
+    caches 2 views, not 5).
+    """
+    stages = stages_for(config.strategy)
+    epochs = [config.epochs] if "frozen_augmented" in stages else []
+    if "fine_tuning" in stages:
+        epochs.append(config.fine_tuning_epochs)
+    return min(config.augmented_views, max(epochs, default=config.augmented_views))
+
+
+def extract_views(
+    context: training_context.TrainingContext, bottom: keras.Model, top: keras.Model, head_first, preprocess
+) -> tuple:
+    """Cached activations for strategies 2 and 3, for K augmented views of the training images and
+    for the validation images: the boundary activations (entering the top block) and the head's
+    input vectors. Cached on disk by everything they depend on.
+
+    Returns:
+        (dict name -> FeatureFile, seconds, whether everything came from the cache).
+    """
+    config, dataset = context.config, context.dataset
+    started = time.time()
+    directory = context.feature_directory()
+    boundary_shape = tuple(bottom.output.shape[1:])
+    vector_shape = tuple(head_first.output.shape[1:])
+    data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
+    views = views_to_cache(config)
+    copies = cached_copies(config)
+    blocks = views if copies is None else len(copies)  # Blocks of rows of the training images.
+    key = feature_cache.cache_key(
+        config,
+        data_fingerprint,
+        extra=[
+            boundary_shape,
+            config.head,
+            config.augmentation.to_dict(),
+            views,
+            config.seed,
+            config.precision,
+            config.stacked_levels,
+            # Only where the files hold flip copies, so that the caches of every other run keep their keys.
+            *([] if copies is None else ["flip copies", blocks]),
+        ],
+    )
+    train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
+    counts = {
+        "train_views": blocks * train_count,
+        "train_vectors": blocks * train_count,
+        "validation_boundary": validation_count,
+        "validation_vectors": validation_count,
+    }
+    cached = {name: feature_cache.load(directory, key, name, count) for name, count in counts.items()}
+    from_cache = all(value is not None for value in cached.values())
+    # The stop checks after each batch below are all-reduces that every worker must make: only when every
+    # worker computes the views (the chief may have them cached by an earlier run, the others never do).
+    # Else a stop waits for the check after caching (run_frozen_augmented).
+    check_stop = context.every_worker(not from_cache)
+    if from_cache:
+        return cached, time.time() - started, True
+    size = config.image_size
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    bottom_model = keras.Model(inputs, bottom(preprocess(inputs), training=False))
+    to_boundary = inference_function(bottom_model, jit_compile=config.jit_compile)
+    boundary = keras.Input(shape=boundary_shape, name="boundary")
+    to_vector = inference_function(
+        keras.Model(boundary, head_first(top(boundary, training=False))), jit_compile=config.jit_compile
+    )
+    writers = {}
+    try:
+        for name, count in counts.items():
+            shape = vector_shape if name.endswith("vectors") else boundary_shape
+            writers[name] = feature_cache.FeatureWriter(directory / key / f"{name}.npy", count, shape)
+        if copies is not None:
+            context.say(
+                f"[frozen_augmented] flips are the only augmentation: caching {len(copies)} copies of each "
+                f"image ({'; '.join(augment.describe_flip_copy(copy) for copy in copies)}), from which each of "
+                f"the {views} views draws"
+            )
+        passes = [(block, "train") for block in range(blocks)] + [(None, "validation")]
+        for block, split in passes:
+            forward = to_boundary
+            if block is not None:
+                progress = {"view": block + 1, "views": blocks}
+                if copies is not None:
+                    copy = copies[block]
+                    progress["copy"] = augment.describe_flip_copy(copy)
+                    name = f"copy {block + 1}/{blocks} ({progress['copy']})"
+                    forward = functools.partial(_flipped_forward, to_boundary, copy)
+                else:
+                    name = f"augmented view {block + 1}/{views}"
+                    # Each view has its own seed, so the K views differ and a rerun draws the same ones.
+                    augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (block + 1))
+                    forward = _augmented_forward(bottom_model, to_boundary, augmentation, config.jit_compile)
+                context.say(f"[frozen_augmented] caching {name}")
+                if context.run is not None:
+                    context.run.set_progress(
+                        {
+                            "stage": "frozen_augmented",
+                            "phase": "caching",
+                            **progress,
+                            "stage_elapsed": time.time() - started,
+                            "time": time.time(),
+                        }
+                    )
+            else:
+                name = "validation"
+            prefix = "train_" if split == "train" else "validation_"
+            bar = context.task(f"[frozen_augmented] caching {name}", len(dataset.paths(split)))
+            try:
+                for batch in context.image_batches(split):
+                    activations = forward(batch)
+                    writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
+                    writers[prefix + "vectors"].write(to_vector(activations))
+                    bar.advance(len(batch))
+                    if check_stop and context.any_worker_stops():
+                        raise training_context.StageStopped()  # Partial activations are never cached.
+            finally:
+                bar.close()
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()
+        raise
+    feature_cache.describe(
+        directory,
+        key,
+        {
+            "backbone": config.backbone,
+            "image_size": config.image_size,
+            "head": config.head,
+            "data": dataset.root,  # Lets the data set library remove a deleted set's caches.
+            "views": views,
+            "flip_copies": None if copies is None else [list(copy) for copy in copies],
+            "boundary": list(boundary_shape),
+            "data_fingerprint": data_fingerprint,
+        },
+    )
+    return (
+        {name: feature_cache.FeatureFile(directory / key / f"{name}.npy") for name in counts},
+        time.time() - started,
+        False,
+    )
+
+
+def _flipped_forward(forward, copy: augment.FlipCopy, batch: np.ndarray):
+    return forward(augment.flip_copy(batch, copy))
+
+
+def _augmented_forward(model: keras.Model, forward, augmentation, jit_compile: bool):
+    """`forward(augmentation(x))` with the augmentation in training mode, as one graph when possible.
+
+    Under XLA the augmentation (which XLA cannot compile) runs eagerly before the compiled forward
+    pass; otherwise both run in one `tf.function`, with the same outputs (`inference.augmented_inference_function`).
+    Either way the layers are called directly: inside `predict` Keras would switch them off.
+    """
+    if jit_compile:
+        return lambda batch: forward(augmentation(batch, training=True))
+    return augmented_inference_function(model, augmentation)
