@@ -7,12 +7,23 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import wording
-from tlcore.config import PRESETS, STRATEGIES, TrainConfig
+from tlcore.config import PRESET_DESCRIPTIONS, PRESETS, STRATEGIES, TrainConfig, preset_augmentation
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.registry import BACKBONES
 from tlcore.runs import catalog, store, worker
-from views import cached, evaluation_view, frame, levels_view, markdown, run_view, server, session, train_options
+from views import (
+    augment_view,
+    cached,
+    evaluation_view,
+    frame,
+    levels_view,
+    markdown,
+    run_view,
+    server,
+    session,
+    train_options,
+)
 
 session_lines = frame.draw()
 
@@ -30,6 +41,12 @@ PRESET_TITLES = {
 }
 # Settings a preset fills in: every setting on the page but the strategy, which stays the person's choice.
 PRESET_FIELDS = tuple(name for name in train_options.PAGE_FIELDS if name != "strategy")
+# Augmentation settings (the Data page's) that some preset sets: choosing any preset sets them, so that going
+# back from the quality preset to the default brings its rotation, shifts and zoom back. The flips, brightness
+# and contrast stay as the person chose them.
+PRESET_AUGMENTATION_FIELDS = tuple(
+    sorted({name for values in PRESETS.values() for name in values.get("augmentation", {})})
+)
 
 
 def chosen_alpha(key: str) -> float:
@@ -58,6 +75,13 @@ def apply_preset() -> None:
     values.update(PRESETS[st.session_state.get("train_preset") or "default"])
     for name in PRESET_FIELDS:
         st.session_state[f"train_{name}"] = values[name]
+
+
+def choose_preset() -> None:
+    """A preset chosen: its settings here, and on the Data page the augmentation settings that presets set."""
+    apply_preset()
+    augmentation = preset_augmentation(st.session_state.get("train_preset") or "default")
+    augment_view.set_settings({name: getattr(augmentation, name) for name in PRESET_AUGMENTATION_FIELDS})
 
 
 st.title("Train")
@@ -99,16 +123,17 @@ else:
         for name in PRESET_FIELDS:  # Sessions older than some of the settings.
             st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
         keep = {"persist_state": "session"}
-        st.segmented_control(
+        preset = st.segmented_control(
             "Preset",
             list(PRESETS),
             format_func=PRESET_TITLES.get,
             default="default",
             required=True,
             key="train_preset",
-            on_change=apply_preset,
+            on_change=choose_preset,
             **keep,
         )
+        st.caption(markdown.escape(f"{PRESET_DESCRIPTIONS[preset]}."))
         left, right = st.columns(2)
         backbone = left.selectbox("Backbone", list(BACKBONES), format_func=backbone_label, key="train_backbone", **keep)
         weights = right.radio(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -196,7 +197,8 @@ def test_every_help_text_shows_the_real_default():
     assert flags["epochs"][0].help.endswith("(default 30)")
     assert flags["learning_rate"][0].help.endswith("(default 0.001; seed preset: 2e-05)")
     assert flags["jit_compile"][0].help.endswith("(default off)")
-    assert flags["augmentation_rotation_degrees"][0].help.endswith("(default 10)")
+    assert flags["augmentation_rotation_degrees"][0].help.endswith("(default 10; quality preset: 0)")
+    assert flags["augmentation_horizontal_flip"][0].help.endswith("(default on)")
     # Not required by the parser, since --resume RUN needs none; command_train asks for it otherwise.
     assert flags["data_dir"][0].help.endswith("(required unless --resume is given)")
 
@@ -211,6 +213,18 @@ def test_presets_fill_in_and_explicit_flags_win():
     arguments = cli.build_parser().parse_args(["train", "--data", "photos", "--preset", "quality"])
     config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
     assert (config.backbone, config.image_size, config.head) == ("efficientnet_lite1", 240, "global_average")
+    flips_only = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0)
+    assert config.augmentation == flips_only
+    # One augmentation flag changes one setting: the preset's others stay.
+    arguments = cli.build_parser().parse_args(
+        ["train", "--data", "photos", "--preset", "quality", "--vertical-flip", "--zoom", "0.2"]
+    )
+    config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
+    assert config.augmentation == dataclasses.replace(flips_only, vertical_flip=True, zoom=0.2)
+    # A whole AugmentationConfig (the Train page's, from the Data page) replaces the preset's.
+    assert from_preset("quality", data_dir="photos", augmentation=AugmentationConfig()).augmentation == (
+        AugmentationConfig()
+    )
     arguments = cli.build_parser().parse_args(["train", "--data", "photos", "--end-to-end", "--xla"])
     config = from_preset(arguments.preset, **cli_flags.settings_from(arguments))
     assert (config.augmented_views, config.jit_compile, config.augmentation) == (0, True, AugmentationConfig())

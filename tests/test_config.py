@@ -67,7 +67,11 @@ def test_choices_come_from_the_registries():
     assert fields["image_size"].metadata["min"] == min(backbone.min_size for backbone in BACKBONES.values())
     for preset in PRESETS.values():
         for name, value in preset.items():
-            build(TrainConfig, **{name: value})  # Every preset value is one the metadata accepts.
+            if name == "augmentation":  # Overrides of AugmentationConfig's settings.
+                for inner, inner_value in value.items():
+                    build(AugmentationConfig, **{inner: inner_value})
+            else:
+                build(TrainConfig, **{name: value})  # Every preset value is one the metadata accepts.
 
 
 @pytest.mark.parametrize("config_class, item, side", bounded_settings())

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Iterable
 
-from tlcore.config import PRESETS, TrainConfig
+from tlcore.config import PRESET_DESCRIPTIONS, PRESETS, TrainConfig
 from tlcore.settings import setting_type, settings_of
 
 # Titles of the flag groups a setting's metadata "group" names (a nested config's flags group under its field).
@@ -117,27 +117,30 @@ def add_setting_flags(
         if wanted is not None and item.name not in wanted:
             continue
         if item.name in nested:
+            # A preset's values for a nested config are a dict under the field's name (PRESETS' "augmentation").
+            inner_presets = {preset: values.get(item.name, {}) for preset, values in presets.items()}
             for inner in settings_of(nested[item.name]):
-                add_setting(group_for(item.name), inner, f"{item.name}_{inner.name}", {})
+                add_setting(group_for(item.name), inner, f"{item.name}_{inner.name}", inner_presets)
         elif "help" in item.metadata:
             when = (optional or {}).get(item.name)
             add_setting(group_for(item.metadata.get("group")), item, item.name, presets, when)
 
 
 def add_preset_flag(parser: argparse.ArgumentParser, presets: dict[str, dict[str, Any]] = PRESETS) -> None:
+    described = "; ".join(f"{name}: {PRESET_DESCRIPTIONS[name]}" for name in presets)
     parser.add_argument(
         "--preset",
         choices=sorted(presets),
         default="default",
-        help="starting settings: a flag not given takes the preset's value (default: default)",
+        help=f"starting settings: a flag not given takes the preset's value (default: default). {described}",
     )
 
 
 def settings_from(arguments: argparse.Namespace, config_class: type = TrainConfig) -> dict[str, Any]:
     """The config fields of the flags given; a flag not given is left out, for the preset or the default.
 
-    Raises:
-        ValueError: a nested config refuses the values given.
+    A nested config's flags come as a dict of the settings given (`{"augmentation": {"vertical_flip": True}}`):
+    `config.from_preset` lays them over the preset's, so one flag changes one setting.
     """
     values = {
         item.name: getattr(arguments, item.name)
@@ -151,7 +154,7 @@ def settings_from(arguments: argparse.Namespace, config_class: type = TrainConfi
             if getattr(arguments, f"{name}_{inner.name}", None) is not None
         }
         if given:
-            values[name] = nested_class(**given)
+            values[name] = given
     return values
 
 

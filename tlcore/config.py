@@ -317,13 +317,19 @@ class TrainConfig:
         return cls(**values)
 
 
-# Presets: overrides of TrainConfig's defaults. "seed" is the classic notebook's (Deep Learning with Python,
-# 1st ed.); "default" favours a CPU: EfficientNet-Lite0 at 160 px, pooled head (README says why).
+# Presets: overrides of TrainConfig's defaults; "augmentation" holds overrides of AugmentationConfig's. "seed" is
+# the classic notebook's (Deep Learning with Python, 1st ed.); "default" favours a CPU: EfficientNet-Lite0 at 160 px,
+# pooled head (README says why).
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    # "quality": EfficientNet-Lite1 at its native 240 px, weights bundled too; slower, and more accurate
-    # on both measured data sets (benchmarks/RESULTS.md).
-    "quality": {"backbone": "efficientnet_lite1", "image_size": 240},
+    # "quality": EfficientNet-Lite1 at its native 240 px, weights bundled too; slower, and more accurate on both
+    # measured data sets. Left-right flips are its only augmentation: with Lite1's features, rotations, shifts
+    # and zooms cost frozen + augmentation and fine-tuning accuracy on natural scenes (benchmarks/RESULTS.md).
+    "quality": {
+        "backbone": "efficientnet_lite1",
+        "image_size": 240,
+        "augmentation": {"rotation_degrees": 0.0, "width_shift": 0.0, "height_shift": 0.0, "zoom": 0.0},
+    },
     "seed": {
         "backbone": "vgg16",
         "image_size": 150,
@@ -339,12 +345,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# What each preset is for, in a sentence: the CLI's --preset help and the Train page show it.
+PRESET_DESCRIPTIONS = {
+    "default": "EfficientNet-Lite0 at 160 px, a pooled head: fast on a CPU, weights bundled",
+    "quality": "EfficientNet-Lite1 at 240 px, left-right flips as the only augmentation: more accurate and slower "
+    "than the default, weights bundled",
+    "seed": "The classic notebook's: VGG16 at 150 px, Flatten-Dense 256-Dropout 0.5, RMSprop 2e-5, fine-tuning at 1e-5",
+}
+
+
+def preset_augmentation(preset: str, given: dict[str, Any] | None = None) -> AugmentationConfig:
+    """A preset's augmentation: AugmentationConfig's defaults, then the preset's overrides, then `given`.
+
+    Args:
+        preset: a key of PRESETS.
+        given: augmentation settings chosen explicitly (flags given), which win over the preset's.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}. Expected one of {sorted(PRESETS)}.")
+    return AugmentationConfig(**{**PRESETS[preset].get("augmentation", {}), **(given or {})})
+
+
 def from_preset(preset: str, **overrides: Any) -> TrainConfig:
     """Builds a TrainConfig from a preset, then the explicit overrides.
 
     Args:
         preset: a key of PRESETS.
-        **overrides: any TrainConfig field; `None` values are ignored (flags not given).
+        **overrides: any TrainConfig field; `None` values are ignored (flags not given). `augmentation` may
+            be a whole AugmentationConfig, which replaces the preset's, or a dict of some of its settings,
+            which change only those (`--preset quality --vertical-flip` keeps the preset's other settings).
 
     Returns:
         The validated TrainConfig.
@@ -353,4 +382,7 @@ def from_preset(preset: str, **overrides: Any) -> TrainConfig:
         raise ValueError(f"Unknown preset {preset!r}. Expected one of {sorted(PRESETS)}.")
     values = dict(PRESETS[preset])
     values.update({key: value for key, value in overrides.items() if value is not None})
+    augmentation = overrides.get("augmentation")
+    if not isinstance(augmentation, AugmentationConfig):
+        values["augmentation"] = preset_augmentation(preset, augmentation)
     return TrainConfig(**values)

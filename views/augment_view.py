@@ -4,6 +4,7 @@ Not a page. A fragment, so moving a slider redraws the preview without rerunning
 The chosen settings go to `st.session_state["augmentation"]`, which the Train page uses.
 """
 
+import dataclasses
 import secrets
 from pathlib import Path
 
@@ -26,11 +27,27 @@ SLIDERS = {
 FIELDS = AugmentationConfig.__dataclass_fields__
 
 
+def widget_key(name: str) -> str:
+    """The session-state key of an augmentation setting's widget."""
+    return f"aug_{name}"
+
+
+def set_settings(values: dict) -> None:
+    """Sets some augmentation settings from another page (a Train page preset): the widgets and the settings used.
+
+    Args:
+        values: AugmentationConfig field -> value; the other settings stay as chosen.
+    """
+    for name, value in values.items():
+        st.session_state[widget_key(name)] = value
+    st.session_state["augmentation"] = dataclasses.replace(session.augmentation(), **values)
+
+
 @st.fragment
 def preview(dataset: DatasetScan) -> None:
     """Settings on the left, the original and 8 augmented copies on the right; reruns on its own."""
     defaults = AugmentationConfig().to_dict()
-    keys = {name: f"aug_{name}" for name in defaults}
+    keys = {name: widget_key(name) for name in defaults}
     for name, key in keys.items():
         st.session_state.setdefault(key, defaults[name])
     train_paths = dataset.paths("train")

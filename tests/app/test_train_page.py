@@ -56,10 +56,21 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
     assert at.selectbox(key="train_backbone").value == "vgg16"
     assert at.number_input(key="train_image_size").value == 150
     assert at.number_input(key="train_learning_rate").value == pytest.approx(2e-5)
+    assert "Augmentation (set on the Data page): rotation up to 10°" in texts(at)
     at.segmented_control(key="train_preset").set_value("quality").run()
     assert at.selectbox(key="train_backbone").value == "efficientnet_lite1"
     assert at.number_input(key="train_image_size").value == 240
     assert "ImageNet weights bundled (offline)." in texts(at)
+    assert "EfficientNet-Lite1 at 240 px, left-right flips as the only augmentation" in texts(at)
+    # The quality preset's augmentation, shown here and set on the Data page's sliders too.
+    assert "Augmentation (set on the Data page): flips left-right\n" in texts(at) + "\n"
+    at = open_page("pages/1_Data.py", at)
+    assert at.slider(key="aug_rotation_degrees").value == 0 and at.slider(key="aug_zoom").value == 0
+    at.toggle(key="aug_vertical_flip").set_value(True).run()  # A setting no preset sets stays as chosen.
+    at = open_page("pages/2_Train.py", at)
+    assert "Augmentation (set on the Data page): flips left-right and upside down\n" in texts(at) + "\n"
+    at.segmented_control(key="train_preset").set_value("default").run()
+    assert "rotation up to 10°" in texts(at) and "flips left-right and upside down" in texts(at)
     assert not at.exception
 
 
