@@ -173,7 +173,8 @@ class TrainConfig:
     augmented_views: int = setting(
         5,
         "augmented views of each training image that frozen_augmented and fine_tuning push through the frozen "
-        "base once and cache (0 trains end to end, augmenting every epoch anew)",
+        "base once and cache (0 trains end to end, augmenting every epoch anew); with flips as the only "
+        "augmentation the flipped copies are cached and each view is one of them",
         label="Augmented views (0 = end to end)",
         min=0,
         page="options",

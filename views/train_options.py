@@ -136,8 +136,9 @@ def options(dataset: DatasetScan, strategy: str, keep: dict) -> tuple[dict, str 
         st.caption(
             "Augmented views (strategies 2 and 3): with K views, K randomly augmented copies of every "
             "training photo go through the frozen base once and are cached; epoch e trains on copy "
-            "e mod K, so epochs are fast. 0 trains end to end instead: new random copies every epoch, "
-            "through the whole base, much slower on a CPU."
+            "e mod K, so epochs are fast. When flips are the only augmentation, a photo has just 2 flipped "
+            "copies (4 with both flips): those are cached, and each view is one of them. 0 trains end to end "
+            "instead: new random copies every epoch, through the whole base, much slower on a CPU."
         )
     return values, note if weighted else None
 
