@@ -145,7 +145,10 @@ def test_estimate_with_cached_views_says_what_it_caches_and_does_not_time_later_
     assert "caching augmented view 3 of 10" in estimate.text
     flipped = dict(caching, view=2, views=2, copy="flipped left-right")
     estimate = monitor.estimate(config, {"state": "running"}, flipped, [], now=1000.0)
-    assert "caching copy 2 of 2 of the training images (flipped left-right): flips are the only" in estimate.text
+    assert "caching the training images (copy 2 of 2, flipped left-right: flips are the only" in estimate.text
+    unchanged = dict(caching, view=1, views=1, copy="as they are")
+    estimate = monitor.estimate(config, {"state": "running"}, unchanged, [], now=1000.0)
+    assert "caching the training images (the augmentation is off, so every view is the image as" in estimate.text
     progress = {
         "stage": "frozen_augmented",
         "epoch": 3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -175,11 +176,27 @@ def test_with_flips_only_the_views_are_drawn_from_two_cached_copies(imbalanced, 
     assert worker.execute(run, runs_dir=tmp_path / "copies")["state"] == "done"
     result = run.summary()["results"]["frozen_augmented"]
     assert (result["views"], result["flip_copies"], result["features_from_cache"]) == (3, 2, True)
+    # The copies do not depend on the seed or the number of views: another run shares them.
+    other = store.create(dataclasses.replace(config, seed=7, augmented_views=5), tmp_path / "copies")
+    assert worker.execute(other, runs_dir=tmp_path / "copies")["state"] == "done"
+    assert other.summary()["results"]["frozen_augmented"]["features_from_cache"] is True
     # The augmentation layers, one pass per view, make rows of the same two kinds: the copies are the augmentation.
     monkeypatch.setattr(cached_views, "cached_copies", lambda config: None)
     by_layers, drawn = copies_drawn(str(tmp_path / "layers"))
     assert by_layers.flip_copies is None and len(by_layers.train_views) == 3 * 16
     assert all(0 < mirrored.sum() < len(mirrored) for mirrored in drawn)
+
+
+def test_with_the_augmentation_off_each_image_is_cached_once(imbalanced, tmp_path):
+    from tlcore.config import AugmentationConfig
+    from tlcore.data import folders
+
+    off = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0, horizontal_flip=False)
+    config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=3, epochs=3, augmentation=off)
+    context = training_context.TrainingContext(config=config, dataset=folders.scan(imbalanced), runs_dir=str(tmp_path))
+    staged = augmented.build_staged(context)
+    assert staged.flip_copies == 1 and len(staged.train_views) == 16
+    assert np.array_equal(staged.view(0), staged.view(2))
 
 
 @pytest.mark.parametrize("strategy", ["frozen_augmented", "fine_tuning"])

@@ -108,7 +108,7 @@ def estimate(
         status: its status (`Run.status()`): state and current stage.
         progress: its latest progress (`Run.progress()`): stage, epoch, epochs, batch, steps,
             stage_elapsed, time; before a stage's first batch, its phase: "extracting" (images of
-            total, of a split) or "caching" (view of views).
+            total, of a split) or "caching" (view of views, or with "copy" the flip copy of copies).
         metrics: its epoch records so far (`Run.metrics()`).
         now: the current time (default `time.time()`).
         waiting_for: for a queued run, the id of the run training in the same runs folder, which
@@ -149,12 +149,16 @@ def estimate(
     if progress.get("stage") == stage and progress.get("phase") == "caching":
         view, views = int(progress.get("view") or 1), int(progress.get("views") or 1)
         if isinstance(progress.get("copy"), str):
+            why = (
+                "the augmentation is off, so every view is the image as it is"
+                if views == 1
+                else f"copy {view} of {views}, {progress['copy']}: flips are the only augmentation, so every "
+                "augmented view is one of these copies"
+            )
             return Estimate(
                 done_before / total,
                 None,
-                f"{position}: caching copy {view} of {views} of the training images ({progress['copy']}): "
-                "flips are the only augmentation, so every augmented view is one of these copies (the epochs "
-                "that follow are quick).",
+                f"{position}: caching the training images ({why}; the epochs that follow are quick).",
             )
         return Estimate(
             done_before / total,

@@ -19,16 +19,21 @@ from tlcore.data.dataset import fingerprint
 from tlcore.models.inference import augmented_inference_function, inference_function
 from tlcore.training import feature_cache, training_context
 
+# Part of the cache key of every cached view: 2 since each flip toggle has a RandomFlip of its own (both flips
+# were one coin before, so caches made then hold other views).
+VIEWS_CACHE_VERSION = 2
+
 
 def cached_copies(config: TrainConfig) -> tuple[augment.FlipCopy, ...] | None:
     """The flip copies of each training image that stand for its augmented views, or None: one pass per view.
 
     When flips are all the augmentation does, each augmented view of an image is one of its few flip
-    copies (`augment.flip_copies`): caching those, one pass each, and drawing each view from them trains
-    on the same augmentation in fewer passes through the base (2 instead of 5 with left-right flips).
+    copies (`augment.flip_copies`; the image itself alone when nothing is on): caching those, one pass
+    each, and drawing each view from them trains on the same augmentation in fewer passes through the
+    base (2 instead of 5 with left-right flips). Whatever the number of views, so that a short run draws
+    the first views of a longer one.
     """
-    copies = augment.flip_copies(config.augmentation)
-    return copies if copies is not None and len(copies) < views_to_cache(config) else None
+    return augment.flip_copies(config.augmentation)
 
 
 def views_to_cache(config: TrainConfig) -> int:
@@ -65,20 +70,12 @@ def extract_views(
     views = views_to_cache(config)
     copies = cached_copies(config)
     blocks = views if copies is None else len(copies)  # Blocks of rows of the training images.
+    # Flip copies depend on the flips alone; augmented views on every setting, their number and the seed.
+    what = [config.augmentation.to_dict(), views, config.seed] if copies is None else ["flip copies", copies]
     key = feature_cache.cache_key(
         config,
         data_fingerprint,
-        extra=[
-            boundary_shape,
-            config.head,
-            config.augmentation.to_dict(),
-            views,
-            config.seed,
-            config.precision,
-            config.stacked_levels,
-            # Only where the files hold flip copies, so that the caches of every other run keep their keys.
-            *([] if copies is None else ["flip copies", blocks]),
-        ],
+        extra=[VIEWS_CACHE_VERSION, boundary_shape, config.head, *what, config.precision, config.stacked_levels],
     )
     train_count, validation_count = len(dataset.paths("train")), len(dataset.paths("validation"))
     counts = {
@@ -108,7 +105,9 @@ def extract_views(
         for name, count in counts.items():
             shape = vector_shape if name.endswith("vectors") else boundary_shape
             writers[name] = feature_cache.FeatureWriter(directory / key / f"{name}.npy", count, shape)
-        if copies is not None:
+        if copies is not None and len(copies) == 1:
+            context.say("[frozen_augmented] the augmentation is off: caching each image once, as every view is")
+        elif copies is not None:
             context.say(
                 f"[frozen_augmented] flips are the only augmentation: caching {len(copies)} copies of each "
                 f"image ({'; '.join(augment.describe_flip_copy(copy) for copy in copies)}), from which each of "
