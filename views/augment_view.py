@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.config import AugmentationConfig
+from tlcore.config import AugmentationConfig, preset_augmentation
 from tlcore.data import browse
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
@@ -46,7 +46,8 @@ def set_settings(values: dict) -> None:
 @st.fragment
 def preview(dataset: DatasetScan) -> None:
     """Settings on the left, the original and 8 augmented copies on the right; reruns on its own."""
-    defaults = AugmentationConfig().to_dict()
+    preset = st.session_state.get("train_preset") or "default"  # Chosen on the Train page.
+    defaults = preset_augmentation(preset).to_dict()
     keys = {name: widget_key(name) for name in defaults}
     for name, key in keys.items():
         st.session_state.setdefault(key, defaults[name])
@@ -84,7 +85,8 @@ def preview(dataset: DatasetScan) -> None:
         flip_check(dataset, keys)
         fill_mode = FIELDS["fill_mode"].metadata
         values["fill_mode"] = st.selectbox(fill_mode["label"], fill_mode["choices"], key=keys["fill_mode"], **keep)
-        st.button("Reset to the defaults", on_click=reset, icon=":material/restart_alt:")
+        reset_label = "Reset to the defaults" if preset == "default" else f"Reset to the {preset} preset's settings"
+        st.button(reset_label, on_click=reset, icon=":material/restart_alt:")
     try:
         settings = AugmentationConfig(**values)
     except ValueError as error:

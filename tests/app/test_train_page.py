@@ -33,6 +33,7 @@ from tests.app.page_kit import (
     trained_run,
 )
 from tlcore import files
+from tlcore.config import preset_augmentation
 from tlcore.runs import store
 
 
@@ -71,6 +72,17 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
     assert "Augmentation (set on the Data page): flips left-right and upside down\n" in texts(at) + "\n"
     at.segmented_control(key="train_preset").set_value("default").run()
     assert "rotation up to 10°" in texts(at) and "flips left-right and upside down" in texts(at)
+    assert not at.exception
+
+
+def test_the_data_page_resets_the_augmentation_to_the_chosen_presets(small_catsdogs):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    at.segmented_control(key="train_preset").set_value("quality").run()
+    at = open_page("pages/1_Data.py", at)
+    at.slider(key="aug_rotation_degrees").set_value(20.0).run()
+    assert at.session_state["augmentation"].rotation_degrees == 20.0
+    click(at, "Reset to the quality preset's settings")
+    assert at.session_state["augmentation"] == preset_augmentation("quality")
     assert not at.exception
 
 
