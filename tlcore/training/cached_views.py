@@ -106,7 +106,7 @@ def extract_views(
             shape = vector_shape if name.endswith("vectors") else boundary_shape
             writers[name] = feature_cache.FeatureWriter(directory / key / f"{name}.npy", count, shape)
         if copies is not None and len(copies) == 1:
-            context.say("[frozen_augmented] the augmentation is off: caching each image once, as every view is")
+            context.say("[frozen_augmented] the augmentation is off: caching each image once, every view is the image")
         elif copies is not None:
             context.say(
                 f"[frozen_augmented] flips are the only augmentation: caching {len(copies)} copies of each "
