@@ -72,7 +72,7 @@ def apply_preset() -> None:
         for field in dataclasses.fields(TrainConfig)
         if field.default is not dataclasses.MISSING
     }
-    values.update(PRESETS[st.session_state.get("train_preset") or "default"])
+    values.update(PRESETS[session.preset()])
     for name in PRESET_FIELDS:
         st.session_state[f"train_{name}"] = values[name]
 
@@ -80,7 +80,7 @@ def apply_preset() -> None:
 def choose_preset() -> None:
     """A preset chosen: its settings here, and on the Data page the augmentation settings that presets set."""
     apply_preset()
-    augmentation = preset_augmentation(st.session_state.get("train_preset") or "default")
+    augmentation = preset_augmentation(session.preset())
     augment_view.set_settings({name: getattr(augmentation, name) for name in PRESET_AUGMENTATION_FIELDS})
 
 

@@ -46,7 +46,7 @@ def set_settings(values: dict) -> None:
 @st.fragment
 def preview(dataset: DatasetScan) -> None:
     """Settings on the left, the original and 8 augmented copies on the right; reruns on its own."""
-    preset = st.session_state.get("train_preset") or "default"  # Chosen on the Train page.
+    preset = session.preset()
     defaults = preset_augmentation(preset).to_dict()
     keys = {name: widget_key(name) for name in defaults}
     for name, key in keys.items():

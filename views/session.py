@@ -3,6 +3,7 @@
 Session state keys:
     dataset          the current DatasetScan (set on the Data page)
     augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
+    train_preset     the preset chosen on the Train page (its widget's key); the Data page resets to its augmentation
     library_reopened set once the session's first page has reopened the link's or the last used data set
     run_id           the current run; when absent, the link's (?run=<id>), else the running run (else the
                      newest queued one) is shown
@@ -63,6 +64,11 @@ def reopen_dataset() -> None:
             use_dataset(cached.scan_folder(remembered.path, remembered.validation_fraction, remembered.seed))
     except (DatasetError, ValueError, OSError):
         return  # Changed since: the Data page's library offers it again, and says what is wrong when used.
+
+
+def preset() -> str:
+    """The preset chosen on the Train page, "default" until one is."""
+    return st.session_state.get("train_preset") or "default"
 
 
 def augmentation() -> AugmentationConfig:

@@ -10,10 +10,11 @@ import pytest
 
 from tests.helpers.runs import train_config
 from tlcore.config import TrainConfig
+from tlcore.data import augment
 from tlcore.insight import evaluate
 from tlcore.models import heads
 from tlcore.runs import store, worker
-from tlcore.training import augmented, cached_views, lr_finder, training_context
+from tlcore.training import augmented, lr_finder, training_context
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +182,7 @@ def test_with_flips_only_the_views_are_drawn_from_two_cached_copies(imbalanced, 
     assert worker.execute(other, runs_dir=tmp_path / "copies")["state"] == "done"
     assert other.summary()["results"]["frozen_augmented"]["features_from_cache"] is True
     # The augmentation layers, one pass per view, make rows of the same two kinds: the copies are the augmentation.
-    monkeypatch.setattr(cached_views, "cached_copies", lambda config: None)
+    monkeypatch.setattr(augment, "flip_copies", lambda settings: None)
     by_layers, drawn = copies_drawn(str(tmp_path / "layers"))
     assert by_layers.flip_copies is None and len(by_layers.train_views) == 3 * 16
     assert all(0 < mirrored.sum() < len(mirrored) for mirrored in drawn)

@@ -46,7 +46,7 @@ class StagedModels:
     validation_vectors: feature_cache.FeatureFile
     views: int
     view_rows: np.ndarray  # (views, images): the row of each view of each image in the train files
-    flip_copies: int | None  # the flip copies the views are drawn from (cached_views.cached_copies), None: one per view
+    flip_copies: int | None  # the flip copies the views are drawn from (augment.flip_copies), None: one per view
     seconds: float
     from_cache: bool
 
@@ -79,7 +79,7 @@ def build_staged(context: training_context.TrainingContext) -> StagedModels:
     head = new_or_continued_head(context, base)
     head_first, tail = heads.split_head(head)
     cached, seconds, from_cache = cached_views.extract_views(context, bottom, top, head_first, preprocess)
-    views, copies = cached_views.views_to_cache(config), cached_views.cached_copies(config)
+    views, copies = cached_views.views_to_cache(config), augment.flip_copies(config.augmentation)
     view_rows = feature_cache.view_rows(
         views, len(context.dataset.paths("train")), None if copies is None else len(copies), config.seed
     )

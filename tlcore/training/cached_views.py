@@ -24,18 +24,6 @@ from tlcore.training import feature_cache, training_context
 VIEWS_CACHE_VERSION = 2
 
 
-def cached_copies(config: TrainConfig) -> tuple[augment.FlipCopy, ...] | None:
-    """The flip copies of each training image that stand for its augmented views, or None: one pass per view.
-
-    When flips are all the augmentation does, each augmented view of an image is one of its few flip
-    copies (`augment.flip_copies`; the image itself alone when nothing is on): caching those, one pass
-    each, and drawing each view from them trains on the same augmentation in fewer passes through the
-    base (2 instead of 5 with left-right flips). Whatever the number of views, so that a short run draws
-    the first views of a longer one.
-    """
-    return augment.flip_copies(config.augmentation)
-
-
 def views_to_cache(config: TrainConfig) -> int:
     """How many of the config's `augmented_views` its run reads, and so caches.
 
@@ -54,9 +42,10 @@ def views_to_cache(config: TrainConfig) -> int:
 def extract_views(
     context: training_context.TrainingContext, bottom: keras.Model, top: keras.Model, head_first, preprocess
 ) -> tuple:
-    """Cached activations for strategies 2 and 3, for K augmented views of the training images and
-    for the validation images: the boundary activations (entering the top block) and the head's
-    input vectors. Cached on disk by everything they depend on.
+    """Cached activations for strategies 2 and 3, for K augmented views of the training images (or, when
+    flips are all the augmentation does, for their flip copies: `augment.flip_copies`) and for the
+    validation images: the boundary activations (entering the top block) and the head's input vectors.
+    Cached on disk by everything they depend on.
 
     Returns:
         (dict name -> FeatureFile, seconds, whether everything came from the cache).
@@ -68,7 +57,9 @@ def extract_views(
     vector_shape = tuple(head_first.output.shape[1:])
     data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
     views = views_to_cache(config)
-    copies = cached_copies(config)
+    # Flips alone make a few copies of each image: those are cached, whatever the number of views (so that a
+    # short run draws the first views of a longer one), and each view is drawn from them.
+    copies = augment.flip_copies(config.augmentation)
     blocks = views if copies is None else len(copies)  # Blocks of rows of the training images.
     # Flip copies depend on the flips alone; augmented views on every setting, their number and the seed.
     what = [config.augmentation.to_dict(), views, config.seed] if copies is None else ["flip copies", copies]
