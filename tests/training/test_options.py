@@ -118,6 +118,24 @@ def test_cached_views_and_end_to_end_train_the_same_stages(imbalanced, tmp_path)
     assert again.summary()["results"]["frozen_augmented"]["features_from_cache"] is True
 
 
+@pytest.mark.parametrize("in_memory", [True, False], ids=["decoded into memory", "decoded as they go"])
+def test_end_to_end_training_reads_its_images_without_the_autotuner(imbalanced, tmp_path, monkeypatch, in_memory):
+    """With tf.data's autotuner on, Keras' new iterators every epoch made epochs begin late
+    (`pipeline.without_autotuner`)."""
+    from tlcore.data import folders
+
+    if not in_memory:
+        monkeypatch.setattr(training_context, "IN_MEMORY_LIMIT_BYTES", 0)
+    config = config_for(imbalanced, strategy="frozen_augmented", augmented_views=0)
+    context = training_context.TrainingContext(config=config, dataset=folders.scan(imbalanced), runs_dir=str(tmp_path))
+    for split, shuffle in (("train", True), ("validation", False)):
+        batches = context.image_pipeline(split, shuffle)
+        assert batches.options().autotune.enabled is False
+        targets = np.concatenate([batch_targets for _, batch_targets in batches])
+        assert sorted(targets.tolist()) == sorted(context.targets(split).tolist())
+    assert (split in context.images) is in_memory
+
+
 def test_cached_augmented_views_differ_from_each_other(imbalanced, tmp_path):
     from tlcore.data import folders
 

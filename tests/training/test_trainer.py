@@ -235,7 +235,7 @@ def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path, distributed):
     batches = Recording(
         feature_cache.FeatureFile(tmp_path / "views.npy"), np.zeros(images, "float32"), 4, seed=1, views=views
     )
-    model.fit(batches, epochs=3, verbose=0, callbacks=[EpochStart(), batches.follow()])
+    model.fit(batches.dataset(), epochs=3, verbose=0, callbacks=[EpochStart(), batches.follow()], shuffle=False)
     epoch, views_read = None, {}
     for entry in read:
         if isinstance(entry, tuple):
@@ -243,6 +243,60 @@ def test_epoch_e_of_a_stage_trains_on_view_e(tmp_path, distributed):
         elif epoch is not None:
             views_read.setdefault(epoch, set()).update(entry)
     assert views_read == {0: {0.0}, 1: {1.0}, 2: {2.0}}
+
+
+def test_batches_of_cached_rows_train_as_keras_trains_a_py_dataset_with_the_autotuner_off(tmp_path):
+    """`RowBatches.dataset()` replaced handing the batches to Keras as a PyDataset, whose pipeline keeps
+    tf.data's autotuner on (epochs then began late, benchmarks/RESULTS.md): the same rows in the same
+    order, the same class weights, the same weights trained."""
+    import random
+
+    images = 40
+    writer = feature_cache.FeatureWriter(tmp_path / "rows.npy", 2 * images, (3,))
+    writer.write(np.random.default_rng(0).random((2 * images, 3), dtype="float32"))
+    writer.close()
+    features = feature_cache.FeatureFile(tmp_path / "rows.npy")
+    targets = keras.utils.to_categorical(np.arange(images) % 3 == 0, 2).astype("float32")
+    drawn = feature_cache.view_rows(2, images, copies=2, seed=4)
+
+    class AsPyDataset(keras.utils.PyDataset):
+        def __init__(self, batches):
+            super().__init__()
+            self.batches = batches
+
+        def __len__(self):
+            return len(self.batches)
+
+        def __getitem__(self, index):
+            return self.batches[index]
+
+        def on_epoch_begin(self):
+            self.batches.on_epoch_begin()
+
+    def trained(data_of, keras_shuffles: bool):
+        keras.utils.set_random_seed(7)  # Python's `random` too, which shuffles the order of the batches.
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dropout(0.3), keras.layers.Dense(2, "softmax")])
+        model.compile(keras.optimizers.RMSprop(0.01), "categorical_crossentropy")
+        batches = feature_cache.RowBatches(features, targets, 6, seed=2, views=2, rows_of_views=drawn)
+        validation = feature_cache.RowBatches(features, targets, 16, rows_of_views=drawn[1:])
+        history = model.fit(
+            data_of(batches),
+            validation_data=data_of(validation),
+            epochs=4,
+            verbose=0,
+            class_weight={0: 1.0, 1: 2.0},
+            callbacks=[batches.follow()],
+            shuffle=keras_shuffles,
+        )
+        return model.get_weights(), history.history, random.random()
+
+    dataset_weights, dataset_history, dataset_random = trained(lambda batches: batches.dataset(), False)
+    keras_weights, keras_history, keras_random = trained(AsPyDataset, True)
+    assert all(np.array_equal(ours, theirs) for ours, theirs in zip(dataset_weights, keras_weights))
+    assert dataset_history == keras_history
+    assert dataset_random == keras_random, "Python's random drew as often (resume keeps its state)"
+    dataset = feature_cache.RowBatches(features, targets, 6, rows_of_views=drawn[:1]).dataset()
+    assert dataset.options().autotune.enabled is False
 
 
 def test_view_rows_are_blocks_per_view_or_draws_among_copies(tmp_path):

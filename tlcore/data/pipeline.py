@@ -202,7 +202,26 @@ def make_dataset(
         dataset = dataset.map(lambda path, target: (decode(path), target), num_parallel_calls=parallel_calls)
     else:
         dataset = dataset.map(decode, num_parallel_calls=parallel_calls)
+    return dataset.batch(batch_size).prefetch(PREFETCH_BATCHES).with_options(without_autotuner(parallel_calls))
+
+
+def without_autotuner(threads: int | None = None):
+    """`tf.data.Options` with tf.data's autotuner off, for every pipeline that training reads.
+
+    The autotuner is a thread of its own per iterator, and Keras makes a new iterator of its data at
+    the start and the end of every epoch. Deleting an iterator waits for that thread to finish its
+    current round: with epochs of a few seconds, epochs of some runs began up to an epoch's length
+    late (benchmarks/RESULTS.md). On a CPU it also takes cores from the model (see `make_dataset`).
+    Keras turns it off itself only for a PyDataset read by several workers.
+
+    Args:
+        threads: the size of the pipeline's own thread pool (None: tf.data's shared pool).
+    """
+    # Heavy: imports TensorFlow.
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.autotune.enabled = False
-    options.threading.private_threadpool_size = parallel_calls
-    return dataset.batch(batch_size).prefetch(PREFETCH_BATCHES).with_options(options)
+    if threads is not None:
+        options.threading.private_threadpool_size = threads
+    return options

@@ -118,12 +118,13 @@ def _fit_staged(context: training_context.TrainingContext, stage: str, epochs: i
     return context.fit(
         model,
         stage,
-        batches,
+        batches.dataset(),
         epochs,
         [batches.follow()],
         validation_data=feature_cache.RowBatches(
             validation_rows, context.targets("validation"), training_context.EXTRACTION_BATCH_SIZE
-        ),
+        ).dataset(),
+        shuffle=False,  # The batches come shuffled (RowBatches.dataset).
     )
 
 

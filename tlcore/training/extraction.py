@@ -171,12 +171,13 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     history = context.fit(
         head,
         "feature_extraction",
-        batches,
+        batches.dataset(),
         config.epochs,
         [batches.follow()],
         validation_data=feature_cache.RowBatches(
             feature_maps["validation"], context.targets("validation"), training_context.EXTRACTION_BATCH_SIZE
-        ),
+        ).dataset(),
+        shuffle=False,  # The batches come shuffled (RowBatches.dataset).
     )
     context.feature_head = head
     context.model = heads.assemble(config.image_size, base, head, preprocess)

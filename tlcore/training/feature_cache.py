@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from tlcore import temporaries
 from tlcore.config import TrainConfig
+from tlcore.data import pipeline
 from tlcore.files import write_json
 
 CACHE_VERSION = 5  # 2: views really augmented; 3: streamed .npy files; 4: head vectors cached too;
@@ -177,12 +179,13 @@ def view_rows(views: int, count: int, copies: int | None = None, seed: int = 0) 
     return np.random.default_rng([seed, 7919]).integers(0, copies, size=(views, count)) * count + images
 
 
-class RowBatches(keras.utils.PyDataset):
+class RowBatches:
     """Training batches read from a FeatureFile: the rows of epoch e's view of each image, reshuffled every epoch.
 
     With `views` > 1 the file holds rows of several views of each image and epoch e reads view e mod
     views: block e mod views of `len(targets)` rows, or where `rows_of_views` says. Training batches (a
-    seed) learn the epoch from the callback `follow()` returns: pass it to `fit`.
+    seed) learn the epoch from the callback `follow()` returns: pass it to `fit`, with `dataset()` as
+    the data.
 
     Args:
         features: the FeatureFile.
@@ -203,7 +206,6 @@ class RowBatches(keras.utils.PyDataset):
         views: int = 1,
         rows_of_views: np.ndarray | None = None,
     ):
-        super().__init__()
         if rows_of_views is None:
             if len(features) != views * len(targets):
                 raise ValueError(f"Expected {views} x {len(targets)} rows, received {len(features)}.")
@@ -258,3 +260,32 @@ class RowBatches(keras.utils.PyDataset):
         if self.seed is not None and self.epoch != self._next_epoch:
             self.epoch = self._next_epoch
             self._order()
+
+    def dataset(self):
+        """These batches as a `tf.data.Dataset` for `fit` (training or validation data).
+
+        Read as Keras reads a `keras.utils.PyDataset`: each pass begins with the epoch `follow()`
+        announced, training batches (a seed) come in an order shuffled by Python's `random` (resume
+        keeps its state), and each batch is read when the pipeline asks for it. Unlike Keras' own
+        pipeline for a PyDataset, this one runs with tf.data's autotuner off
+        (`pipeline.without_autotuner`: with it on, epochs began late).
+        """
+        # Heavy: imports TensorFlow.
+        import tensorflow as tf
+
+        def generate():
+            self.on_epoch_begin()
+            indices = list(range(len(self)))
+            if self.seed is not None:
+                random.shuffle(indices)
+            for index in indices:
+                yield self[index]
+
+        signature = (
+            tf.TensorSpec((None, *self.features.shape[1:]), tf.float32),
+            tf.TensorSpec((None, *self.targets.shape[1:]), tf.as_dtype(self.targets.dtype)),
+        )
+        batches = tf.data.Dataset.from_generator(generate, output_signature=signature)
+        # A known length, as a PyDataset has: Keras then counts the steps of every epoch, the first included.
+        batches = batches.apply(tf.data.experimental.assert_cardinality(len(self)))
+        return batches.prefetch(pipeline.PREFETCH_BATCHES).with_options(pipeline.without_autotuner())

@@ -6,8 +6,9 @@ a fit of the same stage started later begins after that epoch. When a stage fini
 are kept (the next stage or the final model may need them), its results recorded, and its backup removed.
 
 Keras's weight files leave out the random generators' states (dropout masks, augmentation, and Python's
-`random`, with which Keras shuffles the batches of each epoch), so they are kept beside the backup, per
-epoch: on the CPU a resumed run on cached features then trains exactly as an uninterrupted one would have.
+`random`, which shuffles the order of each epoch's batches of cached features as Keras shuffles a
+PyDataset's), so they are kept beside the backup, per epoch: on the CPU a resumed run on cached features
+then trains exactly as an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def generator_variables(model: keras.Model) -> list:
 
 
 def _generator_states(model: keras.Model) -> dict:
-    """The model's generators' states, and Python's and NumPy's global ones (Keras shuffles the order of
-    the batches of each epoch with Python's `random`)."""
+    """The model's generators' states, and Python's and NumPy's global ones (the batches of cached
+    features come in an order shuffled by Python's `random`: `feature_cache.RowBatches.dataset`)."""
     numpy_state = np.random.get_state()
     return {
         "layers": [np.asarray(variable).tolist() for variable in generator_variables(model)],

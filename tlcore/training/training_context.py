@@ -288,7 +288,7 @@ class TrainingContext:
         if shuffle:
             batches = batches.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True)
         batches = batches.batch(self.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-        return batches.prefetch(tf.data.AUTOTUNE)
+        return batches.prefetch(pipeline.PREFETCH_BATCHES).with_options(pipeline.without_autotuner())
 
 
 def history_result(
