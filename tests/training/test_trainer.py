@@ -251,6 +251,8 @@ def test_batches_of_cached_rows_train_as_keras_trains_a_py_dataset_with_the_auto
     order, the same class weights, the same weights trained."""
     import random
 
+    from benchmarks.epoch_start import KerasPyDataset
+
     images = 40
     writer = feature_cache.FeatureWriter(tmp_path / "rows.npy", 2 * images, (3,))
     writer.write(np.random.default_rng(0).random((2 * images, 3), dtype="float32"))
@@ -258,20 +260,6 @@ def test_batches_of_cached_rows_train_as_keras_trains_a_py_dataset_with_the_auto
     features = feature_cache.FeatureFile(tmp_path / "rows.npy")
     targets = keras.utils.to_categorical(np.arange(images) % 3 == 0, 2).astype("float32")
     drawn = feature_cache.view_rows(2, images, copies=2, seed=4)
-
-    class AsPyDataset(keras.utils.PyDataset):
-        def __init__(self, batches):
-            super().__init__()
-            self.batches = batches
-
-        def __len__(self):
-            return len(self.batches)
-
-        def __getitem__(self, index):
-            return self.batches[index]
-
-        def on_epoch_begin(self):
-            self.batches.on_epoch_begin()
 
     def trained(data_of, keras_shuffles: bool):
         keras.utils.set_random_seed(7)  # Python's `random` too, which shuffles the order of the batches.
@@ -291,7 +279,7 @@ def test_batches_of_cached_rows_train_as_keras_trains_a_py_dataset_with_the_auto
         return model.get_weights(), history.history, random.random()
 
     dataset_weights, dataset_history, dataset_random = trained(lambda batches: batches.dataset(), False)
-    keras_weights, keras_history, keras_random = trained(AsPyDataset, True)
+    keras_weights, keras_history, keras_random = trained(KerasPyDataset, True)
     assert all(np.array_equal(ours, theirs) for ours, theirs in zip(dataset_weights, keras_weights))
     assert dataset_history == keras_history
     assert dataset_random == keras_random, "Python's random drew as often (resume keeps its state)"
