@@ -34,6 +34,9 @@ BATCH_SIZE = 32
 # Validated after every epoch as training validates: the first rows, in batches of 64.
 VALIDATION_ROWS = 500
 VALIDATION_BATCH_SIZE = 64
+# The two ways, as the table names them.
+KERAS_WAY = "Keras' PyDataset pipeline (autotuner on)"
+DATASET_WAY = "RowBatches.dataset()"
 
 
 class KerasPyDataset(keras.utils.PyDataset):
@@ -99,7 +102,7 @@ def measure(way: str, features: feature_cache.FeatureFile, targets: np.ndarray, 
     validation = feature_cache.RowBatches(
         features, targets[:VALIDATION_ROWS], VALIDATION_BATCH_SIZE, rows_of_views=np.arange(VALIDATION_ROWS)[None]
     )
-    if way == "RowBatches.dataset()":
+    if way == DATASET_WAY:
         data, validation_data = batches.dataset(), validation.dataset()
     else:
         data, validation_data = KerasPyDataset(batches), KerasPyDataset(validation)
@@ -110,14 +113,14 @@ def measure(way: str, features: feature_cache.FeatureFile, targets: np.ndarray, 
         epochs=epochs,
         verbose=0,
         callbacks=[waits, batches.follow()],
-        shuffle=way != "RowBatches.dataset()",  # The dataset shuffles its batches itself.
+        shuffle=way != DATASET_WAY,  # The dataset shuffles its batches itself.
     )
     return waits
 
 
 def misses(way: str, waits: EpochWaits) -> bool:
     """Whether a way misses the target: `RowBatches.dataset()` never waits a tenth of its median epoch."""
-    return way == "RowBatches.dataset()" and max(waits.waits) > statistics.median(waits.epochs) / 10
+    return way == DATASET_WAY and max(waits.waits) > statistics.median(waits.epochs) / 10
 
 
 def main() -> int:
@@ -126,14 +129,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=1, help="measure each way this many times, in turn")
     arguments = parser.parse_args()
-    ways = ["Keras' PyDataset pipeline (autotuner on)", "RowBatches.dataset()"]
     targets = keras.utils.to_categorical(np.arange(arguments.rows) % 2, 2).astype("float32")
     rows = []
     missed = False
     with tempfile.TemporaryDirectory(prefix="tlcore-epoch-start-") as folder:
         features = write_rows(Path(folder) / "rows.npy", arguments.rows)
         for repeat in range(arguments.repeats):
-            for way in ways:
+            for way in (KERAS_WAY, DATASET_WAY):
                 waits = measure(way, features, targets, arguments.epochs)
                 median_epoch = statistics.median(waits.epochs)
                 rows.append(
