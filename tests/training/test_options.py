@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers.runs import train_config
+from tests.helpers.runs import LITE0_SETTINGS, TINY_SETTINGS, train_config
 from tlcore.config import TrainConfig
 from tlcore.data import augment
 from tlcore.insight import evaluate
@@ -195,15 +196,124 @@ def test_with_flips_only_the_views_are_drawn_from_two_cached_copies(imbalanced, 
     assert worker.execute(run, runs_dir=tmp_path / "copies")["state"] == "done"
     result = run.summary()["results"]["frozen_augmented"]
     assert (result["views"], result["flip_copies"], result["features_from_cache"]) == (3, 2, True)
-    # The copies do not depend on the seed or the number of views: another run shares them.
-    other = store.create(dataclasses.replace(config, seed=7, augmented_views=5), tmp_path / "copies")
-    assert worker.execute(other, runs_dir=tmp_path / "copies")["state"] == "done"
-    assert other.summary()["results"]["frozen_augmented"]["features_from_cache"] is True
+    # The copies do not depend on the number of views: another run shares them. Nor on the seed, with pretrained
+    # weights; this base is untrained, drawn by the seed, so a run of another seed has a base of its own.
+    for other_settings, shared in (({"augmented_views": 5}, True), ({"seed": 7}, False)):
+        other = store.create(dataclasses.replace(config, **other_settings), tmp_path / "copies")
+        assert worker.execute(other, runs_dir=tmp_path / "copies")["state"] == "done"
+        assert other.summary()["results"]["frozen_augmented"]["features_from_cache"] is shared
     # The augmentation layers, one pass per view, make rows of the same two kinds: the copies are the augmentation.
     monkeypatch.setattr(augment, "flip_copies", lambda settings: None)
     by_layers, drawn = copies_drawn(str(tmp_path / "layers"))
     assert by_layers.flip_copies is None and len(by_layers.train_views) == 3 * 16
     assert all(0 < mirrored.sum() < len(mirrored) for mirrored in drawn)
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [TINY_SETTINGS, LITE0_SETTINGS, {**LITE0_SETTINGS, "feature_levels": 3}],
+    ids=["vgg16 32 px untrained", "efficientnet_lite0 96 px imagenet", "efficientnet_lite0 3 feature levels"],
+)
+def test_frozen_augmented_reads_the_photos_activations_from_feature_extractions_pass(
+    imbalanced, tmp_path, monkeypatch, preset
+):
+    """With flips only, a run of both stages passes only the mirrored photos through the base in stage 2.
+
+    The photos as they are and the validation photos come from feature extraction's pass, and every cached
+    file, metric and weight is what the separate passes give, bit for bit.
+    """
+    from tlcore.config import AugmentationConfig
+    from tlcore.serving import predict
+    from tlcore.training import cached_views
+
+    flips = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0)
+    config = train_config(
+        imbalanced, preset, strategy="all", augmented_views=3, epochs=2, fine_tuning_epochs=2, augmentation=flips
+    )
+    assert cached_views.reuses_extraction(config)
+    passes = []  # The splits stage 2 decodes for a pass through the base.
+    image_batches = training_context.TrainingContext.image_batches
+
+    def counted(context, split):
+        passes.append(split)
+        return image_batches(context, split)
+
+    monkeypatch.setattr(training_context.TrainingContext, "image_batches", counted)
+
+    def trained(runs_dir):
+        passes.clear()
+        run, lines = store.create(config, runs_dir), io.StringIO()
+        assert worker.execute(run, runs_dir=runs_dir, stream=lines)["state"] == "done"
+        cached = {path.relative_to(runs_dir): path.read_bytes() for path in sorted(runs_dir.rglob("*.npy"))}
+        return run, cached, list(passes), lines.getvalue()
+
+    reused, reused_files, reused_passes, log = trained(tmp_path / "reused")
+    assert log.count(cached_views.FROM_EXTRACTION) == 2
+    monkeypatch.setattr(cached_views, "reuses_extraction", lambda config: False)
+    separate, separate_files, separate_passes, log = trained(tmp_path / "separate")
+    assert cached_views.FROM_EXTRACTION not in log
+
+    assert separate_passes == ["train", "train", "validation"]  # The photos, their mirrors, validation.
+    assert reused_passes == ["train"]  # The mirrors only.
+    # Feature extraction keeps the boundary activations beside its features; every other file is in both.
+    kept = set(reused_files) - set(separate_files)
+    assert sorted(path.name for path in kept) == ["train_boundary.npy", "validation_boundary.npy"]
+    assert {path.parent / "train.npy" for path in kept} <= set(separate_files)
+    for path, contents in separate_files.items():
+        assert reused_files[path] == contents, f"{path} differs"
+
+    def learned(run):
+        """The run's metrics without the clock's."""
+        return [
+            {key: value for key, value in record.items() if key not in {"seconds", "time"}} for record in run.metrics()
+        ]
+
+    assert learned(reused) == learned(separate) and len(learned(reused)) == 6
+    models = [predict.load_model_file(run.model_path) for run in (reused, separate)]
+    for mine, theirs in zip(models[0].weights, models[1].weights, strict=True):
+        assert np.array_equal(mine.numpy(), theirs.numpy()), mine.path
+
+
+def test_frozen_augmented_makes_its_own_passes_when_the_photos_changed_after_feature_extraction(
+    imbalanced, tmp_path, monkeypatch
+):
+    """Kept activations of photos that changed since would be cached as the new photos' activations."""
+    from tlcore.config import AugmentationConfig
+    from tlcore.data import dataset
+    from tlcore.training import cached_views
+
+    flips = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0)
+    config = config_for(imbalanced, strategy="all", augmented_views=2, fine_tuning_epochs=1, augmentation=flips)
+    # As if a photo was edited between the stages: frozen + augmentation sees another fingerprint.
+    monkeypatch.setattr(cached_views, "fingerprint", lambda scan: "changed " + dataset.fingerprint(scan))
+    passes = []
+    image_batches = training_context.TrainingContext.image_batches
+    monkeypatch.setattr(
+        training_context.TrainingContext,
+        "image_batches",
+        lambda context, split: passes.append(split) or image_batches(context, split),
+    )
+    run, lines = store.create(config, tmp_path), io.StringIO()
+    assert worker.execute(run, runs_dir=tmp_path, stream=lines)["state"] == "done"
+    assert passes == ["train", "train", "validation"] and cached_views.FROM_EXTRACTION not in lines.getvalue()
+
+
+def test_only_a_run_of_both_stages_with_flips_alone_keeps_the_boundary_activations():
+    from tlcore.config import AugmentationConfig
+    from tlcore.training import cached_views
+
+    flips = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0)
+
+    def keeps(**settings):
+        return cached_views.reuses_extraction(TrainConfig(data_dir="photos", **settings))
+
+    assert keeps(strategy="all", augmentation=flips)
+    assert not keeps(strategy="all")  # Rotations, shifts and zooms: no view is the photo as it is.
+    assert not keeps(strategy="feature_extraction", augmentation=flips)
+    assert not keeps(strategy="frozen_augmented", augmentation=flips)
+    assert not keeps(strategy="all", augmentation=flips, augmented_views=0)  # Trained end to end.
+    # With the augmentation off every view is the photo as it is: frozen + augmentation needs no pass of its own.
+    assert keeps(strategy="all", augmentation=dataclasses.replace(flips, horizontal_flip=False))
 
 
 def test_with_the_augmentation_off_each_image_is_cached_once(imbalanced, tmp_path):

@@ -341,6 +341,39 @@ def test_feature_cache_is_reused_by_a_second_run(tiny_data, tmp_path):
     assert second.summary()["results"]["feature_extraction"]["features_from_cache"] is True
     other_size = finished_run(train_config(tiny_data, strategy="feature_extraction", image_size=40), tmp_path)
     assert other_size.summary()["results"]["feature_extraction"]["features_from_cache"] is False
+    # Without pretrained weights the seed draws the base: another seed's features are another base's,
+    # and reading them would train a head for a base the saved model does not have.
+    other_seed = finished_run(train_config(tiny_data, strategy="feature_extraction", seed=7), tmp_path)
+    assert other_seed.summary()["results"]["feature_extraction"]["features_from_cache"] is False
+
+
+def test_features_left_by_a_stop_between_the_splits_are_described_for_the_data_set_library(
+    tiny_data, tmp_path, monkeypatch
+):
+    """The library removes a deleted data set's caches by their description (meta.json)."""
+    extract_to_file = extraction.extract_to_file
+
+    def stopped_at_validation(context, forward, paths, writer, split=None, check_stop=True):
+        if split == "validation":
+            raise training_context.StageStopped()
+        extract_to_file(context, forward, paths, writer, split=split, check_stop=check_stop)
+
+    monkeypatch.setattr(extraction, "extract_to_file", stopped_at_validation)
+    config = train_config(tiny_data)
+    context = training_context.TrainingContext(config=config, dataset=folders.scan(tiny_data), runs_dir=str(tmp_path))
+    base, preprocess = heads.build_frozen_base(config), backbones.preprocessing_layer(config.backbone)
+    with pytest.raises(training_context.StageStopped):
+        extraction.extract_features(context, base, preprocess)
+    (train_features,) = (tmp_path / ".cache").rglob("train.npy")
+    assert json.loads((train_features.parent / "meta.json").read_text())["data"] == context.dataset.root
+
+
+def test_the_seed_is_part_of_the_cache_key_only_for_a_base_without_pretrained_weights():
+    def key(**settings):
+        return feature_cache.features_key(TrainConfig(data_dir="photos", **settings), "fingerprint")
+
+    assert key(weights="none", seed=1) != key(weights="none", seed=2)
+    assert key(weights="imagenet", seed=1) == key(weights="imagenet", seed=2)
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,12 @@ def inference_function(model, jit_compile: bool = False) -> Callable[[object], n
     last batch or of an upload.
 
     Args:
-        model: a Keras model with one image-like input.
+        model: a Keras model with one image-like input, and one output or a list of them.
         jit_compile: compile the forward pass with XLA.
 
     Returns:
-        A function: a batch (numpy array or tensor, any float dtype) -> float32 numpy outputs.
+        A function: a batch (numpy array or tensor, any float dtype) -> float32 numpy outputs (a list
+        of them for a model of several outputs).
     """
     # Heavy: imports TensorFlow.
     import tensorflow as tf
@@ -32,12 +33,12 @@ def inference_function(model, jit_compile: bool = False) -> Callable[[object], n
     signature = [tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)]
     # Under mixed precision the outputs are float16/bfloat16: cast inside the graph, once.
     compiled = tf.function(
-        lambda batch: tf.cast(model(batch, training=False), tf.float32),
+        lambda batch: tf.nest.map_structure(lambda output: tf.cast(output, tf.float32), model(batch, training=False)),
         input_signature=signature,
         jit_compile=jit_compile,
     )
     # A cast, not a conversion: augmentation layers under mixed precision hand over 16-bit batches.
-    return lambda batch: compiled(tf.cast(batch, tf.float32)).numpy()
+    return lambda batch: tf.nest.map_structure(lambda output: output.numpy(), compiled(tf.cast(batch, tf.float32)))
 
 
 def augmented_inference_function(model, augmentation) -> Callable[[object], np.ndarray]:

@@ -2,7 +2,9 @@
 
 The part of the base that strategies 2 and 3 never train runs once per augmented view of each training
 image, and once on the validation images; `augmented` trains on what is cached here. When flips are all the
-augmentation does, each view is drawn from the few flip copies of each image, cached one pass each.
+augmentation does, each view is drawn from the few flip copies of each image, cached one pass each; in a run
+whose feature extraction kept the activations entering the top block (`reuses_extraction`), the photos as they
+are and the validation photos come from that pass, so only the flipped copies pass through the base again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from tlcore.training import feature_cache, training_context
 # Part of the cache key of every cached view: 2 since each flip toggle has a RandomFlip of its own (both flips
 # were one coin before, so caches made then hold other views).
 VIEWS_CACHE_VERSION = 2
+# What the progress adds to a pass read from feature extraction's (reuses_extraction).
+FROM_EXTRACTION = "the activations feature extraction's pass kept"
 
 
 def views_to_cache(config: TrainConfig) -> int:
@@ -39,13 +43,35 @@ def views_to_cache(config: TrainConfig) -> int:
     return min(config.augmented_views, max(epochs, default=config.augmented_views))
 
 
+def reuses_extraction(config: TrainConfig) -> bool:
+    """Whether feature extraction keeps the photos' boundary activations for frozen + augmentation.
+
+    When flips are all the augmentation does (or it does nothing), the photo as it is is one of the
+    copies frozen + augmentation caches, and the validation photos are never augmented: both pass
+    through the frozen base as in feature extraction. A run that trains both stages keeps the
+    activations entering the top block from that pass (`extraction.extract_features`), and frozen +
+    augmentation only passes the flipped copies through the base (none, with the augmentation off).
+    Features read from the cache come with kept activations only when the run that extracted them
+    kept them too; otherwise frozen + augmentation makes its own passes, with the same results.
+    """
+    stages = stages_for(config.strategy)
+    return (
+        "feature_extraction" in stages
+        and "frozen_augmented" in stages
+        and config.augmented_views > 0
+        and augment.flip_copies(config.augmentation) is not None
+    )
+
+
 def extract_views(
     context: training_context.TrainingContext, bottom: keras.Model, top: keras.Model, head_first, preprocess
 ) -> tuple:
     """Cached activations for strategies 2 and 3, for K augmented views of the training images (or, when
     flips are all the augmentation does, for their flip copies: `augment.flip_copies`) and for the
     validation images: the boundary activations (entering the top block) and the head's input vectors.
-    Cached on disk by everything they depend on.
+    Cached on disk by everything they depend on. The boundary activations feature extraction kept in
+    this run (`context.extracted_boundary`) stand in for the passes over the photos as they are and
+    over the validation photos: the same rows, and the same vectors from them.
 
     Returns:
         (dict name -> FeatureFile, seconds, whether everything came from the cache).
@@ -91,6 +117,8 @@ def extract_views(
     to_vector = inference_function(
         keras.Model(boundary, head_first(top(boundary, training=False))), jit_compile=config.jit_compile
     )
+    # The photos as they are (the first flip copy) and the validation photos, from feature extraction's pass.
+    reused = _extracted_boundary(context, boundary_shape, data_fingerprint) if copies is not None else {}
     writers = {}
     try:
         for name, count in counts.items():
@@ -107,6 +135,7 @@ def extract_views(
         passes = [(block, "train") for block in range(blocks)] + [(None, "validation")]
         for block, split in passes:
             forward = to_boundary
+            from_extraction = split in reused and (block is None or copies[block] == (False, False))
             if block is not None:
                 progress = {"view": block + 1, "views": blocks}
                 if copies is not None:
@@ -119,7 +148,7 @@ def extract_views(
                     # Each view has its own seed, so the K views differ and a rerun draws the same ones.
                     augmentation = augment.build_layers(config.augmentation, seed=config.seed + 7919 * (block + 1))
                     forward = _augmented_forward(bottom_model, to_boundary, augmentation, config.jit_compile)
-                context.say(f"[frozen_augmented] caching {name}")
+                context.say(f"[frozen_augmented] caching {name}" + (f": {FROM_EXTRACTION}" if from_extraction else ""))
                 if context.run is not None:
                     context.run.set_progress(
                         {
@@ -132,11 +161,14 @@ def extract_views(
                     )
             else:
                 name = "validation"
+                if from_extraction:
+                    context.say(f"[frozen_augmented] caching validation: {FROM_EXTRACTION}")
             prefix = "train_" if split == "train" else "validation_"
             bar = context.task(f"[frozen_augmented] caching {name}", len(dataset.paths(split)))
             try:
-                for batch in context.image_batches(split):
-                    activations = forward(batch)
+                batches = _row_batches(reused[split]) if from_extraction else context.image_batches(split)
+                for batch in batches:
+                    activations = batch if from_extraction else forward(batch)
                     writers[prefix + ("views" if split == "train" else "boundary")].write(activations)
                     writers[prefix + "vectors"].write(to_vector(activations))
                     bar.advance(len(batch))
@@ -169,6 +201,33 @@ def extract_views(
         time.time() - started,
         False,
     )
+
+
+def _extracted_boundary(
+    context: training_context.TrainingContext, boundary_shape: tuple, data_fingerprint: str
+) -> dict:
+    """The boundary activations feature extraction kept for this run (split -> FeatureFile), if they still fit.
+
+    Only those of the photos as they are now: kept under the features' key of the same fingerprint (a
+    photo changed between the stages would otherwise put its old activations in a cache of the new ones).
+    """
+    key = feature_cache.features_key(context.config, data_fingerprint)
+    usable = {}
+    for split, rows in context.extracted_boundary.items():
+        if rows.path.parent.name == key and rows.shape == (len(context.dataset.paths(split)), *boundary_shape):
+            usable[split] = rows
+    return usable
+
+
+def _row_batches(rows: feature_cache.FeatureFile):
+    """The rows of a file in order, in batches of the size `TrainingContext.image_batches` gives images.
+
+    The same batches: the vectors computed from them are then the same, bit for bit, as from a pass
+    over the images.
+    """
+    size = training_context.EXTRACTION_BATCH_SIZE
+    for start in range(0, len(rows), size):
+        yield rows.rows(np.arange(start, min(start + size, len(rows))))
 
 
 def _flipped_forward(forward, copy: augment.FlipCopy, batch: np.ndarray):

@@ -12,18 +12,18 @@ from tlcore.data import pipeline
 from tlcore.data.dataset import fingerprint
 from tlcore.models import backbones, heads
 from tlcore.models.inference import inference_function
-from tlcore.training import feature_cache, training_context
+from tlcore.training import cached_views, feature_cache, training_context
 
 
 def extract_to_file(
     context: training_context.TrainingContext,
     forward,
     paths: list[str],
-    writer: feature_cache.FeatureWriter,
+    writer: feature_cache.FeatureWriter | tuple[feature_cache.FeatureWriter, ...],
     split: str | None = None,
     check_stop: bool = True,
 ) -> None:
-    """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter.
+    """Streams images from their files through a forward pass, batch by batch, into a FeatureWriter (or several).
 
     The decoders fill the next batches in parallel with the forward passes (`data.decoded_batches`),
     and each batch's outputs go straight to disk: memory holds a few batches, however many images
@@ -34,9 +34,11 @@ def extract_to_file(
     Args:
         context: the run's context (config, data set, run folder, stop requests).
         forward: the extractor's compiled forward pass (`inference_function`), RGB pixels in
-            [0, 255] -> feature maps; built once and reused for every split.
+            [0, 255] -> feature maps (or a list of outputs, one per writer); built once and reused for
+            every split.
         paths: the image files, in the order the rows are written.
-        writer: receives one row per image; closed when all are written, discarded otherwise.
+        writer: receives one row per image (or a tuple of writers, one per output of `forward`);
+            closed when all are written, discarded otherwise.
         split: the split these images are ("train", "validation"), named in the progress.
         check_stop: whether to check for a stop request after each batch. When several workers train
             together, the check is an all-reduce every worker must make (`any_worker_stops`): False
@@ -44,6 +46,7 @@ def extract_to_file(
     """
     total = len(paths)
     reported = 0.0
+    writers = writer if isinstance(writer, tuple) else (writer,)
 
     def report(done: int) -> None:
         nonlocal reported
@@ -67,19 +70,25 @@ def extract_to_file(
         batches = pipeline.decoded_batches(paths, context.config.image_size, training_context.EXTRACTION_BATCH_SIZE)
         bar = context.task(f"[feature_extraction] {split or 'images'} features", total)
     except BaseException:
-        writer.discard()  # "Discarded otherwise": also when the pass could not start.
+        for each in writers:
+            each.discard()  # "Discarded otherwise": also when the pass could not start.
         raise
     try:
         for batch in batches:
-            writer.write(forward(batch))
+            outputs = forward(batch)
+            for each, rows in zip(writers, outputs if len(writers) > 1 else (outputs,), strict=True):
+                each.write(rows)
             bar.advance(len(batch))
             if check_stop and context.any_worker_stops():
                 raise training_context.StageStopped()
-            if writer.written == total or time.monotonic() - reported >= training_context.PROGRESS_INTERVAL_SECONDS:
-                report(writer.written)
-        writer.close()
+            done = writers[0].written
+            if done == total or time.monotonic() - reported >= training_context.PROGRESS_INTERVAL_SECONDS:
+                report(done)
+        for each in writers:
+            each.close()
     except BaseException:
-        writer.discard()
+        for each in writers:
+            each.discard()
         raise
     finally:
         bar.close()
@@ -91,6 +100,7 @@ def extract_features(
     base: keras.Model,
     preprocess,
     splits: tuple[str, ...] = ("train", "validation"),
+    boundary: bool = False,
 ) -> tuple[dict, float, bool]:
     """Feature maps of the images of some splits, from the cache when possible.
 
@@ -100,46 +110,32 @@ def extract_features(
         preprocess: its preprocessing layer.
         splits: the splits to extract: training needs train and validation; the data explorer
             (`tlcore.insight.explore`) every split of the data set, test included.
+        boundary: also keep the activations entering the base's top block (`heads.split_base`),
+            from the same pass: frozen + augmentation reads them when the photos as they are
+            are among its views (`cached_views.reuses_extraction`), instead of a pass of its own.
 
     Returns:
-        (split -> FeatureFile, seconds spent, whether they all came from the cache).
+        (split -> FeatureFile, seconds spent, whether they all came from the cache). With `boundary`,
+        also "<split>_boundary" -> FeatureFile for each split whose activations were extracted now or
+        are cached (a split whose features were cached by a run that did not keep them has none).
     """
     config, dataset = context.config, context.dataset
     started = time.time()
     directory = context.feature_directory()
     data_fingerprint = fingerprint(dataset)  # Stats every file: once per call.
-    key = feature_cache.cache_key(
-        config,
-        data_fingerprint,
-        extra=[config.precision, config.stacked_levels],
-    )
+    key = feature_cache.features_key(config, data_fingerprint)
     inputs = keras.Input(shape=(config.image_size, config.image_size, 3), name="image")
-    extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
-    forward = None  # Compiled on the first split that is not cached, reused for the next.
-    result, from_cache = {}, True
-    for split in splits:
-        count = len(dataset.paths(split))
-        cached = feature_cache.load(directory, key, split, count)
-        # The chief may have these features from an earlier run; the other workers never do (see
-        # extract_to_file's check_stop).
-        every_worker_extracts = context.every_worker(cached is None)
-        if cached is not None:
-            result[split] = cached
-            continue
-        from_cache = False
-        context.say(f"[feature_extraction] extracting {split} features ({count} images)")
-        path = directory / key / f"{split}.npy"
-        # One pass: stream from the files, decoding in parallel with the forward passes.
-        forward = forward or inference_function(extractor, jit_compile=config.jit_compile)
-        extract_to_file(
-            context,
-            forward,
-            dataset.paths(split),
-            feature_cache.FeatureWriter(path, count, base.output.shape[1:]),
-            split=split,
-            check_stop=every_worker_extracts,
-        )
-        result[split] = feature_cache.FeatureFile(path)
+    if boundary:
+        # One pass, two outputs: the same activations and features as separate passes of the bottom
+        # and of the whole base (test_frozen_augmented_reads_the_photos_activations_from_feature_extractions_pass).
+        bottom, top = heads.split_base(base, config.backbone)
+        activations = bottom(preprocess(inputs), training=False)
+        extractor = keras.Model(inputs, [activations, top(activations, training=False)], name="extractor")
+        boundary_shape = tuple(bottom.output.shape[1:])
+    else:
+        extractor = keras.Model(inputs, base(preprocess(inputs), training=False), name="extractor")
+    # Described before any file is written: a stop between the splits leaves the first split's files, which
+    # the data set library finds through this description when the data set is removed.
     feature_cache.describe(
         directory,
         key,
@@ -152,6 +148,33 @@ def extract_features(
             "data_fingerprint": data_fingerprint,
         },
     )
+    forward = None  # Compiled on the first split that is not cached, reused for the next.
+    result, from_cache = {}, True
+    for split in splits:
+        count = len(dataset.paths(split))
+        cached = feature_cache.load(directory, key, split, count)
+        # The chief may have these features from an earlier run; the other workers never do (see
+        # extract_to_file's check_stop).
+        every_worker_extracts = context.every_worker(cached is None)
+        if cached is not None:
+            result[split] = cached
+            cached_boundary = feature_cache.load(directory, key, f"{split}_boundary", count) if boundary else None
+            if cached_boundary is not None:
+                result[f"{split}_boundary"] = cached_boundary
+            continue
+        from_cache = False
+        context.say(f"[feature_extraction] extracting {split} features ({count} images)")
+        # One pass: stream from the files, decoding in parallel with the forward passes.
+        forward = forward or inference_function(extractor, jit_compile=config.jit_compile)
+        path = directory / key / f"{split}.npy"
+        writer = feature_cache.FeatureWriter(path, count, base.output.shape[1:])
+        if boundary:
+            boundary_path = directory / key / f"{split}_boundary.npy"
+            writer = (feature_cache.FeatureWriter(boundary_path, count, boundary_shape), writer)
+        extract_to_file(context, forward, dataset.paths(split), writer, split=split, check_stop=every_worker_extracts)
+        result[split] = feature_cache.FeatureFile(path)
+        if boundary:
+            result[f"{split}_boundary"] = feature_cache.FeatureFile(boundary_path)
     return result, time.time() - started, from_cache
 
 
@@ -161,7 +184,15 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     started = time.time()
     base = heads.build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
-    feature_maps, extraction_seconds, from_cache = extract_features(context, base, preprocess)
+    feature_maps, extraction_seconds, from_cache = extract_features(
+        context, base, preprocess, boundary=cached_views.reuses_extraction(config)
+    )
+    # For frozen + augmentation (cached_views.extract_views); absent when they were not kept.
+    context.extracted_boundary = {
+        split: feature_maps[f"{split}_boundary"]
+        for split in ("train", "validation")
+        if f"{split}_boundary" in feature_maps
+    }
     head = heads.build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
     context.compile(head, config.learning_rate)
     if context.any_worker_stops():

@@ -33,13 +33,21 @@ def cache_key(config: TrainConfig, dataset_fingerprint: str, extra=None) -> str:
     """A short hash of everything cached activations depend on.
 
     Args:
-        config: the run's settings; its backbone, weights, alpha and image size build the base.
+        config: the run's settings; its backbone, weights, alpha and image size build the base, and
+            without pretrained weights (weights "none") its seed draws the base's weights.
         dataset_fingerprint: `tlcore.data.dataset.fingerprint` of the data set.
         extra: anything else they depend on (augmentation settings, view count, ...), JSON-able.
     """
     base = [config.backbone, config.weights, float(config.alpha), config.image_size]
+    if config.weights == "none":
+        base.append(config.seed)
     text = json.dumps([CACHE_VERSION, *base, dataset_fingerprint, extra], default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def features_key(config: TrainConfig, dataset_fingerprint: str) -> str:
+    """The cache key of feature extraction's features (and of the boundary activations kept beside them)."""
+    return cache_key(config, dataset_fingerprint, extra=[config.precision, config.stacked_levels])
 
 
 def cache_dir(runs_dir: str | os.PathLike) -> Path:
