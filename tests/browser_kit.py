@@ -85,6 +85,9 @@ def go_to(page, name: str) -> None:
 def set_number(page, label: str, value: int) -> None:
     """Types a value into a number input of the Train page (opening "Hyperparameters" if needed)."""
     field = page.get_by_label(label, exact=True)
+    # A rerun that changes the page's layout (another strategy) shows the new field while the old one, stale,
+    # is still there: on a loaded machine for longer than `settle` waits.
+    wait_until(lambda: field.count() == 1, 30, f"a single {label!r} field")
     if not field.is_visible():  # Inside the collapsed "Hyperparameters" expander.
         page.get_by_text("Hyperparameters").click()
     field.fill(str(value))

@@ -353,10 +353,12 @@ def test_features_left_by_a_stop_between_the_splits_are_described_for_the_data_s
     """The library removes a deleted data set's caches by their description (meta.json)."""
     extract_to_file = extraction.extract_to_file
 
+    def stop(batch):
+        raise training_context.StageStopped()
+
     def stopped_at_validation(context, forward, paths, writer, split=None, check_stop=True):
-        if split == "validation":
-            raise training_context.StageStopped()
-        extract_to_file(context, forward, paths, writer, split=split, check_stop=check_stop)
+        # The real pass, stopped at its first validation batch: it discards what it was writing.
+        extract_to_file(context, stop if split == "validation" else forward, paths, writer, split, check_stop)
 
     monkeypatch.setattr(extraction, "extract_to_file", stopped_at_validation)
     config = train_config(tiny_data)
@@ -366,6 +368,8 @@ def test_features_left_by_a_stop_between_the_splits_are_described_for_the_data_s
         extraction.extract_features(context, base, preprocess)
     (train_features,) = (tmp_path / ".cache").rglob("train.npy")
     assert json.loads((train_features.parent / "meta.json").read_text())["data"] == context.dataset.root
+    assert not list((tmp_path / ".cache").rglob("validation*.npy"))
+    assert not list((tmp_path / ".cache").rglob("*.partial")), "the stopped pass discards what it was writing"
 
 
 def test_the_seed_is_part_of_the_cache_key_only_for_a_base_without_pretrained_weights():
