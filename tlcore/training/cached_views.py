@@ -2,9 +2,10 @@
 
 The part of the base that strategies 2 and 3 never train runs once per augmented view of each training
 image, and once on the validation images; `augmented` trains on what is cached here. When flips are all the
-augmentation does, each view is drawn from the few flip copies of each image, cached one pass each; in a run
-whose feature extraction kept the activations entering the top block (`reuses_extraction`), the photos as they
-are and the validation photos come from that pass, so only the flipped copies pass through the base again.
+augmentation does, each view is drawn from the few flip copies of each image, cached one pass each; when
+feature extraction kept the activations entering the top block in the feature cache (`reuses_extraction`), the
+photos as they are and the validation photos come from its pass, so only the flipped copies pass through the
+base again.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def extract_views(
     flips are all the augmentation does, for their flip copies: `augment.flip_copies`) and for the
     validation images: the boundary activations (entering the top block) and the head's input vectors.
     Cached on disk by everything they depend on. The boundary activations feature extraction kept in
-    this run (`context.extracted_boundary`) stand in for the passes over the photos as they are and
-    over the validation photos: the same rows, and the same vectors from them.
+    the feature cache for these photos (`reuses_extraction`) stand in for the passes over the photos as
+    they are and over the validation photos: the same rows, and the same vectors from them.
 
     Returns:
         (dict name -> FeatureFile, seconds, whether everything came from the cache).
@@ -118,7 +119,7 @@ def extract_views(
         keras.Model(boundary, head_first(top(boundary, training=False))), jit_compile=config.jit_compile
     )
     # The photos as they are (the first flip copy) and the validation photos, from feature extraction's pass.
-    reused = _extracted_boundary(context, boundary_shape, data_fingerprint) if copies is not None else {}
+    reused = _kept_boundary(context, boundary_shape, data_fingerprint) if copies is not None else {}
     writers = {}
     try:
         for name, count in counts.items():
@@ -203,20 +204,21 @@ def extract_views(
     )
 
 
-def _extracted_boundary(
-    context: training_context.TrainingContext, boundary_shape: tuple, data_fingerprint: str
-) -> dict:
-    """The boundary activations feature extraction kept for this run (split -> FeatureFile), if they still fit.
+def _kept_boundary(context: training_context.TrainingContext, boundary_shape: tuple, data_fingerprint: str) -> dict:
+    """The boundary activations feature extraction kept in the cache for these photos, split -> FeatureFile.
 
-    Only those of the photos as they are now: kept under the features' key of the same fingerprint (a
-    photo changed between the stages would otherwise put its old activations in a cache of the new ones).
+    Under the features' key of the photos as they are now (`feature_cache.features_key`): activations of
+    a photo edited since are not read as the new photo's.
     """
     key = feature_cache.features_key(context.config, data_fingerprint)
-    usable = {}
-    for split, rows in context.extracted_boundary.items():
-        if rows.path.parent.name == key and rows.shape == (len(context.dataset.paths(split)), *boundary_shape):
-            usable[split] = rows
-    return usable
+    kept = {}
+    for split in ("train", "validation"):
+        rows = feature_cache.load(
+            context.feature_directory(), key, f"{split}_boundary", len(context.dataset.paths(split))
+        )
+        if rows is not None and rows.shape[1:] == boundary_shape:
+            kept[split] = rows
+    return kept
 
 
 def _row_batches(rows: feature_cache.FeatureFile):

@@ -111,13 +111,12 @@ def extract_features(
         splits: the splits to extract: training needs train and validation; the data explorer
             (`tlcore.insight.explore`) every split of the data set, test included.
         boundary: also keep the activations entering the base's top block (`heads.split_base`),
-            from the same pass: frozen + augmentation reads them when the photos as they are
-            are among its views (`cached_views.reuses_extraction`), instead of a pass of its own.
+            from the same pass, beside the features ("<split>_boundary.npy"): frozen + augmentation
+            reads them when the photos as they are are among its views (`cached_views.reuses_extraction`),
+            instead of a pass of its own.
 
     Returns:
-        (split -> FeatureFile, seconds spent, whether they all came from the cache). With `boundary`,
-        also "<split>_boundary" -> FeatureFile for each split whose activations were extracted now or
-        are cached (a split whose features were cached by a run that did not keep them has none).
+        (split -> FeatureFile, seconds spent, whether they all came from the cache).
     """
     config, dataset = context.config, context.dataset
     started = time.time()
@@ -158,9 +157,6 @@ def extract_features(
         every_worker_extracts = context.every_worker(cached is None)
         if cached is not None:
             result[split] = cached
-            cached_boundary = feature_cache.load(directory, key, f"{split}_boundary", count) if boundary else None
-            if cached_boundary is not None:
-                result[f"{split}_boundary"] = cached_boundary
             continue
         from_cache = False
         context.say(f"[feature_extraction] extracting {split} features ({count} images)")
@@ -169,12 +165,10 @@ def extract_features(
         path = directory / key / f"{split}.npy"
         writer = feature_cache.FeatureWriter(path, count, base.output.shape[1:])
         if boundary:
-            boundary_path = directory / key / f"{split}_boundary.npy"
-            writer = (feature_cache.FeatureWriter(boundary_path, count, boundary_shape), writer)
+            kept = feature_cache.FeatureWriter(directory / key / f"{split}_boundary.npy", count, boundary_shape)
+            writer = (kept, writer)
         extract_to_file(context, forward, dataset.paths(split), writer, split=split, check_stop=every_worker_extracts)
         result[split] = feature_cache.FeatureFile(path)
-        if boundary:
-            result[f"{split}_boundary"] = feature_cache.FeatureFile(boundary_path)
     return result, time.time() - started, from_cache
 
 
@@ -187,12 +181,6 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     feature_maps, extraction_seconds, from_cache = extract_features(
         context, base, preprocess, boundary=cached_views.reuses_extraction(config)
     )
-    # For frozen + augmentation (cached_views.extract_views); absent when they were not kept.
-    context.extracted_boundary = {
-        split: feature_maps[f"{split}_boundary"]
-        for split in ("train", "validation")
-        if f"{split}_boundary" in feature_maps
-    }
     head = heads.build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
     context.compile(head, config.learning_rate)
     if context.any_worker_stops():

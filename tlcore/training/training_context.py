@@ -80,9 +80,6 @@ class TrainingContext:
     model: keras.Model | None = None
     # The head feature extraction trained, which frozen + augmentation continues (config.continue_head).
     feature_head: keras.Model | None = None
-    # The activations entering the base's top block that feature extraction's pass kept, split -> FeatureFile,
-    # which frozen + augmentation reads instead of a pass of its own (cached_views.reuses_extraction).
-    extracted_boundary: dict = field(default_factory=dict)
     staged: StagedModels | None = None
     temporary_directory: str | None = None
     replicas: int = 1
