@@ -5,8 +5,8 @@ Session state keys:
     augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
     train_preset     the preset chosen on the Train page (its widget's key); the Data page resets to its augmentation
     library_reopened set once the session's first page has reopened the link's or the last used data set
-    run_id           the current run; when absent, the link's (?run=<id>), else the running run (else the
-                     newest queued one) is shown
+    run_id           the current run; when absent, the link's (?run=<id>), else the running run, else the
+                     newest queued one, else the newest run of any state is shown
     lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
     batch_result     the Predict page's latest batch prediction ({"run", "source", "rows"})
     exports          the exports made on the Predict page ({(run id, format): ExportResult.to_dict()})
@@ -85,7 +85,7 @@ def linked_run() -> str | None:
 
 def current_run() -> store.Run | None:
     """The session's run; in a fresh session, the run of the link (`?run=<id>`), else the running run, else
-    the newest queued one."""
+    the newest queued one, else the newest run, so a new tab opened after training ended shows its result."""
     run_id = st.session_state.get("run_id") or linked_run()
     if run_id:
         try:
@@ -96,7 +96,8 @@ def current_run() -> store.Run | None:
     # (showing the queued one hid the progress and Stop button).
     run = store.training_run(server.runs_dir())
     if run is None:
-        run = next((run for run in store.list_runs(server.runs_dir()) if run.state == "queued"), None)  # Newest first.
+        runs = store.list_runs(server.runs_dir())  # Newest first.
+        run = next((run for run in runs if run.state == "queued"), runs[0] if runs else None)
     if run is not None:
         st.session_state["run_id"] = run.id
     return run

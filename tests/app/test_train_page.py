@@ -616,15 +616,25 @@ def test_a_run_started_with_another_seed_keeps_the_data_pages_split_seed(flat_sm
 
 def test_a_link_to_a_run_opens_it_as_the_current_run_and_a_path_is_never_taken(folders, small_catsdogs, tmp_path):
     linked = fake_finished_run(folders["runs"], small_catsdogs)
-    fake_finished_run(folders["runs"], small_catsdogs)  # Newer: the link's run still wins.
+    newer = fake_finished_run(folders["runs"], small_catsdogs)  # The link's run still wins.
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params["run"] = linked.id
     at = open_page("pages/2_Train.py", at.run())
     assert plain(at.sidebar.caption[1].value) == f"Run: {linked.id} (done)"
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params["run"] = str(linked.path)  # A path, not an id of the runs folder.
+    at.query_params["run"] = str(linked.path)  # A path, not an id of the runs folder: as if no link.
     at = open_page("pages/2_Train.py", at.run())
-    assert plain(at.sidebar.caption[1].value) == "Run: none running"
+    assert plain(at.sidebar.caption[1].value) == f"Run: {newer.id} (done)"
+
+
+def test_a_new_session_shows_the_newest_run_once_training_has_ended(folders, small_catsdogs):
+    # A new tab, no link: the page said "none running" and showed nothing of the run that had just ended.
+    fake_finished_run(folders["runs"], small_catsdogs)
+    newest = fake_finished_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    assert plain(at.sidebar.caption[1].value) == f"Run: {newest.id} (done)"
+    assert "Current run" in [header.value for header in at.header]
+    assert at.query_params["run"] == newest.id
 
 
 def test_the_current_run_is_in_the_address_so_a_reload_opens_it_again(folders, small_catsdogs):

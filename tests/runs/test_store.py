@@ -93,6 +93,16 @@ def test_symlinked_run_folders_are_not_listed(tmp_path):
         store.resolve(outside.name, runs_dir)
 
 
+def test_runs_created_within_one_second_are_listed_newest_first(tmp_path, monkeypatch):
+    # Ids count whole seconds, then a random suffix: sorted by id alone, the older of two runs made in
+    # one second came first whenever its suffix sorted higher.
+    ids = iter(f"20261207-120000-feature_extraction-efficientnet_lite0-{suffix}" for suffix in ["ffff", "0000", "8888"])
+    monkeypatch.setattr(store, "new_run_id", lambda strategy, backbone: next(ids))
+    config = TrainConfig(data_dir=str(tmp_path), strategy="feature_extraction")
+    created = [store.create(config, tmp_path / "runs") for _ in range(3)]
+    assert [run.id for run in store.list_runs(tmp_path / "runs")] == [run.id for run in reversed(created)]
+
+
 def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()

@@ -230,7 +230,7 @@ def test_frozen_augmented_reads_the_photos_activations_from_feature_extractions_
     config = train_config(
         imbalanced, preset, strategy="all", augmented_views=3, epochs=2, fine_tuning_epochs=2, augmentation=flips
     )
-    assert cached_views.reuses_extraction(config)
+    assert cached_views.keeps_boundary_activations(config)
     passes = []  # The splits stage 2 decodes for a pass through the base.
     image_batches = training_context.TrainingContext.image_batches
 
@@ -249,7 +249,7 @@ def test_frozen_augmented_reads_the_photos_activations_from_feature_extractions_
 
     reused, reused_files, reused_passes, log = trained(tmp_path / "reused")
     assert log.count(cached_views.FROM_EXTRACTION) == 2
-    monkeypatch.setattr(cached_views, "reuses_extraction", lambda config: False)
+    monkeypatch.setattr(cached_views, "keeps_boundary_activations", lambda config: False)
     separate, separate_files, separate_passes, log = trained(tmp_path / "separate")
     assert cached_views.FROM_EXTRACTION not in log
 
@@ -305,7 +305,7 @@ def test_only_a_run_of_both_stages_with_flips_alone_keeps_the_boundary_activatio
     flips = AugmentationConfig(rotation_degrees=0, width_shift=0, height_shift=0, zoom=0)
 
     def keeps(**settings):
-        return cached_views.reuses_extraction(TrainConfig(data_dir="photos", **settings))
+        return cached_views.keeps_boundary_activations(TrainConfig(data_dir="photos", **settings))
 
     assert keeps(strategy="all", augmentation=flips)
     assert not keeps(strategy="all")  # Rotations, shifts and zooms: no view is the photo as it is.

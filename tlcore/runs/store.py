@@ -318,7 +318,19 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
             continue
         if path.is_dir() and (path / "config.json").is_file():
             found.append(Run(path))
-    return sorted(found, key=lambda item: item.id, reverse=True)
+    return sorted(found, key=_creation_order, reverse=True)
+
+
+def _creation_order(run: Run) -> tuple[str, float, str]:
+    """Sorts runs by when they were created: the id's time stamp, then the status's "created" time.
+
+    The stamp counts whole seconds and a random suffix follows it, so runs queued within one second
+    (the CLI's queue, two clicks) sorted at random by their ids alone.
+    """
+    created = run.raw_status().get("created")
+    if not isinstance(created, (int, float)) or isinstance(created, bool):
+        created = 0.0  # A run folder from before "created" was recorded.
+    return run.id[: len("YYYYMMDD-HHMMSS")], float(created), run.id
 
 
 def _model_val_accuracy(summary: dict) -> float | None:

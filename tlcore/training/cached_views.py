@@ -3,7 +3,7 @@
 The part of the base that strategies 2 and 3 never train runs once per augmented view of each training
 image, and once on the validation images; `augmented` trains on what is cached here. When flips are all the
 augmentation does, each view is drawn from the few flip copies of each image, cached one pass each; when
-feature extraction kept the activations entering the top block in the feature cache (`reuses_extraction`), the
+feature extraction kept the activations entering the top block in the feature cache (`keeps_boundary_activations`), the
 photos as they are and the validation photos come from its pass, so only the flipped copies pass through the
 base again.
 """
@@ -25,7 +25,7 @@ from tlcore.training import feature_cache, training_context
 # Part of the cache key of every cached view: 2 since each flip toggle has a RandomFlip of its own (both flips
 # were one coin before, so caches made then hold other views).
 VIEWS_CACHE_VERSION = 2
-# What the progress adds to a pass read from feature extraction's (reuses_extraction).
+# What the progress adds to a pass read from the activations feature extraction kept.
 FROM_EXTRACTION = "the activations feature extraction's pass kept"
 
 
@@ -44,8 +44,8 @@ def views_to_cache(config: TrainConfig) -> int:
     return min(config.augmented_views, max(epochs, default=config.augmented_views))
 
 
-def reuses_extraction(config: TrainConfig) -> bool:
-    """Whether feature extraction keeps the photos' boundary activations for frozen + augmentation.
+def keeps_boundary_activations(config: TrainConfig) -> bool:
+    """Whether feature extraction keeps the photos' boundary activations, for frozen + augmentation to read.
 
     When flips are all the augmentation does (or it does nothing), the photo as it is is one of the
     copies frozen + augmentation caches, and the validation photos are never augmented: both pass
@@ -71,7 +71,7 @@ def extract_views(
     flips are all the augmentation does, for their flip copies: `augment.flip_copies`) and for the
     validation images: the boundary activations (entering the top block) and the head's input vectors.
     Cached on disk by everything they depend on. The boundary activations feature extraction kept in
-    the feature cache for these photos (`reuses_extraction`) stand in for the passes over the photos as
+    the feature cache for these photos (`keeps_boundary_activations`) stand in for the passes over the photos as
     they are and over the validation photos: the same rows, and the same vectors from them.
 
     Returns:

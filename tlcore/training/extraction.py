@@ -112,7 +112,7 @@ def extract_features(
             (`tlcore.insight.explore`) every split of the data set, test included.
         boundary: also keep the activations entering the base's top block (`heads.split_base`),
             from the same pass, beside the features ("<split>_boundary.npy"): frozen + augmentation
-            reads them when the photos as they are are among its views (`cached_views.reuses_extraction`),
+            reads them when the photos as they are are among its views (`cached_views.keeps_boundary_activations`),
             instead of a pass of its own.
 
     Returns:
@@ -179,7 +179,7 @@ def run_feature_extraction(context: training_context.TrainingContext) -> dict:
     base = heads.build_frozen_base(config)
     preprocess = backbones.preprocessing_layer(config.backbone)
     feature_maps, extraction_seconds, from_cache = extract_features(
-        context, base, preprocess, boundary=cached_views.reuses_extraction(config)
+        context, base, preprocess, boundary=cached_views.keeps_boundary_activations(config)
     )
     head = heads.build_head(feature_maps["train"].shape[1:], dataset.num_classes, config)
     context.compile(head, config.learning_rate)
