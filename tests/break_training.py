@@ -5,7 +5,7 @@ the tests expect), patch tlcore there by exact string replacements, and run
 `python -m pytest tests/training/test_learning.py -q -x -n 0` in the copy. A breakage is caught (PASS)
 when at least one test fails; the unbroken copy runs first as the control, where every test must
 pass. Prints a table breakage -> failing tests -> PASS/FAIL and exits 1 if any breakage goes
-unnoticed (or the control fails). Takes about 8 minutes on two cores:
+unnoticed (or the control fails). Its time and output are in tests/README.md:
 
     python tests/break_training.py [--only "learning rate 0" ...] [--all-failures]
 """

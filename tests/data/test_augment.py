@@ -65,8 +65,18 @@ def test_horizontal_flip_alone_gives_the_image_or_its_mirror(image, seed):
 
 def test_vertical_flip_alone_gives_the_image_or_its_upside_down(image):
     settings = AugmentationConfig(**{**ALL_OFF, "vertical_flip": True})
-    for copy in augment.preview(image, settings, count=8, seed=4):
-        assert np.array_equal(copy, image) or np.array_equal(copy, image[::-1])
+    copies = augment.preview(image, settings, count=8, seed=4)
+    upside_down = image[::-1]
+    assert len(copies) == 8 and not np.array_equal(upside_down, image)
+    kinds = []
+    for copy in copies:
+        if np.array_equal(copy, image):
+            kinds.append("same")
+        elif np.array_equal(copy, upside_down):
+            kinds.append("upside down")
+        else:
+            pytest.fail("a vertical flip produced something other than the image or its upside down")
+    assert set(kinds) == {"same", "upside down"}  # Flipped at random, not never or always.
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ LEAKS = 2
 def planted_set(tmp_path_factory, catsdogs_dir: Path):
     work = tmp_path_factory.mktemp("explore")
     planted = plant(catsdogs_dir, work / "data", FLIPS, LEAKS, per_class={"train": 16, "validation": 6})
+    # The tests below loop over what was planted: with nothing planted they would pass and check nothing.
+    assert len(planted.leaks) == LEAKS and len(planted.flipped) == 2 * FLIPS
     taken = set(planted.flipped) | {source for source, _ in planted.leaks}
     original = next(path for path in sorted((work / "data" / "train" / "cats").glob("cat.*")) if path not in taken)
     duplicate = original.with_name(f"copy-{original.name}")

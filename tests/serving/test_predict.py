@@ -103,7 +103,8 @@ def test_predictions_match_the_models_output_on_decoded_images(tiny_trained_run)
     batch = pipeline.load_images([str(path) for path in photos], predictor.image_size)
     output = np.asarray(predictor.model.predict(batch.astype("float32"), verbose=0))[:, 0]
     results = predict.predict_sources(predictor, photos, top=2)
-    for probability_of_dogs, result in zip(output, results):
+    assert len(results) == len(photos) > 0
+    for probability_of_dogs, result in zip(output, results, strict=True):
         by_label = {item["label"]: item["probability"] for item in result["top"]}
         assert by_label["dogs"] == pytest.approx(probability_of_dogs, abs=1e-6)
         assert by_label["cats"] == pytest.approx(1 - probability_of_dogs, abs=1e-6)

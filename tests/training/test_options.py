@@ -89,7 +89,8 @@ def test_learning_rate_finder_sweeps_and_suggests_a_rate_inside_the_range(imbala
     assert 10 <= len(sweep.learning_rates) <= 30
     assert list(sweep.learning_rates) == sorted(sweep.learning_rates)
     assert sweep.learning_rates[0] == pytest.approx(1e-5)
-    assert 1e-5 <= sweep.suggestion <= 1.0
+    # The rate where the recorded (smoothed) loss falls fastest, one of the rates swept.
+    assert sweep.suggestion == lr_finder.suggest(sweep.learning_rates, sweep.losses)
     assert all(np.isfinite(sweep.losses[: len(sweep.losses) // 2]))
 
 

@@ -29,6 +29,13 @@ def lite0_config(data_dir: Path, **settings) -> TrainConfig:
     return train_config(data_dir, LITE0_SETTINGS, **{"image_size": 128, "epochs": 20, "augmented_views": 2, **settings})
 
 
+def every_layer(layer):
+    """A layer and, depth first, every layer nested in it."""
+    yield layer
+    for inner in getattr(layer, "layers", []):
+        yield from every_layer(inner)
+
+
 def test_bad_precision_and_jit_values_are_refused_with_what_was_received(photos):
     with pytest.raises(ValueError, match="precision must be one of .*'float64'"):
         lite0_config(photos, precision="float64")
@@ -69,26 +76,30 @@ def test_mixed_bfloat16_with_xla_trains_as_well_as_float32_and_saves_a_float32_m
     error = np.abs(cached["mixed"] - cached["float32"]).mean() / np.abs(cached["float32"]).mean()
     assert 0 < error < 0.05
 
-    # The saved model predicts float32 probabilities that agree with the float32 run's labels.
+    # The saved model computes in bfloat16 and outputs float32 probabilities (a bfloat16 softmax loses
+    # the small ones), which agree with the float32 run's labels.
+    predictors = {"float32": predict.load(reference), "mixed": predict.load(fast)}
+    mixed_model = predictors["mixed"].model
+    assert mixed_model.get_layer("head").get_layer("output").dtype_policy.name == "float32"
+    assert mixed_model.output.dtype == "float32"
+    assert "bfloat16" in {layer.dtype_policy.compute_dtype for layer in every_layer(mixed_model) if layer.weights}
     photo_paths = sorted(str(path) for path in (photos / "validation").glob("*/*.jpg"))
+    assert len(photo_paths) == 16
     outputs = {}
-    for name, run in (("float32", reference), ("mixed", fast)):
-        predictor = predict.load(run)
-        results = predict.predict_sources(predictor, photo_paths, top=2)
+    for name, predictor in predictors.items():
+        results = predict.predict_sources(predictor, photo_paths, top=1)
         outputs[name] = [result["top"][0]["label"] for result in results]
-        probabilities = [sum(item["probability"] for item in result["top"]) for result in results]
-        assert np.allclose(probabilities, 1.0, atol=1e-5)
-    agreement = np.mean([a == b for a, b in zip(outputs["float32"], outputs["mixed"])])
+    agreement = np.mean([a == b for a, b in zip(outputs["float32"], outputs["mixed"], strict=True)])
     assert agreement >= 0.85
 
 
 def test_xla_is_skipped_for_models_that_augment_inside_and_used_on_cached_views(photos, tmp_path):
     cached = finished_run(
-        lite0_config(photos, strategy="frozen_augmented", epochs=1, jit_compile=True, precision="mixed_float16"),
+        lite0_config(photos, strategy="frozen_augmented", epochs=10, jit_compile=True, precision="mixed_float16"),
         tmp_path / "cached",
     )
     naive = finished_run(
-        lite0_config(photos, strategy="frozen_augmented", epochs=1, jit_compile=True, augmented_views=0),
+        lite0_config(photos, strategy="frozen_augmented", epochs=10, jit_compile=True, augmented_views=0),
         tmp_path / "naive",
     )
     # Cached views train the head's tail (Dense, Dropout, output): XLA. End to end the model holds
@@ -96,7 +107,9 @@ def test_xla_is_skipped_for_models_that_augment_inside_and_used_on_cached_views(
     assert cached.summary()["results"]["frozen_augmented"]["jit_compile"] is True
     assert naive.summary()["results"]["frozen_augmented"]["jit_compile"] is False
     for run in (cached, naive):
-        assert run.summary()["results"]["frozen_augmented"]["val_accuracy"] >= 0.5
+        # 10 epochs of one step each learn: 0.69-0.94 over seeds 1337 and 1-4 (8 + 8 validation photos; one
+        # class for all scores 0.5).
+        assert run.summary()["results"]["frozen_augmented"]["val_accuracy"] >= 0.625
         predict.load(run)  # Saved and loaded back with safe_mode.
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -42,7 +43,10 @@ def test_each_strategy_fills_the_run_folder(tiny_data, tmp_path, strategy):
         assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(record)
     summary = run.summary()
     assert set(summary["results"]) == set(stages_for(strategy))
-    assert 0.0 <= summary["results"][strategy]["val_accuracy"] <= 1.0
+    # What the summary reports is what the saved model scores on the validation photos.
+    from tlcore.insight import evaluate
+
+    assert summary["results"][strategy]["val_accuracy"] == pytest.approx(evaluate.evaluate(run).accuracy, abs=1e-6)
     model = predict.load_model_file(run.model_path)
     assert model.input_shape == (None, 32, 32, 3)
     assert model.output_shape == (None, 1)
@@ -468,9 +472,17 @@ def test_stop_request_during_validation_ends_training_with_that_epoch(tiny_data,
 def test_runs_cannot_escape_the_runs_folder(tiny_data, tmp_path):
     run = finished_run(train_config(tiny_data, strategy="feature_extraction"), tmp_path / "runs")
     assert store.resolve(run.id, tmp_path / "runs").path == run.path.resolve()
-    for bad in ("..", "../runs", "/etc", str(tmp_path), "a/../../x", "nonexistent-run"):
-        with pytest.raises(ValueError):
+    # A real run folder outside the runs folder, by its path: refused for where it is, not for what it lacks.
+    outside = shutil.copytree(run.path, tmp_path / "elsewhere" / run.id)
+    with pytest.raises(ValueError, match="not inside the runs folder"):
+        store.resolve(str(outside), tmp_path / "runs")
+    for bad in ("../runs", "/etc", str(tmp_path), "a/../../x"):
+        with pytest.raises(ValueError, match="not inside the runs folder"):
             store.resolve(bad, tmp_path / "runs")
+    with pytest.raises(ValueError, match="Invalid run id '..'"):
+        store.resolve("..", tmp_path / "runs")
+    with pytest.raises(ValueError, match="No run 'nonexistent-run'"):
+        store.resolve("nonexistent-run", tmp_path / "runs")
 
 
 def test_half_written_run_folder_does_not_break_the_table(tmp_path):
