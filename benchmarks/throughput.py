@@ -532,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, default=None, help="epochs of every stage in sections 2-4 (default: the preset's, 30)"
     )
     parser.add_argument(
-        "--views", type=int, default=None, help="cached augmented views K in sections 3-4 (default: the preset's, 10)"
+        "--views", type=int, default=None, help="cached augmented views K in sections 3-4 (default: the preset's)"
     )
     parser.add_argument(
         "--repeats", type=int, default=5, help="timed passes per method in section 1; the best is reported (default 5)"

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train on a data set folder and record everything in a new run folder (or continue an "
         "interrupted or stopped run with --resume RUN). Flags not "
         "given take the preset's value: 'default' (EfficientNet-Lite0, 160 px, pooled head, CPU friendly), "
-        "'quality' (the same with EfficientNet-Lite1 at 240 px: slower, more accurate) "
+        "'quality' (EfficientNet-Lite1 at 240 px, left-right flips its only augmentation: slower, more accurate) "
         "or 'seed' (the classic notebook: VGG16, 150 px, Flatten + Dense 256, RMSprop 2e-5 / 1e-5, 30 + 30 "
         "epochs). Progress goes to standard error; at the end each stage's result, and what each stage added to "
         "the one before it, go to standard output.",
@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="end with one JSON line: run, chief, status, error, results (stage -> val_accuracy, val_loss, "
-        "best_val_accuracy, epochs, seconds), replicas and global_batch_size",
+        "best_val_accuracy, epochs, seconds), stage_steps (what each stage added to the one before it), "
+        "replicas and global_batch_size",
     )
     train.set_defaults(handler=cli_commands.command_train)
 
@@ -161,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation = commands.add_parser(
         "evaluate",
         help="confusion matrix, per-class precision/recall/F1 and the worst mistakes of a run",
-        description="Evaluate a run's model on the validation split training used (the data set is scanned "
-        "again with the run's seed and validation fraction), or on the data set's test/ split. The result "
+        description="Evaluate a run's model on the validation split training used (the split the run recorded "
+        "in its dataset.json while the files are unchanged, else the data set scanned again with the run's "
+        "validation fraction and split seed), or on the data set's test/ split. The result "
         "is cached in the run folder as evaluation-<split>.json until the model changes.",
     )
     _add_run(evaluation)

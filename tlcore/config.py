@@ -131,8 +131,7 @@ class TrainConfig:
         page="hyperparameters",
     )
     # 1 by default: 3 lifted every strategy on natural scenes but cost cats and dogs' feature extraction and
-    # frozen + augmentation a few tenths of a point over three seeds (benchmarks/RESULTS.md); the default keeps
-    # what helps both data sets.
+    # frozen + augmentation some accuracy (benchmarks/RESULTS.md); the default keeps what helps both data sets.
     feature_levels: int = setting(
         1,
         "how many of the base's last stages the features come from: 1 is its output alone (the classic "
@@ -163,7 +162,7 @@ class TrainConfig:
     # At most 2**32 - 1: Keras seeds NumPy's global generator with it.
     seed: int = setting(
         1337,
-        "seeds the augmentation, the weights' initialisation and the shuffling (the split has --split-seed)",
+        "seeds the augmentation, the weights' initialisation and the shuffling (the split has a seed of its own)",
         label="Seed",
         min=0,
         max=2**32 - 1,

@@ -349,8 +349,8 @@ def stretch_to_square(image: Image.Image, size: int) -> Image.Image:
     """Stretches an image to size x size (no crop): the one resize of training and prediction.
 
     Shrinking in both directions averages the pixels each output pixel covers (Pillow's BOX
-    filter, area averaging: no aliasing, and about a third cheaper than the triangle filter, which
-    matters because decoding shares the cores with the model); anything else, enlarging along
+    filter, area averaging: no aliasing, and cheaper than the triangle filter, which matters because
+    decoding shares the cores with the model); anything else, enlarging along
     either side, is bilinear, which does not turn small images into blocks.
 
     Args:

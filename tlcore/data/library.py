@@ -3,7 +3,7 @@
 One JSON file in the app's data folder (`library.json`) lists each data set by its folder: a name a
 person can change, the path, its classes and images per split, the validation fraction and seed it
 was scanned with, and when it was added and last used. The Data page records a data set each time it
-is scanned and reopens the last one used after a reload.
+is scanned; after a reload, every page reopens the link's data set (`?dataset=<id>`), else the last one used.
 
 Deleting an entry forgets it; a copy the app made inside the data folder (an extracted upload, a demo
 set, a cleaned copy) is removed too, with the cached features of that folder. A folder outside the

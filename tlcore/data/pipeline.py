@@ -193,8 +193,8 @@ def make_dataset(
         dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
     # One decoding call per core (at most MAX_DECODER_THREADS), two batches ahead, and tf.data's
     # autotuner off: on a CPU the decoders share the cores with the model, and the autotuner (a thread
-    # of its own, buffers that grow) cost a third of the extraction throughput on two cores
-    # (benchmarks.throughput, section 1). Pillow releases the GIL while it decodes, so the calls run in
+    # of its own, buffers that grow) cost extraction throughput (benchmarks.throughput, section 1;
+    # README, "Speed"). Pillow releases the GIL while it decodes, so the calls run in
     # parallel, on a pool of the pipeline's own (whose threads `_lower_decoder_thread` may lower
     # without touching TensorFlow's).
     parallel_calls = decoders.decoder_threads()

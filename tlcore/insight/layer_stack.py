@@ -2,7 +2,7 @@
 
 `layer_stack` builds the base with random weights (the architecture is what matters here, and
 no download is needed), then replays the strategy's steps on it with the very functions training
-uses (`base.trainable = False`, `strategies.unfreeze_top_block`), and records per block and per
+uses (`base.trainable = False`, `heads.unfreeze_top_block`), and records per block and per
 training phase how many parameters are trainable. `stack_chart` draws that as an Altair chart.
 No Streamlit here; the Train page caches the result.
 """

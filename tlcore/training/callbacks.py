@@ -1,4 +1,4 @@
-"""Keras callbacks that connect training to a run folder (two record, one stops) and show it (two). Nothing else."""
+"""Keras callbacks that connect training to a run folder (one records, one stops) and show it (two). Nothing else."""
 
 from __future__ import annotations
 
