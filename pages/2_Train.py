@@ -87,7 +87,8 @@ def choose_preset() -> None:
 st.title("Train")
 run = session.current_run()
 if run is not None:
-    st.query_params["run"] = run.id  # A reload, or the address copied, opens this run again.
+    if session.keeps_run(run):
+        st.query_params["run"] = run.id  # A reload, or the address copied, opens this run again.
     st.header("Current run")
     if run.state in session.ACTIVE_STATES:
         run_view.live(run.id)

@@ -97,7 +97,15 @@ def current_run() -> store.Run | None:
     run = store.training_run(server.runs_dir())
     if run is None:
         runs = store.list_runs(server.runs_dir())  # Newest first.
-        run = next((run for run in runs if run.state == "queued"), runs[0] if runs else None)
-    if run is not None:
-        st.session_state["run_id"] = run.id
+        run = next((run for run in runs if run.state == "queued"), None)
+        if run is None:
+            # Shown, not kept: a run started meanwhile (another tab, the CLI) takes its place on the next rerun.
+            return runs[0] if runs else None
+    st.session_state["run_id"] = run.id
     return run
+
+
+def keeps_run(run: store.Run) -> bool:
+    """Whether the session keeps showing this run (it chose, started, linked to or follows it), rather than
+    showing it only until a run starts."""
+    return run.id in (st.session_state.get("run_id"), st.query_params.get("run"))

@@ -636,7 +636,12 @@ def test_a_new_session_shows_the_newest_run_once_training_has_ended(folders, sma
     at = open_page("pages/2_Train.py")
     assert plain(at.sidebar.caption[1].value) == f"Run: {newest.id} (done)"
     assert "Current run" in [header.value for header in at.header]
-    assert at.query_params["run"] == newest.id
+    # Shown, not kept: a run started in another tab or by the CLI takes its place on the next rerun.
+    assert "run" not in at.query_params and "run_id" not in at.session_state
+    running = fake_running_run(folders["runs"], small_catsdogs)
+    at.run()
+    assert plain(at.sidebar.caption[1].value) == f"Run: {running.id} (running)"
+    assert at.query_params["run"] == running.id
 
 
 def test_the_current_run_is_in_the_address_so_a_reload_opens_it_again(folders, small_catsdogs):
