@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers.images import declared_png, encoded
+from tests.helpers.images import declared_png, encoded, refuse_reading
 from tests.helpers.paths import PROJECT_ROOT
 from tlcore.data import (
     browse,
@@ -83,6 +83,16 @@ def test_seeded_bad_files_are_rejected_with_reasons(seeded_bad_catsdogs):
     assert scan.counts() == {"train": {"cats": 12, "dogs": 12}, "validation": {"cats": 6, "dogs": 6}}
     usable = {path for split in scan.splits for path in scan.paths(split)}
     assert not usable & set(expected)
+
+
+def test_a_file_that_cannot_be_read_is_rejected_by_name_and_the_scan_goes_on(tmp_path, small_catsdogs, monkeypatch):
+    # The decoder's open() raised PermissionError past the scan, which lost the whole folder.
+    root = _copy(small_catsdogs, tmp_path / "set")
+    locked = _photos(root / "train" / "cats")[0]
+    refuse_reading(monkeypatch, locked)
+    scan = folders.scan(root)
+    assert [(item.path, item.reason) for item in scan.rejected] == [(str(locked), "cannot be read (Permission denied)")]
+    assert len(scan.paths("train")) == len(_photos(root / "train" / "cats")) + len(_photos(root / "train" / "dogs")) - 1
 
 
 def test_non_image_extension_and_loose_files_are_rejected(tmp_path, small_catsdogs):

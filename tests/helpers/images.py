@@ -79,3 +79,19 @@ def bad_input_kit(photo: Path) -> dict[str, tuple[bytes, str | None]]:
         "photo.webp": (encoded(rgb, "WEBP"), None),
         "huge.jpg": (encoded(rgb.resize((8000, 6000)), "JPEG", quality=60), None),
     }
+
+
+def refuse_reading(monkeypatch, locked: Path) -> None:
+    """Makes the decoder's open() of `locked` fail as a file without read permission does.
+
+    The tests run as root, which reads any file whatever its mode, so the operating system's refusal
+    is injected where `tlcore.data.images` opens files; every other file opens for real.
+    """
+    from tlcore.data import images
+
+    def refusing_open(path, *arguments, **keywords):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *arguments, **keywords)
+
+    monkeypatch.setattr(images, "open", refusing_open, raising=False)

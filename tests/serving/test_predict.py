@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers.images import refuse_reading
 from tlcore.runs import store
 from tlcore.serving import predict
 
@@ -92,6 +93,16 @@ def test_bad_files_get_reasons_and_the_others_are_predicted(tiny_trained_run, tm
     assert "truncated" in results[3]["error"]
     # Bytes and path of the same photo give the same probabilities: one decoder.
     assert results[0]["top"] == results[4]["top"]
+
+
+def test_a_file_that_cannot_be_read_gets_its_reason_and_the_others_are_predicted(tiny_trained_run, monkeypatch):
+    # PermissionError went past predict_sources: the whole batch (and its CSV) was lost for one file.
+    predictor = predict.load(tiny_trained_run)
+    photos = sorted((Path(tiny_trained_run.config()["data_dir"]) / "validation" / "dogs").iterdir())
+    refuse_reading(monkeypatch, photos[0])
+    results = predict.predict_sources(predictor, photos + [photos[1]], top=1)
+    assert results[0] == {"image": str(photos[0]), "error": "cannot be read (Permission denied)"}
+    assert results[1]["top"] == results[2]["top"] and len(results) == 3
 
 
 def test_predictions_match_the_models_output_on_decoded_images(tiny_trained_run):

@@ -120,7 +120,11 @@ def _stream(source: Source, label: str):
         raise InvalidImageError(label, "not a regular file" if path.exists() else "no such file")
     if path.stat().st_size == 0:
         raise InvalidImageError(label, "the file is empty (0 bytes)")
-    with open(path, "rb") as stream:
+    try:
+        stream = open(path, "rb")
+    except OSError as error:  # No permission to read it, say: this file is refused, not the whole batch.
+        raise InvalidImageError(label, f"cannot be read ({error.strerror or error})") from error
+    with stream:
         yield stream
 
 
