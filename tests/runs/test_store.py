@@ -180,6 +180,20 @@ def test_valid_json_that_is_not_an_object_is_read_as_damaged_like_unparsable_jso
     assert run.state == "interrupted"
 
 
+def test_metrics_with_bytes_that_are_not_utf8_lose_only_their_damaged_line(tmp_path):
+    # A UnicodeDecodeError (a ValueError, not an OSError) went past metrics(): the runs table, the
+    # dashboard and the worker's next append_metrics all failed for one damaged file.
+    runs_dir = tmp_path / "runs"
+    run = store.Run(_run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa"))
+    (run.path / "metrics.jsonl").write_bytes(
+        b'{"stage": "x", "epoch": 1, "val_accuracy": 0.5}\n\xff\xfe{"epo\n{"stage": "x", "epoch": 2, "val_accuracy": 0.75}\n'
+    )
+    assert [record["epoch"] for record in run.metrics()] == [1, 2]
+    assert catalog.describe(run)["best_val_accuracy"] == 0.75
+    run.append_metrics({"stage": "x", "epoch": 3, "val_accuracy": 0.8})
+    assert [record["epoch"] for record in run.metrics()] == [1, 2, 3]
+
+
 def test_a_config_or_labels_of_the_wrong_json_type_read_as_damaged(tmp_path):
     run = store.Run(_run_folder(tmp_path / "runs" / "20260101-000000-feature_extraction-vgg16-aaaa"))
     (run.path / "config.json").write_text("[1]")

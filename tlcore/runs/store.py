@@ -168,7 +168,9 @@ class Run:
         """The per-epoch records written so far (damaged lines skipped)."""
         records = []
         try:
-            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+            # Bytes that are not UTF-8 (a disk fault, an editor) damage their line only: every reader of the
+            # runs folder reads metrics, and a UnicodeDecodeError broke the runs table for all runs.
+            lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
         except OSError:
             return records
         for line in lines:
