@@ -3,6 +3,8 @@ compared with an uninterrupted run of the same seed; runs that cannot be resumed
 
 from __future__ import annotations
 
+import errno
+import threading
 import time
 from pathlib import Path
 
@@ -191,6 +193,69 @@ def test_a_run_that_keeps_its_best_epoch_is_not_resumed_mid_stage(tmp_path, cats
         assert reason is None
     else:
         assert reason.startswith(f"Run {run.id} keeps each stage's best epoch (keep_weights best or early stopping)")
+
+
+def _stopped_with_a_backup(config, runs_dir: Path) -> store.Run:
+    """A stopped run whose first stage has a backup of epoch 2 (no weights: nothing trains from it here)."""
+    run = store.create(config, runs_dir)
+    run.set_status("stopped")
+    stage = resumption.resume_point(run).stage
+    files.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})
+    assert resumption.why_not_resumable(run) is None
+    return run
+
+
+def test_a_resume_whose_process_cannot_start_leaves_the_run_resumable(tmp_path, catsdogs_subset, monkeypatch):
+    # The launch marked the run "failed", which is never resumable: one passing error (too many open files,
+    # say) threw away every backup of the run.
+    data = catsdogs_subset("resume_launch", train=2, validation=1)
+    run = _stopped_with_a_backup(train_config(data), tmp_path)
+
+    def cannot_start(*arguments, **keywords):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(worker.subprocess, "Popen", cannot_start)
+    worker.resume(run, tmp_path)
+    assert run.state == "interrupted"
+    assert run.status()["error"] == "The train process could not be started: [Errno 24] Too many open files"
+    assert resumption.why_not_resumable(run) is None
+    # A new run whose process cannot start has nothing to resume: failed.
+    assert worker.start(train_config(data), tmp_path).state == "failed"
+
+
+def test_two_resumes_of_one_run_at_once_queue_it_once(tmp_path, catsdogs_subset, monkeypatch):
+    # Both callers passed the check while the data set was scanned, and the run got two workers.
+    data = catsdogs_subset("resume_twice", train=2, validation=1)
+    run = _stopped_with_a_backup(train_config(data), tmp_path)
+    scan = worker.run_data.scan_for_run
+
+    def slow_scan(*arguments, **keywords):
+        time.sleep(0.5)  # A large data set: both callers are inside the scan at once on the old code.
+        return scan(*arguments, **keywords)
+
+    monkeypatch.setattr(worker.run_data, "scan_for_run", slow_scan)
+    outcomes = []
+
+    def prepare():
+        try:
+            worker.prepare_resume(run)
+            outcomes.append("queued")
+        except ValueError as error:
+            outcomes.append(str(error))
+
+    threads = [threading.Thread(target=prepare) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted(
+        [
+            "queued",
+            f"Run {run.id} is queued: only an interrupted or stopped run can be "
+            "resumed (expected one of interrupted, stopped).",
+        ]
+    )
+    assert run.raw_status()["resumed"] == 1
 
 
 def test_a_run_stopped_after_feature_extraction_resumes_frozen_augmented_from_its_head(tmp_path, resume_data):

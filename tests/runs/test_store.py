@@ -186,7 +186,9 @@ def test_metrics_with_bytes_that_are_not_utf8_lose_only_their_damaged_line(tmp_p
     runs_dir = tmp_path / "runs"
     run = store.Run(_run_folder(runs_dir / "20260101-000000-feature_extraction-vgg16-aaaa"))
     (run.path / "metrics.jsonl").write_bytes(
-        b'{"stage": "x", "epoch": 1, "val_accuracy": 0.5}\n\xff\xfe{"epo\n{"stage": "x", "epoch": 2, "val_accuracy": 0.75}\n'
+        b'{"stage": "x", "epoch": 1, "val_accuracy": 0.5}\n'
+        b'\xff\xfe{"epo\n'
+        b'{"stage": "x", "epoch": 2, "val_accuracy": 0.75}\n'
     )
     assert [record["epoch"] for record in run.metrics()] == [1, 2]
     assert catalog.describe(run)["best_val_accuracy"] == 0.75

@@ -34,6 +34,8 @@ from tlcore.runs import partials, resumption, store
 from tlcore.training import run_data
 
 LOCK_NAME = ".training.lock"
+# In a run folder: held while a resume checks the run and queues it again.
+RESUME_LOCK_NAME = ".resume.lock"
 QUEUE_POLL_SECONDS = 0.5
 # Runs that may wait in the queue of one runs folder. Each is a process (small: it imports TensorFlow
 # only once it holds the lock), but a queue longer than this is more likely a stuck button than a plan.
@@ -152,7 +154,8 @@ def resume(run: store.Run, runs_dir: str | os.PathLike | None = None) -> store.R
     runs_dir = Path(runs_dir) if runs_dir is not None else run.path.parent
     refuse_a_full_queue(runs_dir, "runs")
     prepare_resume(run)
-    launch(run, runs_dir, "train")
+    # A process that cannot be started leaves the run resumable: its backups are still good.
+    launch(run, runs_dir, "train", state_if_not_started="interrupted")
     return run
 
 
@@ -166,19 +169,24 @@ def prepare_resume(run: store.Run) -> resumption.ResumePoint:
         ValueError: the run cannot be resumed, with the reason (its data set's classes changed included).
         tlcore.data.dataset.DatasetError: its data set cannot be used any more (moved away, say).
     """
-    reason = resumption.why_not_resumable(run)
-    if reason is not None:
-        raise ValueError(reason)
-    # Before the run is queued: a data set moved away or changed is one message and the run stays resumable,
-    # where the worker would find it and mark the run "failed" for good.
-    run_data.scan_for_run(run.train_config(), trained_on=run.labels())
-    (run.path / "stop").unlink(missing_ok=True)
-    resumed = run.raw_status().get("resumed", 0)
-    # The old worker is gone: until the new one writes its pid, this is the status's one writer.
-    run.set_status(
-        "queued", created=time.time(), pid=None, started=None, began=None, finished=None, error=None,
-        resumed=(resumed if isinstance(resumed, int) else 0) + 1,
-    )  # fmt: skip
+    # One resume at a time per run (two tabs, the app and the CLI): between the check and the queueing the
+    # data set is scanned, seconds on a large one, and two callers both passing the check gave one run two
+    # workers. The second caller waits here, then finds the run queued.
+    with open(run.path / RESUME_LOCK_NAME, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reason = resumption.why_not_resumable(run)
+        if reason is not None:
+            raise ValueError(reason)
+        # Before the run is queued: a data set moved away or changed is one message and the run stays
+        # resumable, where the worker would find it and mark the run "failed" for good.
+        run_data.scan_for_run(run.train_config(), trained_on=run.labels())
+        (run.path / "stop").unlink(missing_ok=True)
+        resumed = run.raw_status().get("resumed", 0)
+        # The old worker is gone: until the new one writes its pid, this is the status's one writer.
+        run.set_status(
+            "queued", created=time.time(), pid=None, started=None, began=None, finished=None, error=None,
+            resumed=(resumed if isinstance(resumed, int) else 0) + 1,
+        )  # fmt: skip
     return resumption.resume_point(run)
 
 
@@ -192,15 +200,15 @@ def refuse_a_full_queue(folder: Path, what: str) -> None:
         )
 
 
-def launch(run: store.Run, runs_dir: Path, job: str) -> None:
+def launch(run: store.Run, runs_dir: Path, job: str, state_if_not_started: str = "failed") -> None:
     """Starts `python -m tlcore worker RUN_FOLDER --job JOB` for a queued run folder; returns at once.
 
     Args:
         run: the queued folder (a training run, or a learning-rate find of `tlcore.runs.finder_jobs`).
         runs_dir: the runs folder whose training lock and feature cache the worker uses.
         job: "train" or "lr-find".
-
-    When the process cannot be started, the folder is marked "failed" with the reason.
+        state_if_not_started: the folder's state, with the reason, when the process cannot be started:
+            "failed" for a new run, "interrupted" for a resumed one (a failed run cannot be resumed).
     """
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     # The worker must import the same tlcore, wherever the app was started from.
@@ -220,7 +228,9 @@ def launch(run: store.Run, runs_dir: Path, job: str) -> None:
             )
     except OSError as error:
         # No worker exists to write the status, so this is still the run's one writer.
-        run.set_status("failed", error=f"The {job} process could not be started: {error}", finished=time.time())
+        run.set_status(
+            state_if_not_started, error=f"The {job} process could not be started: {error}", finished=time.time()
+        )
         return
     # Collect the worker's exit status when it ends, however it ends: a parent that never waits
     # keeps a killed worker as a zombie (<defunct>) for as long as the parent (the Streamlit server) lives.
