@@ -284,6 +284,23 @@ def test_a_setting_out_of_bounds_fails_with_a_message_naming_it(tmp_path):
     assert "epochs must be an integer >= 1, received 0" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["train", "--data", "{missing}"], "not a folder"),
+        (["train", "--resume", "no-such-run"], "No run 'no-such-run'"),
+        (["lr-find", "--data", "{missing}"], "not a folder"),
+    ],
+)
+def test_train_and_lr_find_refusals_under_json_are_a_json_error(tmp_path, command, expected):
+    # They printed the error on standard error only, so a script reading the JSON line found nothing.
+    missing = str(tmp_path / "no such data")
+    arguments = [part.replace("{missing}", missing) for part in command]
+    result = _tlcore(*arguments, "--runs-dir", str(tmp_path / "runs"), "--json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert expected in _json(result)["error"]
+
+
 def test_the_split_seed_has_its_own_flag_apart_from_the_seed():
     """--seed seeds the training; --split-seed the split of a data set without validation/ (the Data page's)."""
     for command in ("train", "lr-find"):

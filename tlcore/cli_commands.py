@@ -27,7 +27,7 @@ def print_json(value) -> None:
     print(json.dumps(value, indent=None, sort_keys=False))
 
 
-def report_error(arguments: argparse.Namespace, error: Exception, status: int = 2) -> int:
+def report_error(arguments: argparse.Namespace, error: Exception | str, status: int = 2) -> int:
     """Reports a refused input as {"error": ...} under --json, else on standard error; returns `status`."""
     if arguments.json:
         print_json({"error": str(error)})
@@ -78,8 +78,7 @@ def command_train(arguments: argparse.Namespace) -> int:
         # A multi-worker run's other workers train in a scratch folder: only the chief writes the run.
         runs_dir, scratch = distribute.task_runs_dir(config, arguments.runs_dir or store.default_runs_dir())
     except (DatasetError, ValueError) as error:
-        print(f"error: {cli_flags.in_flag_words(str(error))}", file=sys.stderr)
-        return 2
+        return report_error(arguments, cli_flags.in_flag_words(str(error)))
     if dataset.rejected:
         print(
             f"{wording.count(len(dataset.rejected), 'file')} of {dataset.root} left out (not usable images); "
@@ -108,8 +107,7 @@ def _resume(arguments: argparse.Namespace, runs_dir) -> int:
         run = store.resolve(arguments.resume, runs_dir)
         point = worker.prepare_resume(run)
     except (DatasetError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return report_error(arguments, error)
     print(f"Resuming run {run.id}: {point.describe()}", file=sys.stderr, flush=True)
     return _train(arguments, run, runs_dir)
 
@@ -183,16 +181,15 @@ def command_lr_find(arguments: argparse.Namespace) -> int:
         runs_dir = arguments.runs_dir or store.default_runs_dir()
         job = finder_jobs.create(config, runs_dir, start=arguments.start, end=arguments.end, steps=arguments.steps)
     except ValueError as error:
-        print(f"error: {cli_flags.in_flag_words(str(error))}", file=sys.stderr)
-        return 2
+        return report_error(arguments, cli_flags.in_flag_words(str(error)))
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     console.import_tensorflow_quietly(arguments.verbose)
     # This command is a process of its own, so the job runs here, as `train` runs its run (same lock, same folder).
     status = finder_jobs.execute(job, runs_dir)
     sweep = finder_jobs.sweep_of(job)
     if sweep is None:
-        print(f"error: {status.get('error') or 'the sweep ended ' + status['state']}", file=sys.stderr)
-        return 2 if status.get("bad_input") else 1
+        why = status.get("error") or f"the sweep ended {status['state']}"
+        return report_error(arguments, why, 2 if status.get("bad_input") else 1)
     if arguments.json:
         print_json(sweep.to_json())
     else:

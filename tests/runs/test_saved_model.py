@@ -115,7 +115,10 @@ def test_a_live_run_or_one_cut_short_without_a_record_is_refused_with_why(run):
     run.model_path.write_bytes(b"PK\x03\x04 a model of unknown stage")  # Its record no longer matches.
     run.set_status("failed", error="out of memory")
     assert not saved_model.usable(run)
-    with pytest.raises(predict.ModelLoadError, match="which stage its model file holds is not recorded"):
+    with pytest.raises(predict.ModelLoadError, match="not recorded: it is not used. Start it again as a new run."):
+        predict.load(run)
+    run.set_status("interrupted")  # Resumable: a failed run is not.
+    with pytest.raises(predict.ModelLoadError, match="not recorded: it is not used. Resume the run to finish it."):
         predict.load(run)
     run.model_path.unlink()  # Cut short in its first stage: no model at all, as load_model_file says.
     with pytest.raises(predict.ModelLoadError, match="no model file"):

@@ -103,6 +103,15 @@ def test_runs_created_within_one_second_are_listed_newest_first(tmp_path, monkey
     assert [run.id for run in store.list_runs(tmp_path / "runs")] == [run.id for run in reversed(created)]
 
 
+def test_a_run_id_with_a_trailing_slash_or_a_leading_dot_slash_names_the_run(tmp_path):
+    # A shell completes a folder name with "/": `tlcore stop ID/` said "Invalid run id".
+    run = store.Run(_run_folder(tmp_path / "runs" / "20260101-000000-feature_extraction-vgg16-aaaa"))
+    for given in (f"{run.id}/", f"./{run.id}"):
+        assert store.resolve(given, tmp_path / "runs").path == run.path.resolve()
+    with pytest.raises(ValueError, match="Invalid run id '../'"):
+        store.resolve("../", tmp_path / "runs")
+
+
 def _dead_pid() -> int:
     process = subprocess.Popen([sys.executable, "-c", "pass"])
     process.wait()

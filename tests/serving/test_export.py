@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -150,6 +151,11 @@ def test_keras_export_is_the_run_model_and_its_labels(trained, tmp_path):
         assert json.loads(archive.read("labels.json")) == ["cats", "dogs"]
     with pytest.raises(ValueError, match="already exists"):
         export.export(run, "keras", destination=result.path)
+    # A file where a folder of the destination would be: refused by name (was FileExistsError from mkdir).
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match=re.escape(f"{a_file} is a file")):
+        export.export(run, "keras", destination=a_file / "deeper" / "model.zip")
     with pytest.raises(ValueError, match="Unknown export format 'onnx'"):
         export.export(run, "onnx")
 

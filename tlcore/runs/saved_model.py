@@ -105,8 +105,10 @@ def why_not_usable(run, state: str | None = None) -> str | None:
             "learned); wait for it, or stop it."
         )
     if state in CUT_SHORT_STATES and run.model_path.is_file() and stage_record(run) is None:
+        # A failed run is never resumable (tlcore.runs.resumption): telling it to resume sent people to a refusal.
+        what_next = "Resume the run to finish it." if state == "interrupted" else "Start it again as a new run."
         return (
             f"Run {run.id} is {state}, and which stage its model file holds is not recorded: it is not used. "
-            "Resume the run to finish it."
+            + what_next
         )
     return None

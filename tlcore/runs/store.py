@@ -281,9 +281,10 @@ def resolve(run: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -
     if candidate.is_absolute() or len(candidate.parts) > 1:
         path = candidate.resolve()
     else:
-        if not RUN_ID_PATTERN.match(text) or text in (".", ".."):
+        name = candidate.name  # "ID/" and "./ID", as a shell's completion writes them, name the run ID.
+        if not RUN_ID_PATTERN.match(name) or name in (".", ".."):
             raise ValueError(f"Invalid run id {text!r}: expected a folder name of letters, digits, '-', '_' and '.'.")
-        path = (runs_dir / text).resolve()
+        path = (runs_dir / name).resolve()
     if path.parent != runs_dir:
         raise ValueError(f"Run {text!r} is not inside the runs folder {runs_dir}.")
     if not (path / "config.json").is_file():

@@ -217,6 +217,12 @@ def _destination(run: store.Run, format: str, destination: str | os.PathLike | N
     path = Path(destination).expanduser().resolve()
     if path.exists() or path.is_symlink():
         raise ValueError(f"destination must be a new path, received {str(destination)!r}, which already exists.")
+    # Checked before the model is loaded and the data set scanned, not found when the folder is made.
+    existing = next(folder for folder in path.parents if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(
+            f"destination must be a path under folders, received {str(destination)!r}: {existing} is a file."
+        )
     return path
 
 
@@ -260,7 +266,10 @@ def export(
     if not paths:
         raise ExportError(f"Cannot check the export: run {run.id}'s data set has no validation images.")
     labels = list(predictor.labels)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # No permission to make it, say.
+        raise ExportError(f"Cannot make the folder {target.parent}: {error.strerror or error}.") from None
     temporary = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:12]}")
     # TFLite files carry their labels beside them; the zip and the folder carry them inside.
     beside = format.startswith("tflite")
