@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -10,6 +14,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.images import refuse_reading
+from tests.helpers.paths import PROJECT_ROOT
 from tlcore.runs import store
 from tlcore.serving import predict
 
@@ -103,6 +108,22 @@ def test_a_file_that_cannot_be_read_gets_its_reason_and_the_others_are_predicted
     results = predict.predict_sources(predictor, photos + [photos[1]], top=1)
     assert results[0] == {"image": str(photos[0]), "error": "cannot be read (Permission denied)"}
     assert results[1]["top"] == results[2]["top"] and len(results) == 3
+
+
+def test_a_file_name_that_is_not_utf8_is_predicted_and_printed_as_its_bytes(tiny_trained_run, tmp_path):
+    # os.walk gives such a name with surrogates, which a UTF-8 locale's strict stdout refused: a traceback,
+    # and no prediction printed.
+    photo = sorted((Path(tiny_trained_run.config()["data_dir"]) / "validation" / "cats").iterdir())[0]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    named = os.fsdecode(bytes(folder) + b"/caf\xe9.jpg")
+    shutil.copy(photo, named)
+    command = [sys.executable, "-m", "tlcore", "predict", "--run", tiny_trained_run.id]
+    command += ["--runs-dir", str(tiny_trained_run.path.parent), "--top", "1", str(folder)]
+    environment = dict(os.environ, PYTHONIOENCODING="utf-8", LC_ALL="C.UTF-8", TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run(command, cwd=PROJECT_ROOT, env=environment, capture_output=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert b"caf\xe9.jpg" in completed.stdout and b"Traceback" not in completed.stderr
 
 
 def test_predictions_match_the_models_output_on_decoded_images(tiny_trained_run):
