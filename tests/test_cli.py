@@ -16,7 +16,7 @@ from PIL import Image
 
 import tlcore
 from tests.helpers.paths import PROJECT_ROOT
-from tlcore import cli, cli_flags
+from tlcore import cli, cli_flags, files
 from tlcore.config import AugmentationConfig, TrainConfig, from_preset
 from tlcore.settings import setting, settings_of
 
@@ -299,6 +299,34 @@ def test_train_and_lr_find_refusals_under_json_are_a_json_error(tmp_path, comman
     result = _tlcore(*arguments, "--runs-dir", str(tmp_path / "runs"), "--json")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert expected in _json(result)["error"]
+
+
+def test_ctrl_c_while_tensorflow_starts_leaves_no_run_queued_without_a_process(small_catsdogs, tmp_path, monkeypatch):
+    # The run folder was made before TensorFlow's seconds of import: Ctrl+C then left a "queued" run with no
+    # process, shown a minute later as interrupted, and a resumed run queued and neither resumable nor deletable.
+    from tlcore import cli_commands, console
+    from tlcore.runs import resumption, store, worker
+
+    def interrupted(verbose=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(console, "import_tensorflow_quietly", interrupted)
+    monkeypatch.setattr(worker, "limit_malloc_arenas", lambda: None)  # This test process keeps its allocator.
+    runs = tmp_path / "runs"
+    arguments = cli.build_parser().parse_args(["train", "--data", str(small_catsdogs), "--runs-dir", str(runs)])
+    with pytest.raises(KeyboardInterrupt):
+        cli_commands.command_train(arguments)
+    assert store.list_runs(runs) == []
+
+    run = store.create(TrainConfig(data_dir=str(small_catsdogs)), runs)
+    run.set_status("stopped")
+    files.write_json(
+        resumption.backup_folder(run, resumption.resume_point(run).stage) / resumption.METADATA_FILE, {"epoch": 1}
+    )
+    arguments = cli.build_parser().parse_args(["train", "--resume", run.id, "--runs-dir", str(runs)])
+    with pytest.raises(KeyboardInterrupt):
+        cli_commands.command_train(arguments)
+    assert run.state == "stopped" and resumption.why_not_resumable(run) is None
 
 
 def test_the_split_seed_has_its_own_flag_apart_from_the_seed():

@@ -19,7 +19,7 @@ from tlcore import config as config_module
 from tlcore.data import folders
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import stage_steps
-from tlcore.runs import catalog, finder_jobs, store, worker
+from tlcore.runs import catalog, finder_jobs, resumption, store, worker
 from tlcore.training import distribute, run_data
 
 
@@ -88,6 +88,7 @@ def command_train(arguments: argparse.Namespace) -> int:
     if scratch is not None:
         temporaries.register(scratch)  # Removed even when Ctrl+C ends the process at once.
     try:
+        _start_tensorflow(arguments)
         return _train(arguments, store.create(config, runs_dir), runs_dir, is_chief=scratch is None)
     finally:
         if scratch is not None:
@@ -105,6 +106,10 @@ def _resume(arguments: argparse.Namespace, runs_dir) -> int:
                 f"({', '.join(given or ['--preset'])}). Drop them, or start a new run."
             )
         run = store.resolve(arguments.resume, runs_dir)
+        reason = resumption.why_not_resumable(run)
+        if reason is not None:
+            raise ValueError(reason)  # Before TensorFlow's seconds of start-up, as prepare_resume would.
+        _start_tensorflow(arguments)
         point = worker.prepare_resume(run)
     except (DatasetError, ValueError) as error:
         return report_error(arguments, error)
@@ -112,10 +117,16 @@ def _resume(arguments: argparse.Namespace, runs_dir) -> int:
     return _train(arguments, run, runs_dir)
 
 
-def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bool = True) -> int:
-    """Trains a queued run in this process, with progress on standard error; prints its results."""
+def _start_tensorflow(arguments: argparse.Namespace) -> None:
+    """Imports TensorFlow (seconds) before a run is queued: Ctrl+C during the import then leaves no run
+    queued without a process, which the runs table would show as interrupted and resume could not take."""
     worker.limit_malloc_arenas()  # Before TensorFlow starts its threads.
     console.import_tensorflow_quietly(arguments.verbose)
+
+
+def _train(arguments: argparse.Namespace, run: store.Run, runs_dir, is_chief: bool = True) -> int:
+    """Trains a queued run in this process (TensorFlow started: `_start_tensorflow`), with progress on standard
+    error; prints its results."""
     print(
         f"Run: {run.path}" if is_chief else f"Worker run (scratch, removed at the end): {run.path}",
         file=sys.stderr,
