@@ -10,6 +10,7 @@ from tlcore import wording
 from tlcore.data import browse, library, roots, zips
 from tlcore.data.dataset import DatasetError
 from tlcore.data.images import InvalidImageError
+from tlcore.files import printable
 from tlcore.insight import charts
 from views import (
     augment_view,
@@ -196,7 +197,7 @@ if dataset.rejected:
             [
                 {
                     "file": item.original
-                    or (
+                    or printable(
                         str(Path(item.path).relative_to(dataset.root))
                         if item.path.startswith(dataset.root)
                         else item.path

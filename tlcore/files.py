@@ -102,3 +102,8 @@ def read_json_object(path: Path) -> dict:
     """
     value = read_json(path, {})
     return value if isinstance(value, dict) else {}
+
+
+def printable(text: str) -> str:
+    """A path or file name fit to show anywhere: the bytes of a name that is not UTF-8 shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

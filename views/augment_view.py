@@ -14,6 +14,7 @@ from tlcore.config import AugmentationConfig, preset_augmentation
 from tlcore.data import browse
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
+from tlcore.files import printable
 from tlcore.insight import orientation
 from tlcore.settings import settings_of
 from views import cached, gallery, markdown, session
@@ -70,7 +71,7 @@ def preview(dataset: DatasetScan) -> None:
             "Image",
             train_paths,
             key=image_key,
-            format_func=lambda path: (
+            format_func=lambda path: printable(
                 str(Path(path).relative_to(dataset.root)) if path.startswith(dataset.root) else Path(path).name
             ),
         )

@@ -16,6 +16,7 @@ import streamlit as st
 from tlcore.config import AugmentationConfig
 from tlcore.data import browse, folders, images
 from tlcore.data.dataset import DatasetError, DatasetScan
+from tlcore.files import printable
 from tlcore.insight import charts, gradcam
 from tlcore.models import registry
 from tlcore.runs import store
@@ -25,9 +26,13 @@ from views import server
 # Data sets.
 
 
+# The cached functions take paths as bytes (os.fsencode): Streamlit hashes a str argument as UTF-8, which a
+# name that is not UTF-8 (a str with surrogates, PEP 383) cannot be, and the page failed as a whole.
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
-def _scan(folder: str, stamp: str, validation_fraction: float, seed: int) -> DatasetScan:
-    return folders.scan(folder, validation_fraction, seed)
+def _scan(folder: bytes, stamp: str, validation_fraction: float, seed: int) -> DatasetScan:
+    return folders.scan(os.fsdecode(folder), validation_fraction, seed)
 
 
 def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, seed: int = 1337) -> DatasetScan:
@@ -39,7 +44,16 @@ def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, see
     path = Path(folder).expanduser().resolve()
     if not path.is_dir():
         raise DatasetError(f"{path}: not a folder.")
-    return _scan(str(path), browse.folder_stamp(path), validation_fraction, seed)
+    scanned = _scan(os.fsencode(path), browse.folder_stamp(path), validation_fraction, seed)
+    # Class names are labels: every chart, table, prediction and export of the app shows them as text.
+    unnamed = [name for name in scanned.classes if printable(name) != name]
+    if unnamed:
+        raise DatasetError(
+            f"{printable(scanned.root)}: the class folder {printable(unnamed[0])} has a name that is not UTF-8 "
+            "text, which the app cannot show: rename it to use this data set here (the CLI, `tlcore train`, "
+            "takes it as it is)."
+        )
+    return scanned
 
 
 # Models and predictions.
@@ -148,27 +162,27 @@ def gradcam_overlay(
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _thumbnail(path: str, mtime_ns: int, max_side: int):
-    return browse.thumbnail(path, max_side, square=True)
+def _thumbnail(path: bytes, mtime_ns: int, max_side: int):
+    return browse.thumbnail(os.fsdecode(path), max_side, square=True)
 
 
 def thumbnail(path: str, max_side: int = 192):
     """(square RGB array, (width, height) of the photo) of an image file, cached until the file changes."""
-    return _thumbnail(path, os.stat(path).st_mtime_ns, max_side)
+    return _thumbnail(os.fsencode(path), os.stat(path).st_mtime_ns, max_side)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _preview(path: str, mtime_ns: int, image_size: int, settings: dict, count: int, seed: int):
+def _preview(path: bytes, mtime_ns: int, image_size: int, settings: dict, count: int, seed: int):
     # Heavy: imports Keras.
     from tlcore.data import augment
 
-    image = images.load_resized(path, image_size)
+    image = images.load_resized(os.fsdecode(path), image_size)
     return image, augment.preview(image, AugmentationConfig.from_dict(settings), count=count, seed=seed)
 
 
 def preview(path: str, image_size: int, settings: AugmentationConfig, count: int, seed: int):
     """(the image as training sees it, `count` augmented copies), cached per settings and seed."""
-    return _preview(path, os.stat(path).st_mtime_ns, image_size, settings.to_dict(), count, seed)
+    return _preview(os.fsencode(path), os.stat(path).st_mtime_ns, image_size, settings.to_dict(), count, seed)
 
 
 @st.cache_data(show_spinner="Building the layer stack...", max_entries=32)

@@ -16,6 +16,7 @@ import streamlit as st
 from tlcore import wording
 from tlcore.data import cleaning
 from tlcore.data.dataset import DatasetScan
+from tlcore.files import printable
 from tlcore.insight import explore, explore_chart
 from views import markdown, server
 
@@ -53,7 +54,7 @@ def explorer(dataset: DatasetScan) -> None:
     st.altair_chart(explore_chart.exploration_map(result.map, dataset.root), width="stretch")
 
     def name(path: str) -> str:
-        return path.removeprefix(dataset.root.rstrip("/") + "/")
+        return printable(path.removeprefix(dataset.root.rstrip("/") + "/"))  # A name that is not UTF-8 too.
 
     st.subheader("Near-duplicates and leaks")
     if result.duplicates:

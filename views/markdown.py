@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 from tlcore.data.dataset import DatasetScan
+from tlcore.files import printable
 from tlcore.models.registry import WeightsStatus
 
 # Characters that Streamlit's Markdown would treat as formatting (":" starts emoji and colour codes).
@@ -15,8 +16,9 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 
 def escape(value: object) -> str:
-    """Escapes a string (a class or folder name) so Markdown shows it as plain text."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+    """Escapes a string (a class or folder name) so Markdown shows it as plain text; the bytes of a name that
+    is not UTF-8 show as U+FFFD (as they are, the page could not be sent)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", printable(str(value)))
 
 
 # Where a file name may wrap in a narrow caption: after the separators a person reads as boundaries (not

@@ -13,6 +13,7 @@ import streamlit as st
 
 from tlcore import wording
 from tlcore.data import browse, roots, zips
+from tlcore.files import printable
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
 from tlcore.serving import predict
@@ -85,7 +86,7 @@ def batch(run_id: str, predictor) -> None:
     table = pd.DataFrame(
         [
             {
-                "file": row["file"],
+                "file": printable(row["file"]),  # A name that is not UTF-8 too: the table carries text.
                 "top label": row["top_label"] or "",
                 "probability": None if row["probability"] is None else 100 * row["probability"],
                 "top k": "; ".join(f"{item['label']} {item['probability']:.1%}" for item in row["top_k"]),
@@ -106,7 +107,8 @@ def batch(run_id: str, predictor) -> None:
     )
     st.download_button(
         "Download the CSV",
-        batch_prediction.to_csv(rows),
+        # A file name that is not UTF-8 is written as the bytes it was, as `tlcore predict --csv` writes it.
+        batch_prediction.to_csv(rows).encode("utf-8", "surrogateescape"),
         file_name="predictions.csv",
         mime="text/csv",
         icon=":material/download:",

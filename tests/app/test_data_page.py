@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tests.app.page_kit import (
 )
 from tlcore.config import AugmentationConfig
 from tlcore.data import library
+from views import session
 
 
 def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_catsdogs):
@@ -39,6 +41,25 @@ def test_data_page_scans_a_folder_and_shows_classes_counts_and_images(small_cats
     assert numbers == sorted(numbers), "photos in the order a person counts (cat.2 before cat.10)"
     at = open_page("app.py", at)
     assert f"{small_catsdogs.name}: 2 classes (cats, dogs), 24 train / 12 validation images" in texts(at)
+
+
+def test_a_photo_whose_name_is_not_utf8_is_shown_and_a_class_folder_so_named_is_refused(small_catsdogs, tmp_path):
+    # The scan uses such a photo (its name reaches Python with surrogates, PEP 383), but the page failed as a
+    # whole: Streamlit's cache hashed the name as UTF-8 for the thumbnail and the augmentation preview.
+    root = tmp_path / "set"
+    shutil.copytree(small_catsdogs, root)
+    first = sorted((root / "train" / "cats").iterdir())[0]
+    first.rename(root / "train" / "cats" / os.fsdecode(b"caf\xe9.jpg"))
+    at = scan(open_page("pages/1_Data.py"), root)
+    assert not at.error, [element.value for element in at.error]
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert any(caption.startswith("caf\ufffd.jpg") for caption in captions)
+    assert at.selectbox(key=session.preview_image_key(at.session_state["dataset"])).value.endswith("caf\udce9.jpg")
+    # A class is a label every chart, table and prediction shows as text: such a folder name is refused, named.
+    for split in ("train", "validation"):
+        (root / split / "dogs").rename(root / split / os.fsdecode(b"d\xf6gs"))
+    at = scan(at, root)
+    assert "the class folder d\ufffdgs has a name that is not UTF-8 text" in plain(at.error[0].value)
 
 
 def test_data_page_lists_bad_files_as_rejected_with_reasons(seeded_bad_catsdogs):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -184,6 +186,23 @@ def test_predict_page_batch_of_a_missing_folder_names_it_and_clears_the_old_tabl
     assert [plain(element.value) for element in at.error] == [
         f"{photo} is neither a folder nor a .zip archive: expected a folder of photos or a .zip archive."
     ]
+
+
+def test_predict_page_batch_of_a_folder_with_a_name_that_is_not_utf8_shows_it_and_keeps_its_bytes(
+    trained_runs, monkeypatch, small_catsdogs, tmp_path
+):
+    # The table (pandas' text columns) and the CSV download could not carry the name: the page failed whole.
+    folder = tmp_path / "album"
+    folder.mkdir()
+    photo = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    shutil.copy(photo, folder / os.fsdecode(b"caf\xe9.jpg"))
+    at = _predict_page(trained_runs, monkeypatch)
+    at.segmented_control(key="batch_source").set_value("Folder").run()
+    at.text_input(key="batch_folder").input(str(folder)).run()
+    click(at, "Predict every photo")
+    assert not at.error, [element.value for element in at.error]
+    assert list(at.dataframe[0].value["file"]) == ["caf\ufffd.jpg"]
+    assert [button.label for button in at.download_button] == ["Download the CSV"]
 
 
 def test_predict_page_takes_every_photo_type_the_data_set_scan_takes(trained_runs, monkeypatch, small_catsdogs):

@@ -208,8 +208,10 @@ def test_exploration_map_colours_by_class_shapes_by_split_and_names_files_relati
     points = [
         MapPoint("/d/train/cats/a.jpg", "cats", "train", 0.1, 0.2),
         MapPoint("/d/validation/dogs/b.jpg", "dogs", "validation", -1.0, 0.5),
+        # A name that is not UTF-8 (surrogates, PEP 383): pandas' text column refused it, and the page failed.
+        MapPoint("/d/train/cats/caf\udce9.jpg", "cats", "train", 0.3, 0.1),
     ]
     spec = explore_chart.exploration_map(points, "/d").to_dict()
     assert spec["encoding"]["color"]["field"] == "class" and spec["encoding"]["shape"]["field"] == "split"
     data = next(iter(spec["datasets"].values()))
-    assert [row["file"] for row in data] == ["train/cats/a.jpg", "validation/dogs/b.jpg"]
+    assert [row["file"] for row in data] == ["train/cats/a.jpg", "validation/dogs/b.jpg", "train/cats/caf\ufffd.jpg"]

@@ -7,6 +7,7 @@ from typing import Iterable
 import altair as alt
 import pandas as pd
 
+from tlcore.files import printable
 from tlcore.insight.charts import CLASS_LABEL_LIMIT
 
 
@@ -24,7 +25,7 @@ def exploration_map(points: Iterable, root: str = "", height: int = 420) -> alt.
     prefix = root.rstrip("/") + "/" if root else ""
     rows = [
         {
-            "file": point.path.removeprefix(prefix),
+            "file": printable(point.path.removeprefix(prefix)),  # A name that is not UTF-8 too.
             "class": point.label,
             "split": point.split,
             "x": point.x,
