@@ -17,9 +17,14 @@ from views import markdown, server, session
 
 
 def describe(entry: library.Entry) -> str:
-    """'pets: 2 classes, 24 train / 12 validation images (upload, used 5 min ago)'."""
+    """'pets: 2 classes, 24 train / 12 validation images (upload)'.
+
+    Nothing in it changes by itself: the selector keeps its choice by this text, and a label that changed
+    (the minutes since last use, once part of it) made it fall back to the first entry, so Use and Delete
+    acted on another data set than the one shown.
+    """
     images = " / ".join(f"{count} {split}" for split, count in entry.images.items())
-    return f"{entry.name}: {len(entry.classes)} classes, {images} images ({entry.kind}, used {ago(entry.used)})"
+    return f"{entry.name}: {len(entry.classes)} classes, {images} images ({entry.kind})"
 
 
 def ago(moment: float) -> str:
@@ -39,26 +44,23 @@ def choose() -> library.Entry | None:
         return None
     wanted = st.selectbox("Data set", list(known), key="library_choice", format_func=lambda key: describe(known[key]))
     entry = known[wanted]
-    st.caption(markdown.escape(f"{entry.path} · classes: {', '.join(entry.classes)}"))
+    st.caption(markdown.escape(f"{entry.path} · classes: {', '.join(entry.classes)} · used {ago(entry.used)}"))
     owned = library.is_owned(data_dir, entry.path)
-    use, rename, delete = st.columns([1, 2, 1], vertical_alignment="bottom")
+    use, rename = st.columns([1, 3], vertical_alignment="bottom")
     chosen = entry if use.button("Use this data set", type="primary", key="library_use") else None
-    new_name = rename.text_input("Name", value=entry.name, key=f"library_name_{entry.id}")
-    if rename.button("Rename", key="library_rename") and new_name != entry.name:
-        try:
-            library.rename(data_dir, entry.id, new_name)
-        except (ValueError, OSError) as error:
-            st.error(markdown.escape(error))
-        else:
-            st.rerun()
-    if delete.button(
-        "Delete",
-        icon=":material/delete:",
-        key="library_delete",
-        help="Removes the app's copy (an extracted upload, a demo set) and its cached features."
+    name_key = f"library_name_{entry.id}"
+    rename.text_input("Name", value=entry.name, key=name_key)
+    rename.button("Rename", key="library_rename", on_click=_rename, args=(data_dir, entry, name_key))
+    if "library_renamed" in st.session_state:
+        message = st.session_state.pop("library_renamed")
+        (st.error if message.startswith("Not renamed") else st.success)(markdown.escape(message))
+    what = (
+        "the app's copy of its photos and its cached features are removed"
         if owned
-        else "Forgets it and its cached features; your folder stays as it is.",
-    ):
+        else "it is forgotten with its cached features; your folder stays as it is"
+    )
+    confirmed = st.checkbox(f"Yes, delete {entry.name}: {what}", key=f"library_delete_confirmed_{entry.id}")
+    if st.button("Delete", icon=":material/delete:", key="library_delete", disabled=not confirmed):
         try:
             removed = library.delete(data_dir, entry.id, server.runs_dir())
         except (ValueError, OSError) as error:
@@ -74,3 +76,18 @@ def choose() -> library.Entry | None:
     if "library_deleted" in st.session_state:
         st.success(markdown.escape(st.session_state.pop("library_deleted")))
     return chosen
+
+
+def _rename(data_dir, entry: library.Entry, name_key: str) -> None:
+    """Renames an entry (a button's callback, run before the page is drawn again); the selector stays on it."""
+    new_name = st.session_state.get(name_key, entry.name)
+    if new_name == entry.name:
+        return
+    try:
+        library.rename(data_dir, entry.id, new_name)
+    except (ValueError, OSError) as error:
+        st.session_state["library_renamed"] = f"Not renamed: {error}"
+        return
+    # The selector's text names the entry, so it changed: keep the choice by its id, not by that text.
+    st.session_state["library_choice"] = entry.id
+    st.session_state["library_renamed"] = f"{entry.name} is now {new_name}."

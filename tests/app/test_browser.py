@@ -334,6 +334,39 @@ def test_the_augmentation_preview_names_an_image_of_the_data_set_just_scanned(
     no_traceback(page)
 
 
+def test_after_renaming_a_library_entry_that_is_not_the_first_use_takes_that_data_set(
+    browser_page, app_server, small_catsdogs, tmp_path
+):
+    """The selector kept its choice by its text, which a rename changes: in the browser it fell back to the
+    first entry, so Use (and Delete) acted on another data set than the one shown. Streamlit's AppTest keeps
+    the value itself, so only a browser shows it."""
+    import shutil
+
+    page = browser_page
+    page.goto(app_server["url"])
+    settle(page)
+    go_to(page, "Data")
+    for name in ("alpha", "beta", "gamma"):  # Each scan is the newest used: alpha ends last in the list.
+        shutil.copytree(small_catsdogs, tmp_path / name, symlinks=True)
+        page.get_by_label("Folder path").fill(str(tmp_path / name))
+        page.get_by_role("button", name="Scan folder").click()
+        page.get_by_text(f"Data set: {name}:").wait_for()
+        settle(page)
+    page.get_by_text("Library", exact=True).click()
+    settle(page)
+    page.get_by_test_id("stSelectbox").filter(has_text="Data set").click()
+    page.get_by_role("option", name="alpha: 2 classes").click()
+    settle(page)
+    page.get_by_label("Name", exact=True).fill("renamed alpha")
+    page.get_by_role("button", name="Rename").click()
+    settle(page)
+    page.get_by_role("button", name="Use this data set").click()
+    settle(page)
+    sidebar = page.get_by_test_id("stSidebar").inner_text()
+    assert "Data set: alpha: 2 classes" in sidebar, sidebar
+    no_traceback(page)
+
+
 @pytest.mark.parametrize(
     "path, heading", [("", "Transfer Learning Studio"), ("Data", "Data"), ("Train", "Train"), ("Predict", "Predict")]
 )

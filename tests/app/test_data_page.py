@@ -238,11 +238,38 @@ def test_the_library_lists_scans_reopens_the_last_one_after_a_reload_and_picks_r
     at.text_input(key=f"library_name_{ids['first']}").input("my *pets*").run()
     click(at, "Rename")
     assert at.selectbox(key="library_choice").options[0].startswith("my *pets*: 2 classes, 24 train / 12 validation")
+    assert "first is now my *pets*." in texts(at)
 
+    assert at.button(key="library_delete").disabled, "deleting asks for a confirmation first"
+    at.checkbox(key=f"library_delete_confirmed_{ids['first']}").check().run()
+    assert "Yes, delete my *pets*: it is forgotten with its cached features" in at.checkbox[0].label
     click(at, "Delete")  # A folder of the user's own: forgotten, never removed.
     assert (first / "train" / "cats").is_dir() and "dataset" not in at.session_state
     assert [entry.id for entry in library.entries(folders["data"])] == [ids["second"]]
     assert "my *pets*: deleted (0 folders removed)." in texts(at)
+
+
+def test_after_renaming_a_library_entry_that_is_not_the_first_use_and_delete_act_on_it(
+    small_catsdogs, tmp_path, folders
+):
+    # The selector kept its choice by its text, which the rename changed: it fell back to the first entry,
+    # and Use, then Delete, acted on another data set than the one shown.
+    roots = [tmp_path / name for name in ("one", "two", "three")]
+    at = open_page("pages/1_Data.py")
+    for root in roots:
+        shutil.copytree(small_catsdogs, root)
+        at = scan(at, root)
+    ids = {Path(entry.path).name: entry.id for entry in library.entries(folders["data"])}
+    at.segmented_control(key="data_source").set_value("Library").run()
+    at.selectbox(key="library_choice").set_value(ids["one"]).run()  # The last entry: the oldest used.
+    at.text_input(key=f"library_name_{ids['one']}").input("renamed").run()
+    click(at, "Rename")
+    assert at.selectbox(key="library_choice").value == ids["one"]
+    click(at, "Use this data set")
+    assert at.session_state["dataset"].root == str(roots[0].resolve())
+    at.checkbox(key=f"library_delete_confirmed_{ids['one']}").check().run()
+    click(at, "Delete")
+    assert sorted(entry.id for entry in library.entries(folders["data"])) == sorted([ids["two"], ids["three"]])
 
 
 def test_deleting_an_uploaded_data_set_from_the_library_removes_its_extracted_folder(small_catsdogs, folders):
@@ -254,7 +281,9 @@ def test_deleting_an_uploaded_data_set_from_the_library_removes_its_extracted_fo
     assert len(list(uploads.iterdir())) == 1
     at.segmented_control(key="data_source").set_value("Library").run()
     assert at.selectbox(key="library_choice").options[0].startswith("pets: 2 classes")
-    assert "(upload, used just now)" in at.selectbox(key="library_choice").options[0]
+    assert at.selectbox(key="library_choice").options[0].endswith("images (upload)")
+    entry_id = at.selectbox(key="library_choice").value
+    at.checkbox(key=f"library_delete_confirmed_{entry_id}").check().run()
     click(at, "Delete")
     assert list(uploads.iterdir()) == [] and "dataset" not in at.session_state
     assert "The library is empty" in texts(at)
