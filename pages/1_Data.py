@@ -1,6 +1,7 @@
 """Data: choose a data set, read its scan report, browse its images, preview the augmentation."""
 
-import secrets
+import hashlib
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -47,6 +48,7 @@ source = st.segmented_control(
 # Drawn here, filled once the source has said which split a picked data set was scanned with.
 split_area = st.expander("Validation split (for a data set without a validation folder)")
 folder, kind = None, "folder"  # The folder to scan, and how it came (for the library).
+extracted_now = None  # The name of the archive extracted on this run into `folder`, if one was.
 split = None  # (fraction, seed) a data set from the library was scanned with.
 if source == "Folder":
     with st.form("folder_form", border=False):
@@ -66,20 +68,22 @@ if source == "Folder":
                     st.error(markdown.escape(error))
 elif source == "Zip upload":
     archive = st.file_uploader("A zip archive of class folders", type=["zip"], key="zip_upload")
-    extracted = st.session_state.setdefault("extracted_uploads", {})  # Upload id -> its folder.
     if archive is not None and st.button("Extract and scan", type="primary"):
-        if archive.file_id in extracted:  # This very upload was extracted already.
-            folder = extracted[archive.file_id]
+        content = archive.getvalue()
+        # Named by its content: the same archive uploaded again (this session or another) is the data set
+        # extracted before, not one more copy and library entry.
+        digest = hashlib.sha256(content).hexdigest()[:12]
+        destination = server.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{digest}"
+        if destination.is_dir():
+            folder, kind = str(destination), "upload"
         else:
-            destination = server.data_dir() / "uploads" / f"{Path(archive.name).stem[:40]}-{secrets.token_hex(3)}"
             try:
                 with st.spinner("Extracting..."):
-                    report = zips.extract_dataset(archive.getvalue(), destination, name=archive.name)
+                    report = zips.extract_dataset(content, destination, name=archive.name)
             except (zips.UnsafeArchiveError, ValueError, OSError) as error:
                 st.error(markdown.escape(error))
             else:
-                folder = extracted[archive.file_id] = str(report.destination)
-                kind = "upload"
+                folder, kind, extracted_now = str(report.destination), "upload", archive.name
                 if report.skipped_files:
                     skipped = wording.count(len(report.skipped_files), "file")
                     with st.expander(f"{skipped} in the archive not extracted"):
@@ -156,7 +160,13 @@ if folder is not None:
             scanned = cached.scan_folder(folder, fraction, seed)
         session.use_dataset(scanned)
     except (DatasetError, ValueError, OSError) as error:
-        st.error(markdown.escape(error))
+        if extracted_now is None:
+            st.error(markdown.escape(error))
+        else:
+            # Not a data set: its extracted copy goes (the library never listed it, so nothing could delete it),
+            # and the message names the archive, not the app's folder.
+            shutil.rmtree(folder, ignore_errors=True)
+            st.error(markdown.escape(str(error).replace(folder, extracted_now)))
     else:
         session_lines.draw()  # The sidebar names the new data set at once.
         try:

@@ -72,7 +72,7 @@ def test_the_scan_says_one_image_and_one_class_folder_in_the_singular(tmp_path, 
     (tmp_path / "one" / "cats").mkdir(parents=True)
     shutil.copy2(photo, tmp_path / "one" / "cats" / photo.name)
     shutil.copy2(photo, tmp_path / "one" / "cats" / "second.jpg")
-    with pytest.raises(DatasetError, match=r"found 1 class folder \['cats'\]; at least 2"):
+    with pytest.raises(DatasetError, match=r"found 1 class folder \(cats\); at least 2"):
         folders.scan(tmp_path / "one")
     (tmp_path / "flat" / "birds").mkdir()
     (tmp_path / "flat" / "birds" / "notes.txt").write_text("no photo here")

@@ -105,6 +105,29 @@ def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_cat
     assert len(list((folders["data"] / "uploads").iterdir())) == 1 and not at.error
 
 
+def test_a_zip_that_is_no_data_set_leaves_nothing_behind_and_the_same_zip_again_is_one_data_set(
+    small_catsdogs, folders
+):
+    # Its extracted copy stayed, unlisted in the library so nothing could delete it, and the message named that
+    # internal folder; the same archive uploaded again was extracted again, a second library entry.
+    photos = sorted((small_catsdogs / "train" / "cats").iterdir())[:3]
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Zip upload").run()
+    flat = zip_bytes({photo.name: photo.read_bytes() for photo in photos})
+    at.file_uploader(key="zip_upload").set_value(("loose.zip", flat, "application/zip")).run()
+    click(at, "Extract and scan")
+    [error] = [plain(element.value) for element in at.error]
+    assert error.startswith("loose.zip: found no class folder; at least 2 are needed.") and "uploads" not in error
+    uploads = folders["data"] / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    pets = zip_bytes(_photo_members(small_catsdogs))  # Built once: a zip holds the time its members were added.
+    for _ in range(2):  # Two uploads of one archive: two upload ids, one content.
+        at.file_uploader(key="zip_upload").set_value(("pets.zip", pets, "application/zip"))
+        click(at, "Extract and scan")
+        assert not at.error, [element.value for element in at.error]
+    assert len(list(uploads.iterdir())) == 1 and len(library.entries(folders["data"])) == 1
+
+
 @pytest.mark.parametrize(
     "name, content",
     [

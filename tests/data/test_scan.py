@@ -271,7 +271,7 @@ def _make_splits(root: Path, source: Path, layout: dict[str, list[str]]) -> Path
 def test_one_class_only_is_refused(tmp_path, flat_small, small_catsdogs):
     flat = tmp_path / "flat"
     _copy(flat_small / "cats", flat / "cats")
-    with pytest.raises(DatasetError, match=r"1 class folder \['cats'\]; at least 2"):
+    with pytest.raises(DatasetError, match=r"1 class folder \(cats\); at least 2"):
         folders.scan(flat)
     splits = _make_splits(
         tmp_path / "splits", small_catsdogs / "train" / "dogs", {"train": ["dogs"], "validation": ["dogs"]}

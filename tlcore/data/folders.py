@@ -283,8 +283,9 @@ def _non_empty(files_per_class: dict[str, list[Path]], root: Path) -> dict[str, 
 def _check_classes(usable: dict[str, dict[str, list[Path]]], root: Path) -> list[str]:
     classes = sorted(set().union(*(set(per_class) for per_class in usable.values())))
     if len(classes) < 2:
+        found = f"1 class folder ({classes[0]})" if classes else "no class folder"
         raise DatasetError(
-            f"{root}: found {wording.count(len(classes), 'class folder')} {classes}; at least 2 are needed. "
+            f"{root}: found {found}; at least 2 are needed. "
             "Expected train/<class>/ and validation/<class>/, or one folder of <class>/ subfolders."
         )
     for split, per_class in usable.items():
