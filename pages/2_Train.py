@@ -244,11 +244,11 @@ else:
             help="Trains in a separate process; one training runs at a time, later ones wait as queued.",
         ):
             try:
-                config = new_config()
-            except ValueError as error:
+                started = worker.start(new_config(), server.runs_dir())
+            except ValueError as error:  # A setting out of range, a full queue, a second click.
                 st.error(markdown.escape(error))
             else:
-                st.session_state["run_id"] = worker.start(config, server.runs_dir()).id
+                st.session_state["run_id"] = started.id
                 st.rerun()  # Draw the new run at the top.
 
 if dataset is not None:

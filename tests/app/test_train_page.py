@@ -603,6 +603,19 @@ def test_what_transfer_bought_lists_the_data_sets_runs_beside_the_scratch_baseli
     assert row["vs scratch"] == "—" and "No scratch baseline on this data set yet" in texts(at)
 
 
+def test_start_with_a_full_queue_says_so_on_the_page(folders, small_catsdogs):
+    # worker.start's refusal (a full queue, a second click of the same settings) went past the page: a traceback.
+    from tlcore.config import TrainConfig
+    from tlcore.runs import worker
+
+    for _ in range(worker.MAX_QUEUED):
+        store.create(TrainConfig(data_dir=str(small_catsdogs), strategy="scratch"), folders["runs"])
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    click(at, "Start training")
+    assert f"{worker.MAX_QUEUED} runs already wait in the queue" in plain(at.error[0].value)
+    assert len(store.list_runs(folders["runs"])) == worker.MAX_QUEUED
+
+
 def test_a_run_started_with_another_seed_keeps_the_data_pages_split_seed(flat_small, folders, monkeypatch):
     from tlcore.runs import worker
 

@@ -150,6 +150,22 @@ def held_lock(tmp_path):
         yield handle
 
 
+def test_a_second_start_of_the_very_settings_of_a_waiting_run_is_refused_naming_it(photos, tmp_path, monkeypatch):
+    # A second click queued an identical run: the same settings and seed train the same model again.
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))  # No process: only the queueing.
+    config = long_config(photos)
+    waiting = store.create(config, tmp_path)  # Queued, its process not started yet.
+    with pytest.raises(ValueError, match=f"Run {waiting.id} of these very settings is queued already"):
+        worker.start(config, tmp_path)
+    assert [run.id for run in store.list_runs(tmp_path)] == [waiting.id]
+    other_seed = worker.start(
+        train_config(photos, strategy="frozen_augmented", epochs=200, batch_size=2, seed=7), tmp_path
+    )
+    assert other_seed.id != waiting.id  # Queued (its process then failed to start here, as patched).
+    waiting.set_status("done")
+    assert worker.start(config, tmp_path).id not in (waiting.id, other_seed.id)  # Ended: the same again is allowed.
+
+
 def test_a_run_whose_process_cannot_be_started_is_failed(photos, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     run = worker.start(long_config(photos), tmp_path)

@@ -125,10 +125,24 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
         "failed" with the reason.
 
     Raises:
-        ValueError: MAX_QUEUED runs already wait in this runs folder.
+        ValueError: MAX_QUEUED runs already wait in this runs folder, or a run of these very settings
+            waits or trains (a second click: the same settings and seed train the same model again).
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else store.default_runs_dir()
     refuse_a_full_queue(runs_dir, "runs")
+    twin = next(
+        (
+            run
+            for run in store.list_runs(runs_dir)
+            if run.state in store.ACTIVE_STATES and run.config() == config.to_dict()
+        ),
+        None,
+    )
+    if twin is not None:
+        raise ValueError(
+            f"Run {twin.id} of these very settings is {twin.state} already: the same settings and seed would train "
+            "the same model again. Change a setting (the seed, say) to queue another run."
+        )
     run = store.create(config, runs_dir)
     launch(run, runs_dir, "train")
     return run
