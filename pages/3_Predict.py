@@ -1,13 +1,15 @@
 """Predict: a finished run's model on uploaded photos or a camera snapshot (top predictions, where it
 looked), a folder or zip of photos to a CSV, and the model exported for serving."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from tlcore.insight import charts
 from tlcore.runs import catalog, monitor, saved_model, store
 from tlcore.serving import predict
-from views import cached, camera_view, frame, markdown, server, ship_view
+from views import cached, camera_view, frame, markdown, server, session, ship_view
 
 frame.draw()
 
@@ -17,8 +19,8 @@ PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS
 
 
 def run_label(row: dict) -> str:
-    """A run's strategy and backbone as people read them, its model's validation accuracy (to 0.1%, as on
-    the other pages), its state, and its id (and the name given it). The model is its last stage's, which
+    """A run's strategy, backbone and data set as people read them, its model's validation accuracy (to 0.1%,
+    as on the other pages), its state, and its id (and the name given it). The model is its last stage's, which
     after 1 -> 2 -> 3 can be below an earlier stage's best (what this showed before)."""
     accuracy = row["model_val_accuracy"]
     measured = "no validation accuracy" if accuracy is None else f"model's validation accuracy {accuracy:.1%}"
@@ -26,8 +28,9 @@ def run_label(row: dict) -> str:
     state = row["state"]
     if row.get("model_stage"):  # Cut short: the model of the last stage it finished.
         state = f"{state}, model of {monitor.stage_name(row['model_stage'])}"
+    data = f" on {Path(row['data_dir']).name}" if row.get("data_dir") else ""
     # The words first, the id last: a narrow window's box cuts the end of the line.
-    return f"{catalog.strategy_title(row['strategy'])} · {row['model']}: {measured}, {state} · {name}"
+    return f"{catalog.strategy_title(row['strategy'])} · {row['model']}{data}: {measured}, {state} · {name}"
 
 
 st.title("Predict")
@@ -39,8 +42,11 @@ if not finished:
 
 rows = {run.id: catalog.describe(run) for run in finished}
 ids = list(rows)
-# The best finished model, not the newest run (which may be a stopped or a scratch one).
-best = catalog.best_finished(list(rows.values()))
+# The best finished model, not the newest run (which may be a stopped or a scratch one): of the session's
+# data set when one was trained on it (the most accurate run overall may know other classes).
+dataset = session.current_dataset()
+on_this_data = [row for row in rows.values() if dataset and catalog.same_folder(row["data_dir"], dataset.root)]
+best = catalog.best_finished(on_this_data) or catalog.best_finished(list(rows.values()))
 run_id = st.selectbox(
     "Run",
     ids,

@@ -18,6 +18,7 @@ from tests.app.page_kit import (
     click,
     open_page,
     plain,
+    scan,
     texts,
     trained_run,
     zip_bytes,
@@ -55,7 +56,8 @@ def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, 
     # Strategy and backbone by their names, not their keys ("feature_extraction", "efficientnet_lite0").
     backbone = BACKBONES[run.config()["backbone"]].display_name
     assert at.selectbox(key="predict_run").options == [
-        f"1 · Feature extraction · {backbone}: model's validation accuracy {accuracy:.1%}, done · {run.id}"
+        f"1 · Feature extraction · {backbone} on {Path(run.config()['data_dir']).name}: model's validation accuracy "
+        f"{accuracy:.1%}, done · {run.id}"
     ]
 
 
@@ -239,6 +241,27 @@ def test_predict_page_defaults_to_the_best_finished_run_not_the_newest(folders, 
     newest.path.rename(newest.path.with_name("29991231-235959-scratch-ffff"))  # Sorts first: the newest.
     at = open_page("pages/3_Predict.py")
     assert at.selectbox(key="predict_run").value == good.id
+
+
+def test_predict_page_defaults_to_the_best_run_of_the_sessions_data_set(folders, small_catsdogs, tmp_path):
+    # It chose the most accurate run of any data set: with cats and dogs chosen, a scenes model came first.
+    from tests.app.page_kit import fake_finished_run
+
+    other_data = tmp_path / "scenes"
+    shutil.copytree(small_catsdogs, other_data)
+    elsewhere = fake_finished_run(folders["runs"], other_data)
+    here = fake_finished_run(folders["runs"], small_catsdogs)
+    for run, accuracy in ((elsewhere, 0.99), (here, 0.8)):
+        files.write_json(
+            run.path / "summary.json",
+            {"results": {"feature_extraction": {"val_accuracy": accuracy}}, "final_stage": "feature_extraction"},
+        )
+    at = open_page("pages/3_Predict.py")  # No data set chosen: the best overall.
+    assert at.selectbox(key="predict_run").value == elsewhere.id
+    at = open_page("pages/3_Predict.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    assert at.selectbox(key="predict_run").value == here.id
+    labels = at.selectbox(key="predict_run").options
+    assert sum(f" on {small_catsdogs.name}: " in label for label in labels) == 1
 
 
 def test_predict_page_lists_the_top_k_asked_for_and_blends_the_heatmap_at_the_opacity_set(

@@ -164,7 +164,8 @@ def delete(run: store.Run) -> None:
     shutil.rmtree(run.path)
 
 
-def _same_folder(first: str | None, second: str | None) -> bool:
+def same_folder(first: str | None, second: str | None) -> bool:
+    """Whether two paths name one folder (a run's data_dir and a data set's root, say)."""
     if not first or not second:
         return False
     try:
@@ -193,7 +194,7 @@ def transfer_rows(runs: list[store.Run], data_dir: str) -> tuple[list[dict], boo
     """
     described = []
     for run in runs:
-        if _same_folder(run.config().get("data_dir"), data_dir) and run.state == "done":
+        if same_folder(run.config().get("data_dir"), data_dir) and run.state == "done":
             row = describe(run)
             if row["accuracy"] is not None:
                 described.append((row, run.summary().get("parameters") or {}))

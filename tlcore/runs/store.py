@@ -373,6 +373,7 @@ def describe(run: Run) -> dict:
         "model": model_name(config),
         "backbone": None if config.get("strategy") == "scratch" else config.get("backbone"),
         "image_size": config.get("image_size"),
+        "data_dir": config.get("data_dir"),
         "epochs": len(metrics),
         "best_val_accuracy": max(validation) if validation else None,
         "final_val_accuracy": validation[-1] if validation else None,
