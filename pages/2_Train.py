@@ -1,7 +1,6 @@
 """Train: choose the settings, start a run in a worker process, watch it live, compare runs."""
 
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -117,7 +116,7 @@ if dataset is None:
 else:
     with st.container(border=True):
         st.subheader("New run")
-        st.markdown(markdown.dataset_line(dataset))
+        st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset)))
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
@@ -257,8 +256,8 @@ if dataset is not None:
         st.header("What transfer bought")
         st.caption(
             markdown.escape(
-                f"The finished runs on {Path(dataset.root).name}, the most accurate saved model first, beside the "
-                "small CNN trained from scratch."
+                f"The finished runs on {session.dataset_name(dataset)}, the most accurate saved model first, "
+                "beside the small CNN trained from scratch."
                 + ("" if has_baseline else " No scratch baseline on this data set yet: train one to compare.")
             )
         )

@@ -57,7 +57,10 @@ class SessionLines:
     def draw(self) -> None:
         """Writes (again) what the session's data set and run are now."""
         dataset = session.current_dataset()
-        self.dataset_line.caption("Data set: " + (markdown.dataset_line(dataset) if dataset else "none chosen yet"))
+        self.dataset_line.caption(
+            "Data set: "
+            + (markdown.dataset_line(dataset, session.dataset_name(dataset)) if dataset else "none chosen yet")
+        )
         run = session.current_run()
         self.run_line.caption("Run: " + (markdown.escape(f"{run.id} ({run.state})") if run else "none yet"))
 

@@ -61,12 +61,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def dataset_line(scan: DatasetScan) -> str:
-    """'catsdogs: 2 classes (cats, dogs), 40 train / 20 validation images', Markdown-escaped."""
+def dataset_line(scan: DatasetScan, name: str | None = None) -> str:
+    """'catsdogs: 2 classes (cats, dogs), 40 train / 20 validation images', Markdown-escaped.
+
+    Args:
+        scan: the data set.
+        name: what to call it (its name in the library, `session.dataset_name`); default its folder's name.
+    """
     counts = {split: len(samples) for split, samples in scan.splits.items()}
     shown = ", ".join(scan.classes[:6]) + (", ..." if scan.num_classes > 6 else "")
     parts = " / ".join(f"{count} {split}" for split, count in counts.items())
-    return escape(f"{Path(scan.root).name}: {scan.num_classes} classes ({shown}), {parts} images")
+    return escape(f"{name or Path(scan.root).name}: {scan.num_classes} classes ({shown}), {parts} images")
 
 
 def weights_phrase(status: WeightsStatus, offline_variants: list[tuple[float, int]], *, detailed: bool) -> str:

@@ -47,6 +47,12 @@ def current_dataset() -> DatasetScan | None:
     return st.session_state.get("dataset")
 
 
+def dataset_name(scan: DatasetScan) -> str:
+    """The data set's name in the library (a person may have renamed it there), else its folder's name."""
+    entry = library.find(server.data_dir(), library.entry_id(scan.root))
+    return entry.name if entry is not None else Path(scan.root).name
+
+
 def reopen_dataset() -> None:
     """Once per session, whichever page it opens on: the data set of the link (`?dataset=<id>`), else the
     last one used, scanned again with its split. A reload or a new tab starts an empty session."""

@@ -290,6 +290,10 @@ def test_after_renaming_a_library_entry_that_is_not_the_first_use_and_delete_act
     assert at.selectbox(key="library_choice").value == ids["one"]
     click(at, "Use this data set")
     assert at.session_state["dataset"].root == str(roots[0].resolve())
+    # Its new name wherever the data set is named (the sidebar, Home, the Train page), not the folder's.
+    assert plain(at.sidebar.caption[0].value).startswith("Data set: renamed: 2 classes")
+    assert "renamed: 2 classes (cats, dogs)" in texts(open_page("pages/2_Train.py", at))
+    at = open_page("pages/1_Data.py", at)
     at.checkbox(key=f"library_delete_confirmed_{ids['one']}").check().run()
     click(at, "Delete")
     assert sorted(entry.id for entry in library.entries(folders["data"])) == sorted([ids["two"], ids["three"]])
