@@ -552,6 +552,8 @@ def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_ov
     assert rows[sequence.id]["val. accuracy"] == "75.0%" and rows[sequence.id]["time"] == "17 s"
     assert rows[sequence.id]["best stage"] == "92.0% in 1 · Feature extraction"
     assert rows[sequence.id]["strategy"] == "1 → 2 → 3 in sequence"
+    assert rows[sequence.id]["data set"] == small_catsdogs.name, "which data set each run used"
+    assert list(table.columns)[3:7] == ["name", "strategy", "model", "data set"], "what tells runs apart, next"
     assert rows[queued.id]["val. accuracy"] == "—" and rows[queued.id]["time"] == "—"
     assert "None" not in table.to_string()
     at.session_state["runs_table"] = {

@@ -113,16 +113,19 @@ def compare_row(row: dict) -> dict:
     screen sees the headline without scrolling and a queued run reads "—", not "None".
     """
     seconds = row.get("seconds")
+    data_dir = row.get("data_dir")
     return {
         "val. accuracy": percent(row.get("accuracy")),
         "best stage": best_stage_text(row),
         "time": MISSING if not isinstance(seconds, (int, float)) else monitor.format_seconds(seconds),
+        # What tells runs apart comes next: the name given, then strategy, model and data set.
+        "name": row.get("label") or "",
         "strategy": strategy_title(row.get("strategy")),
         "model": row.get("model") or MISSING,
+        "data set": Path(data_dir).name if isinstance(data_dir, str) and data_dir else MISSING,
         "state": row.get("state") or MISSING,
         "size (px)": MISSING if row.get("image_size") is None else str(row["image_size"]),
         "epochs": str(row.get("epochs") or 0),
-        "name": row.get("label") or "",
         "run": row["run"],
     }
 
