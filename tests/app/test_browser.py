@@ -363,7 +363,7 @@ def test_after_renaming_a_library_entry_that_is_not_the_first_use_takes_that_dat
     page.get_by_role("button", name="Use this data set").click()
     settle(page)
     sidebar = page.get_by_test_id("stSidebar").inner_text()
-    assert "Data set: alpha: 2 classes" in sidebar, sidebar
+    assert "Data set: renamed alpha: 2 classes" in sidebar, sidebar  # alpha, by its new name.
     no_traceback(page)
 
 
