@@ -46,7 +46,7 @@ dataset = session.current_dataset()
 if dataset is None:
     st.info("No data set chosen yet in this session: start on the Data page.")
 else:
-    st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset)))
+    st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset.root)))
 
 st.subheader("Latest runs")
 latest = [catalog.describe(run) for run in store.list_runs(server.runs_dir())[:5]]

@@ -116,7 +116,7 @@ if dataset is None:
 else:
     with st.container(border=True):
         st.subheader("New run")
-        st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset)))
+        st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset.root)))
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
@@ -256,7 +256,7 @@ if dataset is not None:
         st.header("What transfer bought")
         st.caption(
             markdown.escape(
-                f"The finished runs on {session.dataset_name(dataset)}, the most accurate saved model first, "
+                f"The finished runs on {session.dataset_name(dataset.root)}, the most accurate saved model first, "
                 "beside the small CNN trained from scratch."
                 + ("" if has_baseline else " No scratch baseline on this data set yet: train one to compare.")
             )
@@ -264,7 +264,13 @@ if dataset is not None:
         st.markdown(markdown.table(transfer))
 
 st.header("Compare runs")
-table = pd.DataFrame([catalog.compare_row(catalog.describe(item)) for item in store.list_runs(server.runs_dir())])
+names = session.dataset_names()
+table = pd.DataFrame(
+    [
+        catalog.compare_row(row, session.dataset_name(row["data_dir"], names) if row.get("data_dir") else None)
+        for row in (catalog.describe(item) for item in store.list_runs(server.runs_dir()))
+    ]
+)
 if table.empty:
     st.caption("Finished runs appear here.")
     st.stop()

@@ -1,8 +1,6 @@
 """Predict: a finished run's model on uploaded photos or a camera snapshot (top predictions, where it
 looked), a folder or zip of photos to a CSV, and the model exported for serving."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
@@ -18,7 +16,7 @@ frame.draw()
 PHOTO_TYPES = [extension.removeprefix(".") for extension in SUPPORTED_EXTENSIONS]
 
 
-def run_label(row: dict) -> str:
+def run_label(row: dict, data_name: str | None) -> str:
     """A run's strategy, backbone and data set as people read them, its model's validation accuracy (to 0.1%,
     as on the other pages), its state, and its id (and the name given it). The model is its last stage's, which
     after 1 -> 2 -> 3 can be below an earlier stage's best (what this showed before)."""
@@ -28,7 +26,7 @@ def run_label(row: dict) -> str:
     state = row["state"]
     if row.get("model_stage"):  # Cut short: the model of the last stage it finished.
         state = f"{state}, model of {monitor.stage_name(row['model_stage'])}"
-    data = f" on {Path(row['data_dir']).name}" if row.get("data_dir") else ""
+    data = f" on {data_name}" if data_name else ""
     # The words first, the id last: a narrow window's box cuts the end of the line.
     return f"{catalog.strategy_title(row['strategy'])} · {row['model']}{data}: {measured}, {state} · {name}"
 
@@ -47,12 +45,16 @@ ids = list(rows)
 dataset = session.current_dataset()
 on_this_data = [row for row in rows.values() if dataset and catalog.same_folder(row["data_dir"], dataset.root)]
 best = catalog.best_finished(on_this_data) or catalog.best_finished(list(rows.values()))
+names = session.dataset_names()  # Each run's data set by its library name (an upload's folder is generated).
+data_names = {
+    key: session.dataset_name(row["data_dir"], names) if row["data_dir"] else None for key, row in rows.items()
+}
 run_id = st.selectbox(
     "Run",
     ids,
     index=ids.index(best),
     key="predict_run",
-    format_func=lambda key: run_label(rows[key]),
+    format_func=lambda key: run_label(rows[key], data_names[key]),
 )
 try:
     predictor = cached.predictor(run_id)

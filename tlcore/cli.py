@@ -267,10 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = console.format_warning
     # A file name that is not UTF-8 reaches Python with surrogates in place of its bytes (PEP 383); printed,
-    # it failed the whole command under a UTF-8 locale's strict stdout. Written back as the bytes it was.
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
+    # it failed the whole command under a UTF-8 locale's strict stdout. Written back as the bytes it was
+    # (standard error already escapes what it cannot encode).
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")
     if argv[:1] == ["worker"]:
         arguments = build_worker_parser().parse_args(argv[1:])
     else:

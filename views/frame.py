@@ -59,7 +59,7 @@ class SessionLines:
         dataset = session.current_dataset()
         self.dataset_line.caption(
             "Data set: "
-            + (markdown.dataset_line(dataset, session.dataset_name(dataset)) if dataset else "none chosen yet")
+            + (markdown.dataset_line(dataset, session.dataset_name(dataset.root)) if dataset else "none chosen yet")
         )
         run = session.current_run()
         self.run_line.caption("Run: " + (markdown.escape(f"{run.id} ({run.state})") if run else "none yet"))

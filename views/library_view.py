@@ -59,7 +59,9 @@ def choose() -> library.Entry | None:
         if owned
         else "it is forgotten with its cached features; your folder stays as it is"
     )
-    confirmed = st.checkbox(f"Yes, delete {entry.name}: {what}", key=f"library_delete_confirmed_{entry.id}")
+    confirmed = st.checkbox(
+        markdown.escape(f"Yes, delete {entry.name}: {what}"), key=f"library_delete_confirmed_{entry.id}"
+    )
     if st.button("Delete", icon=":material/delete:", key="library_delete", disabled=not confirmed):
         try:
             removed = library.delete(data_dir, entry.id, server.runs_dir())

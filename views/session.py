@@ -47,10 +47,19 @@ def current_dataset() -> DatasetScan | None:
     return st.session_state.get("dataset")
 
 
-def dataset_name(scan: DatasetScan) -> str:
-    """The data set's name in the library (a person may have renamed it there), else its folder's name."""
-    entry = library.find(server.data_dir(), library.entry_id(scan.root))
-    return entry.name if entry is not None else Path(scan.root).name
+def dataset_names() -> dict[str, str]:
+    """Folder -> name of every data set in the library (a person may have renamed it there): one read."""
+    return {entry.path: entry.name for entry in library.entries(server.data_dir())}
+
+
+def dataset_name(folder: str, names: dict[str, str] | None = None) -> str:
+    """A data set folder's name in the library (`names`, else read now), else the folder's name."""
+    names = dataset_names() if names is None else names
+    try:
+        resolved = str(Path(folder).resolve())
+    except OSError:
+        resolved = folder
+    return names.get(resolved) or Path(folder).name
 
 
 def reopen_dataset() -> None:
@@ -84,9 +93,12 @@ def augmentation() -> AugmentationConfig:
 def linked_run() -> str | None:
     """The run id of the link (`?run=<id>`) when it names a run of the runs folder; never a path."""
     wanted = st.query_params.get("run")
-    if wanted and wanted in {run.id for run in store.list_runs(server.runs_dir())}:
-        return wanted
-    return None
+    if not wanted or Path(wanted).name != wanted:  # An id only: resolve would take a path inside the folder too.
+        return None
+    try:
+        return store.resolve(wanted, server.runs_dir()).id
+    except ValueError:  # Not a run of the runs folder: a deleted run, say.
+        return None
 
 
 def current_run() -> store.Run | None:
@@ -100,10 +112,11 @@ def current_run() -> store.Run | None:
             st.session_state.pop("run_id", None)
     # The run training first: runs train one at a time, so a newer queued run is waiting for it
     # (showing the queued one hid the progress and Stop button).
-    run = store.training_run(server.runs_dir())
+    runs = store.list_runs(server.runs_dir())  # Newest first.
+    states = {run.id: run.state for run in runs}  # Each status read once.
+    run = next((run for run in runs if states[run.id] in ("running", "stopping")), None)
     if run is None:
-        runs = store.list_runs(server.runs_dir())  # Newest first.
-        run = next((run for run in runs if run.state == "queued"), None)
+        run = next((run for run in runs if states[run.id] == "queued"), None)
         if run is None:
             # Shown, not kept: a run started meanwhile (another tab, the CLI) takes its place on the next rerun.
             return runs[0] if runs else None

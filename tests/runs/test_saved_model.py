@@ -10,7 +10,7 @@ import pytest
 
 from tlcore import files
 from tlcore.config import TrainConfig
-from tlcore.runs import catalog, saved_model, store
+from tlcore.runs import catalog, resumption, saved_model, store
 from tlcore.serving import predict
 
 
@@ -117,7 +117,11 @@ def test_a_live_run_or_one_cut_short_without_a_record_is_refused_with_why(run):
     assert not saved_model.usable(run)
     with pytest.raises(predict.ModelLoadError, match="not recorded: it is not used. Start it again as a new run."):
         predict.load(run)
-    run.set_status("interrupted")  # Resumable: a failed run is not.
+    run.set_status("interrupted")  # Nothing backed up: not resumable either.
+    with pytest.raises(predict.ModelLoadError, match="not recorded: it is not used. Start it again as a new run."):
+        predict.load(run)
+    stage = resumption.resume_point(run).stage
+    files.write_json(resumption.backup_folder(run, stage) / resumption.METADATA_FILE, {"epoch": 2})  # Resumable.
     with pytest.raises(predict.ModelLoadError, match="not recorded: it is not used. Resume the run to finish it."):
         predict.load(run)
     run.model_path.unlink()  # Cut short in its first stage: no model at all, as load_model_file says.

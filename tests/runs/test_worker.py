@@ -162,8 +162,11 @@ def test_a_second_start_of_the_very_settings_of_a_waiting_run_is_refused_naming_
         train_config(photos, strategy="frozen_augmented", epochs=200, batch_size=2, seed=7), tmp_path
     )
     assert other_seed.id != waiting.id  # Queued (its process then failed to start here, as patched).
-    waiting.set_status("done")
-    assert worker.start(config, tmp_path).id not in (waiting.id, other_seed.id)  # Ended: the same again is allowed.
+    waiting.set_status("running", pid=os.getpid(), started=psutil.Process().create_time())
+    waiting.request_stop()
+    assert waiting.state == "stopping"  # It will not finish: the same settings again are allowed.
+    again = worker.start(config, tmp_path)
+    assert again.id not in (waiting.id, other_seed.id)
 
 
 def test_a_run_whose_process_cannot_be_started_is_failed(photos, tmp_path, monkeypatch):

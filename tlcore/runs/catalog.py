@@ -106,8 +106,10 @@ def best_finished(rows: list[dict]) -> str | None:
     return max(rows, key=rank)["run"]
 
 
-def compare_row(row: dict) -> dict:
+def compare_row(row: dict, data_name: str | None = None) -> dict:
     """A `describe` row as the compare table shows it: accuracy and time first, then what the run was.
+
+    `data_name` names its data set (the app passes the library's name); default the folder's name.
 
     Every cell is text in the app's one format (percent to 0.1%, MISSING for no value), so a narrow
     screen sees the headline without scrolling and a queued run reads "—", not "None".
@@ -122,7 +124,7 @@ def compare_row(row: dict) -> dict:
         "name": row.get("label") or "",
         "strategy": strategy_title(row.get("strategy")),
         "model": row.get("model") or MISSING,
-        "data set": Path(data_dir).name if isinstance(data_dir, str) and data_dir else MISSING,
+        "data set": data_name or (Path(data_dir).name if isinstance(data_dir, str) and data_dir else MISSING),
         "state": row.get("state") or MISSING,
         "size (px)": MISSING if row.get("image_size") is None else str(row["image_size"]),
         "epochs": str(row.get("epochs") or 0),

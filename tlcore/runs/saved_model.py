@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from tlcore.files import json_text, read_json
+from tlcore.runs import resumption
 from tlcore.runs.store import ACTIVE_STATES, CUT_SHORT_STATES, ENDED_STATES
 
 RECORD_FILE = "model.json"
@@ -105,8 +106,9 @@ def why_not_usable(run, state: str | None = None) -> str | None:
             "learned); wait for it, or stop it."
         )
     if state in CUT_SHORT_STATES and run.model_path.is_file() and stage_record(run) is None:
-        # A failed run is never resumable (tlcore.runs.resumption): telling it to resume sent people to a refusal.
-        what_next = "Resume the run to finish it." if state == "interrupted" else "Start it again as a new run."
+        # Told to resume only when it can be (a failed run never can): the advice sent people to a refusal.
+        resumable = resumption.why_not_resumable(run) is None
+        what_next = "Resume the run to finish it." if resumable else "Start it again as a new run."
         return (
             f"Run {run.id} is {state}, and which stage its model file holds is not recorded: it is not used. "
             + what_next

@@ -321,19 +321,24 @@ def list_runs(runs_dir: str | os.PathLike | None = None) -> list[Run]:
             continue
         if path.is_dir() and (path / "config.json").is_file():
             found.append(Run(path))
-    return sorted(found, key=_creation_order, reverse=True)
+    # Ids start with the second they were made in, then a random suffix: runs made within one second (the
+    # CLI's queue, two clicks) are ordered by the status's "created" time, which only they need read.
+    by_second: dict[str, list[Run]] = {}
+    for run in sorted(found, key=lambda item: item.id, reverse=True):
+        by_second.setdefault(run.id[: len("YYYYMMDD-HHMMSS")], []).append(run)
+    return [
+        run
+        for runs in by_second.values()
+        for run in (sorted(runs, key=_created_then_id, reverse=True) if len(runs) > 1 else runs)
+    ]
 
 
-def _creation_order(run: Run) -> tuple[str, float, str]:
-    """Sorts runs by when they were created: the id's time stamp, then the status's "created" time.
-
-    The stamp counts whole seconds and a random suffix follows it, so runs queued within one second
-    (the CLI's queue, two clicks) sorted at random by their ids alone.
-    """
+def _created_then_id(run: Run) -> tuple[float, str]:
+    """The status's "created" time (queued again when resumed), 0 for a folder from before it was recorded."""
     created = run.raw_status().get("created")
     if not isinstance(created, (int, float)) or isinstance(created, bool):
-        created = 0.0  # A run folder from before "created" was recorded.
-    return run.id[: len("YYYYMMDD-HHMMSS")], float(created), run.id
+        created = 0.0
+    return float(created), run.id
 
 
 def _model_val_accuracy(summary: dict) -> float | None:

@@ -134,7 +134,7 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
         (
             run
             for run in store.list_runs(runs_dir)
-            if run.state in store.ACTIVE_STATES and run.config() == config.to_dict()
+            if run.state in ("queued", "running") and run.config() == config.to_dict()
         ),
         None,
     )
@@ -186,7 +186,11 @@ def prepare_resume(run: store.Run) -> resumption.ResumePoint:
     # One resume at a time per run (two tabs, the app and the CLI): between the check and the queueing the
     # data set is scanned, seconds on a large one, and two callers both passing the check gave one run two
     # workers. The second caller waits here, then finds the run queued.
-    with open(run.path / RESUME_LOCK_NAME, "a+") as lock:
+    try:
+        lock = open(run.path / RESUME_LOCK_NAME, "a+")
+    except FileNotFoundError:  # Deleted meanwhile (another tab).
+        raise ValueError(f"No run {run.id!r}: its folder is gone.") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         reason = resumption.why_not_resumable(run)
         if reason is not None:
