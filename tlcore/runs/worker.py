@@ -130,19 +130,12 @@ def start(config, runs_dir: str | os.PathLike | None = None) -> store.Run:
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else store.default_runs_dir()
     refuse_a_full_queue(runs_dir, "runs")
-    twin = next(
-        (
-            run
-            for run in store.list_runs(runs_dir)
-            if run.state in ("queued", "running") and run.config() == config.to_dict()
-        ),
-        None,
-    )
-    if twin is not None:
-        raise ValueError(
-            f"Run {twin.id} of these very settings is {twin.state} already: the same settings and seed would train "
-            "the same model again. Change a setting (the seed, say) to queue another run."
-        )
+    for twin in store.list_runs(runs_dir):
+        if twin.state in ("queued", "running") and twin.config() == config.to_dict():
+            raise ValueError(
+                f"Run {twin.id} of these very settings is {twin.state} already: the same settings and seed would "
+                "train the same model again. Change a setting (the seed, say) to queue another run."
+            )
     run = store.create(config, runs_dir)
     launch(run, runs_dir, "train")
     return run
