@@ -52,8 +52,8 @@ def choose() -> library.Entry | None:
     rename.text_input("Name", value=entry.name, key=name_key)
     rename.button("Rename", key="library_rename", on_click=_rename, args=(data_dir, entry, name_key))
     if "library_renamed" in st.session_state:
-        message = st.session_state.pop("library_renamed")
-        (st.error if message.startswith("Not renamed") else st.success)(markdown.escape(message))
+        renamed, message = st.session_state.pop("library_renamed")
+        (st.success if renamed else st.error)(markdown.escape(message))
     what = (
         "the app's copy of its photos and its cached features are removed"
         if owned
@@ -86,10 +86,10 @@ def _rename(data_dir, entry: library.Entry, name_key: str) -> None:
     if new_name == entry.name:
         return
     try:
-        library.rename(data_dir, entry.id, new_name)
+        renamed = library.rename(data_dir, entry.id, new_name)
     except (ValueError, OSError) as error:
-        st.session_state["library_renamed"] = f"Not renamed: {error}"
+        st.session_state["library_renamed"] = (False, f"Not renamed: {error}")
         return
     # The selector's text names the entry, so it changed: keep the choice by its id, not by that text.
     st.session_state["library_choice"] = entry.id
-    st.session_state["library_renamed"] = f"{entry.name} is now {new_name}."
+    st.session_state["library_renamed"] = (True, f"{entry.name} is now {renamed.name}.")  # As stored (spaces folded).
