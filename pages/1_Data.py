@@ -179,8 +179,17 @@ if dataset is None:
     st.info("No data set yet: scan a folder, upload a zip, build the offline demo set, or make one under Build.")
     st.stop()
 
+st.divider()  # What follows is the data set in use, which may not be the one a source above is showing.
 st.header("Scan report")
-st.markdown(markdown.escape(dataset.root))
+dataset_title = session.dataset_name(dataset.root)
+if source == "Build" and builder_view.making_another(dataset.root):
+    st.caption(
+        markdown.escape(
+            f"The data set in use is {dataset_title}; the set being made above takes its place once you press "
+            "“Use this data set”."
+        )
+    )
+st.markdown(f"**{markdown.escape(dataset_title)}** · {markdown.escape(dataset.root)}")
 counts = dataset.counts()
 gallery.metrics(
     [("Classes", dataset.num_classes)]

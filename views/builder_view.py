@@ -53,6 +53,14 @@ def build() -> str | None:
     return None
 
 
+def making_another(folder: str) -> bool:
+    """Whether the builder shows a set (`builder_set`) other than the data set at `folder`."""
+    chosen = st.session_state.get("builder_set")
+    if not chosen:
+        return False
+    return Path(folder).resolve() != (builder.built_root(server.data_dir()) / chosen).resolve()
+
+
 def _act(action, *arguments) -> bool:
     """Runs a change to the set; shows what went wrong instead of failing. Returns whether it worked."""
     try:

@@ -83,3 +83,24 @@ def test_classes_are_renamed_and_deleted_and_a_bad_name_is_refused_with_a_messag
     assert builder.classes(folder) == [] and "No photos yet." not in texts(at)
     at = click(at, "Delete it")
     assert not folder.exists() and "Name a new data set to start." in texts(at)
+
+
+def test_the_builder_says_the_scan_report_below_is_another_data_set_and_refuses_a_repeated_photo(
+    catsdogs_dir, folders, small_catsdogs
+):
+    # Below the builder, the Scan report of the data set in use read as if it were the set being made.
+    from tests.app.page_kit import scan
+
+    at = scan(open_page("pages/1_Data.py"), small_catsdogs)
+    at.segmented_control(key="data_source").set_value("Build").run()
+    assert "The data set in use is" not in texts(at), "no set is being made yet"
+    at = _make(at, "builder_new_set", "pets", "Create")
+    at = _make(at, "builder_new_class", "cats", "Add class")
+    assert f"The data set in use is {small_catsdogs.name}; the set being made above takes its place" in texts(at)
+    # The same photo twice (an upload repeated) is refused, naming where the set holds it.
+    cat = sorted((catsdogs_dir / "train" / "cats").iterdir())[0]
+    at = _upload(at, [cat, cat])
+    assert [path.name for path in builder.photos(folders["data"] / "built" / "pets")["cats"]] == [cat.name]
+    assert f"{cat.name}: the same photo is in the data set already, as cats/{cat.name}." in [
+        plain(error.value) for error in at.error
+    ]

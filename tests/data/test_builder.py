@@ -56,16 +56,37 @@ def test_bad_files_are_refused_with_their_name_and_reason_and_nothing_is_written
 def test_files_take_their_real_format_and_same_names_are_numbered(tmp_path):
     folder = builder.create_set(tmp_path, "shots")
     builder.add_class(folder, "red")
-    png = encoded(Image.new("RGB", (40, 30), "red"), "PNG")
+    png, other, third_png = (encoded(Image.new("RGB", (40, 30), colour), "PNG") for colour in ("red", "pink", "plum"))
     first = builder.add_photo(folder, "red", png, "image.jpg")  # A PNG with a JPEG's name.
-    second = builder.add_photo(folder, "red", png, "image.jpg")
-    third = builder.add_photo(folder, "red", png, "../../x y?.png")
+    second = builder.add_photo(folder, "red", other, "image.jpg")
+    third = builder.add_photo(folder, "red", third_png, "../../x y?.png")
     assert [path.name for path in (first, second, third)] == ["image.png", "image-2.png", "x-y.png"]
     assert first.read_bytes() == png, "the bytes are kept as uploaded"
     builder.remove_photo(folder, second)
     assert builder.photos(folder) == {"red": [first, third]}
     with pytest.raises(ValueError, match="not a photo of the data set"):
         builder.remove_photo(folder, tmp_path / "elsewhere.png")
+
+
+def test_a_photo_the_set_holds_already_is_refused_naming_where_it_is(tmp_path):
+    # The same upload twice was kept as image.png and image-2.png: counted double, and possibly in training and
+    # validation both; in another class it would teach two labels for one photo.
+    folder = builder.create_set(tmp_path, "shots")
+    builder.add_class(folder, "red")
+    builder.add_class(folder, "blue")
+    png = encoded(Image.new("RGB", (40, 30), "red"), "PNG")
+    first = builder.add_photo(folder, "red", png, "image.png")
+    with pytest.raises(
+        builder.DuplicatePhotoError, match=r"copy\.png: the same photo is in the data set already, as red/image\.png"
+    ):
+        builder.add_photo(folder, "blue", png, "copy.png")
+    report = builder.add_photos(folder, "red", [(png, "again.png"), (png + b"", "again-2.png")])
+    assert report.added == () and [name for name, _ in report.refused] == ["again.png", "again-2.png"]
+    fresh = encoded(Image.new("RGB", (40, 30), "blue"), "PNG")
+    report = builder.add_photos(folder, "blue", [(fresh, "b.png"), (fresh, "b-copy.png")])
+    assert [path.name for path in report.added] == ["b.png"], "a batch's own repeat is refused too"
+    assert report.refused == (("b-copy.png", "the same photo is in the data set already, as blue/b.png."),)
+    assert builder.photos(folder) == {"blue": [folder / "blue" / "b.png"], "red": [first]}
 
 
 def test_classes_are_renamed_and_deleted_with_their_photos(tmp_path):

@@ -164,6 +164,14 @@ def delete_class(folder: str | os.PathLike, name: str) -> None:
     shutil.rmtree(_class_folder(_set_folder(folder), name))
 
 
+class DuplicatePhotoError(Exception):
+    """A photo whose bytes the data set holds already; `reason` says where."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name, self.reason = name, reason
+
+
 def add_photo(folder: str | os.PathLike, class_name: str, content: bytes, name: str) -> Path:
     """Decodes a photo with the one decoder, then writes its bytes, unchanged, into a class.
 
@@ -174,10 +182,17 @@ def add_photo(folder: str | os.PathLike, class_name: str, content: bytes, name: 
 
     Raises:
         InvalidImageError: the photo cannot be decoded (named `name`, with the reason); nothing is written.
+        DuplicatePhotoError: the set holds these very bytes already, in this class or another (twice in one
+            class it would count double, and it could land in training and validation both; in two classes
+            it would teach both labels); nothing is written.
         ValueError: no such class.
     """
-    target = _class_folder(_set_folder(folder), class_name)
+    root = _set_folder(folder)
+    target = _class_folder(root, class_name)
     images.decode(content, name=name)
+    same = same_photo(root, content)
+    if same is not None:
+        raise DuplicatePhotoError(name, f"the same photo is in the data set already, as {same}.")
     with Image.open(io.BytesIO(content)) as opened:  # The header alone: the decode above read it whole.
         # A phone's MPO is a JPEG with extra frames the decoder reads as a JPEG.
         extension = EXTENSIONS.get(opened.format, ".jpg")
@@ -193,6 +208,16 @@ def add_photo(folder: str | os.PathLike, class_name: str, content: bytes, name: 
     return path
 
 
+def same_photo(folder: str | os.PathLike, content: bytes) -> str | None:
+    """'<class>/<file>' of a photo of the set with exactly these bytes, or None."""
+    for class_name, found in photos(folder).items():
+        for path in found:
+            # Only a file of the same size is read: adding a photo stays cheap in a large class.
+            if path.stat().st_size == len(content) and path.read_bytes() == content:
+                return f"{class_name}/{path.name}"
+    return None
+
+
 def add_photos(folder: str | os.PathLike, class_name: str, uploads: Iterable[tuple[bytes, str]]) -> AddReport:
     """`add_photo` for each (bytes, name); a refused photo is reported and the others still go in.
 
@@ -203,7 +228,7 @@ def add_photos(folder: str | os.PathLike, class_name: str, uploads: Iterable[tup
     for content, name in uploads:
         try:
             added.append(add_photo(folder, class_name, content, name))
-        except InvalidImageError as error:
+        except (InvalidImageError, DuplicatePhotoError) as error:
             refused.append((name, error.reason))
     return AddReport(tuple(added), tuple(refused))
 
