@@ -59,11 +59,11 @@ else:
                 {
                     # The name a person gave the run, beside the id the CLI takes.
                     "run": row["run"] if not row["label"] else f"{row['run']} ({row['label']})",
-                    # The saved model's, what Predict and the exports use; an earlier stage's peak beside it.
-                    # Next to the run, so a narrow screen sees them without scrolling the table.
-                    "validation accuracy": catalog.percent(row["accuracy"]),
-                    "best stage": catalog.best_stage_text(row),
+                    # The state and the saved model's accuracy (what Predict and the exports use; an earlier
+                    # stage's peak beside it) next to the run, so a narrow screen sees them without scrolling.
                     "state": row["state"],
+                    "val. accuracy": catalog.percent(row["accuracy"]),
+                    "best stage": catalog.best_stage_text(row),
                     "strategy": catalog.strategy_title(row["strategy"]),
                     "model": row["model"],
                     "size (px)": row["image_size"],

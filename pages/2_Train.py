@@ -176,7 +176,7 @@ else:
             **keep,
         )
         with st.expander("Hyperparameters", key="train_hyperparameters"):
-            settings = train_options.settings_widgets("hyperparameters", keep)
+            settings = train_options.settings_widgets("hyperparameters", keep, train_options.stage_extras(strategy))
             levels_view.feature_levels_check(
                 dataset, backbone, int(image_size), disabled=weights != "imagenet" or not status.available
             )
@@ -251,14 +251,15 @@ else:
                 st.rerun()  # Draw the new run at the top.
 
 if dataset is not None:
-    transfer, has_baseline = catalog.transfer_rows(store.list_runs(server.runs_dir()), dataset.root)
+    runs = store.list_runs(server.runs_dir())
+    transfer, has_baseline = catalog.transfer_rows(runs, dataset.root)
     if transfer:
         st.header("What transfer bought")
+        note = "" if has_baseline else " " + (catalog.missing_baseline_note(runs, dataset.root) or "")
         st.caption(
             markdown.escape(
                 f"The finished runs on {session.dataset_name(dataset.root)}, the most accurate saved model first, "
-                "beside the small CNN trained from scratch."
-                + ("" if has_baseline else " No scratch baseline on this data set yet: train one to compare.")
+                f"beside the small CNN trained from scratch.{note}"
             )
         )
         st.markdown(markdown.table(transfer))

@@ -13,18 +13,24 @@ from tlcore.insight import charts
 from tlcore.serving import predict
 from views import cached, markdown
 
-# How many classes the snapshot lists, at most.
-TOP = 3
-
 
 def camera(run_id: str, labels: list[str]) -> None:
     """A camera input; its snapshot's top classes, and the heatmap of the most likely one."""
     # Half the page on a desktop (full width, the preview was taller than the window); a phone stacks the columns.
-    shot = st.columns(2)[0].camera_input("Take a photo to classify", key="predict_camera")
+    camera_column, settings_column = st.columns(2)
+    shot = camera_column.camera_input("Take a photo to classify", key="predict_camera")
+    top = settings_column.number_input(
+        "Top predictions to show",
+        1,
+        len(labels),
+        value=min(3, len(labels)),
+        key="camera_top",
+        help="How many of the most likely classes the snapshot lists, with their probabilities.",
+    )
     if shot is None:
         st.info("Take a photo: the model classifies it and shows where it looked.")
         return
-    top = min(TOP, len(labels))
+    top = int(top)
     content = shot.getvalue()
     with st.spinner("Predicting..."):
         result = cached.predictions(run_id, [(content, "camera snapshot")], top)[0]

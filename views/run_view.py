@@ -24,16 +24,25 @@ STATE_BOXES = {
     "failed": st.error,
     "interrupted": st.error,
 }
-STATE_MESSAGES = {
-    "queued": "waiting to start",
-    "running": "training",
-    "stopping": "stopping after this batch",
-    "done": "finished",
-    "stopped": "stopped on request; the model keeps what it had learned",
+# The headline above a run: its state first, as the runs table and the CLI name it, then what it means. A failed
+# or interrupted run says its error instead.
+STATE_HEADLINES = {
+    "queued": "Queued: waiting to start",
+    "running": "Running: training",
+    "stopping": "Stopping: training ends after this batch",
+    "done": "Done: every stage finished",
+    "stopped": "Stopped on request: the model keeps what it had learned",
 }
 # While a run is live, the rest of the page (the sidebar's run line, the runs table) is redrawn by a
 # full rerun: at once when the run's state changes, and at most this often when only its epochs do.
 PAGE_REFRESH_SECONDS = 20
+
+
+def state_headline(state: str, error: str | None) -> str:
+    """'Done: every stage finished', 'Failed: <its error>': the run's state and what it means."""
+    if state in STATE_HEADLINES:
+        return STATE_HEADLINES[state]
+    return f"{state.capitalize()}: {error or 'no error was recorded'}"
 
 
 def stage_result(stage: str, result: dict) -> str:
@@ -81,8 +90,7 @@ def show(run: store.Run) -> tuple[str, int]:
     name = catalog.label(run)
     title = f"{run.id} ({name})" if name else run.id
     st.markdown(markdown.escape(f"{title} · {store.model_name(config)} · {config.get('image_size')} px"))
-    message = STATE_MESSAGES.get(state) or status.get("error") or ""
-    STATE_BOXES.get(state, st.info)(markdown.escape(f"{state}: {message}"))
+    STATE_BOXES.get(state, st.info)(markdown.escape(state_headline(state, status.get("error"))))
     if state in session.ACTIVE_STATES:
         # A queued run waits for the run training in its runs folder, if there is one; else its worker is starting.
         training = store.training_run(run.path.parent, exclude=run.id) if state == "queued" else None
@@ -199,8 +207,17 @@ def manage(run: store.Run) -> None:
             max_chars=catalog.LABEL_MAX_CHARACTERS,
             key=name_key,
         )
-        # Read from the session in the callback: arguments bound at draw time would hold the name before the edit.
-        st.button("Save the name", on_click=lambda: catalog.rename(run, st.session_state.get(name_key, "")))
+        saved_key = f"run_name_saved_{run.id}"
+
+        def save_name() -> None:
+            # Read from the session here: arguments bound at draw time would hold the name before the edit.
+            stored = catalog.rename(run, st.session_state.get(name_key, ""))
+            st.session_state[name_key] = stored or ""  # As stored: spaces folded, cut to the longest name.
+            st.session_state[saved_key] = f"Named {run.id} “{stored}”." if stored else f"{run.id} has no name now."
+
+        st.button("Save the name", on_click=save_name)
+        if saved_key in st.session_state:
+            st.caption(markdown.escape(st.session_state.pop(saved_key)))
         active = run.state in store.ACTIVE_STATES
         confirmed = st.checkbox(
             f"Yes, delete run {run.id}: its model, curves and logs",

@@ -148,13 +148,14 @@ def export(run_id: str) -> None:
                     f"{path.name} ({browse.human_size(size)}) agrees with the Keras model on {result['agreement']:.1%} "
                     f"of {result['images']} validation images (largest probability difference "
                     f"{result['max_difference']:.2g}); accuracy {result['accuracy']:.1%}, the Keras model's "
-                    f"{result['keras_accuracy']:.1%}."
+                    f"{result['keras_accuracy']:.1%}. The download, {exporting.archive_name(run_id, format)}, "
+                    f"holds {exporting.archive_contents(path, format)}."
                 )
             )
             right.download_button(
                 f"Download {title}",
                 data=lambda path=result["path"], format=format: exporting.archive(path, format),
-                file_name=f"{run_id}-{format}.zip",
+                file_name=exporting.archive_name(run_id, format),
                 mime="application/zip",
                 icon=":material/download:",
                 on_click="ignore",

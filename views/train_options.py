@@ -18,6 +18,7 @@ from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import charts
 from tlcore.runs import finder_jobs
 from tlcore.settings import setting_type, settings_of
+from tlcore.strategies import stages_for
 from tlcore.training.training_context import class_weights_for
 from views import markdown, server
 
@@ -98,6 +99,14 @@ def settings_widgets(part: str, keep: dict, extras: dict[str, dict] | None = Non
         item.name: setting_widget(columns[index % 3], item, keep, **extras.get(item.name, {}))
         for index, item in enumerate(settings)
     }
+
+
+def stage_extras(strategy: str) -> dict[str, dict]:
+    """The hyperparameters a strategy does not use, disabled: fine-tuning's epochs and learning rate without a
+    fine-tuning stage."""
+    if "fine_tuning" in stages_for(strategy):
+        return {}
+    return {name: {"disabled": True} for name in ("fine_tuning_epochs", "fine_tuning_learning_rate")}
 
 
 def class_weight_note(dataset: DatasetScan, mode: str) -> tuple[bool, str]:

@@ -198,7 +198,7 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     page.get_by_role("button", name=re.compile("Start training")).click()
     page.get_by_role("heading", name="Current run").wait_for()
     screenshot(page, "03_train_started")
-    page.get_by_text("done: finished").wait_for(timeout=300_000)
+    page.get_by_text("Done: every stage finished").wait_for(timeout=300_000)
     settle(page)
     charts = page.locator("[data-testid=stVegaLiteChart]")
     assert charts.count() >= 3, "the loss and accuracy charts and the layer stack"
@@ -242,10 +242,10 @@ def test_a_new_user_scans_previews_trains_stops_and_predicts(app_server, browser
     wait_until(lambda: second.metrics(), 120, "the second run's first epoch")
     page.reload()  # An empty session: the page finds the running run in the runs folder.
     page.get_by_text(second.id).first.wait_for()
-    page.get_by_text("running: training").wait_for()
+    page.get_by_text("Running: training").wait_for()
     screenshot(page, "05_train_running_after_reload")
     page.get_by_test_id("stMain").get_by_role("button", name=re.compile(r"Stop$")).click()
-    page.get_by_text("stopped: stopped on request").wait_for(timeout=60_000)
+    page.get_by_text("Stopped on request").wait_for(timeout=60_000)
     settle(page)
     assert second.state == "stopped" and second.model_path.is_file()
     assert 1 <= len(second.metrics()) < 300
@@ -288,7 +288,7 @@ def test_the_sidebar_follows_a_live_run_as_it_starts_training(app_server, browse
         run.set_status(
             "running", pid=os.getpid(), started=psutil.Process(os.getpid()).create_time(), stage="feature_extraction"
         )
-        page.get_by_text("running: training").wait_for(timeout=30_000)  # The fragment's own poll.
+        page.get_by_text("Running: training").wait_for(timeout=30_000)  # The fragment's own poll.
         sidebar.get_by_text(f"Run: {run.id} (running)").wait_for(timeout=30_000)
         settle(page)
         no_traceback(page)

@@ -127,7 +127,7 @@ def test_a_set_built_from_uploads_and_camera_shots_trains_and_predicts(camera_br
         set_number(page, "Epochs", 3)
         set_number(page, "Batch size", 4)
         page.get_by_role("button", name=re.compile("Start training")).click()
-        page.get_by_text("done: finished").wait_for(timeout=240_000)
+        page.get_by_text("Done: every stage finished").wait_for(timeout=240_000)
         [run] = store.list_runs(app.runs_dir)
         assert run.config()["data_dir"] == str(folder.resolve()) and run.config()["image_size"] == 96
         no_traceback(page)

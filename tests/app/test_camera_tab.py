@@ -33,3 +33,17 @@ def test_a_snapshot_the_decoder_refuses_is_named_not_a_traceback(trained_runs, m
     assert not at.exception
     [error] = [plain(error.value) for error in at.error]
     assert error.startswith("camera snapshot: not a supported image"), error
+
+
+def test_the_snapshot_lists_as_many_classes_as_asked(trained_runs, monkeypatch, small_catsdogs):
+    # The camera tab listed a fixed top 3 (capped at the classes) whatever the person wanted.
+    import pyarrow
+
+    monkeypatch.setenv("TLCORE_RUNS_DIR", str(trained_runs))
+    at = open_page("pages/3_Predict.py")
+    cat = sorted((small_catsdogs / "validation" / "cats").iterdir())[0]
+    at.camera_input(key="predict_camera").set_value(("shot.jpg", cat.read_bytes(), "image/jpeg")).run()
+    for top in (2, 1):
+        at.number_input(key="camera_top").set_value(top).run()
+        chart = at.get("vega_lite_chart")[-1]
+        assert len(pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()) == top

@@ -79,7 +79,7 @@ def test_home_lists_the_latest_runs_with_their_state(folders, small_catsdogs):
     assert [(row["run"], row["state"], row["strategy"]) for row in table] == [
         (queued.id, "queued", "1 · Feature extraction")
     ]
-    assert table[0]["validation accuracy"] == "—"
+    assert table[0]["val. accuracy"] == "—"
 
 
 def test_a_sequence_runs_headline_is_its_saved_model_with_the_best_stage_beside_it(folders, small_catsdogs):
@@ -87,7 +87,7 @@ def test_a_sequence_runs_headline_is_its_saved_model_with_the_best_stage_beside_
 
     run = sequence_run(folders["runs"], small_catsdogs)
     (row,) = markdown_table(open_page(), "run")
-    assert (row["run"], row["validation accuracy"], row["best stage"]) == (
+    assert (row["run"], row["val. accuracy"], row["best stage"]) == (
         run.id,
         "75.0%",
         "92.0% in 1 · Feature extraction",

@@ -56,8 +56,8 @@ def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, 
     # Strategy and backbone by their names, not their keys ("feature_extraction", "efficientnet_lite0").
     backbone = BACKBONES[run.config()["backbone"]].display_name
     assert at.selectbox(key="predict_run").options == [
-        f"1 · Feature extraction · {backbone} on {Path(run.config()['data_dir']).name}: model's validation accuracy "
-        f"{accuracy:.1%}, done · {run.id}"
+        f"{accuracy:.1%} · 1 · Feature extraction, {backbone} on {Path(run.config()['data_dir']).name} (done) · "
+        f"{run.id}"
     ]
 
 
@@ -122,7 +122,8 @@ def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monke
     assert [button.label for button in at.download_button] == ["Download TFLite"]
     agreement = (
         r"model\.tflite \([0-9.]+ [KM]B\) agrees with the Keras model on 100\.0% of 12 validation images "
-        r"\(largest probability difference .*\); accuracy ([0-9.]+)%, the Keras model's \1%\.$"
+        r"\(largest probability difference .*\); accuracy ([0-9.]+)%, the Keras model's \1%\. "
+        rf"The download, {trained_run(trained_runs).id}-tflite\.zip, holds model\.tflite and labels\.json\.$"
     )
     assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
     assert (trained_run(trained_runs).path / "exports" / "model.tflite").is_file()
@@ -261,7 +262,7 @@ def test_predict_page_defaults_to_the_best_run_of_the_sessions_data_set(folders,
     at = open_page("pages/3_Predict.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
     assert at.selectbox(key="predict_run").value == here.id
     labels = at.selectbox(key="predict_run").options
-    assert sum(f" on {small_catsdogs.name}: " in label for label in labels) == 1
+    assert sum(f" on {small_catsdogs.name} (" in label for label in labels) == 1
 
 
 def test_predict_page_lists_the_top_k_asked_for_and_blends_the_heatmap_at_the_opacity_set(

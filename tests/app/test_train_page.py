@@ -105,17 +105,17 @@ def test_train_page_starts_a_worker_and_shows_it_finished(small_catsdogs, folder
         time.sleep(1)
     assert run.state == "done", run.status()
     at.run()
-    assert "done: finished" in texts(at)
+    assert "Done: every stage finished" in texts(at)
     assert run_id in list(at.dataframe[-1].value["run"]), "the runs table lists it"
     at = open_page("pages/2_Train.py", open_page("pages/3_Predict.py", at))
-    assert run_id in texts(at) and "done: finished" in texts(at), "away and back: the same run"
+    assert run_id in texts(at) and "Done: every stage finished" in texts(at), "away and back: the same run"
 
 
 def test_after_a_reload_the_train_page_shows_the_running_run_and_stop_works(folders, small_catsdogs):
     run = fake_running_run(folders["runs"], small_catsdogs)
     at = open_page("pages/2_Train.py")  # A fresh session, as after a browser reload.
     assert at.session_state["run_id"] == run.id
-    assert "running: training" in texts(at)
+    assert "Running: training" in texts(at)
     assert at.progress and "epoch 3 of 10, batch 2 of 4" in plain(at.progress[0].text)
     click(at, "Stop")
     assert run.stop_requested() and run.status()["state"] == "stopping"
@@ -136,7 +136,7 @@ def test_after_a_reload_the_running_run_wins_over_newer_queued_ones(folders, sma
     assert [run.id for run in store.list_runs(folders["runs"])] == [newest_queued.id, older_queued.id, running.id]
     at = open_page("pages/2_Train.py")  # A fresh session, as after a browser reload.
     assert at.session_state["run_id"] == running.id
-    assert "running: training" in texts(at) and at.progress
+    assert "Running: training" in texts(at) and at.progress
     running.set_status("done")
     at = open_page("pages/2_Train.py")  # Nothing trains: the newest queued run is next.
     assert at.session_state["run_id"] == newest_queued.id
@@ -293,7 +293,7 @@ def test_a_killed_or_deleted_run_is_reported_and_the_page_keeps_working(folders,
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())
-    assert "interrupted: The training process ended without finishing" in texts(at)
+    assert "Interrupted: The training process ended without finishing" in texts(at)
     shutil.rmtree(run.path)
     at.run()
     assert not at.exception and "run_id" not in at.session_state
@@ -308,7 +308,7 @@ def test_a_run_that_failed_before_its_first_epoch_says_no_curves_will_come(folde
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())
     assert not at.exception
-    assert "failed: WeightsUnavailableError: no weights here" in texts(at)
+    assert "Failed: WeightsUnavailableError: no weights here" in texts(at)
     # Not a chart "waiting for the first epoch": none will come.
     assert "No epoch finished before the run ended (failed): no curves to show." in texts(at)
     assert not at.get("vega_lite_chart")
@@ -322,7 +322,7 @@ def test_evaluation_view_shows_the_confusion_matrix_and_per_class_scores(trained
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())
-    assert "done: finished" in texts(at)
+    assert "Done: every stage finished" in texts(at)
     assert not any('"true class"' in spec for spec in chart_specs(at)), "nothing is computed before the button"
     click(at, "Evaluate on the validation split")
     assert not at.error, [element.value for element in at.error]
@@ -514,11 +514,15 @@ def test_training_options_reach_the_started_runs_config(imbalanced, folders, mon
     ) == ("frozen_augmented", 3, "none", 4)
     at.selectbox(key="train_class_weight").set_value("balanced").run()
     assert 'Class weights "always" weight each class\'s loss' in texts(at)
-    # Only strategy "all" trains a feature-extraction head for frozen + augmentation to continue.
+    # Only strategy "all" trains a feature-extraction head for frozen + augmentation to continue; fine-tuning's
+    # settings wait for a strategy with a fine-tuning stage.
     assert at.toggle(key="train_continue_head").disabled
+    assert at.number_input(key="train_fine_tuning_epochs").disabled
+    assert at.number_input(key="train_fine_tuning_learning_rate").disabled
     at.radio(key="train_strategy").set_value("all").run()
     assert not at.toggle(key="train_continue_head").disabled and at.toggle(key="train_continue_head").value
     at.toggle(key="train_continue_head").set_value(False).run()
+    assert not at.number_input(key="train_fine_tuning_learning_rate").disabled
     click(at, "Start training")
     config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
     assert (config["strategy"], config["continue_head"]) == ("all", False)
@@ -572,9 +576,11 @@ def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unle
     ids = list(at.dataframe[-1].value["run"])
     at.session_state["runs_table"] = {"selection": {"rows": [ids.index(done.id)], "columns": [], "cells": []}}
     at.run()
-    at.text_input(key=f"run_name_{done.id}").set_value("**first** try")
+    at.text_input(key=f"run_name_{done.id}").set_value("**first**   try")
     at = click(at, "Save the name")
     assert not at.exception
+    assert f"Named {done.id} “**first** try”." in texts(at), "said, with the name as stored"
+    assert at.text_input(key=f"run_name_{done.id}").value == "**first** try"
     row = at.dataframe[-1].value.set_index("run").loc[done.id]
     assert row["name"] == "**first** try"
     delete = next(button for button in at.button if button.label == "Delete this run")

@@ -49,7 +49,7 @@ def test_a_stopped_run_resumes_from_the_train_page_and_finishes_every_epoch_once
     assert [record["epoch"] for record in run.metrics()] == list(range(1, EPOCHS + 1))
     assert not any(record.get("partial") for record in run.metrics())
     at.run()
-    assert "done: finished" in texts(at)
+    assert "Done: every stage finished" in texts(at)
     assert not [button for button in at.button if button.label == "Resume"]
 
 
@@ -59,6 +59,6 @@ def test_an_interrupted_run_without_a_backup_has_no_resume_button_and_says_why(f
     dead.wait()
     run.set_status("running", pid=dead.pid, started=time.time())
     at = _page_showing(run)
-    assert "interrupted: The training process ended without finishing" in texts(at)
+    assert "Interrupted: The training process ended without finishing" in texts(at)
     assert f"Run {run.id} has nothing to resume from: no epoch of it finished" in texts(at)
     assert not [button for button in at.button if button.label == "Resume"]

@@ -117,6 +117,11 @@ def test_archive_bundles_each_export_with_its_labels(tmp_path):
     with zipfile.ZipFile(io.BytesIO(export.archive(tflite, "tflite"))) as bundle:
         assert sorted(bundle.namelist()) == ["labels.json", "model.tflite"]
         assert json.loads(bundle.read("labels.json")) == labels
+    # What the Predict page says the download holds, and names it.
+    assert export.archive_contents(tflite, "tflite") == "model.tflite and labels.json"
+    assert export.archive_name("20261207-101010-abcd", "tflite-int8") == "20261207-101010-abcd-tflite-int8.zip"
+    with pytest.raises(ValueError, match="onnx"):
+        export.archive_name("20261207-101010-abcd", "onnx")
     saved = tmp_path / "savedmodel"
     (saved / "variables").mkdir(parents=True)
     (saved / "saved_model.pb").write_bytes(b"graph")

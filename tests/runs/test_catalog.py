@@ -126,3 +126,21 @@ def test_what_transfer_bought_puts_each_run_of_the_data_set_beside_the_scratch_b
     assert (rows[1]["model"], rows[1]["vs scratch"]) == ("small CNN", "+0.0 points")
     rows, has_baseline = catalog.transfer_rows([transfer], str(data))
     assert not has_baseline and rows[0]["vs scratch"] == "—"
+
+
+def test_a_data_set_whose_scratch_baseline_was_stopped_is_told_so_not_to_train_one(tmp_path):
+    # The Train page said "No scratch baseline on this data set yet" beside a stopped one.
+    runs_dir, data, other = tmp_path / "runs", tmp_path / "data", tmp_path / "other"
+    assert catalog.missing_baseline_note([], str(data)) == (
+        "No scratch baseline on this data set yet: train one to compare."
+    )
+    stopped = store.create(TrainConfig(data_dir=str(data), strategy="scratch"), runs_dir)
+    stopped.set_status("stopped")
+    store.create(TrainConfig(data_dir=str(other), strategy="scratch"), runs_dir).set_status("done")
+    store.create(TrainConfig(data_dir=str(data), strategy="feature_extraction"), runs_dir).set_status("done")
+    runs = store.list_runs(runs_dir)
+    assert catalog.missing_baseline_note(runs, str(data)) == (
+        f"No finished scratch baseline on this data set ({stopped.id} is stopped): resume or retrain it to compare."
+    )
+    store.create(TrainConfig(data_dir=str(data), strategy="scratch"), runs_dir).set_status("done")
+    assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) is None

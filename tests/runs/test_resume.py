@@ -73,7 +73,7 @@ def _offers_its_last_finished_stage(run: store.Run, stage: str, monkeypatch) -> 
     monkeypatch.setenv("TLCORE_RUNS_DIR", str(run.path.parent))
     at = open_page("pages/3_Predict.py")
     (label,) = at.selectbox(key="predict_run").options
-    assert label.endswith(f"interrupted, model of frozen + augmentation · {run.id}"), label
+    assert label.endswith(f"(interrupted, model of frozen + augmentation) · {run.id}"), label
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())

@@ -222,3 +222,28 @@ def transfer_rows(runs: list[store.Run], data_dir: str) -> tuple[list[dict], boo
             }
         )
     return rows, baseline is not None
+
+
+def missing_baseline_note(runs: list[store.Run], data_dir: str) -> str | None:
+    """Why a data set has no scratch baseline to compare with, or None when a finished one is there.
+
+    A baseline that was stopped, failed or is still training is named with its state: "no baseline yet" would send
+    the person to train a second one.
+
+    Args:
+        runs: the runs to look through (`store.list_runs`, newest first).
+        data_dir: the data set's folder.
+    """
+    unfinished = []
+    for run in runs:
+        config = run.config()
+        if config.get("strategy") != "scratch" or not same_folder(config.get("data_dir"), data_dir):
+            continue
+        state = run.state
+        if state == "done":
+            return None
+        unfinished.append(f"{run.id} is {state}")
+    if not unfinished:
+        return "No scratch baseline on this data set yet: train one to compare."
+    advice = "resume or retrain it to compare" if len(unfinished) == 1 else "resume or retrain one to compare"
+    return f"No finished scratch baseline on this data set ({', '.join(unfinished[:3])}): {advice}."

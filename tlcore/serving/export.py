@@ -334,3 +334,19 @@ def archive(path: str | os.PathLike, format: str) -> bytes:
             bundle.write(path, path.name)
             bundle.write(labels_path_for(path, format), "labels.json")
     return buffer.getvalue()
+
+
+def archive_name(run_id: str, format: str) -> str:
+    """The file name `archive`'s zip is handed over as: '<run id>-<format>.zip'."""
+    if format not in FORMATS:
+        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
+    return f"{run_id}-{format}.zip"
+
+
+def archive_contents(path: str | os.PathLike, format: str) -> str:
+    """What `archive`'s zip holds, in words: 'model.tflite and labels.json'."""
+    if format == "keras":
+        return "model.keras and labels.json"
+    if format == "savedmodel":
+        return "the savedmodel/ folder, its labels.json inside"
+    return f"{Path(path).name} and labels.json"
