@@ -84,10 +84,11 @@ elif source == "Zip upload":
                 st.error(markdown.escape(error))
             else:
                 folder, kind, extracted_now = str(report.destination), "upload", archive.name
-                if report.skipped_files:
-                    skipped = wording.count(len(report.skipped_files), "file")
-                    with st.expander(f"{skipped} in the archive not extracted"):
-                        st.dataframe(pd.DataFrame(report.skipped_files, columns=["file", "reason"]), hide_index=True)
+        skipped_files = zips.skipped_files(destination) if folder is not None else ()
+        if skipped_files:  # Said again when the same archive comes back and its folder is reused.
+            skipped = wording.count(len(skipped_files), "file")
+            with st.expander(f"{skipped} in the archive not extracted"):
+                st.dataframe(pd.DataFrame(skipped_files, columns=["file", "reason"]), hide_index=True)
 elif source == "Demo set":
     st.caption(
         "The offline set needs no network: patches of three textures photographed in scikit-image. "

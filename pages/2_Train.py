@@ -36,7 +36,7 @@ CURVES = {
 PRESET_TITLES = {
     "default": "CPU-friendly default",
     "quality": "Higher accuracy, slower (Lite1)",
-    "seed": "The seed's exact settings",
+    "seed": "Classic notebook (VGG16)",
 }
 # Settings a preset fills in: every setting on the page but the strategy, which stays the person's choice.
 PRESET_FIELDS = tuple(name for name in train_options.PAGE_FIELDS if name != "strategy")

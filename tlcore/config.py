@@ -121,11 +121,15 @@ class TrainConfig:
         page="hyperparameters",
     )
     optimizer: str = setting(
-        "rmsprop", "rmsprop (the seed's) or adam", label="Optimizer", choices=OPTIMIZERS, page="hyperparameters"
+        "rmsprop",
+        "rmsprop (the classic notebook's) or adam",
+        label="Optimizer",
+        choices=OPTIMIZERS,
+        page="hyperparameters",
     )
     head: str = setting(
         "global_average",
-        "flatten (the seed's Flatten + Dense) or global_average (pooling + Dense)",
+        "flatten (the classic notebook's Flatten + Dense) or global_average (pooling + Dense)",
         label="Head",
         choices=HEADS,
         page="hyperparameters",

@@ -95,14 +95,18 @@ def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_cat
     at = open_page("pages/1_Data.py")
     at.segmented_control(key="data_source").set_value("Zip upload").run()
     members = _photo_members(small_catsdogs) | {"__MACOSX/pets/._cat.1.jpg": b"junk", "pets/.DS_Store": b"junk"}
+    members["pets/train/cats/notes.txt"] = b"my notes"
     at.file_uploader(key="zip_upload").set_value(("pets.zip", zip_bytes(members), "application/zip")).run()
-    click(at, "Extract and scan")
+    at = click(at, "Extract and scan")
     assert not at.error, [element.value for element in at.error]
     assert metrics(at)["Classes"] == "2" and metrics(at)["Train images"] == "24"
     root = Path(at.session_state["dataset"].root)
     assert (folders["data"] / "uploads").resolve() in root.parents
-    click(at, "Extract and scan")  # The same upload is not extracted twice.
+    left_out = "1 file in the archive not extracted"
+    assert [expander.label for expander in at.expander if "not extracted" in expander.label] == [left_out]
+    at = click(at, "Extract and scan")  # The same upload is not extracted twice, and says again what it left out.
     assert len(list((folders["data"] / "uploads").iterdir())) == 1 and not at.error
+    assert [expander.label for expander in at.expander if "not extracted" in expander.label] == [left_out]
 
 
 def test_a_zip_that_is_no_data_set_leaves_nothing_behind_and_the_same_zip_again_is_one_data_set(

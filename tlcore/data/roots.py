@@ -74,5 +74,6 @@ def resolve_under_roots(path: str | os.PathLike, roots: Sequence[str | os.PathLi
     listed = ", ".join(str(root) for root in chosen) or "(none)"
     raise OutsideRootsError(
         f"{text} (resolved to {resolved}) is outside the allowed data folders: expected a path under one of "
-        f"{listed}. Set {ROOTS_VARIABLE} to allow other folders."
+        f"{listed}. Whoever starts the app (or the CLI) can allow other folders: the environment variable "
+        f"{ROOTS_VARIABLE} lists them."
     )

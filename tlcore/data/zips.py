@@ -28,6 +28,9 @@ Archive = Union[str, os.PathLike, bytes, BinaryIO]
 
 # Where the generated name -> original member name mapping is written (hidden: the scanner skips it).
 NAMES_FILE = ARCHIVE_NAMES_FILE  # generated path -> member name, read back by data.scan
+# What an extraction left out, (member name, reason) pairs, so that the same archive uploaded again, which
+# reuses the folder, can say so again (hidden too).
+SKIPPED_FILE = ".skipped.json"
 # Members are decompressed in chunks of this size, so memory stays bounded whatever the archive holds.
 CHUNK_BYTES = 1024 * 1024
 # Members that expand to no more than this are never refused for their ratio: a small flat-coloured
@@ -347,6 +350,7 @@ def extract_dataset(
                 files[relative] = info.filename
             names = json.dumps(files, indent=1, ensure_ascii=False)
             (temporary / NAMES_FILE).write_text(names, encoding="utf-8")
+            (temporary / SKIPPED_FILE).write_text(json.dumps(skipped, ensure_ascii=False), encoding="utf-8")
             if destination.exists():
                 destination.rmdir()  # Empty (checked above); a rename cannot replace a folder.
             os.rename(temporary, destination)
@@ -357,6 +361,16 @@ def extract_dataset(
         skipped_files=tuple(skipped),
         bytes_read=total,
     )
+
+
+def skipped_files(destination: str | os.PathLike) -> tuple[tuple[str, str], ...]:
+    """The (member name, reason) pairs an extraction into `destination` left out (`ZipReport.skipped_files`);
+    () for a folder extracted before they were recorded, or not extracted from a zip."""
+    path = Path(destination) / SKIPPED_FILE
+    try:
+        return tuple((str(name), str(reason)) for name, reason in json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return ()
 
 
 def original_names(destination: str | os.PathLike) -> dict[str, str]:
