@@ -14,6 +14,7 @@ import streamlit as st
 from tlcore import wording
 from tlcore.data import browse, roots, zips
 from tlcore.files import printable
+from tlcore.runs import store
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
 from tlcore.serving import predict
@@ -124,6 +125,11 @@ def export(run_id: str) -> None:
         f"{exporting.rule_in_words()} (8-bit rounding may tip images the model nearly ties on)."
     )
     made = st.session_state.setdefault("exports", {})
+    try:  # Exports made before this session (another tab, a reload, the CLI) are there too.
+        recorded = exporting.recorded_exports(store.resolve(run_id, server.runs_dir()))
+    except ValueError:
+        recorded = {}
+    made.update({(run_id, format): result for format, result in recorded.items()})
     for format, (title, description) in FORMATS.items():
         with st.container(border=True):
             left, right = st.columns([3, 2])

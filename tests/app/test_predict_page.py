@@ -126,7 +126,14 @@ def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monke
         rf"The download, {trained_run(trained_runs).id}-tflite\.zip, holds model\.tflite and labels\.json\.$"
     )
     assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
-    assert (trained_run(trained_runs).path / "exports" / "model.tflite").is_file()
+    exported = trained_run(trained_runs).path / "exports" / "model.tflite"
+    assert exported.is_file()
+    # Another session (a reload, another tab) finds the export and its check; one deleted since is not offered.
+    at = _predict_page(trained_runs, monkeypatch)
+    assert [button.label for button in at.download_button] == ["Download TFLite"]
+    assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
+    exported.unlink()
+    assert not _predict_page(trained_runs, monkeypatch).download_button
 
 
 def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatch, small_catsdogs):

@@ -14,7 +14,8 @@ validation images: the top-1 class must match the Keras model's for every image;
 whose 8-bit rounding may tip images the model nearly ties on, must give the same class for at least 97%
 and be at most one point less accurate. Otherwise the artefact is deleted and `ExportError` says by how
 much it missed. The artefact is built under a hidden temporary name and renamed into place only once it
-passed.
+passed. The check of each export under `<run>/exports/` is kept beside it in `checks.json`
+(`recorded_exports` reads it back).
 
 The SavedModel and TFLite exports contain the inference model only: the same layers after the "image" input,
 without the "augmentation" block. The augmentation's random layers do nothing at inference, but their
@@ -56,6 +57,9 @@ DEFAULT_NAMES = {
     "tflite-int8": "model-int8.tflite",
 }
 EXPORTS_FOLDER = "exports"
+# The check of each default export (format -> `ExportResult.to_dict()`), so that a later session, or a reload,
+# shows the exports a run has with how they compared.
+CHECKS_FILE = "checks.json"
 
 
 class ExportError(Exception):
@@ -300,13 +304,29 @@ def export(
         os.replace(temporary, target)
         if beside:
             os.replace(temporary_labels, final_labels)
-    return ExportResult(
+    result = ExportResult(
         **asdict(comparison),
         path=target,
         format=format,
         labels_path=final_labels,
         runtime=getattr(runner, "runtime", None),
     )
+    if destination is None:
+        checks = target.parent / CHECKS_FILE
+        files.write_json(checks, {**files.read_json_object(checks), format: result.to_dict()})
+    return result
+
+
+def recorded_exports(run: store.Run) -> dict[str, dict]:
+    """The run's default exports (under `<run>/exports/`) that are still there: format -> its check, as
+    `ExportResult.to_dict()` gave it, with the artefact's path as it is now (the runs folder may have moved)."""
+    folder = run.path / EXPORTS_FOLDER
+    found = {}
+    for format, record in files.read_json_object(folder / CHECKS_FILE).items():
+        path = folder / DEFAULT_NAMES.get(format, "")
+        if format in FORMATS and isinstance(record, dict) and path != folder and path.exists():
+            found[format] = {**record, "path": str(path), "labels_path": str(labels_path_for(path, format))}
+    return found
 
 
 def archive(path: str | os.PathLike, format: str) -> bytes:
