@@ -6,6 +6,7 @@ Session state keys:
     builder_set              the name of the set being made
     builder_upload_round     bumped after each upload is added, so the uploader starts empty again
     builder_camera_added     the camera snapshots (file ids) already added, so a rerun adds none twice
+    builder_removed          the photo removed last (set, class, name, bytes), for "Put back"
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def build() -> str | None:
     per_class = builder.photos(folder)
     if per_class:
         _add_photos(folder, list(per_class))
+        _offer_undo(folder)
         for name, found in builder.photos(folder).items():
             _class_box(folder, name, found)
     needs = builder.missing(folder)
@@ -150,6 +152,37 @@ def _report(folder: Path, target: str, uploads: list[tuple[bytes, str]]) -> None
     st.session_state.setdefault("builder_messages", []).extend(messages)
 
 
+def _remove(folder: Path, class_name: str, path: Path) -> bool:
+    """Deletes a photo, keeping its bytes so that "Put back" can restore it. Returns whether it was removed."""
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        st.error(markdown.escape(f"{path.name}: {error.strerror or error}"))
+        return False
+    if not _act(builder.remove_photo, folder, path):
+        return False
+    st.session_state["builder_removed"] = {
+        "set": str(folder),
+        "class": class_name,
+        "name": path.name,
+        "content": content,
+    }
+    return True
+
+
+def _offer_undo(folder: Path) -> None:
+    """A "Put back" button for the photo removed last from this set, while its class is there."""
+    removed = st.session_state.get("builder_removed")
+    if not removed or removed["set"] != str(folder) or removed["class"] not in builder.classes(folder):
+        return
+    text_column, button_column = st.columns([3, 1], vertical_alignment="center")
+    text_column.caption(markdown.escape(f"Removed {removed['name']} from {removed['class']}."))
+    if button_column.button("Put back", icon=":material/undo:", key="builder_undo"):
+        st.session_state.pop("builder_removed")
+        _report(folder, removed["class"], [(removed["content"], removed["name"])])
+        st.rerun()
+
+
 def _class_box(folder: Path, name: str, found: list[Path]) -> None:
     """One class: its thumbnails, each with a remove button, and renaming or deleting the class."""
     with st.container(border=True):
@@ -182,7 +215,7 @@ def _class_box(folder: Path, name: str, found: list[Path]) -> None:
                     help=markdown.escape(f"Delete {path.name}"),
                     width="stretch",
                 ):
-                    if _act(builder.remove_photo, folder, path):
+                    if _remove(folder, name, path):
                         st.rerun()
         if len(found) > MOST_SHOWN:
             st.caption(f"and {len(found) - MOST_SHOWN} more")

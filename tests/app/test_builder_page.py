@@ -104,3 +104,10 @@ def test_the_builder_says_the_scan_report_below_is_another_data_set_and_refuses_
     assert f"{cat.name}: the same photo is in the data set already, as cats/{cat.name}." in [
         plain(error.value) for error in at.error
     ]
+    # A photo removed by mistake can be put back (Remove had no undo).
+    kept = folders["data"] / "built" / "pets" / "cats" / cat.name
+    at = click(at, "Remove")
+    assert not kept.exists() and f"Removed {cat.name} from cats." in texts(at)
+    at = click(at, "Put back")
+    assert kept.read_bytes() == cat.read_bytes() and "Added 1 photo to cats." in texts(at)
+    assert not [button for button in at.button if button.label == "Put back"], "once"
