@@ -114,7 +114,7 @@ def current_run() -> store.Run | None:
     # (showing the queued one hid the progress and Stop button).
     runs = store.list_runs(server.runs_dir())  # Newest first.
     states = {run.id: run.state for run in runs}  # Each status read once.
-    run = next((run for run in runs if states[run.id] in ("running", "stopping")), None)
+    run = next((run for run in runs if states[run.id] in store.TRAINING_STATES), None)
     if run is None:
         run = next((run for run in runs if states[run.id] == "queued"), None)
         if run is None:

@@ -40,6 +40,8 @@ STATES = ("queued", "running", "stopping", "stopped", "failed", "done", "interru
 FINAL_STATES = ("stopped", "failed", "done", "interrupted")
 # A worker may still write these runs (and a new model); the others have ended, one way or another.
 ACTIVE_STATES = tuple(state for state in STATES if state not in FINAL_STATES)
+# A worker trains these runs now (one at a time per runs folder): a queued run waits for them.
+TRAINING_STATES = ("running", "stopping")
 # Ended with the model the run ends with: done, or stopped by the person with what it had learned.
 ENDED_STATES = ("done", "stopped")
 # Ended early: the worker died, or a stage failed (a finished stage's model may be kept: `saved_model`).
@@ -137,7 +139,7 @@ class Run:
         status = dict(self.raw_status())
         state = status.get("state")
         alive = process_alive(status.get("pid"), status.get("started"))
-        if state in ("running", "stopping") and not alive:
+        if state in TRAINING_STATES and not alive:
             status["state"] = "interrupted"
             status.setdefault("error", None)
             status["error"] = status["error"] or "The training process ended without finishing (killed or crashed)."
@@ -300,7 +302,7 @@ def training_run(runs_dir: str | os.PathLike | None = None, exclude: str | None 
         exclude: a run id never to return (the run asking what it waits for).
     """
     for run in list_runs(runs_dir):
-        if run.id != exclude and run.state in ("running", "stopping"):  # A dead worker's run is "interrupted".
+        if run.id != exclude and run.state in TRAINING_STATES:  # A dead worker's run is "interrupted".
             return run
     return None
 
