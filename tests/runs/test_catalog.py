@@ -142,5 +142,9 @@ def test_a_data_set_whose_scratch_baseline_was_stopped_is_told_so_not_to_train_o
     assert catalog.missing_baseline_note(runs, str(data)) == (
         f"No finished scratch baseline on this data set ({stopped.id} is stopped): resume or retrain it to compare."
     )
-    store.create(TrainConfig(data_dir=str(data), strategy="scratch"), runs_dir).set_status("done")
+    queued = store.create(TrainConfig(data_dir=str(data), strategy="scratch"), runs_dir)
+    assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) == (
+        f"The scratch baseline is not finished yet ({queued.id} is queued): it is compared here once it is done."
+    )
+    queued.set_status("done")
     assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) is None

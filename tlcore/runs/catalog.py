@@ -234,7 +234,7 @@ def missing_baseline_note(runs: list[store.Run], data_dir: str) -> str | None:
         runs: the runs to look through (`store.list_runs`, newest first).
         data_dir: the data set's folder.
     """
-    unfinished = []
+    unfinished, training = [], []
     for run in runs:
         config = run.config()
         if config.get("strategy") != "scratch" or not same_folder(config.get("data_dir"), data_dir):
@@ -242,7 +242,9 @@ def missing_baseline_note(runs: list[store.Run], data_dir: str) -> str | None:
         state = run.state
         if state == "done":
             return None
-        unfinished.append(f"{run.id} is {state}")
+        (training if state in store.ACTIVE_STATES else unfinished).append(f"{run.id} is {state}")
+    if training:
+        return f"The scratch baseline is not finished yet ({training[0]}): it is compared here once it is done."
     if not unfinished:
         return "No scratch baseline on this data set yet: train one to compare."
     advice = "resume or retrain it to compare" if len(unfinished) == 1 else "resume or retrain one to compare"

@@ -313,7 +313,10 @@ def export(
     )
     if destination is None:
         checks = target.parent / CHECKS_FILE
-        files.write_json(checks, {**files.read_json_object(checks), format: result.to_dict()})
+        try:
+            files.write_json(checks, {**files.read_json_object(checks), format: result.to_dict()})
+        except OSError:  # The export is made and checked; only a later session will not list it.
+            pass
     return result
 
 
