@@ -56,8 +56,8 @@ run_id = st.selectbox(
     index=ids.index(best),
     key="predict_run",
     format_func=lambda key: run_label(rows[key], data_names[key]),
-    help="Each run with a usable model, its validation accuracy first. The most accurate one on the data set "
-    "chosen on the Data page (or of all, when none is chosen) is selected at first.",
+    help="Each run with a usable model, its validation accuracy first. The page opens on the most accurate "
+    "finished (done) run of the data set chosen on the Data page, or of all runs when none was trained on it.",
 )
 try:
     predictor = cached.predictor(run_id)

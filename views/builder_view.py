@@ -58,9 +58,10 @@ def build() -> str | None:
 def making_another(folder: str) -> bool:
     """Whether the builder shows a set (`builder_set`) other than the data set at `folder`."""
     chosen = st.session_state.get("builder_set")
-    if not chosen:
+    made = builder.built_root(server.data_dir()) / chosen if chosen else None
+    if made is None or not made.is_dir():  # None chosen yet, or deleted meanwhile (another tab).
         return False
-    return Path(folder).resolve() != (builder.built_root(server.data_dir()) / chosen).resolve()
+    return Path(folder).resolve() != made.resolve()
 
 
 def _act(action, *arguments) -> bool:

@@ -42,7 +42,7 @@ def state_headline(state: str, error: str | None) -> str:
     """'Done: every stage finished', 'Failed: <its error>': the run's state and what it means."""
     if state in STATE_HEADLINES:
         return STATE_HEADLINES[state]
-    return f"{state.capitalize()}: {error or 'no error was recorded'}"
+    return f"{str(state).capitalize()}: {error or 'no error was recorded'}"  # Any value a damaged status holds.
 
 
 def stage_result(stage: str, result: dict) -> str:
@@ -211,7 +211,11 @@ def manage(run: store.Run) -> None:
 
         def save_name() -> None:
             # Read from the session here: arguments bound at draw time would hold the name before the edit.
-            stored = catalog.rename(run, st.session_state.get(name_key, ""))
+            try:
+                stored = catalog.rename(run, st.session_state.get(name_key, ""))
+            except (ValueError, OSError) as error:  # Deleted meanwhile: it leaves the table, so a toast says it.
+                st.toast(markdown.escape(error), icon=":material/error:")
+                return
             st.session_state[name_key] = stored or ""  # As stored: spaces folded, cut to the longest name.
             st.session_state[saved_key] = f"Named {run.id} “{stored}”." if stored else f"{run.id} has no name now."
 

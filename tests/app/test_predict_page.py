@@ -132,6 +132,13 @@ def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monke
     at = _predict_page(trained_runs, monkeypatch)
     assert [button.label for button in at.download_button] == ["Download TFLite"]
     assert any(re.match(agreement, plain(box.value)) for box in at.success), [box.value for box in at.success]
+    # A resume rewrites the run's model: its earlier export is no longer offered as this model's.
+    model = trained_run(trained_runs).model_path
+    times = model.stat()
+    os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns + 1_000_000_000))
+    assert not _predict_page(trained_runs, monkeypatch).download_button
+    os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert _predict_page(trained_runs, monkeypatch).download_button
     exported.unlink()
     assert not _predict_page(trained_runs, monkeypatch).download_button
 

@@ -730,3 +730,18 @@ def test_the_feature_levels_check_says_what_it_measured_and_sets_the_levels(smal
     at.selectbox(key="train_backbone").set_value("vgg16").run()
     assert "Feature levels: VGG16 registers no stages to stack, so 1." in texts(at)
     assert not [button for button in at.button if button.label == "Check which feature levels suit these photos"]
+
+
+def test_naming_a_run_another_tab_deleted_says_so_and_leaves_no_folder(folders, small_catsdogs):
+    # The name was written into a folder made again for it, and the page said "Named ...".
+    import shutil
+
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    at.text_input(key=f"run_name_{done.id}").set_value("late")
+    shutil.rmtree(done.path)
+    at = click(at, "Save the name")
+    assert [plain(toast.value) for toast in at.toast] == [f"Run {done.id} no longer exists: it was deleted."]
+    assert not done.path.exists()

@@ -431,3 +431,14 @@ def test_the_preview_key_of_a_data_set_whose_folder_name_is_not_utf8_is_made(tmp
     shutil.copytree(data, odd, symlinks=True)
     keys = {session.preview_image_key(folders.scan(path)) for path in (data, odd)}
     assert len(keys) == 2 and all(key.startswith("aug_image_") for key in keys)
+
+
+def test_a_runs_headline_reads_as_a_sentence_whatever_its_status_holds():
+    from views import run_view
+
+    assert run_view.state_headline("done", None) == "Done: every stage finished"
+    assert run_view.state_headline("failed", "ValueError: x") == "Failed: ValueError: x"
+    assert run_view.state_headline("interrupted", None) == "Interrupted: no error was recorded"
+    # A damaged status.json may hold any JSON value for the state.
+    assert run_view.state_headline(None, None) == "None: no error was recorded"
+    assert run_view.state_headline(3, "odd") == "3: odd"

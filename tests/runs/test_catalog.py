@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tlcore import files
@@ -71,6 +73,12 @@ def test_a_run_is_named_beside_its_id_and_the_name_can_be_removed(tmp_path):
     )
     assert len(catalog.rename(run, "x" * 500)) == catalog.LABEL_MAX_CHARACTERS
     assert catalog.rename(run, "  ") is None and catalog.label(run) is None
+    # A run deleted meanwhile (another tab): refused by name, and its folder is not made again for the name.
+    run.set_status("done")
+    catalog.delete(run)
+    with pytest.raises(ValueError, match=f"Run {run.id} no longer exists"):
+        catalog.rename(run, "late")
+    assert not run.path.exists()
 
 
 def test_deleting_a_run_removes_its_folder_but_not_the_shared_caches_and_never_a_live_run(tmp_path):
@@ -146,5 +154,15 @@ def test_a_data_set_whose_scratch_baseline_was_stopped_is_told_so_not_to_train_o
     assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) == (
         f"The scratch baseline is not finished yet ({queued.id} is queued): it is compared here once it is done."
     )
-    queued.set_status("done")
+    # Stopping ends as "stopped", never "done": not on its way.
+    queued.set_status("stopping", pid=os.getpid(), started=psutil.Process().create_time())
+    assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) == (
+        f"No finished scratch baseline on this data set ({queued.id} is stopping, {stopped.id} is stopped): "
+        "resume or retrain one to compare."
+    )
+    queued.set_status("done")  # Without a summary: no accuracy, so transfer_rows has no baseline either.
+    assert catalog.transfer_rows(store.list_runs(runs_dir), str(data)) == ([], False)
+    assert f"{queued.id} recorded no accuracy" in catalog.missing_baseline_note(store.list_runs(runs_dir), str(data))
+    summary = {"results": {"scratch": {"val_accuracy": 0.6}}, "final_stage": "scratch"}
+    files.write_json(queued.path / "summary.json", summary)
     assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) is None

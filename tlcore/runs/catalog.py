@@ -148,12 +148,20 @@ def rename(run: store.Run, text: str) -> str | None:
 
     Returns:
         The name stored, or None when it was removed.
+
+    Raises:
+        ValueError: the run was deleted meanwhile (its folder is not made again for the name).
     """
+    if not (run.path / "config.json").is_file():
+        raise ValueError(f"Run {run.id} no longer exists: it was deleted.")
     name = " ".join(str(text).split())[:LABEL_MAX_CHARACTERS]
     if not name:
         (run.path / LABEL_FILE).unlink(missing_ok=True)
         return None
-    files.write_json(run.path / LABEL_FILE, {"label": name})
+    try:
+        files.write_atomic(run.path / LABEL_FILE, files.json_text({"label": name}), make_folders=False)
+    except FileNotFoundError:  # Deleted between the check and the write.
+        raise ValueError(f"Run {run.id} no longer exists: it was deleted.") from None
     return name
 
 
@@ -240,9 +248,12 @@ def missing_baseline_note(runs: list[store.Run], data_dir: str) -> str | None:
         if config.get("strategy") != "scratch" or not same_folder(config.get("data_dir"), data_dir):
             continue
         state = run.state
-        if state == "done":
+        if state == "done" and describe(run)["accuracy"] is not None:  # What transfer_rows compares with.
             return None
-        (training if state in store.ACTIVE_STATES else unfinished).append(f"{run.id} is {state}")
+        if state in ("queued", "running"):
+            training.append(f"{run.id} is {state}")
+        else:  # Stopped or stopping, failed, interrupted, or done without a recorded accuracy.
+            unfinished.append(f"{run.id} is {state}" if state != "done" else f"{run.id} recorded no accuracy")
     if training:
         return f"The scratch baseline is not finished yet ({training[0]}): it is compared here once it is done."
     if not unfinished:

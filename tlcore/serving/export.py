@@ -14,7 +14,7 @@ validation images: the top-1 class must match the Keras model's for every image;
 whose 8-bit rounding may tip images the model nearly ties on, must give the same class for at least 97%
 and be at most one point less accurate. Otherwise the artefact is deleted and `ExportError` says by how
 much it missed. The artefact is built under a hidden temporary name and renamed into place only once it
-passed. The check of each export under `<run>/exports/` is kept beside it in `checks.json`
+passed. The check of each export under `<run>/exports/` is kept beside it, `<artefact>.check.json`
 (`recorded_exports` reads it back).
 
 The SavedModel and TFLite exports contain the inference model only: the same layers after the "image" input,
@@ -57,9 +57,9 @@ DEFAULT_NAMES = {
     "tflite-int8": "model-int8.tflite",
 }
 EXPORTS_FOLDER = "exports"
-# The check of each default export (format -> `ExportResult.to_dict()`), so that a later session, or a reload,
-# shows the exports a run has with how they compared.
-CHECKS_FILE = "checks.json"
+# Beside each default export, its check (`ExportResult.to_dict()` and the model it was made from), so that a
+# later session, or a reload, shows the exports a run has with how they compared: `<artefact>.check.json`.
+CHECK_SUFFIX = ".check.json"
 
 
 class ExportError(Exception):
@@ -312,22 +312,34 @@ def export(
         runtime=getattr(runner, "runtime", None),
     )
     if destination is None:
-        checks = target.parent / CHECKS_FILE
+        check = target.with_name(target.name + CHECK_SUFFIX)
         try:
-            files.write_json(checks, {**files.read_json_object(checks), format: result.to_dict()})
+            files.write_json(check, {**result.to_dict(), "model": model_fingerprint(run)})
         except OSError:  # The export is made and checked; only a later session will not list it.
-            pass
+            check.unlink(missing_ok=True)  # Never an earlier export's figures beside this one.
     return result
 
 
+def model_fingerprint(run: store.Run) -> list[int] | None:
+    """[size, modification time in ns] of the run's model.keras, which a resume rewrites; None without one."""
+    try:
+        stat = run.model_path.stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def recorded_exports(run: store.Run) -> dict[str, dict]:
-    """The run's default exports (under `<run>/exports/`) that are still there: format -> its check, as
-    `ExportResult.to_dict()` gave it, with the artefact's path as it is now (the runs folder may have moved)."""
-    folder = run.path / EXPORTS_FOLDER
-    found = {}
-    for format, record in files.read_json_object(folder / CHECKS_FILE).items():
-        path = folder / DEFAULT_NAMES.get(format, "")
-        if format in FORMATS and isinstance(record, dict) and path != folder and path.exists():
+    """The run's default exports (under `<run>/exports/`) still there and made from its model as it is now:
+    format -> its check, as `ExportResult.to_dict()` gave it, with the artefact's path as it is now (the runs
+    folder may have moved). An export of a model a resume has replaced since is left out."""
+    folder, found = run.path / EXPORTS_FOLDER, {}
+    fingerprint = model_fingerprint(run)
+    for format, name in DEFAULT_NAMES.items():
+        path = folder / name
+        record = files.read_json_object(path.with_name(name + CHECK_SUFFIX))
+        current = fingerprint is not None and record.get("model") == fingerprint
+        if current and record.get("format") == format and path.exists():
             found[format] = {**record, "path": str(path), "labels_path": str(labels_path_for(path, format))}
     return found
 
