@@ -111,3 +111,9 @@ def test_the_builder_says_the_scan_report_below_is_another_data_set_and_refuses_
     at = click(at, "Put back")
     assert kept.read_bytes() == cat.read_bytes() and "Added 1 photo to cats." in texts(at)
     assert not [button for button in at.button if button.label == "Put back"], "once"
+    # The set deleted by another tab: no note about a set "being made above" that is not there.
+    import shutil
+
+    shutil.rmtree(folders["data"] / "built" / "pets")
+    at.run()
+    assert "Name a new data set to start." in texts(at) and "The data set in use is" not in texts(at)
