@@ -110,10 +110,13 @@ def show(run: store.Run) -> tuple[str, int]:
     kept = saved_model.stage_record(run) if state in store.CUT_SHORT_STATES else None
     if kept is not None:
         st.caption(markdown.escape(kept_model_text(kept)))
-    # A run cut short has no summary of its own (one in the folder is from before a resume): the stages it
-    # finished say what it reached.
-    finished = resumption.finished_stages(run) if state in store.CUT_SHORT_STATES else {}
-    results = finished or run.summary().get("results", {})
+    # A run training or cut short has no summary of its own (one in the folder is from before a resume): the
+    # stages it finished say what it reached.
+    if state in session.ACTIVE_STATES:
+        results = resumption.finished_stages(run)
+    else:
+        finished = resumption.finished_stages(run) if state in store.CUT_SHORT_STATES else {}
+        results = finished or run.summary().get("results", {})
     if results:
         st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
         lessons = stage_steps.for_run(run, results, state)

@@ -195,6 +195,19 @@ def test_estimate_subtracts_time_since_the_last_progress_record():
     assert estimate.fraction == 1.0 and estimate.seconds_left == 0.0
 
 
+def test_a_resumed_run_is_not_timed_from_the_stopped_processs_last_record():
+    # Right after a Resume it said "epoch 8 of 40 done, about 0 s left": the record's clock was the old process's.
+    config = {"strategy": "scratch", "epochs": 40}
+    progress = {"stage": "scratch", "epoch": 8, "epochs": 40, "stage_elapsed": 40.0, "time": 1000.0}
+    status = {"state": "running", "stage": "scratch", "started": 5000.0}
+    estimate = monitor.estimate(config, status, progress, [], now=5010.0)
+    assert estimate.seconds_left is None and estimate.fraction == 8 / 40
+    assert estimate.text == "Scratch baseline: epoch 8 of 40 done; resuming (preparing the model and the images)."
+    # Once the new process records progress, it is timed again.
+    estimate = monitor.estimate(config, status, {**progress, "epoch": 9, "time": 5020.0}, [], now=5021.0)
+    assert estimate.seconds_left is not None and estimate.seconds_left > 0
+
+
 def test_estimate_without_batches_yet_explains_what_happens():
     estimate = monitor.estimate(
         {"strategy": "all", "epochs": 5, "fine_tuning_epochs": 5},

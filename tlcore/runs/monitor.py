@@ -93,6 +93,14 @@ def _seconds_per_epoch(stage: str, metrics: list[dict], progress: dict, done_in_
     return elapsed / done_in_stage if elapsed else None
 
 
+def _from_an_earlier_process(status: dict, progress: dict) -> bool:
+    """Whether the progress record was written before the run's current worker process started."""
+    try:
+        return float(progress.get("time")) < float(status.get("started"))
+    except (TypeError, ValueError):
+        return False
+
+
 def estimate(
     config: dict,
     status: dict,
@@ -195,6 +203,9 @@ def estimate(
         done_in_stage = epoch
         where = f"epoch {epoch} of {stage_epochs} done"
     fraction = min(1.0, (done_before + done_in_stage) / total)
+    if _from_an_earlier_process(status, progress) and state == "running":
+        # A resumed run: its last progress record is the stopped process's, whose clock says nothing yet.
+        return Estimate(fraction, None, f"{position}: {where}; resuming (preparing the model and the images).")
 
     seconds_left = None
     per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage)
