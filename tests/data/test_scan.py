@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -346,6 +347,28 @@ def test_a_split_folder_among_class_folders_is_refused_not_taken_as_a_class(tmp_
     _copy(small_catsdogs / "validation", root / "test")
     with pytest.raises(DatasetError, match="test/ holds class folders beside the class folders, but there is no"):
         folders.scan(root)
+
+
+def test_the_folder_above_data_sets_is_refused_not_taken_as_a_set_of_their_classes(
+    tmp_path, small_catsdogs, flat_small
+):
+    # A folder holding two data sets scanned as 2 classes, each data set's train and validation photos mixed
+    # into one class and split again, with no word said.
+    above = tmp_path / "data"
+    _copy(small_catsdogs, above / "pets")
+    _copy(flat_small, above / "flat")
+    with pytest.raises(
+        DatasetError,
+        match=r"the class folder pets/ holds train/ and validation/: it looks like a data "
+        rf"set of its own, not a class\..*scan {re.escape(str(above / 'pets'))}\.",
+    ):
+        folders.scan(above)
+    # The same inside a split layout: a class folder that is itself a data set.
+    nested = tmp_path / "nested"
+    _copy(small_catsdogs, nested)
+    _copy(small_catsdogs / "validation", nested / "train" / "cats" / "validation")
+    with pytest.raises(DatasetError, match=r"the class folder cats/ holds validation/"):
+        folders.scan(nested)
 
 
 def test_a_folder_beside_the_split_folders_is_listed_as_not_read(tmp_path, small_catsdogs):

@@ -186,6 +186,17 @@ def scan(
     else:
         class_folders = {"all": folders}
 
+    # A class folder with split folders inside is a data set of its own (the folder above data sets was
+    # picked): its photos, train and validation together, would be one class and split again.
+    for class_paths in class_folders.values():
+        for class_path in class_paths:
+            inner = [item.name for item in _children(class_path)[0] if SPLIT_ALIASES.get(item.name.lower())]
+            if inner:
+                shown = " and ".join(f"{name}/" for name in sorted(inner)[:3])
+                raise DatasetError(
+                    f"{root}: the class folder {class_path.name}/ holds {shown}: it looks like a data set of its "
+                    f"own, not a class. Expected <class>/ folders of photos; to use that data set, scan {class_path}."
+                )
     # Gather candidate files per (split, class), then check them all in one parallel pass.
     candidates: list[tuple[str, str, Path]] = []
     for split, class_paths in class_folders.items():
