@@ -68,7 +68,8 @@ st.caption(
     markdown.escape(
         f"{len(predictor.labels)} classes: {', '.join(predictor.labels)}. "
         f"Photos are resized to {predictor.image_size} × {predictor.image_size} pixels, "
-        "exactly as in training."
+        "exactly as in training. The model always answers with one of its classes, even for a photo of "
+        "something else."
     )
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from tlcore.runs import catalog
 from views import markdown, server, session
 
 # (script, label, icon) of each page, in the sidebar's order. Streamlit's own list is hidden
@@ -62,7 +63,12 @@ class SessionLines:
             + (markdown.dataset_line(dataset, session.dataset_name(dataset.root)) if dataset else "none chosen yet")
         )
         run = session.current_run()
-        self.run_line.caption("Run: " + (markdown.escape(f"{run.id} ({run.state})") if run else "none yet"))
+        if run is None:
+            self.run_line.caption("Run: none yet")
+            return
+        name = catalog.label(run)  # The name a person gave it, as the Train page and Predict show it.
+        named = f" “{name}”" if name else ""
+        self.run_line.caption("Run: " + markdown.escape(f"{run.id}{named} ({run.state})"))
 
 
 def draw() -> SessionLines:

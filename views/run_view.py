@@ -27,7 +27,7 @@ STATE_BOXES = {
 # The headline above a run: its state first, as the runs table and the CLI name it, then what it means. A failed
 # or interrupted run says its error instead.
 STATE_HEADLINES = {
-    "queued": "Queued: waiting to start",
+    "queued": "Queued",  # The progress line below says what it waits for.
     "running": "Running: training",
     "stopping": "Stopping: training ends after this batch",
     "done": "Done: every stage finished",
@@ -89,7 +89,9 @@ def show(run: store.Run) -> tuple[str, int]:
     state = status.get("state", "unknown")
     name = catalog.label(run)
     title = f"{run.id} ({name})" if name else run.id
-    st.markdown(markdown.escape(f"{title} · {store.model_name(config)} · {config.get('image_size')} px"))
+    # Its data set too: the data set chosen for a new run below may be another.
+    data = f" · on {session.dataset_name(config['data_dir'])}" if config.get("data_dir") else ""
+    st.markdown(markdown.escape(f"{title} · {store.model_name(config)} · {config.get('image_size')} px{data}"))
     STATE_BOXES.get(state, st.info)(markdown.escape(state_headline(state, status.get("error"))))
     if state in session.ACTIVE_STATES:
         # A queued run waits for the run training in its runs folder, if there is one; else its worker is starting.

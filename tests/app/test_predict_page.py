@@ -55,6 +55,7 @@ def test_predict_page_predicts_good_photos_and_names_the_bad_file(trained_runs, 
     accuracy = store.describe(run)["model_val_accuracy"]
     # Strategy and backbone by their names, not their keys ("feature_extraction", "efficientnet_lite0").
     backbone = BACKBONES[run.config()["backbone"]].display_name
+    assert "The model always answers with one of its classes, even for a photo of something else." in texts(at)
     assert at.selectbox(key="predict_run").options == [
         f"{accuracy:.1%} · 1 · Feature extraction, {backbone} on {Path(run.config()['data_dir']).name} (done) · "
         f"{run.id}"

@@ -745,3 +745,15 @@ def test_naming_a_run_another_tab_deleted_says_so_and_leaves_no_folder(folders, 
     at = click(at, "Save the name")
     assert [plain(toast.value) for toast in at.toast] == [f"Run {done.id} no longer exists: it was deleted."]
     assert not done.path.exists()
+
+
+def test_the_sidebar_names_the_run_and_the_current_run_says_its_data_set(folders, small_catsdogs):
+    # The sidebar showed the id alone, and the current run did not say which data set it trained on, while
+    # "New run" below it named the data set chosen since.
+    from tlcore.runs import catalog
+
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    catalog.rename(done, "first try")
+    at = open_page("pages/2_Train.py")
+    assert plain(at.sidebar.caption[1].value) == f"Run: {done.id} “first try” (done)"
+    assert f"{done.id} (first try) · EfficientNet-Lite0 · 160 px · on {small_catsdogs.name}" in texts(at)

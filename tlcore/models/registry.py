@@ -85,7 +85,7 @@ class Backbone:
         return bool(self.weights_alphas)
 
 
-_VGG_DESCRIPTION = "the classic of the seed notebook: simple, large and slow on a CPU"
+_VGG_DESCRIPTION = "the classic notebook's backbone: simple, large and slow on a CPU"
 _EFFICIENTNET_SIZES = (224, 240, 260, 300, 380, 456, 528)
 
 BACKBONES: dict[str, Backbone] = {
