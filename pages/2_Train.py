@@ -65,15 +65,33 @@ def backbone_label(key: str) -> str:
     return f"{BACKBONES[key].display_name} ({weights})"
 
 
-def apply_preset() -> None:
+def preset_values(preset: str) -> dict:
+    """The settings a preset gives: TrainConfig's defaults, then the preset's own."""
     values = {
         field.name: field.default
         for field in dataclasses.fields(TrainConfig)
         if field.default is not dataclasses.MISSING
     }
-    values.update(PRESETS[session.preset()])
+    values.update(PRESETS[preset])
+    return values
+
+
+def apply_preset() -> None:
+    values = preset_values(session.preset())
     for name in PRESET_FIELDS:
         st.session_state[f"train_{name}"] = values[name]
+
+
+def changed_from_preset(preset: str) -> list[str]:
+    """'Epochs 3' for each setting on the page that differs from the preset's."""
+    values = preset_values(preset)
+    changed = []
+    for name in PRESET_FIELDS:
+        value = st.session_state.get(f"train_{name}")
+        if value is not None and value != values[name]:
+            label = TrainConfig.__dataclass_fields__[name].metadata.get("label", name)
+            changed.append(f"{label} {train_options.shown_value(name, value)}")
+    return changed
 
 
 def choose_preset() -> None:
@@ -133,7 +151,10 @@ else:
             on_change=choose_preset,
             **keep,
         )
-        st.caption(markdown.escape(f"{PRESET_DESCRIPTIONS[preset]}."))
+        changed = changed_from_preset(preset)
+        # The preset stays highlighted once settings below are changed: said, so it is not read as what trains.
+        since = f" Changed since: {', '.join(changed)}." if changed else ""
+        st.caption(markdown.escape(f"{PRESET_DESCRIPTIONS[preset]}.{since}"))
         left, right = st.columns(2)
         backbone = left.selectbox("Backbone", list(BACKBONES), format_func=backbone_label, key="train_backbone", **keep)
         weights = right.radio(

@@ -16,6 +16,7 @@ import streamlit as st
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import charts
+from tlcore.models.registry import BACKBONES
 from tlcore.runs import finder_jobs
 from tlcore.settings import setting_type, settings_of
 from tlcore.strategies import stages_for
@@ -48,6 +49,19 @@ VIEW_STRATEGIES = ("frozen_augmented", "fine_tuning", "all")
 def metadata(name: str) -> dict[str, Any]:
     """A TrainConfig field's metadata: help, label, choices, bounds (see tlcore.settings)."""
     return dict(TrainConfig.__dataclass_fields__[name].metadata)
+
+
+def shown_value(name: str, value: Any) -> str:
+    """A setting's value as its widget shows it: a choice's title, a learning rate's digits, on/off."""
+    if name in CHOICE_TITLES:
+        return CHOICE_TITLES[name].get(value, str(value))
+    if name == "backbone" and value in BACKBONES:
+        return BACKBONES[value].display_name
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def help_sentence(name: str) -> str:

@@ -72,6 +72,12 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
     assert "Augmentation (set on the Data page): flips left-right and upside down\n" in texts(at) + "\n"
     at.segmented_control(key="train_preset").set_value("default").run()
     assert "rotation up to 10°" in texts(at) and "flips left-right and upside down" in texts(at)
+    assert "Changed since" not in texts(at)
+    # Settings changed below a preset: it stays highlighted, so its caption says what differs from it.
+    at.number_input(key="train_epochs").set_value(3)
+    at.number_input(key="train_learning_rate").set_value(0.0005)
+    at.selectbox(key="train_backbone").set_value("efficientnet_lite1").run()
+    assert "Changed since: Backbone EfficientNet-Lite1, Epochs 3, Learning rate 0.0005." in texts(at)
     assert not at.exception
 
 
