@@ -336,3 +336,23 @@ def test_predict_page_decodes_an_upload_once_across_reruns_and_a_new_file_of_the
     at.file_uploader(key="predict_uploads").set_value((cat.name, other.read_bytes(), "image/jpeg")).run()
     assert len(at.image) == 2 and not at.error
     assert len(decoded) == 2 * first, "another file under the same name is decoded as a new photo"
+
+
+def test_the_run_chosen_on_predict_is_kept_in_the_address_so_a_reload_keeps_it(folders, small_catsdogs):
+    # A reload jumped back to the best run, away from the run the person had chosen.
+    from tests.app.page_kit import APP, TIMEOUT, fake_finished_run
+
+    best = fake_finished_run(folders["runs"], small_catsdogs)
+    files.write_json(
+        best.path / "summary.json",
+        {"results": {"feature_extraction": {"val_accuracy": 0.9}}, "final_stage": "feature_extraction"},
+    )
+    other = fake_finished_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/3_Predict.py")
+    assert at.selectbox(key="predict_run").value == best.id and at.query_params["run"] == best.id
+    at.selectbox(key="predict_run").set_value(other.id).run()
+    assert at.query_params["run"] == other.id
+    reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)  # A reload: a new session, the same address.
+    reloaded.query_params["run"] = other.id
+    reloaded = open_page("pages/3_Predict.py", reloaded.run())
+    assert reloaded.selectbox(key="predict_run").value == other.id
