@@ -302,7 +302,10 @@ picked = st.dataframe(
     on_select="rerun",
     selection_mode="multi-row",
     key="runs_table",
-    column_config={"run": st.column_config.TextColumn("run")},  # Sized to the ids: they are what the CLI takes.
+    column_config={
+        "run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
+        "name": st.column_config.TextColumn("name", width="medium"),  # A name given was cut to its first word.
+    },
 )
 selected = [table["run"].iloc[row] for row in picked.selection.rows]
 if not selected:

@@ -589,6 +589,7 @@ def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unle
     assert at.text_input(key=f"run_name_{done.id}").value == "**first** try"
     row = at.dataframe[-1].value.set_index("run").loc[done.id]
     assert row["name"] == "**first** try"
+    assert json.loads(at.dataframe[-1].proto.columns)["name"]["width"] == "medium", "a name is not cut to a word"
     delete = next(button for button in at.button if button.label == "Delete this run")
     assert delete.disabled, "not before the confirmation"
     at.checkbox(key=f"delete_confirmed_{done.id}").check().run()
