@@ -46,7 +46,7 @@ def state_headline(state: str, error: str | None) -> str:
 
 
 def stage_result(stage: str, result: dict) -> str:
-    """'feature extraction: 91.2% saved (epoch 7 of 10, lowest validation loss), best epoch 92.0%, 12 s'."""
+    """'feature extraction: saved model 91.2% (epoch 7 of 10, lowest validation loss), best epoch 92.0%, 12 s'."""
     epochs = result.get("epochs", 0)
     # A stop inside an epoch: that epoch's batches trained the model, but it is no full epoch.
     partial = " and part of another (stopped)" if result.get("partial_epoch") else ""
@@ -62,7 +62,7 @@ def stage_result(stage: str, result: dict) -> str:
     else:
         which = f"last of {epochs} epoch{'' if epochs == 1 else 's'}{partial}"
     return (
-        f"{monitor.stage_name(stage)}: {saved:.1%} saved ({which}), "
+        f"{monitor.stage_name(stage)}: saved model {saved:.1%} ({which}), "
         f"best epoch {result.get('best_val_accuracy') or 0:.1%}, {seconds}"
     )
 

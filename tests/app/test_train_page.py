@@ -190,8 +190,8 @@ def test_each_stage_says_which_epoch_it_saved_and_why(folders, small_catsdogs):
     at.session_state["run_id"] = run.id
     at = open_page("pages/2_Train.py", at.run())
     assert (
-        "frozen + augmentation: 78.0% saved (epoch 3 of 5, lowest validation loss), best epoch 80.0%, 30 s · "
-        "fine-tuning: 78.0% saved (last of 1 epoch), best epoch 80.0%, 30 s"
+        "frozen + augmentation: saved model 78.0% (epoch 3 of 5, lowest validation loss), best epoch 80.0%, 30 s · "
+        "fine-tuning: saved model 78.0% (last of 1 epoch), best epoch 80.0%, 30 s"
     ) in texts(at)
 
 

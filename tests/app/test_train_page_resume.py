@@ -65,11 +65,12 @@ def test_an_interrupted_run_without_a_backup_has_no_resume_button_and_says_why(f
 
 
 def test_a_resumed_run_shows_no_result_of_the_stop_it_resumes_from(folders, small_catsdogs):
-    # While the resumed run trained, the caption read the stopped run's summary ("50.0% saved (last of 8 epochs)").
+    # While the resumed run trained, the caption read the stopped run's summary ("50.0% saved (last of 8
+    # epochs)", as it read then).
     from tlcore import files
 
     run = fake_running_run(folders["runs"], small_catsdogs)
     stopped_summary = {"results": {"feature_extraction": {"val_accuracy": 0.5, "best_val_accuracy": 0.5, "epochs": 3}}}
     files.write_json(run.path / "summary.json", {**stopped_summary, "final_stage": "feature_extraction"})
     at = _page_showing(run)
-    assert "Running: training" in texts(at) and "50.0% saved" not in texts(at)
+    assert "Running: training" in texts(at) and "saved model 50.0%" not in texts(at)
