@@ -82,6 +82,19 @@ def apply_preset() -> None:
         st.session_state[f"train_{name}"] = values[name]
 
 
+def use_run_settings(config: dict) -> None:
+    """A run's settings in the form, its strategy too, and its augmentation on the Data page (a reload or a new
+    tab starts from the preset: this brings back what the shown run trained with)."""
+    try:
+        settings = TrainConfig.from_dict(config)  # Checked: a damaged config must not reach the widgets.
+    except (ValueError, TypeError) as error:
+        st.session_state["train_settings_message"] = f"Its settings cannot be used: {error}"
+        return
+    for name in (*PRESET_FIELDS, "strategy"):
+        st.session_state[f"train_{name}"] = getattr(settings, name)
+    augment_view.set_settings(settings.augmentation.to_dict())
+
+
 def changed_from_preset(preset: str) -> list[str]:
     """'Epochs 3' for each setting on the page that differs from the preset's."""
     values = preset_values(preset)
@@ -135,6 +148,19 @@ else:
     with st.container(border=True):
         st.subheader("New run")
         st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset.root)))
+        if run is not None and run.config():
+            st.button(
+                "Use the current run's settings",
+                icon=":material/content_copy:",
+                on_click=use_run_settings,
+                args=(run.config(),),
+                help=markdown.escape(
+                    f"Fills the settings below, the strategy included, and the Data page's augmentation with those "
+                    f"run {run.id} trained with."
+                ),
+            )
+            if "train_settings_message" in st.session_state:
+                st.error(markdown.escape(st.session_state.pop("train_settings_message")))
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()

@@ -764,3 +764,38 @@ def test_the_sidebar_names_the_run_and_the_current_run_says_its_data_set(folders
     at = open_page("pages/2_Train.py")
     assert plain(at.sidebar.caption[1].value) == f"Run: {done.id} “first try” (done)"
     assert f"{done.id} (first try) · EfficientNet-Lite0 · 160 px · on {small_catsdogs.name}" in texts(at)
+
+
+def test_the_current_runs_settings_can_be_brought_back_into_the_form(folders, small_catsdogs, monkeypatch):
+    # A reload or a new tab starts the form from the preset, though the page shows the run trained before.
+    from tlcore.augmentation_settings import AugmentationConfig
+    from tlcore.config import TrainConfig
+    from tlcore.runs import worker
+
+    monkeypatch.setattr(worker, "start", lambda config, runs_dir: store.create(config, runs_dir))  # No process.
+
+    config = TrainConfig(
+        data_dir=str(small_catsdogs),
+        strategy="frozen_augmented",
+        epochs=4,
+        learning_rate=0.002,
+        augmentation=AugmentationConfig(rotation_degrees=25.0),
+    )
+    run = store.create(config, folders["runs"])
+    run.set_status("done")
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    assert at.number_input(key="train_epochs").value == 30 and "Changed since" not in texts(at)
+    at = click(at, "Use the current run's settings")
+    assert at.radio(key="train_strategy").value == "frozen_augmented"
+    assert at.number_input(key="train_epochs").value == 4
+    assert at.number_input(key="train_learning_rate").value == pytest.approx(0.002)
+    assert at.session_state["augmentation"].rotation_degrees == 25.0
+    assert "rotation up to 25°" in texts(at) and "Changed since: Epochs 4, Learning rate 0.002." in texts(at)
+    click(at, "Start training")
+    started = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
+    assert {key: started[key] for key in ("strategy", "epochs", "learning_rate")} == {
+        "strategy": "frozen_augmented",
+        "epochs": 4,
+        "learning_rate": 0.002,
+    }
+    assert started["augmentation"]["rotation_degrees"] == 25.0
