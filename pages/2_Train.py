@@ -343,9 +343,12 @@ metric = st.segmented_control(
 histories = {}
 for run_id in selected:
     try:
-        histories[run_id] = store.resolve(run_id, server.runs_dir()).metrics()
+        chosen_run = store.resolve(run_id, server.runs_dir())
     except ValueError:
         continue  # Deleted since the table was drawn.
+    name = catalog.label(chosen_run)
+    # A name given first: the legend cuts a long line at its end, where the ids differ.
+    histories[f"{name} ({run_id})" if name else run_id] = chosen_run.metrics()
 st.altair_chart(charts.compare(histories, metric), width="stretch")
 if len(selected) == 1:
     try:

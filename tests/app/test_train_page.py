@@ -275,6 +275,9 @@ def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
     first.set_status("done")
     second = fake_running_run(folders["runs"], small_catsdogs)
     second.set_status("stopped")
+    from tlcore.runs import catalog
+
+    catalog.rename(first, "Lite0 at 96 px")  # Its name leads its legend entry: the ends of the ids were cut.
     at = open_page("pages/2_Train.py")
     assert sorted(at.dataframe[-1].value["run"]) == sorted([first.id, second.id])
     # The run column takes the width of the ids (a "medium" column cut "…-all-efficientnet_lite0-82b5" short).
@@ -287,7 +290,7 @@ def test_compare_runs_overlays_the_selected_runs(folders, small_catsdogs):
     import pyarrow
 
     frame = pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_pandas()
-    assert sorted(frame["run"].unique()) == sorted([first.id, second.id])
+    assert sorted(frame["run"].unique()) == sorted([f"Lite0 at 96 px ({first.id})", second.id])
     assert set(frame["metric"]) == {"accuracy"} and set(frame["split"]) == {"validation"}
 
 
