@@ -166,3 +166,31 @@ def test_a_data_set_whose_scratch_baseline_was_stopped_is_told_so_not_to_train_o
     summary = {"results": {"scratch": {"val_accuracy": 0.6}}, "final_stage": "scratch"}
     files.write_json(queued.path / "summary.json", summary)
     assert catalog.missing_baseline_note(store.list_runs(runs_dir), str(data)) is None
+
+
+def test_a_runs_changed_settings_tell_it_apart_from_runs_alike_in_the_other_columns(tmp_path):
+    # Two frozen + augmentation runs, 5 cached views against end to end, looked the same in the compare table.
+    from tlcore.augmentation_settings import AugmentationConfig
+    from tlcore.config import from_preset
+
+    assert catalog.changed_settings(TrainConfig(data_dir="x").to_dict()) == ""
+    config = TrainConfig(
+        data_dir="x",
+        strategy="frozen_augmented",
+        backbone="vgg16",
+        image_size=96,
+        epochs=4,
+        augmented_views=0,
+        learning_rate=0.002,
+        augmentation=AugmentationConfig(rotation_degrees=25.0, vertical_flip=True),
+    ).to_dict()
+    assert catalog.changed_settings(config) == (
+        "epochs 4, learning rate 0.002, augmented views 0, rotation degrees 25, vertical flip on"
+    ), "strategy, backbone and size have columns of their own"
+    assert catalog.changed_settings(from_preset("seed", data_dir="x").to_dict()) == (
+        "batch size 64, learning rate 2e-05, head flatten, continue head off"
+    )
+    older = {key: value for key, value in config.items() if key != "augmented_views"}  # Before the setting existed.
+    assert "augmented views" not in catalog.changed_settings(older)
+    run = store.create(TrainConfig(data_dir=str(tmp_path), epochs=4), tmp_path / "runs")
+    assert catalog.compare_row(catalog.describe(run))["settings changed"] == "epochs 4"

@@ -7,18 +7,23 @@ earlier stage's best; the best stage is named beside it, never in its place. No 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 from tlcore import files
-from tlcore.config import STRATEGIES
+from tlcore.augmentation_settings import AugmentationConfig
+from tlcore.config import STRATEGIES, TrainConfig
 from tlcore.runs import monitor, resumption, saved_model, store
+from tlcore.settings import settings_of
 
 # The file of a run's name, given by a person; the id stays what the CLI and the folder use.
 LABEL_FILE = "label.json"
 LABEL_MAX_CHARACTERS = 80
 # A value that is not there (a queued run's accuracy, a running run's time), as every table shows it.
 MISSING = "—"
+# Settings the compare table has columns of its own for (or, the data set, names).
+OWN_COLUMNS = ("data_dir", "strategy", "backbone", "image_size")
 
 
 def percent(value: float | None) -> str:
@@ -61,6 +66,7 @@ def describe(run: store.Run) -> dict:
     """
     row = store.describe(run)
     row["label"] = label(run)
+    row["changed"] = changed_settings(run.config())
     row["model_stage"] = None
     saved = saved_model.stage_record(run) if row["state"] not in store.ACTIVE_STATES else None
     if saved is not None:
@@ -75,6 +81,35 @@ def describe(run: store.Run) -> dict:
     row["best_stage"] = peak[0] if peak and several else None
     row["best_stage_accuracy"] = peak[1] if peak and several else None
     return row
+
+
+def changed_settings(config: dict) -> str:
+    """'epochs 3, learning rate 0.002, augmented views 0, rotation degrees 25': the settings of a run's
+    config that differ from TrainConfig's (the default preset's), so that runs alike in the other columns are
+    told apart; '' when none differs. A setting its config lacks (written before it existed) is left out."""
+    changes = _changes(TrainConfig, config, skip=OWN_COLUMNS)
+    augmentation = config.get("augmentation")
+    if isinstance(augmentation, dict):
+        changes += _changes(AugmentationConfig, augmentation)
+    return ", ".join(changes)
+
+
+def _changes(config_class: type, values: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    changes = []
+    for field in settings_of(config_class):
+        if field.name in skip or field.name not in values or field.default is dataclasses.MISSING:
+            continue
+        value = values[field.name]
+        if value == field.default:
+            continue
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        elif isinstance(value, float):
+            shown = f"{value:g}"
+        else:
+            shown = str(value)
+        changes.append(f"{field.name.replace('_', ' ')} {shown}")
+    return changes
 
 
 def best_stage_text(row: dict) -> str:
@@ -128,6 +163,7 @@ def compare_row(row: dict, data_name: str | None = None) -> dict:
         "state": row.get("state") or MISSING,
         "size (px)": MISSING if row.get("image_size") is None else str(row["image_size"]),
         "epochs": str(row.get("epochs") or 0),
+        "settings changed": row.get("changed") or "",
         "run": row["run"],
     }
 
