@@ -49,7 +49,14 @@ def batch(run_id: str, predictor) -> None:
         folder = st.text_input("Folder path", key="batch_folder", placeholder="/path/to/photos").strip()
         if folder:
             target, name = folder, folder
-    top = st.number_input("Labels per photo", 1, len(predictor.labels), min(3, len(predictor.labels)), key="batch_top")
+    top = st.number_input(
+        "Top predictions to show",  # As the Photos and Camera tabs name it.
+        1,
+        len(predictor.labels),
+        min(3, len(predictor.labels)),
+        key="batch_top",
+        help="How many of the most likely classes each photo's row lists (the table's and the CSV's top k column).",
+    )
     if st.button(
         "Predict every photo",
         type="primary",
