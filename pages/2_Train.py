@@ -93,13 +93,28 @@ def use_run_settings(config: dict) -> None:
     for name in (*PRESET_FIELDS, "strategy"):
         st.session_state[f"train_{name}"] = getattr(settings, name)
     augment_view.set_settings(settings.augmentation.to_dict())
+    backbone = BACKBONES[settings.backbone]
+    if backbone.supports_alpha and settings.alpha not in backbone.weights_alphas:
+        # The page offers the multipliers ImageNet weights exist for: it falls back to 1.0 (`chosen_alpha`).
+        st.session_state["train_settings_message"] = (
+            f"Its width multiplier {settings.alpha:g} is not one the page offers "
+            f"({', '.join(f'{alpha:g}' for alpha in backbone.weights_alphas)}): 1.0 is set instead."
+        )
 
 
 def changed_from_preset(preset: str) -> list[str]:
-    """'Epochs 3' for each setting on the page that differs from the preset's."""
+    """'Epochs 3' for each setting on the page that differs from the preset's, of those a run of the strategy
+    and backbone chosen uses (a disabled one, or MobileNet's width multiplier kept after another backbone, is not
+    what trains)."""
     values = preset_values(preset)
+    unused = train_options.unused_settings(
+        st.session_state.get("train_strategy", TrainConfig.strategy),
+        st.session_state.get("train_backbone", TrainConfig.backbone),
+    )
     changed = []
     for name in PRESET_FIELDS:
+        if name in unused:
+            continue
         value = st.session_state.get(f"train_{name}")
         if value is not None and value != values[name]:
             label = TrainConfig.__dataclass_fields__[name].metadata.get("label", name)
@@ -160,7 +175,7 @@ else:
                 ),
             )
             if "train_settings_message" in st.session_state:
-                st.error(markdown.escape(st.session_state.pop("train_settings_message")))
+                st.warning(markdown.escape(st.session_state.pop("train_settings_message")))
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
         if "train_backbone" not in st.session_state:
             apply_preset()
@@ -223,12 +238,13 @@ else:
             **keep,
         )
         with st.expander("Hyperparameters", key="train_hyperparameters"):
-            settings = train_options.settings_widgets("hyperparameters", keep, train_options.stage_extras(strategy))
+            extras = train_options.disabled_extras("hyperparameters", strategy, backbone)
+            settings = train_options.settings_widgets("hyperparameters", keep, extras)
             levels_view.feature_levels_check(
                 dataset, backbone, int(image_size), disabled=weights != "imagenet" or not status.available
             )
 
-        options, notice = train_options.options(dataset, strategy, keep)
+        options, notice = train_options.options(dataset, strategy, backbone, keep)
         settings.update(options)
         if notice:
             weighting_notice.info(markdown.escape(notice), icon=":material/balance:")
@@ -347,8 +363,9 @@ for run_id in selected:
     except ValueError:
         continue  # Deleted since the table was drawn.
     name = catalog.label(chosen_run)
-    # A name given first: the legend cuts a long line at its end, where the ids differ.
-    histories[f"{name} ({run_id})" if name else run_id] = chosen_run.metrics()
+    # A name given first, cut short so the id stays whole: the legend cuts a long line at its end.
+    shown = name if name is None or len(name) <= 24 else name[:23] + "…"
+    histories[f"{shown} ({run_id})" if shown else run_id] = chosen_run.metrics()
 st.altair_chart(charts.compare(histories, metric), width="stretch")
 if len(selected) == 1:
     try:

@@ -50,18 +50,20 @@ names = session.dataset_names()  # Each run's data set by its library name (an u
 data_names = {
     key: session.dataset_name(row["data_dir"], names) if row["data_dir"] else None for key, row in rows.items()
 }
-# The run of the link first (`?run=<id>`, written below): a reload keeps the run chosen here.
-linked = session.linked_run()
+# The run of the address first (`?model=<id>`, written below): a reload keeps the run chosen here. Not `?run=`,
+# which the sidebar reads as the session's run (the run training, say).
+linked = session.linked_run("model")
 run_id = st.selectbox(
     "Run",
     ids,
     index=ids.index(linked if linked in rows else best),
     key="predict_run",
     format_func=lambda key: run_label(rows[key], data_names[key]),
-    help="Each run with a usable model, its validation accuracy first. The page opens on the most accurate "
-    "finished (done) run of the data set chosen on the Data page, or of all runs when none was trained on it.",
+    help="Each run with a usable model, its validation accuracy first. The page opens on the run of its address "
+    "(kept there when chosen, so a reload keeps it), else the most accurate finished (done) run of the data set "
+    "chosen on the Data page, or of all runs when none was trained on it.",
 )
-st.query_params["run"] = run_id
+st.query_params["model"] = run_id
 try:
     predictor = cached.predictor(run_id)
 except (predict.ModelLoadError, ValueError) as error:

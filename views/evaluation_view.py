@@ -44,7 +44,7 @@ def show(run: store.Run, key: str) -> None:
     """The evaluation of a finished run: a button until it is computed, then the figures."""
     st.subheader("Evaluation")
     data_dir = run.config().get("data_dir")
-    found = folders.split_names(data_dir) if data_dir else ()
+    found = folders.split_names(data_dir) if isinstance(data_dir, str) and data_dir else ()  # Damaged: not text.
     splits = [split for split in SPLITS if split in found] or ["validation"]
     split = "validation"
     if len(splits) > 1:

@@ -54,6 +54,8 @@ def dataset_names() -> dict[str, str]:
 
 def dataset_name(folder: str, names: dict[str, str] | None = None) -> str:
     """A data set folder's name in the library (`names`, else read now), else the folder's name."""
+    if not isinstance(folder, str):  # A damaged config.json's data_dir: shown as it is, never a crash.
+        return str(folder)
     names = dataset_names() if names is None else names
     try:
         resolved = str(Path(folder).resolve())
@@ -90,9 +92,10 @@ def augmentation() -> AugmentationConfig:
     return st.session_state.get("augmentation") or AugmentationConfig()
 
 
-def linked_run() -> str | None:
-    """The run id of the link (`?run=<id>`) when it names a run of the runs folder; never a path."""
-    wanted = st.query_params.get("run")
+def linked_run(parameter: str = "run") -> str | None:
+    """The run id of the link (`?run=<id>`; Predict's `?model=<id>`) when it names a run of the runs folder;
+    never a path."""
+    wanted = st.query_params.get(parameter)
     if not wanted or Path(wanted).name != wanted:  # An id only: resolve would take a path inside the folder too.
         return None
     try:

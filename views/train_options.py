@@ -115,12 +115,24 @@ def settings_widgets(part: str, keep: dict, extras: dict[str, dict] | None = Non
     }
 
 
-def stage_extras(strategy: str) -> dict[str, dict]:
-    """The hyperparameters a strategy does not use, disabled: fine-tuning's epochs and learning rate without a
-    fine-tuning stage."""
-    if "fine_tuning" in stages_for(strategy):
-        return {}
-    return {name: {"disabled": True} for name in ("fine_tuning_epochs", "fine_tuning_learning_rate")}
+def unused_settings(strategy: str, backbone: str) -> set[str]:
+    """The settings a run of this strategy and backbone does not use: their widgets are disabled (or, for the
+    width multiplier, not drawn), and a preset's "Changed since" leaves them out."""
+    unused = set()
+    if "fine_tuning" not in stages_for(strategy):
+        unused |= {"fine_tuning_epochs", "fine_tuning_learning_rate"}
+    if strategy not in VIEW_STRATEGIES:
+        unused.add("augmented_views")
+    if strategy != "all":  # Only strategy "all" trains feature extraction's head for stage 2 to continue.
+        unused.add("continue_head")
+    if backbone not in BACKBONES or not BACKBONES[backbone].supports_alpha:
+        unused.add("alpha")
+    return unused
+
+
+def disabled_extras(part: str, strategy: str, backbone: str) -> dict[str, dict]:
+    """`settings_widgets` extras that disable the settings of one part of the page that a run would not use."""
+    return {name: {"disabled": True} for name in unused_settings(strategy, backbone) if PAGE_FIELDS.get(name) == part}
 
 
 def class_weight_note(dataset: DatasetScan, mode: str) -> tuple[bool, str]:
@@ -142,17 +154,12 @@ def class_weight_note(dataset: DatasetScan, mode: str) -> tuple[bool, str]:
     return True, f"{why} each class's loss inversely to its count: {shown}."
 
 
-def options(dataset: DatasetScan, strategy: str, keep: dict) -> tuple[dict, str | None]:
+def options(dataset: DatasetScan, strategy: str, backbone: str, keep: dict) -> tuple[dict, str | None]:
     """The options expander: (TrainConfig fields, a notice to show in view when the classes get weighted)."""
     with st.expander(
         "Training options: early stopping, class weights, augmented views, precision", key="train_options"
     ):
-        disabled = {
-            "augmented_views": {"disabled": strategy not in VIEW_STRATEGIES},
-            # Only strategy "all" trains feature extraction's head before frozen + augmentation.
-            "continue_head": {"disabled": strategy != "all"},
-        }
-        values = settings_widgets("options", keep, disabled)
+        values = settings_widgets("options", keep, disabled_extras("options", strategy, backbone))
         weighted, note = class_weight_note(dataset, values["class_weight"])
         if not weighted:  # When weighted, the notice says so at the top of the form.
             st.caption(markdown.escape(note))

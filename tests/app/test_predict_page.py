@@ -349,10 +349,11 @@ def test_the_run_chosen_on_predict_is_kept_in_the_address_so_a_reload_keeps_it(f
     )
     other = fake_finished_run(folders["runs"], small_catsdogs)
     at = open_page("pages/3_Predict.py")
-    assert at.selectbox(key="predict_run").value == best.id and at.query_params["run"] == best.id
+    assert at.selectbox(key="predict_run").value == best.id and at.query_params["model"] == best.id
     at.selectbox(key="predict_run").set_value(other.id).run()
-    assert at.query_params["run"] == other.id
+    assert at.query_params["model"] == other.id
+    assert "run" not in at.query_params, "?run= is the session's run, which the sidebar names"
     reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)  # A reload: a new session, the same address.
-    reloaded.query_params["run"] = other.id
+    reloaded.query_params["model"] = other.id
     reloaded = open_page("pages/3_Predict.py", reloaded.run())
     assert reloaded.selectbox(key="predict_run").value == other.id

@@ -78,6 +78,17 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
     at.number_input(key="train_learning_rate").set_value(0.0005)
     at.selectbox(key="train_backbone").set_value("efficientnet_lite1").run()
     assert "Changed since: Backbone EfficientNet-Lite1, Epochs 3, Learning rate 0.0005." in texts(at)
+    # Only what a run of the strategy and backbone chosen uses: not a disabled setting, nor MobileNet's width
+    # multiplier kept after another backbone was chosen.
+    at.number_input(key="train_fine_tuning_epochs").set_value(5)
+    at.selectbox(key="train_backbone").set_value("mobilenet").run()
+    at.select_slider(key="train_alpha").set_value(0.5).run()
+    assert "Changed since: Backbone MobileNet, Width multiplier (alpha) 0.5, Epochs 3, Fine-tuning epochs 5" in texts(
+        at
+    )
+    at.selectbox(key="train_backbone").set_value("efficientnet_lite0")
+    at.radio(key="train_strategy").set_value("feature_extraction").run()
+    assert "Changed since: Epochs 3, Learning rate 0.0005." in texts(at)
     assert not at.exception
 
 
@@ -802,3 +813,26 @@ def test_the_current_runs_settings_can_be_brought_back_into_the_form(folders, sm
         "learning_rate": 0.002,
     }
     assert started["augmentation"]["rotation_degrees"] == 25.0
+
+
+def test_copying_a_runs_width_multiplier_the_page_does_not_offer_says_so(folders, small_catsdogs):
+    from tlcore.config import TrainConfig
+
+    config = TrainConfig(data_dir=str(small_catsdogs), backbone="mobilenet", weights="none", alpha=0.3)
+    store.create(config, folders["runs"]).set_status("done")
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    at = click(at, "Use the current run's settings")
+    assert at.selectbox(key="train_backbone").value == "mobilenet" and at.select_slider(key="train_alpha").value == 1.0
+    assert "Its width multiplier 0.3 is not one the page offers (0.25, 0.5, 0.75, 1): 1.0 is set instead." in [
+        plain(box.value) for box in at.warning
+    ]
+
+
+def test_a_run_whose_config_holds_a_data_dir_that_is_not_text_is_shown_not_a_crash(folders, small_catsdogs):
+    # The run's title and the compare table named its data set with Path(5): a TypeError, the whole page lost.
+    done = fake_finished_run(folders["runs"], small_catsdogs)
+    config = json.loads((done.path / "config.json").read_text())
+    files.write_json(done.path / "config.json", {**config, "data_dir": 5})
+    at = open_page("pages/2_Train.py")
+    assert f"{done.id} · EfficientNet-Lite0 · 160 px · on 5" in texts(at)
+    assert list(at.dataframe[-1].value["data set"]) == ["5"]

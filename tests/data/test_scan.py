@@ -366,9 +366,19 @@ def test_the_folder_above_data_sets_is_refused_not_taken_as_a_set_of_their_class
     # The same inside a split layout: a class folder that is itself a data set.
     nested = tmp_path / "nested"
     _copy(small_catsdogs, nested)
-    _copy(small_catsdogs / "validation", nested / "train" / "cats" / "validation")
-    with pytest.raises(DatasetError, match=r"the class folder cats/ holds validation/"):
+    _copy(small_catsdogs, nested / "train" / "cats" / "pets")
+    _copy(small_catsdogs / "train", nested / "train" / "cats" / "training")
+    with pytest.raises(DatasetError, match=r"the class folder cats/ holds training/: it looks like a data set"):
         folders.scan(nested)
+    # A lone test/ or val/ folder of photos inside a class is the class's photos, as any nested folder is.
+    lone = tmp_path / "lone"
+    for name in ("cats", "dogs"):
+        _copy(small_catsdogs / "train" / name, lone / name)
+    _copy(small_catsdogs / "validation" / "cats", lone / "cats" / "test")
+    _copy(small_catsdogs / "validation" / "dogs", lone / "dogs" / "val")
+    scan = folders.scan(lone)
+    photos = sum(1 for path in small_catsdogs.rglob("*") if path.is_file())
+    assert scan.classes == ("cats", "dogs") and sum(len(samples) for samples in scan.splits.values()) == photos
 
 
 def test_a_folder_beside_the_split_folders_is_listed_as_not_read(tmp_path, small_catsdogs):

@@ -81,7 +81,7 @@ def test_class_counts_chart_gives_every_bar_its_height():
     assert charts.split_counts(counts, height=300).to_dict()["height"] == 300
     # A small set's axis read 0.0, 0.5, ... 4.5 images: whole images only.
     axis = charts.split_counts({"train": {"a": 4, "b": 5}}).to_dict()["encoding"]["x"]["axis"]
-    assert (axis["tickMinStep"], axis["format"]) == (1, "d")
+    assert (axis["tickMinStep"], axis["format"]) == (1, ",d")
 
 
 def test_learning_rate_chart_is_log_scaled_and_marks_the_suggestion():

@@ -186,13 +186,15 @@ def scan(
     else:
         class_folders = {"all": folders}
 
-    # A class folder with split folders inside is a data set of its own (the folder above data sets was
-    # picked): its photos, train and validation together, would be one class and split again.
+    # A class folder with a train folder inside is a data set of its own (the folder above data sets was
+    # picked): its photos, train and validation together, would be one class and split again. A lone test/ or
+    # val/ of photos inside a class is read as the class's photos, as any nested folder is.
     for class_paths in class_folders.values():
         for class_path in class_paths:
-            inner = [item.name for item in _children(class_path)[0] if SPLIT_ALIASES.get(item.name.lower())]
-            if inner:
-                shown = " and ".join(f"{name}/" for name in sorted(inner)[:3])
+            inner = sorted(item.name for item in _children(class_path)[0] if SPLIT_ALIASES.get(item.name.lower()))
+            if any(SPLIT_ALIASES[name.lower()] == "train" for name in inner):
+                shown = ", ".join(f"{name}/" for name in inner[:-1]) + (" and " if len(inner) > 1 else "")
+                shown += f"{inner[-1]}/"
                 raise DatasetError(
                     f"{root}: the class folder {class_path.name}/ holds {shown}: it looks like a data set of its "
                     f"own, not a class. Expected <class>/ folders of photos; to use that data set, scan {class_path}."

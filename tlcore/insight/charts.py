@@ -224,7 +224,7 @@ def split_counts(counts: dict[str, dict[str, int]], height: int | None = None) -
         .mark_bar()
         .encode(
             # Whole images: a small set's axis ticked 0.5, 1.0, 1.5 images.
-            x=alt.X("images:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+            x=alt.X("images:Q", axis=alt.Axis(tickMinStep=1, format=",d")),
             # Whole class names up to a limit (Vega-Lite's default cut "sunflowers" to "sunflo...").
             y=alt.Y("class:N", title=None, axis=alt.Axis(labelLimit=CLASS_LABEL_LIMIT)),
             color=alt.Color("split:N"),
