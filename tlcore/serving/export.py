@@ -121,8 +121,8 @@ def rule_in_words() -> str:
     """What the check asks of an export, from REQUIRED_AGREEMENT and ALLOWED_ACCURACY_DROP (help texts, pages)."""
     int8 = "tflite-int8"
     return (
-        f"the same top-1 class as the Keras model for every validation image; the 8-bit TFLite export ({int8}) "
-        f"for at least {REQUIRED_AGREEMENT[int8]:.0%} of them, with an accuracy at most "
+        f"the same top-1 class as the Keras model for every validation image; for the 8-bit TFLite export "
+        f"({int8}), the same class for at least {REQUIRED_AGREEMENT[int8]:.0%} and an accuracy at most "
         f"{ALLOWED_ACCURACY_DROP[int8] * 100:g} point lower"
     )
 
