@@ -241,14 +241,19 @@ def test_predict_page_takes_every_photo_type_the_data_set_scan_takes(trained_run
     assert len(predictions) == len(images.SUPPORTED_EXTENSIONS)
 
 
+def _scored(run, accuracy: float) -> None:
+    """Gives a fake finished feature-extraction run a summary with this validation accuracy."""
+    files.write_json(
+        run.path / "summary.json",
+        {"results": {"feature_extraction": {"val_accuracy": accuracy}}, "final_stage": "feature_extraction"},
+    )
+
+
 def test_predict_page_defaults_to_the_best_finished_run_not_the_newest(folders, small_catsdogs):
     from tests.app.page_kit import fake_finished_run
 
     good = fake_finished_run(folders["runs"], small_catsdogs)
-    files.write_json(
-        good.path / "summary.json",
-        {"results": {"feature_extraction": {"val_accuracy": 0.9}}, "final_stage": "feature_extraction"},
-    )
+    _scored(good, 0.9)
     newest = fake_finished_run(folders["runs"], small_catsdogs)
     newest.set_status("stopped")
     files.write_json(
@@ -268,10 +273,7 @@ def test_predict_page_defaults_to_the_best_run_of_the_sessions_data_set(folders,
     elsewhere = fake_finished_run(folders["runs"], other_data)
     here = fake_finished_run(folders["runs"], small_catsdogs)
     for run, accuracy in ((elsewhere, 0.99), (here, 0.8)):
-        files.write_json(
-            run.path / "summary.json",
-            {"results": {"feature_extraction": {"val_accuracy": accuracy}}, "final_stage": "feature_extraction"},
-        )
+        _scored(run, accuracy)
     at = open_page("pages/3_Predict.py")  # No data set chosen: the best overall.
     assert at.selectbox(key="predict_run").value == elsewhere.id
     at = open_page("pages/3_Predict.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
@@ -343,10 +345,7 @@ def test_the_run_chosen_on_predict_is_kept_in_the_address_so_a_reload_keeps_it(f
     from tests.app.page_kit import APP, TIMEOUT, fake_finished_run
 
     best = fake_finished_run(folders["runs"], small_catsdogs)
-    files.write_json(
-        best.path / "summary.json",
-        {"results": {"feature_extraction": {"val_accuracy": 0.9}}, "final_stage": "feature_extraction"},
-    )
+    _scored(best, 0.9)
     other = fake_finished_run(folders["runs"], small_catsdogs)
     at = open_page("pages/3_Predict.py")
     assert at.selectbox(key="predict_run").value == best.id and at.query_params["model"] == best.id
