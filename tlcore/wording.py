@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tlcore.config import PRESETS, AugmentationConfig, TrainConfig
 
 # What fills the pixels a shift, rotation or zoom brings in from outside the image.
@@ -22,6 +24,15 @@ def count(number: int, noun: str, plural: str | None = None) -> str:
         plural: the plural, where it is not the singular plus "s".
     """
     return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
+def setting_value(value: Any) -> str:
+    """A setting's value in a sentence: on/off for a flag, a float without trailing zeros (0.002, 2e-05)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def augmentation(settings: AugmentationConfig) -> str:

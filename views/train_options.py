@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from tlcore import wording
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import charts
@@ -57,11 +58,7 @@ def shown_value(name: str, value: Any) -> str:
         return CHOICE_TITLES[name].get(value, str(value))
     if name == "backbone" and value in BACKBONES:
         return BACKBONES[value].display_name
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    return wording.setting_value(value)
 
 
 def help_sentence(name: str) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from tlcore import files
+from tlcore import files, wording
 from tlcore.augmentation_settings import AugmentationConfig
 from tlcore.config import STRATEGIES, TrainConfig
 from tlcore.runs import monitor, resumption, saved_model, store
@@ -100,15 +100,8 @@ def _changes(config_class: type, values: dict, skip: tuple[str, ...] = ()) -> li
         if field.name in skip or field.name not in values or field.default is dataclasses.MISSING:
             continue
         value = values[field.name]
-        if value == field.default:
-            continue
-        if isinstance(value, bool):
-            shown = "on" if value else "off"
-        elif isinstance(value, float):
-            shown = f"{value:g}"
-        else:
-            shown = str(value)
-        changes.append(f"{field.name.replace('_', ' ')} {shown}")
+        if value != field.default:
+            changes.append(f"{field.name.replace('_', ' ')} {wording.setting_value(value)}")
     return changes
 
 
