@@ -16,7 +16,7 @@ from PIL import Image
 
 import tlcore
 from tests.helpers.paths import PROJECT_ROOT
-from tlcore import cli, cli_flags, files
+from tlcore import cli, cli_flags, files, wording
 from tlcore.config import AugmentationConfig, TrainConfig, from_preset
 from tlcore.settings import setting, settings_of
 
@@ -199,7 +199,7 @@ def test_every_help_text_shows_the_real_default():
     flags = _setting_flags(_command("train"))
     for dest, item in _train_settings().items():
         if item.default is not None and dest != "data_dir":
-            assert f"(default {cli_flags.describe(item.default)}" in flags[dest][0].help, dest
+            assert f"(default {wording.setting_value(item.default)}" in flags[dest][0].help, dest
     assert flags["epochs"][0].help.endswith("(default 30)")
     assert flags["learning_rate"][0].help.endswith("(default 0.001; seed preset: 2e-05)")
     assert flags["jit_compile"][0].help.endswith("(default off)")

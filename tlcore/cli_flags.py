@@ -13,6 +13,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Iterable
 
+from tlcore import wording
 from tlcore.config import PRESET_DESCRIPTIONS, PRESETS, TrainConfig
 from tlcore.settings import setting_type, settings_of
 
@@ -29,21 +30,12 @@ def flag_name(setting: dataclasses.Field) -> str:
     return setting.metadata.get("flag") or "--" + setting.name.replace("_", "-")
 
 
-def describe(value: Any) -> str:
-    """A default as a help text shows it: on/off for a switch, 0.001 or 1e-05 for a number."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def default_text(setting: dataclasses.Field, presets: dict[str, dict[str, Any]]) -> str:
     """'default 32; seed preset: 64': the field's default, then each preset that changes it."""
-    parts = [f"default {describe(setting.default)}"]
+    parts = [f"default {wording.setting_value(setting.default)}"]
     for preset, values in presets.items():
         if setting.name in values and values[setting.name] != setting.default:
-            parts.append(f"{preset} preset: {describe(values[setting.name])}")
+            parts.append(f"{preset} preset: {wording.setting_value(values[setting.name])}")
     return "; ".join(parts)
 
 
