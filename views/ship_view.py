@@ -131,12 +131,12 @@ def export(run_id: str) -> None:
         "Each export is loaded back and run on the run's validation images; it is refused unless it gives "
         f"{exporting.rule_in_words()} (8-bit rounding may tip images the model nearly ties on)."
     )
-    made = st.session_state.setdefault("exports", {})
-    try:  # Exports made before this session (another tab, a reload, the CLI) are there too.
-        recorded = exporting.recorded_exports(store.resolve(run_id, server.runs_dir()))
+    # The run's exports as its folder records them (this session's, another tab's, the CLI's), read on each draw:
+    # an export of a model that a resume has replaced since is not offered.
+    try:
+        made = exporting.recorded_exports(store.resolve(run_id, server.runs_dir()))
     except ValueError:
-        recorded = {}
-    made.update({(run_id, format): result for format, result in recorded.items()})
+        made = {}
     for format, (title, description) in FORMATS.items():
         with st.container(border=True):
             left, right = st.columns([3, 2])
@@ -144,10 +144,10 @@ def export(run_id: str) -> None:
             if right.button(f"Export as {title}", icon=":material/deployed_code:", key=f"export_{format}"):
                 try:
                     with st.spinner(f"Exporting as {title} and checking it on the validation images..."):
-                        made[(run_id, format)] = exporting.export(run_id, format, runs_dir=server.runs_dir()).to_dict()
+                        made[format] = exporting.export(run_id, format, runs_dir=server.runs_dir()).to_dict()
                 except (exporting.ExportError, predict.ModelLoadError, ValueError, OSError) as error:
                     left.error(markdown.escape(error))
-            result = made.get((run_id, format))
+            result = made.get(format)
             if result is None or not Path(result["path"]).exists():
                 continue
             path = Path(result["path"])

@@ -138,6 +138,7 @@ def test_predict_page_exports_tflite_and_offers_the_download(trained_runs, monke
     times = model.stat()
     os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns + 1_000_000_000))
     assert not _predict_page(trained_runs, monkeypatch).download_button
+    assert not at.run().download_button, "nor in the session that saw it before"
     os.utime(model, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert _predict_page(trained_runs, monkeypatch).download_button
     exported.unlink()
