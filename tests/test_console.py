@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,16 @@ NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard")
 
 
 def _tlcore(*arguments: str) -> subprocess.CompletedProcess:
+    # As from a shell: without the TF_CPP_MIN_LOG_LEVEL a command run in this test process earlier sets in its
+    # environment (console.import_tensorflow_quietly), which would hide what --verbose is to show.
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
     return subprocess.run(
-        [sys.executable, "-m", "tlcore", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "tlcore", *arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
     )
 
 
