@@ -83,8 +83,8 @@ def apply_preset() -> None:
 
 
 def use_run_settings(config: dict) -> None:
-    """A run's settings in the form, its strategy too, and its augmentation on the Data page (a reload or a new
-    tab starts from the preset: this brings back what the shown run trained with)."""
+    """A run's settings in the form, its strategy too, and its augmentation on the Data page: what the shown run
+    trained with, which the form (kept from the last session, `tlcore.drafts`, else the preset's) may no longer be."""
     try:
         settings = TrainConfig.from_dict(config)  # Checked: a damaged config must not reach the widgets.
     except (ValueError, TypeError) as error:
@@ -143,14 +143,14 @@ if run is not None:
             evaluation_view.show(run, key="current")
 
 dataset = session.current_dataset()
-previous_data = run.config().get("data_dir") if run is not None else None
+run_config = run.config() if run is not None else {}  # Read once a draw: the button and the new run use it.
+previous_data = run_config.get("data_dir")
 if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
     try:
-        previous = run.config()
         dataset = cached.scan_folder(
             previous_data,
-            previous.get("validation_fraction", TrainConfig.validation_fraction),
-            previous.get("split_seed", previous.get("seed", TrainConfig.split_seed)),
+            run_config.get("validation_fraction", TrainConfig.validation_fraction),
+            run_config.get("split_seed", run_config.get("seed", TrainConfig.split_seed)),
         )
         session.use_dataset(dataset)
         session_lines.draw()  # The sidebar names the data set at once.
@@ -163,12 +163,12 @@ else:
     with st.container(border=True):
         st.subheader("New run")
         st.markdown(markdown.dataset_line(dataset, session.dataset_name(dataset.root)))
-        if run is not None and run.config():
+        if run_config:
             st.button(
                 "Use the current run's settings",
                 icon=":material/content_copy:",
                 on_click=use_run_settings,
-                args=(run.config(),),
+                args=(run_config,),
                 help=markdown.escape(
                     f"Fills the settings below, the strategy included, and the Data page's augmentation with those "
                     f"run {run.id} trained with."
@@ -182,11 +182,12 @@ else:
         for name in PRESET_FIELDS:  # Sessions older than some of the settings.
             st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
         keep = {"persist_state": "session"}
+        # Through the session state, not the widget's default: a new session may start from the last one's preset.
+        st.session_state.setdefault("train_preset", "default")
         preset = st.segmented_control(
             "Preset",
             list(PRESETS),
             format_func=PRESET_TITLES.get,
-            default="default",
             required=True,
             key="train_preset",
             on_change=choose_preset,

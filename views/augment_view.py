@@ -94,6 +94,7 @@ def preview(dataset: DatasetScan) -> None:
         st.error(markdown.escape(error))
         return
     st.session_state["augmentation"] = settings
+    session.remember_settings()  # The fragment reruns alone: a page start would not see a slider moved here.
 
     with preview_column:
         size = int(st.session_state.get("train_image_size") or 160)

@@ -85,6 +85,8 @@ def draw() -> SessionLines:
         st.sidebar.page_link(script, label=label, icon=icon)
     st.sidebar.html(FOLD_SIDEBAR_ON_NARROW_WINDOWS, unsafe_allow_javascript=True)
     session.reopen_dataset()
+    session.reopen_settings()
+    session.remember_settings()
     lines = SessionLines()
     lines.draw()
     return lines

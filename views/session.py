@@ -5,6 +5,8 @@ Session state keys:
     augmentation     the AugmentationConfig chosen on the Data page, used by the Train page
     train_preset     the preset chosen on the Train page (its widget's key); the Data page resets to its augmentation
     library_reopened set once the session's first page has reopened the link's or the last used data set
+    settings_reopened set once the session's first page has put the settings last chosen in the app in place
+    settings_saved   the SettingsDraft this session last read or wrote (tlcore.drafts), to write only changes
     run_id           the current run; when absent, the link's (?run=<id>), else the running run, else the
                      newest queued one, else the newest run of any state is shown
     lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
@@ -14,15 +16,18 @@ Session state keys:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
 
 import streamlit as st
 
+from tlcore import drafts
 from tlcore.config import AugmentationConfig
 from tlcore.data import library
 from tlcore.data.dataset import DatasetError, DatasetScan
+from tlcore.models.registry import BACKBONES
 from tlcore.runs import store
 from views import cached, markdown, server
 
@@ -81,6 +86,57 @@ def reopen_dataset() -> None:
             use_dataset(cached.scan_folder(remembered.path, remembered.validation_fraction, remembered.seed))
     except (DatasetError, ValueError, OSError):
         return  # Changed since: the Data page's library offers it again, and says what is wrong when used.
+
+
+def reopen_settings() -> None:
+    """Once per session, whichever page it opens on: the Train page's preset and settings and the augmentation
+    last chosen in the app (`tlcore.drafts`), so that a reload or a new tab keeps them. Settings this session
+    already holds stay as they are."""
+    if st.session_state.get("settings_reopened"):
+        return
+    st.session_state["settings_reopened"] = True
+    draft = drafts.load(server.data_dir())
+    if draft.preset is not None:
+        st.session_state.setdefault("train_preset", draft.preset)
+    for name, value in draft.train.items():
+        st.session_state.setdefault(f"train_{name}", value)
+    if draft.augmentation and "augmentation" not in st.session_state:
+        for name, value in draft.augmentation.items():
+            st.session_state[f"aug_{name}"] = value  # The Data page's sliders (views.augment_view.widget_key).
+        st.session_state["augmentation"] = dataclasses.replace(AugmentationConfig(), **draft.augmentation)
+    st.session_state["settings_saved"] = draft
+
+
+def remember_settings() -> None:
+    """Saves this session's preset, Train page settings and augmentation for the next session, when they changed.
+
+    Called as a page starts (a widget's new value is in the session state by then) and after the augmentation
+    preview reruns alone. A combination TrainConfig refuses is not saved: the last one it accepted stays.
+    """
+    train = {
+        name: st.session_state[f"train_{name}"]
+        for name in drafts.TRAIN_FIELDS
+        if st.session_state.get(f"train_{name}") is not None
+    }
+    backbone = BACKBONES.get(train.get("backbone"))
+    if backbone is None or not backbone.supports_alpha:
+        train.pop("alpha", None)  # Kept by its widget after leaving MobileNet; the page trains with 1.0 then.
+    chosen = st.session_state.get("augmentation")
+    try:
+        draft = drafts.SettingsDraft(
+            preset=st.session_state.get("train_preset"),
+            train=train,
+            augmentation=chosen.to_dict() if isinstance(chosen, AugmentationConfig) else {},
+        )
+    except (ValueError, TypeError):
+        return
+    if draft.is_empty or draft == st.session_state.get("settings_saved"):
+        return
+    try:
+        drafts.save(server.data_dir(), draft)
+    except OSError:
+        return  # A read-only data folder: the settings still hold for this session.
+    st.session_state["settings_saved"] = draft
 
 
 def preset() -> str:

@@ -781,7 +781,7 @@ def test_the_sidebar_names_the_run_and_the_current_run_says_its_data_set(folders
 
 
 def test_the_current_runs_settings_can_be_brought_back_into_the_form(folders, small_catsdogs, monkeypatch):
-    # A reload or a new tab starts the form from the preset, though the page shows the run trained before.
+    # The form may hold other settings (the preset's, or the last session's) than the run the page shows.
     from tlcore.augmentation_settings import AugmentationConfig
     from tlcore.config import TrainConfig
     from tlcore.runs import worker
@@ -836,3 +836,40 @@ def test_a_run_whose_config_holds_a_data_dir_that_is_not_text_is_shown_not_a_cra
     at = open_page("pages/2_Train.py")
     assert f"{done.id} · EfficientNet-Lite0 · 160 px · on 5" in texts(at)
     assert list(at.dataframe[-1].value["data set"]) == ["5"]
+
+
+def test_a_new_session_starts_from_the_settings_and_augmentation_last_chosen(folders, small_catsdogs):
+    # A reload or a new tab is a new Streamlit session: it lost the form and the augmentation (the data set came
+    # back from the library). Saved in the data folder (tlcore.drafts), they come back on any page.
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    at.segmented_control(key="train_preset").set_value("quality").run()
+    at.number_input(key="train_epochs").set_value(3).run()
+    at.radio(key="train_strategy").set_value("fine_tuning").run()
+    at = open_page("pages/1_Data.py", at)
+    at.toggle(key="aug_vertical_flip").set_value(True).run()
+
+    again = open_page("pages/2_Train.py")  # A new session.
+    assert again.segmented_control(key="train_preset").value == "quality"
+    assert again.selectbox(key="train_backbone").value == "efficientnet_lite1"
+    assert again.number_input(key="train_epochs").value == 3
+    assert again.radio(key="train_strategy").value == "fine_tuning"
+    assert "Changed since: Epochs 3." in texts(again)
+    assert "Augmentation (set on the Data page): flips left-right and upside down\n" in texts(again) + "\n"
+    on_data = open_page("pages/1_Data.py")  # Another session, opened on the Data page.
+    assert on_data.toggle(key="aug_vertical_flip").value is True
+    assert on_data.slider(key="aug_rotation_degrees").value == 0  # The quality preset's, not the default's.
+    assert not again.exception and not on_data.exception
+
+
+def test_settings_a_run_would_refuse_are_not_saved_over_the_last_accepted_ones(folders, small_catsdogs):
+    at = open_page("pages/2_Train.py", scan(open_page("pages/1_Data.py"), small_catsdogs))
+    at.number_input(key="train_epochs").set_value(4).run()
+    at.selectbox(key="train_backbone").set_value("mobilenet").run()
+    at.select_slider(key="train_alpha").set_value(0.5).run()
+    # Back on a backbone without a width multiplier: the widget keeps 0.5, which the page does not train with.
+    at.selectbox(key="train_backbone").set_value("efficientnet_lite0").run()
+    at.number_input(key="train_epochs").set_value(5).run()
+    again = open_page("pages/2_Train.py")
+    assert again.selectbox(key="train_backbone").value == "efficientnet_lite0"
+    assert again.number_input(key="train_epochs").value == 5
+    assert "Changed since: Epochs 5." in texts(again)
