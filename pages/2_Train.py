@@ -177,10 +177,11 @@ else:
             if "train_settings_message" in st.session_state:
                 st.warning(markdown.escape(st.session_state.pop("train_settings_message")))
         weighting_notice = st.empty()  # Filled once the class weight setting is read, below.
-        if "train_backbone" not in st.session_state:
-            apply_preset()
-        for name in PRESET_FIELDS:  # Sessions older than some of the settings.
-            st.session_state.setdefault(f"train_{name}", TrainConfig.__dataclass_fields__[name].default)
+        # What the session does not hold yet, from the last session's settings (session.reopen_settings) or
+        # from none, comes from the preset.
+        for name, value in preset_values(session.preset()).items():
+            if name in PRESET_FIELDS:
+                st.session_state.setdefault(f"train_{name}", value)
         keep = {"persist_state": "session"}
         # Through the session state, not the widget's default: a new session may start from the last one's preset.
         st.session_state.setdefault("train_preset", "default")
@@ -313,6 +314,7 @@ else:
             else:
                 st.session_state["run_id"] = started.id
                 st.rerun()  # Draw the new run at the top.
+        session.remember_settings()  # As the form filled and corrected them (a backbone's smallest size, say).
 
 if dataset is not None:
     runs = store.list_runs(server.runs_dir())

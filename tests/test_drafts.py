@@ -52,8 +52,45 @@ def test_a_draft_refuses_what_training_would_refuse_and_says_what_it_received():
         SettingsDraft(preset="fastest")
 
 
-def test_the_draft_holds_every_setting_the_train_page_draws_and_the_strategy():
-    # The form's widgets are keyed train_<field> for these fields (views.train_options.PAGE_FIELDS).
-    from views.train_options import PAGE_FIELDS
+def test_settings_are_checked_with_the_presets_values_for_those_the_draft_does_not_hold():
+    # A width multiplier goes with MobileNet only: with the seed preset's VGG16 the draft is refused, with
+    # MobileNet set in the draft itself it is not.
+    SettingsDraft(preset="seed", train={"epochs": 3})
+    with pytest.raises(ValueError, match=r"alpha applies to MobileNet and MobileNetV2 only"):
+        SettingsDraft(preset="seed", train={"alpha": 0.5})
+    SettingsDraft(preset="seed", train={"backbone": "mobilenet", "alpha": 0.5})
 
-    assert set(drafts.TRAIN_FIELDS) == set(PAGE_FIELDS)
+
+def test_what_one_session_changed_is_saved_over_what_another_saved_setting_by_setting():
+    stored = SettingsDraft(preset="quality", train={"epochs": 3}, augmentation={"vertical_flip": True})
+    # A tab opened before those were saved: it holds the default preset and its values, and moved one slider.
+    before = SettingsDraft(preset="default", train={"epochs": 30, "dropout": 0.5}, augmentation={"zoom": 0.1})
+    after = SettingsDraft(preset="default", train={"epochs": 30, "dropout": 0.5}, augmentation={"zoom": 0.2})
+    assert drafts.apply_changes(stored, before, after) == SettingsDraft(
+        preset="quality", train={"epochs": 3}, augmentation={"vertical_flip": True, "zoom": 0.2}
+    )
+    # The same tab choosing a preset and a dropout: its preset and its dropout now, the other tab's epochs stay.
+    chosen = SettingsDraft(preset="seed", train={"epochs": 30, "dropout": 0.3}, augmentation={"zoom": 0.2})
+    assert drafts.apply_changes(stored, after, chosen) == SettingsDraft(
+        preset="seed", train={"epochs": 3, "dropout": 0.3}, augmentation={"vertical_flip": True}
+    )
+
+
+def test_settings_a_page_fills_in_for_the_first_time_are_no_change_and_one_no_longer_held_goes():
+    stored = SettingsDraft(train={"epochs": 3, "backbone": "mobilenet", "alpha": 0.5})
+    first_draw = SettingsDraft(train={"epochs": 30, "backbone": "mobilenet", "alpha": 0.5})
+    assert drafts.apply_changes(stored, SettingsDraft(), first_draw) == stored
+    # Another backbone: the width multiplier is no longer one of the session's settings.
+    other_backbone = SettingsDraft(train={"epochs": 30, "backbone": "vgg16"})
+    assert drafts.apply_changes(stored, first_draw, other_backbone) == SettingsDraft(
+        train={"epochs": 3, "backbone": "vgg16"}
+    )
+
+
+def test_changes_that_do_not_go_with_another_sessions_settings_are_refused():
+    stored = SettingsDraft(train={"backbone": "mobilenet", "alpha": 0.5})
+    before = SettingsDraft(train={"backbone": "mobilenet", "image_size": 160})
+    after = SettingsDraft(train={"backbone": "efficientnet_lite0", "image_size": 160})
+    # Here alpha stays (the session never held it), and EfficientNet-Lite0 refuses it: the caller saves `after`.
+    with pytest.raises(ValueError, match=r"alpha applies to MobileNet"):
+        drafts.apply_changes(stored, before, after)

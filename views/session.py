@@ -6,7 +6,7 @@ Session state keys:
     train_preset     the preset chosen on the Train page (its widget's key); the Data page resets to its augmentation
     library_reopened set once the session's first page has reopened the link's or the last used data set
     settings_reopened set once the session's first page has put the settings last chosen in the app in place
-    settings_saved   the SettingsDraft this session last read or wrote (tlcore.drafts), to write only changes
+    settings_seen    this session's settings as a SettingsDraft (tlcore.drafts) when it last saved what changed
     run_id           the current run; when absent, the link's (?run=<id>), else the running run, else the
                      newest queued one, else the newest run of any state is shown
     lr_sweep         the latest learning-rate sweep of the Train page ({"sweep", "for"})
@@ -16,7 +16,6 @@ Session state keys:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore import drafts
-from tlcore.config import AugmentationConfig
+from tlcore.config import AugmentationConfig, preset_augmentation
 from tlcore.data import library
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.models.registry import BACKBONES
@@ -90,8 +89,8 @@ def reopen_dataset() -> None:
 
 def reopen_settings() -> None:
     """Once per session, whichever page it opens on: the Train page's preset and settings and the augmentation
-    last chosen in the app (`tlcore.drafts`), so that a reload or a new tab keeps them. Settings this session
-    already holds stay as they are."""
+    last chosen in the app (`tlcore.drafts`), so that a reload or a new tab keeps them. The settings the draft
+    does not hold come from its preset as the pages draw them; those this session holds already stay."""
     if st.session_state.get("settings_reopened"):
         return
     st.session_state["settings_reopened"] = True
@@ -102,16 +101,18 @@ def reopen_settings() -> None:
         st.session_state.setdefault(f"train_{name}", value)
     if draft.augmentation and "augmentation" not in st.session_state:
         for name, value in draft.augmentation.items():
-            st.session_state[f"aug_{name}"] = value  # The Data page's sliders (views.augment_view.widget_key).
-        st.session_state["augmentation"] = dataclasses.replace(AugmentationConfig(), **draft.augmentation)
-    st.session_state["settings_saved"] = draft
+            # The Data page's sliders (views.augment_view.widget_key); the others start at the preset's values.
+            st.session_state.setdefault(f"aug_{name}", value)
+        st.session_state["augmentation"] = preset_augmentation(draft.preset or "default", draft.augmentation)
 
 
 def remember_settings() -> None:
-    """Saves this session's preset, Train page settings and augmentation for the next session, when they changed.
+    """Saves what this session changed of the preset, the Train page's settings and the augmentation since it
+    last looked (`tlcore.drafts.apply_changes`: what another tab changed stays).
 
-    Called as a page starts (a widget's new value is in the session state by then) and after the augmentation
-    preview reruns alone. A combination TrainConfig refuses is not saved: the last one it accepted stays.
+    Called as a page starts (a widget's new value is in the session state by then), after the Train page's form
+    (which fills and corrects settings as it draws) and after the augmentation preview reruns alone. A combination
+    TrainConfig refuses is not saved: the last one it accepted stays.
     """
     train = {
         name: st.session_state[f"train_{name}"]
@@ -123,20 +124,27 @@ def remember_settings() -> None:
         train.pop("alpha", None)  # Kept by its widget after leaving MobileNet; the page trains with 1.0 then.
     chosen = st.session_state.get("augmentation")
     try:
-        draft = drafts.SettingsDraft(
+        now = drafts.SettingsDraft(
             preset=st.session_state.get("train_preset"),
             train=train,
             augmentation=chosen.to_dict() if isinstance(chosen, AugmentationConfig) else {},
         )
     except (ValueError, TypeError):
         return
-    if draft.is_empty or draft == st.session_state.get("settings_saved"):
+    before = st.session_state.get("settings_seen", drafts.SettingsDraft())
+    if now == before:
         return
     try:
-        drafts.save(server.data_dir(), draft)
+        stored = drafts.load(server.data_dir())
+        try:
+            changed = drafts.apply_changes(stored, before, now)
+        except (ValueError, TypeError):  # Another tab's settings and this one's do not go together: this one's.
+            changed = now
+        if changed != stored:
+            drafts.save(server.data_dir(), changed)
     except OSError:
         return  # A read-only data folder: the settings still hold for this session.
-    st.session_state["settings_saved"] = draft
+    st.session_state["settings_seen"] = now
 
 
 def preset() -> str:
