@@ -196,15 +196,20 @@ def test_estimate_subtracts_time_since_the_last_progress_record():
 
 
 def test_a_resumed_run_is_not_timed_from_the_stopped_processs_last_record():
-    # Right after a Resume it said "epoch 8 of 40 done, about 0 s left": the record's clock was the old process's.
+    # Right after a Resume it said "epoch 8 of 40 done, about 0 s left": the record's clock was the old process's,
+    # and its epoch the one the stop cut short. It continues after the last whole epoch of the stage.
     config = {"strategy": "scratch", "epochs": 40}
     progress = {"stage": "scratch", "epoch": 8, "epochs": 40, "stage_elapsed": 40.0, "time": 1000.0}
     status = {"state": "running", "stage": "scratch", "started": 5000.0}
-    estimate = monitor.estimate(config, status, progress, [], now=5010.0)
-    assert estimate.seconds_left is None and estimate.fraction == 8 / 40
-    assert estimate.text == "Scratch baseline: epoch 8 of 40 done; resuming (preparing the model and the images)."
+    records = [{"stage": "scratch", "stage_epoch": epoch, "epoch": epoch, "seconds": 5.0} for epoch in range(1, 8)]
+    partial = {"stage": "scratch", "stage_epoch": 8, "epoch": 8, "partial": True}
+    estimate = monitor.estimate(config, status, progress, [*records, partial], now=5010.0)
+    assert estimate.seconds_left is None and estimate.fraction == 7 / 40
+    assert estimate.text == "Scratch baseline: resuming after epoch 7 of 40 (preparing the model and the images)."
+    estimate = monitor.estimate(config, status, progress, [], now=5010.0)  # Stopped in its first epoch.
+    assert estimate.text == "Scratch baseline: starting it again (preparing the model and the images)."
     # Once the new process records progress, it is timed again.
-    estimate = monitor.estimate(config, status, {**progress, "epoch": 9, "time": 5020.0}, [], now=5021.0)
+    estimate = monitor.estimate(config, status, {**progress, "epoch": 9, "time": 5020.0}, records, now=5021.0)
     assert estimate.seconds_left is not None and estimate.seconds_left > 0
 
 

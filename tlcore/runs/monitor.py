@@ -204,8 +204,22 @@ def estimate(
         where = f"epoch {epoch} of {stage_epochs} done"
     fraction = min(1.0, (done_before + done_in_stage) / total)
     if _from_an_earlier_process(status, progress) and state == "running":
-        # A resumed run: its last progress record is the stopped process's, whose clock says nothing yet.
-        return Estimate(fraction, None, f"{position}: {where}; resuming (preparing the model and the images).")
+        # A resumed run: its last progress record is the stopped process's, whose clock says nothing yet, and
+        # whose epoch may be one the stop cut short; it continues after the stage's last whole epoch recorded.
+        finished = max(
+            (
+                int(record["stage_epoch"])
+                for record in metrics
+                if record.get("stage") == stage
+                and not record.get("partial")
+                and isinstance(record.get("stage_epoch"), int)
+            ),
+            default=0,
+        )
+        where = f"resuming after epoch {finished} of {stage_epochs}" if finished else "starting it again"
+        return Estimate(
+            (done_before + finished) / total, None, f"{position}: {where} (preparing the model and the images)."
+        )
 
     seconds_left = None
     per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage)
