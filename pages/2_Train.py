@@ -6,7 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from tlcore import wording
-from tlcore.config import PRESET_DESCRIPTIONS, PRESETS, STRATEGIES, TrainConfig, preset_augmentation
+from tlcore.config import (
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    STRATEGIES,
+    AugmentationConfig,
+    TrainConfig,
+    preset_augmentation,
+)
 from tlcore.data.dataset import DatasetError
 from tlcore.insight import charts, layer_stack
 from tlcore.models.registry import BACKBONES
@@ -105,7 +112,8 @@ def use_run_settings(config: dict) -> None:
 def changed_from_preset(preset: str) -> list[str]:
     """'Epochs 3' for each setting on the page that differs from the preset's, of those a run of the strategy
     and backbone chosen uses (a disabled one, or MobileNet's width multiplier kept after another backbone, is not
-    what trains)."""
+    what trains), then 'Flip upside down on' for each augmentation setting that differs, when the strategy
+    augments."""
     values = preset_values(preset)
     unused = train_options.unused_settings(
         st.session_state.get("train_strategy", TrainConfig.strategy),
@@ -119,6 +127,14 @@ def changed_from_preset(preset: str) -> list[str]:
         if value is not None and value != values[name]:
             label = TrainConfig.__dataclass_fields__[name].metadata.get("label", name)
             changed.append(f"{label} {train_options.shown_value(name, value)}")
+    # The Data page's augmentation too: a preset sets some of it, and the rest is kept from earlier sessions.
+    strategy = st.session_state.get("train_strategy", TrainConfig.strategy)
+    if STRATEGIES[strategy].augments:  # Feature extraction trains on the photos as they are.
+        chosen, given = session.augmentation(), preset_augmentation(preset)
+        for item in dataclasses.fields(AugmentationConfig):
+            value = getattr(chosen, item.name)
+            if value != getattr(given, item.name):
+                changed.append(f"{item.metadata.get('label', item.name)} {wording.setting_value(value)}")
     return changed
 
 

@@ -72,6 +72,14 @@ def test_train_page_shows_strategies_presets_and_the_layer_stack(small_catsdogs)
     assert "Augmentation (set on the Data page): flips left-right and upside down\n" in texts(at) + "\n"
     at.segmented_control(key="train_preset").set_value("default").run()
     assert "rotation up to 10°" in texts(at) and "flips left-right and upside down" in texts(at)
+    # The upside-down flip is kept through presets, and no preset has it: said under the preset (it trains).
+    assert "Changed since: Flip upside down on." in texts(at)
+    at.radio(key="train_strategy").set_value("feature_extraction").run()
+    assert "Changed since" not in texts(at)  # Feature extraction trains on the photos as they are.
+    at.radio(key="train_strategy").set_value("fine_tuning")
+    at = open_page("pages/1_Data.py", at)
+    at.toggle(key="aug_vertical_flip").set_value(False).run()
+    at = open_page("pages/2_Train.py", at)
     assert "Changed since" not in texts(at)
     # Settings changed below a preset: it stays highlighted, so its caption says what differs from it.
     at.number_input(key="train_epochs").set_value(3)
@@ -804,7 +812,9 @@ def test_the_current_runs_settings_can_be_brought_back_into_the_form(folders, sm
     assert at.number_input(key="train_epochs").value == 4
     assert at.number_input(key="train_learning_rate").value == pytest.approx(0.002)
     assert at.session_state["augmentation"].rotation_degrees == 25.0
-    assert "rotation up to 25°" in texts(at) and "Changed since: Epochs 4, Learning rate 0.002." in texts(at)
+    assert "rotation up to 25°" in texts(
+        at
+    ) and "Changed since: Epochs 4, Learning rate 0.002, Rotation (degrees, either way) 25." in texts(at)
     click(at, "Start training")
     started = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
     assert {key: started[key] for key in ("strategy", "epochs", "learning_rate")} == {
@@ -853,7 +863,7 @@ def test_a_new_session_starts_from_the_settings_and_augmentation_last_chosen(fol
     assert again.selectbox(key="train_backbone").value == "efficientnet_lite1"
     assert again.number_input(key="train_epochs").value == 3
     assert again.radio(key="train_strategy").value == "fine_tuning"
-    assert "Changed since: Epochs 3." in texts(again)
+    assert "Changed since: Epochs 3, Flip upside down on." in texts(again)
     assert "Augmentation (set on the Data page): flips left-right and upside down\n" in texts(again) + "\n"
     on_data = open_page("pages/1_Data.py")  # Another session, opened on the Data page.
     assert on_data.toggle(key="aug_vertical_flip").value is True
