@@ -324,11 +324,16 @@ def test_a_resumed_end_to_end_run_trains_every_fine_tuning_epoch(tmp_path, catsd
     assert (point.stage, point.epoch, point.finished) == ("frozen_augmented", stopped_after, ())
 
     monkeypatch.setattr(resume.StageBackup, "on_epoch_end", backed_up_epoch_end)
+    earlier = run.summary()  # The stopped process's.
     worker.prepare_resume(run)
     status = worker.execute(run, runs)
     assert status["state"] == "done", status.get("error", status)
-
+    # Its time counts the stopped process's too: in all, and in the stage it was stopped in (a resumed run's
+    # time was its last process's alone, and a three-stage run looked faster than its first stage).
     results = run.summary()["results"]
+    assert run.summary()["seconds"] >= earlier["seconds"] + results["fine_tuning"]["seconds"]
+    assert results["frozen_augmented"]["seconds"] > earlier["results"]["frozen_augmented"]["seconds"]
+
     assert results["frozen_augmented"]["path"] == results["fine_tuning"]["path"] == "end_to_end"
     assert {stage: results[stage]["epochs"] for stage in results} == {
         "frozen_augmented": frozen_epochs,

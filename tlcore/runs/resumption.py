@@ -74,6 +74,35 @@ def record_finished(run: Run, stage: str, result: dict) -> None:
     shutil.rmtree(backup_folder(run, stage), ignore_errors=True)
 
 
+def earlier_seconds(run: Run) -> tuple[float, dict[str, float]]:
+    """The time the run's earlier processes trained, for a resumed run to add to its own (0 for a new run).
+
+    From the summary a stopped process wrote (its "seconds" counts the processes before it too); a process
+    killed before writing one leaves only the stages it finished, whose time is counted.
+
+    Returns:
+        (seconds in all, stage -> seconds spent on a stage the earlier process was cut short in).
+    """
+
+    def is_number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    summary = run.summary()
+    results = summary.get("results") if isinstance(summary.get("results"), dict) else {}
+    cut_short = {
+        stage: float(result["seconds"])
+        for stage, result in results.items()
+        if isinstance(result, dict) and result.get("stopped") and is_number(result.get("seconds"))
+    }
+    total = summary.get("seconds")
+    if not is_number(total):
+        finished = finished_stages(run).values()
+        total = sum(
+            result["seconds"] for result in finished if isinstance(result, dict) and is_number(result.get("seconds"))
+        )
+    return float(total), cut_short
+
+
 def backed_up_epochs(run: Run, stage: str) -> int:
     """The epochs of a stage that BackupAndRestore's latest backup holds (0 without one)."""
     metadata = read_json(backup_folder(run, stage) / METADATA_FILE, {})

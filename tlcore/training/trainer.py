@@ -43,7 +43,9 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
     # First: splitting the CPU into logical devices must happen before TensorFlow starts up.
     strategy = distribute.strategy_for(config)
     set_determinism(not config.jit_compile)
-    started = time.time()
+    # A resumed run's time counts its earlier processes' too, in all and in the stage it continues.
+    earlier, earlier_stages = resumption.earlier_seconds(run) if run is not None else (0.0, {})
+    started = time.time() - earlier
     applied = None  # What a run on the cleaned view records of the decisions it applied.
     if dataset is None:
         dataset, applied = run_data.scan_for_run(config)
@@ -88,7 +90,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         keras.config.set_dtype_policy(config.precision)
         # Every model is built, compiled and trained inside the scope, so its variables are mirrored.
         with strategy.scope():
-            stopped = _run_stages(context)
+            stopped = _run_stages(context, earlier_stages)
         return _finish(context, run, started, stopped)
     finally:
         keras.config.set_dtype_policy(policy)
@@ -104,12 +106,13 @@ def set_determinism(enabled: bool) -> None:
         framework_private.disable_op_determinism()
 
 
-def _run_stages(context: training_context.TrainingContext) -> bool:
+def _run_stages(context: training_context.TrainingContext, earlier_stages: dict[str, float]) -> bool:
     """Trains the stages in order, each from its backup when the run is resumed; returns whether it was stopped.
 
     A stage that finished before the run was resumed is not trained again: its results are kept, and its
     final weights loaded when a later stage continues its model (fine-tuning, and frozen + augmentation
-    with `continue_head`) or the final model is its.
+    with `continue_head`) or the final model is its. A stage an earlier process was cut short in counts that
+    process's time on it too (`earlier_stages`, stage -> seconds).
     """
     run = context.run
     stages = stages_for(context.config.strategy)
@@ -135,6 +138,8 @@ def _run_stages(context: training_context.TrainingContext) -> bool:
         if context.restoring == stage:
             context.restoring = None
             continue
+        if stage in earlier_stages and isinstance(result.get("seconds"), (int, float)):
+            result["seconds"] += earlier_stages[stage]
         context.results[stage] = result
         if stage == "frozen_augmented":
             context.frozen_epochs = result["epochs"]
