@@ -159,7 +159,28 @@ def test_predict_page_batch_zip_gives_a_table_and_a_csv(trained_runs, monkeypatc
     assert list(table["error"][:2]) == ["", ""] and table["top label"].iloc[2] == ""
     assert all(50 <= value <= 100 for value in table["probability"][:2]), "the top label's share, in percent"
     assert "album.zip: 2 photos predicted, 1 file could not be used" in texts(at)
+    assert "folders named after a class" not in texts(at)  # "album" names no class.
     assert [button.label for button in at.download_button] == ["Download the CSV"]
+
+
+def test_predict_page_batch_scores_photos_sorted_into_class_folders(trained_runs, monkeypatch, small_catsdogs):
+    at = _predict_page(trained_runs, monkeypatch)
+    cats = sorted((small_catsdogs / "validation" / "cats").iterdir())[:2]
+    dogs = sorted((small_catsdogs / "validation" / "dogs").iterdir())[:1]
+    members = {f"test/cats/{photo.name}": photo.read_bytes() for photo in cats}
+    members |= {f"test/dogs/{photo.name}": photo.read_bytes() for photo in dogs} | {"test/readme.txt": b"notes"}
+    at.file_uploader(key="batch_zip").set_value(("test.zip", zip_bytes(members), "application/zip")).run()
+    click(at, "Predict every photo")
+    table = at.dataframe[0].value
+    right = {
+        name: sum(table["top label"][table["file"].str.startswith(f"test/{name}/")] == name)
+        for name in ("cats", "dogs")
+    }
+    correct = right["cats"] + right["dogs"]
+    assert (
+        f"Of the 3 photos in folders named after a class, {correct} ({correct / 3:.1%}) were predicted as their "
+        f"folder's class: cats {right['cats']} of 2, dogs {right['dogs']} of 1." in texts(at)
+    )
 
 
 def _predict_batch_zip(at: AppTest, small_catsdogs: Path) -> AppTest:

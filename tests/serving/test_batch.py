@@ -219,3 +219,35 @@ def test_cli_predict_checks_the_csv_path_first_and_keeps_the_results_when_writin
     assert completed.returncode == 1 and "Traceback" not in completed.stderr, completed.stderr
     assert f"error: {unwritable}: the CSV could not be written" in completed.stderr
     assert completed.stdout.startswith(f"{photos[1]}: "), "the predictions are still printed"
+
+
+def test_folder_label_is_the_nearest_folder_named_after_a_class():
+    labels = ["cats", "dogs"]
+    assert batch.folder_label("cats/1.jpg", labels) == "cats"
+    assert batch.folder_label("validation/dogs/deep/2.jpg", labels) == "dogs"
+    assert batch.folder_label("dogs/cats/3.jpg", labels) == "cats"  # The nearest: a cat sorted inside dogs/.
+    assert batch.folder_label("cats.jpg", labels) is None and batch.folder_label("garden/4.jpg", labels) is None
+
+
+def test_photos_sorted_into_class_folders_are_scored_against_their_folder(predictor, tmp_path, catsdogs_dir):
+    # A held-out folder sorted by class is an evaluation too: each photo's top label against its folder.
+    root = tmp_path / "sorted"
+    chosen = {name: sorted((catsdogs_dir / "validation" / name).iterdir())[10:16] for name in ("cats", "dogs")}
+    for name, paths in chosen.items():
+        (root / "held_out" / name).mkdir(parents=True)
+        for path in paths:
+            (root / "held_out" / name / path.name).symlink_to(path)
+    (root / "held_out" / "cats" / "broken.jpg").write_text("not a photo")  # An error row: not counted.
+    (root / "unsorted.jpg").symlink_to(chosen["dogs"][0])  # In no class folder: not counted.
+    rows = batch.predict_folder(predictor, root)
+    score = batch.score_by_folder(rows, predictor.labels)
+    # The same photos predicted one class at a time, by file, give the same counts.
+    expected = {}
+    for name, paths in chosen.items():
+        results = predict.predict_sources(predictor, paths, names=[path.name for path in paths], top=1)
+        expected[name] = (sum(result["top"][0]["label"] == name for result in results), len(paths))
+    assert score.classes == expected and score.photos == 12
+    assert score.accuracy == sum(correct for correct, _ in expected.values()) / 12
+    assert batch.score_by_folder([row for row in rows if row["file"] == "unsorted.jpg"], predictor.labels) is None
+    with pytest.raises(ValueError, match=r"received 'cats': 7 of 6"):
+        batch.FolderScore({"cats": (7, 6)})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -164,6 +165,66 @@ def predict_folder(predictor, folder_or_zip: Source, top: int = 3, display=None)
         )
     paths = find_files(folder)
     return predict_files(predictor, paths, [path.relative_to(folder).as_posix() for path in paths], top, display)
+
+
+@dataclass(frozen=True)
+class FolderScore:
+    """How a batch scored on the photos whose folders name their class (`cats/1.jpg`, `validation/dogs/2.jpg`).
+
+    Attributes:
+        classes: class -> (photos predicted as it, photos), for each of the model's classes that names a folder.
+    """
+
+    classes: dict[str, tuple[int, int]]
+
+    def __post_init__(self) -> None:
+        for label, (correct, photos) in self.classes.items():
+            if not 0 <= correct <= photos or photos < 1:
+                raise ValueError(
+                    f"Each class needs 0 <= correct <= photos and at least 1 photo, received {label!r}: "
+                    f"{correct} of {photos}."
+                )
+
+    @property
+    def photos(self) -> int:
+        return sum(photos for _, photos in self.classes.values())
+
+    @property
+    def correct(self) -> int:
+        return sum(correct for correct, _ in self.classes.values())
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.photos
+
+
+def folder_label(file: str, labels: Sequence[str]) -> str | None:
+    """The class a file's folder names: the nearest folder above it named as one of `labels`, else None."""
+    for folder in reversed(file.split("/")[:-1]):
+        if folder in labels:
+            return folder
+    return None
+
+
+def score_by_folder(rows: Sequence[dict], labels: Sequence[str]) -> FolderScore | None:
+    """How many predicted photos in folders named after a class were predicted as that class, per class.
+
+    A folder of photos sorted by class (a data set's validation folder, photos kept apart for testing) is
+    then an evaluation too. Rows with an error, or whose file lies in no such folder, are left out.
+
+    Returns:
+        The FolderScore, or None when no predicted photo lies in a folder named after a class.
+    """
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        label = None if row.get("error") else folder_label(str(row.get("file", "")), labels)
+        if label is not None:
+            count = counts.setdefault(label, [0, 0])
+            count[0] += row.get("top_label") == label
+            count[1] += 1
+    if not counts:
+        return None
+    return FolderScore({label: (correct, photos) for label, (correct, photos) in sorted(counts.items())})
 
 
 def _cell(value) -> str:
