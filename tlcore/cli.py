@@ -120,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="top-N labels of images with a trained run's model",
         description="Predict images with a run's model. A file that cannot be read gets its reason; the "
-        "others are still predicted (exit status 1 when any failed).",
+        "others are still predicted (exit status 1 when any failed). Images in folders named after the model's "
+        "classes (a held-out set sorted by class) are scored against them: a last line gives how many were "
+        "predicted as their folder's class, in all and per class.",
     )
     _add_run(predict)
     predict.add_argument(

@@ -50,6 +50,10 @@ def command_predict(arguments: argparse.Namespace) -> int:
             else:
                 ranking = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
                 print(f"{result['image']}: {ranking}")
+        # Photos sorted into folders named after the classes (a held-out set): how many went to their folder's.
+        score = batch.score_by_folder([batch.row_from_result(item) for item in results], predictor.labels)
+        if score is not None:
+            print(score.describe())
     return 1 if not written or any("error" in result for result in results) else 0
 
 

@@ -90,13 +90,7 @@ def batch(run_id: str, predictor) -> None:
     st.markdown(markdown.escape(f"{Path(result['source']).name}: {predicted} predicted{problems}"))
     score = batch_prediction.score_by_folder(rows, predictor.labels)
     if score is not None:  # Photos sorted into class folders: how many the model put in theirs.
-        per_class = ", ".join(f"{label} {correct} of {photos}" for label, (correct, photos) in score.classes.items())
-        st.markdown(
-            markdown.escape(
-                f"Of the {wording.count(score.photos, 'photo')} in folders named after a class, "
-                f"{score.correct} ({score.accuracy:.1%}) were predicted as their folder's class: {per_class}."
-            )
-        )
+        st.markdown(markdown.escape(score.describe()))
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside
     # 61.23%, and whole percents in "top k" 100% beside 99.7%); cells of the other kind of row are blank,
     # not "None" (the placeholder of the error rows' missing probability).

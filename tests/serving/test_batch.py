@@ -229,7 +229,9 @@ def test_folder_label_is_the_nearest_folder_named_after_a_class():
     assert batch.folder_label("cats.jpg", labels) is None and batch.folder_label("garden/4.jpg", labels) is None
 
 
-def test_photos_sorted_into_class_folders_are_scored_against_their_folder(predictor, tmp_path, catsdogs_dir):
+def test_photos_sorted_into_class_folders_are_scored_against_their_folder(
+    predictor, tiny_trained_run, tmp_path, catsdogs_dir
+):
     # A held-out folder sorted by class is an evaluation too: each photo's top label against its folder.
     root = tmp_path / "sorted"
     chosen = {name: sorted((catsdogs_dir / "validation" / name).iterdir())[10:16] for name in ("cats", "dogs")}
@@ -251,3 +253,8 @@ def test_photos_sorted_into_class_folders_are_scored_against_their_folder(predic
     assert batch.score_by_folder([row for row in rows if row["file"] == "unsorted.jpg"], predictor.labels) is None
     with pytest.raises(ValueError, match=r"received 'cats': 7 of 6"):
         batch.FolderScore({"cats": (7, 6)})
+    # The command line says it under the rows, as the Predict page does.
+    run, runs_dir = tiny_trained_run, tiny_trained_run.path.parent
+    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir), str(root))
+    assert completed.returncode == 1, completed.stderr  # broken.jpg
+    assert completed.stdout.splitlines()[-1] == score.describe()

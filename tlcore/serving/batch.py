@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
-from tlcore import progress, temporaries
+from tlcore import progress, temporaries, wording
 from tlcore.data import browse, folders, images, zips
 from tlcore.serving import predict
 
@@ -196,6 +196,14 @@ class FolderScore:
     @property
     def accuracy(self) -> float:
         return self.correct / self.photos
+
+    def describe(self) -> str:
+        """The score in a sentence, as the Predict page and `tlcore predict` print it."""
+        per_class = ", ".join(f"{label} {correct} of {photos}" for label, (correct, photos) in self.classes.items())
+        return (
+            f"Of the {wording.count(self.photos, 'photo')} in folders named after a class, {self.correct} "
+            f"({self.accuracy:.1%}) were predicted as their folder's class: {per_class}."
+        )
 
 
 def folder_label(file: str, labels: Sequence[str]) -> str | None:
