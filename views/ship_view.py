@@ -35,7 +35,8 @@ def batch(run_id: str, predictor) -> None:
     """A zip upload or a folder path -> a table of predictions and its CSV."""
     st.caption(
         "Every photo in a zip archive or a folder (subfolders included) gets its top label and "
-        "probabilities; files that are not usable photos are listed with the reason."
+        "probabilities; files that are not usable photos are listed with the reason. Photos in folders named "
+        "after the classes (a test set sorted by class) are scored against them."
     )
     source = st.segmented_control(
         "Photos from", ["Zip upload", "Folder"], default="Zip upload", required=True, key="batch_source"
