@@ -231,6 +231,7 @@ def test_a_finished_run_says_what_each_stage_added_and_which_beat_its_saved_mode
         "Frozen + augmentation scored 2.0 points below feature extraction: training on augmented copies cost "
         "accuracy on these photos."
     ) in shown
+    assert "Its copies had rotation up to 10°" in shown and "the Data page's flip check measures" in shown
     assert "Fine-tuning scored 0.2 point below frozen + augmentation, within half a point" in shown
     assert "The saved model is fine-tuning's (90.4%); feature extraction's scored 2.2 points more" in shown
 

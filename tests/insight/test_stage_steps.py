@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tlcore.cli_commands import _train_report
-from tlcore.config import TrainConfig
+from tlcore.config import AugmentationConfig, TrainConfig
 from tlcore.insight import stage_steps
 from tlcore.runs import store
 
@@ -61,6 +61,21 @@ def test_the_sentences_say_what_changed_and_which_stage_beat_the_saved_model():
         "Fine-tuning scored the same as frozen + augmentation: unfreezing the top block made no clear difference on "
         "these photos."
     ]
+
+
+def test_augmentation_that_cost_accuracy_is_named_with_where_to_change_it():
+    # A person read "training on augmented copies cost accuracy" without seeing that the upside-down flip the
+    # Data page's flip check had advised against was on.
+    augmentation = AugmentationConfig(vertical_flip=True)
+    sentences = stage_steps.lines(SCENES, "fine_tuning", augmentation=augmentation)
+    assert sentences[1] == (
+        "Its copies had rotation up to 10°, shift up to 10% left or right and 10% up or down, zoom in or out up to "
+        "10%, flips left-right and upside down; edges filled with the nearest pixels: the Data page's flip check "
+        "measures which flips suit these photos, and its preview shows what each setting does to them."
+    )
+    # Not when the copies helped, nor without the run's augmentation.
+    assert len(stage_steps.lines(CATSDOGS, "fine_tuning", augmentation=augmentation)) == 2
+    assert len(stage_steps.lines(SCENES, "fine_tuning")) == 3
 
 
 def test_a_better_earlier_stage_other_than_feature_extraction_gets_no_retraining_hint():

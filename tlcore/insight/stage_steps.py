@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from tlcore import wording
+from tlcore.config import AugmentationConfig
 from tlcore.files import read_json_object
 from tlcore.runs import saved_model
 from tlcore.strategies import STRATEGIES
@@ -170,12 +172,32 @@ def better_stage(
     return (best, points) if points > tie_points(validation_images) else None
 
 
-def lines(results: dict, saved_stage: str | None, validation_images: int | None = None) -> list[str]:
+def lines(
+    results: dict,
+    saved_stage: str | None,
+    validation_images: int | None = None,
+    augmentation: AugmentationConfig | None = None,
+) -> list[str]:
     """What the run's stages added, one sentence per step, then which stage scored more than the saved model.
 
-    Empty for a run of one stage.
+    Args:
+        results: the run's results per stage.
+        saved_stage: the stage whose weights the run's model file holds, or None.
+        validation_images: how many photos scored them, for the tie (`tie_points`); None when unknown.
+        augmentation: the run's augmentation: when augmented copies cost accuracy, a sentence names it, so a
+            person sees what to change (an upside-down flip on upright photos, say); None leaves it out.
+
+    Returns:
+        The sentences; empty for a run of one stage.
     """
-    sentences = [describe(step) for step in stage_steps(results, validation_images)]
+    sentences = []
+    for step in stage_steps(results, validation_images):
+        sentences.append(describe(step))
+        if step.stage == "frozen_augmented" and step.verdict == "cost accuracy" and augmentation is not None:
+            sentences.append(
+                f"Its copies had {wording.augmentation(augmentation)}: the Data page's flip check measures which "
+                "flips suit these photos, and its preview shows what each setting does to them."
+            )
     better = better_stage(results, saved_stage, validation_images)
     if better is not None:
         stage, points = better
@@ -203,6 +225,11 @@ def validation_images(run) -> int | None:
 
 
 def for_run(run, results: dict, state: str | None = None) -> list[str]:
-    """`lines` for a run: the stage its model holds (`saved_model.saved_stage`) and its validation photos read
-    from its folder. Never raises for a damaged or missing file."""
-    return lines(results, saved_model.saved_stage(run, results, state), validation_images(run))
+    """`lines` for a run: the stage its model holds (`saved_model.saved_stage`), its validation photos and its
+    augmentation read from its folder. Never raises for a damaged or missing file."""
+    values = run.config().get("augmentation")
+    try:
+        augmentation = AugmentationConfig.from_dict(values) if isinstance(values, dict) else None
+    except (ValueError, TypeError):  # A damaged config: the sentences without it.
+        augmentation = None
+    return lines(results, saved_model.saved_stage(run, results, state), validation_images(run), augmentation)
