@@ -29,7 +29,7 @@ def command_predict(arguments: argparse.Namespace) -> int:
         return cli_commands.report_error(arguments, error)
     display = progress.for_stream(sys.stderr, plain=arguments.json)
     try:
-        results = _predict_arguments(predictor, arguments.images, arguments.top, display)
+        results, sorted_rows = _predict_arguments(predictor, arguments.images, arguments.top, display)
     finally:
         display.close()
     written = True
@@ -51,7 +51,7 @@ def command_predict(arguments: argparse.Namespace) -> int:
                 ranking = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
                 print(f"{result['image']}: {ranking}")
         # Photos sorted into folders named after the classes (a held-out set): how many went to their folder's.
-        score = batch.score_by_folder([batch.row_from_result(item) for item in results], predictor.labels)
+        score = batch.score_by_folder(sorted_rows, predictor.labels)
         if score is not None:
             print(score.describe())
     return 1 if not written or any("error" in result for result in results) else 0
@@ -67,10 +67,13 @@ def _check_output_file(path: Path) -> None:
         raise ValueError(f"{path}: {existing} is a file, so no folder can be made there.")
 
 
-def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> list[dict]:
-    """predict_sources results for image files, folders (recursively) and zip archives, in argument order."""
+def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=None) -> tuple[list[dict], list[dict]]:
+    """predict_sources results for image files, folders (recursively) and zip archives, in argument order, and
+    the batch rows of the folders and archives, each file named from the folder's own name (which may name a
+    class: `validation/cats`) or from inside the archive, for `batch.score_by_folder`. A file given alone is
+    not scored: the folders of a path typed are not a sorting of photos."""
 
-    results = []
+    results, sorted_rows = [], []
     for argument in arguments:
         if Path(argument).is_dir() or batch.is_zip(argument):
             try:
@@ -78,6 +81,8 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=No
             except (zips.UnsafeArchiveError, ValueError) as error:  # A refused archive or folder: its own row.
                 results.append({"image": argument, "error": str(error)})
                 continue
+            inside = "" if batch.is_zip(argument) else f"{Path(argument).resolve().name}/"
+            sorted_rows += [{**row, "file": inside + row["file"]} for row in rows]
             for row in rows:
                 name = f"{argument.rstrip('/')}/{row['file']}"
                 results.append(
@@ -85,7 +90,7 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=No
                 )
         else:
             results += predict.predict_sources(predictor, [Path(argument)], names=[argument], top=top)
-    return results
+    return results, sorted_rows
 
 
 def command_evaluate(arguments: argparse.Namespace) -> int:

@@ -80,7 +80,9 @@ def batch(run_id: str, predictor) -> None:
             st.error(markdown.escape(reason))
             st.session_state.pop("batch_result", None)  # Its table would read as this source's.
         else:
-            st.session_state["batch_result"] = {"run": run_id, "source": name, "rows": rows}
+            # A typed folder's own name may name a class too (`.../validation/cats`); an archive's does not.
+            folder = None if isinstance(source, bytes) else Path(source).name
+            st.session_state["batch_result"] = {"run": run_id, "source": name, "rows": rows, "folder": folder}
     result = st.session_state.get("batch_result")
     if not result or result["run"] != run_id:
         return
@@ -89,7 +91,7 @@ def batch(run_id: str, predictor) -> None:
     problems = f", {wording.count(failed, 'file')} could not be used (the error column says why)." if failed else "."
     predicted = wording.count(len(rows) - failed, "photo")
     st.markdown(markdown.escape(f"{Path(result['source']).name}: {predicted} predicted{problems}"))
-    score = batch_prediction.score_by_folder(rows, predictor.labels)
+    score = batch_prediction.score_by_folder(rows, predictor.labels, result.get("folder"))
     if score is not None:  # Photos sorted into class folders: how many the model put in theirs.
         st.markdown(markdown.escape(score.describe()))
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -227,6 +228,24 @@ def test_folder_label_is_the_nearest_folder_named_after_a_class():
     assert batch.folder_label("validation/dogs/deep/2.jpg", labels) == "dogs"
     assert batch.folder_label("dogs/cats/3.jpg", labels) == "cats"  # The nearest: a cat sorted inside dogs/.
     assert batch.folder_label("cats.jpg", labels) is None and batch.folder_label("garden/4.jpg", labels) is None
+    # The folder predicted counts, farthest: `tlcore predict validation/cats` or that folder typed on the page.
+    assert batch.folder_label("1.jpg", labels, folder="cats") == "cats"
+    assert batch.folder_label("dogs/1.jpg", labels, folder="cats") == "dogs"
+    # A zip's folder names as its data set made them: NFC (macOS zips are NFD), characters Windows refuses.
+    assert batch.folder_label(unicodedata.normalize("NFD", "café") + "/1.jpg", ["café"]) == "café"
+    assert batch.folder_label("a:b/1.jpg", ["a_b"]) == "a_b"
+
+
+def test_a_folder_score_refuses_counts_that_are_not_a_score():
+    for classes, received in (
+        ({"cats": (7, 6)}, r"'cats': \(7, 6\)"),
+        ({"cats": (0, 0)}, r"'cats': \(0, 0\)"),
+        ({"cats": (1.5, 2)}, r"'cats': \(1.5, 2\)"),
+    ):
+        with pytest.raises(ValueError, match=r"whole numbers with 0 <= correct <= photos.*received " + received):
+            batch.FolderScore(classes)
+    with pytest.raises(ValueError, match="at least one class, received none"):
+        batch.FolderScore({})
 
 
 def test_photos_sorted_into_class_folders_are_scored_against_their_folder(
@@ -251,10 +270,9 @@ def test_photos_sorted_into_class_folders_are_scored_against_their_folder(
     assert score.classes == expected and score.photos == 12
     assert score.accuracy == sum(correct for correct, _ in expected.values()) / 12
     assert batch.score_by_folder([row for row in rows if row["file"] == "unsorted.jpg"], predictor.labels) is None
-    with pytest.raises(ValueError, match=r"received 'cats': 7 of 6"):
-        batch.FolderScore({"cats": (7, 6)})
-    # The command line says it under the rows, as the Predict page does.
+    # The command line says it under the rows, as the Predict page does; a photo given alone is not scored,
+    # though its path holds a folder named dogs.
     run, runs_dir = tiny_trained_run, tiny_trained_run.path.parent
-    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir), str(root))
+    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir), str(root), str(chosen["dogs"][0]))
     assert completed.returncode == 1, completed.stderr  # broken.jpg
     assert completed.stdout.splitlines()[-1] == score.describe()

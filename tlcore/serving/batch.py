@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 from tlcore import progress, temporaries, wording
-from tlcore.data import browse, folders, images, zips
+from tlcore.data import browse, folders, images, zip_names, zips
 from tlcore.serving import predict
 
 Source = Union[str, os.PathLike, bytes]
@@ -172,25 +172,31 @@ class FolderScore:
     """How a batch scored on the photos whose folders name their class (`cats/1.jpg`, `validation/dogs/2.jpg`).
 
     Attributes:
-        classes: class -> (photos predicted as it, photos), for each of the model's classes that names a folder.
+        classes: class -> (photos predicted as it, photos), for each of the model's classes that names a folder
+            holding a predicted photo; read-only.
     """
 
     classes: dict[str, tuple[int, int]]
 
     def __post_init__(self) -> None:
-        for label, (correct, photos) in self.classes.items():
-            if not 0 <= correct <= photos or photos < 1:
+        if not self.classes:
+            raise ValueError("classes must hold at least one class, received none.")
+        for label, counts in self.classes.items():
+            whole = isinstance(counts, tuple) and len(counts) == 2 and all(type(count) is int for count in counts)
+            if not whole or not 0 <= counts[0] <= counts[1] or counts[1] < 1:
                 raise ValueError(
-                    f"Each class needs 0 <= correct <= photos and at least 1 photo, received {label!r}: "
-                    f"{correct} of {photos}."
+                    f"Each class needs (correct, photos), whole numbers with 0 <= correct <= photos and at least "
+                    f"1 photo, received {label!r}: {counts!r}."
                 )
 
     @property
     def photos(self) -> int:
+        """The photos scored: those in a folder named after a class."""
         return sum(photos for _, photos in self.classes.values())
 
     @property
     def correct(self) -> int:
+        """Of them, those predicted as their folder's class."""
         return sum(correct for correct, _ in self.classes.values())
 
     @property
@@ -206,26 +212,44 @@ class FolderScore:
         )
 
 
-def folder_label(file: str, labels: Sequence[str]) -> str | None:
-    """The class a file's folder names: the nearest folder above it named as one of `labels`, else None."""
-    for folder in reversed(file.split("/")[:-1]):
-        if folder in labels:
-            return folder
+def folder_label(file: str, labels: Sequence[str], folder: str | None = None) -> str | None:
+    """The class a file's folder names: the nearest folder above it named as one of `labels`, else None.
+
+    Args:
+        file: the file's path inside the folder predicted ("/"-separated), as a batch row has it.
+        labels: the model's classes.
+        folder: the name of the folder predicted itself (`validation/cats` typed: "cats"), the farthest one
+            looked at; None for a zip, or to look only inside.
+
+    A folder name is also matched as a zip upload's folder is made safe when it becomes a data set
+    (`zip_names.sanitise_folder`: NFC, characters Windows refuses replaced), so that a model trained on a zip
+    scores a zip sorted the same way.
+    """
+    folders = ([folder] if folder else []) + file.split("/")[:-1]
+    for name in reversed(folders):
+        for candidate in (name, zip_names.sanitise_folder(name)):
+            if candidate in labels:
+                return candidate
     return None
 
 
-def score_by_folder(rows: Sequence[dict], labels: Sequence[str]) -> FolderScore | None:
+def score_by_folder(rows: Sequence[dict], labels: Sequence[str], folder: str | None = None) -> FolderScore | None:
     """How many predicted photos in folders named after a class were predicted as that class, per class.
 
     A folder of photos sorted by class (a data set's validation folder, photos kept apart for testing) is
     then an evaluation too. Rows with an error, or whose file lies in no such folder, are left out.
+
+    Args:
+        rows: the batch's rows (`predict_folder`).
+        labels: the model's classes.
+        folder: the name of the folder predicted, which may itself name a class (`folder_label`).
 
     Returns:
         The FolderScore, or None when no predicted photo lies in a folder named after a class.
     """
     counts: dict[str, list[int]] = {}
     for row in rows:
-        label = None if row.get("error") else folder_label(str(row.get("file", "")), labels)
+        label = None if row.get("error") else folder_label(str(row.get("file", "")), labels, folder)
         if label is not None:
             count = counts.setdefault(label, [0, 0])
             count[0] += row.get("top_label") == label
