@@ -208,6 +208,12 @@ def test_a_resumed_run_is_not_timed_from_the_stopped_processs_last_record():
     assert estimate.text == "Scratch baseline: resuming after epoch 7 of 40 (preparing the model and the images)."
     estimate = monitor.estimate(config, status, progress, [], now=5010.0)  # Stopped in its first epoch.
     assert estimate.text == "Scratch baseline: starting it again (preparing the model and the images)."
+    # Killed after frozen + augmentation's last epoch, resumed on fine-tuning: that stage, not the record's.
+    sequence = {"strategy": "fine_tuning", "epochs": 10, "fine_tuning_epochs": 5}
+    finished = {"stage": "frozen_augmented", "epoch": 10, "epochs": 10, "stage_elapsed": 40.0, "time": 1000.0}
+    estimate = monitor.estimate(sequence, {**status, "stage": "fine_tuning"}, finished, [], now=5010.0)
+    assert estimate.text == "Stage 2 of 2, fine-tuning: preparing the model and the images."
+    assert estimate.fraction == 10 / 15
     # Once the new process records progress, it is timed again.
     estimate = monitor.estimate(config, status, {**progress, "epoch": 9, "time": 5020.0}, records, now=5021.0)
     assert estimate.seconds_left is not None and estimate.seconds_left > 0

@@ -4,6 +4,7 @@ compared with an uninterrupted run of the same seed; runs that cannot be resumed
 from __future__ import annotations
 
 import errno
+import json
 import shutil
 import threading
 import time
@@ -15,6 +16,7 @@ from benchmarks.resume import kill_after_backup
 from tests.helpers.cli import last_json, tlcore
 from tests.helpers.runs import LITE0_SETTINGS, finished_run, train_config
 from tlcore import files
+from tlcore.config import TrainConfig
 from tlcore.runs import catalog, resumption, saved_model, store, worker
 from tlcore.training import resume
 
@@ -346,3 +348,39 @@ def test_a_resumed_end_to_end_run_trains_every_fine_tuning_epoch(tmp_path, catsd
     assert [record["epoch"] for record in fine_tuning] == list(
         range(frozen_epochs + 1, frozen_epochs + fine_tuning_epochs + 1)
     )
+
+
+def _run_with(tmp_path, summary: dict | None, finished: dict) -> store.Run:
+    """A run folder holding the summary a stopped process wrote and the stages finished, as resumption keeps them."""
+    run = store.create(TrainConfig(data_dir=str(tmp_path), strategy="all"), tmp_path / "runs")
+    if summary is not None:
+        (run.path / "summary.json").write_text(json.dumps(summary))
+    for stage, result in finished.items():
+        resumption.record_finished(run, stage, result)
+    return run
+
+
+def test_earlier_seconds_count_every_earlier_process_once(tmp_path):
+    assert resumption.earlier_seconds(_run_with(tmp_path / "new", None, {})) == (0.0, {})
+    # Stopped in frozen + augmentation after 30 s on it, 40 s in all.
+    stopped = {
+        "seconds": 40.0,
+        "results": {"feature_extraction": {"seconds": 10.0}, "frozen_augmented": {"seconds": 30.0, "stopped": True}},
+    }
+    run = _run_with(tmp_path / "stopped", stopped, {"feature_extraction": {"seconds": 10.0}})
+    assert resumption.earlier_seconds(run) == (40.0, {"frozen_augmented": 30.0})
+    # Resumed, it finished frozen + augmentation (100 s on it in all) and was killed in fine-tuning, before writing
+    # a summary: the summary is the first process's, and the stages finished say more.
+    run = _run_with(
+        tmp_path / "killed", stopped, {"feature_extraction": {"seconds": 10.0}, "frozen_augmented": {"seconds": 100.0}}
+    )
+    assert resumption.earlier_seconds(run) == (110.0, {})
+    # Resumed, then stopped again while it restored feature extraction's head, before frozen + augmentation had a
+    # result: its summary carries the first process's 30 s on that stage.
+    again = {
+        "seconds": 55.0,
+        "results": {"feature_extraction": {"seconds": 10.0}},
+        "earlier_stage_seconds": {"frozen_augmented": 30.0},
+    }
+    run = _run_with(tmp_path / "again", again, {"feature_extraction": {"seconds": 10.0}})
+    assert resumption.earlier_seconds(run) == (55.0, {"frozen_augmented": 30.0})

@@ -144,6 +144,8 @@ def estimate(
         return Estimate(1.0, 0.0, "Finished.")
 
     stage = progress.get("stage") or status.get("stage") or stages[0]
+    if _from_an_earlier_process(status, progress) and status.get("stage") in stages:
+        stage = status["stage"]  # A resumed run's: the stopped process's record may be of a stage it finished.
     if stage not in stages:
         return Estimate(None, None, f"State: {state}.")
     index = stages.index(stage)

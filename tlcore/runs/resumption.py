@@ -77,30 +77,42 @@ def record_finished(run: Run, stage: str, result: dict) -> None:
 def earlier_seconds(run: Run) -> tuple[float, dict[str, float]]:
     """The time the run's earlier processes trained, for a resumed run to add to its own (0 for a new run).
 
-    From the summary a stopped process wrote (its "seconds" counts the processes before it too); a process
-    killed before writing one leaves only the stages it finished, whose time is counted.
+    From the summary the last stopped process wrote (its "seconds" counts the processes before it too) and the
+    stages finished (each one's "seconds" counts every process that trained it). A process killed after that
+    summary leaves the stages it finished, which count when they add up to more; its time on the stage it was
+    killed in is lost.
 
     Returns:
-        (seconds in all, stage -> seconds spent on a stage the earlier process was cut short in).
+        (seconds in all, stage -> seconds earlier processes spent on a stage not finished yet).
     """
 
     def is_number(value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
     summary = run.summary()
+    finished = finished_stages(run)
     results = summary.get("results") if isinstance(summary.get("results"), dict) else {}
-    cut_short = {
+    unfinished = {
         stage: float(result["seconds"])
         for stage, result in results.items()
         if isinstance(result, dict) and result.get("stopped") and is_number(result.get("seconds"))
     }
-    total = summary.get("seconds")
-    if not is_number(total):
-        finished = finished_stages(run).values()
-        total = sum(
-            result["seconds"] for result in finished if isinstance(result, dict) and is_number(result.get("seconds"))
-        )
-    return float(total), cut_short
+    # A stage an earlier process was cut short in that the summary's process stopped before reaching.
+    carried = summary.get("earlier_stage_seconds")
+    if isinstance(carried, dict):
+        for stage, seconds in carried.items():
+            if is_number(seconds):
+                unfinished.setdefault(stage, float(seconds))
+    in_finished_stages = sum(
+        result["seconds"]
+        for result in finished.values()
+        if isinstance(result, dict) and is_number(result.get("seconds"))
+    )
+    total = summary.get("seconds") if is_number(summary.get("seconds")) else 0.0
+    return (
+        float(max(total, in_finished_stages)),
+        {stage: seconds for stage, seconds in unfinished.items() if stage not in finished},
+    )
 
 
 def backed_up_epochs(run: Run, stage: str) -> int:

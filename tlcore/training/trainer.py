@@ -91,7 +91,7 @@ def train(config: TrainConfig, run=None, stream=None, runs_dir=None, dataset=Non
         # Every model is built, compiled and trained inside the scope, so its variables are mirrored.
         with strategy.scope():
             stopped = _run_stages(context, earlier_stages)
-        return _finish(context, run, started, stopped)
+        return _finish(context, run, started, stopped, earlier_stages)
     finally:
         keras.config.set_dtype_policy(policy)
         context.close()
@@ -175,8 +175,13 @@ def _starting(run, stage: str, restoring: bool) -> str:
     return f"resuming after epoch {epochs}" if epochs else "starting"
 
 
-def _finish(context: training_context.TrainingContext, run, started: float, stopped: bool) -> dict:
-    """Writes the summary and the final model (also of a stopped run) into the run folder."""
+def _finish(
+    context: training_context.TrainingContext, run, started: float, stopped: bool, earlier_stages: dict[str, float]
+) -> dict:
+    """Writes the summary and the final model (also of a stopped run) into the run folder.
+
+    `earlier_stages` (stage -> seconds of earlier processes) of a stage this process stopped before it had a
+    result go into the summary too, for the next resume to count (`resumption.earlier_seconds`)."""
     summary = {
         "results": context.results,
         "seed": context.config.seed,
@@ -189,6 +194,9 @@ def _finish(context: training_context.TrainingContext, run, started: float, stop
         "global_batch_size": context.batch_size,
         "precision": context.config.precision,
         "jit_compile": context.config.jit_compile,
+        "earlier_stage_seconds": {
+            stage: seconds for stage, seconds in earlier_stages.items() if stage not in context.results
+        },
     }
     if run is not None:
         if context.model is not None:
