@@ -75,13 +75,14 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=No
 
     results, sorted_rows = [], []
     for argument in arguments:
-        if Path(argument).is_dir() or batch.is_zip(argument):
+        archive = batch.is_zip(argument)
+        if archive or Path(argument).is_dir():
             try:
                 rows = batch.predict_folder(predictor, argument, top=top, display=display)
             except (zips.UnsafeArchiveError, ValueError) as error:  # A refused archive or folder: its own row.
                 results.append({"image": argument, "error": str(error)})
                 continue
-            inside = "" if batch.is_zip(argument) else f"{Path(argument).resolve().name}/"
+            inside = "" if archive else f"{Path(argument).resolve().name}/"
             sorted_rows += [{**row, "file": inside + row["file"]} for row in rows]
             for row in rows:
                 name = f"{argument.rstrip('/')}/{row['file']}"
