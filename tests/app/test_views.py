@@ -429,6 +429,33 @@ def test_no_time_is_estimated_until_the_stages_first_epoch_has_ended():
     assert estimate.seconds_left == pytest.approx(6.0 * 3.5)
 
 
+def test_a_resumed_runs_time_left_leaves_out_the_new_processs_first_epoch():
+    # The new process's first epoch compiles the step again: averaged in, a walker saw "about 1 min 17 s
+    # left" three seconds before the end of a resumed run.
+    config = {"strategy": "scratch", "epochs": 10}
+    status = {"state": "running", "stage": "scratch", "started": 2000.0}
+    earlier = [
+        {
+            "stage": "scratch",
+            "epoch": epoch,
+            "stage_epoch": epoch,
+            "seconds": 45.0 if epoch == 1 else 5.0,
+            "time": 1000.0 + 5 * epoch,
+        }
+        for epoch in range(1, 5)
+    ]
+    resumed = {"stage": "scratch", "epoch": 5, "stage_epoch": 5, "seconds": 60.0, "time": 2060.0}
+    progress = {"stage": "scratch", "epoch": 6, "epochs": 10, "batch": 5, "steps": 10, "time": 2062.5}
+    estimate = monitor.estimate(config, status, progress, [*earlier, resumed], now=2062.5)
+    assert estimate.seconds_left == pytest.approx(5.0 * 4.5), "5 s an epoch, 4.5 epochs to go"
+    # Stopped in its first epoch and resumed: only first epochs have ended, so the batches since the last time it.
+    first = {**earlier[0], "time": 1045.0}
+    resumed = {**resumed, "epoch": 2, "stage_epoch": 2}
+    progress = {**progress, "epoch": 3, "batch": 5, "time": 2063.0}
+    estimate = monitor.estimate(config, status, progress, [first, resumed], now=2063.0)
+    assert estimate.seconds_left == pytest.approx(6.0 * 7.5), "3 s for half an epoch, 7.5 epochs to go"
+
+
 def test_framed_puts_a_grey_frame_around_an_all_white_image():
     white = np.full((6, 5, 3), 255, dtype=np.uint8)
     result = browse.framed(white, thickness=2)

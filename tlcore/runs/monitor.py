@@ -62,30 +62,56 @@ def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _seconds_per_epoch(stage: str, metrics: list[dict], progress: dict, done_in_stage: float) -> float | None:
+def _warm_up_epochs(stage_records: list[dict], started: float | None) -> list[dict]:
+    """The records of the stage's first epoch and of the current process's first epoch in it.
+
+    A process's first epoch of a stage also builds and compiles the training step and fills the
+    caches: the stage's first epoch, and after a resume the new process's first, which pays
+    those costs again (an estimate that averaged it in said a minute was left seconds before the
+    end). A process resumed earlier and stopped again is not told apart: its records hold no
+    process of their own.
+
+    Args:
+        stage_records: the stage's whole epoch records, in the order they were written.
+        started: when the run's current worker process started (`status["started"]`), or None.
+    """
+    firsts = stage_records[:1]
+    if started is not None:
+        current = [record for record in stage_records if (_number(record.get("time")) or 0.0) >= started]
+        firsts += [record for record in current[:1] if record is not stage_records[0]]
+    return firsts
+
+
+def _seconds_per_epoch(
+    stage: str, metrics: list[dict], progress: dict, done_in_stage: float, started: float | None = None
+) -> float | None:
     """What one epoch of the stage costs, once that can be told; None before.
 
     A stage's first epoch also builds and compiles the training step, and fills the caches: timed by
     it, a run that needed a minute was once said to have a quarter of an hour left. So nothing is
-    said before the first epoch ends; then the epochs after the first are timed (the epoch records'
-    seconds), and while only the first has ended, the batches of the second since it ended.
+    said before the first epoch ends; then the epochs other than the stage's first and the current
+    process's first are timed (the epoch records' seconds), and while only those have ended, the
+    batches since the last of them.
 
     Args:
         stage: the stage training now.
         metrics: the run's epoch records.
         progress: its latest progress record (epoch, batch, steps, time, stage_elapsed).
         done_in_stage: epochs of this stage done, counting the current epoch's share of batches.
+        started: when the run's current worker process started, to tell a resumed run's first
+            epoch in the new process; None for a run never resumed or not known.
     """
     if done_in_stage < 1:
         return None
     full = [record for record in metrics if record.get("stage") == stage and not record.get("partial")]
-    later = [_number(record.get("seconds")) for record in full[1:]]
+    warm_up = _warm_up_epochs(full, started)
+    later = [_number(record.get("seconds")) for record in full if not any(record is first for first in warm_up)]
     if later and None not in later:
         return sum(later) / len(later)
     batch, steps = _count(progress.get("batch")), _count(progress.get("steps"))
     if full and all(_number(record.get("time")) is not None for record in full):
-        ended, latest = _number(full[0].get("time")), _number(progress.get("time"))
-        if len(full) == 1 and batch and steps and ended is not None and latest is not None and latest > ended:
+        ended, latest = _number(full[-1].get("time")), _number(progress.get("time"))
+        if not later and batch and steps and ended is not None and latest is not None and latest > ended:
             return (latest - ended) / min(1.0, batch / steps)
         return None
     # No timed epoch records (made-up progress, an old run folder): the stage's whole time per epoch.
@@ -224,7 +250,7 @@ def estimate(
         )
 
     seconds_left = None
-    per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage)
+    per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage, _number(status.get("started")))
     if per_epoch is not None and state in ("running", "stopping"):
         since = max(0.0, now - float(progress.get("time") or now))
         seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
