@@ -16,7 +16,7 @@ from tlcore.data.images import InvalidImageError
 from tlcore.insight import charts, evaluate
 from tlcore.runs import saved_model, store
 from tlcore.serving import predict
-from views import cached, gallery, markdown
+from views import cached, gallery, markdown, page_progress
 
 PER_PAGE = 12
 TABLE_WIDTH = 360  # Pixels of the per-class table: a class name and four numbers, whole.
@@ -64,8 +64,8 @@ def show(run: store.Run, key: str) -> None:
         ):
             return
         try:
-            with st.spinner(f"Predicting every {split} image..."):
-                result = evaluate.evaluate(run, split)
+            with st.spinner(f"Predicting every {split} image..."), page_progress.shown_in(offer) as display:
+                result = evaluate.evaluate(run, split, display=display)
         except (ValueError, DatasetError, predict.ModelLoadError, OSError) as error:
             st.error(markdown.escape(error))
             return

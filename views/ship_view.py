@@ -18,7 +18,7 @@ from tlcore.runs import store
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
 from tlcore.serving import predict
-from views import markdown, server
+from views import markdown, page_progress, server
 
 FORMATS = {
     "keras": ("Keras", "the run's .keras model and labels.json, to load with keras.saving.load_model or train on"),
@@ -68,8 +68,8 @@ def batch(run_id: str, predictor) -> None:
         try:
             # A typed folder is read only under the allowed data roots (refused with their names otherwise).
             source = target if isinstance(target, bytes) else roots.resolve_under_roots(target)
-            with st.spinner("Predicting..."):
-                rows = batch_prediction.predict_folder(predictor, source, top=int(top))
+            with st.spinner("Predicting..."), page_progress.shown_in(st.container()) as display:
+                rows = batch_prediction.predict_folder(predictor, source, top=int(top), display=display)
         except browse.FolderTooLargeError as error:
             st.error(markdown.escape(f"Too many files to predict. {error}"))
             st.session_state.pop("batch_result", None)
@@ -149,8 +149,13 @@ def export(run_id: str) -> None:
             left.markdown(f"**{title}**: {markdown.escape(description)}")
             if right.button(f"Export as {title}", icon=":material/deployed_code:", key=f"export_{format}"):
                 try:
-                    with st.spinner(f"Exporting as {title} and checking it on the validation images..."):
-                        made[format] = exporting.export(run_id, format, runs_dir=server.runs_dir()).to_dict()
+                    with (
+                        st.spinner(f"Exporting as {title} and checking it on the validation images..."),
+                        page_progress.shown_in(left) as display,
+                    ):
+                        made[format] = exporting.export(
+                            run_id, format, runs_dir=server.runs_dir(), display=display
+                        ).to_dict()
                 except (exporting.ExportError, predict.ModelLoadError, ValueError, OSError) as error:
                     left.error(markdown.escape(error))
             result = made.get(format)

@@ -493,3 +493,37 @@ def test_a_runs_headline_reads_as_a_sentence_whatever_its_status_holds():
     # A damaged status.json may hold any JSON value for the state.
     assert run_view.state_headline(None, None) == "None: no error was recorded"
     assert run_view.state_headline(3, "odd") == "3: odd"
+
+
+def _page_progress_script() -> None:
+    """An AppTest script: a display in a container, a task three quarters done, closed or not."""
+    import streamlit as st
+
+    from views import page_progress
+
+    close = st.session_state.get("close", False)
+    if close:
+        with page_progress.shown_in(st.container()) as display:
+            display.print("Converting the model")
+            display.task("Checking the export", 4).advance(3)
+        st.write("after")
+    else:
+        display = page_progress.PageDisplay(st.container())
+        display.print("Converting the model")
+        display.task("Checking the export", 4).advance(3)
+
+
+def test_a_page_display_shows_the_latest_message_and_a_bar_until_its_step_ends():
+    # An export showed only a spinner for the minute its TFLite conversion and check took.
+    from streamlit.testing.v1 import AppTest
+
+    from views import markdown
+
+    at = AppTest.from_function(_page_progress_script).run()
+    assert [caption.value for caption in at.caption] == ["Converting the model"]
+    bars = at.get("progress")
+    assert len(bars) == 1
+    assert bars[0].proto.value == 75 and bars[0].proto.text == markdown.escape("Checking the export: 3 of 4")
+    at.session_state["close"] = True
+    at.run()
+    assert not at.caption and not at.get("progress") and at.markdown[0].value == "after"

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers.runs import LITE0_SETTINGS, trained_run
 from tests.pty_kit import TerminalProcess
-from tlcore import console
+from tlcore import console, progress
 from tlcore.data import pipeline
 from tlcore.insight import evaluate
 from tlcore.runs import store
@@ -216,3 +216,33 @@ def test_control_c_during_an_export_ends_at_once_and_leaves_no_temporary(trained
     assert process.finish() == console.INTERRUPTED_EXIT_CODE, process.text
     assert "Interrupted by Ctrl+C." in process.text and "Traceback" not in process.text, process.text
     assert list(output.parent.iterdir()) == []
+
+
+class RecordingDisplay(progress.Display):
+    """Keeps what an export reports: its messages and, per task, the total and the count done."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages, self.tasks = [], []
+
+    def print(self, message: str) -> None:
+        self.messages.append(message)
+
+    def task(self, description: str, total: int | None) -> progress.Task:
+        record = {"description": description, "total": total, "done": 0}
+        self.tasks.append(record)
+        display_task = progress.Task()
+        display_task.advance = lambda count=1, **fields: record.update(done=record["done"] + count)
+        return display_task
+
+
+def test_an_export_says_what_it_is_doing_before_each_step(trained, tmp_path):
+    # The page showed a spinner alone for the minute a TFLite conversion takes: each step is now reported.
+    run, _ = trained
+    display = RecordingDisplay()
+    export.export(run, "keras", destination=tmp_path / "shown.zip", display=display)
+    assert display.messages == [f"{export.WRITING['keras']}...", "Loading the keras export back to check it..."]
+    assert display.tasks == [
+        {"description": "Checking the keras export on the validation images", "total": 12, "done": 12}
+    ]
+    assert set(export.WRITING) == set(export.FORMATS)

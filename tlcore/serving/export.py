@@ -56,6 +56,13 @@ DEFAULT_NAMES = {
     "tflite": "model.tflite",
     "tflite-int8": "model-int8.tflite",
 }
+# What writing each format does, for the progress shown while it runs (a TFLite conversion is the long one).
+WRITING = {
+    "keras": "Writing the Keras model and its labels into a zip",
+    "savedmodel": "Writing the SavedModel folder (TensorFlow traces the model's serving function)",
+    "tflite": "Converting the model to TensorFlow Lite (the converter traces and optimises the whole graph)",
+    "tflite-int8": "Converting the model to TensorFlow Lite with 8-bit weights (the converter quantises too)",
+}
 EXPORTS_FOLDER = "exports"
 # Beside each default export, its check (`ExportResult.to_dict()` and the model it was made from), so that a
 # later session, or a reload, shows the exports a run has with how they compared: `<artefact>.check.json`.
@@ -246,7 +253,8 @@ def export(
         destination: where to write it (a new path); default `<run>/exports/<DEFAULT_NAMES[format]>`,
             which replaces an earlier export of the same format.
         runs_dir: the runs folder (default `runs.default_runs_dir()`).
-        display: a `tlcore.progress.Display` showing a bar of the check's images, or None.
+        display: a `tlcore.progress.Display` showing what is being done (writing, loading back) and
+            a bar of the check's images, or None.
 
     Returns:
         An ExportResult (usable as the artefact's path) with the agreement and accuracy figures.
@@ -279,11 +287,14 @@ def export(
     # TFLite files carry their labels beside them; the zip and the folder carry them inside.
     beside = format.startswith("tflite")
     temporary_labels = temporary.with_name(f"{temporary.name}.labels.json")
+    display = display or progress.Display()
     with temporaries.being_written(temporary), temporaries.being_written(temporary_labels):
         try:
+            display.print(f"{WRITING[format]}...")
             WRITERS[format](predictor.model, run, labels, temporary)
             if beside:
                 files.write_json(temporary_labels, labels)
+            display.print(f"Loading the {format} export back to check it...")
             runner = export_check.LOADERS[format](temporary)
         except (ExportError, KeyboardInterrupt):
             raise
@@ -291,7 +302,7 @@ def export(
             raise ExportError(
                 f"The {format} export of run {run.id} failed: {type(error).__name__}: {str(error)[:500]}"
             ) from None
-        bar = (display or progress.Display()).task(f"Checking the {format} export", len(paths))
+        bar = display.task(f"Checking the {format} export on the validation images", len(paths))
         try:
             comparison = export_check.compare(predictor, runner, paths, true_labels, bar)
         finally:
