@@ -132,9 +132,20 @@ def test_on_a_small_validation_set_two_photos_either_way_count_as_no_difference(
     assert stage_steps.tie_points(595) == stage_steps.tie_points(None) == stage_steps.tie_points(0) == 0.5
     results = {"feature_extraction": {"val_accuracy": 0.9}, "frozen_augmented": {"val_accuracy": 0.85}}
     assert stage_steps.lines(results, "frozen_augmented", 40) == [
-        "Frozen + augmentation scored 5.0 points below feature extraction, within 5.0 points: training on augmented "
-        "copies made no clear difference on these photos."
+        # "5.0 points below, within 5.0 points" read as a contradiction: the tie is said in photos.
+        "Frozen + augmentation scored 5.0 points below feature extraction, 2 of the 40 validation photos (on so "
+        "few, up to 2 count as no difference): training on augmented copies made no clear difference on these "
+        "photos."
     ]
+    one_photo = {**results, "frozen_augmented": {"val_accuracy": 0.925}}
+    assert "2.5 points above feature extraction, 1 of the 40 validation photos (on so few" in "".join(
+        stage_steps.lines(one_photo, "frozen_augmented", 40)
+    )
+    # Without the count, a tie wider than half a point is said in points.
+    step = stage_steps.StageStep("frozen_augmented", "feature_extraction", -5.0, "no clear difference", 5.0)
+    assert "5.0 points below feature extraction, within 5.0 points:" in stage_steps.describe(step)
+    with pytest.raises(ValueError, match="validation_images must be a positive integer or None, received 0"):
+        stage_steps.StageStep("frozen_augmented", "feature_extraction", 1.0, "helped", 0.5, 0)
     assert stage_steps.stage_steps(results, 595)[0].verdict == "cost accuracy"
     three_photos = {**results, "frozen_augmented": {"val_accuracy": 0.825}}
     assert stage_steps.stage_steps(three_photos, 40)[0].verdict == "cost accuracy"

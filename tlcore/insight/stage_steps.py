@@ -54,6 +54,8 @@ class StageStep:
         points: the later stage's validation accuracy minus the earlier one's, in percentage points.
         verdict: "helped" (more than `tie` up), "cost accuracy" (more than `tie` down) or "no clear difference".
         tie: the largest difference that counts as none (`tie_points`).
+        validation_images: how many photos scored both stages, or None when not known; a tie set by
+            them (TIE_PHOTOS photos' worth) is said in photos.
     """
 
     stage: str
@@ -61,6 +63,7 @@ class StageStep:
     points: float
     verdict: str
     tie: float = TIE_POINTS
+    validation_images: int | None = None
 
     def __post_init__(self) -> None:
         if self.stage not in CHANGES or CHANGES[self.stage][0] != self.previous:
@@ -70,6 +73,14 @@ class StageStep:
             raise ValueError(f"verdict must be one of {VERDICTS}, received {self.verdict!r}.")
         if not math.isfinite(self.points):
             raise ValueError(f"points must be a finite number, received {self.points!r}.")
+        if self.validation_images is not None and (
+            isinstance(self.validation_images, bool)
+            or not isinstance(self.validation_images, int)
+            or self.validation_images < 1
+        ):
+            raise ValueError(
+                f"validation_images must be a positive integer or None, received {self.validation_images!r}."
+            )
         if not TIE_POINTS <= self.tie <= 100:
             raise ValueError(f"tie must lie in [{TIE_POINTS}, 100] points, received {self.tie!r}.")
         if self.verdict != verdict(self.points, self.tie):
@@ -117,13 +128,31 @@ def stage_steps(results: dict, validation_images: int | None = None) -> list[Sta
         if later is None or earlier is None:
             continue
         points = round((later - earlier) * 100, 1)
-        steps.append(StageStep(stage, previous, points, verdict(points, tie), tie))
+        known = validation_images if tie > TIE_POINTS else None  # Only a tie they set is said in photos.
+        steps.append(StageStep(stage, previous, points, verdict(points, tie), tie, known))
     return steps
 
 
 def points_phrase(points: float) -> str:
     """'0.8 point', '2.0 points' for a difference either way (British usage: 'point' up to one)."""
     return f"{abs(points):.1f} point{'' if abs(points) <= 1 else 's'}"
+
+
+def _within(step: StageStep) -> str:
+    """Why a difference counts as none: 'within half a point', or in photos when a few photos set the tie.
+
+    "5.0 points above, within 5.0 points" read as a contradiction on 40 photos; "2 of the 40 validation
+    photos (on so few, up to 2 count as no difference)" says why.
+    """
+    if step.tie == TIE_POINTS:
+        return "within half a point"
+    if step.validation_images is None:
+        return f"within {points_phrase(step.tie)}"
+    photos = round(abs(step.points) * step.validation_images / 100)
+    return (
+        f"{photos} of the {step.validation_images} validation photos (on so few, up to {TIE_PHOTOS} count as "
+        "no difference)"
+    )
 
 
 def describe(step: StageStep) -> str:
@@ -137,7 +166,7 @@ def describe(step: StageStep) -> str:
     else:
         compared = f"{points_phrase(step.points)} {'above' if step.points > 0 else 'below'} {previous}"
     if step.verdict == "no clear difference" and step.points != 0:
-        compared += ", within half a point" if step.tie == TIE_POINTS else f", within {points_phrase(step.tie)}"
+        compared += f", {_within(step)}"
     outcome = {
         "helped": "helped",
         "no clear difference": "made no clear difference",
