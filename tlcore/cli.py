@@ -120,10 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="top-N labels of images with a trained run's model",
         description="Predict images with a run's model. A file that cannot be read gets its reason; the "
-        "others are still predicted (exit status 1 when any failed). Images of a folder or zip argument that lie "
-        "in folders named after the model's classes (a held-out set sorted by class; the folder given counts) "
-        "are scored against them: a last line gives how many were predicted as their folder's class, in all and "
-        "per class (not with --json).",
+        "others are still predicted (exit status 1 when any failed, or a folder or zip held no file). Images of "
+        "a folder or zip argument that lie in folders named after the model's classes (a held-out set sorted by "
+        "class; the folder given counts) are scored against them: a last line gives how many were predicted as "
+        "their folder's class, in all and per class (not with --json).",
     )
     _add_run(predict)
     predict.add_argument(

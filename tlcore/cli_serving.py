@@ -82,6 +82,9 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=No
             except (zips.UnsafeArchiveError, ValueError) as error:  # A refused archive or folder: its own row.
                 results.append({"image": argument, "error": str(error)})
                 continue
+            if not rows:  # Said, not silently nothing: the person may have typed the wrong folder.
+                results.append({"image": argument, "error": "no files found in it (subfolders included)"})
+                continue
             inside = "" if archive else f"{Path(argument).resolve().name}/"
             sorted_rows += [{**row, "file": inside + row["file"]} for row in rows]
             for row in rows:

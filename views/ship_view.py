@@ -87,6 +87,9 @@ def batch(run_id: str, predictor) -> None:
     if not result or result["run"] != run_id:
         return
     rows = result["rows"]
+    if not rows:  # An empty folder or zip: no table of nothing, no CSV of a header alone.
+        st.warning(markdown.escape(f"{Path(result['source']).name}: no files found in it (subfolders included)."))
+        return
     failed = sum(row["error"] is not None for row in rows)
     problems = f", {wording.count(failed, 'file')} could not be used (the error column says why)." if failed else "."
     predicted = wording.count(len(rows) - failed, "photo")
@@ -94,6 +97,14 @@ def batch(run_id: str, predictor) -> None:
     score = batch_prediction.score_by_folder(rows, predictor.labels, result.get("folder"))
     if score is not None:  # Photos sorted into class folders: how many the model put in theirs.
         st.markdown(markdown.escape(score.describe()))
+    elif unknown := batch_prediction.unscored_folders(rows, predictor.labels, result.get("folder")):
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        where = f"folders ({shown}) that name" if len(unknown) > 1 else f"a folder ({shown}) that names"
+        st.caption(
+            markdown.escape(
+                f"Not scored: the photos are in {where} none of this model's classes ({', '.join(predictor.labels)})."
+            )
+        )
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside
     # 61.23%, and whole percents in "top k" 100% beside 99.7%); cells of the other kind of row are blank,
     # not "None" (the placeholder of the error rows' missing probability).

@@ -46,3 +46,12 @@ def test_a_batch_folder_with_more_files_than_the_cap_says_so(folders, tmp_path, 
         f"Too many files to predict. {tmp_path}: holds more than 3 files; choose a folder of the photos to predict."
     )
     assert not at.dataframe
+
+
+def test_an_empty_batch_folder_is_a_warning_without_a_table_or_a_csv(folders, tmp_path):
+    # It said "empty: 0 photos predicted." above an empty table and offered a CSV of its header.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    at = _predict_folder(str(empty))
+    assert [plain(element.value) for element in at.warning] == ["empty: no files found in it (subfolders included)."]
+    assert not at.dataframe and not at.download_button and not at.error

@@ -201,6 +201,12 @@ def test_cli_predict_gives_a_refused_archive_its_own_row_and_predicts_the_rest(t
     assert [result["image"] for result in results] == sources
     assert "top" in results[0] and "top" in results[2]
     assert "'..'" in results[1]["error"] and "refused" in results[1]["error"]
+    # An empty folder is its own error row too (it printed nothing and exited 0).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir), str(empty), str(photos[0]))
+    assert completed.returncode == 1, completed.stderr
+    assert completed.stdout.splitlines()[0] == f"{empty}: error: no files found in it (subfolders included)"
 
 
 def test_cli_predict_checks_the_csv_path_first_and_keeps_the_results_when_writing_fails(
@@ -276,3 +282,18 @@ def test_photos_sorted_into_class_folders_are_scored_against_their_folder(
     completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir), str(root), str(chosen["dogs"][0]))
     assert completed.returncode == 1, completed.stderr  # broken.jpg
     assert completed.stdout.splitlines()[-1] == score.describe()
+
+
+def test_unscored_folders_names_the_folders_of_photos_no_class_names():
+    # A cats/dogs model run on scenes said only "60 photos predicted": the folders it could not score are named.
+    rows = [
+        {"file": "buildings/1.jpg", "error": None},
+        {"file": "forest/deep/2.jpg", "error": None},
+        {"file": "forest/3.jpg", "error": None},
+        {"file": "cats/4.jpg", "error": None},
+        {"file": "broken/5.jpg", "error": "not an image"},
+        {"file": "loose.jpg", "error": None},
+    ]
+    assert batch.unscored_folders(rows, ["cats", "dogs"]) == ["buildings", "deep", "forest"]
+    assert batch.unscored_folders(rows[:2], ["cats", "dogs"], folder="cats") == []
+    assert batch.unscored_folders([], ["cats", "dogs"]) == []

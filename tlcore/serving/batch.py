@@ -259,6 +259,27 @@ def score_by_folder(rows: Sequence[dict], labels: Sequence[str], folder: str | N
     return FolderScore({label: (correct, photos) for label, (correct, photos) in sorted(counts.items())})
 
 
+def unscored_folders(rows: Sequence[dict], labels: Sequence[str], folder: str | None = None) -> list[str]:
+    """The folders holding predicted photos that no class of the model names, each once, sorted.
+
+    Photos sorted into folders the model does not know (scenes predicted by a cats/dogs model) are not
+    scored, and a person should be told why, not left to think the folders were ignored by mistake.
+
+    Args:
+        rows: the batch's rows (`predict_folder`).
+        labels: the model's classes.
+        folder: the name of the folder predicted itself, as for `score_by_folder`.
+    """
+    names = {
+        str(row.get("file", "")).split("/")[-2]
+        for row in rows
+        if not row.get("error")
+        and "/" in str(row.get("file", ""))
+        and folder_label(str(row.get("file", "")), labels, folder) is None
+    }
+    return sorted(names)
+
+
 def _cell(value) -> str:
     """A text cell a spreadsheet shows as text (a leading formula character is escaped with ')."""
     text = "" if value is None else str(value)
