@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import pandas as pd
 import streamlit as st
 
 from tlcore import wording
@@ -15,12 +14,13 @@ from tlcore.config import (
     preset_augmentation,
 )
 from tlcore.data.dataset import DatasetError
-from tlcore.insight import charts, layer_stack
+from tlcore.insight import layer_stack
 from tlcore.models.registry import BACKBONES
 from tlcore.runs import catalog, store, worker
 from views import (
     augment_view,
     cached,
+    compare_view,
     evaluation_view,
     frame,
     levels_view,
@@ -34,12 +34,6 @@ from views import (
 session_lines = frame.draw()
 
 
-CURVES = {
-    "val_accuracy": "validation accuracy",
-    "val_loss": "validation loss",
-    "accuracy": "training accuracy",
-    "loss": "training loss",
-}
 PRESET_TITLES = {
     "default": "CPU-friendly default",
     "quality": "Higher accuracy, slower (Lite1)",
@@ -150,7 +144,7 @@ run = session.current_run()
 if run is not None:
     if session.keeps_run(run):
         st.query_params["run"] = run.id  # A reload, or the address copied, opens this run again.
-    st.header("Current run")
+    st.header("Current run", anchor="current-run")  # The start note below the form links here.
     if run.state in session.ACTIVE_STATES:
         run_view.live(run.id)
     else:
@@ -329,7 +323,14 @@ else:
                 st.error(markdown.escape(error))
             else:
                 st.session_state["run_id"] = started.id
+                st.session_state["started_run"] = started.id  # Said below the button after the rerun.
                 st.rerun()  # Draw the new run at the top.
+        if (started_id := st.session_state.pop("started_run", None)) is not None:
+            # The page stays scrolled at the button while the run's progress is drawn at the top, out of
+            # view: a short run could end before the person found it.
+            started_text = markdown.escape(f"Run {started_id} started")
+            st.toast(f"{started_text}: its progress is at the top of the page.", icon=":material/play_arrow:")
+            st.success(f"{started_text}: its progress and Stop button are under [Current run](#current-run).")
         session.remember_settings()  # As the form filled and corrected them (a backbone's smallest size, say).
 
 if dataset is not None:
@@ -346,54 +347,4 @@ if dataset is not None:
         )
         st.markdown(markdown.table(transfer))
 
-st.header("Compare runs")
-names = session.dataset_names()
-table = pd.DataFrame(
-    [
-        catalog.compare_row(row, session.dataset_name(row["data_dir"], names) if row.get("data_dir") else None)
-        for row in (catalog.describe(item) for item in store.list_runs(server.runs_dir()))
-    ]
-)
-if table.empty:
-    st.caption("Finished runs appear here.")
-    st.stop()
-picked = st.dataframe(
-    table,
-    hide_index=True,
-    on_select="rerun",
-    selection_mode="multi-row",
-    key="runs_table",
-    column_config={
-        "run": st.column_config.TextColumn("run"),  # Sized to the ids: they are what the CLI takes.
-        "name": st.column_config.TextColumn("name", width="medium"),  # A name given was cut to its first word.
-    },
-)
-selected = [table["run"].iloc[row] for row in picked.selection.rows]
-if not selected:
-    st.caption("Select runs in the table to overlay their curves.")
-    st.stop()
-metric = st.segmented_control(
-    "Curve", list(CURVES), format_func=CURVES.get, default="val_accuracy", required=True, key="compare_metric"
-)
-histories = {}
-for run_id in selected:
-    try:
-        chosen_run = store.resolve(run_id, server.runs_dir())
-    except ValueError:
-        continue  # Deleted since the table was drawn.
-    name = catalog.label(chosen_run)
-    # A name given first, cut short so the id stays whole: the legend cuts a long line at its end.
-    shown = name if name is None or len(name) <= 24 else name[:23] + "…"
-    histories[f"{shown} ({run_id})" if shown else run_id] = chosen_run.metrics()
-st.altair_chart(charts.compare(histories, metric), width="stretch")
-if len(selected) == 1:
-    try:
-        chosen = store.resolve(selected[0], server.runs_dir())
-    except ValueError:
-        st.stop()  # Deleted since the table was drawn.
-    if st.button("Show this run as the current run"):
-        st.session_state["run_id"] = chosen.id
-        st.rerun()
-    run_view.manage(chosen)
-    if (run is None or chosen.id != run.id) and evaluation_view.evaluable(chosen):
-        evaluation_view.show(chosen, key="selected")
+compare_view.show(run)

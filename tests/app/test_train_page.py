@@ -534,6 +534,15 @@ def test_training_options_reach_the_started_runs_config(imbalanced, folders, mon
     at.selectbox(key="train_class_weight").set_value("none").run()
     assert not [box for box in at.info if "imbalanced" in box.value], "no notice once weighting is off"
     click(at, "Start training")
+    # Said where the button is, and in a toast: the run's progress is drawn at the top, out of view.
+    started = at.session_state["run_id"]
+    assert [plain(toast.value) for toast in at.toast] == [
+        f"Run {started} started: its progress is at the top of the page."
+    ]
+    assert [plain(box.value) for box in at.success] == [
+        f"Run {started} started: its progress and Stop button are under [Current run](#current-run)."
+    ]
+    assert at.header[0].value == "Current run" and at.header[0].proto.anchor == "current-run"
     config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
     assert (
         config["strategy"],
