@@ -54,11 +54,14 @@ def test_confusion_matrix_chart_has_a_cell_per_class_pair_with_counts_or_shares(
         assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "text"]
         assert spec["layer"][0]["encoding"]["x"]["sort"] == ["cats", "dogs", "<b>x</b>"]  # Label order, not A-Z.
         assert len(layers_data(chart)) == 9
-        assert spec["layer"][0]["encoding"]["color"]["scale"]["domain"] == [0, 1.0 if normalised else 4.0]
+        colour = spec["layer"][0]["encoding"]["color"]
+        assert colour["condition"]["scale"]["domain"] == [0, 1.0 if normalised else 4.0]
+        # An empty cell is white (the scheme's palest blue looked like one mistake), whether counts or shares.
+        assert colour["condition"]["test"] == "(datum.count > 0)" and colour["value"] == "white"
         # The first class's label under its own column (flush, "buildings" sat a cell's third to the right), and
         # the legend under the matrix, so that a narrow column gives its room to the cells.
         assert spec["layer"][0]["encoding"]["x"]["axis"]["labelFlush"] is False
-        assert spec["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
+        assert colour["condition"]["legend"]["orient"] == "bottom"
 
 
 def test_class_counts_chart_gives_every_bar_its_height():
@@ -164,6 +167,8 @@ def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_be
     for chart, spec in zip(pair, specs):
         line, _ = spec["layer"]
         assert line["encoding"]["color"]["scale"]["domain"] == schedule  # The same colours in both charts.
+        # Not Streamlit's palette, whose first two colours (stages 1 and 2) are two blues.
+        assert line["encoding"]["color"]["scale"]["scheme"] == charts.CATEGORY_SCHEME == "tableau10"
         assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
         # The rule where fine-tuning starts, half an epoch before its first.
         assert [row["epoch"] for row in layers_data(chart) if set(row) == {"epoch"}] == [2.5]
@@ -188,6 +193,7 @@ def test_compared_runs_keep_the_plots_height_and_list_only_their_own_stages():
     stages = spec["encoding"]["strokeDash"]["legend"]
     assert stages["values"] == ["1 feature extraction", "3 fine-tuning"]  # No "scratch baseline" never trained.
     assert stages["orient"] == "top" and stages["columns"] == 1
+    assert spec["encoding"]["color"]["scale"]["scheme"] == "tableau10"
     runs = spec["encoding"]["color"]["legend"]
     assert runs["orient"] == "bottom" and runs["columns"] == 1 and runs["labelLimit"] == charts.RUN_LABEL_LIMIT
 
@@ -221,5 +227,6 @@ def test_exploration_map_colours_by_class_shapes_by_split_and_names_files_relati
     ]
     spec = explore_chart.exploration_map(points, "/d").to_dict()
     assert spec["encoding"]["color"]["field"] == "class" and spec["encoding"]["shape"]["field"] == "split"
+    assert spec["encoding"]["color"]["scale"]["scheme"] == "tableau10", "cats and dogs were two blues"
     data = next(iter(spec["datasets"].values()))
     assert [row["file"] for row in data] == ["train/cats/a.jpg", "validation/dogs/b.jpg", "train/cats/caf\ufffd.jpg"]

@@ -10,6 +10,9 @@ import pandas as pd
 
 # Pixels a class name may take in a chart's axis or legend before it is cut.
 CLASS_LABEL_LIMIT = 240
+# Colours of categories (stages, runs, classes, splits): Streamlit's theme starts its palette with a dark and a
+# light blue, so two classes of a data set, or stages 1 and 2, looked alike; Tableau's ten start blue, orange.
+CATEGORY_SCHEME = "tableau10"
 
 STAGE_TITLES = {
     "feature_extraction": "1 feature extraction",
@@ -120,7 +123,7 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
             color=alt.Color(
                 "stage:N",
                 title="strategy",
-                scale=alt.Scale(domain=stages),
+                scale=alt.Scale(domain=stages, scheme=CATEGORY_SCHEME),
                 # One entry per row: in a single row the three stages and two splits ran 670 px wide,
                 # past the edge of a phone's 390 px column, and the last entries were cut off.
                 legend=alt.Legend(orient="bottom", columns=1) if with_legends else None,
@@ -174,7 +177,11 @@ def compare(histories: dict[str, list[dict]], metric: str = "val_accuracy", heig
             # Each legend one entry per row, the stages above the plot and the runs below it: side by
             # side in rows they ran past the edge of a phone's 390 px column. A run id longer than the
             # label limit ends in an ellipsis (the tooltip has it whole).
-            color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1, labelLimit=RUN_LABEL_LIMIT)),
+            color=alt.Color(
+                "run:N",
+                scale=alt.Scale(scheme=CATEGORY_SCHEME),
+                legend=alt.Legend(orient="bottom", columns=1, labelLimit=RUN_LABEL_LIMIT),
+            ),
             strokeDash=alt.StrokeDash(
                 "stage:N",
                 title="stage",
@@ -227,7 +234,7 @@ def split_counts(counts: dict[str, dict[str, int]], height: int | None = None) -
             x=alt.X("images:Q", axis=alt.Axis(tickMinStep=1, format=",d")),
             # Whole class names up to a limit (Vega-Lite's default cut "sunflowers" to "sunflo...").
             y=alt.Y("class:N", title=None, axis=alt.Axis(labelLimit=CLASS_LABEL_LIMIT)),
-            color=alt.Color("split:N"),
+            color=alt.Color("split:N", scale=alt.Scale(scheme=CATEGORY_SCHEME)),
             yOffset="split:N",
             tooltip=["split", "class", "images"],
         )
@@ -316,12 +323,17 @@ def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
             alt.Tooltip("share:Q", title="share of the true class", format=".1%"),
         ],
     )
-    cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color(
-            "value:Q",
-            scale=alt.Scale(scheme="blues", domain=[0, top]),
-            title="share of the true class" if normalised else "images",
-            legend=alt.Legend(format=".0%" if normalised else "d", orient="bottom", direction="horizontal"),
+    # An empty cell is white: the scheme's palest blue, which it had, looked like a cell of one mistake.
+    cells = base.mark_rect(stroke="#e5e7eb").encode(
+        color=alt.condition(
+            alt.datum.count > 0,
+            alt.Color(
+                "value:Q",
+                scale=alt.Scale(scheme="blues", domain=[0, top]),
+                title="share of the true class" if normalised else "images",
+                legend=alt.Legend(format=".0%" if normalised else "d", orient="bottom", direction="horizontal"),
+            ),
+            alt.value("white"),
         )
     )
     labels = base.mark_text(fontSize=13 if cell >= 40 else 9).encode(

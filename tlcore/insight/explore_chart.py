@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 
 from tlcore.files import printable
-from tlcore.insight.charts import CLASS_LABEL_LIMIT
+from tlcore.insight.charts import CATEGORY_SCHEME, CLASS_LABEL_LIMIT
 
 
 def exploration_map(points: Iterable, root: str = "", height: int = 420) -> alt.Chart:
@@ -40,7 +40,9 @@ def exploration_map(points: Iterable, root: str = "", height: int = 420) -> alt.
         .encode(
             x=alt.X("x:Q", title="first principal component", axis=alt.Axis(labels=False, ticks=False)),
             y=alt.Y("y:Q", title="second principal component", axis=alt.Axis(labels=False, ticks=False)),
-            color=alt.Color("class:N", legend=alt.Legend(labelLimit=CLASS_LABEL_LIMIT)),
+            color=alt.Color(
+                "class:N", scale=alt.Scale(scheme=CATEGORY_SCHEME), legend=alt.Legend(labelLimit=CLASS_LABEL_LIMIT)
+            ),
             shape=alt.Shape("split:N"),
             tooltip=["file", "class", "split"],
         )
