@@ -109,7 +109,15 @@ elif source == "Demo set":
         try:
             with st.spinner("Downloading cats vs dogs..."):
                 folder, kind = str(demo.download_cats_and_dogs()), "demo"
-        except (demo.DemoDataError, OSError) as error:
+        except demo.DemoDataError as error:
+            if error.reason is None:  # A damaged download: its message says what happened and what to do.
+                st.error(markdown.escape(error))
+            else:  # Said for this page: the Python function the message names is no help here.
+                st.error(
+                    markdown.escape(f"Could not download cats vs dogs: {error.reason}. ")
+                    + "It needs network access; without it, use **Offline demo: brick, grass, gravel**."
+                )
+        except OSError as error:
             st.error(markdown.escape(error))
 elif source == "Build":
     made = builder_view.build()

@@ -161,6 +161,31 @@ def test_data_page_offline_demo_set(folders):
     assert (folders["data"] / "demo").resolve() in Path(at.session_state["dataset"].root).parents
 
 
+def test_a_failed_demo_download_says_why_in_a_few_words_and_points_to_the_offline_button(
+    folders, tmp_path, monkeypatch
+):
+    # It read "(URL fetch failure on https://...: None -- [Errno -2] Name or service not known) ... or
+    # tlcore.data.demo.build_offline_demo(folder) in Python": the address twice, and a Python call on a page.
+    import functools
+    import socket
+
+    from tlcore.data import demo
+
+    with socket.socket() as probe:  # A local port nobody listens on: the real download, refused.
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    origin = f"http://127.0.0.1:{port}/{demo.CATS_AND_DOGS_FILE}"
+    download = functools.partial(demo.download_cats_and_dogs, cache_dir=tmp_path / "cache", origin=origin)
+    monkeypatch.setattr(demo, "download_cats_and_dogs", download)
+    at = open_page("pages/1_Data.py")
+    at.segmented_control(key="data_source").set_value("Demo set").run()
+    click(at, "Download cats vs dogs")
+    assert [plain(element.value) for element in at.error] == [
+        "Could not download cats vs dogs: Connection refused. It needs network access; without it, use "
+        "**Offline demo: brick, grass, gravel**."
+    ]
+
+
 def test_data_page_lists_the_whole_bad_input_kit_and_browses_the_odd_but_valid_images(small_catsdogs, tmp_path):
     root = tmp_path / "kit"
     shutil.copytree(small_catsdogs, root)

@@ -151,6 +151,7 @@ def test_download_404_is_a_clear_error(tmp_path, server):
         demo.download_cats_and_dogs(cache_dir=tmp_path / "cache", origin=origin)
 
     message = str(caught.value)
+    assert caught.value.reason.startswith("the server answered 404 (") and message.count(origin) == 1
     assert "404" in message
     assert "network access" in message
     assert "offline demo" in message
@@ -163,8 +164,9 @@ def test_download_refused_connection_is_a_clear_error(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(demo.DemoDataError, match="needs network access"):
+    with pytest.raises(demo.DemoDataError, match="needs network access") as caught:
         demo.download_cats_and_dogs(cache_dir=tmp_path, origin=f"http://127.0.0.1:{port}/x.zip")
+    assert caught.value.reason == "Connection refused"  # Not Keras' "None -- [Errno 111] Connection refused".
 
 
 def test_damaged_download_is_deleted(tmp_path, server):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -47,7 +48,31 @@ OFFLINE_VERSION = 1
 
 
 class DemoDataError(Exception):
-    """A demo data set that cannot be made available (no network, damaged download, ...)."""
+    """A demo data set that cannot be made available (no network, damaged download, ...).
+
+    Args:
+        message: the whole message, for a log or a traceback.
+        reason: for a failed download, why, in a few words ("Name or service not known", "the server
+            answered 404 (Not Found)"), for a page to say in its own words; None otherwise.
+    """
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
+
+
+def download_failure_reason(error: Exception) -> str:
+    """Why a download by `keras.utils.get_file` failed, without the address its message repeats.
+
+    Keras re-raises urllib's errors as "URL fetch failure on <origin>: <code or errno> -- <reason>".
+    """
+    text = str(error)
+    if " -- " not in text:
+        return text
+    head, reason = text.rsplit(" -- ", 1)
+    code = head.rsplit(": ", 1)[-1]
+    reason = re.sub(r"^\[Errno -?\d+\] ", "", reason.strip())
+    return f"the server answered {code} ({reason})" if code.isdigit() else reason
 
 
 def _dataset_root(folder: Path) -> Path:
@@ -99,11 +124,13 @@ def download_cats_and_dogs(cache_dir: str | os.PathLike | None = None, origin: s
             )
         )
     except Exception as error:  # Keras re-raises urllib's errors as a bare Exception.
+        reason = download_failure_reason(error)
         raise DemoDataError(
-            f"Could not download the cats vs dogs demo data set from {origin} ({error}). It needs "
+            f"Could not download the cats vs dogs demo data set from {origin}: {reason}. It needs "
             "network access; without it, use the offline demo data set instead (textures photographed in "
             'scikit-image: the Data page\'s "Offline demo" button, or tlcore.data.demo.build_offline_demo(folder) in '
-            "Python)."
+            "Python).",
+            reason=reason,
         ) from None
 
     # Beside the archive, which is where Keras put it (it falls back to /tmp/.keras when the cache
