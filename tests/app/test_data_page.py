@@ -487,8 +487,10 @@ def test_the_flip_check_measures_the_photos_and_applies_its_suggestion(small_cat
     click(at, "Check which flips suit these photos")
     assert not at.exception
     findings = [plain(caption.value) for caption in at.caption if "copies of these photos" in caption.value]
-    assert findings[0].startswith("Flip upside down: off: a classifier on the backbone's features tells upside-down")
-    assert findings[1].startswith("Flip left-right: on: ")
+    assert findings[0].startswith(
+        "Flip upside down: off, because a classifier on the backbone's features tells upside-down"
+    )
+    assert findings[1].startswith("Flip left-right: on, because ")
     click(at, "Apply the suggested flips")
     assert at.toggle(key="aug_vertical_flip").value is False and at.toggle(key="aug_horizontal_flip").value is True
     assert at.session_state["augmentation"].vertical_flip is False

@@ -38,7 +38,7 @@ def test_natural_scenes_get_the_stacked_levels(scenes):
     assert suggestion.single_accuracy >= 0.88
     assert suggestion.p_value <= feature_levels.SIGNIFICANCE
     assert suggestion.only_stacked > suggestion.only_single
-    assert suggestion.reason.startswith("3: ") and f"{suggestion.stacked_accuracy:.1%}" in suggestion.reason
+    assert suggestion.reason.startswith("3, because ") and f"{suggestion.stacked_accuracy:.1%}" in suggestion.reason
     assert suggestion.train_flag() == "--feature-levels 3"
 
 
@@ -50,7 +50,7 @@ def test_cats_and_dogs_keep_the_base_output_alone(catsdogs_subset, runs_dir):
     assert suggestion.levels == 1
     assert suggestion.single_accuracy >= 0.96 and suggestion.stacked_accuracy >= 0.96
     assert suggestion.p_value > feature_levels.SIGNIFICANCE
-    assert suggestion.reason.startswith("1: ") and "the base's output alone stays" in suggestion.reason
+    assert suggestion.reason.startswith("1, because ") and "the base's output alone stays" in suggestion.reason
 
 
 def test_a_run_with_the_suggested_levels_reuses_the_features_the_check_extracted(scenes, runs_dir):

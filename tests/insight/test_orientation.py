@@ -31,7 +31,7 @@ def test_upright_photos_get_no_vertical_flips_and_left_right_flips(scenes_sugges
     vertical, horizontal = scenes_suggestions["vertical_flip"], scenes_suggestions["horizontal_flip"]
     assert vertical.images == 6 * PER_CLASS
     assert not vertical.suggested and vertical.accuracy >= orientation.TELLING_APART_LIMIT
-    assert vertical.reason.startswith("off: ") and f"{vertical.accuracy:.0%}" in vertical.reason
+    assert vertical.reason.startswith("off, because ") and f"{vertical.accuracy:.0%}" in vertical.reason
     assert horizontal.suggested and horizontal.accuracy < orientation.TELLING_APART_LIMIT
     assert orientation.train_flag(vertical) == "--no-vertical-flip"
     assert orientation.train_flag(horizontal) == "--horizontal-flip"

@@ -110,10 +110,10 @@ def reason(suggestion_levels: int, stacked_levels: int, single: float, stacked: 
         f"chance alone gives such a lead with probability {p_value:.3f} (exact McNemar test, {SIGNIFICANCE} or less"
     )
     if suggestion_levels > 1:
-        return f"{suggestion_levels}: {measured}; {chance} needed)."
+        return f"{suggestion_levels}, because {measured}; {chance} needed)."
     if stacked > single:
-        return f"1: {measured}; {chance} needed), so the base's output alone stays."
-    return f"1: {measured}, so the base's output alone stays."
+        return f"1, because {measured}; {chance} needed), so the base's output alone stays."
+    return f"1, because {measured}, so the base's output alone stays."
 
 
 def out_of_fold_correct(vectors: np.ndarray, labels: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -76,14 +76,17 @@ def sample_paths(dataset: DatasetScan, per_class: int, seed: int) -> list[str]:
 
 
 def reason(setting: str, suggested: bool, accuracy: float) -> str:
-    """The suggestion in words, e.g. 'off: ... tells upside-down copies ... from the originals ...'."""
+    """The suggestion in words, e.g. 'off, because ... tells upside-down copies ... from the originals ...'.
+
+    Not "off: ...": after the setting's name ("Flip upside down: off: a classifier...") two colons ran on.
+    """
     measured = (
         f"a classifier on the backbone's features tells {FLIP_WORDS[setting]} copies of these photos "
         f"from the originals {accuracy:.0%} of the time (50% is chance)"
     )
     if suggested:
-        return f"on: {measured}, so flipped copies look like more photos of this set."
-    return f"off: {measured}, so flipped copies are views the model will never be shown."
+        return f"on, because {measured}, so flipped copies look like more photos of this set."
+    return f"off, because {measured}, so flipped copies are views the model will never be shown."
 
 
 def train_flag(suggestion: FlipSuggestion) -> str:
