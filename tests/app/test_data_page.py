@@ -251,7 +251,7 @@ def test_augmentation_preview_follows_the_settings_and_the_train_page_uses_them(
 def test_a_typed_folder_outside_the_data_roots_is_refused_with_the_roots_named(folders):
     at = scan(open_page("pages/1_Data.py"), "/etc")
     [error] = [plain(element.value) for element in at.error]
-    assert error.startswith("/etc (resolved to /etc) is outside the allowed data folders")
+    assert error.startswith("/etc is outside the allowed data folders")
     assert "TLCORE_DATA_ROOTS" in error
     assert "dataset" not in at.session_state
 

@@ -56,6 +56,9 @@ def test_a_path_leading_outside_is_refused_naming_the_path_and_the_roots(layout,
         roots.resolve_under_roots(path, [data])
     message = str(refused.value)
     assert str(path) in message and str(data.resolve()) in message and roots.ROOTS_VARIABLE in message
+    # The resolved path is said where it differs from the one typed ("/x (resolved to /x)" said it twice).
+    resolved = path.resolve()
+    assert (f"(resolved to {resolved})" in message) == (str(resolved) != str(path))
 
 
 def test_an_empty_path_is_refused():

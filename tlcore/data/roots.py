@@ -72,8 +72,11 @@ def resolve_under_roots(path: str | os.PathLike, roots: Sequence[str | os.PathLi
     if any(resolved == root or resolved.is_relative_to(root) for root in chosen):
         return resolved
     listed = ", ".join(str(root) for root in chosen) or "(none)"
+    # The resolved path only where it differs from the path typed (a link, "..", "~"): "/x (resolved to /x)"
+    # said the same path twice.
+    shown = text if str(resolved) == text else f"{text} (resolved to {resolved})"
     raise OutsideRootsError(
-        f"{text} (resolved to {resolved}) is outside the allowed data folders: expected a path under one of "
+        f"{shown} is outside the allowed data folders: expected a path under one of "
         f"{listed}. Whoever starts the app (or the CLI) can allow other folders: the environment variable "
         f"{ROOTS_VARIABLE} lists them."
     )
