@@ -117,12 +117,12 @@ def test_missing_folder_fails_with_a_message_not_a_traceback(tmp_path):
     result = _tlcore("scan", str(missing))
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
-    assert str(missing) in result.stderr and "not a folder" in result.stderr
+    assert str(missing) in result.stderr and "does not exist" in result.stderr
 
     result = _tlcore("scan", str(missing), "--json")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr + result.stdout
-    assert "not a folder" in _json(result)["error"]
+    assert "does not exist" in _json(result)["error"]
 
 
 def test_unusable_data_set_fails_with_a_message(tmp_path, small_catsdogs):
@@ -287,9 +287,9 @@ def test_a_setting_out_of_bounds_fails_with_a_message_naming_it(tmp_path):
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        (["train", "--data", "{missing}"], "not a folder"),
+        (["train", "--data", "{missing}"], "does not exist"),
         (["train", "--resume", "no-such-run"], "No run 'no-such-run'"),
-        (["lr-find", "--data", "{missing}"], "not a folder"),
+        (["lr-find", "--data", "{missing}"], "does not exist"),
     ],
 )
 def test_train_and_lr_find_refusals_under_json_are_a_json_error(tmp_path, command, expected):

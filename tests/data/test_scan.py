@@ -317,8 +317,8 @@ def test_class_of_only_bad_files_is_refused(tmp_path, flat_small):
 def test_not_a_folder_is_refused(tmp_path):
     file = tmp_path / "cats.zip"
     file.write_bytes(b"PK\x05\x06" + bytes(18))
-    for path in (file, tmp_path / "missing"):
-        with pytest.raises(DatasetError, match="not a folder") as caught:
+    for path, reason in ((file, "not a folder"), (tmp_path / "missing", "does not exist")):
+        with pytest.raises(DatasetError, match=reason) as caught:
             folders.scan(path)
         assert path.name in str(caught.value)
 

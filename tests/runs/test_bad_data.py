@@ -15,7 +15,7 @@ def test_train_on_an_unusable_folder_is_one_error_line_and_makes_no_run(tmp_path
     missing = tmp_path / "no such photos"
     one_class = catsdogs_subset("one_class", train={"cats": 3}, validation={"cats": 1})
     runs = tmp_path / "runs"
-    for data, reason in ((missing, "not a folder"), (one_class, "class")):
+    for data, reason in ((missing, "does not exist"), (one_class, "class")):
         result = tlcore("train", "--data", str(data), "--runs-dir", str(runs), "--epochs", "1")
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and result.stderr.startswith(f"error: {data}"), result.stderr
@@ -40,7 +40,7 @@ def test_a_resume_whose_data_moved_or_changed_is_refused_and_the_run_stays_resum
     moved = data.with_name(data.name + "-moved")
     data.rename(moved)
     result = tlcore("train", "--resume", run.id, "--runs-dir", str(run.path.parent))
-    assert (result.returncode, result.stderr.strip()) == (2, f"error: {data}: not a folder."), result.stderr
+    assert (result.returncode, result.stderr.strip()) == (2, f"error: {data}: does not exist."), result.stderr
     assert run.state == "interrupted" and resumption.why_not_resumable(run) is None, "still resumable"
 
     moved.rename(data)

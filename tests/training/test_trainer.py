@@ -407,7 +407,7 @@ def test_a_failing_run_ends_as_failed_with_the_error(tiny_data, tmp_path):
     run = store.create(config, tmp_path / "runs")
     status = worker.execute(run, runs_dir=tmp_path / "runs")
     assert status["state"] == "failed"
-    assert "not a folder" in status["error"]
+    assert "does not exist" in status["error"]
     assert store.describe(run)["state"] == "failed"
 
 

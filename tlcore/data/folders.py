@@ -153,6 +153,8 @@ def scan(
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), received {validation_fraction!r}.")
     path = Path(folder).expanduser().resolve()
+    if not path.exists():  # Worded as the Predict page's batch tab words it.
+        raise DatasetError(f"{path}: does not exist.")
     if not path.is_dir():
         raise DatasetError(f"{path}: not a folder.")
     root = _find_root(path)
