@@ -16,7 +16,7 @@ import streamlit as st
 from tlcore import wording
 from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data.dataset import DatasetError, DatasetScan
-from tlcore.insight import charts
+from tlcore.insight import learning_rate_chart
 from tlcore.models.registry import BACKBONES
 from tlcore.runs import finder_jobs
 from tlcore.settings import setting_type, settings_of
@@ -214,7 +214,7 @@ def learning_rate_finder(
         if not found:
             return
         suggestion = found["sweep"].suggestion
-        st.altair_chart(charts.learning_rate_sweep(found["sweep"]), width="stretch")
+        st.altair_chart(learning_rate_chart.learning_rate_sweep(found["sweep"]), width="stretch")
         st.markdown(
             markdown.escape(
                 f"Suggested learning rate: {suggestion:.2g} (where the smoothed loss falls fastest), "

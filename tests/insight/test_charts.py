@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tlcore.data import folders
-from tlcore.insight import charts, evaluate, explore_chart
+from tlcore.insight import charts, evaluate, explore_chart, learning_rate_chart
 from tlcore.serving import export
 from tlcore.training.lr_finder import LearningRateSweep
 
@@ -91,13 +91,13 @@ def test_learning_rate_chart_is_log_scaled_and_marks_the_suggestion():
     rates = tuple(float(rate) for rate in np.geomspace(1e-6, 1.0, 20))
     losses = tuple([0.7] * 8 + [0.6, 0.4, 0.2, 0.15, 0.14, 0.2, 0.5, 1.5, 3.0] + [float("nan"), float("inf"), 9.0])
     sweep = LearningRateSweep(rates, losses, suggestion=rates[9])
-    frame = charts.learning_rate_frame(sweep)
+    frame = learning_rate_chart.learning_rate_frame(sweep)
     assert len(frame) == 18, "non-finite losses are left out"
-    spec = charts.learning_rate_sweep(sweep).to_dict()
+    spec = learning_rate_chart.learning_rate_sweep(sweep).to_dict()
     line, rule, text = spec["layer"]
     assert line["mark"]["type"] == "line" and line["encoding"]["x"]["scale"]["type"] == "log"
     assert rule["mark"]["type"] == "rule"
-    marker = [row for row in layers_data(charts.learning_rate_sweep(sweep)) if "label" in row]
+    marker = [row for row in layers_data(learning_rate_chart.learning_rate_sweep(sweep)) if "label" in row]
     assert marker == [{"learning_rate": pytest.approx(rates[9]), "label": f"suggested {rates[9]:.1e}"}]
 
 
@@ -165,13 +165,16 @@ def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_be
     specs = [chart.to_dict() for chart in pair]
     schedule = ["1 feature extraction", "2 frozen + augmentation", "3 fine-tuning"]
     for chart, spec in zip(pair, specs):
-        line, _ = spec["layer"]
+        line, rule, name = spec["layer"]
+        assert (rule["mark"]["type"], name["mark"]["type"]) == ("rule", "text")
+        # The epochs from the first: the axis began at 0, a step before the curves.
+        assert line["encoding"]["x"]["scale"] == {"zero": False, "nice": False}
         assert line["encoding"]["color"]["scale"]["domain"] == schedule  # The same colours in both charts.
         # Not Streamlit's palette, whose first two colours (stages 1 and 2) are two blues.
         assert line["encoding"]["color"]["scale"]["scheme"] == charts.CATEGORY_SCHEME == "tableau10"
         assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
-        # The rule where fine-tuning starts, half an epoch before its first.
-        assert [row["epoch"] for row in layers_data(chart) if set(row) == {"epoch"}] == [2.5]
+        # The rule where fine-tuning starts, half an epoch before its first, and its name (it went unread).
+        assert [row for row in layers_data(chart) if "text" in row] == [{"epoch": 2.5, "text": "fine-tuning starts"}]
     assert specs[0]["layer"][0]["encoding"]["color"]["legend"] is None
     assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
     assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Iterable
 
 import altair as alt
-import numpy as np
 import pandas as pd
 
 # Pixels a class name may take in a chart's axis or legend before it is cut.
@@ -118,7 +117,8 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
         with_legends = metric == "accuracy"  # The lower chart.
         formats = value_axis(metric)
         base = alt.Chart(subset).encode(
-            x=alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS),
+            # From the first epoch to the last: Vega's default included 0, so a run's curves began a step in.
+            x=alt.X("epoch:Q", title="epoch", axis=EPOCH_AXIS, scale=alt.Scale(zero=False, nice=False)),
             y=alt.Y("value:Q", title=metric, scale=alt.Scale(zero=False), axis=formats["axis"]),
             color=alt.Color(
                 "stage:N",
@@ -139,12 +139,15 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
         layer = base.mark_line(point=True)
         starts = subset[subset["stage"] == STAGE_TITLES["fine_tuning"]]
         if not starts.empty:
-            rule = (
-                alt.Chart(pd.DataFrame({"epoch": [starts["epoch"].min() - 0.5]}))
-                .mark_rule(strokeDash=[2, 2], color="gray")
-                .encode(x="epoch:Q")
+            # Named, as the Keras fine-tuning guide's "Start Fine Tuning" line is: unnamed, it went unread.
+            marker = pd.DataFrame({"epoch": [starts["epoch"].min() - 0.5], "text": ["fine-tuning starts"]})
+            rule = alt.Chart(marker).mark_rule(strokeDash=[2, 2], color="gray").encode(x="epoch:Q")
+            name = (
+                alt.Chart(marker)
+                .mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11)
+                .encode(x="epoch:Q", y=alt.value(0), text="text:N")
             )
-            layer = layer + rule
+            layer = layer + rule + name
         # Fit the width to the column, keep the plot's height (a fitted height would shrink the
         # plot to make room for the legend).
         result.append(
@@ -341,59 +344,3 @@ def confusion_matrix(evaluation, normalised: bool = False) -> alt.LayerChart:
     )
     below = 40 + (20 if upright else int(0.72 * names))  # The x axis: its labels and its title.
     return (cells + labels).properties(width=side + names + 40, height=side + below + 10 + LEGEND_HEIGHT)
-
-
-def learning_rate_frame(sweep) -> pd.DataFrame:
-    """The sweep's points: columns learning_rate, loss (non-finite losses left out)."""
-    frame = pd.DataFrame(
-        {
-            "learning_rate": [float(rate) for rate in sweep.learning_rates],
-            "loss": [float(loss) for loss in sweep.losses],
-        }
-    )
-    return frame[np.isfinite(frame["loss"])]
-
-
-def learning_rate_sweep(sweep, height: int = 260) -> alt.LayerChart:
-    """The learning-rate finder's loss against learning rate (log scale), the suggestion marked.
-
-    Args:
-        sweep: a `tlcore.training.learning_rate_sweep.LearningRateSweep` (learning_rates, losses, suggestion).
-    """
-    frame = learning_rate_frame(sweep)
-    rates = frame["learning_rate"] if not frame.empty else pd.Series([float(sweep.suggestion)])
-    decades = [
-        10.0**power for power in range(int(np.floor(np.log10(rates.min()))), int(np.ceil(np.log10(rates.max()))) + 1)
-    ]
-    x = alt.X(
-        "learning_rate:Q",
-        scale=alt.Scale(type="log"),
-        title="learning rate (log scale)",
-        axis=alt.Axis(format=".0e", values=decades),
-    )
-    line = (
-        alt.Chart(frame)
-        .mark_line()
-        .encode(
-            x=x,
-            y=alt.Y("loss:Q", title="training loss (smoothed)", scale=alt.Scale(zero=False)),
-            tooltip=[
-                alt.Tooltip("learning_rate:Q", title="learning rate", format=".2e"),
-                alt.Tooltip("loss:Q", format=".4f"),
-            ],
-        )
-    )
-    marker = pd.DataFrame(
-        {"learning_rate": [float(sweep.suggestion)], "label": [f"suggested {float(sweep.suggestion):.1e}"]}
-    )
-    rule = (
-        alt.Chart(marker)
-        .mark_rule(color="#d62728", strokeDash=[4, 3])
-        .encode(x=x, tooltip=[alt.Tooltip("learning_rate:Q", title="suggested learning rate", format=".2e")])
-    )
-    text = (
-        alt.Chart(marker)
-        .mark_text(align="left", dx=5, dy=-6, color="#d62728", baseline="top")
-        .encode(x=x, y=alt.value(0), text="label:N")
-    )
-    return (line + rule + text).properties(height=height)
