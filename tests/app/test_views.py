@@ -193,6 +193,8 @@ def test_estimate_subtracts_time_since_the_last_progress_record():
     }
     estimate = monitor.estimate(CONFIG, {"state": "running"}, progress, [], now=1003.0)
     assert estimate.fraction == 1.0 and estimate.seconds_left == 0.0
+    # Validation and saving still follow: "about 0 s left" read as a stall.
+    assert estimate.text.endswith("epoch 10 of 10 done, a few seconds left.")
 
 
 def test_a_resumed_run_is_not_timed_from_the_stopped_processs_last_record():

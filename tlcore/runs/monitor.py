@@ -58,6 +58,11 @@ def _count(value) -> int | None:
         return None
 
 
+# Below this many seconds left, the estimate says "a few seconds": it cannot tell 0 s from 4 s, as the last
+# epoch's validation pass and the model's saving come after its last batch.
+FEW_SECONDS = 5
+
+
 def _number(value) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -265,6 +270,9 @@ def estimate(
     text = f"{position}: {where}"
     if state == "stopping":
         text += " (stopping after this batch)"
+    elif seconds_left is not None and seconds_left < FEW_SECONDS:
+        # The last batches, the validation pass and the saving: "about 0 s left" was read as a stall.
+        text += ", a few seconds left"
     elif seconds_left is not None:
         text += f", about {format_seconds(seconds_left)} left"
     elif done_in_stage < 1 and state == "running":
