@@ -97,14 +97,8 @@ def batch(run_id: str, predictor) -> None:
     score = batch_prediction.score_by_folder(rows, predictor.labels, result.get("folder"))
     if score is not None:  # Photos sorted into class folders: how many the model put in theirs.
         st.markdown(markdown.escape(score.describe()))
-    elif unknown := batch_prediction.unscored_folders(rows, predictor.labels, result.get("folder")):
-        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-        where = f"folders ({shown}) that name" if len(unknown) > 1 else f"a folder ({shown}) that names"
-        st.caption(
-            markdown.escape(
-                f"Not scored: the photos are in {where} none of this model's classes ({', '.join(predictor.labels)})."
-            )
-        )
+    elif note := batch_prediction.unscored_note(rows, predictor.labels, result.get("folder")):
+        st.caption(markdown.escape(note))  # Photos in folders the model has no class for: why they go unscored.
     # Percentages as numbers (the column sorts), to 0.1% as everywhere else ("percent" showed 96% beside
     # 61.23%, and whole percents in "top k" 100% beside 99.7%); cells of the other kind of row are blank,
     # not "None" (the placeholder of the error rows' missing probability).

@@ -284,16 +284,34 @@ def test_photos_sorted_into_class_folders_are_scored_against_their_folder(
     assert completed.stdout.splitlines()[-1] == score.describe()
 
 
-def test_unscored_folders_names_the_folders_of_photos_no_class_names():
+def test_photos_sorted_into_folders_no_class_names_are_said_to_be_unscored():
     # A cats/dogs model run on scenes said only "60 photos predicted": the folders it could not score are named.
     rows = [
         {"file": "buildings/1.jpg", "error": None},
         {"file": "forest/deep/2.jpg", "error": None},
         {"file": "forest/3.jpg", "error": None},
-        {"file": "cats/4.jpg", "error": None},
+        {"file": "caf\udce9/4.jpg", "error": None},  # A folder name that is not UTF-8: shown, not a crash.
         {"file": "broken/5.jpg", "error": "not an image"},
         {"file": "loose.jpg", "error": None},
     ]
-    assert batch.unscored_folders(rows, ["cats", "dogs"]) == ["buildings", "deep", "forest"]
-    assert batch.unscored_folders(rows[:2], ["cats", "dogs"], folder="cats") == []
-    assert batch.unscored_folders([], ["cats", "dogs"]) == []
+    labels = ["cats", "dogs"]
+    assert batch.unscored_folders(rows, labels) == ["buildings", "caf\ufffd", "deep", "forest"]
+    assert batch.unscored_folders(rows, labels, folder="scenes") == [
+        "buildings",
+        "caf\ufffd",
+        "deep",
+        "forest",
+        "scenes",
+    ]
+    assert batch.unscored_note(rows, labels) == (
+        "Not scored: the photos are in folders (buildings, caf\ufffd, deep, forest) that name none of this model's "
+        "classes (cats, dogs)."
+    )
+    many = [{"file": f"folder{index}/photo.jpg", "error": None} for index in range(7)]
+    assert batch.unscored_note(many, labels).startswith(
+        "Not scored: the photos are in folders (folder0, folder1, folder2, folder3, folder4 and 2 more) that"
+    )
+    # One folder of photos is an album, not a sorting; photos scored against a class folder need no note.
+    assert batch.unscored_note(rows[:1], labels) is None
+    assert batch.unscored_note([*rows, {"file": "cats/6.jpg", "error": None, "top_label": "cats"}], labels) is None
+    assert batch.unscored_folders([], labels) == [] and batch.unscored_note([], labels) is None

@@ -24,6 +24,7 @@ from typing import Sequence, Union
 
 from tlcore import progress, temporaries, wording
 from tlcore.data import browse, folders, images, zip_names, zips
+from tlcore.files import printable
 from tlcore.serving import predict
 
 Source = Union[str, os.PathLike, bytes]
@@ -264,20 +265,42 @@ def unscored_folders(rows: Sequence[dict], labels: Sequence[str], folder: str | 
 
     Photos sorted into folders the model does not know (scenes predicted by a cats/dogs model) are not
     scored, and a person should be told why, not left to think the folders were ignored by mistake.
+    A photo's folder is the nearest one above it: inside the source, else the folder predicted itself.
 
     Args:
         rows: the batch's rows (`predict_folder`).
         labels: the model's classes.
-        folder: the name of the folder predicted itself, as for `score_by_folder`.
+        folder: the name of the folder predicted itself, as for `score_by_folder`; None for a zip.
+
+    Returns:
+        The folder names, as text (a name that is not UTF-8 with its odd bytes replaced).
     """
-    names = {
-        str(row.get("file", "")).split("/")[-2]
-        for row in rows
-        if not row.get("error")
-        and "/" in str(row.get("file", ""))
-        and folder_label(str(row.get("file", "")), labels, folder) is None
-    }
+    names = set()
+    for row in rows:
+        file = str(row.get("file", ""))
+        if row.get("error") or folder_label(file, labels, folder) is not None:
+            continue
+        nearest = file.split("/")[-2] if "/" in file else folder
+        if nearest:
+            names.add(printable(nearest))
     return sorted(names)
+
+
+def unscored_note(rows: Sequence[dict], labels: Sequence[str], folder: str | None = None) -> str | None:
+    """Why photos sorted into folders were not scored against them; None unless they were sorted and unscored.
+
+    Photos lying in two or more folders are taken as sorted (by class, say); one folder of photos (an
+    album) is not a sorting, and is predicted without a note.
+
+    Args:
+        rows, labels, folder: as for `score_by_folder`.
+    """
+    unknown = unscored_folders(rows, labels, folder)
+    if len(unknown) < 2 or score_by_folder(rows, labels, folder) is not None:
+        return None
+    shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+    classes = ", ".join(labels)
+    return f"Not scored: the photos are in folders ({shown}) that name none of this model's classes ({classes})."
 
 
 def _cell(value) -> str:
