@@ -323,14 +323,21 @@ else:
                 st.error(markdown.escape(error))
             else:
                 st.session_state["run_id"] = started.id
-                st.session_state["started_run"] = started.id  # Said below the button after the rerun.
+                st.session_state["started_run"] = started.id  # Said below the button after the rerun,
+                st.session_state["started_toast"] = True  # and once in a toast.
                 st.rerun()  # Draw the new run at the top.
-        if (started_id := st.session_state.pop("started_run", None)) is not None:
-            # The page stays scrolled at the button while the run's progress is drawn at the top, out of
-            # view: a short run could end before the person found it.
-            started_text = markdown.escape(f"Run {started_id} started")
-            st.toast(f"{started_text}: its progress is at the top of the page.", icon=":material/play_arrow:")
-            st.success(f"{started_text}: its progress and Stop button are under [Current run](#current-run).")
+        started_id = st.session_state.get("started_run")
+        if started_id is not None and st.session_state.pop("started_toast", False):
+            st.toast(markdown.escape(f"Run {started_id} started: its progress is at the top of the page."))
+        if run is not None and run.id == started_id and run.state in session.ACTIVE_STATES:
+            # Kept while the run trains (the page is redrawn when its state changes): the page stays scrolled
+            # at the button while the progress is drawn at the top, out of view.
+            st.success(
+                markdown.escape(f"Run {started_id} started")
+                + ": its progress and Stop button are under [Current run](#current-run)."
+            )
+        elif started_id is not None:
+            del st.session_state["started_run"]
         session.remember_settings()  # As the form filled and corrected them (a backbone's smallest size, say).
 
 if dataset is not None:

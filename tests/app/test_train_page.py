@@ -543,6 +543,12 @@ def test_training_options_reach_the_started_runs_config(imbalanced, folders, mon
         f"Run {started} started: its progress and Stop button are under [Current run](#current-run)."
     ]
     assert at.header[0].value == "Current run" and at.header[0].proto.anchor == "current-run"
+    # The note stays while the run is queued or trains (the page redraws when its state changes); the toast not.
+    at.run()
+    assert not at.toast and "its progress and Stop button are under" in plain(at.success[0].value)
+    store.resolve(started, folders["runs"]).set_status("done")
+    at.run()
+    assert not [box for box in at.success if "started" in box.value] and "started_run" not in at.session_state
     config = json.loads((folders["runs"] / at.session_state["run_id"] / "config.json").read_text())
     assert (
         config["strategy"],
