@@ -41,9 +41,7 @@ def scan_folder(folder: str | os.PathLike, validation_fraction: float = 0.2, see
     Raises:
         DatasetError, ValueError (including browse.FolderTooLargeError), OSError.
     """
-    path = Path(folder).expanduser().resolve()
-    if not path.is_dir():
-        raise DatasetError(f"{path}: not a folder.")
+    path = folders.existing_folder(folder)  # Before the stamp below, which reads the folder.
     scanned = _scan(os.fsencode(path), browse.folder_stamp(path), validation_fraction, seed)
     # Class names are labels: every chart, table, prediction and export of the app shows them as text.
     unnamed = [name for name in scanned.classes if printable(name) != name]

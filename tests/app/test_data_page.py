@@ -89,6 +89,9 @@ def test_data_page_bad_paths_show_an_error_not_an_exception(kind, tmp_path):
     at = scan(open_page("pages/1_Data.py"), target)
     assert at.error, "a clear error message"
     assert "dataset" not in at.session_state
+    if kind in ("missing", "file"):  # Said as the Predict page's batch tab says it.
+        reason = "does not exist" if kind == "missing" else "not a folder"
+        assert [plain(box.value) for box in at.error] == [f"{target}: {reason}."]
 
 
 def test_data_page_zip_upload_extracts_under_the_data_folder_and_scans(small_catsdogs, folders):

@@ -126,6 +126,16 @@ def _stratified_split(
     return train, validation
 
 
+def existing_folder(folder: str | os.PathLike) -> Path:
+    """The folder's resolved path; DatasetError naming it when it does not exist or is not a folder."""
+    path = Path(folder).expanduser().resolve()
+    if not path.exists():  # Worded as the Predict page's batch tab words it.
+        raise DatasetError(f"{path}: does not exist.")
+    if not path.is_dir():
+        raise DatasetError(f"{path}: not a folder.")
+    return path
+
+
 def scan(
     folder: str | os.PathLike,
     validation_fraction: float = 0.2,
@@ -152,11 +162,7 @@ def scan(
     """
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), received {validation_fraction!r}.")
-    path = Path(folder).expanduser().resolve()
-    if not path.exists():  # Worded as the Predict page's batch tab words it.
-        raise DatasetError(f"{path}: does not exist.")
-    if not path.is_dir():
-        raise DatasetError(f"{path}: not a folder.")
+    path = existing_folder(folder)
     root = _find_root(path)
     folders, _ = _children(root)
     split_folders = {}
