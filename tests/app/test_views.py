@@ -193,8 +193,12 @@ def test_estimate_subtracts_time_since_the_last_progress_record():
     }
     estimate = monitor.estimate(CONFIG, {"state": "running"}, progress, [], now=1003.0)
     assert estimate.fraction == 1.0 and estimate.seconds_left == 0.0
-    # Validation and saving still follow: "about 0 s left" read as a stall.
-    assert estimate.text.endswith("epoch 10 of 10 done, a few seconds left.")
+    # Its model's saving still follows: "about 0 s left" stood through it, read as a stall.
+    assert estimate.text.endswith("epoch 10 of 10 done, finishing the stage (saving its model).")
+    # Within the stage, the last seconds of an estimate are a few seconds.
+    halfway = {**progress, "epoch": 10, "batch": 9, "steps": 10, "time": 1000.0}
+    estimate = monitor.estimate(CONFIG, {"state": "running"}, halfway, [], now=1000.0)
+    assert 0 < estimate.seconds_left < monitor.FEW_SECONDS and estimate.text.endswith(", a few seconds left.")
 
 
 def test_a_resumed_run_is_not_timed_from_the_stopped_processs_last_record():
@@ -456,6 +460,11 @@ def test_a_resumed_runs_time_left_leaves_out_the_new_processs_first_epoch():
     progress = {**progress, "epoch": 3, "batch": 5, "time": 2063.0}
     estimate = monitor.estimate(config, status, progress, [first, resumed], now=2063.0)
     assert estimate.seconds_left == pytest.approx(6.0 * 7.5), "3 s for half an epoch, 7.5 epochs to go"
+    # Stopped after its first epoch, the new process in its own first: the time between the processes is no
+    # epoch's (it said "about 420 h 12 min left").
+    progress = {**progress, "epoch": 2, "batch": 5, "time": 2003.0}
+    estimate = monitor.estimate(config, status, progress, [first], now=2003.0)
+    assert estimate.seconds_left is None
 
 
 def test_framed_puts_a_grey_frame_around_an_all_white_image():

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from tlcore.config import STRATEGIES, stages_for
 
+# Below this many seconds left, the estimate says "a few seconds": it cannot tell 0 s from 4 s, as the last
+# epoch's validation pass and the model's saving come after its last batch.
+FEW_SECONDS = 5
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -56,11 +60,6 @@ def _count(value) -> int | None:
         return max(0, int(value))
     except (TypeError, ValueError):
         return None
-
-
-# Below this many seconds left, the estimate says "a few seconds": it cannot tell 0 s from 4 s, as the last
-# epoch's validation pass and the model's saving come after its last batch.
-FEW_SECONDS = 5
 
 
 def _number(value) -> float | None:
@@ -116,7 +115,9 @@ def _seconds_per_epoch(
     batch, steps = _count(progress.get("batch")), _count(progress.get("steps"))
     if full and all(_number(record.get("time")) is not None for record in full):
         ended, latest = _number(full[-1].get("time")), _number(progress.get("time"))
-        if not later and batch and steps and ended is not None and latest is not None and latest > ended:
+        timed = ended is not None and latest is not None and latest > ended
+        # Not from an earlier process's epoch: the time between the processes is no epoch's.
+        if timed and (started is None or ended >= started) and not later and batch and steps:
             return (latest - ended) / min(1.0, batch / steps)
         return None
     # No timed epoch records (made-up progress, an old run folder): the stage's whole time per epoch.
@@ -254,11 +255,13 @@ def estimate(
             (done_before + finished) / total, None, f"{position}: {where} (preparing the model and the images)."
         )
 
-    seconds_left = None
+    seconds_left, overdue = None, False
     per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage, _number(status.get("started")))
     if per_epoch is not None and state in ("running", "stopping"):
         since = max(0.0, now - float(progress.get("time") or now))
-        seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
+        seconds_left = per_epoch * (stage_epochs - done_in_stage) - since
+        overdue = seconds_left <= 0  # The estimate is used up: the stage's last steps take longer, or it stalls.
+        seconds_left = max(0.0, seconds_left)
         later = stages[index + 1 :]
         # With cached views (augmented_views > 0) a fine-tuning epoch costs more than a frozen one.
         end_to_end = stage == "scratch" or not config.get("augmented_views", 10)
@@ -270,8 +273,10 @@ def estimate(
     text = f"{position}: {where}"
     if state == "stopping":
         text += " (stopping after this batch)"
+    elif seconds_left is not None and overdue and done_in_stage >= stage_epochs:
+        # Its last epoch has ended: what is left is no epoch ("about 0 s left" stood through it, read as a stall).
+        text += ", finishing the stage (saving its model)"
     elif seconds_left is not None and seconds_left < FEW_SECONDS:
-        # The last batches, the validation pass and the saving: "about 0 s left" was read as a stall.
         text += ", a few seconds left"
     elif seconds_left is not None:
         text += f", about {format_seconds(seconds_left)} left"
