@@ -133,14 +133,18 @@ def test_on_a_small_validation_set_two_photos_either_way_count_as_no_difference(
     results = {"feature_extraction": {"val_accuracy": 0.9}, "frozen_augmented": {"val_accuracy": 0.85}}
     assert stage_steps.lines(results, "frozen_augmented", 40) == [
         # "5.0 points below, within 5.0 points" read as a contradiction: the tie is said in photos.
-        "Frozen + augmentation scored 5.0 points below feature extraction, 2 of the 40 validation photos (on so "
-        "few, up to 2 count as no difference): training on augmented copies made no clear difference on these "
-        "photos."
+        "Frozen + augmentation scored 5.0 points below feature extraction (2 of the 40 validation photos; up to 2 "
+        "count as no difference): training on augmented copies made no clear difference on these photos."
     ]
     one_photo = {**results, "frozen_augmented": {"val_accuracy": 0.925}}
-    assert "2.5 points above feature extraction, 1 of the 40 validation photos (on so few" in "".join(
+    assert "2.5 points above feature extraction (1 of the 40 validation photos; up to 2 count" in "".join(
         stage_steps.lines(one_photo, "frozen_augmented", 40)
     )
+    # The count is kept whatever the tie (the JSON report's steps carry it); half a point is said in points.
+    close = {**results, "frozen_augmented": {"val_accuracy": 0.898}}
+    [step] = stage_steps.stage_steps(close, 595)
+    assert (step.validation_images, step.tie) == (595, 0.5) and "within half a point" in stage_steps.describe(step)
+    assert stage_steps.stage_steps(close, 0)[0].validation_images is None
     # Without the count, a tie wider than half a point is said in points.
     step = stage_steps.StageStep("frozen_augmented", "feature_extraction", -5.0, "no clear difference", 5.0)
     assert "5.0 points below feature extraction, within 5.0 points:" in stage_steps.describe(step)

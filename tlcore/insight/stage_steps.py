@@ -54,8 +54,8 @@ class StageStep:
         points: the later stage's validation accuracy minus the earlier one's, in percentage points.
         verdict: "helped" (more than `tie` up), "cost accuracy" (more than `tie` down) or "no clear difference".
         tie: the largest difference that counts as none (`tie_points`).
-        validation_images: how many photos scored both stages, or None when not known; a tie set by
-            them (TIE_PHOTOS photos' worth) is said in photos.
+        validation_images: how many photos scored both stages, or None when not known; a tie they set
+            (TIE_PHOTOS photos' worth, wider than half a point) is said in photos.
     """
 
     stage: str
@@ -122,14 +122,16 @@ def stage_steps(results: dict, validation_images: int | None = None) -> list[Sta
         an accuracy are left out.
     """
     tie = tie_points(validation_images)
+    counted = isinstance(validation_images, int) and not isinstance(validation_images, bool) and validation_images > 0
     steps = []
     for stage, (previous, _) in CHANGES.items():
         later, earlier = _accuracy(results.get(stage)), _accuracy(results.get(previous))
         if later is None or earlier is None:
             continue
         points = round((later - earlier) * 100, 1)
-        known = validation_images if tie > TIE_POINTS else None  # Only a tie they set is said in photos.
-        steps.append(StageStep(stage, previous, points, verdict(points, tie), tie, known))
+        steps.append(
+            StageStep(stage, previous, points, verdict(points, tie), tie, validation_images if counted else None)
+        )
     return steps
 
 
@@ -142,17 +144,14 @@ def _within(step: StageStep) -> str:
     """Why a difference counts as none: 'within half a point', or in photos when a few photos set the tie.
 
     "5.0 points above, within 5.0 points" read as a contradiction on 40 photos; "2 of the 40 validation
-    photos (on so few, up to 2 count as no difference)" says why.
+    photos; up to 2 count as no difference" says why.
     """
     if step.tie == TIE_POINTS:
         return "within half a point"
     if step.validation_images is None:
         return f"within {points_phrase(step.tie)}"
     photos = round(abs(step.points) * step.validation_images / 100)
-    return (
-        f"{photos} of the {step.validation_images} validation photos (on so few, up to {TIE_PHOTOS} count as "
-        "no difference)"
-    )
+    return f"{photos} of the {step.validation_images} validation photos; up to {TIE_PHOTOS} count as no difference"
 
 
 def describe(step: StageStep) -> str:
@@ -166,7 +165,8 @@ def describe(step: StageStep) -> str:
     else:
         compared = f"{points_phrase(step.points)} {'above' if step.points > 0 else 'below'} {previous}"
     if step.verdict == "no clear difference" and step.points != 0:
-        compared += f", {_within(step)}"
+        within = _within(step)
+        compared += f" ({within})" if ";" in within else f", {within}"
     outcome = {
         "helped": "helped",
         "no clear difference": "made no clear difference",
