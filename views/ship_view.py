@@ -17,7 +17,7 @@ from tlcore.files import printable
 from tlcore.runs import store
 from tlcore.serving import batch as batch_prediction
 from tlcore.serving import export as exporting
-from tlcore.serving import predict
+from tlcore.serving import export_archive, predict
 from views import markdown, page_progress, server
 
 FORMATS = {
@@ -177,14 +177,14 @@ def export(run_id: str) -> None:
                     f"{path.name} ({browse.human_size(size)}) agrees with the Keras model on {result['agreement']:.1%} "
                     f"of {result['images']} validation images (largest probability difference "
                     f"{result['max_difference']:.2g}); accuracy {result['accuracy']:.1%}, the Keras model's "
-                    f"{result['keras_accuracy']:.1%}. The download, {exporting.archive_name(run_id, format)}, "
-                    f"holds {exporting.archive_contents(path, format)}."
+                    f"{result['keras_accuracy']:.1%}. The download, {export_archive.archive_name(run_id, format)}, "
+                    f"holds {export_archive.archive_contents(path, format)}."
                 )
             )
             right.download_button(
                 f"Download {title}",
-                data=lambda path=result["path"], format=format: exporting.archive(path, format),
-                file_name=exporting.archive_name(run_id, format),
+                data=lambda path=result["path"], format=format: export_archive.archive(path, format),
+                file_name=export_archive.archive_name(run_id, format),
                 mime="application/zip",
                 icon=":material/download:",
                 on_click="ignore",

@@ -12,7 +12,7 @@ import pytest
 
 from tlcore.data import folders
 from tlcore.insight import charts, evaluate, explore_chart, learning_rate_chart
-from tlcore.serving import export
+from tlcore.serving import export_archive
 from tlcore.training.lr_finder import LearningRateSweep
 
 
@@ -120,20 +120,20 @@ def test_archive_bundles_each_export_with_its_labels(tmp_path):
     tflite = tmp_path / "model.tflite"
     tflite.write_bytes(b"TFL3 weights")
     (tmp_path / "model.labels.json").write_text(json.dumps(labels))
-    with zipfile.ZipFile(io.BytesIO(export.archive(tflite, "tflite"))) as bundle:
+    with zipfile.ZipFile(io.BytesIO(export_archive.archive(tflite, "tflite"))) as bundle:
         assert sorted(bundle.namelist()) == ["labels.json", "model.tflite"]
         assert json.loads(bundle.read("labels.json")) == labels
     # What the Predict page says the download holds, and names it.
-    assert export.archive_contents(tflite, "tflite") == "model.tflite and labels.json"
-    assert export.archive_name("20261207-101010-abcd", "tflite-int8") == "20261207-101010-abcd-tflite-int8.zip"
+    assert export_archive.archive_contents(tflite, "tflite") == "model.tflite and labels.json"
+    assert export_archive.archive_name("20261207-101010-abcd", "tflite-int8") == "20261207-101010-abcd-tflite-int8.zip"
     with pytest.raises(ValueError, match="onnx"):
-        export.archive_name("20261207-101010-abcd", "onnx")
+        export_archive.archive_name("20261207-101010-abcd", "onnx")
     saved = tmp_path / "savedmodel"
     (saved / "variables").mkdir(parents=True)
     (saved / "saved_model.pb").write_bytes(b"graph")
     (saved / "variables" / "variables.index").write_bytes(b"index")
     (saved / "labels.json").write_text(json.dumps(labels))
-    with zipfile.ZipFile(io.BytesIO(export.archive(saved, "savedmodel"))) as bundle:
+    with zipfile.ZipFile(io.BytesIO(export_archive.archive(saved, "savedmodel"))) as bundle:
         assert sorted(bundle.namelist()) == [
             "savedmodel/labels.json",
             "savedmodel/saved_model.pb",
@@ -141,11 +141,11 @@ def test_archive_bundles_each_export_with_its_labels(tmp_path):
         ]
     keras_zip = tmp_path / "model-keras.zip"
     keras_zip.write_bytes(b"PK already a zip")
-    assert export.archive(keras_zip, "keras") == b"PK already a zip"
+    assert export_archive.archive(keras_zip, "keras") == b"PK already a zip"
     with pytest.raises(ValueError, match="onnx"):
-        export.archive(tflite, "onnx")
+        export_archive.archive(tflite, "onnx")
     with pytest.raises(FileNotFoundError):
-        export.archive(tmp_path / "nothing", "savedmodel")
+        export_archive.archive(tmp_path / "nothing", "savedmodel")
 
 
 def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_below():

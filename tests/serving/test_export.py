@@ -241,8 +241,10 @@ def test_an_export_says_what_it_is_doing_before_each_step(trained, tmp_path):
     run, _ = trained
     display = RecordingDisplay()
     export.export(run, "keras", destination=tmp_path / "shown.zip", display=display)
-    assert display.messages == [f"{export.WRITING['keras']}...", "Loading the keras export back to check it..."]
-    assert display.tasks == [
-        {"description": "Checking the keras export on the validation images", "total": 12, "done": 12}
+    assert display.messages == [
+        f"{export.WRITING['keras']}...",
+        "Loading the keras export back to check it...",
+        "Checking the keras export against the Keras model on 12 validation images...",
     ]
+    assert display.tasks == [{"description": "Checking the keras export", "total": 12, "done": 12}]
     assert set(export.WRITING) == set(export.FORMATS)

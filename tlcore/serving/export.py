@@ -25,7 +25,6 @@ serving artefact has no use for them. The Keras export keeps the full model, so 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -59,9 +58,9 @@ DEFAULT_NAMES = {
 # What writing each format does, for the progress shown while it runs (a TFLite conversion is the long one).
 WRITING = {
     "keras": "Writing the Keras model and its labels into a zip",
-    "savedmodel": "Writing the SavedModel folder (TensorFlow traces the model's serving function)",
-    "tflite": "Converting the model to TensorFlow Lite (the converter traces and optimises the whole graph)",
-    "tflite-int8": "Converting the model to TensorFlow Lite with 8-bit weights (the converter quantises too)",
+    "savedmodel": "Writing the SavedModel folder: TensorFlow traces the model's serving function",
+    "tflite": "Converting the model to TensorFlow Lite: the converter traces and optimises the whole graph",
+    "tflite-int8": "Converting the model to TensorFlow Lite with 8-bit weights: the converter quantises it too",
 }
 EXPORTS_FOLDER = "exports"
 # Beside each default export, its check (`ExportResult.to_dict()` and the model it was made from), so that a
@@ -302,7 +301,9 @@ def export(
             raise ExportError(
                 f"The {format} export of run {run.id} failed: {type(error).__name__}: {str(error)[:500]}"
             ) from None
-        bar = display.task(f"Checking the {format} export on the validation images", len(paths))
+        # The bar's own name stays short: a terminal of 80 columns squeezed the bar beside a long one.
+        display.print(f"Checking the {format} export against the Keras model on {len(paths)} validation images...")
+        bar = display.task(f"Checking the {format} export", len(paths))
         try:
             comparison = export_check.compare(predictor, runner, paths, true_labels, bar)
         finally:
@@ -354,46 +355,3 @@ def recorded_exports(run: store.Run) -> dict[str, dict]:
         if current and record.get("format") == format and path.exists():
             found[format] = {**record, "path": str(path), "labels_path": str(labels_path_for(path, format))}
     return found
-
-
-def archive(path: str | os.PathLike, format: str) -> bytes:
-    """An export as one zip to hand over (a download): the artefact and its labels.
-
-    A keras export is such a zip already (its bytes are returned); a SavedModel folder is zipped under
-    `savedmodel/` (its labels.json inside); a TFLite file is zipped with its labels as `labels.json`.
-
-    Raises:
-        ValueError: unknown format. OSError: the artefact is missing.
-    """
-    if format not in FORMATS:
-        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
-    path = Path(path)
-    if format == "keras":
-        return path.read_bytes()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
-        if format == "savedmodel":
-            if not path.is_dir():
-                raise FileNotFoundError(f"{path}: no SavedModel folder.")
-            for file in sorted(item for item in path.rglob("*") if item.is_file()):
-                bundle.write(file, f"savedmodel/{file.relative_to(path).as_posix()}")
-        else:
-            bundle.write(path, path.name)
-            bundle.write(labels_path_for(path, format), "labels.json")
-    return buffer.getvalue()
-
-
-def archive_name(run_id: str, format: str) -> str:
-    """The file name `archive`'s zip is handed over as: '<run id>-<format>.zip'."""
-    if format not in FORMATS:
-        raise ValueError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
-    return f"{run_id}-{format}.zip"
-
-
-def archive_contents(path: str | os.PathLike, format: str) -> str:
-    """What `archive`'s zip holds, in words: 'model.tflite and labels.json'."""
-    if format == "keras":
-        return "model.keras and labels.json"
-    if format == "savedmodel":
-        return "the savedmodel/ folder, its labels.json inside"
-    return f"{Path(path).name} and labels.json"
