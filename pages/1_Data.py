@@ -115,7 +115,7 @@ elif source == "Demo set":
             else:  # Said for this page: the Python function the message names is no help here.
                 st.error(
                     markdown.escape(f"Could not download cats vs dogs: {error.reason}. ")
-                    + "It needs network access; without it, use **Offline demo: brick, grass, gravel**."
+                    + "The offline demo needs no download: **Offline demo: brick, grass, gravel**."
                 )
         except OSError as error:
             st.error(markdown.escape(error))

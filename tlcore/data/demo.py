@@ -61,18 +61,23 @@ class DemoDataError(Exception):
         self.reason = reason
 
 
-def download_failure_reason(error: Exception) -> str:
+def download_failure_reason(error: Exception) -> tuple[str, bool]:
     """Why a download by `keras.utils.get_file` failed, without the address its message repeats.
 
     Keras re-raises urllib's errors as "URL fetch failure on <origin>: <code or errno> -- <reason>".
+
+    Returns:
+        (the reason in a few words, whether a server answered: an HTTP error, not a missing network).
     """
     text = str(error)
     if " -- " not in text:
-        return text
+        return text, False
     head, reason = text.rsplit(" -- ", 1)
     code = head.rsplit(": ", 1)[-1]
     reason = re.sub(r"^\[Errno -?\d+\] ", "", reason.strip())
-    return f"the server answered {code} ({reason})" if code.isdigit() else reason
+    if code.isdigit():
+        return f"the server answered {code} ({reason})", True
+    return reason, False
 
 
 def _dataset_root(folder: Path) -> Path:
@@ -124,12 +129,12 @@ def download_cats_and_dogs(cache_dir: str | os.PathLike | None = None, origin: s
             )
         )
     except Exception as error:  # Keras re-raises urllib's errors as a bare Exception.
-        reason = download_failure_reason(error)
+        reason, answered = download_failure_reason(error)
+        what_now = "Try again later" if answered else "It needs network access"
         raise DemoDataError(
-            f"Could not download the cats vs dogs demo data set from {origin}: {reason}. It needs "
-            "network access; without it, use the offline demo data set instead (textures photographed in "
-            'scikit-image: the Data page\'s "Offline demo" button, or tlcore.data.demo.build_offline_demo(folder) in '
-            "Python).",
+            f"Could not download the cats vs dogs demo data set from {origin}: {reason}. {what_now}; meanwhile, "
+            "the offline demo data set needs no download (textures photographed in scikit-image: the Data "
+            'page\'s "Offline demo" button, or tlcore.data.demo.build_offline_demo(folder) in Python).',
             reason=reason,
         ) from None
 
