@@ -83,7 +83,7 @@ def _predict_arguments(predictor, arguments: Sequence[str], top: int, display=No
                 results.append({"image": argument, "error": str(error)})
                 continue
             if not rows:  # Said, not silently nothing: the person may have typed the wrong folder.
-                results.append({"image": argument, "error": "no files found in it (subfolders included)"})
+                results.append({"image": argument, "error": batch.NO_FILES})
                 continue
             inside = "" if archive else f"{Path(argument).resolve().name}/"
             sorted_rows += [{**row, "file": inside + row["file"]} for row in rows]

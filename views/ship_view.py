@@ -88,7 +88,7 @@ def batch(run_id: str, predictor) -> None:
         return
     rows = result["rows"]
     if not rows:  # An empty folder or zip: no table of nothing, no CSV of a header alone.
-        st.warning(markdown.escape(f"{Path(result['source']).name}: no files found in it (subfolders included)."))
+        st.warning(markdown.escape(f"{Path(result['source']).name}: {batch_prediction.NO_FILES}."))
         return
     failed = sum(row["error"] is not None for row in rows)
     problems = f", {wording.count(failed, 'file')} could not be used (the error column says why)." if failed else "."

@@ -52,6 +52,9 @@ def test_an_empty_batch_folder_is_a_warning_without_a_table_or_a_csv(folders, tm
     # It said "empty: 0 photos predicted." above an empty table and offered a CSV of its header.
     empty = tmp_path / "empty"
     empty.mkdir()
+    (empty / ".DS_Store").write_bytes(b"debris")  # Skipped, as hidden files are: still nothing to predict.
     at = _predict_folder(str(empty))
-    assert [plain(element.value) for element in at.warning] == ["empty: no files found in it (subfolders included)."]
+    assert [plain(element.value) for element in at.warning] == [
+        "empty: no files in it, subfolders included (hidden files and OS debris such as .DS_Store are skipped)."
+    ]
     assert not at.dataframe and not at.download_button and not at.error

@@ -206,7 +206,7 @@ def test_cli_predict_gives_a_refused_archive_its_own_row_and_predicts_the_rest(t
     empty.mkdir()
     completed = cli.tlcore("predict", *options(run=run.id, runs_dir=runs_dir), str(empty), str(photos[0]))
     assert completed.returncode == 1, completed.stderr
-    assert completed.stdout.splitlines()[0] == f"{empty}: error: no files found in it (subfolders included)"
+    assert completed.stdout.splitlines()[0] == f"{empty}: error: {batch.NO_FILES}"
 
 
 def test_cli_predict_checks_the_csv_path_first_and_keeps_the_results_when_writing_fails(

@@ -35,6 +35,10 @@ CHUNK_SIZE = 64
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+# What an empty folder or zip is told, on the page and on the command line.
+NO_FILES = "no files in it, subfolders included (hidden files and OS debris such as .DS_Store are skipped)"
+
+
 def find_files(folder: Path, max_files: int | None = None) -> list[Path]:
     """Every file below a folder, sorted by relative path, OS debris and hidden files left out.
 
