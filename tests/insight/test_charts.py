@@ -175,6 +175,10 @@ def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_be
         assert spec["autosize"] == {"type": "fit-x", "contains": "padding"}
         # The rule where fine-tuning starts, half an epoch before its first, and its name (it went unread).
         assert [row for row in layers_data(chart) if "text" in row] == [{"epoch": 2.5, "text": "fine-tuning starts"}]
+        assert name["mark"]["align"] == "left", "over fine-tuning's epochs"
+    # With one fine-tuning epoch, half an epoch of plot is right of the rule: the name goes left of it.
+    one = [record for record in records if record["stage"] != "fine_tuning" or record["epoch"] == 3]
+    assert charts.history(one)[0].to_dict()["layer"][2]["mark"]["align"] == "right"
     assert specs[0]["layer"][0]["encoding"]["color"]["legend"] is None
     assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["orient"] == "bottom"
     assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["symbolType"] == "stroke"

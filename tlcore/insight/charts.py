@@ -142,9 +142,19 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
             # Named, as the Keras fine-tuning guide's "Start Fine Tuning" line is: unnamed, it went unread.
             marker = pd.DataFrame({"epoch": [starts["epoch"].min() - 0.5], "text": ["fine-tuning starts"]})
             rule = alt.Chart(marker).mark_rule(strokeDash=[2, 2], color="gray").encode(x="epoch:Q")
+            # Right of the rule, over fine-tuning's epochs; left of it while there is one, whose half an epoch
+            # of plot the name would run past.
+            after = starts["epoch"].nunique() > 1
             name = (
                 alt.Chart(marker)
-                .mark_text(align="left", baseline="top", dx=4, dy=4, color="gray", fontSize=11)
+                .mark_text(
+                    align="left" if after else "right",
+                    baseline="top",
+                    dx=4 if after else -4,
+                    dy=4,
+                    color="gray",
+                    fontSize=11,
+                )
                 .encode(x="epoch:Q", y=alt.value(0), text="text:N")
             )
             layer = layer + rule + name
