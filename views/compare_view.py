@@ -37,6 +37,8 @@ def show(run: store.Run | None) -> None:
     if table.empty:
         st.caption("Finished runs appear here.")
         return
+    if not table["name"].any():  # No run named: an empty column took a phone's fourth, before the strategy.
+        table = table.drop(columns="name")
     picked = st.dataframe(
         table,
         hide_index=True,
