@@ -606,6 +606,8 @@ def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_ov
     catalog.rename(sequence, "first try")
     table = at.run().dataframe[-1].value
     assert list(table.columns)[3:7] == ["name", "strategy", "model", "data set"]
+    widths = {name: column.get("width") for name, column in json.loads(at.dataframe[-1].proto.columns).items()}
+    assert widths["best stage"] == widths["name"] == "medium", "whole, not cut when the table is first drawn"
     assert rows[queued.id]["val. accuracy"] == "—" and rows[queued.id]["time"] == "—"
     assert "None" not in table.to_string()
     at.session_state["runs_table"] = {
