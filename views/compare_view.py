@@ -10,7 +10,7 @@ import streamlit as st
 
 from tlcore.insight import charts
 from tlcore.runs import catalog, store
-from views import evaluation_view, run_view, server, session
+from views import evaluation_view, markdown, run_view, server, session
 
 CURVES = {
     "val_accuracy": "validation accuracy",
@@ -26,6 +26,9 @@ def show(run: store.Run | None) -> None:
     Args:
         run: the page's current run (its evaluation is shown above it already), or None.
     """
+    if deleted := st.session_state.pop("deleted_run", None):
+        shown = f"; the current run is now {run.id}" if run is not None else ""
+        st.toast(markdown.escape(f"Deleted run {deleted}{shown}."), icon=":material/delete:")
     st.header("Compare runs")
     names = session.dataset_names()
     table = pd.DataFrame(

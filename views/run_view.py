@@ -206,12 +206,9 @@ def manage(run: store.Run) -> None:
     """Renaming and deleting one run (picked alone in the runs table); deleting asks for a confirmation."""
     with st.expander("Rename or delete this run", key="manage_run"):
         name_key = f"run_name_{run.id}"
-        st.text_input(
-            "Name, shown beside the id",
-            value=catalog.label(run) or "",
-            max_chars=catalog.LABEL_MAX_CHARACTERS,
-            key=name_key,
-        )
+        # Through the state alone: a widget given a value and a state set by `save_name` logged a warning.
+        st.session_state.setdefault(name_key, catalog.label(run) or "")
+        st.text_input("Name, shown beside the id", max_chars=catalog.LABEL_MAX_CHARACTERS, key=name_key)
         saved_key = f"run_name_saved_{run.id}"
 
         def save_name() -> None:
@@ -244,5 +241,9 @@ def manage(run: store.Run) -> None:
                 return
             if st.session_state.get("run_id") == run.id:
                 del st.session_state["run_id"]
+            if st.query_params.get("run") == run.id:  # A reload would look for it again.
+                del st.query_params["run"]
             st.session_state.pop("runs_table", None)  # Its rows counted the deleted run.
+            # Said after the rerun: the page shows another run as its current one, which went unexplained.
+            st.session_state["deleted_run"] = run.id
             st.rerun()

@@ -619,16 +619,21 @@ def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_ov
     assert spec["encoding"]["strokeDash"]["field"] == "stage", "the stages of one run told apart"
 
 
-def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unless_it_runs(folders, small_catsdogs):
+def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unless_it_runs(
+    folders, small_catsdogs, caplog
+):
     done = fake_finished_run(folders["runs"], small_catsdogs)
     running = fake_running_run(folders["runs"], small_catsdogs)
     at = open_page("pages/2_Train.py")
+    at.session_state["run_id"] = done.id  # The page's current run, linked in the address: the one deleted below.
     ids = list(at.dataframe[-1].value["run"])
     at.session_state["runs_table"] = {"selection": {"rows": [ids.index(done.id)], "columns": [], "cells": []}}
     at.run()
     at.text_input(key=f"run_name_{done.id}").set_value("**first**   try")
     at = click(at, "Save the name")
     assert not at.exception
+    # The name's field takes its value from the state alone (given both, Streamlit logged a warning).
+    assert not [record for record in caplog.records if "default value" in record.getMessage()]
     assert f"Named {done.id} “**first** try”." in texts(at), "said, with the name as stored"
     assert at.text_input(key=f"run_name_{done.id}").value == "**first** try"
     row = at.dataframe[-1].value.set_index("run").loc[done.id]
@@ -637,9 +642,15 @@ def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unle
     delete = next(button for button in at.button if button.label == "Delete this run")
     assert delete.disabled, "not before the confirmation"
     at.checkbox(key=f"delete_confirmed_{done.id}").check().run()
+    assert at.query_params["run"] == done.id
     at = click(at, "Delete this run")
     assert not at.exception and not done.path.exists()
     assert list(at.dataframe[-1].value["run"]) == [running.id]
+    # Said, with the run now current (it changed unexplained), and the address no longer links the deleted run.
+    assert [plain(toast.value) for toast in at.toast] == [
+        f"Deleted run {done.id}; the current run is now {running.id}."
+    ]
+    assert at.query_params["run"] == running.id
     at.session_state["runs_table"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
     at.run()
     assert next(button for button in at.button if button.label == "Delete this run").disabled
