@@ -53,6 +53,11 @@ data_names = {
 # The run of the address first (`?model=<id>`, written below): a reload keeps the run chosen here. Not `?run=`,
 # which the sidebar reads as the session's run (the run training, say).
 linked = session.linked_run("model")
+asked = st.query_params.get("model")
+if asked and linked not in rows:  # A link to a run deleted since, or from another machine: said, not ignored.
+    st.warning(
+        markdown.escape(f"The link's run {asked} is not here or has no usable model: showing another run below.")
+    )
 run_id = st.selectbox(
     "Run",
     ids,

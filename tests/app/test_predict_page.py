@@ -378,4 +378,13 @@ def test_the_run_chosen_on_predict_is_kept_in_the_address_so_a_reload_keeps_it(f
     reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)  # A reload: a new session, the same address.
     reloaded.query_params["model"] = other.id
     reloaded = open_page("pages/3_Predict.py", reloaded.run())
-    assert reloaded.selectbox(key="predict_run").value == other.id
+    assert reloaded.selectbox(key="predict_run").value == other.id and not reloaded.warning
+    # A link to a run that is not here (deleted since) is said, not silently replaced by the best run.
+    gone = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    gone.query_params["model"] = "20261201-000000-all-efficientnet_lite0-dead"
+    gone = open_page("pages/3_Predict.py", gone.run())
+    assert [plain(box.value) for box in gone.warning] == [
+        "The link's run 20261201-000000-all-efficientnet_lite0-dead is not here or has no usable model: showing "
+        "another run below."
+    ]
+    assert gone.selectbox(key="predict_run").value == best.id and gone.query_params["model"] == best.id
