@@ -131,6 +131,9 @@ elif source == "Library":
 # Defaults through the state, not the widgets: a widget given both a value and state logs a warning.
 # The data set's own split first: one the frame reopened on another page was scanned with it.
 current = session.current_dataset()
+if source == "Build" and current is not None and (scanned := builder_view.refreshed(current)) is not current:
+    current = scanned  # Photos added to the set in use count at once, here and in the sidebar.
+    session_lines.draw()
 st.session_state.setdefault("split_fraction", current.validation_fraction if current else 0.2)
 st.session_state.setdefault("split_seed", current.seed if current else 1337)
 if split is not None:  # The widgets below show the split the picked data set is scanned with.

@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from tlcore.data import builder
+from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from views import cached, markdown, server, session
 
@@ -62,6 +63,33 @@ def making_another(folder: str) -> bool:
     if made is None or not made.is_dir():  # None chosen yet, or deleted meanwhile (another tab).
         return False
     return Path(folder).resolve() != made.resolve()
+
+
+def refreshed(current: DatasetScan) -> DatasetScan:
+    """The data set in use, scanned again when it is the set the builder shows and its photos changed.
+
+    Photos added to or removed from the set in use left its scan as it was: the scan report, the sidebar
+    and the Train page counted the photos it had when it was chosen, while a run trained on those it had
+    then. The scan is cached by the folder's files, so an unchanged set is not read again.
+
+    Args:
+        current: the session's data set (`session.current_dataset()`).
+
+    Returns:
+        The scan in use now: the new one when the set changed, else `current`.
+    """
+    chosen = st.session_state.get("builder_set")
+    made = builder.built_root(server.data_dir()) / chosen if chosen else None
+    if made is None or not made.is_dir() or made.resolve() != Path(current.root).resolve():
+        return current
+    try:
+        scanned = cached.scan_folder(current.root, current.validation_fraction, current.seed)
+    except (DatasetError, ValueError, OSError):
+        return current  # Short of photos now, say: the builder lists what it needs.
+    if scanned == current:
+        return current
+    session.use_dataset(scanned)
+    return scanned
 
 
 def _act(action, *arguments) -> bool:

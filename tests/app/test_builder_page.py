@@ -60,6 +60,12 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     at.camera_input(key="builder_camera").set_value(("shot.jpg", cats[4].read_bytes(), "image/jpeg")).run()
     at = click(at, "Use this data set")
     assert metrics(at) == {"Classes": "2", "Train images": "6", "Validation images": "2", "Left out": "0"}
+    # A photo added to the set in use counts at once (the scan report, the sidebar and the Train page kept the
+    # counts of when it was chosen, while a run trained on the photos it had then).
+    at = _upload(at, sorted((catsdogs_dir / "train" / "cats").iterdir())[5:6])
+    assert metrics(at) == {"Classes": "2", "Train images": "7", "Validation images": "2", "Left out": "0"}
+    assert "7 train / 2 validation images" in plain(at.sidebar.caption[0].value)
+    assert at.session_state["dataset"].num_classes == 2
     [entry] = library.entries(folders["data"])
     assert (entry.name, entry.kind, entry.classes) == ("pets", "built", ("cats", "dogs"))
     # Deleting the set removes its photos, forgets it in the library and stops showing it.
