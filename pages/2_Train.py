@@ -1,6 +1,7 @@
 """Train: choose the settings, start a run in a worker process, watch it live, compare runs."""
 
 import dataclasses
+from pathlib import Path
 
 import streamlit as st
 
@@ -154,8 +155,10 @@ if run is not None:
 
 dataset = session.current_dataset()
 run_config = run.config() if run is not None else {}  # Read once a draw: the button and the new run use it.
-previous_data = run_config.get("data_dir")
-if dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
+previous_data = run_config.get("data_dir") if isinstance(run_config.get("data_dir"), str) else None
+if dataset is None and previous_data and not Path(previous_data).is_dir():  # Deleted from the library, or moved.
+    st.caption(markdown.escape(f"The current run's data set, {previous_data}, is no longer on this machine."))
+elif dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
     try:
         dataset = cached.scan_folder(
             previous_data,

@@ -942,3 +942,19 @@ def test_two_tabs_each_keep_what_they_changed_for_a_new_session(folders, small_c
     assert again.number_input(key="train_epochs").value == 3
     assert again.session_state["augmentation"].brightness == 0.3
     assert again.session_state["augmentation"].rotation_degrees == 0  # The quality preset's, kept.
+
+
+def test_a_run_whose_data_set_is_gone_offers_no_new_run_on_it_nor_an_evaluation(folders, small_catsdogs, tmp_path):
+    # Both buttons were offered and only named a missing path, after the data set was deleted from the library.
+    import shutil
+
+    data = tmp_path / "deleted later"
+    shutil.copytree(small_catsdogs, data, symlinks=True)
+    run = fake_finished_run(folders["runs"], data)
+    shutil.rmtree(data)
+    at = open_page("pages/2_Train.py")
+    labels = [button.label for button in at.button]
+    assert "New run on the same data set" not in labels and "Evaluate on the validation split" not in labels
+    assert f"The current run's data set, {data}, is no longer on this machine." in texts(at)
+    assert f"Its data set, {data}, is no longer on this machine (deleted from the library, or moved)" in texts(at)
+    assert run.id in texts(at)
