@@ -35,11 +35,6 @@ from views import (
 session_lines = frame.draw()
 
 
-PRESET_TITLES = {
-    "default": "CPU-friendly default",
-    "quality": "Higher accuracy, slower (Lite1)",
-    "seed": "Classic notebook (VGG16)",
-}
 # Settings a preset fills in: every setting on the page but the strategy, which stays the person's choice.
 PRESET_FIELDS = tuple(name for name in train_options.PAGE_FIELDS if name != "strategy")
 # Augmentation settings (the Data page's) that some preset sets: choosing any preset sets them, so that going
@@ -201,7 +196,7 @@ else:
         preset = st.segmented_control(
             "Preset",
             list(PRESETS),
-            format_func=PRESET_TITLES.get,
+            format_func=train_options.PRESET_TITLES.get,
             required=True,
             key="train_preset",
             on_change=choose_preset,

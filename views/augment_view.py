@@ -17,7 +17,7 @@ from tlcore.data.images import InvalidImageError
 from tlcore.files import printable
 from tlcore.insight import orientation
 from tlcore.settings import settings_of
-from views import cached, gallery, markdown, session
+from views import cached, gallery, markdown, session, train_options
 
 # Augmentation sliders: setting -> (label, lowest, highest, step), from AugmentationConfig's field metadata.
 SLIDERS = {
@@ -86,7 +86,9 @@ def preview(dataset: DatasetScan) -> None:
         flip_check(dataset, keys)
         fill_mode = FIELDS["fill_mode"].metadata
         values["fill_mode"] = st.selectbox(fill_mode["label"], fill_mode["choices"], key=keys["fill_mode"], **keep)
-        reset_label = "Reset to the defaults" if preset == "default" else f"Reset to the {preset} preset's settings"
+        # By the preset's title, as the Train page offers it: "the seed preset" named an internal key.
+        title = train_options.PRESET_TITLES.get(preset, preset)
+        reset_label = "Reset to the defaults" if preset == "default" else f"Reset to the “{title}” preset's settings"
         st.button(reset_label, on_click=reset, icon=":material/restart_alt:")
     try:
         settings = AugmentationConfig(**values)

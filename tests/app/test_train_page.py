@@ -106,7 +106,8 @@ def test_the_data_page_resets_the_augmentation_to_the_chosen_presets(small_catsd
     at = open_page("pages/1_Data.py", at)
     at.slider(key="aug_rotation_degrees").set_value(20.0).run()
     assert at.session_state["augmentation"].rotation_degrees == 20.0
-    click(at, "Reset to the quality preset's settings")
+    # Named by its title on the Train page: "the seed preset" named an internal key.
+    click(at, "Reset to the “Higher accuracy, slower (Lite1)” preset's settings")
     assert at.session_state["augmentation"] == preset_augmentation("quality")
     assert not at.exception
 
