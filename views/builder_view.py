@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.data import builder
+from tlcore.data import browse, builder
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from views import cached, markdown, server, session
@@ -230,7 +230,9 @@ def _class_box(folder: Path, name: str, found: list[Path]) -> None:
             return
         # A wrapping row of fixed-width cards: several to a line on a phone too (columns stack one per line there).
         row = st.container(horizontal=True, gap="small")
-        for path in found[:MOST_SHOWN]:
+        # As a person counts, as the Browse grid shows them: sorted as text, 1106 came before 114.
+        shown = [Path(item) for item in browse.natural_order([str(path) for path in found])]
+        for path in shown[:MOST_SHOWN]:
             with row.container(width=THUMBNAIL_WIDTH, gap="small"):
                 try:
                     picture, _ = cached.thumbnail(str(path), 160)

@@ -62,8 +62,13 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     assert metrics(at) == {"Classes": "2", "Train images": "6", "Validation images": "2", "Left out": "0"}
     # A photo added to the set in use counts at once (the scan report, the sidebar and the Train page kept the
     # counts of when it was chosen, while a run trained on the photos it had then).
-    at = _upload(at, sorted((catsdogs_dir / "train" / "cats").iterdir())[5:6])
+    sixth = sorted((catsdogs_dir / "train" / "cats").iterdir())[5]
+    at = _upload(at, [], [("cat.2.jpg", sixth.read_bytes())])
     assert metrics(at) == {"Classes": "2", "Train images": "7", "Validation images": "2", "Left out": "0"}
+    # Thumbnails in the order a person counts, as the Browse grid shows photos (sorted as text, 1106 came before
+    # 114, cat.10.jpg before cat.2.jpg).
+    captions = [plain(caption) for element in at.image for caption in element.captions]
+    assert captions[:5] == ["camera.jpg", cats[0].name, "cat.2.jpg", *[path.name for path in cats[1:3]]]
     assert "7 train / 2 validation images" in plain(at.sidebar.caption[0].value)
     assert at.session_state["dataset"].num_classes == 2
     [entry] = library.entries(folders["data"])
