@@ -239,7 +239,8 @@ def learning_rate_finder(
 
 # What a find's state means to the person waiting for it.
 FIND_STATE_TEXTS = {
-    "queued": "Waiting for its turn (a training or another find holds the CPU)...",
+    # Queued also while its process starts, with nothing else running: "waiting for its turn" misled then.
+    "queued": "Starting (it waits while a training or another find holds the CPU)...",
     "running": "Extracting features and sweeping the learning rate...",
     "stopping": "Stopping...",
 }

@@ -185,7 +185,9 @@ def test_training_curves_are_two_charts_with_one_colour_per_stage_and_legends_be
     # One entry per row: in one row the five entries ran 670 px wide, past a phone's column.
     assert specs[1]["layer"][0]["encoding"]["color"]["legend"]["columns"] == 1
     assert specs[1]["layer"][0]["encoding"]["strokeDash"]["legend"]["columns"] == 1
-    assert len(charts.history([])) == 1  # A placeholder before the first epoch.
+    [placeholder] = charts.history([])  # Before the first epoch: says when the curves come.
+    # "Waiting for the first epoch..." stood under a progress line that said the first epoch was running.
+    assert layers_data(placeholder) == [{"text": "The curves start when the first epoch ends."}]
 
 
 def test_compared_runs_keep_the_plots_height_and_list_only_their_own_stages():

@@ -104,7 +104,7 @@ def history(records: Iterable[dict], height: int = 220) -> list[alt.Chart | alt.
     frame = history_frame(records)
     if frame.empty:
         return [
-            alt.Chart(pd.DataFrame({"text": ["Waiting for the first epoch..."]}))
+            alt.Chart(pd.DataFrame({"text": ["The curves start when the first epoch ends."]}))
             .mark_text(size=14, color="gray")
             .encode(text="text:N")
             .properties(height=60)
