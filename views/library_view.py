@@ -13,6 +13,7 @@ import streamlit as st
 
 from tlcore import wording
 from tlcore.data import library
+from tlcore.runs import catalog, store
 from views import markdown, server, session
 
 
@@ -39,6 +40,8 @@ def choose() -> library.Entry | None:
     """Lists the library with Use, Rename and Delete; returns the entry to use when Use was pressed."""
     data_dir = server.data_dir()
     known = {entry.id: entry for entry in library.entries(data_dir)}
+    if "library_deleted" in st.session_state:  # Above the empty library's note: the last one deleted is said too.
+        st.success(markdown.escape(st.session_state.pop("library_deleted")))
     if not known:
         st.info("The library is empty: every folder scanned, zip extracted or demo set built is added here.")
         return None
@@ -59,6 +62,17 @@ def choose() -> library.Entry | None:
         if owned
         else "it is forgotten with its cached features; your folder stays as it is"
     )
+    trained = [
+        run
+        for run in store.list_runs(server.runs_dir())
+        if catalog.same_folder(run.config().get("data_dir"), entry.path)
+    ]
+    if trained and owned:  # Said before, not found out after: they lose their photos, not their models.
+        keep = "keeps its model" if len(trained) == 1 else "keep their models"
+        what += (
+            f". {wording.count(len(trained), 'run')} trained on it {keep} (Predict, exports) but can no longer be "
+            "evaluated, resumed or trained on it again"
+        )
     confirmed = st.checkbox(
         markdown.escape(f"Yes, delete {entry.name}: {what}"), key=f"library_delete_confirmed_{entry.id}"
     )
@@ -72,11 +86,14 @@ def choose() -> library.Entry | None:
             if current is not None and Path(current.root).resolve() == Path(entry.path):
                 st.session_state.pop("dataset", None)
                 st.query_params.pop("dataset", None)
-            removed_text = wording.count(len(removed), "folder")
-            st.session_state["library_deleted"] = f"{entry.name}: deleted ({removed_text} removed)."
+            # What the removed folders were: "5 folders removed" left a person guessing.
+            copies = [folder for folder in removed if library.is_owned(data_dir, folder)]
+            parts = (["the app's copy of its photos"] if copies else []) + (
+                [wording.count(len(removed) - len(copies), "feature cache")] if len(removed) > len(copies) else []
+            )
+            gone = f" ({' and '.join(parts)} removed)" if parts else ""
+            st.session_state["library_deleted"] = f"{entry.name}: deleted{gone}."
             st.rerun()
-    if "library_deleted" in st.session_state:
-        st.success(markdown.escape(st.session_state.pop("library_deleted")))
     return chosen
 
 
