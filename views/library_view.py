@@ -49,11 +49,12 @@ def choose() -> library.Entry | None:
     entry = known[wanted]
     st.caption(markdown.escape(f"{entry.path} · classes: {', '.join(entry.classes)} · used {ago(entry.used)}"))
     owned = library.is_owned(data_dir, entry.path)
-    use, rename = st.columns([1, 3], vertical_alignment="bottom")
-    chosen = entry if use.button("Use this data set", type="primary", key="library_use") else None
+    chosen = entry if st.button("Use this data set", type="primary", key="library_use") else None
+    # The name and its button on a row of their own: beside them, "Use this data set" read as part of renaming.
     name_key = f"library_name_{entry.id}"
-    rename.text_input("Name", value=entry.name, key=name_key)
-    rename.button("Rename", key="library_rename", on_click=_rename, args=(data_dir, entry, name_key))
+    name_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
+    name_column.text_input("Name", value=entry.name, key=name_key)
+    button_column.button("Rename", key="library_rename", on_click=_rename, args=(data_dir, entry, name_key))
     if "library_renamed" in st.session_state:
         renamed, message = st.session_state.pop("library_renamed")
         (st.success if renamed else st.error)(markdown.escape(message))
