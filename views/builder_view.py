@@ -123,9 +123,15 @@ def _choose_set() -> Path | None:
     if st.session_state.get("builder_set") not in made:
         st.session_state["builder_set"] = next(iter(made))
     picked_column, delete_column = st.columns([3, 1], vertical_alignment="bottom")
-    chosen = picked_column.selectbox("Data set being made", list(made), key="builder_set")
+    names = session.dataset_names()  # A set renamed in the library is shown by that name, as everywhere else.
+    chosen = picked_column.selectbox(
+        "Data set being made",
+        list(made),
+        key="builder_set",
+        format_func=lambda folder: session.dataset_name(str(made[folder]), names),
+    )
     with delete_column.popover("Delete set", icon=":material/delete:"):
-        st.caption(markdown.escape(f"Deletes {chosen} and all its photos."))
+        st.caption(markdown.escape(f"Deletes {session.dataset_name(str(made[chosen]), names)} and all its photos."))
         if st.button("Delete it", type="primary", key="builder_delete_set") and _act(
             builder.delete_set, made[chosen], data_dir, server.runs_dir()
         ):

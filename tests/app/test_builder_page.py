@@ -73,6 +73,9 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     assert at.session_state["dataset"].num_classes == 2
     [entry] = library.entries(folders["data"])
     assert (entry.name, entry.kind, entry.classes) == ("pets", "built", ("cats", "dogs"))
+    # Renamed in the library, the set is shown by that name here too (the builder kept its folder's name).
+    library.rename(folders["data"], entry.id, "our pets")
+    assert at.run().selectbox(key="builder_set").options == ["our pets"]
     # Deleting the set removes its photos, forgets it in the library and stops showing it.
     at = click(at, "Delete it")
     assert not folder.exists() and library.entries(folders["data"]) == []
