@@ -59,14 +59,15 @@ if asked and linked not in rows:  # A link to a run deleted since, or from anoth
         markdown.escape(f"The link's run {asked} is not here or has no usable model: showing another run below.")
     )
 run_id = st.selectbox(
-    "Run",
+    "Predict with the model of run",
     ids,
     index=ids.index(linked if linked in rows else best),
     key="predict_run",
     format_func=lambda key: run_label(rows[key], data_names[key]),
     help="Each run with a usable model, its validation accuracy first. The page opens on the run of its address "
     "(kept there when chosen, so a reload keeps it), else the most accurate finished (done) run of the data set "
-    "chosen on the Data page, or of all runs when none was trained on it.",
+    "chosen on the Data page, or of all runs when none was trained on it. The sidebar's current run is the "
+    "Train page's, which may be another.",
 )
 st.query_params["model"] = run_id
 try:

@@ -64,11 +64,12 @@ class SessionLines:
         )
         run = session.current_run()
         if run is None:
-            self.run_line.caption("Run: none yet")
+            self.run_line.caption("Current run: none yet")
             return
         name = catalog.label(run)  # The name a person gave it, as the Train page and Predict show it.
         named = f" “{name}”" if name else ""
-        self.run_line.caption("Run: " + markdown.escape(f"{run.id}{named} ({run.state})"))
+        # "Current run", as the Train page heads it: on Predict, "Run:" read as the run predicting there.
+        self.run_line.caption("Current run: " + markdown.escape(f"{run.id}{named} ({run.state})"))
 
 
 def draw() -> SessionLines:

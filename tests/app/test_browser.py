@@ -282,14 +282,14 @@ def test_the_sidebar_follows_a_live_run_as_it_starts_training(app_server, browse
     sidebar = page.get_by_test_id("stSidebar")
     try:
         page.goto(f"{url}/Train")
-        sidebar.get_by_text(f"Run: {run.id} (queued)").wait_for()
+        sidebar.get_by_text(f"Current run: {run.id} (queued)").wait_for()
         page.get_by_text("Queued: ").first.wait_for()  # The progress line of the fragment.
         settle(page)
         run.set_status(
             "running", pid=os.getpid(), started=psutil.Process(os.getpid()).create_time(), stage="feature_extraction"
         )
         page.get_by_text("Running: training").wait_for(timeout=30_000)  # The fragment's own poll.
-        sidebar.get_by_text(f"Run: {run.id} (running)").wait_for(timeout=30_000)
+        sidebar.get_by_text(f"Current run: {run.id} (running)").wait_for(timeout=30_000)
         settle(page)
         no_traceback(page)
     finally:

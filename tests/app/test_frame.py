@@ -32,7 +32,7 @@ def test_every_page_shows_the_frame_even_when_it_stops_early(page, small_catsdog
     at = open_page(page)
     assert [plain(element.value) for element in at.sidebar.caption] == [
         "Data set: none chosen yet",
-        "Run: none yet",
+        "Current run: none yet",
     ]
     # A data set chosen on this very run shows at once (the Data page stops nowhere after a scan).
     at = scan(open_page("pages/1_Data.py"), small_catsdogs)

@@ -372,6 +372,8 @@ def test_the_run_chosen_on_predict_is_kept_in_the_address_so_a_reload_keeps_it(f
     other = fake_finished_run(folders["runs"], small_catsdogs)
     at = open_page("pages/3_Predict.py")
     assert at.selectbox(key="predict_run").value == best.id and at.query_params["model"] == best.id
+    # Named apart from the sidebar's "Current run" (the Train page's), which may be another run.
+    assert at.selectbox(key="predict_run").label == "Predict with the model of run"
     at.selectbox(key="predict_run").set_value(other.id).run()
     assert at.query_params["model"] == other.id
     assert "run" not in at.query_params, "?run= is the session's run, which the sidebar names"

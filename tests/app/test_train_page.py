@@ -706,11 +706,11 @@ def test_a_link_to_a_run_opens_it_as_the_current_run_and_a_path_is_never_taken(f
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params["run"] = linked.id
     at = open_page("pages/2_Train.py", at.run())
-    assert plain(at.sidebar.caption[1].value) == f"Run: {linked.id} (done)"
+    assert plain(at.sidebar.caption[1].value) == f"Current run: {linked.id} (done)"
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     at.query_params["run"] = str(linked.path)  # A path, not an id of the runs folder: as if no link.
     at = open_page("pages/2_Train.py", at.run())
-    assert plain(at.sidebar.caption[1].value) == f"Run: {newer.id} (done)"
+    assert plain(at.sidebar.caption[1].value) == f"Current run: {newer.id} (done)"
 
 
 def test_a_new_session_shows_the_newest_run_once_training_has_ended(folders, small_catsdogs):
@@ -718,13 +718,13 @@ def test_a_new_session_shows_the_newest_run_once_training_has_ended(folders, sma
     fake_finished_run(folders["runs"], small_catsdogs)
     newest = fake_finished_run(folders["runs"], small_catsdogs)
     at = open_page("pages/2_Train.py")
-    assert plain(at.sidebar.caption[1].value) == f"Run: {newest.id} (done)"
+    assert plain(at.sidebar.caption[1].value) == f"Current run: {newest.id} (done)"
     assert "Current run" in [header.value for header in at.header]
     # Shown, not kept: a run started in another tab or by the CLI takes its place on the next rerun.
     assert "run" not in at.query_params and "run_id" not in at.session_state
     running = fake_running_run(folders["runs"], small_catsdogs)
     at.run()
-    assert plain(at.sidebar.caption[1].value) == f"Run: {running.id} (running)"
+    assert plain(at.sidebar.caption[1].value) == f"Current run: {running.id} (running)"
     assert at.query_params["run"] == running.id
 
 
@@ -739,7 +739,7 @@ def test_the_current_run_is_in_the_address_so_a_reload_opens_it_again(folders, s
     reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     reloaded.query_params["run"] = at.query_params["run"]
     reloaded = open_page("pages/2_Train.py", reloaded.run())
-    assert plain(reloaded.sidebar.caption[1].value) == f"Run: {finished.id} (done)"
+    assert plain(reloaded.sidebar.caption[1].value) == f"Current run: {finished.id} (done)"
     assert "Current run" in [header.value for header in reloaded.header]
 
 
@@ -818,7 +818,7 @@ def test_the_sidebar_names_the_run_and_the_current_run_says_its_data_set(folders
     done = fake_finished_run(folders["runs"], small_catsdogs)
     catalog.rename(done, "first try")
     at = open_page("pages/2_Train.py")
-    assert plain(at.sidebar.caption[1].value) == f"Run: {done.id} “first try” (done)"
+    assert plain(at.sidebar.caption[1].value) == f"Current run: {done.id} “first try” (done)"
     assert f"{done.id} (first try) · EfficientNet-Lite0 · 160 px · on {small_catsdogs.name}" in texts(at)
 
 
