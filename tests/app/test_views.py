@@ -24,7 +24,11 @@ def test_vgg16_stack_groups_its_five_blocks_and_fine_tuning_trains_block5_and_th
     base = [block for block in stack.blocks if block.part == "base"]
     assert [block.name for block in base] == ["block1", "block2", "block3", "block4", "block5"]
     assert [block.layers for block in base] == [3, 3, 4, 4, 4]  # Convolutions and their pooling layer.
-    assert stack.steps == layer_stack.FIVE_STEPS
+    # The whole schedule: the five steps left out feature extraction, which strategy "all" trains first.
+    steps = layer_stack.FIVE_STEPS
+    assert stack.steps == (*steps[:2], *layer_stack.SEQUENCE_STEPS, *steps[3:])
+    assert "feature extraction" in stack.steps[2] and "augmented" in stack.steps[3]
+    assert layer_stack.layer_stack("vgg16", 64, "fine_tuning", head="flatten", dense_units=16).steps == steps
     assert stack.unfrozen_layers == ("block5_conv1", "block5_conv2", "block5_conv3")
     states = {block.name: block.state("fine_tuning") for block in stack.blocks}
     assert states["block5"] == "trainable" and states["block4"] == "frozen"

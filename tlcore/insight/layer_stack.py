@@ -30,6 +30,12 @@ FIVE_STEPS = (
     "Train the top block and the head together, at a low learning rate.",
 )
 
+# What strategy "all" does between freezing the base and unfreezing its top block: stages 1 and 2.
+SEQUENCE_STEPS = (
+    "Run the frozen base once over every image, then train the head on the saved features (feature extraction).",
+    "Train the head further on randomly augmented images, through the frozen base (by default the head of the "
+    "step before, continued).",
+)
 
 STATES = ("frozen", "partly trainable", "trainable", "no weights")
 STATE_COLOURS = ("#7fa7d1", "#f6c38b", "#e8590c", "#e5e7eb")
@@ -287,7 +293,11 @@ def layer_stack(
         if levels == 1
         else f"Add a new classifier head on the outputs of the base's last {levels} stages."
     )
-    if "fine_tuning" in phases:
+    if strategy == "all":
+        # The whole schedule: the five steps alone left out feature extraction, whose head stage 2 continues
+        # by default.
+        steps = (first_step, FIVE_STEPS[1], *SEQUENCE_STEPS, *FIVE_STEPS[3:])
+    elif "fine_tuning" in phases:
         steps = (first_step, *FIVE_STEPS[1:])
     elif strategy == "feature_extraction":
         steps = (first_step, FIVE_STEPS[1]) + (
