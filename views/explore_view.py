@@ -16,9 +16,10 @@ import streamlit as st
 from tlcore import wording
 from tlcore.data import cleaning
 from tlcore.data.dataset import DatasetScan
+from tlcore.data.images import InvalidImageError
 from tlcore.files import printable
 from tlcore.insight import explore, explore_chart
-from views import markdown, server
+from views import cached, markdown, server
 
 # Suspects offered for a decision, likeliest wrong first (the rest are summarised).
 MOST_SUSPECTS = 25
@@ -93,11 +94,16 @@ def explorer(dataset: DatasetScan) -> None:
     with st.form("explore_decisions", border=False):
         picked = []
         for index, suspect in enumerate(shown):
-            text, choice = st.columns([3, 2], vertical_alignment="center")
+            # The photo beside its verdict: a person decided "keep", "drop" or "relabel" without seeing it.
+            picture, text, choice = st.columns([1, 3, 2], vertical_alignment="center")
+            try:
+                picture.image(cached.thumbnail(suspect.path, 96)[0], width="stretch")
+            except (InvalidImageError, OSError) as error:
+                picture.caption(markdown.escape(getattr(error, "reason", str(error))))
             text.markdown(
                 markdown.escape(
-                    f"{name(suspect.path)}: labelled {suspect.label}, looks like {suspect.suggested} "
-                    f"({suspect.score:.0%} unlike its class)"
+                    f"{name(suspect.path)}: labelled {suspect.label}, looks like {suspect.suggested} (a classifier "
+                    f"trained without it gives {suspect.label} {1 - suspect.score:.0%})"
                 )
             )
             current = cleaning.choice_of(saved.get(suspect.path))
@@ -117,10 +123,15 @@ def explorer(dataset: DatasetScan) -> None:
                 suspect.path: cleaning.decision_for(suspect.path, choice) for suspect, choice in zip(shown, picked)
             }
             try:
-                path = cleaning.save_decisions(dataset, decisions.values(), server.data_dir())
+                cleaning.save_decisions(dataset, decisions.values(), server.data_dir())
             except (ValueError, OSError) as error:
                 st.error(markdown.escape(error))
             else:
                 changed = sum(decision.action != "keep" for decision in decisions.values())
-                saved = f"{wording.count(changed, 'photo')} to drop or relabel, saved in {path.name}."
+                # Where, in words: the file's name ("scenes-af9cbd803441.json") meant nothing to a person.
+                saved = (
+                    f"{wording.count(changed, 'photo')} to drop or relabel, saved with the data set in the app's "
+                    "data folder: a run applies them with “Use the cleaning decisions” (the Train page's training "
+                    "options)."
+                )
                 st.success(markdown.escape(saved))

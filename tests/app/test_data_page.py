@@ -452,6 +452,13 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
         }
     ]
     assert at.selectbox(key="explore_choice_0").options == ["keep", "drop", "relabel to cats", "relabel to dogs"]
+    # Each suspect beside its photo (decided unseen before), its score said as what a classifier gave its class.
+    suspects = [plain(block.value) for block in at.markdown if "looks like" in block.value]
+    assert suspects[0] == (
+        f"train/cats/{Path(cats[0]).name}: labelled cats, looks like dogs (a classifier trained without it gives "
+        "cats 10%)"
+    )
+    assert len(at.image) >= 2
     at.selectbox(key="explore_choice_0").set_value("relabel to dogs")
     at.selectbox(key="explore_choice_1").set_value("drop")
     click(at, "Save decisions")
@@ -459,7 +466,9 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
         cats[0]: cleaning.Decision(cats[0], "relabel", "dogs"),
         dogs[0]: cleaning.Decision(dogs[0], "drop"),
     }
-    assert "2 photos to drop or relabel" in texts(at)
+    assert "2 photos to drop or relabel, saved with the data set in the app's data folder: a run applies them" in (
+        texts(at)
+    )
     at.run()  # The saved decisions are what the explorer shows next.
     assert at.selectbox(key="explore_choice_0").value == "relabel to dogs" and len(calls) == 1
 
