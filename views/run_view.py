@@ -114,13 +114,19 @@ def show(run: store.Run) -> tuple[str, int]:
         st.caption(markdown.escape(kept_model_text(kept)))
     # A run training or cut short has no summary of its own (one in the folder is from before a resume): the
     # stages it finished say what it reached.
+    summary = {} if state in session.ACTIVE_STATES else run.summary()
     if state in session.ACTIVE_STATES:
         results = resumption.finished_stages(run)
     else:
         finished = resumption.finished_stages(run) if state in store.CUT_SHORT_STATES else {}
-        results = finished or run.summary().get("results", {})
+        results = finished or summary.get("results", {})
     if results:
-        st.caption(" · ".join(stage_result(stage, result) for stage, result in results.items()))
+        line = " · ".join(stage_result(stage, result) for stage, result in results.items())
+        total = summary.get("seconds") if state == "done" and len(results) > 1 else None
+        if isinstance(total, (int, float)) and not isinstance(total, bool):
+            # The runs table's time: the stages' seconds add up to less, which read as a disagreement.
+            line += f" · {monitor.format_seconds(total)} in all, building and saving the models included"
+        st.caption(line)
         lessons = stage_steps.for_run(run, results, state)
         if lessons:
             st.markdown("\n".join(f"- {markdown.escape(line)}" for line in lessons))

@@ -959,3 +959,14 @@ def test_a_run_whose_data_set_is_gone_offers_no_new_run_on_it_nor_an_evaluation(
     assert f"The current run's data set, {data}, is no longer on this machine." in texts(at)
     assert f"Its data set, {data}, is no longer on this machine (deleted from the library, or moved)" in texts(at)
     assert run.id in texts(at)
+
+
+def test_a_finished_sequence_says_its_whole_time_beside_its_stages(folders, small_catsdogs):
+    # Its stages' seconds added up to less than the runs table's time, which read as a disagreement.
+    from tests.runs.test_catalog import sequence_run
+
+    run = sequence_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    [line] = [plain(caption.value) for caption in at.caption if "saved model" in caption.value]
+    assert line.endswith(", 9 s · 17 s in all, building and saving the models included"), line
+    assert run.id in texts(at)
