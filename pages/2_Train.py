@@ -8,6 +8,7 @@ import streamlit as st
 from tlcore import wording
 from tlcore.config import (
     PRESET_DESCRIPTIONS,
+    PRESET_TITLES,
     PRESETS,
     STRATEGIES,
     AugmentationConfig,
@@ -196,7 +197,7 @@ else:
         preset = st.segmented_control(
             "Preset",
             list(PRESETS),
-            format_func=train_options.PRESET_TITLES.get,
+            format_func=PRESET_TITLES.get,
             required=True,
             key="train_preset",
             on_change=choose_preset,

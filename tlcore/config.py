@@ -350,6 +350,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # What each preset is for, in a sentence: the CLI's --preset help and the Train page show it.
+# The presets as the app offers them (the Train page's choice, the Data page's reset).
+PRESET_TITLES = {
+    "default": "CPU-friendly default",
+    "quality": "Higher accuracy, slower (Lite1)",
+    "seed": "Classic notebook (VGG16)",
+}
 PRESET_DESCRIPTIONS = {
     "default": "EfficientNet-Lite0 at 160 px, a pooled head: fast on a CPU, weights bundled",
     "quality": "EfficientNet-Lite1 at 240 px, left-right flips as the only augmentation: more accurate and slower "

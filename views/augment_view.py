@@ -10,14 +10,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.config import AugmentationConfig, preset_augmentation
+from tlcore.config import PRESET_TITLES, AugmentationConfig, preset_augmentation
 from tlcore.data import browse
 from tlcore.data.dataset import DatasetScan
 from tlcore.data.images import InvalidImageError
 from tlcore.files import printable
 from tlcore.insight import orientation
 from tlcore.settings import settings_of
-from views import cached, gallery, markdown, session, train_options
+from views import cached, gallery, markdown, session
 
 # Augmentation sliders: setting -> (label, lowest, highest, step), from AugmentationConfig's field metadata.
 SLIDERS = {
@@ -87,7 +87,7 @@ def preview(dataset: DatasetScan) -> None:
         fill_mode = FIELDS["fill_mode"].metadata
         values["fill_mode"] = st.selectbox(fill_mode["label"], fill_mode["choices"], key=keys["fill_mode"], **keep)
         # By the preset's title, as the Train page offers it: "the seed preset" named an internal key.
-        title = train_options.PRESET_TITLES.get(preset, preset)
+        title = PRESET_TITLES.get(preset, preset)
         reset_label = "Reset to the defaults" if preset == "default" else f"Reset to the “{title}” preset's settings"
         st.button(reset_label, on_click=reset, icon=":material/restart_alt:")
     try:

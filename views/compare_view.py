@@ -27,8 +27,10 @@ def show(run: store.Run | None) -> None:
         run: the page's current run (its evaluation is shown above it already), or None.
     """
     if deleted := st.session_state.pop("deleted_run", None):
-        shown = f"; the current run is now {run.id}" if run is not None else ""
-        st.toast(markdown.escape(f"Deleted run {deleted}{shown}."), icon=":material/delete:")
+        deleted_id, was_current = deleted
+        # Said when the page's current run changed with it, which went unexplained.
+        shown = f"; the current run is now {run.id}" if was_current and run is not None else ""
+        st.toast(markdown.escape(f"Deleted run {deleted_id}{shown}."), icon=":material/delete:")
     st.header("Compare runs")
     names = session.dataset_names()
     table = pd.DataFrame(

@@ -63,12 +63,10 @@ def choose() -> library.Entry | None:
         if owned
         else "it is forgotten with its cached features; your folder stays as it is"
     )
-    trained = [
-        run
-        for run in store.list_runs(server.runs_dir())
-        if catalog.same_folder(run.config().get("data_dir"), entry.path)
-    ]
-    if trained and owned:  # Said before, not found out after: they lose their photos, not their models.
+    # Only for the app's own copy, which goes: a folder of the person's own stays for its runs.
+    runs = store.list_runs(server.runs_dir()) if owned else []
+    trained = [run for run in runs if catalog.same_folder(run.config().get("data_dir"), entry.path)]
+    if trained:  # Said before, not found out after: they lose their photos, not their models.
         keep = "keeps its model" if len(trained) == 1 else "keep their models"
         what += (
             f". {wording.count(len(trained), 'run')} trained on it {keep} (Predict, exports) but can no longer be "

@@ -240,6 +240,8 @@ def manage(run: store.Run) -> None:
         if active:
             st.caption("A queued or training run cannot be deleted: stop it first.")
         if st.button("Delete this run", type="primary", icon=":material/delete:", disabled=active or not confirmed):
+            current = session.current_run()  # Before the deletion, which makes it fall back to another run.
+            was_current = current is not None and current.id == run.id
             try:
                 catalog.delete(run)
             except (ValueError, OSError) as error:
@@ -251,5 +253,5 @@ def manage(run: store.Run) -> None:
                 del st.query_params["run"]
             st.session_state.pop("runs_table", None)  # Its rows counted the deleted run.
             # Said after the rerun: the page shows another run as its current one, which went unexplained.
-            st.session_state["deleted_run"] = run.id
+            st.session_state["deleted_run"] = (run.id, was_current)
             st.rerun()

@@ -38,12 +38,6 @@ CHOICE_TITLES = {
     },
 }
 # Learning rates need more digits than a number input's default two.
-# The presets as the Train page offers them (the Data page's reset names them so too).
-PRESET_TITLES = {
-    "default": "CPU-friendly default",
-    "quality": "Higher accuracy, slower (Lite1)",
-    "seed": "Classic notebook (VGG16)",
-}
 NUMBER_FORMATS = {"learning_rate": "%.6f", "fine_tuning_learning_rate": "%.6f"}
 # The TrainConfig fields the Train page sets, by the part of the page that draws them (field metadata "page").
 PAGE_FIELDS = {

@@ -621,8 +621,12 @@ def test_the_compare_table_leads_with_accuracy_and_time_in_one_format_and_the_ov
 
 
 def test_a_run_picked_alone_can_be_renamed_and_deleted_after_a_confirmation_unless_it_runs(
-    folders, small_catsdogs, caplog
+    folders, small_catsdogs, caplog, monkeypatch
 ):
+    from streamlit.elements.lib import policies
+
+    # Streamlit logs that warning once per process: an earlier test in this worker must not have used it up.
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
     done = fake_finished_run(folders["runs"], small_catsdogs)
     running = fake_running_run(folders["runs"], small_catsdogs)
     at = open_page("pages/2_Train.py")
@@ -970,3 +974,17 @@ def test_a_finished_sequence_says_its_whole_time_beside_its_stages(folders, smal
     [line] = [plain(caption.value) for caption in at.caption if "saved model" in caption.value]
     assert line.endswith(", 9 s · 17 s in all, building and saving the models included"), line
     assert run.id in texts(at)
+
+
+def test_deleting_a_run_that_is_not_the_current_one_says_only_that(folders, small_catsdogs):
+    # "Deleted run A; the current run is now B" was said when B had been current all along.
+    other = fake_finished_run(folders["runs"], small_catsdogs)
+    current = fake_running_run(folders["runs"], small_catsdogs)
+    at = open_page("pages/2_Train.py")
+    ids = list(at.dataframe[-1].value["run"])
+    at.session_state["runs_table"] = {"selection": {"rows": [ids.index(other.id)], "columns": [], "cells": []}}
+    at.run()
+    at.checkbox(key=f"delete_confirmed_{other.id}").check().run()
+    at = click(at, "Delete this run")
+    assert not other.path.exists() and [plain(toast.value) for toast in at.toast] == [f"Deleted run {other.id}."]
+    assert at.session_state["run_id"] == current.id

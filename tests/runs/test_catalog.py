@@ -194,3 +194,10 @@ def test_a_runs_changed_settings_tell_it_apart_from_runs_alike_in_the_other_colu
     assert "augmented views" not in catalog.changed_settings(older)
     run = store.create(TrainConfig(data_dir=str(tmp_path), epochs=4), tmp_path / "runs")
     assert catalog.compare_row(catalog.describe(run))["settings changed"] == "epochs 4"
+
+
+def test_same_folder_takes_a_damaged_configs_data_dir_for_no_folder(tmp_path):
+    # A run whose config.json held "data_dir": 5 made the Library tab and "What transfer bought" raise.
+    assert catalog.same_folder(str(tmp_path), tmp_path) and catalog.same_folder(tmp_path / "a" / "..", str(tmp_path))
+    assert not catalog.same_folder(5, str(tmp_path)) and not catalog.same_folder(None, str(tmp_path))
+    assert not catalog.same_folder("", str(tmp_path)) and not catalog.same_folder(str(tmp_path), ["x"])

@@ -8,6 +8,7 @@ earlier stage's best; the best stage is named beside it, never in its place. No 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -206,8 +207,13 @@ def delete(run: store.Run) -> None:
     shutil.rmtree(run.path)
 
 
-def same_folder(first: str | None, second: str | None) -> bool:
-    """Whether two paths name one folder (a run's data_dir and a data set's root, say)."""
+def same_folder(first, second) -> bool:
+    """Whether two paths name one folder (a run's data_dir and a data set's root, say).
+
+    Anything but a non-empty path (None, a damaged config.json's number) names no folder: False.
+    """
+    if not isinstance(first, (str, os.PathLike)) or not isinstance(second, (str, os.PathLike)):
+        return False
     if not first or not second:
         return False
     try:
