@@ -198,11 +198,15 @@ def test_estimate_subtracts_time_since_the_last_progress_record():
     estimate = monitor.estimate(CONFIG, {"state": "running"}, progress, [], now=1003.0)
     assert estimate.fraction == 1.0 and estimate.seconds_left == 0.0
     # Its model's saving still follows: "about 0 s left" stood through it, read as a stall.
-    assert estimate.text.endswith("epoch 10 of 10 done, finishing the stage (saving its model).")
+    assert estimate.text.endswith("epoch 10 of 10 done, finishing the stage (validating and saving its model).")
     # Within the stage, the last seconds of an estimate are a few seconds.
     halfway = {**progress, "epoch": 10, "batch": 9, "steps": 10, "time": 1000.0}
     estimate = monitor.estimate(CONFIG, {"state": "running"}, halfway, [], now=1000.0)
     assert 0 < estimate.seconds_left < monitor.FEW_SECONDS and estimate.text.endswith(", a few seconds left.")
+    # A stage's end with a timed stage after it says the time that stage will take, not "finishing".
+    ended = {**progress, "stage": "frozen_augmented"}
+    estimate = monitor.estimate(CONFIG, {"state": "running"}, ended, [], now=1000.0)
+    assert estimate.seconds_left == pytest.approx(50.0) and estimate.text.endswith("done, about 50 s left.")
 
 
 def test_a_resumed_run_is_not_timed_from_the_stopped_processs_last_record():

@@ -255,13 +255,11 @@ def estimate(
             (done_before + finished) / total, None, f"{position}: {where} (preparing the model and the images)."
         )
 
-    seconds_left, overdue = None, False
+    seconds_left = None
     per_epoch = _seconds_per_epoch(stage, metrics, progress, done_in_stage, _number(status.get("started")))
     if per_epoch is not None and state in ("running", "stopping"):
         since = max(0.0, now - float(progress.get("time") or now))
-        seconds_left = per_epoch * (stage_epochs - done_in_stage) - since
-        overdue = seconds_left <= 0  # The estimate is used up: the stage's last steps take longer, or it stalls.
-        seconds_left = max(0.0, seconds_left)
+        seconds_left = max(0.0, per_epoch * (stage_epochs - done_in_stage) - since)
         later = stages[index + 1 :]
         # With cached views (augmented_views > 0) a fine-tuning epoch costs more than a frozen one.
         end_to_end = stage == "scratch" or not config.get("augmented_views", 10)
@@ -273,9 +271,10 @@ def estimate(
     text = f"{position}: {where}"
     if state == "stopping":
         text += " (stopping after this batch)"
-    elif seconds_left is not None and overdue and done_in_stage >= stage_epochs:
-        # Its last epoch has ended: what is left is no epoch ("about 0 s left" stood through it, read as a stall).
-        text += ", finishing the stage (saving its model)"
+    elif seconds_left == 0 and done_in_stage >= stage_epochs:
+        # Its last batch has trained and nothing timed follows: what is left is no epoch's batches ("about 0 s
+        # left" stood through it, read as a stall).
+        text += ", finishing the stage (validating and saving its model)"
     elif seconds_left is not None and seconds_left < FEW_SECONDS:
         text += ", a few seconds left"
     elif seconds_left is not None:
