@@ -18,7 +18,7 @@ from tlcore.config import IMBALANCE_RATIO, TrainConfig
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.insight import learning_rate_chart
 from tlcore.models.registry import BACKBONES
-from tlcore.runs import finder_jobs
+from tlcore.runs import finder_jobs, store
 from tlcore.settings import setting_type, settings_of
 from tlcore.strategies import stages_for
 from tlcore.training.training_context import class_weights_for
@@ -234,7 +234,7 @@ def learning_rate_finder(
 # What a find's state means to the person waiting for it.
 FIND_STATE_TEXTS = {
     # Queued also while its process starts, with nothing else running: "waiting for its turn" misled then.
-    "queued": "Starting (it waits while a training or another find holds the CPU)...",
+    "queued": "Starting (it waits while another find holds the CPU)...",
     "running": "Extracting features and sweeping the learning rate...",
     "stopping": "Stopping...",
 }
@@ -270,4 +270,8 @@ def poll_find(job_id: str) -> None:
         state = "gone"
     if state not in FIND_STATE_TEXTS:
         st.rerun()
-    st.caption(FIND_STATE_TEXTS[state])
+    training = store.training_run(server.runs_dir()) if state == "queued" else None
+    if training is not None:  # It waits for that run, for minutes maybe: said, not "starting".
+        st.caption(markdown.escape(f"Waiting for run {training.id} to finish (one training at a time)..."))
+    else:
+        st.caption(FIND_STATE_TEXTS[state])

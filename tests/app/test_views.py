@@ -546,3 +546,28 @@ def test_a_page_display_shows_the_latest_message_and_a_bar_until_its_step_ends()
     at.session_state["close"] = True
     at.run()
     assert not at.caption and not at.get("progress") and at.markdown[0].value == "after"
+
+
+def _poll_find_script(job_id: str) -> None:
+    """An AppTest script: the learning-rate finder's state line for one job."""
+    from views import train_options
+
+    train_options.poll_find(job_id)
+
+
+def test_a_queued_find_names_the_run_it_waits_for_or_says_it_is_starting(folders, small_catsdogs):
+    # "Waiting for its turn" showed while nothing trained, and "Starting" would have shown for minutes behind one.
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.page_kit import fake_running_run, plain
+    from tlcore.config import TrainConfig
+    from tlcore.runs import finder_jobs
+
+    job = finder_jobs.create(TrainConfig(data_dir=str(small_catsdogs)), folders["runs"])
+    at = AppTest.from_function(_poll_find_script, args=(job.id,)).run()
+    assert [caption.value for caption in at.caption] == ["Starting (it waits while another find holds the CPU)..."]
+    running = fake_running_run(folders["runs"], small_catsdogs)
+    at.run()
+    assert [plain(caption.value) for caption in at.caption] == [
+        f"Waiting for run {running.id} to finish (one training at a time)..."
+    ]
