@@ -153,7 +153,12 @@ dataset = session.current_dataset()
 run_config = run.config() if run is not None else {}  # Read once a draw: the button and the new run use it.
 previous_data = run_config.get("data_dir") if isinstance(run_config.get("data_dir"), str) else None
 if dataset is None and previous_data and not Path(previous_data).is_dir():  # Deleted from the library, or moved.
-    st.caption(markdown.escape(f"The current run's data set, {previous_data}, is no longer on this machine."))
+    st.caption(
+        markdown.escape(
+            f"No new run on the current run's data set: {previous_data} is no longer there (deleted from the "
+            "library, or moved)."
+        )
+    )
 elif dataset is None and previous_data and st.button("New run on the same data set", icon=":material/replay:"):
     try:
         dataset = cached.scan_folder(

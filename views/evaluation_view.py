@@ -54,12 +54,7 @@ def show(run: store.Run, key: str) -> None:
     result = evaluate.load_cached(run, split)
     if result is None and isinstance(data_dir, str) and data_dir and not Path(data_dir).is_dir():
         # Offered, the button only named a missing path: the data set was deleted from the library, or moved.
-        st.info(
-            markdown.escape(
-                f"Its data set, {data_dir}, is no longer on this machine (deleted from the library, or moved), so "
-                "this run cannot be evaluated here."
-            )
-        )
+        st.info(markdown.escape(f"Not evaluated: its data set, {data_dir}, is no longer there."))
         return
     if result is None:
         slot = st.empty()  # Cleared once the figures are there.

@@ -103,7 +103,7 @@ def explorer(dataset: DatasetScan) -> None:
             text.markdown(
                 markdown.escape(
                     f"{name(suspect.path)}: labelled {suspect.label}, looks like {suspect.suggested} (a classifier "
-                    f"trained without it gives {suspect.label} {1 - suspect.score:.0%})"
+                    f"that never saw it rates it {1 - suspect.score:.0%} {suspect.label})"
                 )
             )
             current = cleaning.choice_of(saved.get(suspect.path))
@@ -130,8 +130,8 @@ def explorer(dataset: DatasetScan) -> None:
                 changed = sum(decision.action != "keep" for decision in decisions.values())
                 # Where, in words: the file's name ("scenes-af9cbd803441.json") meant nothing to a person.
                 saved = (
-                    f"{wording.count(changed, 'photo')} to drop or relabel, saved with the data set in the app's "
-                    "data folder: a run applies them with “Use the cleaning decisions” (the Train page's training "
-                    "options)."
+                    f"{wording.count(changed, 'photo')} to drop or relabel, saved in the app's data folder (the "
+                    "photos are untouched); a run applies them when “Use the cleaning decisions” is on (the Train "
+                    "page's training options)."
                 )
                 st.success(markdown.escape(saved))

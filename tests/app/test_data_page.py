@@ -458,8 +458,8 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
     # Each suspect beside its photo (decided unseen before), its score said as what a classifier gave its class.
     suspects = [plain(block.value) for block in at.markdown if "looks like" in block.value]
     assert suspects[0] == (
-        f"train/cats/{Path(cats[0]).name}: labelled cats, looks like dogs (a classifier trained without it gives "
-        "cats 10%)"
+        f"train/cats/{Path(cats[0]).name}: labelled cats, looks like dogs (a classifier that never saw it rates "
+        "it 10% cats)"
     )
     assert len(at.image) - images_before == 2, "one thumbnail per suspect"
     at.selectbox(key="explore_choice_0").set_value("relabel to dogs")
@@ -469,7 +469,7 @@ def test_the_explorer_shows_the_map_the_leaks_and_saves_decisions_on_suspects(sm
         cats[0]: cleaning.Decision(cats[0], "relabel", "dogs"),
         dogs[0]: cleaning.Decision(dogs[0], "drop"),
     }
-    assert "2 photos to drop or relabel, saved with the data set in the app's data folder: a run applies them" in (
+    assert "2 photos to drop or relabel, saved in the app's data folder (the photos are untouched); a run" in (
         texts(at)
     )
     at.run()  # The saved decisions are what the explorer shows next.

@@ -960,8 +960,10 @@ def test_a_run_whose_data_set_is_gone_offers_no_new_run_on_it_nor_an_evaluation(
     at = open_page("pages/2_Train.py")
     labels = [button.label for button in at.button]
     assert "New run on the same data set" not in labels and "Evaluate on the validation split" not in labels
-    assert f"The current run's data set, {data}, is no longer on this machine." in texts(at)
-    assert f"Its data set, {data}, is no longer on this machine (deleted from the library, or moved)" in texts(at)
+    assert f"No new run on the current run's data set: {data} is no longer there (deleted from the library" in (
+        texts(at)
+    )
+    assert f"Not evaluated: its data set, {data}, is no longer there." in texts(at)
     assert run.id in texts(at)
 
 
