@@ -113,8 +113,9 @@ elif source == "Demo set":
             if error.reason is None:  # A damaged download: its message says what happened and what to do.
                 st.error(markdown.escape(error))
             else:  # Said for this page: the Python function the message names is no help here.
+                what_now = "Try again later. " if error.answered else "It needs network access. "
                 st.error(
-                    markdown.escape(f"Could not download cats vs dogs: {error.reason}. ")
+                    markdown.escape(f"Could not download cats vs dogs: {error.reason}. {what_now}")
                     + "The offline demo needs no download: **Offline demo: brick, grass, gravel**."
                 )
         except OSError as error:

@@ -210,8 +210,8 @@ def test_a_failed_demo_download_says_why_in_a_few_words_and_points_to_the_offlin
     at.segmented_control(key="data_source").set_value("Demo set").run()
     click(at, "Download cats vs dogs")
     assert [plain(element.value) for element in at.error] == [
-        "Could not download cats vs dogs: Connection refused. The offline demo needs no download: "
-        "**Offline demo: brick, grass, gravel**."
+        "Could not download cats vs dogs: Connection refused. It needs network access. The offline demo needs no "
+        "download: **Offline demo: brick, grass, gravel**."
     ]
 
 

@@ -152,6 +152,7 @@ def test_download_404_is_a_clear_error(tmp_path, server):
 
     message = str(caught.value)
     assert caught.value.reason.startswith("the server answered 404 (") and message.count(origin) == 1
+    assert caught.value.answered, "a server answered: the page says to try again later"
     assert "404" in message
     assert "Try again later" in message and "network access" not in message, "the server answered"
     assert "offline demo" in message
@@ -167,6 +168,7 @@ def test_download_refused_connection_is_a_clear_error(tmp_path):
     with pytest.raises(demo.DemoDataError, match="needs network access") as caught:
         demo.download_cats_and_dogs(cache_dir=tmp_path, origin=f"http://127.0.0.1:{port}/x.zip")
     assert caught.value.reason == "Connection refused"  # Not Keras' "None -- [Errno 111] Connection refused".
+    assert not caught.value.answered
 
 
 def test_damaged_download_is_deleted(tmp_path, server):

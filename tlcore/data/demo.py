@@ -54,11 +54,13 @@ class DemoDataError(Exception):
         message: the whole message, for a log or a traceback.
         reason: for a failed download, why, in a few words ("Name or service not known", "the server
             answered 404 (Not Found)"), for a page to say in its own words; None otherwise.
+        answered: whether a server answered the download (an HTTP error), not a missing network.
     """
 
-    def __init__(self, message: str, reason: str | None = None):
+    def __init__(self, message: str, reason: str | None = None, answered: bool = False):
         super().__init__(message)
         self.reason = reason
+        self.answered = answered
 
 
 def download_failure_reason(error: Exception) -> tuple[str, bool]:
@@ -130,12 +132,13 @@ def download_cats_and_dogs(cache_dir: str | os.PathLike | None = None, origin: s
         )
     except Exception as error:  # Keras re-raises urllib's errors as a bare Exception.
         reason, answered = download_failure_reason(error)
-        what_now = "Try again later" if answered else "It needs network access"
+        what_now = "Try again later." if answered else "It needs network access."
         raise DemoDataError(
-            f"Could not download the cats vs dogs demo data set from {origin}: {reason}. {what_now}; meanwhile, "
-            "the offline demo data set needs no download (textures photographed in scikit-image: the Data "
-            'page\'s "Offline demo" button, or tlcore.data.demo.build_offline_demo(folder) in Python).',
+            f"Could not download the cats vs dogs demo data set from {origin}: {reason}. {what_now} The offline "
+            "demo data set needs no download (textures photographed in scikit-image: the Data page's \"Offline "
+            'demo" button, or tlcore.data.demo.build_offline_demo(folder) in Python).',
             reason=reason,
+            answered=answered,
         ) from None
 
     # Beside the archive, which is where Keras put it (it falls back to /tmp/.keras when the cache
