@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from tlcore.data import browse, builder
+from tlcore.data import browse, builder, library
 from tlcore.data.dataset import DatasetError, DatasetScan
 from tlcore.data.images import SUPPORTED_EXTENSIONS, InvalidImageError
 from views import cached, markdown, server, session
@@ -89,6 +89,10 @@ def refreshed(current: DatasetScan) -> DatasetScan:
     if scanned == current:
         return current
     session.use_dataset(scanned)
+    try:
+        library.record(server.data_dir(), scanned, "built")  # Its entry's counts too.
+    except OSError:  # The scan is in use; only the library's counts wait for the next change.
+        pass
     return scanned
 
 

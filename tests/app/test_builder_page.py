@@ -70,6 +70,7 @@ def test_a_set_built_from_uploads_and_camera_shots_says_what_is_missing_then_sca
     captions = [plain(caption) for element in at.image for caption in element.captions]
     assert captions[:5] == ["camera.jpg", cats[0].name, "cat.2.jpg", *[path.name for path in cats[1:3]]]
     assert "7 train / 2 validation images" in plain(at.sidebar.caption[0].value)
+    assert library.entries(folders["data"])[0].images["train"] == 7, "the library's counts follow"
     assert at.session_state["dataset"].num_classes == 2
     [entry] = library.entries(folders["data"])
     assert (entry.name, entry.kind, entry.classes) == ("pets", "built", ("cats", "dogs"))
