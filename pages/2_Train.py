@@ -332,7 +332,10 @@ else:
                 st.rerun()  # Draw the new run at the top.
         started_id = st.session_state.get("started_run")
         if started_id is not None and st.session_state.pop("started_toast", False):
-            st.toast(markdown.escape(f"Run {started_id} started: its progress is at the top of the page."))
+            st.toast(
+                markdown.escape(f"Run {started_id} started: its progress is at the top of the page."),
+                icon=":material/play_arrow:",
+            )
         if run is not None and run.id == started_id and run.state in session.ACTIVE_STATES:
             # Kept while the run trains (the page is redrawn when its state changes): the page stays scrolled
             # at the button while the progress is drawn at the top, out of view.

@@ -127,7 +127,17 @@ def _stratified_split(
 
 
 def existing_folder(folder: str | os.PathLike) -> Path:
-    """The folder's resolved path; DatasetError naming it when it does not exist or is not a folder."""
+    """The folder's resolved path, checked.
+
+    Args:
+        folder: a folder path (`~` expanded).
+
+    Returns:
+        The resolved path.
+
+    Raises:
+        DatasetError: it does not exist, or is not a folder; the message names it.
+    """
     path = Path(folder).expanduser().resolve()
     if not path.exists():  # Worded as the Predict page's batch tab words it.
         raise DatasetError(f"{path}: does not exist.")

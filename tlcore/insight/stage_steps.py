@@ -165,8 +165,8 @@ def describe(step: StageStep) -> str:
     else:
         compared = f"{points_phrase(step.points)} {'above' if step.points > 0 else 'below'} {previous}"
     if step.verdict == "no clear difference" and step.points != 0:
-        within = _within(step)
-        compared += f" ({within})" if ";" in within else f", {within}"
+        in_photos = step.tie > TIE_POINTS and step.validation_images is not None
+        compared += f" ({_within(step)})" if in_photos else f", {_within(step)}"
     outcome = {
         "helped": "helped",
         "no clear difference": "made no clear difference",

@@ -298,6 +298,10 @@ def unscored_note(rows: Sequence[dict], labels: Sequence[str], folder: str | Non
 
     Args:
         rows, labels, folder: as for `score_by_folder`.
+
+    Returns:
+        "Not scored: the photos are in folders (a, b, c) that name none of this model's classes (cats, dogs).",
+        or None.
     """
     unknown = unscored_folders(rows, labels, folder)
     if len(unknown) < 2 or score_by_folder(rows, labels, folder) is not None:
